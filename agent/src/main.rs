@@ -1,0 +1,249 @@
+//! `gpucost-agent`: the GPU node agent. See `gpucost-agent --help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use gpucost_agent::identify::{DEFAULT_ENV_KEYS, ProcIdentifier};
+use gpucost_agent::nvml::NvmlSource;
+use gpucost_agent::reading::{CapacityType, NodeInfo};
+use gpucost_agent::sampler::{Clock, Sampler};
+use gpucost_agent::sim::{Fleet, FleetSpec, SimSource};
+use gpucost_agent::source::GpuSource;
+use gpucost_agent::uplink::UplinkConfig;
+use gpucost_agent::wire::Framer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SourceKind {
+    /// The node's NVIDIA GPUs through NVML.
+    Nvml,
+    /// One node of the deterministic simulated fleet.
+    Sim,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Json,
+}
+
+/// GPU node agent: samples per-process GPU use and streams it to the gpucost collector.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Config {
+    /// Where readings come from.
+    #[arg(long, env = "GPUCOST_SOURCE", value_enum, default_value = "nvml")]
+    source: SourceKind,
+    /// The collector's gRPC endpoint.
+    #[arg(long, env = "GPUCOST_COLLECTOR", default_value = "http://127.0.0.1:50051")]
+    collector: String,
+    /// How often to sample the GPUs.
+    #[arg(long, env = "GPUCOST_SAMPLE_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    sample_interval: Duration,
+    /// How often to send a batch (the length of one interval).
+    #[arg(long, env = "GPUCOST_REPORT_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    report_interval: Duration,
+    /// Sample one report interval, print it and exit (needs --output).
+    #[arg(long)]
+    once: bool,
+    /// Output format for --once.
+    #[arg(long, value_enum)]
+    output: Option<Output>,
+    /// Stable agent id; defaults to the node name.
+    #[arg(long, env = "GPUCOST_AGENT_ID")]
+    agent_id: Option<String>,
+    /// Cluster name, e.g. the EKS cluster.
+    #[arg(long, env = "GPUCOST_CLUSTER", default_value = "default")]
+    cluster: String,
+    /// This node's name (on Kubernetes: spec.nodeName through the downward API).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+    /// Cloud instance type, e.g. p4d.24xlarge (on EKS: the node.kubernetes.io/instance-type label).
+    #[arg(long, env = "GPUCOST_INSTANCE_TYPE", default_value = "")]
+    instance_type: String,
+    /// on-demand, spot or reserved.
+    #[arg(long, env = "GPUCOST_CAPACITY_TYPE", default_value = "on-demand")]
+    capacity_type: CapacityType,
+    #[arg(long, env = "GPUCOST_REGION", default_value = "")]
+    region: String,
+    #[arg(long, env = "GPUCOST_ZONE", default_value = "")]
+    zone: String,
+    /// The NVML library to load.
+    #[arg(long, env = "GPUCOST_NVML_LIB", default_value = "libnvidia-ml.so.1")]
+    nvml_lib: String,
+    /// Root of the host's /proc (the agent runs with hostPID).
+    #[arg(long, env = "GPUCOST_PROC_ROOT", default_value = "/proc")]
+    proc_root: PathBuf,
+    /// The host's passwd file, to name users.
+    #[arg(long, env = "GPUCOST_PASSWD", default_value = "/etc/passwd")]
+    passwd: PathBuf,
+    /// Environment variables read from GPU processes (comma-separated).
+    #[arg(long, env = "GPUCOST_ENV_KEYS", value_delimiter = ',', default_values_t = DEFAULT_ENV_KEYS.iter().map(|s| s.to_string()).collect::<Vec<_>>())]
+    env_keys: Vec<String>,
+    /// Most batches kept in memory while the collector is unreachable.
+    #[arg(long, env = "GPUCOST_MAX_PENDING", default_value_t = 5760)]
+    max_pending: usize,
+    /// How long to wait for outstanding acks on shutdown.
+    #[arg(long, env = "GPUCOST_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    /// Simulator: fleet seed.
+    #[arg(long, default_value_t = 1)]
+    sim_seed: u64,
+    /// Simulator: clusters in the fleet.
+    #[arg(long, default_value_t = 3)]
+    sim_clusters: u32,
+    /// Simulator: nodes in the fleet.
+    #[arg(long, default_value_t = 40)]
+    sim_nodes: u32,
+    /// Simulator: which node of the fleet this agent is.
+    #[arg(long, default_value_t = 0)]
+    sim_node: u32,
+    /// Simulator: run on a virtual clock from this time (RFC 3339, a multiple of the report interval).
+    #[arg(long, value_parser = humantime::parse_rfc3339)]
+    sim_start: Option<std::time::SystemTime>,
+    /// Simulator: real time to wait after each virtual interval.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    sim_pace: Duration,
+    /// Stop after this many intervals, once all are acked.
+    #[arg(long)]
+    intervals: Option<u64>,
+    /// Log format: text, json, or auto (json when stderr is not a terminal).
+    #[arg(long, env = "GPUCOST_LOG_FORMAT", default_value = "auto")]
+    log_format: String,
+}
+
+impl Config {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.sample_interval < Duration::from_millis(100) {
+            bail!("--sample-interval {:?} is too short: at least 100ms", self.sample_interval);
+        }
+        if self.report_interval < self.sample_interval || self.report_interval > Duration::from_secs(3600) {
+            bail!("--report-interval {:?} must be between --sample-interval ({:?}) and 1h", self.report_interval, self.sample_interval);
+        }
+        if self.report_interval.as_nanos() % self.sample_interval.as_nanos() != 0 {
+            bail!("--report-interval {:?} must be a multiple of --sample-interval {:?}", self.report_interval, self.sample_interval);
+        }
+        if self.once && self.output.is_none() {
+            bail!("--once needs --output json");
+        }
+        if self.sim_node >= self.sim_nodes {
+            bail!("--sim-node {} is not in a fleet of --sim-nodes {}", self.sim_node, self.sim_nodes);
+        }
+        if self.sim_start.is_some() && self.source != SourceKind::Sim {
+            bail!("--sim-start only applies to --source sim");
+        }
+        Ok(())
+    }
+
+    fn virtual_start(&self) -> anyhow::Result<Option<u64>> {
+        let Some(t) = self.sim_start else { return Ok(None) };
+        let ns = t.duration_since(std::time::UNIX_EPOCH).context("--sim-start before 1970")?.as_nanos() as u64;
+        if ns % self.report_interval.as_nanos() as u64 != 0 {
+            bail!("--sim-start {} is not a multiple of --report-interval {:?}", humantime::format_rfc3339(t), self.report_interval);
+        }
+        Ok(Some(ns))
+    }
+}
+
+fn init_logs(format: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let json = match format {
+        "json" => true,
+        "text" => false,
+        _ => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn boot_id() -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{:x}-{:x}", t, std::process::id())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    init_logs(&config.log_format);
+    config.validate()?;
+    let virtual_start = config.virtual_start()?;
+
+    let (source, identifier, agent_id): (Box<dyn GpuSource>, Option<ProcIdentifier>, String) = match config.source {
+        SourceKind::Nvml => {
+            let node_name = config.node_name.clone().unwrap_or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+            });
+            let node = NodeInfo {
+                cluster: config.cluster.clone(),
+                node_name: node_name.clone(),
+                instance_type: config.instance_type.clone(),
+                capacity_type: config.capacity_type,
+                region: config.region.clone(),
+                zone: config.zone.clone(),
+                devices: Vec::new(),
+            };
+            let source = NvmlSource::open(&config.nvml_lib, node)?;
+            let passwd = config.passwd.exists().then_some(config.passwd.as_path());
+            let identifier = ProcIdentifier::new(&config.proc_root, passwd, config.env_keys.clone());
+            (Box::new(source), Some(identifier), config.agent_id.clone().unwrap_or(node_name))
+        }
+        SourceKind::Sim => {
+            let spec = FleetSpec { seed: config.sim_seed, clusters: config.sim_clusters, nodes: config.sim_nodes };
+            let node = Fleet::generate(spec).nodes.swap_remove(config.sim_node as usize);
+            let agent_id = config.agent_id.clone().unwrap_or_else(|| node.agent_id.clone());
+            (Box::new(SimSource::new(node, config.report_interval.as_nanos() as u64)), None, agent_id)
+        }
+    };
+    let clock = match virtual_start {
+        Some(start_unix_nanos) => Clock::Virtual { start_unix_nanos, pace: config.sim_pace },
+        None => Clock::Wall { align: !config.once },
+    };
+    let mut sampler = Sampler::new(source, identifier, config.sample_interval, config.report_interval, clock);
+    tracing::info!(agent_id, devices = sampler.source().node().devices.len(), source = ?config.source, "agent started");
+
+    if config.once {
+        let report = sampler.next_interval().await?;
+        let out = serde_json::json!({ "agent_id": agent_id, "node": sampler.source().node(), "interval": report });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+
+    let framer = Framer::new(agent_id, boot_id());
+    let mut uplink = UplinkConfig::new(config.collector.clone());
+    uplink.max_pending = config.max_pending;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(gpucost_agent::stream_node(sampler, framer, uplink, config.intervals, stop_rx));
+    tokio::pin!(run);
+    let stats = tokio::select! {
+        r = &mut run => r??,
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down: sending the current interval");
+            let _ = stop_tx.send(true);
+            match tokio::time::timeout(config.drain_timeout, &mut run).await {
+                Ok(r) => r??,
+                Err(_) => bail!("collector did not ack the last batches within --drain-timeout {:?}; they are lost", config.drain_timeout),
+            }
+        }
+    };
+    tracing::info!(?stats, "agent stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}

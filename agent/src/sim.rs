@@ -1,0 +1,697 @@
+//! A seeded, deterministic GPU fleet: nodes of real AWS GPU instance types, and workloads with the
+//! patterns a real platform sees — training jobs near full use, inference following a daily wave,
+//! notebooks idling while they hold memory, batch jobs that start and end — each with the identity a
+//! real cluster would give it (namespace, pod, controller, Backstage and MLflow labels; a few ECS tasks,
+//! Slurm jobs and bare users).
+//!
+//! Everything is a pure function of (seed, time): a process's readings are constant within one *slot*
+//! (the report interval), so the ground truth of any slot-aligned window is exact integer arithmetic
+//! that tests compare with what the collector stored. Processes on one GPU never sum to more than
+//! 100 % SM, so no normalisation blurs that truth.
+
+use std::collections::BTreeMap;
+
+use crate::reading::{
+    CapacityType, GpuDevice, GpuSample, NodeInfo, ProcessSample, Tick, WorkloadIdentity,
+    WorkloadKind,
+};
+use crate::source::{GpuSource, SourceError};
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+const GIB: u64 = 1 << 30;
+
+/// Deterministic hashing: splitmix64. The same seed gives the same fleet on every machine.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn hash(parts: &[u64]) -> u64 {
+    parts.iter().fold(0x6770_7563_6f73_7400, |h, p| mix(h ^ p))
+}
+
+/// A small deterministic generator for building the fleet.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = mix(self.0);
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// How big a fleet to simulate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetSpec {
+    pub seed: u64,
+    pub clusters: u32,
+    pub nodes: u32,
+}
+
+impl FleetSpec {
+    /// The demo fleet: 3 clusters, 40 nodes, about 200 GPUs.
+    pub fn demo(seed: u64) -> Self {
+        Self { seed, clusters: 3, nodes: 40 }
+    }
+}
+
+struct InstanceType {
+    name: &'static str,
+    gpus: u32,
+    model: &'static str,
+    memory_gib: u64,
+    idle_w: u64,
+    max_w: u64,
+    /// Nodes of this type in every 40 (the demo fleet's mix: 195 GPUs).
+    per_40: u64,
+}
+
+const INSTANCE_TYPES: &[InstanceType] = &[
+    InstanceType { name: "g5.xlarge", gpus: 1, model: "NVIDIA A10G", memory_gib: 24, idle_w: 25, max_w: 300, per_40: 4 },
+    InstanceType { name: "g5.12xlarge", gpus: 4, model: "NVIDIA A10G", memory_gib: 24, idle_w: 25, max_w: 300, per_40: 8 },
+    InstanceType { name: "g5.48xlarge", gpus: 8, model: "NVIDIA A10G", memory_gib: 24, idle_w: 25, max_w: 300, per_40: 4 },
+    InstanceType { name: "g6.xlarge", gpus: 1, model: "NVIDIA L4", memory_gib: 24, idle_w: 16, max_w: 72, per_40: 3 },
+    InstanceType { name: "g6.12xlarge", gpus: 4, model: "NVIDIA L4", memory_gib: 24, idle_w: 16, max_w: 72, per_40: 5 },
+    InstanceType { name: "g6e.12xlarge", gpus: 4, model: "NVIDIA L40S", memory_gib: 48, idle_w: 35, max_w: 350, per_40: 6 },
+    InstanceType { name: "p4d.24xlarge", gpus: 8, model: "NVIDIA A100-SXM4-40GB", memory_gib: 40, idle_w: 55, max_w: 400, per_40: 4 },
+    InstanceType { name: "p4de.24xlarge", gpus: 8, model: "NVIDIA A100-SXM4-80GB", memory_gib: 80, idle_w: 60, max_w: 400, per_40: 2 },
+    InstanceType { name: "p5.48xlarge", gpus: 8, model: "NVIDIA H100 80GB HBM3", memory_gib: 80, idle_w: 70, max_w: 700, per_40: 4 },
+];
+
+const CLUSTERS: &[(&str, &str)] = &[
+    ("prod-us-east-1", "us-east-1"),
+    ("research-us-west-2", "us-west-2"),
+    ("inference-eu-west-1", "eu-west-1"),
+    ("dev-us-east-2", "us-east-2"),
+];
+
+/// Teams with the Backstage components and MLflow models they run.
+const TEAMS: &[(&str, &[&str])] = &[
+    ("vision", &["detector", "segmenter", "clip-embedder"]),
+    ("nlp", &["llama-chat", "summarizer", "translator"]),
+    ("recsys", &["ranker", "retrieval-two-tower"]),
+    ("speech", &["whisper-asr", "tts"]),
+    ("research", &["moe-pretrain", "diffusion-xl"]),
+];
+
+const USERS: &[&str] = &["alice", "bob", "carol", "dmitri", "erin", "farah", "gus", "hana"];
+
+/// When a process is on its GPU and how hard it works, slot by slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pattern {
+    /// Always on, SM between `base - 3` and `base`.
+    Training { base: u32 },
+    /// A daily triangle wave between `trough` and `peak`, highest at `peak_hour` UTC.
+    Inference { trough: u32, peak: u32, peak_hour: u64 },
+    /// Always holds memory; busy (`busy` %) in about `active_percent` of 10-minute stretches.
+    Notebook { active_percent: u64, busy: u32 },
+    /// Runs `run_slots` out of every `period_slots`, at about `util` %, with a new pid per run.
+    Batch { period_slots: u64, run_slots: u64, offset: u64, util: u32 },
+}
+
+#[derive(Debug, Clone)]
+struct SimProcess {
+    gpu_uuid: String,
+    base_pid: u32,
+    memory_bytes: u64,
+    pattern: Pattern,
+    identity: WorkloadIdentity,
+    key: String,
+}
+
+struct SimGpu {
+    idle_mw: u64,
+    max_mw: u64,
+    memory_total_bytes: u64,
+}
+
+/// One simulated node: what its agent would see.
+pub struct SimNode {
+    pub agent_id: String,
+    pub info: NodeInfo,
+    seed: u64,
+    gpus: BTreeMap<String, SimGpu>,
+    processes: Vec<SimProcess>,
+}
+
+/// A simulated fleet.
+pub struct Fleet {
+    pub nodes: Vec<SimNode>,
+}
+
+impl Fleet {
+    pub fn generate(spec: FleetSpec) -> Self {
+        let clusters = spec.clusters.clamp(1, CLUSTERS.len() as u32) as usize;
+        // A shuffled deck of instance types keeps the mix (and the GPU count) the same for every seed.
+        let mut deck: Vec<&InstanceType> = INSTANCE_TYPES.iter().flat_map(|t| std::iter::repeat_n(t, t.per_40 as usize)).collect();
+        let mut rng = Rng(hash(&[spec.seed, 0x6465636b]));
+        for i in (1..deck.len()).rev() {
+            deck.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let nodes = (0..spec.nodes)
+            .map(|i| SimNode::generate(spec.seed, i, deck[i as usize % deck.len()], &CLUSTERS[i as usize % clusters]))
+            .collect();
+        Self { nodes }
+    }
+
+    pub fn gpu_count(&self) -> usize {
+        self.nodes.iter().map(|n| n.info.devices.len()).sum()
+    }
+}
+
+fn uuid_from(h: u64, h2: u64) -> String {
+    format!(
+        "GPU-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        h >> 32,
+        (h >> 16) & 0xffff,
+        h & 0xffff,
+        h2 >> 48,
+        h2 & 0xffff_ffff_ffff
+    )
+}
+
+impl SimNode {
+    fn generate(seed: u64, index: u32, it: &InstanceType, &(cluster, region): &(&str, &str)) -> Self {
+        let mut rng = Rng(hash(&[seed, u64::from(index), 0x6e6f6465]));
+        let zone = format!("{region}{}", *rng.pick(&['a', 'b', 'c']));
+        let node_name = format!(
+            "ip-10-{}-{}-{}.{region}.compute.internal",
+            rng.range(0, 31),
+            rng.range(0, 255),
+            rng.range(1, 254)
+        );
+        let capacity_type = if rng.chance(25) { CapacityType::Spot } else { CapacityType::OnDemand };
+        let mut devices = Vec::new();
+        let mut gpus = BTreeMap::new();
+        for g in 0..it.gpus {
+            let uuid = uuid_from(rng.next(), rng.next());
+            let memory_total_bytes = it.memory_gib * GIB;
+            gpus.insert(
+                uuid.clone(),
+                SimGpu { idle_mw: it.idle_w * 1000, max_mw: it.max_w * 1000, memory_total_bytes },
+            );
+            devices.push(GpuDevice {
+                uuid,
+                model: it.model.to_string(),
+                memory_total_bytes,
+                index: g,
+                mig_parent_uuid: None,
+                mig_profile: None,
+            });
+        }
+        let info = NodeInfo {
+            cluster: cluster.to_string(),
+            node_name: node_name.clone(),
+            instance_type: it.name.to_string(),
+            capacity_type,
+            region: region.to_string(),
+            zone,
+            devices,
+        };
+        let mut node = SimNode { agent_id: node_name, info, seed, gpus, processes: Vec::new() };
+        node.place_workloads(&mut rng, index);
+        node
+    }
+
+    /// Decides who runs on each GPU. A multi-GPU training job may take the whole node.
+    fn place_workloads(&mut self, rng: &mut Rng, node_index: u32) {
+        let uuids: Vec<String> = self.info.devices.iter().map(|d| d.uuid.clone()).collect();
+        let mut pid = 1000 + rng.range(0, 30_000) as u32;
+        let mut next_pid = || {
+            pid += 1 + (pid % 7);
+            pid
+        };
+        if uuids.len() >= 4 && rng.chance(35) {
+            let ident = self.pod_identity(rng, "train", node_index, 0);
+            let base = rng.range(90, 99) as u32;
+            let mem_frac = rng.range(60, 92);
+            for uuid in &uuids {
+                let memory_bytes = self.gpus[uuid].memory_total_bytes / 100 * mem_frac;
+                self.push(uuid, next_pid(), memory_bytes, Pattern::Training { base }, ident.clone());
+            }
+            return;
+        }
+        for (g, uuid) in uuids.iter().enumerate() {
+            let mem = self.gpus[uuid].memory_total_bytes;
+            let slot = g as u32;
+            match rng.below(100) {
+                0..=19 => {
+                    let ident = self.pod_identity(rng, "train", node_index, slot);
+                    let base = rng.range(88, 99) as u32;
+                    self.push(uuid, next_pid(), mem / 100 * rng.range(50, 90), Pattern::Training { base }, ident);
+                }
+                20..=44 => {
+                    let ident = self.pod_identity(rng, "serve", node_index, slot);
+                    let peak = rng.range(40, 60) as u32;
+                    let trough = rng.range(3, 15) as u32;
+                    let pattern = Pattern::Inference { trough, peak, peak_hour: rng.range(13, 20) };
+                    self.push(uuid, next_pid(), mem / 100 * rng.range(30, 60), pattern, ident);
+                    if rng.chance(40) {
+                        // Time-sliced: a notebook shares this GPU with the inference server.
+                        let ident = self.notebook_identity(rng);
+                        let pattern = Pattern::Notebook { active_percent: rng.range(10, 30), busy: rng.range(15, 35) as u32 };
+                        self.push(uuid, next_pid(), mem / 100 * rng.range(10, 30), pattern, ident);
+                    }
+                }
+                45..=62 => {
+                    let ident = self.notebook_identity(rng);
+                    let pattern = Pattern::Notebook { active_percent: rng.range(5, 25), busy: rng.range(20, 70) as u32 };
+                    self.push(uuid, next_pid(), mem / 100 * rng.range(15, 60), pattern, ident);
+                }
+                63..=74 => {
+                    let ident = self.batch_identity(rng, node_index, slot);
+                    let period_slots = rng.range(40, 400);
+                    let pattern = Pattern::Batch {
+                        period_slots,
+                        run_slots: rng.range(period_slots / 5, period_slots * 3 / 4),
+                        offset: rng.below(period_slots),
+                        util: rng.range(65, 95) as u32,
+                    };
+                    self.push(uuid, next_pid(), mem / 100 * rng.range(30, 80), pattern, ident);
+                }
+                75..=82 => {
+                    let ident = self.host_identity(rng);
+                    let pattern = Pattern::Batch {
+                        period_slots: rng.range(100, 600),
+                        run_slots: rng.range(20, 90),
+                        offset: rng.below(100),
+                        util: rng.range(30, 90) as u32,
+                    };
+                    self.push(uuid, next_pid(), mem / 100 * rng.range(10, 50), pattern, ident);
+                }
+                _ => {} // nobody: an idle GPU
+            }
+        }
+    }
+
+    fn push(&mut self, uuid: &str, base_pid: u32, memory_bytes: u64, pattern: Pattern, identity: WorkloadIdentity) {
+        let key = workload_key(&self.info, &identity);
+        self.processes.push(SimProcess { gpu_uuid: uuid.to_string(), base_pid, memory_bytes, pattern, identity, key });
+    }
+
+    fn pod_identity(&self, rng: &mut Rng, role: &str, node_index: u32, slot: u32) -> WorkloadIdentity {
+        let (team, components) = rng.pick(TEAMS);
+        let component = *rng.pick(components);
+        let version = rng.range(1, 12);
+        let suffix = format!("{:05x}", hash(&[self.seed, u64::from(node_index), u64::from(slot), 0x706f64]) & 0xfffff);
+        let (controller_kind, controller_name, pod) = if role == "train" {
+            let job = format!("{component}-train-v{version}");
+            ("Job", job.clone(), format!("{job}-{suffix}"))
+        } else {
+            let dep = format!("{component}-serving");
+            ("Deployment", dep.clone(), format!("{dep}-7d9f8c{}-{suffix}", rng.range(10, 99)))
+        };
+        let mut labels = BTreeMap::new();
+        labels.insert("app.kubernetes.io/name".into(), component.to_string());
+        labels.insert("backstage.io/kubernetes-id".into(), component.to_string());
+        labels.insert("team".into(), team.to_string());
+        labels.insert("mlflow.org/model-name".into(), component.to_string());
+        labels.insert("mlflow.org/model-version".into(), version.to_string());
+        let mut env = BTreeMap::new();
+        if role == "train" {
+            env.insert("MLFLOW_RUN_ID".into(), format!("{:032x}", u128::from(hash(&[self.seed, u64::from(node_index), u64::from(slot)]))));
+            env.insert("MLFLOW_EXPERIMENT_ID".into(), (rng.range(1, 40)).to_string());
+        }
+        let mut namespace_labels = BTreeMap::new();
+        namespace_labels.insert("backstage.io/owner".into(), format!("group:default/{team}"));
+        let uid_hash = hash(&[self.seed, u64::from(node_index), u64::from(slot), 0x756964]);
+        WorkloadIdentity {
+            kind: WorkloadKind::KubernetesPod,
+            namespace: format!("team-{team}"),
+            pod,
+            pod_uid: format!(
+                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                uid_hash >> 32,
+                (uid_hash >> 16) & 0xffff,
+                uid_hash & 0xffff,
+                rng.below(0xffff),
+                rng.next() & 0xffff_ffff_ffff
+            ),
+            container: if role == "train" { "trainer".into() } else { "server".into() },
+            controller_kind: controller_kind.into(),
+            controller_name,
+            labels,
+            namespace_labels,
+            container_runtime: "containerd".into(),
+            container_id: format!("{:016x}{:016x}", rng.next(), rng.next()),
+            env,
+            ..Default::default()
+        }
+    }
+
+    fn notebook_identity(&self, rng: &mut Rng) -> WorkloadIdentity {
+        let user = *rng.pick(USERS);
+        let mut labels = BTreeMap::new();
+        labels.insert("app.kubernetes.io/name".into(), "jupyter".into());
+        labels.insert("team".into(), rng.pick(TEAMS).0.to_string());
+        WorkloadIdentity {
+            kind: WorkloadKind::KubernetesPod,
+            namespace: "notebooks".into(),
+            pod: format!("jupyter-{user}-0"),
+            container: "notebook".into(),
+            controller_kind: "StatefulSet".into(),
+            controller_name: format!("jupyter-{user}"),
+            labels,
+            container_runtime: "containerd".into(),
+            container_id: format!("{:016x}{:016x}", rng.next(), rng.next()),
+            ..Default::default()
+        }
+    }
+
+    fn batch_identity(&self, rng: &mut Rng, node_index: u32, slot: u32) -> WorkloadIdentity {
+        if rng.chance(50) {
+            let family = format!("{}-batch-embed", rng.pick(TEAMS).0);
+            let task = format!("{:032x}", u128::from(hash(&[self.seed, u64::from(node_index), u64::from(slot), 0x65637])));
+            WorkloadIdentity {
+                kind: WorkloadKind::EcsTask,
+                ecs_cluster: "gpu-batch".into(),
+                ecs_task_family: family,
+                ecs_task_arn: format!("arn:aws:ecs:{}:123456789012:task/gpu-batch/{task}", self.info.region),
+                container_runtime: "docker".into(),
+                ..Default::default()
+            }
+        } else {
+            let user = *rng.pick(USERS);
+            WorkloadIdentity {
+                kind: WorkloadKind::SlurmJob,
+                slurm_job_id: (100_000 + hash(&[self.seed, u64::from(node_index), u64::from(slot)]) % 900_000).to_string(),
+                slurm_account: rng.pick(TEAMS).0.to_string(),
+                user: user.into(),
+                ..Default::default()
+            }
+        }
+    }
+
+    fn host_identity(&self, rng: &mut Rng) -> WorkloadIdentity {
+        let i = rng.below(USERS.len() as u64);
+        WorkloadIdentity {
+            kind: WorkloadKind::HostProcess,
+            user: USERS[i as usize].into(),
+            uid: Some(1000 + i as u32),
+            ..Default::default()
+        }
+    }
+
+    /// The readings of process `p` in slot `slot` (of `slot_ns` nanoseconds), or `None` when it is not
+    /// on the GPU then. Returns (pid, SM percent).
+    fn process_in_slot(&self, p: &SimProcess, slot: u64, slot_ns: u64) -> Option<(u32, u32)> {
+        let noise = hash(&[self.seed, u64::from(p.base_pid), slot]);
+        match p.pattern {
+            Pattern::Training { base } => Some((p.base_pid, base - (noise % 4) as u32)),
+            Pattern::Inference { trough, peak, peak_hour } => {
+                // Minutes from the daily peak, 0..=720, turned into a triangle wave.
+                let minute_of_day = (slot * slot_ns / NS_PER_SEC / 60) % 1440;
+                let from_peak = (minute_of_day + 1440 - peak_hour * 60) % 1440;
+                let distance = from_peak.min(1440 - from_peak);
+                let span = u64::from(peak - trough);
+                let level = u64::from(peak) - span * distance / 720;
+                let jitter = (noise % 5) as u32;
+                Some((p.base_pid, (level as u32).saturating_sub(jitter).max(1)))
+            }
+            Pattern::Notebook { active_percent, busy } => {
+                let stretch = slot * slot_ns / (600 * NS_PER_SEC);
+                let active = hash(&[self.seed, u64::from(p.base_pid), stretch]) % 100 < active_percent;
+                Some((p.base_pid, if active { busy - (noise % 5) as u32 } else { 0 }))
+            }
+            Pattern::Batch { period_slots, run_slots, offset, util } => {
+                // Periods are defined on a 15-second grid so that a job's schedule does not depend on
+                // the report interval.
+                let grid = slot * slot_ns / (15 * NS_PER_SEC);
+                let phase = (grid + offset) % period_slots;
+                let run = (grid + offset) / period_slots;
+                (phase < run_slots).then(|| (p.base_pid + (run % 50_000) as u32 * 2, util - (noise % 6) as u32))
+            }
+        }
+    }
+
+    fn slot_tick(&self, slot: u64, slot_ns: u64) -> Tick {
+        let mut tick = Tick::default();
+        let mut busy: BTreeMap<&str, (u32, u64)> = BTreeMap::new();
+        for p in &self.processes {
+            if let Some((pid, sm)) = self.process_in_slot(p, slot, slot_ns) {
+                let e = busy.entry(&p.gpu_uuid).or_default();
+                e.0 += sm;
+                e.1 += p.memory_bytes;
+                tick.processes.push(ProcessSample {
+                    pid,
+                    gpu_uuid: p.gpu_uuid.clone(),
+                    sm_util_percent: Some(sm),
+                    memory_util_percent: Some(sm / 2),
+                    used_memory_bytes: p.memory_bytes,
+                    identity: Some(p.identity.clone()),
+                });
+            }
+        }
+        for (uuid, g) in &self.gpus {
+            let (sm, mem) = busy.get(uuid.as_str()).copied().unwrap_or_default();
+            let util = sm.min(100);
+            tick.gpus.push(GpuSample {
+                uuid: uuid.clone(),
+                utilization_percent: Some(util),
+                memory_utilization_percent: Some(util / 2),
+                memory_used_bytes: (mem + if mem > 0 { 512 << 20 } else { 0 }).min(g.memory_total_bytes),
+                power_milliwatts: Some(g.idle_mw + (g.max_mw - g.idle_mw) * u64::from(util) / 100),
+                energy_counter_millijoules: None,
+            });
+        }
+        tick
+    }
+
+    /// The exact ground truth of a slot-aligned window [from, to): per GPU, and per (GPU, workload).
+    pub fn truth(&self, from_ns: u64, to_ns: u64, slot_ns: u64) -> Truth {
+        let mut truth = Truth::default();
+        let mut slot = from_ns / slot_ns;
+        while slot * slot_ns < to_ns {
+            let start = (slot * slot_ns).max(from_ns);
+            let end = ((slot + 1) * slot_ns).min(to_ns);
+            let len = end - start;
+            for uuid in self.gpus.keys() {
+                truth.gpus.entry(uuid.clone()).or_default().observed_ns += len;
+            }
+            let mut held_gpus = std::collections::BTreeSet::new();
+            for p in &self.processes {
+                if let Some((_, sm)) = self.process_in_slot(p, slot, slot_ns) {
+                    let used = len * u64::from(sm) / 100;
+                    let w = truth.workloads.entry((p.gpu_uuid.clone(), p.key.clone())).or_default();
+                    w.held_ns += len;
+                    w.used_ns += used;
+                    let g = truth.gpus.entry(p.gpu_uuid.clone()).or_default();
+                    g.used_ns += used;
+                    held_gpus.insert(p.gpu_uuid.clone());
+                }
+            }
+            for uuid in held_gpus {
+                truth.gpus.entry(uuid).or_default().held_ns += len;
+            }
+            slot += 1;
+        }
+        truth
+    }
+}
+
+/// GPU time, in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GpuTime {
+    /// Time the GPU was observed (only meaningful per GPU).
+    pub observed_ns: u64,
+    /// Time held: by any workload (per GPU), or by this workload.
+    pub held_ns: u64,
+    /// Time used: mean SM utilisation × time.
+    pub used_ns: u64,
+}
+
+/// What really happened over a window, for tests to compare with the ledger.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Truth {
+    pub gpus: BTreeMap<String, GpuTime>,
+    /// Keyed by (GPU UUID, workload key as the collector names it).
+    pub workloads: BTreeMap<(String, String), GpuTime>,
+}
+
+/// The collector's name for a workload: `pod:<cluster>/<namespace>/<pod>`, `ecs:<task arn>`,
+/// `slurm:<cluster>/<job id>`, `systemd:<cluster>/<node>/<unit>`, `container:<cluster>/<node>/<id>`,
+/// `user:<cluster>/<node>/<user>`, or `unidentified:<cluster>/<node>`. The simulator names its workloads
+/// the same way so that its ground truth can be compared with the ledger.
+pub fn workload_key(node: &NodeInfo, w: &WorkloadIdentity) -> String {
+    let (c, n) = (&node.cluster, &node.node_name);
+    match w.kind {
+        WorkloadKind::KubernetesPod => format!("pod:{c}/{}/{}", w.namespace, w.pod),
+        WorkloadKind::EcsTask => format!("ecs:{}", w.ecs_task_arn),
+        WorkloadKind::SlurmJob => format!("slurm:{c}/{}", w.slurm_job_id),
+        WorkloadKind::SystemdService => format!("systemd:{c}/{n}/{}", w.systemd_unit),
+        WorkloadKind::Container => format!("container:{c}/{n}/{}", w.container_id),
+        WorkloadKind::HostProcess => format!("user:{c}/{n}/{}", w.user),
+        WorkloadKind::Unspecified => format!("unidentified:{c}/{n}"),
+    }
+}
+
+/// A `GpuSource` over one simulated node. Readings are those of the slot (report interval) the sample
+/// time falls in; the energy counter integrates power over the sample spacing.
+pub struct SimSource {
+    node: SimNode,
+    slot_ns: u64,
+    energy_mj: BTreeMap<String, u64>,
+    last_sample_ns: Option<u64>,
+}
+
+impl SimSource {
+    pub fn new(node: SimNode, slot_ns: u64) -> Self {
+        let energy_mj = node
+            .gpus
+            .keys()
+            .map(|u| (u.clone(), hash(&[node.seed, u.len() as u64, u.as_bytes()[4] as u64]) % 1_000_000_000))
+            .collect();
+        Self { node, slot_ns: slot_ns.max(1), energy_mj, last_sample_ns: None }
+    }
+
+    pub fn sim_node(&self) -> &SimNode {
+        &self.node
+    }
+}
+
+impl GpuSource for SimSource {
+    fn node(&self) -> &NodeInfo {
+        &self.node.info
+    }
+
+    fn sample(&mut self, at_unix_nanos: u64) -> Result<Tick, SourceError> {
+        let mut tick = self.node.slot_tick(at_unix_nanos / self.slot_ns, self.slot_ns);
+        let elapsed_ns = self.last_sample_ns.map_or(0, |last| at_unix_nanos.saturating_sub(last));
+        self.last_sample_ns = Some(at_unix_nanos);
+        for g in &mut tick.gpus {
+            let counter = self.energy_mj.entry(g.uuid.clone()).or_default();
+            // mW × ns / 1e9 = mJ
+            *counter += g.power_milliwatts.unwrap_or(0) * elapsed_ns / NS_PER_SEC;
+            g.energy_counter_millijoules = Some(*counter);
+        }
+        Ok(tick)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_fleet_and_another_seed_a_different_one() {
+        let a = Fleet::generate(FleetSpec::demo(7));
+        let b = Fleet::generate(FleetSpec::demo(7));
+        let c = Fleet::generate(FleetSpec::demo(8));
+        let names = |f: &Fleet| f.nodes.iter().map(|n| n.info.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&a), names(&b));
+        assert_ne!(names(&a), names(&c));
+        assert_eq!(a.nodes[3].slot_tick(1234, 15 * NS_PER_SEC), b.nodes[3].slot_tick(1234, 15 * NS_PER_SEC));
+    }
+
+    #[test]
+    fn the_demo_fleet_has_about_200_gpus_over_3_clusters_with_idle_and_busy_ones() {
+        let fleet = Fleet::generate(FleetSpec::demo(1));
+        assert_eq!(fleet.nodes.len(), 40);
+        let gpus = fleet.gpu_count();
+        assert_eq!(gpus, 195);
+        let clusters: std::collections::BTreeSet<_> = fleet.nodes.iter().map(|n| n.info.cluster.clone()).collect();
+        assert_eq!(clusters.len(), 3);
+        let kinds: std::collections::BTreeSet<_> =
+            fleet.nodes.iter().flat_map(|n| n.processes.iter().map(|p| format!("{:?}", p.identity.kind))).collect();
+        for k in ["KubernetesPod", "EcsTask", "SlurmJob", "HostProcess"] {
+            assert!(kinds.contains(k), "no {k} workload in {kinds:?}");
+        }
+        let unheld = fleet.nodes.iter().flat_map(|n| n.gpus.keys().filter(|u| !n.processes.iter().any(|p| &&p.gpu_uuid == u))).count();
+        assert!(unheld > 0, "the demo should show some idle GPUs");
+    }
+
+    #[test]
+    fn processes_on_one_gpu_never_exceed_100_percent() {
+        let fleet = Fleet::generate(FleetSpec::demo(3));
+        for node in &fleet.nodes {
+            for slot in (0..20_000).step_by(37) {
+                let tick = node.slot_tick(slot, 15 * NS_PER_SEC);
+                let mut sums: BTreeMap<&str, u32> = BTreeMap::new();
+                for p in &tick.processes {
+                    *sums.entry(&p.gpu_uuid).or_default() += p.sm_util_percent.unwrap_or(0);
+                }
+                assert!(sums.values().all(|&s| s <= 100), "{sums:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn inference_follows_a_daily_wave_and_training_stays_high() {
+        let fleet = Fleet::generate(FleetSpec::demo(11));
+        let slot_ns = 60 * NS_PER_SEC;
+        let mut checked = 0;
+        for node in &fleet.nodes {
+            for p in &node.processes {
+                let at = |hour: u64| node.process_in_slot(p, hour * 60, slot_ns).map(|x| x.1);
+                match p.pattern {
+                    Pattern::Inference { peak_hour, trough, .. } => {
+                        let peak = at(peak_hour).unwrap();
+                        let night = at((peak_hour + 12) % 24).unwrap();
+                        assert!(peak > night + 10, "peak {peak} night {night}");
+                        assert!(night <= trough + 1);
+                        checked += 1;
+                    }
+                    Pattern::Training { .. } => assert!(at(3).unwrap() >= 85),
+                    _ => {}
+                }
+            }
+        }
+        assert!(checked > 5);
+    }
+
+    #[test]
+    fn batch_jobs_start_and_end_with_a_new_pid_per_run() {
+        let fleet = Fleet::generate(FleetSpec::demo(5));
+        let slot_ns = 15 * NS_PER_SEC;
+        let node = fleet.nodes.iter().find(|n| n.processes.iter().any(|p| matches!(p.pattern, Pattern::Batch { .. }))).unwrap();
+        let p = node.processes.iter().find(|p| matches!(p.pattern, Pattern::Batch { .. })).unwrap();
+        let runs: Vec<Option<u32>> = (0..3000).map(|s| node.process_in_slot(p, s, slot_ns).map(|x| x.0)).collect();
+        assert!(runs.iter().any(Option::is_none) && runs.iter().any(Option::is_some));
+        let pids: std::collections::BTreeSet<_> = runs.iter().flatten().collect();
+        assert!(pids.len() > 1, "one pid for every run");
+    }
+
+    #[test]
+    fn truth_adds_up_per_gpu_and_per_workload() {
+        let fleet = Fleet::generate(FleetSpec::demo(2));
+        let slot = 15 * NS_PER_SEC;
+        let from = 1_800_000_000 * NS_PER_SEC;
+        for node in &fleet.nodes {
+            let t = node.truth(from, from + 240 * slot, slot);
+            for (uuid, g) in &t.gpus {
+                assert_eq!(g.observed_ns, 240 * slot);
+                let used: u64 = t.workloads.iter().filter(|((u, _), _)| u == uuid).map(|(_, w)| w.used_ns).sum();
+                assert_eq!(used, g.used_ns);
+                assert!(g.held_ns <= g.observed_ns && g.used_ns <= g.held_ns);
+            }
+        }
+    }
+
+    #[test]
+    fn the_sim_source_integrates_energy_from_power() {
+        let fleet = Fleet::generate(FleetSpec { seed: 4, clusters: 1, nodes: 1 });
+        let node = fleet.nodes.into_iter().next().unwrap();
+        let mut src = SimSource::new(node, 15 * NS_PER_SEC);
+        let t0 = src.sample(0).unwrap();
+        let t1 = src.sample(NS_PER_SEC).unwrap();
+        let (a, b) = (&t0.gpus[0], &t1.gpus[0]);
+        assert_eq!(
+            b.energy_counter_millijoules.unwrap() - a.energy_counter_millijoules.unwrap(),
+            b.power_milliwatts.unwrap()
+        );
+    }
+}

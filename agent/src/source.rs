@@ -1,0 +1,21 @@
+//! Where GPU readings come from. One trait, two sources: `nvml` (a real node) and `sim` (a
+//! deterministic fleet for demos and tests).
+
+use crate::reading::{NodeInfo, Tick};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot load NVML ({library}): {reason}. Is the NVIDIA driver installed and its library visible to this process (on Kubernetes: the NVIDIA container toolkit, or a hostPath mount of the driver)? Use --nvml-lib to point at the library.")]
+    NvmlUnavailable { library: String, reason: String },
+    #[error("NVML call {call} failed on GPU {device}: {reason}")]
+    Device { call: &'static str, device: String, reason: String },
+}
+
+/// A source of GPU readings for one node.
+pub trait GpuSource: Send {
+    /// The node and every GPU and MIG device on it.
+    fn node(&self) -> &NodeInfo;
+    /// Reads every device and process once. `at_unix_nanos` is the sample time; real sources read
+    /// the hardware now and ignore it, the simulator answers for that time.
+    fn sample(&mut self, at_unix_nanos: u64) -> Result<Tick, SourceError>;
+}

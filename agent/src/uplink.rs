@@ -1,0 +1,228 @@
+//! Streams batches to the collector over gRPC and forgets a batch only after the collector acked it.
+//!
+//! Batches wait in an in-memory queue, oldest first. On (re)connect every unacked batch is sent again in
+//! order; the collector recognises resends by (agent, boot, seq) and acks them without counting them
+//! twice. A batch the collector rejects as invalid (INVALID_ARGUMENT, trailer `gpucost-rejected-seq`) is
+//! dropped and logged: sending it again would be rejected again. Connection failures back off
+//! exponentially up to `backoff_max`; a collector that stops acking for `ack_timeout` is reconnected.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use gpucost_proto::v1::ingest_client::IngestClient;
+use gpucost_proto::v1::{Ack, UsageBatch};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+/// Trailer naming the batch a collector rejected.
+pub const REJECTED_SEQ_TRAILER: &str = "gpucost-rejected-seq";
+
+#[derive(Debug, Clone)]
+pub struct UplinkConfig {
+    /// `http://host:port` of the collector's gRPC listener.
+    pub endpoint: String,
+    /// Most batches kept while the collector is unreachable; past it the oldest is dropped (and logged).
+    pub max_pending: usize,
+    /// Most batches sent and not yet acked.
+    pub window: usize,
+    pub connect_timeout: Duration,
+    pub ack_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl UplinkConfig {
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            max_pending: 5760,
+            window: 64,
+            connect_timeout: Duration::from_secs(5),
+            ack_timeout: Duration::from_secs(60),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What happened to the batches, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UplinkStats {
+    pub stored: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub dropped_for_space: u64,
+    pub reconnects: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UplinkError {
+    #[error("invalid collector URL {url:?}: {reason} (expected e.g. http://collector:50051)")]
+    BadEndpoint { url: String, reason: String },
+}
+
+enum StreamEnd {
+    /// Input closed and everything acked.
+    Done,
+    /// Connection or stream broke; back off and reconnect.
+    Broken,
+}
+
+/// Runs until `batches` is closed and every batch in it has been acked (or rejected).
+pub async fn run(config: UplinkConfig, mut batches: mpsc::Receiver<UsageBatch>) -> Result<UplinkStats, UplinkError> {
+    let endpoint = Endpoint::from_shared(config.endpoint.clone())
+        .map_err(|e| UplinkError::BadEndpoint { url: config.endpoint.clone(), reason: e.to_string() })?
+        .connect_timeout(config.connect_timeout)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true);
+    let mut queue = Queue { pending: VecDeque::new(), sent: 0, max: config.max_pending.max(1), stats: UplinkStats::default(), acked_since_connect: false };
+    let mut input_open = true;
+    let mut backoff = config.backoff_min;
+    loop {
+        if !input_open && queue.pending.is_empty() {
+            return Ok(queue.stats);
+        }
+        match endpoint.connect().await {
+            Ok(channel) => {
+                match stream(&config, IngestClient::new(channel), &mut queue, &mut batches, &mut input_open).await {
+                    StreamEnd::Done => return Ok(queue.stats),
+                    StreamEnd::Broken => {}
+                }
+                if queue.acked_since_connect {
+                    backoff = config.backoff_min;
+                }
+            }
+            Err(e) => tracing::warn!(collector = %config.endpoint, error = %e, pending = queue.pending.len(), "cannot reach the collector; retrying"),
+        }
+        queue.stats.reconnects += 1;
+        queue.sent = 0;
+        // Keep taking batches while waiting, so sampling never stalls on a slow collector.
+        let wait = tokio::time::sleep(backoff);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                _ = &mut wait => break,
+                b = batches.recv(), if input_open => match b {
+                    Some(b) => queue.push(b),
+                    None => input_open = false,
+                },
+            }
+        }
+        backoff = (backoff * 2).min(config.backoff_max);
+    }
+}
+
+struct Queue {
+    pending: VecDeque<UsageBatch>,
+    /// How many of the oldest pending batches were sent on the current stream.
+    sent: usize,
+    max: usize,
+    stats: UplinkStats,
+    /// Whether the current stream has acked anything: only then is the backoff reset.
+    acked_since_connect: bool,
+}
+
+impl Queue {
+    fn push(&mut self, b: UsageBatch) {
+        if self.pending.len() >= self.max {
+            if let Some(old) = self.pending.pop_front() {
+                tracing::error!(seq = old.seq, start = old.interval_start_unix_nanos, "pending queue full: dropping the oldest unacked batch");
+                self.stats.dropped_for_space += 1;
+                self.sent = self.sent.saturating_sub(1);
+            }
+        }
+        self.pending.push_back(b);
+    }
+
+    /// Forgets every pending batch up to and including `ack`.
+    fn ack(&mut self, ack: &Ack) -> usize {
+        let mut n = 0;
+        while self.pending.front().is_some_and(|b| b.boot_id == ack.boot_id && b.seq <= ack.seq) {
+            self.pending.pop_front();
+            n += 1;
+        }
+        self.sent = self.sent.saturating_sub(n);
+        n
+    }
+
+    fn drop_rejected(&mut self, seq: Option<u64>) -> Option<UsageBatch> {
+        let at = match seq {
+            Some(seq) => self.pending.iter().position(|b| b.seq == seq)?,
+            None if self.pending.is_empty() => return None,
+            None => 0,
+        };
+        self.sent = self.sent.saturating_sub(1);
+        self.pending.remove(at)
+    }
+}
+
+async fn stream(
+    config: &UplinkConfig,
+    mut client: IngestClient<tonic::transport::Channel>,
+    queue: &mut Queue,
+    batches: &mut mpsc::Receiver<UsageBatch>,
+    input_open: &mut bool,
+) -> StreamEnd {
+    let (tx, rx) = mpsc::channel::<UsageBatch>(config.window.max(1));
+    queue.sent = 0;
+    queue.acked_since_connect = false;
+    let mut acks = match client.report(ReceiverStream::new(rx)).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            tracing::warn!(collector = %config.endpoint, code = ?status.code(), message = status.message(), "collector refused the stream");
+            return StreamEnd::Broken;
+        }
+    };
+    let ack_deadline = tokio::time::sleep(config.ack_timeout);
+    tokio::pin!(ack_deadline);
+    loop {
+        while queue.sent < queue.pending.len() && queue.sent < config.window {
+            if tx.try_send(queue.pending[queue.sent].clone()).is_err() {
+                break;
+            }
+            queue.sent += 1;
+        }
+        if !*input_open && queue.pending.is_empty() {
+            return StreamEnd::Done;
+        }
+        tokio::select! {
+            b = batches.recv(), if *input_open => match b {
+                Some(b) => queue.push(b),
+                None => *input_open = false,
+            },
+            msg = acks.message() => match msg {
+                Ok(Some(ack)) => {
+                    match gpucost_proto::v1::AckStatus::try_from(ack.status) {
+                        Ok(gpucost_proto::v1::AckStatus::Duplicate) => queue.stats.duplicates += 1,
+                        _ => queue.stats.stored += 1,
+                    }
+                    if queue.ack(&ack) > 0 {
+                        queue.acked_since_connect = true;
+                        ack_deadline.as_mut().reset(tokio::time::Instant::now() + config.ack_timeout);
+                    }
+                }
+                Ok(None) => {
+                    tracing::warn!(collector = %config.endpoint, "collector ended the stream");
+                    return StreamEnd::Broken;
+                }
+                Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                    let seq = status.metadata().get(REJECTED_SEQ_TRAILER).and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok());
+                    let dropped = queue.drop_rejected(seq);
+                    queue.stats.rejected += 1;
+                    tracing::error!(seq = ?dropped.as_ref().map(|b| b.seq), reason = status.message(), "collector rejected a batch as invalid; dropping it");
+                    return StreamEnd::Broken;
+                }
+                Err(status) => {
+                    tracing::warn!(collector = %config.endpoint, code = ?status.code(), message = status.message(), "stream broke");
+                    return StreamEnd::Broken;
+                }
+            },
+            _ = &mut ack_deadline, if queue.sent > 0 => {
+                tracing::warn!(collector = %config.endpoint, timeout = ?config.ack_timeout, "no ack in time; reconnecting");
+                return StreamEnd::Broken;
+            }
+        }
+    }
+}
