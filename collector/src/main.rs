@@ -1,1 +1,172 @@
-fn main(){}
+//! `gpucost-collector`: see `gpucost-collector --help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use gpucost_agent::sim::FleetSpec;
+use gpucost_collector::demo::{self, DemoConfig};
+use gpucost_collector::ingest::validate::Limits;
+use gpucost_collector::server::{ServeConfig, Server};
+
+/// The gpucost collector: ingests GPU usage from agents, stores it, serves the API.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// Log format: text, json, or auto (json when stderr is not a terminal).
+    #[arg(long, global = true, env = "GPUCOST_LOG_FORMAT", default_value = "auto")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the collector.
+    Serve(ServeArgs),
+    /// Run the collector with a simulated fleet streaming to it.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct LedgerArgs {
+    /// Rollup bucket length; must divide a day. Fixed when the ledger is created.
+    #[arg(long, env = "GPUCOST_BUCKET", default_value = "1h", value_parser = humantime::parse_duration)]
+    bucket: Duration,
+    /// How long raw per-interval rows are kept (rollups are kept for good).
+    #[arg(long, env = "GPUCOST_RAW_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    raw_retention: Duration,
+    /// Longest interval one batch may cover.
+    #[arg(long, env = "GPUCOST_MAX_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    max_interval: Duration,
+    /// How far in the future a batch may end (agents' clock skew).
+    #[arg(long, env = "GPUCOST_MAX_CLOCK_SKEW", default_value = "5m", value_parser = humantime::parse_duration)]
+    max_clock_skew: Duration,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// gRPC listen address for agents.
+    #[arg(long, env = "GPUCOST_GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    grpc: SocketAddr,
+    /// HTTP listen address (API, health, dashboard).
+    #[arg(long, env = "GPUCOST_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http: SocketAddr,
+    /// SQLite ledger file.
+    #[arg(long, env = "GPUCOST_DB", default_value = "./gpucost.db")]
+    db: PathBuf,
+    #[command(flatten)]
+    ledger: LedgerArgs,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    grpc: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Keep the ledger here (default: a fresh temporary folder, removed on exit).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// First replay this much history (e.g. 30d) through the same ingest path.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    backfill: Option<Duration>,
+    /// Interval length used for the backfill.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    backfill_interval: Duration,
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    sample_interval: Duration,
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    report_interval: Duration,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 3)]
+    clusters: u32,
+    #[arg(long, default_value_t = 40)]
+    nodes: u32,
+    #[command(flatten)]
+    ledger: LedgerArgs,
+}
+
+impl LedgerArgs {
+    fn serve_config(&self, grpc: SocketAddr, http: SocketAddr, db: PathBuf) -> ServeConfig {
+        let limits = Limits { max_interval_ns: self.max_interval.as_nanos() as u64, max_clock_skew_ns: self.max_clock_skew.as_nanos() as u64, ..Limits::default() };
+        ServeConfig { grpc, http, db, bucket: self.bucket, raw_retention: self.raw_retention, limits }
+    }
+}
+
+fn init_logs(format: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let json = match format {
+        "json" => true,
+        "text" => false,
+        _ => !std::io::stderr().is_terminal(),
+    };
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    match cli.command {
+        Command::Serve(a) => {
+            let config = a.ledger.serve_config(a.grpc, a.http, a.db.clone());
+            Server::start(&config, stop_rx).await?.wait().await
+        }
+        Command::Demo(a) => {
+            anyhow::ensure!(a.nodes > 0, "--nodes must be at least 1");
+            let config = DemoConfig {
+                serve: a.ledger.serve_config(a.grpc, a.http, PathBuf::new()),
+                data_dir: a.data_dir,
+                fleet: FleetSpec { seed: a.seed, clusters: a.clusters, nodes: a.nodes },
+                backfill: a.backfill,
+                backfill_interval: a.backfill_interval,
+                sample_interval: a.sample_interval,
+                report_interval: a.report_interval,
+            };
+            demo::run(config, stop_rx).await
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The HTTP side: health, readiness and the usage API.
+//!
+//! `GET /api/v1/usage?from=&to=&group_by=`: GPU-seconds observed, held and used over [from, to), grouped
+//! by any of `cluster`, `node`, `gpu`, `workload` (comma-separated). `from`/`to` are RFC 3339 times or Unix
+//! seconds; they default to the last 24 hours and are widened to the ledger's bucket boundaries (the
+//! answer says which window it covers). Bad parameters get 400 with a message that names them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::ledger::{Dimension, GpuTime, Ledger, UsageQuery};
+
+const NS: u64 = 1_000_000_000;
+/// The widest window one query may cover.
+const MAX_WINDOW_NS: u64 = 400 * 86_400 * NS;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub ledger: Arc<dyn Ledger>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/usage", get(usage))
+        .with_state(state)
+}
+
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    match tokio::task::spawn_blocking(move || s.ledger.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("ledger not ready: {e}\n")).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("ledger not ready: {e}\n")).into_response(),
+    }
+}
+
+/// A time parameter: RFC 3339 (`2026-11-01T00:00:00Z`) or Unix seconds.
+fn parse_time(name: &str, value: &str) -> Result<u64, ApiError> {
+    if let Ok(secs) = value.parse::<u64>() {
+        return secs.checked_mul(NS).ok_or_else(|| bad(format!("{name}={value}: too far in the future")));
+    }
+    let t = humantime::parse_rfc3339_weak(value)
+        .map_err(|e| bad(format!("{name}={value:?}: {e}; expected RFC 3339 (e.g. 2026-11-01T00:00:00Z) or Unix seconds")))?;
+    Ok(t.duration_since(UNIX_EPOCH).map_err(|_| bad(format!("{name}={value}: before 1970")))?.as_nanos() as u64)
+}
+
+fn rfc3339(ns: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
+}
+
+fn parse_query(params: &HashMap<String, String>, now_ns: u64, bucket_ns: u64) -> Result<UsageQuery, ApiError> {
+    if let Some(unknown) = params.keys().find(|k| !["from", "to", "group_by"].contains(&k.as_str())) {
+        return Err(bad(format!("unknown parameter {unknown:?}; expected from, to, group_by")));
+    }
+    let to = params.get("to").map(|v| parse_time("to", v)).transpose()?.unwrap_or(now_ns);
+    let from = params.get("from").map(|v| parse_time("from", v)).transpose()?.unwrap_or(to.saturating_sub(86_400 * NS));
+    if from >= to {
+        return Err(bad(format!("from ({}) must be before to ({})", rfc3339(from), rfc3339(to))));
+    }
+    if to - from > MAX_WINDOW_NS {
+        return Err(bad("the window from..to is longer than 400 days"));
+    }
+    let mut group_by = Vec::new();
+    for name in params.get("group_by").map(String::as_str).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let d = Dimension::parse(name).ok_or_else(|| {
+            let known: Vec<&str> = Dimension::ALL.iter().map(|d| d.name()).collect();
+            bad(format!("group_by: unknown dimension {name:?}; expected any of {}", known.join(", ")))
+        })?;
+        if group_by.contains(&d) {
+            return Err(bad(format!("group_by: {name} is given twice")));
+        }
+        group_by.push(d);
+    }
+    let from_ns = from / bucket_ns * bucket_ns;
+    let to_ns = to.div_ceil(bucket_ns) * bucket_ns;
+    Ok(UsageQuery { from_ns, to_ns, group_by })
+}
+
+fn secs(ns: u128) -> f64 {
+    ns as f64 / NS as f64
+}
+
+fn time_json(t: &GpuTime) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    match t.observed_ns {
+        Some(o) => {
+            m.insert("gpu_seconds".into(), json!(secs(o)));
+            m.insert("idle_gpu_seconds".into(), json!(secs(o.saturating_sub(t.used_ns))));
+            m.insert("observed_ns".into(), json!(o));
+        }
+        None => {
+            m.insert("gpu_seconds".into(), Value::Null);
+        }
+    }
+    m.insert("held_gpu_seconds".into(), json!(secs(t.held_ns)));
+    m.insert("used_gpu_seconds".into(), json!(secs(t.used_ns)));
+    m.insert("held_ns".into(), json!(t.held_ns));
+    m.insert("used_ns".into(), json!(t.used_ns));
+    m
+}
+
+async fn usage(State(s): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    let q = parse_query(&params, crate::now_ns(), s.ledger.bucket_ns())?;
+    let ledger = s.ledger.clone();
+    let query = q.clone();
+    let report = tokio::task::spawn_blocking(move || ledger.usage(&query))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let rows: Vec<Value> = report
+        .rows
+        .iter()
+        .map(|r| {
+            let mut m = time_json(&r.time);
+            for (d, v) in q.group_by.iter().zip(&r.group) {
+                m.insert(d.name().into(), json!(v));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    Ok(Json(json!({
+        "from": rfc3339(q.from_ns),
+        "to": rfc3339(q.to_ns),
+        "bucket_seconds": s.ledger.bucket_ns() / NS,
+        "group_by": q.group_by.iter().map(|d| d.name()).collect::<Vec<_>>(),
+        "rows": rows,
+        "totals": Value::Object(time_json(&report.totals)),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Result<UsageQuery, String> {
+        let params = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        parse_query(&params, 1_800_000_000 * NS, 3_600 * NS).map_err(|e| e.1)
+    }
+
+    #[test]
+    fn windows_widen_to_bucket_boundaries_and_default_to_the_last_day() {
+        let w = q(&[("from", "2026-11-01T00:30:00Z"), ("to", "2026-11-01T02:10:00Z")]).unwrap();
+        assert_eq!(rfc3339(w.from_ns), "2026-11-01T00:00:00Z");
+        assert_eq!(rfc3339(w.to_ns), "2026-11-01T03:00:00Z");
+        let d = q(&[]).unwrap();
+        assert!(d.to_ns - d.from_ns >= 86_400 * NS);
+        assert_eq!(q(&[("from", "1700000000"), ("to", "1700003600"), ("group_by", "node,workload")]).unwrap().group_by, vec![Dimension::Node, Dimension::Workload]);
+    }
+
+    #[test]
+    fn bad_parameters_are_named_in_the_error() {
+        assert!(q(&[("from", "yesterday")]).unwrap_err().contains("from=\"yesterday\""));
+        assert!(q(&[("group_by", "node,team")]).unwrap_err().contains("unknown dimension \"team\""));
+        assert!(q(&[("group_by", "node,node")]).unwrap_err().contains("given twice"));
+        assert!(q(&[("from", "1700003600"), ("to", "1700000000")]).unwrap_err().contains("must be before"));
+        assert!(q(&[("form", "1")]).unwrap_err().contains("unknown parameter \"form\""));
+        assert!(q(&[("from", "1000000000"), ("to", "1700000000")]).unwrap_err().contains("400 days"));
+    }
+}

@@ -1,0 +1,116 @@
+//! `gpucost.v1.Ingest/Report`: one bidirectional stream per agent connection.
+//!
+//! Batches are validated as they arrive and handed to the ledger writer, up to `WINDOW` at a time, and
+//! acked in arrival order as their transactions commit. A batch that fails validation (or would bill
+//! a GPU-second twice) ends the stream with INVALID_ARGUMENT after the batches before it are acked; the
+//! trailer `gpucost-rejected-seq` names it. A storage failure ends the stream with UNAVAILABLE so that the
+//! agent retries.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+
+use gpucost_proto::v1::ingest_server::Ingest;
+use gpucost_proto::v1::{Ack, AckStatus, UsageBatch};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::validate::{Limits, validate};
+use crate::ledger::writer::WriterHandle;
+use crate::ledger::{LedgerError, Recorded};
+
+/// Batches of one stream in the writer's hands at once.
+const WINDOW: usize = 64;
+
+pub const REJECTED_SEQ_TRAILER: &str = "gpucost-rejected-seq";
+
+pub struct IngestService {
+    writer: WriterHandle,
+    limits: Limits,
+}
+
+impl IngestService {
+    pub fn new(writer: WriterHandle, limits: Limits) -> Self {
+        Self { writer, limits }
+    }
+}
+
+fn rejected(seq: u64, message: String) -> Status {
+    let mut md = MetadataMap::new();
+    if let Ok(v) = seq.to_string().parse() {
+        md.insert(REJECTED_SEQ_TRAILER, v);
+    }
+    Status::with_metadata(tonic::Code::InvalidArgument, message, md)
+}
+
+type Pending = (String, u64, oneshot::Receiver<Result<Recorded, LedgerError>>);
+
+async fn serve_stream(mut inbound: Streaming<UsageBatch>, out: mpsc::Sender<Result<Ack, Status>>, writer: WriterHandle, limits: Limits) {
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut input_done = false;
+    let mut last_word: Option<Status> = None;
+    loop {
+        if input_done && pending.is_empty() {
+            if let Some(status) = last_word.take() {
+                let _ = out.send(Err(status)).await;
+            }
+            return;
+        }
+        tokio::select! {
+            msg = inbound.message(), if !input_done && pending.len() < WINDOW => match msg {
+                Ok(Some(b)) => match validate(&b, crate::now_ns(), &limits) {
+                    Ok(batch) => {
+                        let (boot, seq) = (batch.boot_id.clone(), batch.seq);
+                        pending.push_back((boot, seq, writer.submit(batch).await));
+                    }
+                    Err(e) => {
+                        tracing::warn!(agent = %b.agent_id, seq = b.seq, error = %e, "rejected a batch");
+                        last_word = Some(rejected(b.seq, e.to_string()));
+                        input_done = true;
+                    }
+                },
+                Ok(None) => input_done = true,
+                Err(status) => {
+                    tracing::debug!(code = ?status.code(), message = status.message(), "agent stream ended");
+                    input_done = true;
+                }
+            },
+            outcome = async { (&mut pending.front_mut().expect("guarded by the branch condition").2).await }, if !pending.is_empty() => {
+                let (boot_id, seq, _) = pending.pop_front().expect("front was just awaited");
+                let status = match outcome {
+                    Ok(Ok(Recorded::Stored)) => AckStatus::Stored,
+                    Ok(Ok(Recorded::Duplicate)) => AckStatus::Duplicate,
+                    Ok(Err(e)) if e.is_batch_fault() => {
+                        tracing::warn!(%boot_id, seq, error = %e, "rejected a batch");
+                        let _ = out.send(Err(rejected(seq, e.to_string()))).await;
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        let _ = out.send(Err(Status::unavailable(format!("could not store batch seq={seq}: {e}; retry later")))).await;
+                        return;
+                    }
+                    Err(_) => {
+                        let _ = out.send(Err(Status::unavailable("the ledger writer stopped; retry later"))).await;
+                        return;
+                    }
+                };
+                if out.send(Ok(Ack { boot_id, seq, status: status as i32 })).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    type ReportStream = Pin<Box<dyn Stream<Item = Result<Ack, Status>> + Send + 'static>>;
+
+    async fn report(&self, request: Request<Streaming<UsageBatch>>) -> Result<Response<Self::ReportStream>, Status> {
+        let (tx, rx) = mpsc::channel(WINDOW);
+        tokio::spawn(serve_stream(request.into_inner(), tx, self.writer.clone(), self.limits.clone()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,400 @@
+//! Checks a batch from the wire and turns it into the collector's own `Batch`, or says exactly what is
+//! wrong with it. A batch is accepted or rejected whole: nothing of a rejected batch is stored.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use gpucost_proto::v1 as pb;
+
+use crate::ingest::share;
+use crate::model::{Batch, Device, GpuReading, Identity, Node, PPM, ProcessReading, Workload, WorkloadKind};
+
+/// Bounds on what one batch may hold.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_interval_ns: u64,
+    pub max_clock_skew_ns: u64,
+    pub max_devices: usize,
+    pub max_processes: usize,
+    pub max_allocations: usize,
+    pub max_text_len: usize,
+    pub max_labels: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_interval_ns: 3_600 * 1_000_000_000,
+            max_clock_skew_ns: 300 * 1_000_000_000,
+            max_devices: 512,
+            max_processes: 16_384,
+            max_allocations: 4_096,
+            max_text_len: 1_024,
+            max_labels: 128,
+        }
+    }
+}
+
+/// 2020-01-01T00:00:00Z: nothing older is a plausible reading.
+const EARLIEST_NS: u64 = 1_577_836_800 * 1_000_000_000;
+/// 10 kW: no GPU draws more.
+const MAX_POWER_MW: u64 = 10_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("batch {batch}: {field}: {problem}")]
+pub struct ValidationError {
+    /// `agent=… boot=… seq=…`
+    pub batch: String,
+    /// Where in the batch, e.g. `processes[3].sm_util_percent`.
+    pub field: String,
+    pub problem: String,
+}
+
+struct Check<'a> {
+    batch: String,
+    limits: &'a Limits,
+}
+
+impl Check<'_> {
+    fn fail<T>(&self, field: impl Into<String>, problem: impl Into<String>) -> Result<T, ValidationError> {
+        Err(ValidationError { batch: self.batch.clone(), field: field.into(), problem: problem.into() })
+    }
+
+    fn text(&self, field: &str, value: &str, required: bool) -> Result<(), ValidationError> {
+        if required && value.is_empty() {
+            return self.fail(field, "is empty");
+        }
+        if value.len() > self.limits.max_text_len {
+            return self.fail(field, format!("is {} bytes long; at most {}", value.len(), self.limits.max_text_len));
+        }
+        if value.chars().any(char::is_control) {
+            return self.fail(field, "holds control characters");
+        }
+        Ok(())
+    }
+
+    fn percent(&self, field: &str, value: f64) -> Result<u32, ValidationError> {
+        if !value.is_finite() || !(0.0..=100.0).contains(&value) {
+            return self.fail(field, format!("{value} is outside 0..=100"));
+        }
+        Ok((value * 10_000.0).round().min(PPM as f64) as u32)
+    }
+
+    fn identity(&self, field: &str, w: Option<&pb::WorkloadIdentity>) -> Result<Identity, ValidationError> {
+        let Some(w) = w else { return Ok(Identity::default()) };
+        let texts = [
+            ("namespace", &w.namespace),
+            ("pod", &w.pod),
+            ("pod_uid", &w.pod_uid),
+            ("container", &w.container),
+            ("controller_kind", &w.controller_kind),
+            ("controller_name", &w.controller_name),
+            ("ecs_task_arn", &w.ecs_task_arn),
+            ("ecs_task_family", &w.ecs_task_family),
+            ("ecs_cluster", &w.ecs_cluster),
+            ("slurm_job_id", &w.slurm_job_id),
+            ("slurm_account", &w.slurm_account),
+            ("user", &w.user),
+            ("systemd_unit", &w.systemd_unit),
+            ("container_id", &w.container_id),
+            ("container_runtime", &w.container_runtime),
+        ];
+        for (name, value) in texts {
+            self.text(&format!("{field}.{name}"), value, false)?;
+        }
+        let map = |name: &str, m: &HashMap<String, String>| -> Result<BTreeMap<String, String>, ValidationError> {
+            if m.len() > self.limits.max_labels {
+                return self.fail(format!("{field}.{name}"), format!("has {} entries; at most {}", m.len(), self.limits.max_labels));
+            }
+            for (k, v) in m {
+                self.text(&format!("{field}.{name} key {k:?}"), k, true)?;
+                self.text(&format!("{field}.{name}[{k:?}]"), v, false)?;
+            }
+            Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        };
+        let kind = match pb::WorkloadKind::try_from(w.kind) {
+            Ok(pb::WorkloadKind::Unspecified) => WorkloadKind::Unidentified,
+            Ok(pb::WorkloadKind::KubernetesPod) => WorkloadKind::KubernetesPod,
+            Ok(pb::WorkloadKind::EcsTask) => WorkloadKind::EcsTask,
+            Ok(pb::WorkloadKind::SlurmJob) => WorkloadKind::SlurmJob,
+            Ok(pb::WorkloadKind::SystemdService) => WorkloadKind::SystemdService,
+            Ok(pb::WorkloadKind::Container) => WorkloadKind::Container,
+            Ok(pb::WorkloadKind::HostProcess) => WorkloadKind::HostProcess,
+            // A kind added by a newer agent: keep the data, name it by what we know.
+            Err(_) => WorkloadKind::Unidentified,
+        };
+        Ok(Identity {
+            kind,
+            namespace: w.namespace.clone(),
+            pod: w.pod.clone(),
+            pod_uid: w.pod_uid.clone(),
+            container: w.container.clone(),
+            controller_kind: w.controller_kind.clone(),
+            controller_name: w.controller_name.clone(),
+            labels: map("labels", &w.labels)?,
+            namespace_labels: map("namespace_labels", &w.namespace_labels)?,
+            ecs_task_arn: w.ecs_task_arn.clone(),
+            ecs_task_family: w.ecs_task_family.clone(),
+            ecs_cluster: w.ecs_cluster.clone(),
+            slurm_job_id: w.slurm_job_id.clone(),
+            slurm_account: w.slurm_account.clone(),
+            user: w.user.clone(),
+            uid: w.uid,
+            systemd_unit: w.systemd_unit.clone(),
+            container_id: w.container_id.clone(),
+            container_runtime: w.container_runtime.clone(),
+            env: map("env", &w.env)?,
+        })
+    }
+}
+
+/// Validates `b` as received at `now_ns`.
+pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batch, ValidationError> {
+    let c = Check { batch: format!("agent={} boot={} seq={}", b.agent_id, b.boot_id, b.seq), limits };
+    c.text("agent_id", &b.agent_id, true)?;
+    c.text("boot_id", &b.boot_id, true)?;
+    if b.seq == 0 {
+        return c.fail("seq", "must start at 1");
+    }
+    let Some(n) = &b.node else { return c.fail("node", "is missing") };
+    c.text("node.cluster", &n.cluster, true)?;
+    c.text("node.node_name", &n.node_name, true)?;
+    for (f, v) in [("node.instance_type", &n.instance_type), ("node.region", &n.region), ("node.zone", &n.zone)] {
+        c.text(f, v, false)?;
+    }
+    let capacity_type = match pb::CapacityType::try_from(n.capacity_type) {
+        Ok(pb::CapacityType::OnDemand) => "on_demand",
+        Ok(pb::CapacityType::Spot) => "spot",
+        Ok(pb::CapacityType::Reserved) => "reserved",
+        _ => "unspecified",
+    };
+    let node = Node {
+        cluster: n.cluster.clone(),
+        name: n.node_name.clone(),
+        instance_type: n.instance_type.clone(),
+        capacity_type: capacity_type.to_string(),
+        region: n.region.clone(),
+        zone: n.zone.clone(),
+    };
+
+    let (start, end) = (b.interval_start_unix_nanos, b.interval_end_unix_nanos);
+    if start >= end {
+        return c.fail("interval", format!("start {start} is not before end {end}"));
+    }
+    if start < EARLIEST_NS {
+        return c.fail("interval_start_unix_nanos", format!("{start} is before 2020-01-01: is the agent's clock set?"));
+    }
+    if end - start > limits.max_interval_ns {
+        return c.fail("interval", format!("{} s long; at most {} s", (end - start) / 1_000_000_000, limits.max_interval_ns / 1_000_000_000));
+    }
+    if end > now_ns.saturating_add(limits.max_clock_skew_ns) {
+        return c.fail("interval_end_unix_nanos", format!("{} s in the future: is the agent's clock set?", (end - now_ns) / 1_000_000_000));
+    }
+
+    if n.devices.is_empty() {
+        return c.fail("node.devices", "is empty: a node without GPUs has nothing to report");
+    }
+    if n.devices.len() > limits.max_devices {
+        return c.fail("node.devices", format!("{} devices; at most {}", n.devices.len(), limits.max_devices));
+    }
+    let mut devices = Vec::with_capacity(n.devices.len());
+    let mut by_uuid: HashMap<&str, &pb::GpuDevice> = HashMap::new();
+    for (i, d) in n.devices.iter().enumerate() {
+        c.text(&format!("node.devices[{i}].uuid"), &d.uuid, true)?;
+        c.text(&format!("node.devices[{i}].model"), &d.model, false)?;
+        c.text(&format!("node.devices[{i}].mig_profile"), &d.mig_profile, false)?;
+        if d.memory_total_bytes == 0 {
+            return c.fail(format!("node.devices[{i}].memory_total_bytes"), "is 0");
+        }
+        if by_uuid.insert(&d.uuid, d).is_some() {
+            return c.fail(format!("node.devices[{i}].uuid"), format!("{} is listed twice", d.uuid));
+        }
+    }
+    for (i, d) in n.devices.iter().enumerate() {
+        if !d.mig_parent_uuid.is_empty() {
+            match by_uuid.get(d.mig_parent_uuid.as_str()) {
+                None => return c.fail(format!("node.devices[{i}].mig_parent_uuid"), format!("{} is not a device of this node", d.mig_parent_uuid)),
+                Some(p) if !p.mig_parent_uuid.is_empty() => {
+                    return c.fail(format!("node.devices[{i}].mig_parent_uuid"), format!("{} is itself a MIG device", d.mig_parent_uuid));
+                }
+                Some(_) => {}
+            }
+        }
+        devices.push(Device {
+            uuid: d.uuid.clone(),
+            model: d.model.clone(),
+            memory_total_bytes: d.memory_total_bytes,
+            mig_parent_uuid: (!d.mig_parent_uuid.is_empty()).then(|| d.mig_parent_uuid.clone()),
+            mig_profile: (!d.mig_profile.is_empty()).then(|| d.mig_profile.clone()),
+        });
+    }
+    let known = |field: String, uuid: &str| -> Result<&pb::GpuDevice, ValidationError> {
+        match by_uuid.get(uuid) {
+            Some(d) => Ok(*d),
+            None => c.fail(field, format!("GPU {uuid:?} is not among node.devices")),
+        }
+    };
+
+    let duration_s = (end - start) as f64 / 1e9;
+    let mut gpus = Vec::with_capacity(b.gpus.len());
+    let mut seen = HashSet::new();
+    for (i, g) in b.gpus.iter().enumerate() {
+        let dev = known(format!("gpus[{i}].uuid"), &g.uuid)?;
+        if !seen.insert(g.uuid.as_str()) {
+            return c.fail(format!("gpus[{i}].uuid"), format!("{} has two readings", g.uuid));
+        }
+        let utilization_ppm = c.percent(&format!("gpus[{i}].utilization_percent"), g.utilization_percent)?;
+        c.percent(&format!("gpus[{i}].memory_utilization_percent"), g.memory_utilization_percent)?;
+        if g.memory_used_bytes > dev.memory_total_bytes {
+            return c.fail(format!("gpus[{i}].memory_used_bytes"), format!("{} exceeds the device's {} bytes", g.memory_used_bytes, dev.memory_total_bytes));
+        }
+        if g.power_milliwatts > MAX_POWER_MW {
+            return c.fail(format!("gpus[{i}].power_milliwatts"), format!("{} mW is beyond any GPU", g.power_milliwatts));
+        }
+        if let Some(e) = g.energy_millijoules {
+            if e as f64 > MAX_POWER_MW as f64 * duration_s {
+                return c.fail(format!("gpus[{i}].energy_millijoules"), format!("{e} mJ in {duration_s} s is beyond any GPU"));
+            }
+        }
+        gpus.push(GpuReading { uuid: g.uuid.clone(), utilization_ppm, memory_used_bytes: g.memory_used_bytes, power_milliwatts: g.power_milliwatts, energy_millijoules: g.energy_millijoules });
+    }
+
+    if b.processes.len() > limits.max_processes {
+        return c.fail("processes", format!("{} processes; at most {}", b.processes.len(), limits.max_processes));
+    }
+    let mut processes = Vec::with_capacity(b.processes.len());
+    let mut seen = HashSet::new();
+    for (i, p) in b.processes.iter().enumerate() {
+        let dev = known(format!("processes[{i}].gpu_uuid"), &p.gpu_uuid)?;
+        if !seen.insert((p.gpu_uuid.as_str(), p.pid)) {
+            return c.fail(format!("processes[{i}].pid"), format!("pid {} appears twice on {}", p.pid, p.gpu_uuid));
+        }
+        let sm_share_ppm = c.percent(&format!("processes[{i}].sm_util_percent"), p.sm_util_percent)?;
+        let memory_util_ppm = c.percent(&format!("processes[{i}].memory_util_percent"), p.memory_util_percent)?;
+        if p.used_memory_bytes > dev.memory_total_bytes {
+            return c.fail(format!("processes[{i}].used_memory_bytes"), format!("{} exceeds the device's {} bytes", p.used_memory_bytes, dev.memory_total_bytes));
+        }
+        c.text(&format!("processes[{i}].process_name"), &p.process_name, false)?;
+        let identity = c.identity(&format!("processes[{i}].workload"), p.workload.as_ref())?;
+        processes.push(ProcessReading {
+            gpu_uuid: p.gpu_uuid.clone(),
+            pid: p.pid,
+            workload: Workload::new(&node, identity),
+            sm_share_ppm,
+            memory_util_ppm,
+            used_memory_bytes: p.used_memory_bytes,
+        });
+    }
+
+    if b.allocations.len() > limits.max_allocations {
+        return c.fail("allocations", format!("{} allocations; at most {}", b.allocations.len(), limits.max_allocations));
+    }
+    let mut allocations = Vec::with_capacity(b.allocations.len());
+    for (i, a) in b.allocations.iter().enumerate() {
+        known(format!("allocations[{i}].gpu_uuid"), &a.gpu_uuid)?;
+        let identity = c.identity(&format!("allocations[{i}].workload"), a.workload.as_ref())?;
+        allocations.push((a.gpu_uuid.clone(), Workload::new(&node, identity)));
+    }
+
+    let holdings = share::holdings(end - start, &processes, &allocations);
+    Ok(Batch {
+        agent_id: b.agent_id.clone(),
+        boot_id: b.boot_id.clone(),
+        seq: b.seq,
+        node,
+        devices,
+        start_ns: start,
+        end_ns: end,
+        gpus,
+        processes,
+        holdings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000 * 1_000_000_000;
+
+    fn good() -> pb::UsageBatch {
+        pb::UsageBatch {
+            agent_id: "node-1".into(),
+            boot_id: "b1".into(),
+            seq: 1,
+            node: Some(pb::NodeInfo {
+                cluster: "prod".into(),
+                node_name: "node-1".into(),
+                instance_type: "g5.12xlarge".into(),
+                capacity_type: pb::CapacityType::Spot as i32,
+                region: "us-east-1".into(),
+                zone: "us-east-1a".into(),
+                devices: vec![
+                    pb::GpuDevice { uuid: "GPU-a".into(), model: "NVIDIA A10G".into(), memory_total_bytes: 24 << 30, ..Default::default() },
+                    pb::GpuDevice { uuid: "GPU-b".into(), model: "NVIDIA A10G".into(), memory_total_bytes: 24 << 30, ..Default::default() },
+                ],
+            }),
+            interval_start_unix_nanos: NOW - 15_000_000_000,
+            interval_end_unix_nanos: NOW,
+            gpus: vec![pb::GpuUsage { uuid: "GPU-a".into(), utilization_percent: 60.0, memory_used_bytes: 1 << 30, power_milliwatts: 200_000, energy_millijoules: Some(3_000_000), sample_count: 15, ..Default::default() }],
+            processes: vec![pb::ProcessUsage {
+                pid: 42,
+                gpu_uuid: "GPU-a".into(),
+                sm_util_percent: 60.0,
+                used_memory_bytes: 1 << 30,
+                sample_count: 15,
+                workload: Some(pb::WorkloadIdentity { kind: pb::WorkloadKind::KubernetesPod as i32, namespace: "ml".into(), pod: "p".into(), ..Default::default() }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn rejects(change: impl FnOnce(&mut pb::UsageBatch), field: &str, says: &str) {
+        let mut b = good();
+        change(&mut b);
+        let e = validate(&b, NOW, &Limits::default()).expect_err("should be rejected");
+        assert_eq!(e.field, field, "{e}");
+        assert!(e.problem.contains(says), "{e}");
+        assert!(e.to_string().starts_with("batch agent=") && e.to_string().contains(" boot=b1 seq="), "{e}");
+    }
+
+    #[test]
+    fn a_good_batch_becomes_the_collectors_own_batch() {
+        let b = validate(&good(), NOW, &Limits::default()).unwrap();
+        assert_eq!(b.node.capacity_type, "spot");
+        assert_eq!(b.processes[0].sm_share_ppm, 600_000);
+        assert_eq!(b.processes[0].workload.key, "pod:prod/ml/p");
+        assert_eq!(b.holdings.len(), 1);
+        assert_eq!(b.holdings[0].used_ns, 9_000_000_000);
+    }
+
+    #[test]
+    fn bad_batches_are_rejected_with_the_field_and_the_problem() {
+        rejects(|b| b.agent_id.clear(), "agent_id", "empty");
+        rejects(|b| b.seq = 0, "seq", "start at 1");
+        rejects(|b| b.node = None, "node", "missing");
+        rejects(|b| b.interval_end_unix_nanos = b.interval_start_unix_nanos, "interval", "not before");
+        rejects(|b| b.interval_start_unix_nanos = 5, "interval_start_unix_nanos", "before 2020");
+        rejects(|b| b.interval_start_unix_nanos = NOW - 7_200_000_000_000, "interval", "at most 3600 s");
+        rejects(|b| { b.interval_start_unix_nanos = NOW + 3_600_000_000_000; b.interval_end_unix_nanos = NOW + 3_615_000_000_000; }, "interval_end_unix_nanos", "future");
+        rejects(|b| b.processes[0].sm_util_percent = 140.0, "processes[0].sm_util_percent", "140 is outside 0..=100");
+        rejects(|b| b.processes[0].sm_util_percent = f64::NAN, "processes[0].sm_util_percent", "outside");
+        rejects(|b| b.processes[0].gpu_uuid = "GPU-zzz".into(), "processes[0].gpu_uuid", "not among node.devices");
+        rejects(|b| b.gpus[0].uuid = "GPU-zzz".into(), "gpus[0].uuid", "not among node.devices");
+        rejects(|b| b.gpus[0].memory_used_bytes = 25 << 30, "gpus[0].memory_used_bytes", "exceeds");
+        rejects(|b| { let p = b.processes[0].clone(); b.processes.push(p); }, "processes[1].pid", "twice");
+        rejects(|b| b.node.as_mut().unwrap().devices[1].uuid = "GPU-a".into(), "node.devices[1].uuid", "listed twice");
+        rejects(|b| b.node.as_mut().unwrap().devices[1].mig_parent_uuid = "GPU-x".into(), "node.devices[1].mig_parent_uuid", "not a device");
+        rejects(|b| b.node.as_mut().unwrap().devices.clear(), "node.devices", "empty");
+        rejects(|b| b.processes[0].workload.as_mut().unwrap().pod = "x".repeat(5000), "processes[0].workload.pod", "at most 1024");
+        rejects(|b| b.gpus[0].power_milliwatts = 50_000_000, "gpus[0].power_milliwatts", "beyond");
+    }
+
+    #[test]
+    fn a_workload_kind_from_a_newer_agent_is_kept_as_unidentified() {
+        let mut b = good();
+        b.processes[0].workload.as_mut().unwrap().kind = 99;
+        let v = validate(&b, NOW, &Limits::default()).unwrap();
+        assert_eq!(v.processes[0].workload.key, "unidentified:prod/node-1");
+    }
+}

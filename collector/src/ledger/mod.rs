@@ -1,0 +1,120 @@
+//! The ledger: where validated batches become stored GPU time.
+//!
+//! One narrow interface (`Ledger`) with portable SQL behind it: SQLite is the embedded default; a
+//! PostgreSQL backend can implement the same trait so that several collectors share one database.
+//! Storage grows with GPUs × workloads × time buckets, not with samples: each interval is rolled up into
+//! fixed buckets (`rollup`), and the raw per-interval rows are kept only for a retention period.
+//! See `docs/ledger.md` for the schema and why.
+
+pub mod rollup;
+pub mod sqlite;
+pub mod writer;
+
+use serde::Serialize;
+
+use crate::model::Batch;
+
+/// What became of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Stored now.
+    Stored,
+    /// Stored before (same agent, boot and sequence): acknowledged, not counted again.
+    Duplicate,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The batch claims GPU time the ledger already holds: storing it would bill a GPU-second twice.
+    #[error(
+        "batch {batch}: GPU {gpu} already has usage recorded up to {covered_until_ns} ns, and this interval starts at {start_ns} ns; an interval is billed once (is another agent reporting this GPU, or did an agent restart and resend old intervals under a new boot id?)"
+    )]
+    Overlap { batch: String, gpu: String, start_ns: u64, covered_until_ns: u64 },
+    #[error("the ledger was created with {stored} buckets; it cannot be opened with {configured} (use the ledger's bucket size, or a new database)")]
+    BucketMismatch { stored: String, configured: String },
+    #[error("ledger storage failed: {0}")]
+    Storage(#[from] rusqlite::Error),
+    #[error("ledger storage failed: {0}")]
+    Io(String),
+}
+
+impl LedgerError {
+    /// Whether the batch itself is at fault (rather than the storage).
+    pub fn is_batch_fault(&self) -> bool {
+        matches!(self, Self::Overlap { .. })
+    }
+}
+
+/// What usage can be grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dimension {
+    Cluster,
+    Node,
+    Gpu,
+    Workload,
+}
+
+impl Dimension {
+    pub const ALL: [Dimension; 4] = [Dimension::Cluster, Dimension::Node, Dimension::Gpu, Dimension::Workload];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cluster => "cluster",
+            Self::Node => "node",
+            Self::Gpu => "gpu",
+            Self::Workload => "workload",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.name() == s)
+    }
+}
+
+/// A usage query over [from_ns, to_ns), both on bucket boundaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageQuery {
+    pub from_ns: u64,
+    pub to_ns: u64,
+    pub group_by: Vec<Dimension>,
+}
+
+/// GPU time in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct GpuTime {
+    /// GPU time observed: `None` when grouped by workload (a workload does not own a GPU's clock).
+    pub observed_ns: Option<u128>,
+    /// Held: by any workload when grouped by GPU/node/cluster, by this workload when grouped by workload.
+    pub held_ns: u128,
+    pub used_ns: u128,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    /// One value per `group_by` dimension, in order.
+    pub group: Vec<String>,
+    pub time: GpuTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageReport {
+    pub rows: Vec<UsageRow>,
+    /// Over every GPU in the window, whatever the grouping.
+    pub totals: GpuTime,
+}
+
+/// The ledger's interface. Implementations are safe to share between threads; `record` is called from
+/// one writer at a time.
+pub trait Ledger: Send + Sync {
+    /// Stores `batches` in one transaction. Each batch is stored whole, recognised as a duplicate, or
+    /// rejected with none of its rows kept; the outer error means nothing at all was stored.
+    fn record(&self, batches: &[Batch], now_ns: u64) -> Result<Vec<Result<Recorded, LedgerError>>, LedgerError>;
+    fn usage(&self, query: &UsageQuery) -> Result<UsageReport, LedgerError>;
+    /// Deletes raw per-interval rows that ended before `before_ns`; returns how many.
+    fn prune_raw(&self, before_ns: u64) -> Result<u64, LedgerError>;
+    /// The rollup bucket length.
+    fn bucket_ns(&self) -> u64;
+    /// Whether the storage answers.
+    fn ping(&self) -> Result<(), LedgerError>;
+}

@@ -1,0 +1,369 @@
+//! The SQLite ledger: one file, WAL mode, one write connection and a small pool of readers.
+//!
+//! The SQL is kept portable (`$n` parameters, `INSERT … ON CONFLICT … DO UPDATE`, `RETURNING`, no
+//! SQLite-only functions) so that a PostgreSQL backend can share it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::rollup::{buckets, spread};
+use super::{Dimension, GpuTime, Ledger, LedgerError, Recorded, UsageQuery, UsageReport, UsageRow};
+use crate::model::{Batch, Device, Node, Workload};
+
+/// Schema migrations, applied in order at start-up; each runs once, in its own transaction.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_ledger.sql")];
+
+const NS: u64 = 1_000_000_000;
+
+/// Ids of rows the writer has already upserted, so a steady stream of batches does not re-write them.
+/// Cleared whenever a transaction or savepoint rolls back, since ids it handed out may be gone.
+#[derive(Default)]
+struct IdCache {
+    nodes: HashMap<(String, String), (i64, Node)>,
+    gpus: HashMap<String, (i64, i64, Device)>,
+    workloads: HashMap<String, i64>,
+}
+
+struct Writer {
+    conn: Connection,
+    ids: IdCache,
+}
+
+pub struct SqliteLedger {
+    path: PathBuf,
+    writer: Mutex<Writer>,
+    readers: Mutex<Vec<Connection>>,
+    bucket_ns: u64,
+    raw_retention_ns: u64,
+}
+
+fn open(path: &Path) -> Result<Connection, LedgerError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn sum_ns(secs: Option<i64>, rest: Option<i64>) -> u128 {
+    (secs.unwrap_or(0) as u128) * u128::from(NS) + rest.unwrap_or(0) as u128
+}
+
+impl SqliteLedger {
+    /// Opens (creating if needed) the ledger at `path`, applying pending migrations. `bucket_ns` must
+    /// match the bucket size the ledger was created with.
+    pub fn open(path: &Path, bucket_ns: u64, raw_retention_ns: u64) -> Result<Self, LedgerError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| LedgerError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut conn = open(path)?;
+        migrate(&mut conn)?;
+        let stored: Option<String> = conn.query_row("SELECT value FROM settings WHERE name = 'bucket_ns'", [], |r| r.get(0)).optional()?;
+        match stored {
+            None => {
+                conn.execute("INSERT INTO settings (name, value) VALUES ('bucket_ns', $1)", params![bucket_ns.to_string()])?;
+            }
+            Some(s) if s != bucket_ns.to_string() => {
+                let human = |ns: u64| humantime::format_duration(std::time::Duration::from_nanos(ns)).to_string();
+                let stored = s.parse().map(human).unwrap_or(s);
+                return Err(LedgerError::BucketMismatch { stored, configured: human(bucket_ns) });
+            }
+            Some(_) => {}
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer: Mutex::new(Writer { conn, ids: IdCache::default() }),
+            readers: Mutex::new(Vec::new()),
+            bucket_ns,
+            raw_retention_ns,
+        })
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, LedgerError>) -> Result<T, LedgerError> {
+        let conn = match self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            Some(c) => c,
+            None => open(&self.path)?,
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+        out
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ns INTEGER NOT NULL)")?;
+    let applied: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute("INSERT INTO schema_migrations (version, applied_at_ns) VALUES ($1, $2)", params![i as i64 + 1, crate::now_ns() as i64])?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied ledger migration");
+    }
+    Ok(())
+}
+
+impl IdCache {
+    fn node_id(&mut self, tx: &Connection, node: &Node) -> Result<i64, LedgerError> {
+        let key = (node.cluster.clone(), node.name.clone());
+        if let Some((id, known)) = self.nodes.get(&key) {
+            if known == node {
+                return Ok(*id);
+            }
+        }
+        let id: i64 = tx.prepare_cached(
+            "INSERT INTO nodes (cluster, name, instance_type, capacity_type, region, zone) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (cluster, name) DO UPDATE SET instance_type = excluded.instance_type, capacity_type = excluded.capacity_type,
+               region = excluded.region, zone = excluded.zone
+             RETURNING node_id",
+        )?
+        .query_row(params![node.cluster, node.name, node.instance_type, node.capacity_type, node.region, node.zone], |r| r.get(0))?;
+        self.nodes.insert(key, (id, node.clone()));
+        Ok(id)
+    }
+
+    fn gpu_id(&mut self, tx: &Connection, node_id: i64, d: &Device) -> Result<i64, LedgerError> {
+        if let Some((id, on_node, known)) = self.gpus.get(&d.uuid) {
+            if *on_node == node_id && known == d {
+                return Ok(*id);
+            }
+        }
+        let id: i64 = tx.prepare_cached(
+            "INSERT INTO gpus (uuid, node_id, model, memory_total_bytes, mig_parent_uuid, mig_profile) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (uuid) DO UPDATE SET node_id = excluded.node_id, model = excluded.model,
+               memory_total_bytes = excluded.memory_total_bytes, mig_parent_uuid = excluded.mig_parent_uuid, mig_profile = excluded.mig_profile
+             RETURNING gpu_id",
+        )?
+        .query_row(params![d.uuid, node_id, d.model, d.memory_total_bytes as i64, d.mig_parent_uuid, d.mig_profile], |r| r.get(0))?;
+        self.gpus.insert(d.uuid.clone(), (id, node_id, d.clone()));
+        Ok(id)
+    }
+
+    fn workload_id(&mut self, tx: &Connection, w: &Workload) -> Result<i64, LedgerError> {
+        if let Some(id) = self.workloads.get(&w.key) {
+            return Ok(*id);
+        }
+        let i = &w.identity;
+        let json = serde_json::to_string(i).map_err(|e| LedgerError::Io(e.to_string()))?;
+        let id: i64 = tx.prepare_cached(
+            "INSERT INTO workloads (key, kind, namespace, pod, container, controller_kind, controller_name, ecs_task_arn, slurm_job_id, user_name, identity_json)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (key) DO UPDATE SET identity_json = excluded.identity_json
+             RETURNING workload_id",
+        )?
+        .query_row(
+            params![w.key, i.kind.as_str(), i.namespace, i.pod, i.container, i.controller_kind, i.controller_name, i.ecs_task_arn, i.slurm_job_id, i.user, json],
+            |r| r.get(0),
+        )?;
+        self.workloads.insert(w.key.clone(), id);
+        Ok(id)
+    }
+
+}
+
+/// Writes one batch inside the caller's savepoint.
+fn record_one(ids: &mut IdCache, tx: &Connection, b: &Batch, now_ns: u64, bucket_ns: u64, keep_raw_after_ns: u64) -> Result<Recorded, LedgerError> {
+        let fresh = tx
+            .prepare_cached(
+                "INSERT INTO agent_boots (agent_id, boot_id, last_seq, first_seen_ns, last_seen_ns) VALUES ($1, $2, $3, $4, $4)
+                 ON CONFLICT (agent_id, boot_id) DO UPDATE SET last_seq = excluded.last_seq, last_seen_ns = excluded.last_seen_ns
+                 WHERE agent_boots.last_seq < excluded.last_seq",
+            )?
+            .execute(params![b.agent_id, b.boot_id, b.seq as i64, now_ns as i64])?;
+        if fresh == 0 {
+            return Ok(Recorded::Duplicate);
+        }
+        let node_id = ids.node_id(tx, &b.node)?;
+        let (start, end) = (b.start_ns, b.end_ns);
+        let parts = buckets(start, end, bucket_ns);
+        let keep_raw = end >= keep_raw_after_ns;
+        let mut gpu_ids = HashMap::with_capacity(b.devices.len());
+        for d in &b.devices {
+            let id = ids.gpu_id(tx, node_id, d)?;
+            gpu_ids.insert(d.uuid.as_str(), id);
+            // The interval is billed once: refuse it if any of its GPUs is already covered past its start.
+            let moved = tx
+                .prepare_cached("UPDATE gpus SET covered_until_ns = $1 WHERE gpu_id = $2 AND covered_until_ns <= $3")?
+                .execute(params![end as i64, id, start as i64])?;
+            if moved == 0 {
+                let covered: i64 = tx.query_row("SELECT covered_until_ns FROM gpus WHERE gpu_id = $1", params![id], |r| r.get(0))?;
+                return Err(LedgerError::Overlap { batch: b.id(), gpu: d.uuid.clone(), start_ns: start, covered_until_ns: covered as u64 });
+            }
+        }
+
+        #[derive(Default)]
+        struct GpuRoll {
+            observed: bool,
+            held: bool,
+            used_ns: u64,
+            energy_mj: u64,
+        }
+        let mut rolls: std::collections::BTreeMap<&str, GpuRoll> = std::collections::BTreeMap::new();
+        for g in &b.gpus {
+            let roll = rolls.entry(&g.uuid).or_default();
+            roll.observed = !b.devices.iter().any(|d| d.uuid == g.uuid && d.is_mig());
+            roll.energy_mj = g.energy_millijoules.unwrap_or(0);
+            if keep_raw {
+                tx.prepare_cached(
+                    "INSERT INTO gpu_intervals (gpu_id, start_ns, end_ns, node_id, utilization_ppm, memory_used_bytes, power_milliwatts, energy_millijoules)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )?
+                .execute(params![gpu_ids[g.uuid.as_str()], start as i64, end as i64, node_id, g.utilization_ppm, g.memory_used_bytes as i64, g.power_milliwatts as i64, g.energy_millijoules.map(|e| e as i64)])?;
+            }
+        }
+        for h in &b.holdings {
+            let gpu_id = gpu_ids[h.gpu_uuid.as_str()];
+            let workload_id = ids.workload_id(tx, &h.workload)?;
+            let roll = rolls.entry(&h.gpu_uuid).or_default();
+            roll.held = true;
+            roll.used_ns += h.used_ns;
+            for ((bucket, len), used) in parts.iter().zip(spread(h.used_ns, &parts)) {
+                tx.prepare_cached(
+                    "INSERT INTO usage_buckets (bucket_start_ns, gpu_id, workload_id, node_id, held_ns, used_ns) VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (bucket_start_ns, gpu_id, workload_id, node_id) DO UPDATE SET
+                       held_ns = usage_buckets.held_ns + excluded.held_ns, used_ns = usage_buckets.used_ns + excluded.used_ns",
+                )?
+                .execute(params![*bucket as i64, gpu_id, workload_id, node_id, *len as i64, used as i64])?;
+            }
+        }
+        if keep_raw {
+            for p in &b.processes {
+                let workload_id = ids.workload_id(tx, &p.workload)?;
+                tx.prepare_cached(
+                    "INSERT INTO process_intervals (gpu_id, start_ns, pid, end_ns, workload_id, sm_util_ppm, memory_util_ppm, used_memory_bytes)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )?
+                .execute(params![gpu_ids[p.gpu_uuid.as_str()], start as i64, p.pid, end as i64, workload_id, p.sm_share_ppm, p.memory_util_ppm, p.used_memory_bytes as i64])?;
+            }
+        }
+        for (uuid, roll) in &rolls {
+            let used_parts = spread(roll.used_ns, &parts);
+            let energy_parts = spread(roll.energy_mj, &parts);
+            for (((bucket, len), used), energy) in parts.iter().zip(used_parts).zip(energy_parts) {
+                let observed_ns = if roll.observed { *len } else { 0 };
+                let held_ns = if roll.held { *len } else { 0 };
+                tx.prepare_cached(
+                    "INSERT INTO gpu_buckets (bucket_start_ns, gpu_id, node_id, observed_ns, held_ns, used_ns, energy_millijoules) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (bucket_start_ns, gpu_id, node_id) DO UPDATE SET
+                       observed_ns = gpu_buckets.observed_ns + excluded.observed_ns, held_ns = gpu_buckets.held_ns + excluded.held_ns,
+                       used_ns = gpu_buckets.used_ns + excluded.used_ns, energy_millijoules = gpu_buckets.energy_millijoules + excluded.energy_millijoules",
+                )?
+                .execute(params![*bucket as i64, gpu_ids[uuid], node_id, observed_ns as i64, held_ns as i64, used as i64, energy as i64])?;
+            }
+        }
+        Ok(Recorded::Stored)
+}
+
+impl Ledger for SqliteLedger {
+    fn record(&self, batches: &[Batch], now_ns: u64) -> Result<Vec<Result<Recorded, LedgerError>>, LedgerError> {
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let Writer { conn, ids } = &mut *guard;
+        let keep_raw_after = now_ns.saturating_sub(self.raw_retention_ns);
+        let result = (|| {
+            let mut tx = conn.transaction()?;
+            let mut outcomes = Vec::with_capacity(batches.len());
+            for b in batches {
+                let sp = tx.savepoint()?;
+                match record_one(ids, &sp, b, now_ns, self.bucket_ns, keep_raw_after) {
+                    Ok(rec) => {
+                        sp.commit()?;
+                        outcomes.push(Ok(rec));
+                    }
+                    Err(e) => {
+                        drop(sp); // rolls back this batch's writes, and only them
+                        *ids = IdCache::default();
+                        outcomes.push(Err(e));
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(outcomes)
+        })();
+        if result.is_err() {
+            *ids = IdCache::default();
+        }
+        result
+    }
+
+    fn usage(&self, q: &UsageQuery) -> Result<UsageReport, LedgerError> {
+        self.with_reader(|conn| {
+            let by_workload = q.group_by.contains(&Dimension::Workload);
+            let column = |d: &Dimension| match d {
+                Dimension::Cluster => "n.cluster",
+                Dimension::Node => "n.name",
+                Dimension::Gpu => "g.uuid",
+                Dimension::Workload => "w.key",
+            };
+            let cols: Vec<&str> = q.group_by.iter().map(column).collect();
+            let select_cols = cols.iter().map(|c| format!("{c}, ")).collect::<String>();
+            let group = if cols.is_empty() { String::new() } else { format!("GROUP BY {0} ORDER BY {0}", cols.join(", ")) };
+            let split = |c: &str| format!("SUM({c} / 1000000000), SUM({c} % 1000000000)");
+            let sql = if by_workload {
+                format!(
+                    "SELECT {select_cols} NULL, NULL, {}, {} FROM usage_buckets b
+                     JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id JOIN workloads w ON w.workload_id = b.workload_id
+                     WHERE b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2 {group}",
+                    split("b.held_ns"),
+                    split("b.used_ns")
+                )
+            } else {
+                format!(
+                    "SELECT {select_cols} {}, {}, {} FROM gpu_buckets b
+                     JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id
+                     WHERE b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2 {group}",
+                    split("b.observed_ns"),
+                    split("b.held_ns"),
+                    split("b.used_ns")
+                )
+            };
+            let dims = q.group_by.len();
+            let read_time = |r: &rusqlite::Row, at: usize, observed: bool| -> rusqlite::Result<GpuTime> {
+                Ok(GpuTime {
+                    observed_ns: if observed { Some(sum_ns(r.get(at)?, r.get(at + 1)?)) } else { None },
+                    held_ns: sum_ns(r.get(at + 2)?, r.get(at + 3)?),
+                    used_ns: sum_ns(r.get(at + 4)?, r.get(at + 5)?),
+                })
+            };
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt
+                .query_map(params![q.from_ns as i64, q.to_ns as i64], |r| {
+                    let group = (0..dims).map(|i| r.get::<_, String>(i)).collect::<rusqlite::Result<Vec<_>>>()?;
+                    Ok(UsageRow { group, time: read_time(r, dims, !by_workload)? })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let totals = conn.query_row(
+                &format!(
+                    "SELECT {}, {}, {} FROM gpu_buckets b WHERE b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2",
+                    split("b.observed_ns"),
+                    split("b.held_ns"),
+                    split("b.used_ns")
+                ),
+                params![q.from_ns as i64, q.to_ns as i64],
+                |r| read_time(r, 0, true),
+            )?;
+            Ok(UsageReport { rows, totals })
+        })
+    }
+
+    fn prune_raw(&self, before_ns: u64) -> Result<u64, LedgerError> {
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let a = guard.conn.execute("DELETE FROM gpu_intervals WHERE end_ns < $1", params![before_ns as i64])?;
+        let b = guard.conn.execute("DELETE FROM process_intervals WHERE end_ns < $1", params![before_ns as i64])?;
+        Ok((a + b) as u64)
+    }
+
+    fn bucket_ns(&self) -> u64 {
+        self.bucket_ns
+    }
+
+    fn ping(&self) -> Result<(), LedgerError> {
+        self.with_reader(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())?))
+    }
+}

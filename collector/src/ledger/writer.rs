@@ -1,0 +1,67 @@
+//! The single writer in front of the ledger. Ingest streams hand it validated batches; it stores
+//! whatever has queued up in one transaction (group commit) on its own thread, and answers each batch
+//! only after that transaction is durable. Many agents streaming at once therefore cost one commit per
+//! round, not one per batch.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Ledger, LedgerError, Recorded};
+use crate::model::Batch;
+
+type Reply = oneshot::Sender<Result<Recorded, LedgerError>>;
+
+/// A handle to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<(Batch, Reply)>,
+}
+
+/// Most batches stored in one transaction.
+const MAX_GROUP: usize = 256;
+
+impl WriterHandle {
+    pub fn spawn(ledger: Arc<dyn Ledger>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<(Batch, Reply)>(4 * MAX_GROUP);
+        std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || {
+                while let Some(first) = rx.blocking_recv() {
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match rx.try_recv() {
+                            Ok(next) => group.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    let (batches, replies): (Vec<Batch>, Vec<Reply>) = group.into_iter().unzip();
+                    match ledger.record(&batches, crate::now_ns()) {
+                        Ok(outcomes) => {
+                            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                                let _ = reply.send(outcome);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, batches = batches.len(), "ledger transaction failed; nothing of it was stored");
+                            let msg = e.to_string();
+                            for reply in replies {
+                                let _ = reply.send(Err(LedgerError::Io(msg.clone())));
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawning the ledger writer thread");
+        Self { tx }
+    }
+
+    /// Queues `batch`; the returned receiver resolves once it is stored (or refused).
+    pub async fn submit(&self, batch: Batch) -> oneshot::Receiver<Result<Recorded, LedgerError>> {
+        let (reply, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError((_, reply))) = self.tx.send((batch, reply)).await {
+            let _ = reply.send(Err(LedgerError::Io("the ledger writer has stopped".into())));
+        }
+        rx
+    }
+}

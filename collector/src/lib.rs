@@ -1,0 +1,16 @@
+//! `gpucost-collector`: ingests agent streams, stores GPU time in the ledger, serves the API.
+//!
+//! Data flow: `ingest` (gRPC: validate → share) → `ledger` (writer → SQLite) → `api` (HTTP).
+//! `server` wires them together; `demo` adds a simulated fleet streaming over real gRPC.
+
+pub mod api;
+pub mod demo;
+pub mod ingest;
+pub mod ledger;
+pub mod model;
+pub mod server;
+
+/// Wall-clock time, Unix nanoseconds.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}

@@ -1,0 +1,213 @@
+//! The collector's own types: what a validated batch says, independent of the wire format.
+//!
+//! Time is Unix nanoseconds (`u64`); utilisation shares are parts per million (`u32`, 0..=1_000_000), so
+//! that everything stored is an integer.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+pub const PPM: u64 = 1_000_000;
+
+/// A validated batch: one node's GPUs over [start_ns, end_ns).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub agent_id: String,
+    pub boot_id: String,
+    pub seq: u64,
+    pub node: Node,
+    pub devices: Vec<Device>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub gpus: Vec<GpuReading>,
+    pub processes: Vec<ProcessReading>,
+    /// Workloads holding GPUs in this interval, one per (GPU, workload), with the time they used.
+    pub holdings: Vec<Holding>,
+}
+
+impl Batch {
+    pub fn duration_ns(&self) -> u64 {
+        self.end_ns - self.start_ns
+    }
+
+    /// `agent=… boot=… seq=…`, for messages.
+    pub fn id(&self) -> String {
+        format!("agent={} boot={} seq={}", self.agent_id, self.boot_id, self.seq)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Node {
+    pub cluster: String,
+    pub name: String,
+    pub instance_type: String,
+    pub capacity_type: String,
+    pub region: String,
+    pub zone: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    pub uuid: String,
+    pub model: String,
+    pub memory_total_bytes: u64,
+    pub mig_parent_uuid: Option<String>,
+    pub mig_profile: Option<String>,
+}
+
+impl Device {
+    pub fn is_mig(&self) -> bool {
+        self.mig_parent_uuid.is_some()
+    }
+}
+
+/// Device-level readings over the interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuReading {
+    pub uuid: String,
+    pub utilization_ppm: u32,
+    pub memory_used_bytes: u64,
+    pub power_milliwatts: u64,
+    pub energy_millijoules: Option<u64>,
+}
+
+/// One process on one GPU over the interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessReading {
+    pub gpu_uuid: String,
+    pub pid: u32,
+    pub workload: Workload,
+    /// Mean SM utilisation over the interval.
+    pub sm_share_ppm: u32,
+    pub memory_util_ppm: u32,
+    pub used_memory_bytes: u64,
+}
+
+/// A workload holding a GPU over the interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Holding {
+    pub gpu_uuid: String,
+    pub workload: Workload,
+    /// The interval's length: a holder holds the GPU for the whole interval.
+    pub held_ns: u64,
+    /// GPU time its processes used (their SM share × the interval, normalised per GPU to at most 100 %).
+    pub used_ns: u64,
+    pub memory_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    #[default]
+    Unidentified,
+    KubernetesPod,
+    EcsTask,
+    SlurmJob,
+    SystemdService,
+    Container,
+    HostProcess,
+}
+
+impl WorkloadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unidentified => "unidentified",
+            Self::KubernetesPod => "kubernetes_pod",
+            Self::EcsTask => "ecs_task",
+            Self::SlurmJob => "slurm_job",
+            Self::SystemdService => "systemd_service",
+            Self::Container => "container",
+            Self::HostProcess => "host_process",
+        }
+    }
+}
+
+/// Who is behind a process, as the agent found out. Empty strings mean unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Identity {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub pod: String,
+    pub pod_uid: String,
+    pub container: String,
+    pub controller_kind: String,
+    pub controller_name: String,
+    pub labels: BTreeMap<String, String>,
+    pub namespace_labels: BTreeMap<String, String>,
+    pub ecs_task_arn: String,
+    pub ecs_task_family: String,
+    pub ecs_cluster: String,
+    pub slurm_job_id: String,
+    pub slurm_account: String,
+    pub user: String,
+    pub uid: Option<u32>,
+    pub systemd_unit: String,
+    pub container_id: String,
+    pub container_runtime: String,
+    pub env: BTreeMap<String, String>,
+}
+
+/// A workload: its stable key and what is known about it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Workload {
+    pub key: String,
+    pub identity: Identity,
+}
+
+impl Workload {
+    /// Names the workload: `pod:<cluster>/<namespace>/<pod>`, `ecs:<task arn>`, `slurm:<cluster>/<job id>`,
+    /// `systemd:<cluster>/<node>/<unit>`, `container:<cluster>/<node>/<id>`, `user:<cluster>/<node>/<user>`,
+    /// or `unidentified:<cluster>/<node>`. An identity missing the field its kind is keyed by is
+    /// unidentified.
+    pub fn new(node: &Node, identity: Identity) -> Self {
+        let (c, n) = (&node.cluster, &node.name);
+        let keyed = |field: &str, key: String| if field.is_empty() { None } else { Some(key) };
+        let key = match identity.kind {
+            WorkloadKind::KubernetesPod => keyed(&identity.pod, format!("pod:{c}/{}/{}", identity.namespace, identity.pod)),
+            WorkloadKind::EcsTask => keyed(&identity.ecs_task_arn, format!("ecs:{}", identity.ecs_task_arn)),
+            WorkloadKind::SlurmJob => keyed(&identity.slurm_job_id, format!("slurm:{c}/{}", identity.slurm_job_id)),
+            WorkloadKind::SystemdService => keyed(&identity.systemd_unit, format!("systemd:{c}/{n}/{}", identity.systemd_unit)),
+            WorkloadKind::Container => keyed(&identity.container_id, format!("container:{c}/{n}/{}", identity.container_id)),
+            WorkloadKind::HostProcess => keyed(&identity.user, format!("user:{c}/{n}/{}", identity.user)),
+            WorkloadKind::Unidentified => None,
+        };
+        match key {
+            Some(key) => Self { key, identity },
+            None => Self { key: format!("unidentified:{c}/{n}"), identity: Identity::default() },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node() -> Node {
+        Node {
+            cluster: "prod".into(),
+            name: "ip-10-0-0-1".into(),
+            instance_type: "g5.xlarge".into(),
+            capacity_type: "on_demand".into(),
+            region: "us-east-1".into(),
+            zone: "us-east-1a".into(),
+        }
+    }
+
+    #[test]
+    fn workloads_are_keyed_by_what_identifies_their_kind() {
+        let pod = Identity { kind: WorkloadKind::KubernetesPod, namespace: "ml".into(), pod: "train-0".into(), ..Default::default() };
+        assert_eq!(Workload::new(&node(), pod).key, "pod:prod/ml/train-0");
+        let user = Identity { kind: WorkloadKind::HostProcess, user: "alice".into(), ..Default::default() };
+        assert_eq!(Workload::new(&node(), user).key, "user:prod/ip-10-0-0-1/alice");
+        let slurm = Identity { kind: WorkloadKind::SlurmJob, slurm_job_id: "4711".into(), ..Default::default() };
+        assert_eq!(Workload::new(&node(), slurm).key, "slurm:prod/4711");
+    }
+
+    #[test]
+    fn an_identity_without_its_key_field_is_unidentified_not_an_empty_name() {
+        let pod = Identity { kind: WorkloadKind::KubernetesPod, namespace: "ml".into(), ..Default::default() };
+        let w = Workload::new(&node(), pod);
+        assert_eq!(w.key, "unidentified:prod/ip-10-0-0-1");
+        assert_eq!(w.identity.kind, WorkloadKind::Unidentified);
+    }
+}

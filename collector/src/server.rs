@@ -1,0 +1,108 @@
+//! `serve`: the ledger, the gRPC ingest listener and the HTTP listener, started together and stopped
+//! together. Raw per-interval rows older than the retention are pruned every few minutes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use gpucost_proto::v1::ingest_server::IngestServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::{self, AppState};
+use crate::ingest::service::IngestService;
+use crate::ingest::validate::Limits;
+use crate::ledger::Ledger;
+use crate::ledger::sqlite::SqliteLedger;
+use crate::ledger::writer::WriterHandle;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub db: PathBuf,
+    pub bucket: Duration,
+    pub raw_retention: Duration,
+    pub limits: Limits,
+}
+
+/// A started collector: where it listens, and its tasks.
+pub struct Server {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub ledger: Arc<dyn Ledger>,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+async fn wait_for_stop(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Server {
+    /// Opens the ledger and binds both listeners; serving starts at once and stops when `shutdown` turns true.
+    pub async fn start(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<Self> {
+        let bucket_ns = config.bucket.as_nanos() as u64;
+        if bucket_ns == 0 || (86_400 * 1_000_000_000) % bucket_ns != 0 {
+            anyhow::bail!("--bucket {:?} must divide a day evenly (e.g. 5m, 15m, 1h)", config.bucket);
+        }
+        let ledger: Arc<dyn Ledger> = Arc::new(
+            SqliteLedger::open(&config.db, bucket_ns, config.raw_retention.as_nanos() as u64)
+                .with_context(|| format!("opening the ledger at {}", config.db.display()))?,
+        );
+        let grpc = TcpListener::bind(config.grpc).await.with_context(|| format!("cannot listen for gRPC on {} (--grpc)", config.grpc))?;
+        let http = TcpListener::bind(config.http).await.with_context(|| format!("cannot listen for HTTP on {} (--http)", config.http))?;
+        let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
+
+        let writer = WriterHandle::spawn(ledger.clone());
+        let service = IngestServer::new(IngestService::new(writer, config.limits.clone())).max_decoding_message_size(32 << 20);
+        let mut tasks = JoinSet::new();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .add_service(service)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), wait_for_stop(stop))
+                .await
+                .context("gRPC server failed")
+        });
+        let app = api::router(AppState { ledger: ledger.clone() });
+        let stop = shutdown.clone();
+        tasks.spawn(async move { axum::serve(http, app).with_graceful_shutdown(wait_for_stop(stop)).await.context("HTTP server failed") });
+        let pruner = ledger.clone();
+        let retention = config.raw_retention.as_nanos() as u64;
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(300));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = wait_for_stop(stop.clone()) => return Ok(()),
+                }
+                let ledger = pruner.clone();
+                match tokio::task::spawn_blocking(move || ledger.prune_raw(crate::now_ns().saturating_sub(retention))).await {
+                    Ok(Ok(n)) if n > 0 => tracing::info!(rows = n, "pruned raw intervals past retention"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "pruning raw intervals failed"),
+                    _ => {}
+                }
+            }
+        });
+        tracing::info!(%grpc_addr, %http_addr, db = %config.db.display(), "collector listening");
+        Ok(Self { grpc_addr, http_addr, ledger, tasks })
+    }
+
+    /// Runs until shutdown; the first task to fail stops the collector with its error.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        while let Some(r) = self.tasks.join_next().await {
+            r.context("collector task panicked")??;
+        }
+        Ok(())
+    }
+}
