@@ -1,1 +1,143 @@
+//! Helpers for the end-to-end tests: the real `gpucost-collector` and `gpucost-agent` binaries run as
+//! separate processes, on loopback only, and are killed when a test ends.
 
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary, next to the test executable's `deps/` folder.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target profile folder");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins), as scripts/test does",
+        path.display()
+    );
+    path
+}
+
+/// Appends to `path`, so a restarted process keeps the earlier log.
+fn log_file(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new().create(true).append(true).open(path).expect("log file")
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+/// Kills the child when dropped, so a failing test leaves no process behind.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running collector (`serve`) on loopback.
+pub struct Collector {
+    pub proc: Proc,
+    pub grpc_port: u16,
+    pub http_port: u16,
+    pub db: PathBuf,
+}
+
+impl Collector {
+    /// Starts `gpucost-collector serve` on `db` and waits until it is ready.
+    pub fn start(db: &Path) -> Self {
+        Self::start_on(db, free_port(), free_port())
+    }
+
+    pub fn start_on(db: &Path, grpc_port: u16, http_port: u16) -> Self {
+        let child = Command::new(bin("gpucost-collector"))
+            .args(["--log-format", "json", "serve", "--grpc"])
+            .arg(format!("127.0.0.1:{grpc_port}"))
+            .arg("--http")
+            .arg(format!("127.0.0.1:{http_port}"))
+            .arg("--db")
+            .arg(db)
+            .stdout(Stdio::null())
+            .stderr(log_file(&db.with_extension("collector.log")))
+            .spawn()
+            .expect("start gpucost-collector");
+        let c = Self { proc: Proc(child), grpc_port, http_port, db: db.to_path_buf() };
+        c.wait_ready();
+        c
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = ureq::get(&self.http("/readyz")).call() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("collector did not become ready on port {} within 30 s", self.http_port);
+    }
+
+    /// `GET path` → (status, JSON body).
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = ureq::get(&self.http(path)).config().http_status_as_error(false).build().call().expect("HTTP request to the collector");
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.into_body().read_json().expect("JSON body");
+        (status, body)
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(mut self) -> PathBuf {
+        let _ = self.proc.0.kill();
+        let _ = self.proc.0.wait();
+        self.db.clone()
+    }
+}
+
+/// A running agent; its log goes to a file so that a chatty agent never blocks on a full pipe.
+pub struct Agent {
+    pub proc: Proc,
+    log: PathBuf,
+}
+
+/// Starts `gpucost-agent` with `args`, logging (JSON) to `log`.
+pub fn agent(args: &[String], log: &Path) -> Agent {
+    let file = std::fs::File::create(log).expect("agent log file");
+    let child = Command::new(bin("gpucost-agent"))
+        .args(["--log-format", "json"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("start gpucost-agent");
+    Agent { proc: Proc(child), log: log.to_path_buf() }
+}
+
+impl Agent {
+    /// Waits for the agent to exit; returns whether it succeeded, and its log.
+    pub fn wait(mut self, limit: Duration) -> (bool, String) {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.proc.0.try_wait().expect("agent status") {
+                Some(status) => return (status.success(), std::fs::read_to_string(&self.log).unwrap_or_default()),
+                None if Instant::now() > deadline => {
+                    panic!("agent did not finish within {limit:?}; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default())
+                }
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
