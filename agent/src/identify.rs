@@ -99,8 +99,13 @@ mod tests {
     fn fake_proc(root: &Path, pid: u32, uid: u32, environ: &[u8], start: u64) {
         let d = root.join(pid.to_string());
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("stat"), format!("{pid} (python (x)) S 1 {pid} {pid} 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {start} 100 200")).unwrap();
-        std::fs::write(d.join("status"), format!("Name:\tpython\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t0\n")).unwrap();
+        std::fs::write(
+            d.join("stat"),
+            format!("{pid} (python (x)) S 1 {pid} {pid} 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {start} 100 200"),
+        )
+        .unwrap();
+        std::fs::write(d.join("status"), format!("Name:\tpython\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t0\n"))
+            .unwrap();
         std::fs::write(d.join("environ"), environ).unwrap();
         std::fs::write(d.join("comm"), "python\n").unwrap();
     }
@@ -108,8 +113,18 @@ mod tests {
     #[test]
     fn reads_the_user_and_only_allow_listed_environment() {
         let dir = tempfile::tempdir().unwrap();
-        fake_proc(dir.path(), 77, 1001, b"HOME=/root\0MLFLOW_RUN_ID=abc123\0AWS_SECRET_ACCESS_KEY=nope\0MLFLOW_EXPERIMENT_ID=4\0", 5000);
-        std::fs::write(dir.path().join("passwd"), "root:x:0:0::/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/bash\n").unwrap();
+        fake_proc(
+            dir.path(),
+            77,
+            1001,
+            b"HOME=/root\0MLFLOW_RUN_ID=abc123\0AWS_SECRET_ACCESS_KEY=nope\0MLFLOW_EXPERIMENT_ID=4\0",
+            5000,
+        );
+        std::fs::write(
+            dir.path().join("passwd"),
+            "root:x:0:0::/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/bash\n",
+        )
+        .unwrap();
         let keys = DEFAULT_ENV_KEYS.iter().map(|s| s.to_string()).collect();
         let mut id = ProcIdentifier::new(dir.path(), Some(&dir.path().join("passwd")), keys);
         let (w, comm) = id.identify(77);

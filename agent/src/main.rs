@@ -118,10 +118,18 @@ impl Config {
             bail!("--sample-interval {:?} is too short: at least 100ms", self.sample_interval);
         }
         if self.report_interval < self.sample_interval || self.report_interval > Duration::from_secs(3600) {
-            bail!("--report-interval {:?} must be between --sample-interval ({:?}) and 1h", self.report_interval, self.sample_interval);
+            bail!(
+                "--report-interval {:?} must be between --sample-interval ({:?}) and 1h",
+                self.report_interval,
+                self.sample_interval
+            );
         }
         if self.report_interval.as_nanos() % self.sample_interval.as_nanos() != 0 {
-            bail!("--report-interval {:?} must be a multiple of --sample-interval {:?}", self.report_interval, self.sample_interval);
+            bail!(
+                "--report-interval {:?} must be a multiple of --sample-interval {:?}",
+                self.report_interval,
+                self.sample_interval
+            );
         }
         if self.once && self.output.is_none() {
             bail!("--once needs --output json");
@@ -139,7 +147,11 @@ impl Config {
         let Some(t) = self.sim_start else { return Ok(None) };
         let ns = t.duration_since(std::time::UNIX_EPOCH).context("--sim-start before 1970")?.as_nanos() as u64;
         if ns % self.report_interval.as_nanos() as u64 != 0 {
-            bail!("--sim-start {} is not a multiple of --report-interval {:?}", humantime::format_rfc3339(t), self.report_interval);
+            bail!(
+                "--sim-start {} is not a multiple of --report-interval {:?}",
+                humantime::format_rfc3339(t),
+                self.report_interval
+            );
         }
         Ok(Some(ns))
     }
@@ -166,17 +178,33 @@ fn boot_id() -> String {
     format!("{:x}-{:x}", t, std::process::id())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let config = Config::parse();
     init_logs(&config.log_format);
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(config)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     let virtual_start = config.virtual_start()?;
 
     let (source, identifier, agent_id): (Box<dyn GpuSource>, Option<ProcIdentifier>, String) = match config.source {
         SourceKind::Nvml => {
             let node_name = config.node_name.clone().unwrap_or_else(|| {
-                std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "localhost".into())
             });
             let node = NodeInfo {
                 cluster: config.cluster.clone(),

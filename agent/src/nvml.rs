@@ -114,8 +114,10 @@ fn optional<T>(r: Result<T, NvmlError>) -> Result<Option<T>, NvmlError> {
 
 fn processes(dev: &Device, uuid: &str) -> Result<Vec<(u32, u64)>, SourceError> {
     let mut all = BTreeMap::new();
-    let compute = optional(dev.running_compute_processes()).map_err(device_err("nvmlDeviceGetComputeRunningProcesses", uuid))?;
-    let mps = optional(dev.mps_running_compute_processes()).map_err(device_err("nvmlDeviceGetMPSComputeRunningProcesses", uuid))?;
+    let compute =
+        optional(dev.running_compute_processes()).map_err(device_err("nvmlDeviceGetComputeRunningProcesses", uuid))?;
+    let mps = optional(dev.mps_running_compute_processes())
+        .map_err(device_err("nvmlDeviceGetMPSComputeRunningProcesses", uuid))?;
     for p in compute.into_iter().flatten().chain(mps.into_iter().flatten()) {
         let mem = match p.used_gpu_memory {
             UsedGpuMemory::Used(b) => b,
@@ -142,15 +144,26 @@ impl NvmlSource {
             let uuid = dev.uuid().map_err(device_err("nvmlDeviceGetUUID", "-"))?;
             let model = dev.name().map_err(device_err("nvmlDeviceGetName", &uuid))?;
             let memory = dev.memory_info().map_err(device_err("nvmlDeviceGetMemoryInfo", &uuid))?;
-            devices.push(GpuDevice { uuid: uuid.clone(), model: model.clone(), memory_total_bytes: memory.total, index, mig_parent_uuid: None, mig_profile: None });
+            devices.push(GpuDevice {
+                uuid: uuid.clone(),
+                model: model.clone(),
+                memory_total_bytes: memory.total,
+                index,
+                mig_parent_uuid: None,
+                mig_profile: None,
+            });
             paths.push(DevicePath { index, mig_index: None, uuid: uuid.clone() });
-            let mig_on = optional(dev.mig_mode()).map_err(device_err("nvmlDeviceGetMigMode", &uuid))?.is_some_and(|m| m.current == 1);
+            let mig_on = optional(dev.mig_mode())
+                .map_err(device_err("nvmlDeviceGetMigMode", &uuid))?
+                .is_some_and(|m| m.current == 1);
             if !mig_on {
                 continue;
             }
             let max = dev.mig_device_count().map_err(device_err("nvmlDeviceGetMaxMigDeviceCount", &uuid))?;
             for mig_index in 0..max {
-                let Some(mig) = optional(dev.mig_device_by_index(mig_index)).map_err(device_err("nvmlDeviceGetMigDeviceHandleByIndex", &uuid))? else {
+                let Some(mig) = optional(dev.mig_device_by_index(mig_index))
+                    .map_err(device_err("nvmlDeviceGetMigDeviceHandleByIndex", &uuid))?
+                else {
                     continue;
                 };
                 let mig_uuid = mig.uuid().map_err(device_err("nvmlDeviceGetUUID", &uuid))?;
@@ -175,23 +188,42 @@ impl NvmlSource {
         let uuid = path.uuid.as_str();
         let parent = self.nvml.device_by_index(path.index).map_err(device_err("nvmlDeviceGetHandleByIndex", uuid))?;
         let dev = match path.mig_index {
-            Some(i) => parent.mig_device_by_index(i).map_err(device_err("nvmlDeviceGetMigDeviceHandleByIndex", uuid))?,
+            Some(i) => {
+                parent.mig_device_by_index(i).map_err(device_err("nvmlDeviceGetMigDeviceHandleByIndex", uuid))?
+            }
             None => parent,
         };
         let memory = dev.memory_info().map_err(device_err("nvmlDeviceGetMemoryInfo", uuid))?;
         let running = processes(&dev, uuid)?;
-        let is_mig_parent = path.mig_index.is_none() && self.paths.iter().any(|p| p.index == path.index && p.mig_index.is_some());
+        let is_mig_parent =
+            path.mig_index.is_none() && self.paths.iter().any(|p| p.index == path.index && p.mig_index.is_some());
         if path.mig_index.is_some() {
             // No per-process utilisation under MIG: memory only.
             tick.processes.extend(fold_process_samples(uuid, &running, None, None).0);
-            tick.gpus.push(GpuSample { uuid: uuid.to_string(), utilization_percent: None, memory_utilization_percent: None, memory_used_bytes: memory.used, power_milliwatts: None, energy_counter_millijoules: None });
+            tick.gpus.push(GpuSample {
+                uuid: uuid.to_string(),
+                utilization_percent: None,
+                memory_utilization_percent: None,
+                memory_used_bytes: memory.used,
+                power_milliwatts: None,
+                energy_counter_millijoules: None,
+            });
             return Ok(());
         }
         if !is_mig_parent {
             let last = self.last_seen_us.get(uuid).copied();
             let raw: Option<Vec<RawProcessSample>> = optional(dev.process_utilization_stats(last))
                 .map_err(device_err("nvmlDeviceGetProcessUtilization", uuid))?
-                .map(|v| v.into_iter().map(|s| RawProcessSample { pid: s.pid, timestamp_us: s.timestamp, sm_util: s.sm_util, mem_util: s.mem_util }).collect());
+                .map(|v| {
+                    v.into_iter()
+                        .map(|s| RawProcessSample {
+                            pid: s.pid,
+                            timestamp_us: s.timestamp,
+                            sm_util: s.sm_util,
+                            mem_util: s.mem_util,
+                        })
+                        .collect()
+                });
             let (procs, newest) = fold_process_samples(uuid, &running, raw.as_deref(), last);
             if let Some(n) = newest {
                 self.last_seen_us.insert(uuid.to_string(), n);
@@ -204,8 +236,11 @@ impl NvmlSource {
             utilization_percent: util.as_ref().map(|u| u.gpu.min(100)),
             memory_utilization_percent: util.as_ref().map(|u| u.memory.min(100)),
             memory_used_bytes: memory.used,
-            power_milliwatts: optional(dev.power_usage()).map_err(device_err("nvmlDeviceGetPowerUsage", uuid))?.map(u64::from),
-            energy_counter_millijoules: optional(dev.total_energy_consumption()).map_err(device_err("nvmlDeviceGetTotalEnergyConsumption", uuid))?,
+            power_milliwatts: optional(dev.power_usage())
+                .map_err(device_err("nvmlDeviceGetPowerUsage", uuid))?
+                .map(u64::from),
+            energy_counter_millijoules: optional(dev.total_energy_consumption())
+                .map_err(device_err("nvmlDeviceGetTotalEnergyConsumption", uuid))?,
         });
         Ok(())
     }

@@ -35,9 +35,7 @@ impl std::str::FromStr for CapacityType {
             "on_demand" | "ondemand" => Ok(Self::OnDemand),
             "spot" => Ok(Self::Spot),
             "reserved" => Ok(Self::Reserved),
-            other => Err(format!(
-                "unknown capacity type {other:?}: expected on-demand, spot or reserved"
-            )),
+            other => Err(format!("unknown capacity type {other:?}: expected on-demand, spot or reserved")),
         }
     }
 }

@@ -32,13 +32,26 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn new(source: Box<dyn GpuSource>, identifier: Option<ProcIdentifier>, sample: Duration, report: Duration, clock: Clock) -> Self {
+    pub fn new(
+        source: Box<dyn GpuSource>,
+        identifier: Option<ProcIdentifier>,
+        sample: Duration,
+        report: Duration,
+        clock: Clock,
+    ) -> Self {
         let start = match clock {
             Clock::Wall { .. } => now_unix_nanos(),
             Clock::Virtual { start_unix_nanos, .. } => start_unix_nanos,
         };
         let sample_ns = sample.as_nanos() as u64;
-        Self { source, identifier, acc: IntervalAccumulator::new(start, sample_ns), sample_ns, report_ns: report.as_nanos() as u64, clock }
+        Self {
+            source,
+            identifier,
+            acc: IntervalAccumulator::new(start, sample_ns),
+            sample_ns,
+            report_ns: report.as_nanos() as u64,
+            clock,
+        }
     }
 
     pub fn source(&self) -> &dyn GpuSource {

@@ -12,8 +12,7 @@
 use std::collections::BTreeMap;
 
 use crate::reading::{
-    CapacityType, GpuDevice, GpuSample, NodeInfo, ProcessSample, Tick, WorkloadIdentity,
-    WorkloadKind,
+    CapacityType, GpuDevice, GpuSample, NodeInfo, ProcessSample, Tick, WorkloadIdentity, WorkloadKind,
 };
 use crate::source::{GpuSource, SourceError};
 
@@ -81,15 +80,71 @@ struct InstanceType {
 }
 
 const INSTANCE_TYPES: &[InstanceType] = &[
-    InstanceType { name: "g5.xlarge", gpus: 1, model: "NVIDIA A10G", memory_gib: 24, idle_w: 25, max_w: 300, per_40: 4 },
-    InstanceType { name: "g5.12xlarge", gpus: 4, model: "NVIDIA A10G", memory_gib: 24, idle_w: 25, max_w: 300, per_40: 8 },
-    InstanceType { name: "g5.48xlarge", gpus: 8, model: "NVIDIA A10G", memory_gib: 24, idle_w: 25, max_w: 300, per_40: 4 },
+    InstanceType {
+        name: "g5.xlarge",
+        gpus: 1,
+        model: "NVIDIA A10G",
+        memory_gib: 24,
+        idle_w: 25,
+        max_w: 300,
+        per_40: 4,
+    },
+    InstanceType {
+        name: "g5.12xlarge",
+        gpus: 4,
+        model: "NVIDIA A10G",
+        memory_gib: 24,
+        idle_w: 25,
+        max_w: 300,
+        per_40: 8,
+    },
+    InstanceType {
+        name: "g5.48xlarge",
+        gpus: 8,
+        model: "NVIDIA A10G",
+        memory_gib: 24,
+        idle_w: 25,
+        max_w: 300,
+        per_40: 4,
+    },
     InstanceType { name: "g6.xlarge", gpus: 1, model: "NVIDIA L4", memory_gib: 24, idle_w: 16, max_w: 72, per_40: 3 },
     InstanceType { name: "g6.12xlarge", gpus: 4, model: "NVIDIA L4", memory_gib: 24, idle_w: 16, max_w: 72, per_40: 5 },
-    InstanceType { name: "g6e.12xlarge", gpus: 4, model: "NVIDIA L40S", memory_gib: 48, idle_w: 35, max_w: 350, per_40: 6 },
-    InstanceType { name: "p4d.24xlarge", gpus: 8, model: "NVIDIA A100-SXM4-40GB", memory_gib: 40, idle_w: 55, max_w: 400, per_40: 4 },
-    InstanceType { name: "p4de.24xlarge", gpus: 8, model: "NVIDIA A100-SXM4-80GB", memory_gib: 80, idle_w: 60, max_w: 400, per_40: 2 },
-    InstanceType { name: "p5.48xlarge", gpus: 8, model: "NVIDIA H100 80GB HBM3", memory_gib: 80, idle_w: 70, max_w: 700, per_40: 4 },
+    InstanceType {
+        name: "g6e.12xlarge",
+        gpus: 4,
+        model: "NVIDIA L40S",
+        memory_gib: 48,
+        idle_w: 35,
+        max_w: 350,
+        per_40: 6,
+    },
+    InstanceType {
+        name: "p4d.24xlarge",
+        gpus: 8,
+        model: "NVIDIA A100-SXM4-40GB",
+        memory_gib: 40,
+        idle_w: 55,
+        max_w: 400,
+        per_40: 4,
+    },
+    InstanceType {
+        name: "p4de.24xlarge",
+        gpus: 8,
+        model: "NVIDIA A100-SXM4-80GB",
+        memory_gib: 80,
+        idle_w: 60,
+        max_w: 400,
+        per_40: 2,
+    },
+    InstanceType {
+        name: "p5.48xlarge",
+        gpus: 8,
+        model: "NVIDIA H100 80GB HBM3",
+        memory_gib: 80,
+        idle_w: 70,
+        max_w: 700,
+        per_40: 4,
+    },
 ];
 
 const CLUSTERS: &[(&str, &str)] = &[
@@ -157,7 +212,8 @@ impl Fleet {
     pub fn generate(spec: FleetSpec) -> Self {
         let clusters = spec.clusters.clamp(1, CLUSTERS.len() as u32) as usize;
         // A shuffled deck of instance types keeps the mix (and the GPU count) the same for every seed.
-        let mut deck: Vec<&InstanceType> = INSTANCE_TYPES.iter().flat_map(|t| std::iter::repeat_n(t, t.per_40 as usize)).collect();
+        let mut deck: Vec<&InstanceType> =
+            INSTANCE_TYPES.iter().flat_map(|t| std::iter::repeat_n(t, t.per_40 as usize)).collect();
         let mut rng = Rng(hash(&[spec.seed, 0x6465636b]));
         for i in (1..deck.len()).rev() {
             deck.swap(i, rng.below(i as u64 + 1) as usize);
@@ -188,12 +244,8 @@ impl SimNode {
     fn generate(seed: u64, index: u32, it: &InstanceType, &(cluster, region): &(&str, &str)) -> Self {
         let mut rng = Rng(hash(&[seed, u64::from(index), 0x6e6f6465]));
         let zone = format!("{region}{}", *rng.pick(&['a', 'b', 'c']));
-        let node_name = format!(
-            "ip-10-{}-{}-{}.{region}.compute.internal",
-            rng.range(0, 31),
-            rng.range(0, 255),
-            rng.range(1, 254)
-        );
+        let node_name =
+            format!("ip-10-{}-{}-{}.{region}.compute.internal", rng.range(0, 31), rng.range(0, 255), rng.range(1, 254));
         let capacity_type = if rng.chance(25) { CapacityType::Spot } else { CapacityType::OnDemand };
         let mut devices = Vec::new();
         let mut gpus = BTreeMap::new();
@@ -263,13 +315,15 @@ impl SimNode {
                     if rng.chance(40) {
                         // Time-sliced: a notebook shares this GPU with the inference server.
                         let ident = self.notebook_identity(rng);
-                        let pattern = Pattern::Notebook { active_percent: rng.range(10, 30), busy: rng.range(15, 35) as u32 };
+                        let pattern =
+                            Pattern::Notebook { active_percent: rng.range(10, 30), busy: rng.range(15, 35) as u32 };
                         self.push(uuid, next_pid(), mem / 100 * rng.range(10, 30), pattern, ident);
                     }
                 }
                 45..=62 => {
                     let ident = self.notebook_identity(rng);
-                    let pattern = Pattern::Notebook { active_percent: rng.range(5, 25), busy: rng.range(20, 70) as u32 };
+                    let pattern =
+                        Pattern::Notebook { active_percent: rng.range(5, 25), busy: rng.range(20, 70) as u32 };
                     self.push(uuid, next_pid(), mem / 100 * rng.range(15, 60), pattern, ident);
                 }
                 63..=74 => {
@@ -323,7 +377,10 @@ impl SimNode {
         labels.insert("mlflow.org/model-version".into(), version.to_string());
         let mut env = BTreeMap::new();
         if role == "train" {
-            env.insert("MLFLOW_RUN_ID".into(), format!("{:032x}", u128::from(hash(&[self.seed, u64::from(node_index), u64::from(slot)]))));
+            env.insert(
+                "MLFLOW_RUN_ID".into(),
+                format!("{:032x}", u128::from(hash(&[self.seed, u64::from(node_index), u64::from(slot)]))),
+            );
             env.insert("MLFLOW_EXPERIMENT_ID".into(), (rng.range(1, 40)).to_string());
         }
         let mut namespace_labels = BTreeMap::new();
@@ -375,7 +432,8 @@ impl SimNode {
     fn batch_identity(&self, rng: &mut Rng, node_index: u32, slot: u32) -> WorkloadIdentity {
         if rng.chance(50) {
             let family = format!("{}-batch-embed", rng.pick(TEAMS).0);
-            let task = format!("{:032x}", u128::from(hash(&[self.seed, u64::from(node_index), u64::from(slot), 0x65637])));
+            let task =
+                format!("{:032x}", u128::from(hash(&[self.seed, u64::from(node_index), u64::from(slot), 0x65637])));
             WorkloadIdentity {
                 kind: WorkloadKind::EcsTask,
                 ecs_cluster: "gpu-batch".into(),
@@ -388,7 +446,8 @@ impl SimNode {
             let user = *rng.pick(USERS);
             WorkloadIdentity {
                 kind: WorkloadKind::SlurmJob,
-                slurm_job_id: (100_000 + hash(&[self.seed, u64::from(node_index), u64::from(slot)]) % 900_000).to_string(),
+                slurm_job_id: (100_000 + hash(&[self.seed, u64::from(node_index), u64::from(slot)]) % 900_000)
+                    .to_string(),
                 slurm_account: rng.pick(TEAMS).0.to_string(),
                 user: user.into(),
                 ..Default::default()
@@ -610,7 +669,11 @@ mod tests {
         for k in ["KubernetesPod", "EcsTask", "SlurmJob", "HostProcess"] {
             assert!(kinds.contains(k), "no {k} workload in {kinds:?}");
         }
-        let unheld = fleet.nodes.iter().flat_map(|n| n.gpus.keys().filter(|u| !n.processes.iter().any(|p| &&p.gpu_uuid == u))).count();
+        let unheld = fleet
+            .nodes
+            .iter()
+            .flat_map(|n| n.gpus.keys().filter(|u| !n.processes.iter().any(|p| &&p.gpu_uuid == u)))
+            .count();
         assert!(unheld > 0, "the demo should show some idle GPUs");
     }
 
@@ -657,7 +720,11 @@ mod tests {
     fn batch_jobs_start_and_end_with_a_new_pid_per_run() {
         let fleet = Fleet::generate(FleetSpec::demo(5));
         let slot_ns = 15 * NS_PER_SEC;
-        let node = fleet.nodes.iter().find(|n| n.processes.iter().any(|p| matches!(p.pattern, Pattern::Batch { .. }))).unwrap();
+        let node = fleet
+            .nodes
+            .iter()
+            .find(|n| n.processes.iter().any(|p| matches!(p.pattern, Pattern::Batch { .. })))
+            .unwrap();
         let p = node.processes.iter().find(|p| matches!(p.pattern, Pattern::Batch { .. })).unwrap();
         let runs: Vec<Option<u32>> = (0..3000).map(|s| node.process_in_slot(p, s, slot_ns).map(|x| x.0)).collect();
         assert!(runs.iter().any(Option::is_none) && runs.iter().any(Option::is_some));

@@ -5,7 +5,9 @@ use crate::reading::{NodeInfo, Tick};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot load NVML ({library}): {reason}. Is the NVIDIA driver installed and its library visible to this process (on Kubernetes: the NVIDIA container toolkit, or a hostPath mount of the driver)? Use --nvml-lib to point at the library.")]
+    #[error(
+        "cannot load NVML ({library}): {reason}. Is the NVIDIA driver installed and its library visible to this process (on Kubernetes: the NVIDIA container toolkit, or a hostPath mount of the driver)? Use --nvml-lib to point at the library."
+    )]
     NvmlUnavailable { library: String, reason: String },
     #[error("NVML call {call} failed on GPU {device}: {reason}")]
     Device { call: &'static str, device: String, reason: String },

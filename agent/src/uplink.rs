@@ -77,7 +77,13 @@ pub async fn run(config: UplinkConfig, mut batches: mpsc::Receiver<UsageBatch>) 
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
         .tcp_nodelay(true);
-    let mut queue = Queue { pending: VecDeque::new(), sent: 0, max: config.max_pending.max(1), stats: UplinkStats::default(), acked_since_connect: false };
+    let mut queue = Queue {
+        pending: VecDeque::new(),
+        sent: 0,
+        max: config.max_pending.max(1),
+        stats: UplinkStats::default(),
+        acked_since_connect: false,
+    };
     let mut input_open = true;
     let mut backoff = config.backoff_min;
     loop {
@@ -94,7 +100,9 @@ pub async fn run(config: UplinkConfig, mut batches: mpsc::Receiver<UsageBatch>) 
                     backoff = config.backoff_min;
                 }
             }
-            Err(e) => tracing::warn!(collector = %config.endpoint, error = %e, pending = queue.pending.len(), "cannot reach the collector; retrying"),
+            Err(e) => {
+                tracing::warn!(collector = %config.endpoint, error = %e, pending = queue.pending.len(), "cannot reach the collector; retrying")
+            }
         }
         queue.stats.reconnects += 1;
         queue.sent = 0;
@@ -128,7 +136,11 @@ impl Queue {
     fn push(&mut self, b: UsageBatch) {
         if self.pending.len() >= self.max {
             if let Some(old) = self.pending.pop_front() {
-                tracing::error!(seq = old.seq, start = old.interval_start_unix_nanos, "pending queue full: dropping the oldest unacked batch");
+                tracing::error!(
+                    seq = old.seq,
+                    start = old.interval_start_unix_nanos,
+                    "pending queue full: dropping the oldest unacked batch"
+                );
                 self.stats.dropped_for_space += 1;
                 self.sent = self.sent.saturating_sub(1);
             }

@@ -65,8 +65,9 @@ fn parse_time(name: &str, value: &str) -> Result<u64, ApiError> {
     if let Ok(secs) = value.parse::<u64>() {
         return secs.checked_mul(NS).ok_or_else(|| bad(format!("{name}={value}: too far in the future")));
     }
-    let t = humantime::parse_rfc3339_weak(value)
-        .map_err(|e| bad(format!("{name}={value:?}: {e}; expected RFC 3339 (e.g. 2026-11-01T00:00:00Z) or Unix seconds")))?;
+    let t = humantime::parse_rfc3339_weak(value).map_err(|e| {
+        bad(format!("{name}={value:?}: {e}; expected RFC 3339 (e.g. 2026-11-01T00:00:00Z) or Unix seconds"))
+    })?;
     Ok(t.duration_since(UNIX_EPOCH).map_err(|_| bad(format!("{name}={value}: before 1970")))?.as_nanos() as u64)
 }
 
@@ -87,7 +88,9 @@ fn parse_query(params: &HashMap<String, String>, now_ns: u64, bucket_ns: u64) ->
         return Err(bad("the window from..to is longer than 400 days"));
     }
     let mut group_by = Vec::new();
-    for name in params.get("group_by").map(String::as_str).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for name in
+        params.get("group_by").map(String::as_str).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty())
+    {
         let d = Dimension::parse(name).ok_or_else(|| {
             let known: Vec<&str> = Dimension::ALL.iter().map(|d| d.name()).collect();
             bad(format!("group_by: unknown dimension {name:?}; expected any of {}", known.join(", ")))
@@ -125,7 +128,10 @@ fn time_json(t: &GpuTime) -> serde_json::Map<String, Value> {
     m
 }
 
-async fn usage(State(s): State<AppState>, Query(params): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+async fn usage(
+    State(s): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
     let q = parse_query(&params, crate::now_ns(), s.ledger.bucket_ns())?;
     let ledger = s.ledger.clone();
     let query = q.clone();
@@ -170,7 +176,10 @@ mod tests {
         assert_eq!(rfc3339(w.to_ns), "2026-11-01T03:00:00Z");
         let d = q(&[]).unwrap();
         assert!(d.to_ns - d.from_ns >= 86_400 * NS);
-        assert_eq!(q(&[("from", "1700000000"), ("to", "1700003600"), ("group_by", "node,workload")]).unwrap().group_by, vec![Dimension::Node, Dimension::Workload]);
+        assert_eq!(
+            q(&[("from", "1700000000"), ("to", "1700003600"), ("group_by", "node,workload")]).unwrap().group_by,
+            vec![Dimension::Node, Dimension::Workload]
+        );
     }
 
     #[test]

@@ -34,7 +34,12 @@ async fn backfill(config: &DemoConfig, endpoint: &str, span: Duration) -> anyhow
     let end = crate::now_ns() / step * step;
     let start = end - intervals * step;
     let began = Instant::now();
-    println!("backfilling {} of history ({} intervals of {} per node)…", humantime::format_duration(span), intervals, humantime::format_duration(config.backfill_interval));
+    println!(
+        "backfilling {} of history ({} intervals of {} per node)…",
+        humantime::format_duration(span),
+        intervals,
+        humantime::format_duration(config.backfill_interval)
+    );
     let (_keep, never) = watch::channel(false);
     let mut nodes = JoinSet::new();
     for node in Fleet::generate(config.fleet).nodes {
@@ -70,7 +75,10 @@ pub async fn run(mut config: DemoConfig, shutdown: watch::Receiver<bool>) -> any
             None
         }
         None => {
-            let t = tempfile::Builder::new().prefix("gpucost-demo-").tempdir().context("cannot create a temporary data folder")?;
+            let t = tempfile::Builder::new()
+                .prefix("gpucost-demo-")
+                .tempdir()
+                .context("cannot create a temporary data folder")?;
             config.serve.db = t.path().join("gpucost.db");
             Some(t)
         }
@@ -78,7 +86,11 @@ pub async fn run(mut config: DemoConfig, shutdown: watch::Receiver<bool>) -> any
     let server = Server::start(&config.serve, shutdown.clone()).await?;
     let endpoint = format!("http://{}", server.grpc_addr);
     let fleet = Fleet::generate(config.fleet);
-    println!("gpucost demo: {} simulated nodes with {} GPUs streaming to the collector", fleet.nodes.len(), fleet.gpu_count());
+    println!(
+        "gpucost demo: {} simulated nodes with {} GPUs streaming to the collector",
+        fleet.nodes.len(),
+        fleet.gpu_count()
+    );
     println!("  ledger     {}{}", config.serve.db.display(), if temp.is_some() { " (temporary)" } else { "" });
     println!("  gRPC       {endpoint}");
     println!("  dashboard  http://{}/", server.http_addr);
@@ -96,7 +108,13 @@ pub async fn run(mut config: DemoConfig, shutdown: watch::Receiver<bool>) -> any
             config.report_interval,
             Clock::Wall { align: true },
         );
-        nodes.spawn(gpucost_agent::stream_node(sampler, framer, UplinkConfig::new(endpoint.clone()), None, shutdown.clone()));
+        nodes.spawn(gpucost_agent::stream_node(
+            sampler,
+            framer,
+            UplinkConfig::new(endpoint.clone()),
+            None,
+            shutdown.clone(),
+        ));
     }
     println!("streaming live every {}; Ctrl-C to stop", humantime::format_duration(config.report_interval));
     while let Some(r) = nodes.join_next().await {

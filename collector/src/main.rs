@@ -92,7 +92,11 @@ struct DemoArgs {
 
 impl LedgerArgs {
     fn serve_config(&self, grpc: SocketAddr, http: SocketAddr, db: PathBuf) -> ServeConfig {
-        let limits = Limits { max_interval_ns: self.max_interval.as_nanos() as u64, max_clock_skew_ns: self.max_clock_skew.as_nanos() as u64, ..Limits::default() };
+        let limits = Limits {
+            max_interval_ns: self.max_interval.as_nanos() as u64,
+            max_clock_skew_ns: self.max_clock_skew.as_nanos() as u64,
+            ..Limits::default()
+        };
         ServeConfig { grpc, http, db, bucket: self.bucket, raw_retention: self.raw_retention, limits }
     }
 }

@@ -163,11 +163,17 @@ impl Workload {
         let (c, n) = (&node.cluster, &node.name);
         let keyed = |field: &str, key: String| if field.is_empty() { None } else { Some(key) };
         let key = match identity.kind {
-            WorkloadKind::KubernetesPod => keyed(&identity.pod, format!("pod:{c}/{}/{}", identity.namespace, identity.pod)),
+            WorkloadKind::KubernetesPod => {
+                keyed(&identity.pod, format!("pod:{c}/{}/{}", identity.namespace, identity.pod))
+            }
             WorkloadKind::EcsTask => keyed(&identity.ecs_task_arn, format!("ecs:{}", identity.ecs_task_arn)),
             WorkloadKind::SlurmJob => keyed(&identity.slurm_job_id, format!("slurm:{c}/{}", identity.slurm_job_id)),
-            WorkloadKind::SystemdService => keyed(&identity.systemd_unit, format!("systemd:{c}/{n}/{}", identity.systemd_unit)),
-            WorkloadKind::Container => keyed(&identity.container_id, format!("container:{c}/{n}/{}", identity.container_id)),
+            WorkloadKind::SystemdService => {
+                keyed(&identity.systemd_unit, format!("systemd:{c}/{n}/{}", identity.systemd_unit))
+            }
+            WorkloadKind::Container => {
+                keyed(&identity.container_id, format!("container:{c}/{n}/{}", identity.container_id))
+            }
             WorkloadKind::HostProcess => keyed(&identity.user, format!("user:{c}/{n}/{}", identity.user)),
             WorkloadKind::Unidentified => None,
         };
@@ -195,7 +201,12 @@ mod tests {
 
     #[test]
     fn workloads_are_keyed_by_what_identifies_their_kind() {
-        let pod = Identity { kind: WorkloadKind::KubernetesPod, namespace: "ml".into(), pod: "train-0".into(), ..Default::default() };
+        let pod = Identity {
+            kind: WorkloadKind::KubernetesPod,
+            namespace: "ml".into(),
+            pod: "train-0".into(),
+            ..Default::default()
+        };
         assert_eq!(Workload::new(&node(), pod).key, "pod:prod/ml/train-0");
         let user = Identity { kind: WorkloadKind::HostProcess, user: "alice".into(), ..Default::default() };
         assert_eq!(Workload::new(&node(), user).key, "user:prod/ip-10-0-0-1/alice");

@@ -57,12 +57,17 @@ impl Server {
             SqliteLedger::open(&config.db, bucket_ns, config.raw_retention.as_nanos() as u64)
                 .with_context(|| format!("opening the ledger at {}", config.db.display()))?,
         );
-        let grpc = TcpListener::bind(config.grpc).await.with_context(|| format!("cannot listen for gRPC on {} (--grpc)", config.grpc))?;
-        let http = TcpListener::bind(config.http).await.with_context(|| format!("cannot listen for HTTP on {} (--http)", config.http))?;
+        let grpc = TcpListener::bind(config.grpc)
+            .await
+            .with_context(|| format!("cannot listen for gRPC on {} (--grpc)", config.grpc))?;
+        let http = TcpListener::bind(config.http)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {} (--http)", config.http))?;
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
 
         let writer = WriterHandle::spawn(ledger.clone());
-        let service = IngestServer::new(IngestService::new(writer, config.limits.clone())).max_decoding_message_size(32 << 20);
+        let service =
+            IngestServer::new(IngestService::new(writer, config.limits.clone())).max_decoding_message_size(32 << 20);
         let mut tasks = JoinSet::new();
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -75,7 +80,9 @@ impl Server {
         });
         let app = api::router(AppState { ledger: ledger.clone() });
         let stop = shutdown.clone();
-        tasks.spawn(async move { axum::serve(http, app).with_graceful_shutdown(wait_for_stop(stop)).await.context("HTTP server failed") });
+        tasks.spawn(async move {
+            axum::serve(http, app).with_graceful_shutdown(wait_for_stop(stop)).await.context("HTTP server failed")
+        });
         let pruner = ledger.clone();
         let retention = config.raw_retention.as_nanos() as u64;
         let stop = shutdown.clone();
@@ -87,7 +94,9 @@ impl Server {
                     _ = wait_for_stop(stop.clone()) => return Ok(()),
                 }
                 let ledger = pruner.clone();
-                match tokio::task::spawn_blocking(move || ledger.prune_raw(crate::now_ns().saturating_sub(retention))).await {
+                match tokio::task::spawn_blocking(move || ledger.prune_raw(crate::now_ns().saturating_sub(retention)))
+                    .await
+                {
                     Ok(Ok(n)) if n > 0 => tracing::info!(rows = n, "pruned raw intervals past retention"),
                     Ok(Err(e)) => tracing::warn!(error = %e, "pruning raw intervals failed"),
                     _ => {}

@@ -93,7 +93,12 @@ impl Collector {
 
     /// `GET path` → (status, JSON body).
     pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let resp = ureq::get(&self.http(path)).config().http_status_as_error(false).build().call().expect("HTTP request to the collector");
+        let resp = ureq::get(&self.http(path))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .expect("HTTP request to the collector");
         let status = resp.status().as_u16();
         let body: serde_json::Value = resp.into_body().read_json().expect("JSON body");
         (status, body)
@@ -134,7 +139,10 @@ impl Agent {
             match self.proc.0.try_wait().expect("agent status") {
                 Some(status) => return (status.success(), std::fs::read_to_string(&self.log).unwrap_or_default()),
                 None if Instant::now() > deadline => {
-                    panic!("agent did not finish within {limit:?}; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default())
+                    panic!(
+                        "agent did not finish within {limit:?}; log:\n{}",
+                        std::fs::read_to_string(&self.log).unwrap_or_default()
+                    )
                 }
                 None => std::thread::sleep(Duration::from_millis(50)),
             }

@@ -13,7 +13,8 @@ fn once_with_the_simulator_prints_one_valid_batch_as_json() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
     let interval = &v["interval"];
-    let span = interval["interval_end_unix_nanos"].as_u64().unwrap() - interval["interval_start_unix_nanos"].as_u64().unwrap();
+    let span =
+        interval["interval_end_unix_nanos"].as_u64().unwrap() - interval["interval_start_unix_nanos"].as_u64().unwrap();
     assert!((2_000_000_000..2_500_000_000).contains(&span), "{span}");
     assert_eq!(interval["sample_count"].as_u64(), Some(2));
     let devices = v["node"]["devices"].as_array().unwrap();
@@ -32,7 +33,11 @@ fn once_with_the_simulator_prints_one_valid_batch_as_json() {
 
 #[test]
 fn nvml_without_a_driver_fails_with_a_message_naming_the_library() {
-    let out = Command::new(bin("gpucost-agent")).args(["--source", "nvml", "--once", "--output", "json"]).env("RUST_BACKTRACE", "0").output().unwrap();
+    let out = Command::new(bin("gpucost-agent"))
+        .args(["--source", "nvml", "--once", "--output", "json"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
     if std::path::Path::new("/dev/nvidiactl").exists() {
         // A GPU machine: the driver is there, so the agent reads it instead.
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -46,7 +51,11 @@ fn nvml_without_a_driver_fails_with_a_message_naming_the_library() {
 
 #[test]
 fn bad_flags_are_refused_with_a_message_that_names_them() {
-    let out = Command::new(bin("gpucost-agent")).args(["--source", "sim", "--report-interval", "1500ms", "--sample-interval", "1s"]).env("RUST_BACKTRACE", "0").output().unwrap();
+    let out = Command::new(bin("gpucost-agent"))
+        .args(["--source", "sim", "--report-interval", "1500ms", "--sample-interval", "1s"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--report-interval"));
     let out = Command::new(bin("gpucost-agent"))

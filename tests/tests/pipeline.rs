@@ -19,10 +19,28 @@ fn spec() -> FleetSpec {
 
 fn agent_args(c: &Collector, node: u32, intervals: u64, pace_ms: u64) -> Vec<String> {
     [
-        "--source", "sim", "--collector", &c.grpc_url(), "--sim-seed", &SEED.to_string(), "--sim-nodes", &NODES.to_string(),
-        "--sim-clusters", &CLUSTERS.to_string(), "--sim-node", &node.to_string(), "--sim-start", "2026-11-01T00:00:00Z",
-        "--sim-pace", &format!("{pace_ms}ms"), "--intervals", &intervals.to_string(), "--report-interval", "15s",
-        "--sample-interval", "1s",
+        "--source",
+        "sim",
+        "--collector",
+        &c.grpc_url(),
+        "--sim-seed",
+        &SEED.to_string(),
+        "--sim-nodes",
+        &NODES.to_string(),
+        "--sim-clusters",
+        &CLUSTERS.to_string(),
+        "--sim-node",
+        &node.to_string(),
+        "--sim-start",
+        "2026-11-01T00:00:00Z",
+        "--sim-pace",
+        &format!("{pace_ms}ms"),
+        "--intervals",
+        &intervals.to_string(),
+        "--report-interval",
+        "15s",
+        "--sample-interval",
+        "1s",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -86,7 +104,9 @@ fn gpu_seconds_stored_equal_the_simulators_ground_truth_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let c = Collector::start(&dir.path().join("ledger.db"));
     let intervals = 240; // one hour
-    let agents: Vec<_> = (0..NODES).map(|n| agent(&agent_args(&c, n, intervals, 0), &dir.path().join(format!("agent{n}.log")))).collect();
+    let agents: Vec<_> = (0..NODES)
+        .map(|n| agent(&agent_args(&c, n, intervals, 0), &dir.path().join(format!("agent{n}.log"))))
+        .collect();
     for a in agents {
         let (ok, log) = a.wait(Duration::from_secs(120));
         assert!(ok, "agent failed:\n{log}");
@@ -111,7 +131,9 @@ fn killing_and_restarting_the_collector_mid_stream_loses_nothing_and_counts_noth
     let c = Collector::start(&db);
     let (grpc, http) = (c.grpc_port, c.http_port);
     let intervals = 400;
-    let agents: Vec<_> = (0..NODES).map(|n| agent(&agent_args(&c, n, intervals, 15), &dir.path().join(format!("agent{n}.log")))).collect();
+    let agents: Vec<_> = (0..NODES)
+        .map(|n| agent(&agent_args(&c, n, intervals, 15), &dir.path().join(format!("agent{n}.log"))))
+        .collect();
     let mut c = c;
     for _ in 0..2 {
         std::thread::sleep(Duration::from_millis(1500));

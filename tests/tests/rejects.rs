@@ -21,18 +21,35 @@ fn batch(boot: &str, seq: u64, start: u64) -> pb::UsageBatch {
             capacity_type: pb::CapacityType::OnDemand as i32,
             region: "us-east-1".into(),
             zone: "us-east-1a".into(),
-            devices: vec![pb::GpuDevice { uuid: "GPU-1111".into(), model: "NVIDIA A10G".into(), memory_total_bytes: 24 << 30, ..Default::default() }],
+            devices: vec![pb::GpuDevice {
+                uuid: "GPU-1111".into(),
+                model: "NVIDIA A10G".into(),
+                memory_total_bytes: 24 << 30,
+                ..Default::default()
+            }],
         }),
         interval_start_unix_nanos: start,
         interval_end_unix_nanos: start + 15 * NS,
-        gpus: vec![pb::GpuUsage { uuid: "GPU-1111".into(), utilization_percent: 50.0, memory_used_bytes: 1 << 30, power_milliwatts: 150_000, sample_count: 15, ..Default::default() }],
+        gpus: vec![pb::GpuUsage {
+            uuid: "GPU-1111".into(),
+            utilization_percent: 50.0,
+            memory_used_bytes: 1 << 30,
+            power_milliwatts: 150_000,
+            sample_count: 15,
+            ..Default::default()
+        }],
         processes: vec![pb::ProcessUsage {
             pid: 4242,
             gpu_uuid: "GPU-1111".into(),
             sm_util_percent: 50.0,
             used_memory_bytes: 1 << 30,
             sample_count: 15,
-            workload: Some(pb::WorkloadIdentity { kind: pb::WorkloadKind::KubernetesPod as i32, namespace: "ml".into(), pod: "trainer-0".into(), ..Default::default() }),
+            workload: Some(pb::WorkloadIdentity {
+                kind: pb::WorkloadKind::KubernetesPod as i32,
+                namespace: "ml".into(),
+                pod: "trainer-0".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         }],
         ..Default::default()
@@ -41,7 +58,11 @@ fn batch(boot: &str, seq: u64, start: u64) -> pb::UsageBatch {
 
 /// Sends `batches` on one stream; returns the acks and, if the stream ended with an error, that status.
 async fn send(url: &str, batches: Vec<pb::UsageBatch>) -> (Vec<pb::Ack>, Option<tonic::Status>) {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().connect().await.expect("connect to the collector");
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect to the collector");
     let mut client = IngestClient::new(channel);
     let n = batches.len();
     let mut stream = client.report(tokio_stream::iter(batches)).await.expect("open stream").into_inner();
@@ -79,7 +100,10 @@ fn a_malformed_batch_is_rejected_whole_with_a_clear_error_and_the_ledger_is_unch
 
     let broken: Vec<(fn(&mut pb::UsageBatch), &str)> = vec![
         (|b| b.processes[0].sm_util_percent = 140.0, "processes[0].sm_util_percent: 140 is outside 0..=100"),
-        (|b| b.processes[0].gpu_uuid = "GPU-9999".into(), "processes[0].gpu_uuid: GPU \"GPU-9999\" is not among node.devices"),
+        (
+            |b| b.processes[0].gpu_uuid = "GPU-9999".into(),
+            "processes[0].gpu_uuid: GPU \"GPU-9999\" is not among node.devices",
+        ),
         (|b| b.interval_end_unix_nanos = b.interval_start_unix_nanos - 1, "interval: start"),
         (|b| b.node = None, "node: is missing"),
     ];
@@ -92,7 +116,10 @@ fn a_malformed_batch_is_rejected_whole_with_a_clear_error_and_the_ledger_is_unch
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().contains(says), "{}", status.message());
         assert!(status.message().contains("agent=node-a boot=b1"), "{}", status.message());
-        assert_eq!(status.metadata().get("gpucost-rejected-seq").and_then(|v| v.to_str().ok()), Some((seq + 2).to_string().as_str()));
+        assert_eq!(
+            status.metadata().get("gpucost-rejected-seq").and_then(|v| v.to_str().ok()),
+            Some((seq + 2).to_string().as_str())
+        );
         assert_eq!(ledger_state(&c), before, "nothing of a rejected batch may be stored");
     }
 }
@@ -121,7 +148,10 @@ fn a_resent_batch_is_acked_as_a_duplicate_and_not_counted_again() {
     let once = ledger_state(&c);
     let (acks, err) = rt.block_on(send(&c.grpc_url(), vec![batch("b1", 1, T0), batch("b1", 2, T0 + 15 * NS)]));
     assert!(err.is_none());
-    assert_eq!(acks.iter().map(|a| (a.seq, a.status)).collect::<Vec<_>>(), vec![(1, pb::AckStatus::Duplicate as i32), (2, pb::AckStatus::Duplicate as i32)]);
+    assert_eq!(
+        acks.iter().map(|a| (a.seq, a.status)).collect::<Vec<_>>(),
+        vec![(1, pb::AckStatus::Duplicate as i32), (2, pb::AckStatus::Duplicate as i32)]
+    );
     assert_eq!(ledger_state(&c), once);
     assert_eq!(once["rows"][0]["held_ns"].as_u64(), Some(30 * NS));
 }

@@ -47,7 +47,12 @@ fn rejected(seq: u64, message: String) -> Status {
 
 type Pending = (String, u64, oneshot::Receiver<Result<Recorded, LedgerError>>);
 
-async fn serve_stream(mut inbound: Streaming<UsageBatch>, out: mpsc::Sender<Result<Ack, Status>>, writer: WriterHandle, limits: Limits) {
+async fn serve_stream(
+    mut inbound: Streaming<UsageBatch>,
+    out: mpsc::Sender<Result<Ack, Status>>,
+    writer: WriterHandle,
+    limits: Limits,
+) {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut input_done = false;
     let mut last_word: Option<Status> = None;

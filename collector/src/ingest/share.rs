@@ -92,16 +92,36 @@ mod tests {
             region: String::new(),
             zone: String::new(),
         };
-        Workload::new(&node, Identity { kind: WorkloadKind::KubernetesPod, namespace: "ns".into(), pod: pod.into(), ..Default::default() })
+        Workload::new(
+            &node,
+            Identity {
+                kind: WorkloadKind::KubernetesPod,
+                namespace: "ns".into(),
+                pod: pod.into(),
+                ..Default::default()
+            },
+        )
     }
 
     fn proc(gpu: &str, pid: u32, pod: &str, share_ppm: u32, mem: u64) -> ProcessReading {
-        ProcessReading { gpu_uuid: gpu.into(), pid, workload: workload(pod), sm_share_ppm: share_ppm, memory_util_ppm: 0, used_memory_bytes: mem }
+        ProcessReading {
+            gpu_uuid: gpu.into(),
+            pid,
+            workload: workload(pod),
+            sm_share_ppm: share_ppm,
+            memory_util_ppm: 0,
+            used_memory_bytes: mem,
+        }
     }
 
     #[test]
     fn proportional_split_always_adds_up_to_the_total() {
-        for (total, weights) in [(10u64, vec![1u64, 1, 1]), (15_000_000_000, vec![333_333, 333_333, 333_334]), (7, vec![0, 5, 0]), (1, vec![3, 3])] {
+        for (total, weights) in [
+            (10u64, vec![1u64, 1, 1]),
+            (15_000_000_000, vec![333_333, 333_333, 333_334]),
+            (7, vec![0, 5, 0]),
+            (1, vec![3, 3]),
+        ] {
             let parts = split_proportionally(total, &weights);
             assert_eq!(parts.iter().sum::<u64>(), total, "{weights:?}");
         }
@@ -119,7 +139,11 @@ mod tests {
 
     #[test]
     fn over_reported_shares_are_scaled_to_exactly_the_interval() {
-        let h = holdings(1_000, &[proc("g", 1, "a", 900_000, 0), proc("g", 2, "b", 900_000, 0), proc("g", 3, "c", 900_000, 0)], &[]);
+        let h = holdings(
+            1_000,
+            &[proc("g", 1, "a", 900_000, 0), proc("g", 2, "b", 900_000, 0), proc("g", 3, "c", 900_000, 0)],
+            &[],
+        );
         assert_eq!(h.iter().map(|x| x.used_ns).sum::<u64>(), 1_000);
         assert_eq!(h.iter().map(|x| x.used_ns).collect::<Vec<_>>(), vec![334, 333, 333]);
     }
@@ -133,7 +157,11 @@ mod tests {
 
     #[test]
     fn an_allocated_gpu_with_no_process_is_held_by_its_pod_and_used_by_nobody() {
-        let h = holdings(100, &[proc("g1", 1, "a", 500_000, 5)], &[("g2".into(), workload("idle-pod")), ("g1".into(), workload("a"))]);
+        let h = holdings(
+            100,
+            &[proc("g1", 1, "a", 500_000, 5)],
+            &[("g2".into(), workload("idle-pod")), ("g1".into(), workload("a"))],
+        );
         assert_eq!(h.len(), 2);
         let idle = h.iter().find(|x| x.gpu_uuid == "g2").unwrap();
         assert_eq!((idle.workload.key.as_str(), idle.held_ns, idle.used_ns), ("pod:c/ns/idle-pod", 100, 0));

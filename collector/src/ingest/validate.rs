@@ -103,7 +103,10 @@ impl Check<'_> {
         }
         let map = |name: &str, m: &HashMap<String, String>| -> Result<BTreeMap<String, String>, ValidationError> {
             if m.len() > self.limits.max_labels {
-                return self.fail(format!("{field}.{name}"), format!("has {} entries; at most {}", m.len(), self.limits.max_labels));
+                return self.fail(
+                    format!("{field}.{name}"),
+                    format!("has {} entries; at most {}", m.len(), self.limits.max_labels),
+                );
             }
             for (k, v) in m {
                 self.text(&format!("{field}.{name} key {k:?}"), k, true)?;
@@ -184,10 +187,16 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
         return c.fail("interval_start_unix_nanos", format!("{start} is before 2020-01-01: is the agent's clock set?"));
     }
     if end - start > limits.max_interval_ns {
-        return c.fail("interval", format!("{} s long; at most {} s", (end - start) / 1_000_000_000, limits.max_interval_ns / 1_000_000_000));
+        return c.fail(
+            "interval",
+            format!("{} s long; at most {} s", (end - start) / 1_000_000_000, limits.max_interval_ns / 1_000_000_000),
+        );
     }
     if end > now_ns.saturating_add(limits.max_clock_skew_ns) {
-        return c.fail("interval_end_unix_nanos", format!("{} s in the future: is the agent's clock set?", (end - now_ns) / 1_000_000_000));
+        return c.fail(
+            "interval_end_unix_nanos",
+            format!("{} s in the future: is the agent's clock set?", (end - now_ns) / 1_000_000_000),
+        );
     }
 
     if n.devices.is_empty() {
@@ -212,9 +221,17 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
     for (i, d) in n.devices.iter().enumerate() {
         if !d.mig_parent_uuid.is_empty() {
             match by_uuid.get(d.mig_parent_uuid.as_str()) {
-                None => return c.fail(format!("node.devices[{i}].mig_parent_uuid"), format!("{} is not a device of this node", d.mig_parent_uuid)),
+                None => {
+                    return c.fail(
+                        format!("node.devices[{i}].mig_parent_uuid"),
+                        format!("{} is not a device of this node", d.mig_parent_uuid),
+                    );
+                }
                 Some(p) if !p.mig_parent_uuid.is_empty() => {
-                    return c.fail(format!("node.devices[{i}].mig_parent_uuid"), format!("{} is itself a MIG device", d.mig_parent_uuid));
+                    return c.fail(
+                        format!("node.devices[{i}].mig_parent_uuid"),
+                        format!("{} is itself a MIG device", d.mig_parent_uuid),
+                    );
                 }
                 Some(_) => {}
             }
@@ -245,17 +262,30 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
         let utilization_ppm = c.percent(&format!("gpus[{i}].utilization_percent"), g.utilization_percent)?;
         c.percent(&format!("gpus[{i}].memory_utilization_percent"), g.memory_utilization_percent)?;
         if g.memory_used_bytes > dev.memory_total_bytes {
-            return c.fail(format!("gpus[{i}].memory_used_bytes"), format!("{} exceeds the device's {} bytes", g.memory_used_bytes, dev.memory_total_bytes));
+            return c.fail(
+                format!("gpus[{i}].memory_used_bytes"),
+                format!("{} exceeds the device's {} bytes", g.memory_used_bytes, dev.memory_total_bytes),
+            );
         }
         if g.power_milliwatts > MAX_POWER_MW {
-            return c.fail(format!("gpus[{i}].power_milliwatts"), format!("{} mW is beyond any GPU", g.power_milliwatts));
+            return c
+                .fail(format!("gpus[{i}].power_milliwatts"), format!("{} mW is beyond any GPU", g.power_milliwatts));
         }
         if let Some(e) = g.energy_millijoules {
             if e as f64 > MAX_POWER_MW as f64 * duration_s {
-                return c.fail(format!("gpus[{i}].energy_millijoules"), format!("{e} mJ in {duration_s} s is beyond any GPU"));
+                return c.fail(
+                    format!("gpus[{i}].energy_millijoules"),
+                    format!("{e} mJ in {duration_s} s is beyond any GPU"),
+                );
             }
         }
-        gpus.push(GpuReading { uuid: g.uuid.clone(), utilization_ppm, memory_used_bytes: g.memory_used_bytes, power_milliwatts: g.power_milliwatts, energy_millijoules: g.energy_millijoules });
+        gpus.push(GpuReading {
+            uuid: g.uuid.clone(),
+            utilization_ppm,
+            memory_used_bytes: g.memory_used_bytes,
+            power_milliwatts: g.power_milliwatts,
+            energy_millijoules: g.energy_millijoules,
+        });
     }
 
     if b.processes.len() > limits.max_processes {
@@ -271,7 +301,10 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
         let sm_share_ppm = c.percent(&format!("processes[{i}].sm_util_percent"), p.sm_util_percent)?;
         let memory_util_ppm = c.percent(&format!("processes[{i}].memory_util_percent"), p.memory_util_percent)?;
         if p.used_memory_bytes > dev.memory_total_bytes {
-            return c.fail(format!("processes[{i}].used_memory_bytes"), format!("{} exceeds the device's {} bytes", p.used_memory_bytes, dev.memory_total_bytes));
+            return c.fail(
+                format!("processes[{i}].used_memory_bytes"),
+                format!("{} exceeds the device's {} bytes", p.used_memory_bytes, dev.memory_total_bytes),
+            );
         }
         c.text(&format!("processes[{i}].process_name"), &p.process_name, false)?;
         let identity = c.identity(&format!("processes[{i}].workload"), p.workload.as_ref())?;
@@ -286,7 +319,8 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
     }
 
     if b.allocations.len() > limits.max_allocations {
-        return c.fail("allocations", format!("{} allocations; at most {}", b.allocations.len(), limits.max_allocations));
+        return c
+            .fail("allocations", format!("{} allocations; at most {}", b.allocations.len(), limits.max_allocations));
     }
     let mut allocations = Vec::with_capacity(b.allocations.len());
     for (i, a) in b.allocations.iter().enumerate() {
@@ -329,20 +363,43 @@ mod tests {
                 region: "us-east-1".into(),
                 zone: "us-east-1a".into(),
                 devices: vec![
-                    pb::GpuDevice { uuid: "GPU-a".into(), model: "NVIDIA A10G".into(), memory_total_bytes: 24 << 30, ..Default::default() },
-                    pb::GpuDevice { uuid: "GPU-b".into(), model: "NVIDIA A10G".into(), memory_total_bytes: 24 << 30, ..Default::default() },
+                    pb::GpuDevice {
+                        uuid: "GPU-a".into(),
+                        model: "NVIDIA A10G".into(),
+                        memory_total_bytes: 24 << 30,
+                        ..Default::default()
+                    },
+                    pb::GpuDevice {
+                        uuid: "GPU-b".into(),
+                        model: "NVIDIA A10G".into(),
+                        memory_total_bytes: 24 << 30,
+                        ..Default::default()
+                    },
                 ],
             }),
             interval_start_unix_nanos: NOW - 15_000_000_000,
             interval_end_unix_nanos: NOW,
-            gpus: vec![pb::GpuUsage { uuid: "GPU-a".into(), utilization_percent: 60.0, memory_used_bytes: 1 << 30, power_milliwatts: 200_000, energy_millijoules: Some(3_000_000), sample_count: 15, ..Default::default() }],
+            gpus: vec![pb::GpuUsage {
+                uuid: "GPU-a".into(),
+                utilization_percent: 60.0,
+                memory_used_bytes: 1 << 30,
+                power_milliwatts: 200_000,
+                energy_millijoules: Some(3_000_000),
+                sample_count: 15,
+                ..Default::default()
+            }],
             processes: vec![pb::ProcessUsage {
                 pid: 42,
                 gpu_uuid: "GPU-a".into(),
                 sm_util_percent: 60.0,
                 used_memory_bytes: 1 << 30,
                 sample_count: 15,
-                workload: Some(pb::WorkloadIdentity { kind: pb::WorkloadKind::KubernetesPod as i32, namespace: "ml".into(), pod: "p".into(), ..Default::default() }),
+                workload: Some(pb::WorkloadIdentity {
+                    kind: pb::WorkloadKind::KubernetesPod as i32,
+                    namespace: "ml".into(),
+                    pod: "p".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }],
             ..Default::default()
@@ -376,17 +433,39 @@ mod tests {
         rejects(|b| b.interval_end_unix_nanos = b.interval_start_unix_nanos, "interval", "not before");
         rejects(|b| b.interval_start_unix_nanos = 5, "interval_start_unix_nanos", "before 2020");
         rejects(|b| b.interval_start_unix_nanos = NOW - 7_200_000_000_000, "interval", "at most 3600 s");
-        rejects(|b| { b.interval_start_unix_nanos = NOW + 3_600_000_000_000; b.interval_end_unix_nanos = NOW + 3_615_000_000_000; }, "interval_end_unix_nanos", "future");
+        rejects(
+            |b| {
+                b.interval_start_unix_nanos = NOW + 3_600_000_000_000;
+                b.interval_end_unix_nanos = NOW + 3_615_000_000_000;
+            },
+            "interval_end_unix_nanos",
+            "future",
+        );
         rejects(|b| b.processes[0].sm_util_percent = 140.0, "processes[0].sm_util_percent", "140 is outside 0..=100");
         rejects(|b| b.processes[0].sm_util_percent = f64::NAN, "processes[0].sm_util_percent", "outside");
         rejects(|b| b.processes[0].gpu_uuid = "GPU-zzz".into(), "processes[0].gpu_uuid", "not among node.devices");
         rejects(|b| b.gpus[0].uuid = "GPU-zzz".into(), "gpus[0].uuid", "not among node.devices");
         rejects(|b| b.gpus[0].memory_used_bytes = 25 << 30, "gpus[0].memory_used_bytes", "exceeds");
-        rejects(|b| { let p = b.processes[0].clone(); b.processes.push(p); }, "processes[1].pid", "twice");
+        rejects(
+            |b| {
+                let p = b.processes[0].clone();
+                b.processes.push(p);
+            },
+            "processes[1].pid",
+            "twice",
+        );
         rejects(|b| b.node.as_mut().unwrap().devices[1].uuid = "GPU-a".into(), "node.devices[1].uuid", "listed twice");
-        rejects(|b| b.node.as_mut().unwrap().devices[1].mig_parent_uuid = "GPU-x".into(), "node.devices[1].mig_parent_uuid", "not a device");
+        rejects(
+            |b| b.node.as_mut().unwrap().devices[1].mig_parent_uuid = "GPU-x".into(),
+            "node.devices[1].mig_parent_uuid",
+            "not a device",
+        );
         rejects(|b| b.node.as_mut().unwrap().devices.clear(), "node.devices", "empty");
-        rejects(|b| b.processes[0].workload.as_mut().unwrap().pod = "x".repeat(5000), "processes[0].workload.pod", "at most 1024");
+        rejects(
+            |b| b.processes[0].workload.as_mut().unwrap().pod = "x".repeat(5000),
+            "processes[0].workload.pod",
+            "at most 1024",
+        );
         rejects(|b| b.gpus[0].power_milliwatts = 50_000_000, "gpus[0].power_milliwatts", "beyond");
     }
 

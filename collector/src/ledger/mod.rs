@@ -30,7 +30,9 @@ pub enum LedgerError {
         "batch {batch}: GPU {gpu} already has usage recorded up to {covered_until_ns} ns, and this interval starts at {start_ns} ns; an interval is billed once (is another agent reporting this GPU, or did an agent restart and resend old intervals under a new boot id?)"
     )]
     Overlap { batch: String, gpu: String, start_ns: u64, covered_until_ns: u64 },
-    #[error("the ledger was created with {stored} buckets; it cannot be opened with {configured} (use the ledger's bucket size, or a new database)")]
+    #[error(
+        "the ledger was created with {stored} buckets; it cannot be opened with {configured} (use the ledger's bucket size, or a new database)"
+    )]
     BucketMismatch { stored: String, configured: String },
     #[error("ledger storage failed: {0}")]
     Storage(#[from] rusqlite::Error),

@@ -58,14 +58,19 @@ impl SqliteLedger {
     /// match the bucket size the ledger was created with.
     pub fn open(path: &Path, bucket_ns: u64, raw_retention_ns: u64) -> Result<Self, LedgerError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| LedgerError::Io(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| LedgerError::Io(format!("cannot create {}: {e}", dir.display())))?;
         }
         let mut conn = open(path)?;
         migrate(&mut conn)?;
-        let stored: Option<String> = conn.query_row("SELECT value FROM settings WHERE name = 'bucket_ns'", [], |r| r.get(0)).optional()?;
+        let stored: Option<String> =
+            conn.query_row("SELECT value FROM settings WHERE name = 'bucket_ns'", [], |r| r.get(0)).optional()?;
         match stored {
             None => {
-                conn.execute("INSERT INTO settings (name, value) VALUES ('bucket_ns', $1)", params![bucket_ns.to_string()])?;
+                conn.execute(
+                    "INSERT INTO settings (name, value) VALUES ('bucket_ns', $1)",
+                    params![bucket_ns.to_string()],
+                )?;
             }
             Some(s) if s != bucket_ns.to_string() => {
                 let human = |ns: u64| humantime::format_duration(std::time::Duration::from_nanos(ns)).to_string();
@@ -98,12 +103,17 @@ impl SqliteLedger {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ns INTEGER NOT NULL)")?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ns INTEGER NOT NULL)",
+    )?;
     let applied: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
-        tx.execute("INSERT INTO schema_migrations (version, applied_at_ns) VALUES ($1, $2)", params![i as i64 + 1, crate::now_ns() as i64])?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at_ns) VALUES ($1, $2)",
+            params![i as i64 + 1, crate::now_ns() as i64],
+        )?;
         tx.commit()?;
         tracing::info!(version = i + 1, "applied ledger migration");
     }
@@ -165,100 +175,112 @@ impl IdCache {
         self.workloads.insert(w.key.clone(), id);
         Ok(id)
     }
-
 }
 
 /// Writes one batch inside the caller's savepoint.
-fn record_one(ids: &mut IdCache, tx: &Connection, b: &Batch, now_ns: u64, bucket_ns: u64, keep_raw_after_ns: u64) -> Result<Recorded, LedgerError> {
-        let fresh = tx
+fn record_one(
+    ids: &mut IdCache,
+    tx: &Connection,
+    b: &Batch,
+    now_ns: u64,
+    bucket_ns: u64,
+    keep_raw_after_ns: u64,
+) -> Result<Recorded, LedgerError> {
+    let fresh = tx
             .prepare_cached(
                 "INSERT INTO agent_boots (agent_id, boot_id, last_seq, first_seen_ns, last_seen_ns) VALUES ($1, $2, $3, $4, $4)
                  ON CONFLICT (agent_id, boot_id) DO UPDATE SET last_seq = excluded.last_seq, last_seen_ns = excluded.last_seen_ns
                  WHERE agent_boots.last_seq < excluded.last_seq",
             )?
             .execute(params![b.agent_id, b.boot_id, b.seq as i64, now_ns as i64])?;
-        if fresh == 0 {
-            return Ok(Recorded::Duplicate);
+    if fresh == 0 {
+        return Ok(Recorded::Duplicate);
+    }
+    let node_id = ids.node_id(tx, &b.node)?;
+    let (start, end) = (b.start_ns, b.end_ns);
+    let parts = buckets(start, end, bucket_ns);
+    let keep_raw = end >= keep_raw_after_ns;
+    let mut gpu_ids = HashMap::with_capacity(b.devices.len());
+    for d in &b.devices {
+        let id = ids.gpu_id(tx, node_id, d)?;
+        gpu_ids.insert(d.uuid.as_str(), id);
+        // The interval is billed once: refuse it if any of its GPUs is already covered past its start.
+        let moved = tx
+            .prepare_cached("UPDATE gpus SET covered_until_ns = $1 WHERE gpu_id = $2 AND covered_until_ns <= $3")?
+            .execute(params![end as i64, id, start as i64])?;
+        if moved == 0 {
+            let covered: i64 =
+                tx.query_row("SELECT covered_until_ns FROM gpus WHERE gpu_id = $1", params![id], |r| r.get(0))?;
+            return Err(LedgerError::Overlap {
+                batch: b.id(),
+                gpu: d.uuid.clone(),
+                start_ns: start,
+                covered_until_ns: covered as u64,
+            });
         }
-        let node_id = ids.node_id(tx, &b.node)?;
-        let (start, end) = (b.start_ns, b.end_ns);
-        let parts = buckets(start, end, bucket_ns);
-        let keep_raw = end >= keep_raw_after_ns;
-        let mut gpu_ids = HashMap::with_capacity(b.devices.len());
-        for d in &b.devices {
-            let id = ids.gpu_id(tx, node_id, d)?;
-            gpu_ids.insert(d.uuid.as_str(), id);
-            // The interval is billed once: refuse it if any of its GPUs is already covered past its start.
-            let moved = tx
-                .prepare_cached("UPDATE gpus SET covered_until_ns = $1 WHERE gpu_id = $2 AND covered_until_ns <= $3")?
-                .execute(params![end as i64, id, start as i64])?;
-            if moved == 0 {
-                let covered: i64 = tx.query_row("SELECT covered_until_ns FROM gpus WHERE gpu_id = $1", params![id], |r| r.get(0))?;
-                return Err(LedgerError::Overlap { batch: b.id(), gpu: d.uuid.clone(), start_ns: start, covered_until_ns: covered as u64 });
-            }
-        }
+    }
 
-        #[derive(Default)]
-        struct GpuRoll {
-            observed: bool,
-            held: bool,
-            used_ns: u64,
-            energy_mj: u64,
-        }
-        let mut rolls: std::collections::BTreeMap<&str, GpuRoll> = std::collections::BTreeMap::new();
-        for g in &b.gpus {
-            let roll = rolls.entry(&g.uuid).or_default();
-            roll.observed = !b.devices.iter().any(|d| d.uuid == g.uuid && d.is_mig());
-            roll.energy_mj = g.energy_millijoules.unwrap_or(0);
-            if keep_raw {
-                tx.prepare_cached(
+    #[derive(Default)]
+    struct GpuRoll {
+        observed: bool,
+        held: bool,
+        used_ns: u64,
+        energy_mj: u64,
+    }
+    let mut rolls: std::collections::BTreeMap<&str, GpuRoll> = std::collections::BTreeMap::new();
+    for g in &b.gpus {
+        let roll = rolls.entry(&g.uuid).or_default();
+        roll.observed = !b.devices.iter().any(|d| d.uuid == g.uuid && d.is_mig());
+        roll.energy_mj = g.energy_millijoules.unwrap_or(0);
+        if keep_raw {
+            tx.prepare_cached(
                     "INSERT INTO gpu_intervals (gpu_id, start_ns, end_ns, node_id, utilization_ppm, memory_used_bytes, power_milliwatts, energy_millijoules)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )?
                 .execute(params![gpu_ids[g.uuid.as_str()], start as i64, end as i64, node_id, g.utilization_ppm, g.memory_used_bytes as i64, g.power_milliwatts as i64, g.energy_millijoules.map(|e| e as i64)])?;
-            }
         }
-        for h in &b.holdings {
-            let gpu_id = gpu_ids[h.gpu_uuid.as_str()];
-            let workload_id = ids.workload_id(tx, &h.workload)?;
-            let roll = rolls.entry(&h.gpu_uuid).or_default();
-            roll.held = true;
-            roll.used_ns += h.used_ns;
-            for ((bucket, len), used) in parts.iter().zip(spread(h.used_ns, &parts)) {
-                tx.prepare_cached(
+    }
+    for h in &b.holdings {
+        let gpu_id = gpu_ids[h.gpu_uuid.as_str()];
+        let workload_id = ids.workload_id(tx, &h.workload)?;
+        let roll = rolls.entry(&h.gpu_uuid).or_default();
+        roll.held = true;
+        roll.used_ns += h.used_ns;
+        for ((bucket, len), used) in parts.iter().zip(spread(h.used_ns, &parts)) {
+            tx.prepare_cached(
                     "INSERT INTO usage_buckets (bucket_start_ns, gpu_id, workload_id, node_id, held_ns, used_ns) VALUES ($1, $2, $3, $4, $5, $6)
                      ON CONFLICT (bucket_start_ns, gpu_id, workload_id, node_id) DO UPDATE SET
                        held_ns = usage_buckets.held_ns + excluded.held_ns, used_ns = usage_buckets.used_ns + excluded.used_ns",
                 )?
                 .execute(params![*bucket as i64, gpu_id, workload_id, node_id, *len as i64, used as i64])?;
-            }
         }
-        if keep_raw {
-            for p in &b.processes {
-                let workload_id = ids.workload_id(tx, &p.workload)?;
-                tx.prepare_cached(
+    }
+    if keep_raw {
+        for p in &b.processes {
+            let workload_id = ids.workload_id(tx, &p.workload)?;
+            tx.prepare_cached(
                     "INSERT INTO process_intervals (gpu_id, start_ns, pid, end_ns, workload_id, sm_util_ppm, memory_util_ppm, used_memory_bytes)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )?
                 .execute(params![gpu_ids[p.gpu_uuid.as_str()], start as i64, p.pid, end as i64, workload_id, p.sm_share_ppm, p.memory_util_ppm, p.used_memory_bytes as i64])?;
-            }
         }
-        for (uuid, roll) in &rolls {
-            let used_parts = spread(roll.used_ns, &parts);
-            let energy_parts = spread(roll.energy_mj, &parts);
-            for (((bucket, len), used), energy) in parts.iter().zip(used_parts).zip(energy_parts) {
-                let observed_ns = if roll.observed { *len } else { 0 };
-                let held_ns = if roll.held { *len } else { 0 };
-                tx.prepare_cached(
+    }
+    for (uuid, roll) in &rolls {
+        let used_parts = spread(roll.used_ns, &parts);
+        let energy_parts = spread(roll.energy_mj, &parts);
+        for (((bucket, len), used), energy) in parts.iter().zip(used_parts).zip(energy_parts) {
+            let observed_ns = if roll.observed { *len } else { 0 };
+            let held_ns = if roll.held { *len } else { 0 };
+            tx.prepare_cached(
                     "INSERT INTO gpu_buckets (bucket_start_ns, gpu_id, node_id, observed_ns, held_ns, used_ns, energy_millijoules) VALUES ($1, $2, $3, $4, $5, $6, $7)
                      ON CONFLICT (bucket_start_ns, gpu_id, node_id) DO UPDATE SET
                        observed_ns = gpu_buckets.observed_ns + excluded.observed_ns, held_ns = gpu_buckets.held_ns + excluded.held_ns,
                        used_ns = gpu_buckets.used_ns + excluded.used_ns, energy_millijoules = gpu_buckets.energy_millijoules + excluded.energy_millijoules",
                 )?
                 .execute(params![*bucket as i64, gpu_ids[uuid], node_id, observed_ns as i64, held_ns as i64, used as i64, energy as i64])?;
-            }
         }
-        Ok(Recorded::Stored)
+    }
+    Ok(Recorded::Stored)
 }
 
 impl Ledger for SqliteLedger {
