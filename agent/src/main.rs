@@ -124,7 +124,7 @@ impl Config {
                 self.sample_interval
             );
         }
-        if self.report_interval.as_nanos() % self.sample_interval.as_nanos() != 0 {
+        if !self.report_interval.as_nanos().is_multiple_of(self.sample_interval.as_nanos()) {
             bail!(
                 "--report-interval {:?} must be a multiple of --sample-interval {:?}",
                 self.report_interval,
@@ -146,7 +146,7 @@ impl Config {
     fn virtual_start(&self) -> anyhow::Result<Option<u64>> {
         let Some(t) = self.sim_start else { return Ok(None) };
         let ns = t.duration_since(std::time::UNIX_EPOCH).context("--sim-start before 1970")?.as_nanos() as u64;
-        if ns % self.report_interval.as_nanos() as u64 != 0 {
+        if !ns.is_multiple_of(self.report_interval.as_nanos() as u64) {
             bail!(
                 "--sim-start {} is not a multiple of --report-interval {:?}",
                 humantime::format_rfc3339(t),

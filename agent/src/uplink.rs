@@ -134,16 +134,16 @@ struct Queue {
 
 impl Queue {
     fn push(&mut self, b: UsageBatch) {
-        if self.pending.len() >= self.max {
-            if let Some(old) = self.pending.pop_front() {
-                tracing::error!(
-                    seq = old.seq,
-                    start = old.interval_start_unix_nanos,
-                    "pending queue full: dropping the oldest unacked batch"
-                );
-                self.stats.dropped_for_space += 1;
-                self.sent = self.sent.saturating_sub(1);
-            }
+        if self.pending.len() >= self.max
+            && let Some(old) = self.pending.pop_front()
+        {
+            tracing::error!(
+                seq = old.seq,
+                start = old.interval_start_unix_nanos,
+                "pending queue full: dropping the oldest unacked batch"
+            );
+            self.stats.dropped_for_space += 1;
+            self.sent = self.sent.saturating_sub(1);
         }
         self.pending.push_back(b);
     }

@@ -81,10 +81,8 @@ impl Collector {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(r) = ureq::get(&self.http("/readyz")).call() {
-                if r.status() == 200 {
-                    return;
-                }
+            if ureq::get(&self.http("/readyz")).call().is_ok_and(|r| r.status() == 200) {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -98,7 +98,8 @@ fn a_malformed_batch_is_rejected_whole_with_a_clear_error_and_the_ledger_is_unch
     let before = ledger_state(&c);
     assert_eq!(before["rows"][0]["used_ns"].as_u64(), Some(7_500_000_000));
 
-    let broken: Vec<(fn(&mut pb::UsageBatch), &str)> = vec![
+    type Break = fn(&mut pb::UsageBatch);
+    let broken: Vec<(Break, &str)> = vec![
         (|b| b.processes[0].sm_util_percent = 140.0, "processes[0].sm_util_percent: 140 is outside 0..=100"),
         (
             |b| b.processes[0].gpu_uuid = "GPU-9999".into(),

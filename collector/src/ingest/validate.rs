@@ -271,13 +271,11 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
             return c
                 .fail(format!("gpus[{i}].power_milliwatts"), format!("{} mW is beyond any GPU", g.power_milliwatts));
         }
-        if let Some(e) = g.energy_millijoules {
-            if e as f64 > MAX_POWER_MW as f64 * duration_s {
-                return c.fail(
-                    format!("gpus[{i}].energy_millijoules"),
-                    format!("{e} mJ in {duration_s} s is beyond any GPU"),
-                );
-            }
+        if let Some(e) = g.energy_millijoules
+            && e as f64 > MAX_POWER_MW as f64 * duration_s
+        {
+            return c
+                .fail(format!("gpus[{i}].energy_millijoules"), format!("{e} mJ in {duration_s} s is beyond any GPU"));
         }
         gpus.push(GpuReading {
             uuid: g.uuid.clone(),

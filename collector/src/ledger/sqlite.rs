@@ -123,10 +123,10 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
 impl IdCache {
     fn node_id(&mut self, tx: &Connection, node: &Node) -> Result<i64, LedgerError> {
         let key = (node.cluster.clone(), node.name.clone());
-        if let Some((id, known)) = self.nodes.get(&key) {
-            if known == node {
-                return Ok(*id);
-            }
+        if let Some((id, known)) = self.nodes.get(&key)
+            && known == node
+        {
+            return Ok(*id);
         }
         let id: i64 = tx.prepare_cached(
             "INSERT INTO nodes (cluster, name, instance_type, capacity_type, region, zone) VALUES ($1, $2, $3, $4, $5, $6)
@@ -140,10 +140,11 @@ impl IdCache {
     }
 
     fn gpu_id(&mut self, tx: &Connection, node_id: i64, d: &Device) -> Result<i64, LedgerError> {
-        if let Some((id, on_node, known)) = self.gpus.get(&d.uuid) {
-            if *on_node == node_id && known == d {
-                return Ok(*id);
-            }
+        if let Some((id, on_node, known)) = self.gpus.get(&d.uuid)
+            && *on_node == node_id
+            && known == d
+        {
+            return Ok(*id);
         }
         let id: i64 = tx.prepare_cached(
             "INSERT INTO gpus (uuid, node_id, model, memory_total_bytes, mig_parent_uuid, mig_profile) VALUES ($1, $2, $3, $4, $5, $6)
@@ -387,5 +388,161 @@ impl Ledger for SqliteLedger {
 
     fn ping(&self) -> Result<(), LedgerError> {
         self.with_reader(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::share;
+    use crate::model::{GpuReading, Identity, ProcessReading, WorkloadKind};
+
+    const HOUR: u64 = 3_600 * NS;
+    const T0: u64 = 1_800_000_000 * NS / HOUR * HOUR;
+
+    fn node() -> Node {
+        Node {
+            cluster: "prod".into(),
+            name: "n1".into(),
+            instance_type: "g5.xlarge".into(),
+            capacity_type: "on_demand".into(),
+            region: "us-east-1".into(),
+            zone: "us-east-1a".into(),
+        }
+    }
+
+    fn batch(boot: &str, seq: u64, start: u64, len: u64, share_ppm: u32) -> Batch {
+        let node = node();
+        let w = Workload::new(
+            &node,
+            Identity {
+                kind: WorkloadKind::KubernetesPod,
+                namespace: "ml".into(),
+                pod: "p".into(),
+                ..Default::default()
+            },
+        );
+        let processes = vec![ProcessReading {
+            gpu_uuid: "GPU-1".into(),
+            pid: 7,
+            workload: w,
+            sm_share_ppm: share_ppm,
+            memory_util_ppm: 0,
+            used_memory_bytes: 1 << 30,
+        }];
+        Batch {
+            agent_id: "n1".into(),
+            boot_id: boot.into(),
+            seq,
+            devices: vec![Device {
+                uuid: "GPU-1".into(),
+                model: "NVIDIA A10G".into(),
+                memory_total_bytes: 24 << 30,
+                mig_parent_uuid: None,
+                mig_profile: None,
+            }],
+            start_ns: start,
+            end_ns: start + len,
+            gpus: vec![GpuReading {
+                uuid: "GPU-1".into(),
+                utilization_ppm: share_ppm,
+                memory_used_bytes: 1 << 30,
+                power_milliwatts: 100_000,
+                energy_millijoules: Some(len / NS * 100_000),
+            }],
+            holdings: share::holdings(len, &processes, &[]),
+            processes,
+            node,
+        }
+    }
+
+    fn ledger(dir: &tempfile::TempDir) -> SqliteLedger {
+        SqliteLedger::open(&dir.path().join("l.db"), HOUR, 7 * 24 * HOUR).unwrap()
+    }
+
+    fn totals(l: &SqliteLedger) -> GpuTime {
+        l.usage(&UsageQuery { from_ns: T0 - HOUR, to_ns: T0 + 4 * HOUR, group_by: vec![] }).unwrap().totals
+    }
+
+    #[test]
+    fn a_batch_at_or_below_the_boots_last_sequence_is_a_duplicate_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir);
+        let out = l
+            .record(&[batch("b", 1, T0, 15 * NS, 500_000), batch("b", 2, T0 + 15 * NS, 15 * NS, 500_000)], T0)
+            .unwrap();
+        assert!(out.iter().all(|r| matches!(r, Ok(Recorded::Stored))));
+        let before = totals(&l);
+        assert_eq!(before.used_ns, 15 * u128::from(NS));
+        let again = l.record(&[batch("b", 2, T0 + 15 * NS, 15 * NS, 500_000)], T0).unwrap();
+        assert!(matches!(again[0], Ok(Recorded::Duplicate)));
+        assert_eq!(totals(&l), before);
+    }
+
+    #[test]
+    fn an_overlapping_batch_is_rolled_back_alone_and_its_neighbours_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir);
+        l.record(&[batch("b", 1, T0, 15 * NS, 100_000)], T0).unwrap();
+        let out = l
+            .record(
+                &[
+                    batch("b", 2, T0 + 15 * NS, 15 * NS, 100_000),
+                    batch("other-boot", 1, T0 + 20 * NS, 15 * NS, 900_000),
+                    batch("b", 3, T0 + 30 * NS, 15 * NS, 100_000),
+                ],
+                T0,
+            )
+            .unwrap();
+        assert!(matches!(out[0], Ok(Recorded::Stored)));
+        assert!(
+            matches!(&out[1], Err(LedgerError::Overlap { covered_until_ns, .. }) if *covered_until_ns == T0 + 30 * NS)
+        );
+        assert!(matches!(out[2], Ok(Recorded::Stored)));
+        let t = totals(&l);
+        assert_eq!(t.observed_ns, Some(45 * u128::from(NS)));
+        assert_eq!(t.used_ns, 45 * u128::from(NS) / 10);
+        // The refused batch's boot left no trace: its seq 1 is still new.
+        let retry = l.record(&[batch("other-boot", 1, T0 + 45 * NS, 15 * NS, 0)], T0).unwrap();
+        assert!(matches!(retry[0], Ok(Recorded::Stored)));
+    }
+
+    #[test]
+    fn an_interval_across_an_hour_is_split_between_two_buckets_and_adds_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir);
+        l.record(&[batch("b", 1, T0 + HOUR - 5 * NS, 15 * NS, 333_333)], T0).unwrap();
+        let first =
+            l.usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: vec![Dimension::Workload] }).unwrap();
+        let second = l
+            .usage(&UsageQuery { from_ns: T0 + HOUR, to_ns: T0 + 2 * HOUR, group_by: vec![Dimension::Workload] })
+            .unwrap();
+        assert_eq!(first.rows[0].time.held_ns, 5 * u128::from(NS));
+        assert_eq!(second.rows[0].time.held_ns, 10 * u128::from(NS));
+        let used = 15 * u128::from(NS) * 333_333 / 1_000_000;
+        assert_eq!(first.rows[0].time.used_ns + second.rows[0].time.used_ns, used);
+    }
+
+    #[test]
+    fn reopening_with_another_bucket_size_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(ledger(&dir));
+        let err = SqliteLedger::open(&dir.path().join("l.db"), 300 * NS, HOUR).err().expect("must refuse");
+        assert!(err.to_string().contains("created with 1h buckets"), "{err}");
+    }
+
+    #[test]
+    fn raw_rows_are_kept_within_the_retention_and_pruned_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir);
+        let now = T0 + 8 * 24 * HOUR;
+        l.record(&[batch("b", 1, T0, 15 * NS, 1), batch("b", 2, now - HOUR, 15 * NS, 1)], now).unwrap();
+        let raw = |l: &SqliteLedger| -> i64 {
+            l.with_reader(|c| Ok(c.query_row("SELECT COUNT(*) FROM gpu_intervals", [], |r| r.get(0))?)).unwrap()
+        };
+        assert_eq!(raw(&l), 1, "the week-old batch is rolled up but not kept raw");
+        assert_eq!(l.prune_raw(now).unwrap(), 2, "one GPU row and one process row");
+        assert_eq!(raw(&l), 0);
+        assert_eq!(totals(&l).observed_ns, Some(15 * u128::from(NS)), "rollups are kept");
     }
 }
