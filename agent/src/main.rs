@@ -244,6 +244,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let framer = Framer::new(agent_id, boot_id());
     let mut uplink = UplinkConfig::new(config.collector.clone());
     uplink.max_pending = config.max_pending;
+    // A replay on a virtual clock can wait for the collector; live sampling never does.
+    uplink.hold_back = virtual_start.is_some();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let run = tokio::spawn(gpucost_agent::stream_node(sampler, framer, uplink, config.intervals, stop_rx));
     tokio::pin!(run);

@@ -22,8 +22,12 @@ pub const REJECTED_SEQ_TRAILER: &str = "gpucost-rejected-seq";
 pub struct UplinkConfig {
     /// `http://host:port` of the collector's gRPC listener.
     pub endpoint: String,
-    /// Most batches kept while the collector is unreachable; past it the oldest is dropped (and logged).
+    /// Most batches kept while the collector is unreachable; past it the oldest is dropped (and logged),
+    /// unless `hold_back` is set.
     pub max_pending: usize,
+    /// When the queue is full, stop taking batches (the producer waits) instead of dropping the oldest.
+    /// For producers that can wait: replays and backfills on a virtual clock, never live sampling.
+    pub hold_back: bool,
     /// Most batches sent and not yet acked.
     pub window: usize,
     pub connect_timeout: Duration,
@@ -37,6 +41,7 @@ impl UplinkConfig {
         Self {
             endpoint: endpoint.into(),
             max_pending: 5760,
+            hold_back: false,
             window: 64,
             connect_timeout: Duration::from_secs(5),
             ack_timeout: Duration::from_secs(60),
@@ -112,7 +117,7 @@ pub async fn run(config: UplinkConfig, mut batches: mpsc::Receiver<UsageBatch>) 
         loop {
             tokio::select! {
                 _ = &mut wait => break,
-                b = batches.recv(), if input_open => match b {
+                b = batches.recv(), if input_open && queue.has_room(config.hold_back) => match b {
                     Some(b) => queue.push(b),
                     None => input_open = false,
                 },
@@ -133,6 +138,11 @@ struct Queue {
 }
 
 impl Queue {
+    /// Whether to take another batch now: always, unless holding back with a full queue.
+    fn has_room(&self, hold_back: bool) -> bool {
+        !hold_back || self.pending.len() < self.max
+    }
+
     fn push(&mut self, b: UsageBatch) {
         if self.pending.len() >= self.max
             && let Some(old) = self.pending.pop_front()
@@ -200,7 +210,7 @@ async fn stream(
             return StreamEnd::Done;
         }
         tokio::select! {
-            b = batches.recv(), if *input_open => match b {
+            b = batches.recv(), if *input_open && queue.has_room(config.hold_back) => match b {
                 Some(b) => queue.push(b),
                 None => *input_open = false,
             },

@@ -23,6 +23,8 @@ pub struct DemoConfig {
     pub fleet: FleetSpec,
     pub backfill: Option<Duration>,
     pub backfill_interval: Duration,
+    /// Stop after the backfill instead of streaming live.
+    pub backfill_only: bool,
     pub sample_interval: Duration,
     pub report_interval: Duration,
 }
@@ -53,7 +55,8 @@ async fn backfill(config: &DemoConfig, endpoint: &str, span: Duration) -> anyhow
             Clock::Virtual { start_unix_nanos: start, pace: Duration::ZERO },
         );
         let mut uplink = UplinkConfig::new(endpoint);
-        uplink.max_pending = intervals as usize + 1;
+        uplink.max_pending = 2 * uplink.window;
+        uplink.hold_back = true;
         nodes.spawn(gpucost_agent::stream_node(sampler, framer, uplink, Some(intervals), never.clone()));
     }
     let mut stats = gpucost_agent::uplink::UplinkStats::default();
@@ -97,6 +100,9 @@ pub async fn run(mut config: DemoConfig, shutdown: watch::Receiver<bool>) -> any
     println!("  usage API  http://{}/api/v1/usage?group_by=workload", server.http_addr);
     if let Some(span) = config.backfill {
         backfill(&config, &endpoint, span).await?;
+        if config.backfill_only {
+            return Ok(());
+        }
     }
     let mut nodes = JoinSet::new();
     for node in fleet.nodes {

@@ -76,6 +76,9 @@ struct DemoArgs {
     /// Interval length used for the backfill.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     backfill_interval: Duration,
+    /// Exit once the backfill is stored (for benchmarks and scripted set-ups).
+    #[arg(long, requires = "backfill")]
+    backfill_only: bool,
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     sample_interval: Duration,
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
@@ -148,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 fleet: FleetSpec { seed: a.seed, clusters: a.clusters, nodes: a.nodes },
                 backfill: a.backfill,
                 backfill_interval: a.backfill_interval,
+                backfill_only: a.backfill_only,
                 sample_interval: a.sample_interval,
                 report_interval: a.report_interval,
             };
