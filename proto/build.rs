@@ -1,7 +1,7 @@
 //! Compiles `proto/gpucost/v1/*.proto` with protox (pure Rust), so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/gpucost/v1/ingest.proto"];
+    let files = ["proto/gpucost/v1/ingest.proto", "proto/k8s/podresources/v1/api.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

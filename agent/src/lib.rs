@@ -6,7 +6,7 @@
 
 pub mod identify;
 pub mod interval;
-#[cfg(feature = "nvml")]
+#[cfg(feature = "node")]
 pub mod nvml;
 pub mod reading;
 pub mod sampler;

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use gpucost_agent::identify::{DEFAULT_ENV_KEYS, ProcIdentifier};
+use gpucost_agent::identify::labels::{DEFAULT_ALLOW, LabelAllow};
+use gpucost_agent::identify::pods::PodCache;
+use gpucost_agent::identify::{DEFAULT_ENV_KEYS, Identifier, IdentifyConfig};
 use gpucost_agent::nvml::NvmlSource;
 use gpucost_agent::reading::{CapacityType, NodeInfo};
 use gpucost_agent::sampler::{Clock, Sampler};
@@ -20,6 +22,13 @@ enum SourceKind {
     Nvml,
     /// One node of the deterministic simulated fleet.
     Sim,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Toggle {
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,6 +89,26 @@ struct Config {
     /// Environment variables read from GPU processes (comma-separated).
     #[arg(long, env = "GPUCOST_ENV_KEYS", value_delimiter = ',', default_values_t = DEFAULT_ENV_KEYS.iter().map(|s| s.to_string()).collect::<Vec<_>>())]
     env_keys: Vec<String>,
+    /// Watch this node's pods through the Kubernetes API: auto (when running in a cluster or with
+    /// KUBECONFIG set), on, or off.
+    #[arg(long, env = "GPUCOST_KUBERNETES", value_enum, default_value = "auto")]
+    kubernetes: Toggle,
+    /// Pod and namespace labels and annotations kept (exact keys, or prefix/* patterns; comma-separated).
+    #[arg(long, env = "GPUCOST_LABEL_ALLOW", value_delimiter = ',', default_values_t = DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect::<Vec<_>>())]
+    label_allow: Vec<String>,
+    /// The kubelet's pod-resources socket (GPU allocations); ignored when it does not exist.
+    #[arg(long, env = "GPUCOST_POD_RESOURCES_SOCKET", default_value = "/var/lib/kubelet/pod-resources/kubelet.sock")]
+    pod_resources_socket: PathBuf,
+    /// Device-plugin resources that are GPUs start with this.
+    #[arg(long, env = "GPUCOST_GPU_RESOURCE_PREFIX", default_value = "nvidia.com/")]
+    gpu_resource_prefix: String,
+    /// The ECS agent's introspection API, on ECS container instances (e.g. http://localhost:51678).
+    #[arg(long, env = "GPUCOST_ECS_INTROSPECTION")]
+    ecs_introspection: Option<String>,
+    /// Simulator: report processes without identities, so that they are identified through --proc-root,
+    /// the Kubernetes API and the pod-resources socket like on a real node.
+    #[arg(long)]
+    sim_anonymous: bool,
     /// Most batches kept in memory while the collector is unreachable.
     #[arg(long, env = "GPUCOST_MAX_PENDING", default_value_t = 5760)]
     max_pending: usize,
@@ -199,7 +228,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     let virtual_start = config.virtual_start()?;
 
-    let (source, identifier, agent_id): (Box<dyn GpuSource>, Option<ProcIdentifier>, String) = match config.source {
+    let identifier = identifier(&config).await?;
+    let (source, identifier, agent_id): (Box<dyn GpuSource>, Option<Identifier>, String) = match config.source {
         SourceKind::Nvml => {
             let node_name = config.node_name.clone().unwrap_or_else(|| {
                 std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -216,15 +246,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 devices: Vec::new(),
             };
             let source = NvmlSource::open(&config.nvml_lib, node)?;
-            let passwd = config.passwd.exists().then_some(config.passwd.as_path());
-            let identifier = ProcIdentifier::new(&config.proc_root, passwd, config.env_keys.clone());
             (Box::new(source), Some(identifier), config.agent_id.clone().unwrap_or(node_name))
         }
         SourceKind::Sim => {
             let spec = FleetSpec { seed: config.sim_seed, clusters: config.sim_clusters, nodes: config.sim_nodes };
             let node = Fleet::generate(spec).nodes.swap_remove(config.sim_node as usize);
             let agent_id = config.agent_id.clone().unwrap_or_else(|| node.agent_id.clone());
-            (Box::new(SimSource::new(node, config.report_interval.as_nanos() as u64)), None, agent_id)
+            let mut source = SimSource::new(node, config.report_interval.as_nanos() as u64);
+            source.set_anonymous(config.sim_anonymous);
+            (Box::new(source), config.sim_anonymous.then_some(identifier), agent_id)
         }
     };
     let clock = match virtual_start {
@@ -262,6 +292,41 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     tracing::info!(?stats, "agent stopped");
     Ok(())
+}
+
+/// The identifier, with the pod watchers started when this is a Kubernetes node.
+async fn identifier(config: &Config) -> anyhow::Result<Identifier> {
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() || std::env::var_os("KUBECONFIG").is_some();
+    let pods = match (config.kubernetes, in_cluster) {
+        (Toggle::Off, _) | (Toggle::Auto, false) => None,
+        _ => {
+            let node =
+                config.node_name.clone().context("--node-name (NODE_NAME) is needed to watch this node's pods")?;
+            let client = kube::Client::try_default()
+                .await
+                .context("cannot configure the Kubernetes client (in-cluster service account or KUBECONFIG)")?;
+            let cache = PodCache::default();
+            let allow = LabelAllow::new(&config.label_allow);
+            tokio::spawn(gpucost_agent::identify::pods::watch::pods(
+                client.clone(),
+                node,
+                cache.clone(),
+                allow.clone(),
+            ));
+            tokio::spawn(gpucost_agent::identify::pods::watch::namespaces(client, cache.clone(), allow));
+            Some(cache)
+        }
+    };
+    let socket = config.pod_resources_socket.exists().then(|| config.pod_resources_socket.clone());
+    let identify = IdentifyConfig {
+        proc_root: config.proc_root.clone(),
+        passwd: config.passwd.exists().then(|| config.passwd.clone()),
+        env_keys: config.env_keys.clone(),
+        pod_resources_socket: socket,
+        gpu_resource_prefix: config.gpu_resource_prefix.clone(),
+        ecs_introspection: config.ecs_introspection.clone(),
+    };
+    Ok(Identifier::new(identify, pods))
 }
 
 async fn shutdown_signal() {

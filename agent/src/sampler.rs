@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::identify::ProcIdentifier;
+use crate::identify::Identifier;
 use crate::interval::IntervalAccumulator;
 use crate::reading::{IntervalReport, WorkloadKind};
 use crate::source::{GpuSource, SourceError};
@@ -24,7 +24,7 @@ pub fn now_unix_nanos() -> u64 {
 
 pub struct Sampler {
     source: Box<dyn GpuSource>,
-    identifier: Option<ProcIdentifier>,
+    identifier: Option<Identifier>,
     acc: IntervalAccumulator,
     sample_ns: u64,
     report_ns: u64,
@@ -34,7 +34,7 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(
         source: Box<dyn GpuSource>,
-        identifier: Option<ProcIdentifier>,
+        identifier: Option<Identifier>,
         sample: Duration,
         report: Duration,
         clock: Clock,
@@ -92,6 +92,9 @@ impl Sampler {
                 sleep_until_unix(end).await;
             }
         }
+        if let Some(id) = self.identifier.as_mut() {
+            id.refresh(&self.source.node().devices).await;
+        }
         Ok(self.close(end))
     }
 
@@ -115,6 +118,7 @@ impl Sampler {
                 }
             }
             id.retain(&live);
+            report.allocations = id.allocations();
         }
         report
     }

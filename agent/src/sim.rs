@@ -602,6 +602,8 @@ pub fn workload_key(node: &NodeInfo, w: &WorkloadIdentity) -> String {
 /// time falls in; the energy counter integrates power over the sample spacing.
 pub struct SimSource {
     node: SimNode,
+    /// Report processes without identities (the agent's identifier must find them).
+    anonymous: bool,
     slot_ns: u64,
     energy_mj: BTreeMap<String, u64>,
     last_sample_ns: Option<u64>,
@@ -614,11 +616,15 @@ impl SimSource {
             .keys()
             .map(|u| (u.clone(), hash(&[node.seed, u.len() as u64, u.as_bytes()[4] as u64]) % 1_000_000_000))
             .collect();
-        Self { node, slot_ns: slot_ns.max(1), energy_mj, last_sample_ns: None }
+        Self { node, anonymous: false, slot_ns: slot_ns.max(1), energy_mj, last_sample_ns: None }
     }
 
     pub fn sim_node(&self) -> &SimNode {
         &self.node
+    }
+
+    pub fn set_anonymous(&mut self, anonymous: bool) {
+        self.anonymous = anonymous;
     }
 }
 
@@ -629,6 +635,9 @@ impl GpuSource for SimSource {
 
     fn sample(&mut self, at_unix_nanos: u64) -> Result<Tick, SourceError> {
         let mut tick = self.node.slot_tick(at_unix_nanos / self.slot_ns, self.slot_ns);
+        if self.anonymous {
+            tick.processes.iter_mut().for_each(|p| p.identity = None);
+        }
         let elapsed_ns = self.last_sample_ns.map_or(0, |last| at_unix_nanos.saturating_sub(last));
         self.last_sample_ns = Some(at_unix_nanos);
         for g in &mut tick.gpus {

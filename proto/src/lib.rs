@@ -7,3 +7,11 @@
 pub mod v1 {
     tonic::include_proto!("gpucost.v1");
 }
+
+/// The kubelet's pod-resources API (`v1.PodResourcesLister`): which pod and container each device was
+/// allocated to.
+pub mod podresources {
+    pub mod v1 {
+        tonic::include_proto!("v1");
+    }
+}
