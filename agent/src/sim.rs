@@ -581,14 +581,14 @@ pub struct Truth {
     pub workloads: BTreeMap<(String, String), GpuTime>,
 }
 
-/// The collector's name for a workload: `pod:<cluster>/<namespace>/<pod>`, `ecs:<task arn>`,
+/// The collector's name for a workload: `pod:<cluster>/<namespace>/<pod>/<container>`, `ecs:<task arn>`,
 /// `slurm:<cluster>/<job id>`, `systemd:<cluster>/<node>/<unit>`, `container:<cluster>/<node>/<id>`,
 /// `user:<cluster>/<node>/<user>`, or `unidentified:<cluster>/<node>`. The simulator names its workloads
 /// the same way so that its ground truth can be compared with the ledger.
 pub fn workload_key(node: &NodeInfo, w: &WorkloadIdentity) -> String {
     let (c, n) = (&node.cluster, &node.node_name);
     match w.kind {
-        WorkloadKind::KubernetesPod => format!("pod:{c}/{}/{}", w.namespace, w.pod),
+        WorkloadKind::KubernetesPod => format!("pod:{c}/{}/{}/{}", w.namespace, w.pod, w.container),
         WorkloadKind::EcsTask => format!("ecs:{}", w.ecs_task_arn),
         WorkloadKind::SlurmJob => format!("slurm:{c}/{}", w.slurm_job_id),
         WorkloadKind::SystemdService => format!("systemd:{c}/{n}/{}", w.systemd_unit),

@@ -92,8 +92,8 @@ fn parse_query(params: &HashMap<String, String>, now_ns: u64, bucket_ns: u64) ->
         params.get("group_by").map(String::as_str).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty())
     {
         let d = Dimension::parse(name).ok_or_else(|| {
-            let known: Vec<&str> = Dimension::ALL.iter().map(|d| d.name()).collect();
-            bad(format!("group_by: unknown dimension {name:?}; expected any of {}", known.join(", ")))
+            let known: Vec<String> = Dimension::FIXED.iter().map(Dimension::name).collect();
+            bad(format!("group_by: unknown dimension {name:?}; expected any of {}, label:<key>", known.join(", ")))
         })?;
         if group_by.contains(&d) {
             return Err(bad(format!("group_by: {name} is given twice")));
@@ -145,7 +145,7 @@ async fn usage(
         .map(|r| {
             let mut m = time_json(&r.time);
             for (d, v) in q.group_by.iter().zip(&r.group) {
-                m.insert(d.name().into(), json!(v));
+                m.insert(d.name(), json!(v));
             }
             Value::Object(m)
         })
@@ -154,7 +154,7 @@ async fn usage(
         "from": rfc3339(q.from_ns),
         "to": rfc3339(q.to_ns),
         "bucket_seconds": s.ledger.bucket_ns() / NS,
-        "group_by": q.group_by.iter().map(|d| d.name()).collect::<Vec<_>>(),
+        "group_by": q.group_by.iter().map(Dimension::name).collect::<Vec<_>>(),
         "rows": rows,
         "totals": Value::Object(time_json(&report.totals)),
     })))

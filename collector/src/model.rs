@@ -155,7 +155,8 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// Names the workload: `pod:<cluster>/<namespace>/<pod>`, `ecs:<task arn>`, `slurm:<cluster>/<job id>`,
+    /// Names the workload: `pod:<cluster>/<namespace>/<pod>/<container>` (`pod:<cluster>/uid/<pod uid>` while
+    /// the pod's name is unknown), `ecs:<task arn>`, `slurm:<cluster>/<job id>`,
     /// `systemd:<cluster>/<node>/<unit>`, `container:<cluster>/<node>/<id>`, `user:<cluster>/<node>/<user>`,
     /// or `unidentified:<cluster>/<node>`. An identity missing the field its kind is keyed by is
     /// unidentified.
@@ -163,9 +164,13 @@ impl Workload {
         let (c, n) = (&node.cluster, &node.name);
         let keyed = |field: &str, key: String| if field.is_empty() { None } else { Some(key) };
         let key = match identity.kind {
-            WorkloadKind::KubernetesPod => {
-                keyed(&identity.pod, format!("pod:{c}/{}/{}", identity.namespace, identity.pod))
+            WorkloadKind::KubernetesPod if identity.pod.is_empty() => {
+                keyed(&identity.pod_uid, format!("pod:{c}/uid/{}", identity.pod_uid))
             }
+            WorkloadKind::KubernetesPod => Some(match identity.container.as_str() {
+                "" => format!("pod:{c}/{}/{}", identity.namespace, identity.pod),
+                container => format!("pod:{c}/{}/{}/{container}", identity.namespace, identity.pod),
+            }),
             WorkloadKind::EcsTask => keyed(&identity.ecs_task_arn, format!("ecs:{}", identity.ecs_task_arn)),
             WorkloadKind::SlurmJob => keyed(&identity.slurm_job_id, format!("slurm:{c}/{}", identity.slurm_job_id)),
             WorkloadKind::SystemdService => {
@@ -207,7 +212,11 @@ mod tests {
             pod: "train-0".into(),
             ..Default::default()
         };
-        assert_eq!(Workload::new(&node(), pod).key, "pod:prod/ml/train-0");
+        assert_eq!(Workload::new(&node(), pod.clone()).key, "pod:prod/ml/train-0");
+        let container = Identity { container: "trainer".into(), ..pod };
+        assert_eq!(Workload::new(&node(), container).key, "pod:prod/ml/train-0/trainer");
+        let unnamed = Identity { kind: WorkloadKind::KubernetesPod, pod_uid: "0c2f".into(), ..Default::default() };
+        assert_eq!(Workload::new(&node(), unnamed).key, "pod:prod/uid/0c2f");
         let user = Identity { kind: WorkloadKind::HostProcess, user: "alice".into(), ..Default::default() };
         assert_eq!(Workload::new(&node(), user).key, "user:prod/ip-10-0-0-1/alice");
         let slurm = Identity { kind: WorkloadKind::SlurmJob, slurm_job_id: "4711".into(), ..Default::default() };

@@ -10,8 +10,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use super::labels::LabelAllow;
-
 /// More pods than any node runs; past it new pods are not cached (and a warning is logged).
 pub const MAX_PODS: usize = 2_000;
 
@@ -125,6 +123,7 @@ pub mod watch {
     use kube::{Api, Client};
     use tokio_stream::StreamExt;
 
+    use super::super::labels::LabelAllow;
     use super::*;
 
     /// Reduces a Pod object to what the cache keeps.

@@ -48,29 +48,71 @@ impl LedgerError {
 }
 
 /// What usage can be grouped by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Dimension {
     Cluster,
     Node,
     Gpu,
     Workload,
+    /// The kind of workload: kubernetes_pod, ecs_task, slurm_job, …
+    Kind,
+    Namespace,
+    Pod,
+    /// `<kind>/<name>` of the pod's owning controller (a Deployment, Job, StatefulSet, …).
+    Controller,
+    Container,
+    EcsTask,
+    SlurmJob,
+    User,
+    /// The value of one allow-listed pod label or annotation (`label:<key>`).
+    Label(String),
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 4] = [Dimension::Cluster, Dimension::Node, Dimension::Gpu, Dimension::Workload];
+    /// Every dimension but `label:<key>`.
+    pub const FIXED: [Dimension; 12] = [
+        Dimension::Cluster,
+        Dimension::Node,
+        Dimension::Gpu,
+        Dimension::Workload,
+        Dimension::Kind,
+        Dimension::Namespace,
+        Dimension::Pod,
+        Dimension::Controller,
+        Dimension::Container,
+        Dimension::EcsTask,
+        Dimension::SlurmJob,
+        Dimension::User,
+    ];
 
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> String {
         match self {
-            Self::Cluster => "cluster",
-            Self::Node => "node",
-            Self::Gpu => "gpu",
-            Self::Workload => "workload",
+            Self::Cluster => "cluster".into(),
+            Self::Node => "node".into(),
+            Self::Gpu => "gpu".into(),
+            Self::Workload => "workload".into(),
+            Self::Kind => "kind".into(),
+            Self::Namespace => "namespace".into(),
+            Self::Pod => "pod".into(),
+            Self::Controller => "controller".into(),
+            Self::Container => "container".into(),
+            Self::EcsTask => "ecs_task".into(),
+            Self::SlurmJob => "slurm_job".into(),
+            Self::User => "user".into(),
+            Self::Label(key) => format!("label:{key}"),
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| d.name() == s)
+        if let Some(key) = s.strip_prefix("label:") {
+            return (!key.is_empty()).then(|| Self::Label(key.to_string()));
+        }
+        Self::FIXED.into_iter().find(|d| d.name() == s)
+    }
+
+    /// Whether grouping by this needs the per-workload rollup.
+    pub fn is_per_workload(&self) -> bool {
+        !matches!(self, Self::Cluster | Self::Node | Self::Gpu)
     }
 }
 

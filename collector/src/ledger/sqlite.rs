@@ -14,7 +14,8 @@ use super::{Dimension, GpuTime, Ledger, LedgerError, Recorded, UsageQuery, Usage
 use crate::model::{Batch, Device, Node, Workload};
 
 /// Schema migrations, applied in order at start-up; each runs once, in its own transaction.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_ledger.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("migrations/0001_ledger.sql"), include_str!("migrations/0002_workload_labels.sql")];
 
 const NS: u64 = 1_000_000_000;
 
@@ -173,6 +174,11 @@ impl IdCache {
             params![w.key, i.kind.as_str(), i.namespace, i.pod, i.container, i.controller_kind, i.controller_name, i.ecs_task_arn, i.slurm_job_id, i.user, json],
             |r| r.get(0),
         )?;
+        tx.prepare_cached("DELETE FROM workload_labels WHERE workload_id = $1")?.execute(params![id])?;
+        for (k, v) in &i.labels {
+            tx.prepare_cached("INSERT INTO workload_labels (workload_id, key, value) VALUES ($1, $2, $3)")?
+                .execute(params![id, k, v])?;
+        }
         self.workloads.insert(w.key.clone(), id);
         Ok(id)
     }
@@ -317,22 +323,46 @@ impl Ledger for SqliteLedger {
 
     fn usage(&self, q: &UsageQuery) -> Result<UsageReport, LedgerError> {
         self.with_reader(|conn| {
-            let by_workload = q.group_by.contains(&Dimension::Workload);
-            let column = |d: &Dimension| match d {
-                Dimension::Cluster => "n.cluster",
-                Dimension::Node => "n.name",
-                Dimension::Gpu => "g.uuid",
-                Dimension::Workload => "w.key",
-            };
-            let cols: Vec<&str> = q.group_by.iter().map(column).collect();
+            let by_workload = q.group_by.iter().any(Dimension::is_per_workload);
+            let mut label_keys: Vec<&str> = Vec::new();
+            let cols: Vec<String> = q
+                .group_by
+                .iter()
+                .map(|d| match d {
+                    Dimension::Cluster => "n.cluster".into(),
+                    Dimension::Node => "n.name".into(),
+                    Dimension::Gpu => "g.uuid".into(),
+                    Dimension::Workload => "w.key".into(),
+                    Dimension::Kind => "w.kind".into(),
+                    Dimension::Namespace => "w.namespace".into(),
+                    Dimension::Pod => "w.pod".into(),
+                    Dimension::Controller => {
+                        "CASE WHEN w.controller_kind = '' THEN '' ELSE w.controller_kind || '/' || w.controller_name END".into()
+                    }
+                    Dimension::Container => "w.container".into(),
+                    Dimension::EcsTask => "w.ecs_task_arn".into(),
+                    Dimension::SlurmJob => "w.slurm_job_id".into(),
+                    Dimension::User => "w.user_name".into(),
+                    Dimension::Label(key) => {
+                        label_keys.push(key);
+                        format!("COALESCE(l{}.value, '')", label_keys.len() - 1)
+                    }
+                })
+                .collect();
+            // SQLite numbers `$N` parameters in order of first appearance, not by N: keep the numbers in text
+            // order. The label joins come first ($1…$k), then the window.
+            let label_joins: String = (0..label_keys.len())
+                .map(|i| format!(" LEFT JOIN workload_labels l{i} ON l{i}.workload_id = b.workload_id AND l{i}.key = ${}", i + 1))
+                .collect();
+            let (from_p, to_p) = (label_keys.len() + 1, label_keys.len() + 2);
             let select_cols = cols.iter().map(|c| format!("{c}, ")).collect::<String>();
             let group = if cols.is_empty() { String::new() } else { format!("GROUP BY {0} ORDER BY {0}", cols.join(", ")) };
             let split = |c: &str| format!("SUM({c} / 1000000000), SUM({c} % 1000000000)");
             let sql = if by_workload {
                 format!(
                     "SELECT {select_cols} NULL, NULL, {}, {} FROM usage_buckets b
-                     JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id JOIN workloads w ON w.workload_id = b.workload_id
-                     WHERE b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2 {group}",
+                     JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id JOIN workloads w ON w.workload_id = b.workload_id{label_joins}
+                     WHERE b.bucket_start_ns >= ${from_p} AND b.bucket_start_ns < ${to_p} {group}",
                     split("b.held_ns"),
                     split("b.used_ns")
                 )
@@ -355,8 +385,12 @@ impl Ledger for SqliteLedger {
                 })
             };
             let mut stmt = conn.prepare(&sql)?;
+            let mut bound: Vec<Box<dyn rusqlite::ToSql>> =
+                label_keys.iter().map(|k| Box::new(k.to_string()) as Box<dyn rusqlite::ToSql>).collect();
+            bound.push(Box::new(q.from_ns as i64));
+            bound.push(Box::new(q.to_ns as i64));
             let rows = stmt
-                .query_map(params![q.from_ns as i64, q.to_ns as i64], |r| {
+                .query_map(rusqlite::params_from_iter(bound.iter()), |r| {
                     let group = (0..dims).map(|i| r.get::<_, String>(i)).collect::<rusqlite::Result<Vec<_>>>()?;
                     Ok(UsageRow { group, time: read_time(r, dims, !by_workload)? })
                 })?
@@ -521,6 +555,38 @@ mod tests {
         assert_eq!(second.rows[0].time.held_ns, 10 * u128::from(NS));
         let used = 15 * u128::from(NS) * 333_333 / 1_000_000;
         assert_eq!(first.rows[0].time.used_ns + second.rows[0].time.used_ns, used);
+    }
+
+    #[test]
+    fn usage_groups_by_namespace_pod_controller_and_any_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir);
+        let mut b = batch("b", 1, T0, 15 * NS, 400_000);
+        let identity = Identity {
+            kind: WorkloadKind::KubernetesPod,
+            namespace: "team-nlp".into(),
+            pod: "llama-0".into(),
+            container: "trainer".into(),
+            controller_kind: "Job".into(),
+            controller_name: "llama".into(),
+            labels: [("team".to_string(), "nlp".to_string())].into(),
+            ..Default::default()
+        };
+        b.processes[0].workload = Workload::new(&b.node, identity);
+        b.holdings = share::holdings(15 * NS, &b.processes, &[]);
+        l.record(&[b], T0).unwrap();
+        let q =
+            |dims: Vec<Dimension>| l.usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: dims }).unwrap().rows;
+        let rows = q(vec![Dimension::Namespace, Dimension::Pod, Dimension::Controller, Dimension::Container]);
+        assert_eq!(rows[0].group, vec!["team-nlp", "llama-0", "Job/llama", "trainer"]);
+        assert_eq!(rows[0].time.used_ns, 6 * u128::from(NS));
+        assert_eq!(q(vec![Dimension::Label("team".into())])[0].group, vec!["nlp"]);
+        assert_eq!(
+            q(vec![Dimension::Label("cost-center".into())])[0].group,
+            vec![""],
+            "a missing label groups as empty"
+        );
+        assert_eq!(q(vec![Dimension::Kind, Dimension::User])[0].group, vec!["kubernetes_pod", ""]);
     }
 
     #[test]
