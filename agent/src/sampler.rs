@@ -119,6 +119,8 @@ impl Sampler {
             }
             id.retain(&live);
             report.allocations = id.allocations();
+        } else {
+            report.allocations = self.source.allocations();
         }
         report
     }

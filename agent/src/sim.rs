@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use crate::reading::{
-    CapacityType, GpuDevice, GpuSample, NodeInfo, ProcessSample, Tick, WorkloadIdentity, WorkloadKind,
+    CapacityType, GpuAllocation, GpuDevice, GpuSample, NodeInfo, ProcessSample, Tick, WorkloadIdentity, WorkloadKind,
 };
 use crate::source::{GpuSource, SourceError};
 
@@ -176,6 +176,8 @@ enum Pattern {
     Notebook { active_percent: u64, busy: u32 },
     /// Runs `run_slots` out of every `period_slots`, at about `util` %, with a new pid per run.
     Batch { period_slots: u64, run_slots: u64, offset: u64, util: u32 },
+    /// A pod the kubelet allocated a GPU to that never starts a GPU process: it holds the GPU idle.
+    Reserved,
 }
 
 #[derive(Debug, Clone)]
@@ -186,12 +188,18 @@ struct SimProcess {
     pattern: Pattern,
     identity: WorkloadIdentity,
     key: String,
+    /// A pod's GPU is allocated to it by the kubelet, so the pod holds it even while nothing runs.
+    allocated: bool,
+    /// On a MIG device: NVML reports memory but no SM utilisation per process.
+    mig: bool,
 }
 
 struct SimGpu {
     idle_mw: u64,
     max_mw: u64,
     memory_total_bytes: u64,
+    /// For a MIG device, its parent GPU.
+    mig_parent: Option<String>,
 }
 
 /// One simulated node: what its agent would see.
@@ -224,8 +232,9 @@ impl Fleet {
         Self { nodes }
     }
 
+    /// Physical GPUs (MIG devices are parts of one).
     pub fn gpu_count(&self) -> usize {
-        self.nodes.iter().map(|n| n.info.devices.len()).sum()
+        self.nodes.iter().map(|n| n.info.devices.iter().filter(|d| d.mig_parent_uuid.is_none()).count()).sum()
     }
 }
 
@@ -254,16 +263,34 @@ impl SimNode {
             let memory_total_bytes = it.memory_gib * GIB;
             gpus.insert(
                 uuid.clone(),
-                SimGpu { idle_mw: it.idle_w * 1000, max_mw: it.max_w * 1000, memory_total_bytes },
+                SimGpu { idle_mw: it.idle_w * 1000, max_mw: it.max_w * 1000, memory_total_bytes, mig_parent: None },
             );
             devices.push(GpuDevice {
-                uuid,
+                uuid: uuid.clone(),
                 model: it.model.to_string(),
                 memory_total_bytes,
                 index: g,
                 mig_parent_uuid: None,
                 mig_profile: None,
             });
+            // p4de nodes run their first A100 in MIG mode, as two slices.
+            if g == 0 && it.name == "p4de.24xlarge" {
+                for (i, (profile, gib)) in [("3g.40gb", 40), ("4g.40gb", 40)].into_iter().enumerate() {
+                    let mig = format!("MIG{}", &uuid_from(rng.next(), rng.next())[3..]);
+                    gpus.insert(
+                        mig.clone(),
+                        SimGpu { idle_mw: 0, max_mw: 0, memory_total_bytes: gib * GIB, mig_parent: Some(uuid.clone()) },
+                    );
+                    devices.push(GpuDevice {
+                        uuid: mig,
+                        model: it.model.to_string(),
+                        memory_total_bytes: gib * GIB,
+                        index: i as u32,
+                        mig_parent_uuid: Some(uuid.clone()),
+                        mig_profile: Some(profile.to_string()),
+                    });
+                }
+            }
         }
         let info = NodeInfo {
             cluster: cluster.to_string(),
@@ -281,13 +308,28 @@ impl SimNode {
 
     /// Decides who runs on each GPU. A multi-GPU training job may take the whole node.
     fn place_workloads(&mut self, rng: &mut Rng, node_index: u32) {
-        let uuids: Vec<String> = self.info.devices.iter().map(|d| d.uuid.clone()).collect();
+        let mig_parents: Vec<String> = self.gpus.values().filter_map(|g| g.mig_parent.clone()).collect();
+        let slices: Vec<String> =
+            self.gpus.iter().filter(|(_, g)| g.mig_parent.is_some()).map(|(u, _)| u.clone()).collect();
+        let uuids: Vec<String> = self
+            .info
+            .devices
+            .iter()
+            .filter(|d| d.mig_parent_uuid.is_none() && !mig_parents.contains(&d.uuid))
+            .map(|d| d.uuid.clone())
+            .collect();
         let mut pid = 1000 + rng.range(0, 30_000) as u32;
         let mut next_pid = || {
             pid += 1 + (pid % 7);
             pid
         };
-        if uuids.len() >= 4 && rng.chance(35) {
+        for (i, uuid) in slices.iter().enumerate() {
+            let ident = self.pod_identity(rng, "serve", node_index, 100 + i as u32);
+            let pattern = Pattern::Inference { trough: 5, peak: 50, peak_hour: 15 };
+            let mem = self.gpus[uuid].memory_total_bytes / 100 * rng.range(30, 70);
+            self.push(uuid, next_pid(), mem, pattern, ident);
+        }
+        if uuids.len() >= 4 && slices.is_empty() && rng.chance(35) {
             let ident = self.pod_identity(rng, "train", node_index, 0);
             let base = rng.range(90, 99) as u32;
             let mem_frac = rng.range(60, 92);
@@ -347,6 +389,11 @@ impl SimNode {
                     };
                     self.push(uuid, next_pid(), mem / 100 * rng.range(10, 50), pattern, ident);
                 }
+                83..=90 => {
+                    // Allocated to a pod that runs nothing on it: idle, but held.
+                    let ident = self.pod_identity(rng, "serve", node_index, slot);
+                    self.push(uuid, next_pid(), 0, Pattern::Reserved, ident);
+                }
                 _ => {} // nobody: an idle GPU
             }
         }
@@ -354,7 +401,18 @@ impl SimNode {
 
     fn push(&mut self, uuid: &str, base_pid: u32, memory_bytes: u64, pattern: Pattern, identity: WorkloadIdentity) {
         let key = workload_key(&self.info, &identity);
-        self.processes.push(SimProcess { gpu_uuid: uuid.to_string(), base_pid, memory_bytes, pattern, identity, key });
+        let allocated = identity.kind == WorkloadKind::KubernetesPod;
+        let mig = self.gpus.get(uuid).is_some_and(|g| g.mig_parent.is_some());
+        self.processes.push(SimProcess {
+            gpu_uuid: uuid.to_string(),
+            base_pid,
+            memory_bytes,
+            pattern,
+            identity,
+            key,
+            allocated,
+            mig,
+        });
     }
 
     fn pod_identity(&self, rng: &mut Rng, role: &str, node_index: u32, slot: u32) -> WorkloadIdentity {
@@ -494,6 +552,7 @@ impl SimNode {
                 let run = (grid + offset) / period_slots;
                 (phase < run_slots).then(|| (p.base_pid + (run % 50_000) as u32 * 2, util - (noise % 6) as u32))
             }
+            Pattern::Reserved => None,
         }
     }
 
@@ -508,8 +567,9 @@ impl SimNode {
                 tick.processes.push(ProcessSample {
                     pid,
                     gpu_uuid: p.gpu_uuid.clone(),
-                    sm_util_percent: Some(sm),
-                    memory_util_percent: Some(sm / 2),
+                    // NVML has no per-process utilisation under MIG.
+                    sm_util_percent: (!p.mig).then_some(sm),
+                    memory_util_percent: (!p.mig).then_some(sm / 2),
                     used_memory_bytes: p.memory_bytes,
                     identity: Some(p.identity.clone()),
                 });
@@ -518,12 +578,13 @@ impl SimNode {
         for (uuid, g) in &self.gpus {
             let (sm, mem) = busy.get(uuid.as_str()).copied().unwrap_or_default();
             let util = sm.min(100);
+            let mig = g.mig_parent.is_some();
             tick.gpus.push(GpuSample {
                 uuid: uuid.clone(),
-                utilization_percent: Some(util),
-                memory_utilization_percent: Some(util / 2),
+                utilization_percent: (!mig).then_some(util),
+                memory_utilization_percent: (!mig).then_some(util / 2),
                 memory_used_bytes: (mem + if mem > 0 { 512 << 20 } else { 0 }).min(g.memory_total_bytes),
-                power_milliwatts: Some(g.idle_mw + (g.max_mw - g.idle_mw) * u64::from(util) / 100),
+                power_milliwatts: (!mig).then(|| g.idle_mw + (g.max_mw - g.idle_mw) * u64::from(util) / 100),
                 energy_counter_millijoules: None,
             });
         }
@@ -531,6 +592,8 @@ impl SimNode {
     }
 
     /// The exact ground truth of a slot-aligned window [from, to): per GPU, and per (GPU, workload).
+    /// A MIG device is held and used through its slices' workloads but adds no observed time of its
+    /// own (its parent's time is the GPU's time); processes on MIG devices use no measured SM time.
     pub fn truth(&self, from_ns: u64, to_ns: u64, slot_ns: u64) -> Truth {
         let mut truth = Truth::default();
         let mut slot = from_ns / slot_ns;
@@ -538,27 +601,47 @@ impl SimNode {
             let start = (slot * slot_ns).max(from_ns);
             let end = ((slot + 1) * slot_ns).min(to_ns);
             let len = end - start;
-            for uuid in self.gpus.keys() {
-                truth.gpus.entry(uuid.clone()).or_default().observed_ns += len;
+            for (uuid, g) in &self.gpus {
+                truth.gpus.entry(uuid.clone()).or_default().observed_ns += if g.mig_parent.is_some() { 0 } else { len };
+            }
+            let mut held: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+            for p in &self.processes {
+                let present = self.process_in_slot(p, slot, slot_ns);
+                if present.is_none() && !p.allocated {
+                    continue;
+                }
+                let used = match present {
+                    Some((_, sm)) if !p.mig => len * u64::from(sm) / 100,
+                    _ => 0,
+                };
+                *held.entry((&p.gpu_uuid, &p.key)).or_default() += used;
             }
             let mut held_gpus = std::collections::BTreeSet::new();
-            for p in &self.processes {
-                if let Some((_, sm)) = self.process_in_slot(p, slot, slot_ns) {
-                    let used = len * u64::from(sm) / 100;
-                    let w = truth.workloads.entry((p.gpu_uuid.clone(), p.key.clone())).or_default();
-                    w.held_ns += len;
-                    w.used_ns += used;
-                    let g = truth.gpus.entry(p.gpu_uuid.clone()).or_default();
-                    g.used_ns += used;
-                    held_gpus.insert(p.gpu_uuid.clone());
-                }
+            for ((uuid, key), used) in held {
+                let w = truth.workloads.entry((uuid.to_string(), key.to_string())).or_default();
+                w.held_ns += len;
+                w.used_ns += used;
+                truth.gpus.entry(uuid.to_string()).or_default().used_ns += used;
+                held_gpus.insert(uuid);
             }
             for uuid in held_gpus {
-                truth.gpus.entry(uuid).or_default().held_ns += len;
+                truth.gpus.entry(uuid.to_string()).or_default().held_ns += len;
             }
             slot += 1;
         }
         truth
+    }
+
+    /// GPUs the kubelet allocated to pods, with their holders.
+    pub fn allocations(&self) -> Vec<GpuAllocation> {
+        let mut out: Vec<GpuAllocation> = self
+            .processes
+            .iter()
+            .filter(|p| p.allocated)
+            .map(|p| GpuAllocation { gpu_uuid: p.gpu_uuid.clone(), workload: p.identity.clone() })
+            .collect();
+        out.dedup();
+        out
     }
 }
 
@@ -633,6 +716,10 @@ impl GpuSource for SimSource {
         &self.node.info
     }
 
+    fn allocations(&self) -> Vec<GpuAllocation> {
+        if self.anonymous { Vec::new() } else { self.node.allocations() }
+    }
+
     fn sample(&mut self, at_unix_nanos: u64) -> Result<Tick, SourceError> {
         let mut tick = self.node.slot_tick(at_unix_nanos / self.slot_ns, self.slot_ns);
         if self.anonymous {
@@ -641,9 +728,10 @@ impl GpuSource for SimSource {
         let elapsed_ns = self.last_sample_ns.map_or(0, |last| at_unix_nanos.saturating_sub(last));
         self.last_sample_ns = Some(at_unix_nanos);
         for g in &mut tick.gpus {
+            let Some(power) = g.power_milliwatts else { continue };
             let counter = self.energy_mj.entry(g.uuid.clone()).or_default();
             // mW × ns / 1e9 = mJ
-            *counter += g.power_milliwatts.unwrap_or(0) * elapsed_ns / NS_PER_SEC;
+            *counter += power * elapsed_ns / NS_PER_SEC;
             g.energy_counter_millijoules = Some(*counter);
         }
         Ok(tick)
@@ -749,12 +837,36 @@ mod tests {
         for node in &fleet.nodes {
             let t = node.truth(from, from + 240 * slot, slot);
             for (uuid, g) in &t.gpus {
-                assert_eq!(g.observed_ns, 240 * slot);
+                let mig = node.gpus[uuid].mig_parent.is_some();
+                assert_eq!(g.observed_ns, if mig { 0 } else { 240 * slot });
                 let used: u64 = t.workloads.iter().filter(|((u, _), _)| u == uuid).map(|(_, w)| w.used_ns).sum();
                 assert_eq!(used, g.used_ns);
-                assert!(g.held_ns <= g.observed_ns && g.used_ns <= g.held_ns);
+                assert!(g.used_ns <= g.held_ns && (mig || g.held_ns <= g.observed_ns));
             }
         }
+    }
+
+    #[test]
+    fn allocated_idle_pods_and_mig_slices_hold_their_gpus_without_measured_use() {
+        let fleet = Fleet::generate(FleetSpec::demo(2));
+        let slot = 15 * NS_PER_SEC;
+        let (mut reserved, mut slices) = (0, 0);
+        for node in &fleet.nodes {
+            let t = node.truth(0, 40 * slot, slot);
+            for p in &node.processes {
+                let w = t.workloads.get(&(p.gpu_uuid.clone(), p.key.clone())).copied().unwrap_or_default();
+                if p.pattern == Pattern::Reserved {
+                    reserved += 1;
+                    assert_eq!((w.held_ns, w.used_ns), (40 * slot, 0));
+                }
+                if p.mig {
+                    slices += 1;
+                    assert_eq!((w.held_ns, w.used_ns), (40 * slot, 0));
+                }
+            }
+            assert_eq!(node.allocations().len(), node.processes.iter().filter(|p| p.allocated).count());
+        }
+        assert!(reserved > 0 && slices > 0, "reserved {reserved}, MIG slices {slices}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Where GPU readings come from. One trait, two sources: `nvml` (a real node) and `sim` (a
 //! deterministic fleet for demos and tests).
 
-use crate::reading::{NodeInfo, Tick};
+use crate::reading::{GpuAllocation, NodeInfo, Tick};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -20,4 +20,9 @@ pub trait GpuSource: Send {
     /// Reads every device and process once. `at_unix_nanos` is the sample time; real sources read
     /// the hardware now and ignore it, the simulator answers for that time.
     fn sample(&mut self, at_unix_nanos: u64) -> Result<Tick, SourceError>;
+    /// GPUs allocated to workloads, when the source itself knows (the simulator); on a real node the
+    /// identifier asks the kubelet instead.
+    fn allocations(&self) -> Vec<GpuAllocation> {
+        Vec::new()
+    }
 }
