@@ -62,6 +62,11 @@ impl IntervalAccumulator {
         self.ticks
     }
 
+    /// Processes seen so far in this interval.
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.keys().map(|(_, pid)| *pid).collect()
+    }
+
     pub fn add(&mut self, tick: Tick) {
         self.ticks += 1;
         for g in tick.gpus {

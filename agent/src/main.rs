@@ -314,6 +314,10 @@ async fn identifier(config: &Config) -> anyhow::Result<Identifier> {
                 allow.clone(),
             ));
             tokio::spawn(gpucost_agent::identify::pods::watch::namespaces(client, cache.clone(), allow));
+            // Attributing before the first list would name running pods by UID only.
+            if !cache.wait_ready(Duration::from_secs(30)).await {
+                tracing::warn!("pods and namespaces not listed within 30 s; attributing with what is known so far");
+            }
             Some(cache)
         }
     };

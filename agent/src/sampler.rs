@@ -93,7 +93,7 @@ impl Sampler {
             }
         }
         if let Some(id) = self.identifier.as_mut() {
-            id.refresh(&self.source.node().devices).await;
+            id.refresh(&self.source.node().devices, &self.acc.pids()).await;
         }
         Ok(self.close(end))
     }

@@ -238,6 +238,11 @@ impl Fleet {
     }
 }
 
+/// A 64-hex-digit container ID, as containerd, CRI-O and Docker write them.
+fn container_id(rng: &mut Rng) -> String {
+    format!("{:016x}{:016x}{:016x}{:016x}", rng.next(), rng.next(), rng.next(), rng.next())
+}
+
 fn uuid_from(h: u64, h2: u64) -> String {
     format!(
         "GPU-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
@@ -462,7 +467,7 @@ impl SimNode {
             labels,
             namespace_labels,
             container_runtime: "containerd".into(),
-            container_id: format!("{:016x}{:016x}", rng.next(), rng.next()),
+            container_id: container_id(rng),
             env,
             ..Default::default()
         }
@@ -473,16 +478,18 @@ impl SimNode {
         let mut labels = BTreeMap::new();
         labels.insert("app.kubernetes.io/name".into(), "jupyter".into());
         labels.insert("team".into(), rng.pick(TEAMS).0.to_string());
+        let sts = format!("jupyter-{user}-{:04x}", rng.below(0x10000));
         WorkloadIdentity {
             kind: WorkloadKind::KubernetesPod,
             namespace: "notebooks".into(),
-            pod: format!("jupyter-{user}-0"),
+            pod: format!("{sts}-0"),
+            pod_uid: uuid_from(rng.next(), rng.next())[4..].to_string(),
             container: "notebook".into(),
             controller_kind: "StatefulSet".into(),
-            controller_name: format!("jupyter-{user}"),
+            controller_name: sts,
             labels,
             container_runtime: "containerd".into(),
-            container_id: format!("{:016x}{:016x}", rng.next(), rng.next()),
+            container_id: container_id(rng),
             ..Default::default()
         }
     }
@@ -498,6 +505,7 @@ impl SimNode {
                 ecs_task_family: family,
                 ecs_task_arn: format!("arn:aws:ecs:{}:123456789012:task/gpu-batch/{task}", self.info.region),
                 container_runtime: "docker".into(),
+                container_id: container_id(rng),
                 ..Default::default()
             }
         } else {
@@ -642,6 +650,163 @@ impl SimNode {
             .collect();
         out.dedup();
         out
+    }
+}
+
+/// One container's claim on a device, as the kubelet's pod-resources API reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldAllocation {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    /// As the NVIDIA device plugin writes it: `GPU-<uuid>`, `GPU-<uuid>::<replica>` when time-sliced,
+    /// `MIG-<uuid>`.
+    pub device_id: String,
+}
+
+/// A simulated node's surroundings as a real agent finds them: the pods and namespaces the API server
+/// lists, the kubelet's device allocations and the ECS agent's task list (the `/proc` tree is written to
+/// disk by `materialize`). Objects are in the APIs' own JSON shapes.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub pods: Vec<serde_json::Value>,
+    pub namespaces: Vec<serde_json::Value>,
+    pub allocations: Vec<WorldAllocation>,
+    pub ecs_tasks: Vec<serde_json::Value>,
+}
+
+impl SimNode {
+    fn uid_of(identity: &WorkloadIdentity) -> u32 {
+        identity.uid.unwrap_or_else(|| USERS.iter().position(|u| *u == identity.user).map_or(0, |i| 1000 + i as u32))
+    }
+
+    fn cgroup_of(identity: &WorkloadIdentity) -> String {
+        match identity.kind {
+            WorkloadKind::KubernetesPod => format!(
+                "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{}.scope",
+                identity.pod_uid.replace('-', "_"),
+                identity.container_id
+            ),
+            WorkloadKind::EcsTask => format!(
+                "0::/ecstasks.slice/ecstasks-{}.slice/docker-{}.scope",
+                identity.ecs_task_arn.rsplit('/').next().unwrap_or_default(),
+                identity.container_id
+            ),
+            WorkloadKind::SlurmJob => {
+                format!("0::/system.slice/slurmstepd.scope/job_{}/step_0/user/task_0", identity.slurm_job_id)
+            }
+            _ => format!("0::/user.slice/user-{0}.slice/session-{0}.scope", Self::uid_of(identity)),
+        }
+    }
+
+    /// Writes the `/proc` entries of every process that runs in [from, to) under `proc_root`, and the
+    /// users into `passwd`; returns what the API server, the kubelet and the ECS agent would answer.
+    pub fn materialize(
+        &self,
+        proc_root: &std::path::Path,
+        passwd: &std::path::Path,
+        from_ns: u64,
+        to_ns: u64,
+        slot_ns: u64,
+    ) -> std::io::Result<World> {
+        let users: String =
+            USERS.iter().enumerate().map(|(i, u)| format!("{u}:x:{0}:{0}::/home/{u}:/bin/bash\n", 1000 + i)).collect();
+        std::fs::write(passwd, format!("root:x:0:0:root:/root:/bin/bash\n{users}"))?;
+        for p in &self.processes {
+            let mut pids = std::collections::BTreeSet::new();
+            let mut slot = from_ns / slot_ns;
+            while slot * slot_ns < to_ns {
+                if let Some((pid, _)) = self.process_in_slot(p, slot, slot_ns) {
+                    pids.insert(pid);
+                }
+                slot += 1;
+            }
+            let env: Vec<(&str, &str)> = p.identity.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            for pid in pids {
+                crate::identify::proc::write_fake(
+                    proc_root,
+                    pid,
+                    Self::uid_of(&p.identity),
+                    u64::from(pid),
+                    "python3",
+                    &env,
+                    &Self::cgroup_of(&p.identity),
+                )?;
+            }
+        }
+        let mut world =
+            World { pods: Vec::new(), namespaces: Vec::new(), allocations: Vec::new(), ecs_tasks: Vec::new() };
+        let mut seen_pods = std::collections::BTreeSet::new();
+        let mut seen_ns = std::collections::BTreeSet::new();
+        let mut seen_tasks = std::collections::BTreeSet::new();
+        for p in &self.processes {
+            let w = &p.identity;
+            match w.kind {
+                WorkloadKind::KubernetesPod if seen_pods.insert(w.pod_uid.clone()) => world.pods.push(self.pod_json(w)),
+                WorkloadKind::EcsTask if seen_tasks.insert(w.ecs_task_arn.clone()) => world.ecs_tasks.push(serde_json::json!({
+                    "Arn": w.ecs_task_arn, "DesiredStatus": "RUNNING", "KnownStatus": "RUNNING",
+                    "Family": w.ecs_task_family, "Version": "3",
+                    "Containers": [{ "DockerId": w.container_id, "DockerName": format!("ecs-{}-3-main", w.ecs_task_family), "Name": "main" }],
+                })),
+                _ => {}
+            }
+            if w.kind == WorkloadKind::KubernetesPod && seen_ns.insert(w.namespace.clone()) {
+                world.namespaces.push(serde_json::json!({
+                    "apiVersion": "v1", "kind": "Namespace",
+                    "metadata": { "name": w.namespace, "uid": format!("ns-{}", w.namespace), "resourceVersion": "1", "labels": w.namespace_labels },
+                    "spec": { "finalizers": ["kubernetes"] }, "status": { "phase": "Active" },
+                }));
+            }
+        }
+        for a in self.allocations() {
+            let sharing = self.processes.iter().filter(|p| p.allocated && p.gpu_uuid == a.gpu_uuid).count();
+            let replica = world.allocations.iter().filter(|x| x.device_id.starts_with(&a.gpu_uuid)).count();
+            world.allocations.push(WorldAllocation {
+                namespace: a.workload.namespace.clone(),
+                pod: a.workload.pod.clone(),
+                container: a.workload.container.clone(),
+                device_id: if sharing > 1 { format!("{}::{replica}", a.gpu_uuid) } else { a.gpu_uuid.clone() },
+            });
+        }
+        Ok(world)
+    }
+
+    fn pod_json(&self, w: &WorkloadIdentity) -> serde_json::Value {
+        let mut labels = w.labels.clone();
+        let (api_version, owner_kind, owner_name) = match w.controller_kind.as_str() {
+            "Deployment" => {
+                // <deployment>-<pod-template-hash>-<suffix>: the ReplicaSet is the pod name less its suffix.
+                let rs = w.pod.rsplit_once('-').map_or(w.pod.as_str(), |(rs, _)| rs).to_string();
+                let hash = rs.rsplit_once('-').map_or("", |(_, h)| h).to_string();
+                labels.insert("pod-template-hash".into(), hash);
+                ("apps/v1", "ReplicaSet", rs)
+            }
+            "Job" => ("batch/v1", "Job", w.controller_name.clone()),
+            kind => ("apps/v1", kind, w.controller_name.clone()),
+        };
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": w.pod, "namespace": w.namespace, "uid": w.pod_uid, "resourceVersion": "1",
+                "labels": labels,
+                "annotations": { "kubectl.kubernetes.io/restartedAt": "2026-11-01T00:00:00Z" },
+                "ownerReferences": [{ "apiVersion": api_version, "kind": owner_kind, "name": owner_name,
+                                      "uid": format!("owner-{}", w.pod_uid), "controller": true, "blockOwnerDeletion": true }],
+            },
+            "spec": {
+                "nodeName": self.info.node_name,
+                "containers": [{ "name": w.container, "image": "registry.example.com/ml/serving:1.4.2",
+                                 "resources": { "limits": { "nvidia.com/gpu": "1" } } }],
+            },
+            "status": {
+                "phase": "Running",
+                "containerStatuses": [{ "name": w.container, "ready": true, "restartCount": 0, "started": true,
+                                        "image": "registry.example.com/ml/serving:1.4.2",
+                                        "imageID": "registry.example.com/ml/serving@sha256:0f1e2d3c4b5a",
+                                        "containerID": format!("containerd://{}", w.container_id) }],
+            },
+        })
     }
 }
 

@@ -78,9 +78,13 @@ impl Identifier {
         self.stats
     }
 
-    /// Refreshes what changes between intervals: the kubelet's allocations, and the ECS task list
-    /// when a process belongs to a task it does not know yet (at most every 10 s).
-    pub async fn refresh(&mut self, devices: &[GpuDevice]) {
+    /// Refreshes what changes between intervals: reads `/proc` for the processes `pids` not seen before,
+    /// lists the kubelet's allocations, and the ECS task list when a process belongs to a task it does not
+    /// know yet (at most every 10 s).
+    pub async fn refresh(&mut self, devices: &[GpuDevice], pids: &[u32]) {
+        for &pid in pids {
+            self.facts(pid);
+        }
         if let Some(socket) = &self.config.pod_resources_socket {
             match pod_resources::list(socket, Duration::from_secs(2)).await {
                 Ok(resp) => {
@@ -121,23 +125,24 @@ impl Identifier {
     /// The identity and command name of `pid`. A process that has already exited gets an empty identity
     /// (it is still billed, to `unidentified`).
     pub fn identify(&mut self, pid: u32) -> (WorkloadIdentity, String) {
-        let Some(start) = proc::read_start_time(&self.config.proc_root, pid) else {
+        let Some(facts) = self.facts(pid) else {
             return (WorkloadIdentity::default(), String::new());
-        };
-        let facts = match self.procs.get(&(pid, start)) {
-            Some(f) => {
-                self.stats.hits += 1;
-                f.clone()
-            }
-            None => {
-                self.stats.misses += 1;
-                let f = proc::read(&self.config.proc_root, pid, start, &self.config.env_keys);
-                self.procs.insert((pid, start), f.clone());
-                f
-            }
         };
         let comm = facts.comm.clone();
         (self.resolve(facts), comm)
+    }
+
+    /// What `/proc` says about `pid`, read once per (pid, start time).
+    fn facts(&mut self, pid: u32) -> Option<ProcFacts> {
+        let start = proc::read_start_time(&self.config.proc_root, pid)?;
+        if let Some(f) = self.procs.get(&(pid, start)) {
+            self.stats.hits += 1;
+            return Some(f.clone());
+        }
+        self.stats.misses += 1;
+        let f = proc::read(&self.config.proc_root, pid, start, &self.config.env_keys);
+        self.procs.insert((pid, start), f.clone());
+        Some(f)
     }
 
     /// Forgets processes no longer running, so the cache stays as small as the node's GPU process list.

@@ -31,15 +31,38 @@ pub struct PodInfo {
 struct Index {
     pods: HashMap<String, PodInfo>,
     namespaces: HashMap<String, BTreeMap<String, String>>,
+    pods_listed: bool,
+    namespaces_listed: bool,
 }
 
 /// Shared between the watcher tasks (writers) and the identifier (reader).
 #[derive(Clone, Default)]
 pub struct PodCache {
     inner: Arc<RwLock<Index>>,
+    listed: Arc<tokio::sync::Notify>,
 }
 
 impl PodCache {
+    /// Whether pods and namespaces have both been listed once.
+    pub fn is_ready(&self) -> bool {
+        let idx = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        idx.pods_listed && idx.namespaces_listed
+    }
+
+    /// Waits until the first lists are in, at most `timeout`; returns whether they are.
+    pub async fn wait_ready(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.listed.notified();
+            if self.is_ready() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.is_ready();
+            }
+        }
+    }
+
     /// The pod with this UID, and its namespace's allow-listed labels.
     pub fn by_uid(&self, uid: &str) -> Option<(PodInfo, BTreeMap<String, String>)> {
         let idx = self.inner.read().unwrap_or_else(|e| e.into_inner());
@@ -81,6 +104,9 @@ impl PodCache {
     pub fn replace_pods(&self, pods: Vec<PodInfo>) {
         let mut idx = self.inner.write().unwrap_or_else(|e| e.into_inner());
         idx.pods = pods.into_iter().take(MAX_PODS).map(|p| (p.uid.clone(), p)).collect();
+        idx.pods_listed = true;
+        drop(idx);
+        self.listed.notify_waiters();
     }
 
     pub fn apply_namespace(&self, name: String, labels: BTreeMap<String, String>) {
@@ -92,7 +118,11 @@ impl PodCache {
     }
 
     pub fn replace_namespaces(&self, namespaces: Vec<(String, BTreeMap<String, String>)>) {
-        self.inner.write().unwrap_or_else(|e| e.into_inner()).namespaces = namespaces.into_iter().collect();
+        let mut idx = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        idx.namespaces = namespaces.into_iter().collect();
+        idx.namespaces_listed = true;
+        drop(idx);
+        self.listed.notify_waiters();
     }
 }
 
