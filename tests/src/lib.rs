@@ -118,10 +118,16 @@ pub struct Agent {
 
 /// Starts `gpucost-agent` with `args`, logging (JSON) to `log`.
 pub fn agent(args: &[String], log: &Path) -> Agent {
+    agent_with_env(args, &[], log)
+}
+
+/// Starts `gpucost-agent` with `args` and extra environment variables, logging (JSON) to `log`.
+pub fn agent_with_env(args: &[String], env: &[(&str, &Path)], log: &Path) -> Agent {
     let file = std::fs::File::create(log).expect("agent log file");
     let child = Command::new(bin("gpucost-agent"))
         .args(["--log-format", "json"])
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
         .stdout(Stdio::null())
         .stderr(file)
         .spawn()
@@ -146,4 +152,44 @@ impl Agent {
             }
         }
     }
+}
+pub mod standins;
+
+/// What the collector's API says it stored over [from_s, to_s): per GPU and per (GPU, workload), in
+/// the simulator's `Truth` shape so the two can be compared exactly.
+pub fn stored(c: &Collector, from_s: u64, to_s: u64) -> gpucost_agent::sim::Truth {
+    let ns = |v: &serde_json::Value, f: &str| v[f].as_u64().unwrap_or_else(|| panic!("{f} missing in {v}"));
+    let window = format!("from={from_s}&to={to_s}");
+    let mut t = gpucost_agent::sim::Truth::default();
+    let (status, by_gpu) = c.get(&format!("/api/v1/usage?{window}&group_by=gpu"));
+    assert_eq!(status, 200, "{by_gpu}");
+    for r in by_gpu["rows"].as_array().expect("rows") {
+        let g = t.gpus.entry(r["gpu"].as_str().expect("gpu").to_string()).or_default();
+        g.observed_ns = ns(r, "observed_ns");
+        g.held_ns = ns(r, "held_ns");
+        g.used_ns = ns(r, "used_ns");
+    }
+    let (status, by_workload) = c.get(&format!("/api/v1/usage?{window}&group_by=gpu,workload"));
+    assert_eq!(status, 200, "{by_workload}");
+    for r in by_workload["rows"].as_array().expect("rows") {
+        let key = (r["gpu"].as_str().expect("gpu").to_string(), r["workload"].as_str().expect("workload").to_string());
+        let w = t.workloads.entry(key).or_default();
+        w.held_ns = ns(r, "held_ns");
+        w.used_ns = ns(r, "used_ns");
+    }
+    t
+}
+
+/// Asserts the ledger holds exactly the simulator's truth, GPU by GPU and workload by workload.
+pub fn assert_matches_truth(stored: &gpucost_agent::sim::Truth, truth: &gpucost_agent::sim::Truth) {
+    assert_eq!(stored.gpus.len(), truth.gpus.len(), "GPUs in the ledger vs the fleet");
+    for (uuid, want) in &truth.gpus {
+        assert_eq!(stored.gpus.get(uuid), Some(want), "GPU {uuid}");
+    }
+    let keys = |t: &gpucost_agent::sim::Truth| t.workloads.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(stored), keys(truth), "the same (GPU, workload) pairs");
+    for (k, want) in &truth.workloads {
+        assert_eq!(stored.workloads[k], *want, "{k:?}");
+    }
+    assert!(truth.workloads.values().any(|w| w.used_ns > 0), "the replay should have used some GPU time");
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use gpucost_agent::sim::{Fleet, FleetSpec, Truth};
-use gpucost_e2e::{Collector, agent};
+use gpucost_e2e::{Collector, agent, assert_matches_truth};
 
 const SEED: u64 = 7;
 const NODES: u32 = 4;
@@ -62,41 +62,8 @@ fn ns(v: &serde_json::Value, field: &str) -> u64 {
     v[field].as_u64().unwrap_or_else(|| panic!("{field} missing in {v}"))
 }
 
-/// Per GPU and per (GPU, workload), what the collector's API says it stored for the replayed window.
 fn stored(c: &Collector, intervals: u64) -> Truth {
-    let window = format!("from={START_S}&to={}", START_S + intervals * SLOT_S);
-    let mut t = Truth::default();
-    let (status, by_gpu) = c.get(&format!("/api/v1/usage?{window}&group_by=gpu"));
-    assert_eq!(status, 200, "{by_gpu}");
-    for r in by_gpu["rows"].as_array().unwrap() {
-        let g = t.gpus.entry(r["gpu"].as_str().unwrap().to_string()).or_default();
-        g.observed_ns = ns(r, "observed_ns");
-        g.held_ns = ns(r, "held_ns");
-        g.used_ns = ns(r, "used_ns");
-    }
-    let (status, by_workload) = c.get(&format!("/api/v1/usage?{window}&group_by=gpu,workload"));
-    assert_eq!(status, 200, "{by_workload}");
-    for r in by_workload["rows"].as_array().unwrap() {
-        let key = (r["gpu"].as_str().unwrap().to_string(), r["workload"].as_str().unwrap().to_string());
-        let w = t.workloads.entry(key).or_default();
-        w.held_ns = ns(r, "held_ns");
-        w.used_ns = ns(r, "used_ns");
-    }
-    t
-}
-
-fn assert_matches_truth(stored: &Truth, truth: &Truth) {
-    assert_eq!(stored.gpus.len(), truth.gpus.len(), "GPUs in the ledger vs the fleet");
-    for (uuid, want) in &truth.gpus {
-        assert_eq!(stored.gpus.get(uuid), Some(want), "GPU {uuid}");
-    }
-    let keys = |t: &Truth| t.workloads.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(keys(stored), keys(truth), "the same (GPU, workload) pairs");
-    for (k, want) in &truth.workloads {
-        assert_eq!(stored.workloads[k], *want, "{k:?}");
-    }
-    let held: u64 = truth.workloads.values().map(|w| w.used_ns).sum();
-    assert!(held > 0, "the replay should have used some GPU time");
+    gpucost_e2e::stored(c, START_S, START_S + intervals * SLOT_S)
 }
 
 #[test]

@@ -1,0 +1,168 @@
+//! Stand-ins for the peers that cannot run here, each speaking the real protocol with real-format data:
+//! the Kubernetes API server (pod and namespace list + watch, honouring `fieldSelector=spec.nodeName=`),
+//! the ECS agent's introspection API (`/v1/tasks`), and the kubelet's pod-resources gRPC service over a
+//! real Unix socket.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use gpucost_agent::sim::{World, WorldAllocation};
+use gpucost_proto::podresources::v1 as pr;
+use gpucost_proto::podresources::v1::pod_resources_lister_server::{PodResourcesLister, PodResourcesListerServer};
+use serde_json::{Value, json};
+use tokio_stream::wrappers::UnixListenerStream;
+
+/// A tokio runtime on its own thread, kept alive as long as the stand-ins it serves.
+pub struct Background {
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Default for Background {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Background {
+    pub fn new() -> Self {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        Self { runtime }
+    }
+
+    /// Serves the Kubernetes API (pods of every node, namespaces) and the ECS introspection API on a
+    /// loopback port; returns its address.
+    pub fn kube_and_ecs(&self, worlds: &[World]) -> SocketAddr {
+        let mut pods = Vec::new();
+        let mut namespaces: HashMap<String, Value> = HashMap::new();
+        let mut tasks = Vec::new();
+        for w in worlds {
+            pods.extend(w.pods.iter().cloned());
+            for n in &w.namespaces {
+                namespaces.insert(n["metadata"]["name"].as_str().unwrap_or_default().to_string(), n.clone());
+            }
+            tasks.extend(w.ecs_tasks.iter().cloned());
+        }
+        let state = Arc::new(Objects { pods, namespaces: namespaces.into_values().collect(), tasks });
+        let app = Router::new()
+            .route("/api/v1/pods", get(list_pods))
+            .route("/api/v1/namespaces", get(list_namespaces))
+            .route("/v1/tasks", get(|State(s): State<Arc<Objects>>| async move { Json(json!({ "Tasks": s.tasks })) }))
+            .with_state(state);
+        self.runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the API stand-in");
+            let addr = listener.local_addr().expect("address");
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            addr
+        })
+    }
+
+    /// Serves `v1.PodResourcesLister` on a Unix socket at `socket`.
+    pub fn pod_resources(&self, socket: &Path, allocations: &[WorldAllocation]) {
+        let service = PodResourcesListerServer::new(Kubelet { allocations: allocations.to_vec() });
+        let socket: PathBuf = socket.to_path_buf();
+        self.runtime.block_on(async move {
+            let listener = tokio::net::UnixListener::bind(&socket).expect("bind the pod-resources socket");
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(UnixListenerStream::new(listener)),
+            );
+        });
+    }
+}
+
+/// A kubeconfig pointing at the API stand-in.
+pub fn kubeconfig(path: &Path, api: SocketAddr) {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: standin\n  cluster:\n    server: http://{api}\nusers:\n- name: standin\n  user:\n    token: standin-token\ncontexts:\n- name: standin\n  context:\n    cluster: standin\n    user: standin\ncurrent-context: standin\n"
+    );
+    std::fs::write(path, text).expect("write kubeconfig");
+}
+
+struct Objects {
+    pods: Vec<Value>,
+    namespaces: Vec<Value>,
+    tasks: Vec<Value>,
+}
+
+/// A list answer, or — for `watch=true` — a watch that stays open with nothing new to say.
+fn list_or_watch(params: &HashMap<String, String>, kind: &str, items: Vec<Value>) -> Response {
+    if params.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        let never = tokio_stream::pending::<Result<Bytes, std::io::Error>>();
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from_stream(never))
+            .expect("response");
+    }
+    Json(json!({ "apiVersion": "v1", "kind": kind, "metadata": { "resourceVersion": "100" }, "items": items }))
+        .into_response()
+}
+
+async fn list_pods(State(s): State<Arc<Objects>>, Query(params): Query<HashMap<String, String>>) -> Response {
+    let node = params.get("fieldSelector").and_then(|f| f.strip_prefix("spec.nodeName=")).map(str::to_string);
+    let items = s.pods.iter().filter(|p| node.as_deref().is_none_or(|n| p["spec"]["nodeName"] == n)).cloned().collect();
+    list_or_watch(&params, "PodList", items)
+}
+
+async fn list_namespaces(State(s): State<Arc<Objects>>, Query(params): Query<HashMap<String, String>>) -> Response {
+    list_or_watch(&params, "NamespaceList", s.namespaces.clone())
+}
+
+struct Kubelet {
+    allocations: Vec<WorldAllocation>,
+}
+
+#[tonic::async_trait]
+impl PodResourcesLister for Kubelet {
+    async fn list(
+        &self,
+        _: tonic::Request<pr::ListPodResourcesRequest>,
+    ) -> Result<tonic::Response<pr::ListPodResourcesResponse>, tonic::Status> {
+        let mut pods: Vec<pr::PodResources> = Vec::new();
+        for a in &self.allocations {
+            let idx = match pods.iter().position(|p| p.namespace == a.namespace && p.name == a.pod) {
+                Some(i) => i,
+                None => {
+                    pods.push(pr::PodResources {
+                        name: a.pod.clone(),
+                        namespace: a.namespace.clone(),
+                        containers: vec![],
+                    });
+                    pods.len() - 1
+                }
+            };
+            pods[idx].containers.push(pr::ContainerResources {
+                name: a.container.clone(),
+                devices: vec![pr::ContainerDevices {
+                    resource_name: "nvidia.com/gpu".into(),
+                    device_ids: vec![a.device_id.clone()],
+                    topology: None,
+                }],
+                ..Default::default()
+            });
+        }
+        Ok(tonic::Response::new(pr::ListPodResourcesResponse { pod_resources: pods }))
+    }
+
+    async fn get_allocatable_resources(
+        &self,
+        _: tonic::Request<pr::AllocatableResourcesRequest>,
+    ) -> Result<tonic::Response<pr::AllocatableResourcesResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not used by the agent"))
+    }
+
+    async fn get(
+        &self,
+        _: tonic::Request<pr::GetPodResourcesRequest>,
+    ) -> Result<tonic::Response<pr::GetPodResourcesResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not used by the agent"))
+    }
+}
