@@ -210,7 +210,10 @@ fn boot_id() -> String {
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
     init_logs(&config.log_format);
+    // Two workers whatever the node's size: the agent's work is small, and a thread per core on a
+    // 192-core GPU node would cost memory for nothing.
     let result = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)

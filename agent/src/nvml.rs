@@ -14,7 +14,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use nvml_wrapper::enums::device::UsedGpuMemory;
+use nvml_wrapper::enums::gpm::GpmMetricId;
 use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::gpm::{GpmSample, gpm_metrics_get};
 use nvml_wrapper::{Device, Nvml};
 
 use crate::reading::{GpuDevice, GpuSample, NodeInfo, ProcessSample, Tick};
@@ -78,6 +80,45 @@ pub fn fold_process_samples(
     (out, newest)
 }
 
+/// Splits `percent` of a device's SM time among processes in proportion to the memory they hold, in
+/// whole percents that add up to exactly `percent` (largest remainder). Used where NVML measures the
+/// device (or MIG instance) but not its processes: MPS clients, and MIG instances with GPM.
+pub fn split_by_memory(percent: u32, memory: &[u64]) -> Vec<u32> {
+    let total: u128 = memory.iter().map(|&m| u128::from(m)).sum();
+    if memory.is_empty() {
+        return Vec::new();
+    }
+    let weights: Vec<u128> =
+        if total == 0 { vec![1; memory.len()] } else { memory.iter().map(|&m| u128::from(m)).collect() };
+    let sum: u128 = weights.iter().sum();
+    let mut parts: Vec<u32> = weights.iter().map(|w| (u128::from(percent) * w / sum) as u32).collect();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(u128::from(percent) * weights[i] % sum));
+    let short = percent - parts.iter().sum::<u32>();
+    for &i in order.iter().take(short as usize) {
+        parts[i] += 1;
+    }
+    parts
+}
+
+/// Under MPS the driver sees one context, the MPS server's, so per-process samples (if any) name the
+/// server, not its clients. When no client has a sample of its own, the device's utilisation is split
+/// among the clients by the memory each holds; the server itself is left at no measured use.
+pub fn attribute_mps(procs: &mut [ProcessSample], clients: &[u32], device_util: Option<u32>) {
+    if clients.is_empty() || procs.iter().any(|p| clients.contains(&p.pid) && p.sm_util_percent.is_some()) {
+        return;
+    }
+    let Some(util) = device_util else { return };
+    let idx: Vec<usize> = (0..procs.len()).filter(|&i| clients.contains(&procs[i].pid)).collect();
+    let shares = split_by_memory(util.min(100), &idx.iter().map(|&i| procs[i].used_memory_bytes).collect::<Vec<_>>());
+    for (&i, share) in idx.iter().zip(shares) {
+        procs[i].sm_util_percent = Some(share);
+    }
+    for p in procs.iter_mut().filter(|p| !clients.contains(&p.pid)) {
+        p.sm_util_percent = None;
+    }
+}
+
 /// The MIG profile from a MIG device's name, e.g. "NVIDIA A100-SXM4-40GB MIG 1g.5gb" → "1g.5gb".
 pub fn mig_profile_from_name(name: &str) -> Option<String> {
     let (_, profile) = name.rsplit_once(" MIG ")?;
@@ -93,10 +134,14 @@ struct DevicePath {
 }
 
 pub struct NvmlSource {
-    nvml: Nvml,
+    /// Leaked on purpose: one per process, alive as long as the process, and GPM samples borrow it.
+    nvml: &'static Nvml,
     node: NodeInfo,
     paths: Vec<DevicePath>,
     last_seen_us: HashMap<String, u64>,
+    /// Per MIG device: the previous GPM sample of its GPU instance, or `None` once GPM proved
+    /// unsupported there (pre-Hopper), so it is not asked again.
+    gpm: HashMap<String, Option<GpmSample<'static>>>,
 }
 
 fn device_err<'a>(call: &'static str, device: &'a str) -> impl FnOnce(NvmlError) -> SourceError + 'a {
@@ -112,30 +157,46 @@ fn optional<T>(r: Result<T, NvmlError>) -> Result<Option<T>, NvmlError> {
     }
 }
 
-fn processes(dev: &Device, uuid: &str) -> Result<Vec<(u32, u64)>, SourceError> {
+/// A device's compute processes as (pid, memory held), MPS clients included.
+type Running = Vec<(u32, u64)>;
+
+/// The device's compute processes, and which of their pids are MPS clients.
+fn processes(dev: &Device, uuid: &str) -> Result<(Running, Vec<u32>), SourceError> {
     let mut all = BTreeMap::new();
     let compute =
         optional(dev.running_compute_processes()).map_err(device_err("nvmlDeviceGetComputeRunningProcesses", uuid))?;
     let mps = optional(dev.mps_running_compute_processes())
-        .map_err(device_err("nvmlDeviceGetMPSComputeRunningProcesses", uuid))?;
-    for p in compute.into_iter().flatten().chain(mps.into_iter().flatten()) {
+        .map_err(device_err("nvmlDeviceGetMPSComputeRunningProcesses", uuid))?
+        .unwrap_or_default();
+    let clients = mps.iter().map(|p| p.pid).collect();
+    for p in compute.into_iter().flatten().chain(mps) {
         let mem = match p.used_gpu_memory {
             UsedGpuMemory::Used(b) => b,
             UsedGpuMemory::Unavailable => 0,
         };
         all.entry(p.pid).or_insert(mem);
     }
-    Ok(all.into_iter().collect())
+    Ok((all.into_iter().collect(), clients))
+}
+
+/// The GPU instance a MIG device handle belongs to (not wrapped by nvml-wrapper 0.13).
+fn gpu_instance_id(nvml: &Nvml, mig: &Device) -> Option<u32> {
+    let mut id: std::os::raw::c_uint = 0;
+    // SAFETY: `mig` is a live handle from this `nvml`; NVML writes one uint through the pointer.
+    let rc = unsafe { nvml.lib().nvmlDeviceGetGpuInstanceId(mig.handle(), &mut id) };
+    (rc == 0).then_some(id)
 }
 
 impl NvmlSource {
     /// Loads NVML and lists the node's devices. `node` carries what NVML cannot know (cluster, node
     /// name, instance type, ...); its device list is filled here.
     pub fn open(library: &str, mut node: NodeInfo) -> Result<Self, SourceError> {
-        let nvml = Nvml::builder()
-            .lib_path(std::ffi::OsStr::new(library))
-            .init()
-            .map_err(|e| SourceError::NvmlUnavailable { library: library.to_string(), reason: e.to_string() })?;
+        let nvml: &'static Nvml = Box::leak(Box::new(
+            Nvml::builder()
+                .lib_path(std::ffi::OsStr::new(library))
+                .init()
+                .map_err(|e| SourceError::NvmlUnavailable { library: library.to_string(), reason: e.to_string() })?,
+        ));
         let mut paths = Vec::new();
         let mut devices = Vec::new();
         let count = nvml.device_count().map_err(device_err("nvmlDeviceGetCount", "-"))?;
@@ -181,7 +242,7 @@ impl NvmlSource {
             }
         }
         node.devices = devices;
-        Ok(Self { nvml, node, paths, last_seen_us: HashMap::new() })
+        Ok(Self { nvml, node, paths, last_seen_us: HashMap::new(), gpm: HashMap::new() })
     }
 
     fn sample_device(&mut self, path: &DevicePath, tick: &mut Tick) -> Result<(), SourceError> {
@@ -194,15 +255,25 @@ impl NvmlSource {
             None => parent,
         };
         let memory = dev.memory_info().map_err(device_err("nvmlDeviceGetMemoryInfo", uuid))?;
-        let running = processes(&dev, uuid)?;
+        let (running, mps_clients) = processes(&dev, uuid)?;
         let is_mig_parent =
             path.mig_index.is_none() && self.paths.iter().any(|p| p.index == path.index && p.mig_index.is_some());
         if path.mig_index.is_some() {
-            // No per-process utilisation under MIG: memory only.
-            tick.processes.extend(fold_process_samples(uuid, &running, None, None).0);
+            // No per-process utilisation under MIG. On Hopper and later, GPM measures the GPU instance's
+            // SM use, split among its processes by memory held; elsewhere its processes hold it, with no
+            // measured use.
+            let util = self.mig_sm_util(path, &dev);
+            let mut procs = fold_process_samples(uuid, &running, None, None).0;
+            if let Some(u) = util {
+                let shares = split_by_memory(u, &procs.iter().map(|p| p.used_memory_bytes).collect::<Vec<_>>());
+                for (p, share) in procs.iter_mut().zip(shares) {
+                    p.sm_util_percent = Some(share);
+                }
+            }
+            tick.processes.extend(procs);
             tick.gpus.push(GpuSample {
                 uuid: uuid.to_string(),
-                utilization_percent: None,
+                utilization_percent: util,
                 memory_utilization_percent: None,
                 memory_used_bytes: memory.used,
                 power_milliwatts: None,
@@ -210,9 +281,10 @@ impl NvmlSource {
             });
             return Ok(());
         }
+        let last = self.last_seen_us.get(uuid).copied();
+        let mut raw: Option<Vec<RawProcessSample>> = None;
         if !is_mig_parent {
-            let last = self.last_seen_us.get(uuid).copied();
-            let raw: Option<Vec<RawProcessSample>> = optional(dev.process_utilization_stats(last))
+            raw = optional(dev.process_utilization_stats(last))
                 .map_err(device_err("nvmlDeviceGetProcessUtilization", uuid))?
                 .map(|v| {
                     v.into_iter()
@@ -224,13 +296,16 @@ impl NvmlSource {
                         })
                         .collect()
                 });
-            let (procs, newest) = fold_process_samples(uuid, &running, raw.as_deref(), last);
+        }
+        let util = optional(dev.utilization_rates()).map_err(device_err("nvmlDeviceGetUtilizationRates", uuid))?;
+        if !is_mig_parent {
+            let (mut procs, newest) = fold_process_samples(uuid, &running, raw.as_deref(), last);
             if let Some(n) = newest {
                 self.last_seen_us.insert(uuid.to_string(), n);
             }
+            attribute_mps(&mut procs, &mps_clients, util.as_ref().map(|u| u.gpu));
             tick.processes.extend(procs);
         }
-        let util = optional(dev.utilization_rates()).map_err(device_err("nvmlDeviceGetUtilizationRates", uuid))?;
         tick.gpus.push(GpuSample {
             uuid: uuid.to_string(),
             utilization_percent: util.as_ref().map(|u| u.gpu.min(100)),
@@ -243,6 +318,29 @@ impl NvmlSource {
                 .map_err(device_err("nvmlDeviceGetTotalEnergyConsumption", uuid))?,
         });
         Ok(())
+    }
+}
+
+impl NvmlSource {
+    /// SM utilisation of a MIG device's GPU instance over the last tick, from GPM (Hopper and later).
+    fn mig_sm_util(&mut self, path: &DevicePath, mig: &Device<'static>) -> Option<u32> {
+        if matches!(self.gpm.get(&path.uuid), Some(None)) {
+            return None;
+        }
+        let sample = gpu_instance_id(self.nvml, mig).and_then(|gi| {
+            let parent = self.nvml.device_by_index(path.index).ok()?;
+            parent.gpm_mig_sample(gi).ok()
+        });
+        let Some(sample) = sample else {
+            tracing::info!(device = %path.uuid, "no GPM for this MIG device: its processes hold it without measured use");
+            self.gpm.insert(path.uuid.clone(), None);
+            return None;
+        };
+        let previous = self.gpm.insert(path.uuid.clone(), Some(sample)).flatten()?;
+        let current = self.gpm.get(&path.uuid)?.as_ref()?;
+        let results = gpm_metrics_get(self.nvml, &previous, current, &[GpmMetricId::SmUtil]).ok()?;
+        let value = results.into_iter().next()?.ok()?.value;
+        value.is_finite().then(|| value.clamp(0.0, 100.0).round() as u32)
     }
 }
 
@@ -317,6 +415,35 @@ mod tests {
         let gone = procs.iter().find(|p| p.pid == 4243).expect("exited process kept");
         assert_eq!(gone.used_memory_bytes, 0);
         assert_eq!(gone.sm_util_percent, Some(50));
+    }
+
+    #[test]
+    fn splitting_by_memory_adds_up_to_the_whole_and_follows_memory() {
+        assert_eq!(split_by_memory(90, &[1 << 30, 2 << 30]), vec![30, 60]);
+        assert_eq!(split_by_memory(10, &[1, 1, 1]).iter().sum::<u32>(), 10);
+        assert_eq!(split_by_memory(7, &[0, 0]), vec![4, 3], "no memory: equal shares");
+        assert!(split_by_memory(50, &[]).is_empty());
+    }
+
+    #[test]
+    fn mps_clients_share_the_device_by_memory_and_the_server_gets_none() {
+        // nvidia-cuda-mps-server (pid 900) holds the context; pids 901 and 902 are its clients.
+        let running = [(900, 300 << 20), (901, 1 << 30), (902, 3 << 30)];
+        let samples = [RawProcessSample { pid: 900, timestamp_us: 10, sm_util: 80, mem_util: 40 }];
+        let (mut procs, _) = fold_process_samples("GPU-a", &running, Some(&samples), None);
+        attribute_mps(&mut procs, &[901, 902], Some(80));
+        let sm: Vec<(u32, Option<u32>)> = procs.iter().map(|p| (p.pid, p.sm_util_percent)).collect();
+        assert_eq!(sm, vec![(900, None), (901, Some(20)), (902, Some(60))]);
+    }
+
+    #[test]
+    fn mps_clients_with_their_own_samples_keep_them() {
+        let running = [(901, 1 << 30), (902, 3 << 30)];
+        let samples = [RawProcessSample { pid: 901, timestamp_us: 10, sm_util: 70, mem_util: 0 }];
+        let (mut procs, _) = fold_process_samples("GPU-a", &running, Some(&samples), None);
+        attribute_mps(&mut procs, &[901, 902], Some(80));
+        assert_eq!(procs[0].sm_util_percent, Some(70));
+        assert_eq!(procs[1].sm_util_percent, None);
     }
 
     #[test]

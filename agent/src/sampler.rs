@@ -58,6 +58,11 @@ impl Sampler {
         self.source.as_ref()
     }
 
+    /// How the identifier's process cache is doing, if there is an identifier.
+    pub fn identifier_stats(&self) -> Option<crate::identify::CacheStats> {
+        self.identifier.as_ref().map(|i| i.stats())
+    }
+
     fn interval_end(&self) -> u64 {
         let start = self.acc.start_ns();
         match self.clock {
