@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rollup::{buckets, spread};
 use super::{Dimension, GpuTime, Ledger, LedgerError, Recorded, UsageQuery, UsageReport, UsageRow};
-use crate::model::{Batch, Device, Node, Workload};
+use crate::model::{Batch, Device, Identity, Node, Workload};
 
 /// Schema migrations, applied in order at start-up; each runs once, in its own transaction.
 const MIGRATIONS: &[&str] =
@@ -25,7 +25,7 @@ const NS: u64 = 1_000_000_000;
 struct IdCache {
     nodes: HashMap<(String, String), (i64, Node)>,
     gpus: HashMap<String, (i64, i64, Device)>,
-    workloads: HashMap<String, i64>,
+    workloads: HashMap<String, (i64, Identity)>,
 }
 
 struct Writer {
@@ -159,7 +159,10 @@ impl IdCache {
     }
 
     fn workload_id(&mut self, tx: &Connection, w: &Workload) -> Result<i64, LedgerError> {
-        if let Some(id) = self.workloads.get(&w.key) {
+        // A workload whose identity changed (a relabelled pod) is written again.
+        if let Some((id, known)) = self.workloads.get(&w.key)
+            && *known == w.identity
+        {
             return Ok(*id);
         }
         let i = &w.identity;
@@ -167,7 +170,10 @@ impl IdCache {
         let id: i64 = tx.prepare_cached(
             "INSERT INTO workloads (key, kind, namespace, pod, container, controller_kind, controller_name, ecs_task_arn, slurm_job_id, user_name, identity_json)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (key) DO UPDATE SET identity_json = excluded.identity_json
+             ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, namespace = excluded.namespace, pod = excluded.pod,
+               container = excluded.container, controller_kind = excluded.controller_kind,
+               controller_name = excluded.controller_name, ecs_task_arn = excluded.ecs_task_arn,
+               slurm_job_id = excluded.slurm_job_id, user_name = excluded.user_name, identity_json = excluded.identity_json
              RETURNING workload_id",
         )?
         .query_row(
@@ -179,7 +185,7 @@ impl IdCache {
             tx.prepare_cached("INSERT INTO workload_labels (workload_id, key, value) VALUES ($1, $2, $3)")?
                 .execute(params![id, k, v])?;
         }
-        self.workloads.insert(w.key.clone(), id);
+        self.workloads.insert(w.key.clone(), (id, w.identity.clone()));
         Ok(id)
     }
 }
@@ -587,6 +593,33 @@ mod tests {
             "a missing label groups as empty"
         );
         assert_eq!(q(vec![Dimension::Kind, Dimension::User])[0].group, vec!["kubernetes_pod", ""]);
+    }
+
+    #[test]
+    fn a_relabelled_workload_is_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir);
+        let labelled = |seq: u64, team: &str| {
+            let mut b = batch("b", seq, T0 + (seq - 1) * 15 * NS, 15 * NS, 400_000);
+            let identity = Identity {
+                kind: WorkloadKind::KubernetesPod,
+                namespace: "ml".into(),
+                pod: "p".into(),
+                labels: [("team".to_string(), team.to_string())].into(),
+                ..Default::default()
+            };
+            b.processes[0].workload = Workload::new(&b.node, identity);
+            b.holdings = share::holdings(15 * NS, &b.processes, &[]);
+            b
+        };
+        l.record(&[labelled(1, "nlp")], T0).unwrap();
+        l.record(&[labelled(2, "speech")], T0).unwrap();
+        let rows = l
+            .usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: vec![Dimension::Label("team".into())] })
+            .unwrap()
+            .rows;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].group, vec!["speech"], "the workload's current labels");
     }
 
     #[test]
