@@ -4,6 +4,7 @@
 //! `server` wires them together; `demo` adds a simulated fleet streaming over real gRPC.
 
 pub mod api;
+pub mod cost;
 pub mod demo;
 pub mod ingest;
 pub mod ledger;
