@@ -3,4 +3,5 @@
 
 pub mod book;
 pub mod price;
+pub mod priced;
 pub mod split;
