@@ -3,10 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use gpucost_agent::sim::FleetSpec;
+use gpucost_collector::cost::book::PriceBook;
 use gpucost_collector::demo::{self, DemoConfig};
 use gpucost_collector::ingest::validate::Limits;
 use gpucost_collector::server::{ServeConfig, Server};
@@ -44,6 +46,9 @@ struct LedgerArgs {
     /// How far in the future a batch may end (agents' clock skew).
     #[arg(long, env = "GPUCOST_MAX_CLOCK_SKEW", default_value = "5m", value_parser = humantime::parse_duration)]
     max_clock_skew: Duration,
+    /// Prices file (TOML): overrides, discounts and region rules on top of the shipped AWS catalogue.
+    #[arg(long, env = "GPUCOST_PRICES")]
+    prices: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -94,13 +99,13 @@ struct DemoArgs {
 }
 
 impl LedgerArgs {
-    fn serve_config(&self, grpc: SocketAddr, http: SocketAddr, db: PathBuf) -> ServeConfig {
+    fn serve_config(&self, grpc: SocketAddr, http: SocketAddr, db: PathBuf, prices: PriceBook) -> ServeConfig {
         let limits = Limits {
             max_interval_ns: self.max_interval.as_nanos() as u64,
             max_clock_skew_ns: self.max_clock_skew.as_nanos() as u64,
             ..Limits::default()
         };
-        ServeConfig { grpc, http, db, bucket: self.bucket, raw_retention: self.raw_retention, limits }
+        ServeConfig { grpc, http, db, bucket: self.bucket, raw_retention: self.raw_retention, limits, prices: Arc::new(prices) }
     }
 }
 
@@ -140,13 +145,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     });
     match cli.command {
         Command::Serve(a) => {
-            let config = a.ledger.serve_config(a.grpc, a.http, a.db.clone());
+            let prices = PriceBook::load(a.ledger.prices.as_deref()).map_err(anyhow::Error::msg)?;
+            let config = a.ledger.serve_config(a.grpc, a.http, a.db.clone(), prices);
             Server::start(&config, stop_rx).await?.wait().await
         }
         Command::Demo(a) => {
             anyhow::ensure!(a.nodes > 0, "--nodes must be at least 1");
+            let prices = match &a.ledger.prices {
+                Some(path) => PriceBook::load(Some(path)),
+                None => PriceBook::with_file_text(Some(include_str!("../data/demo-prices.toml"))).map_err(|e| format!("demo prices: {e}")),
+            }
+            .map_err(anyhow::Error::msg)?;
             let config = DemoConfig {
-                serve: a.ledger.serve_config(a.grpc, a.http, PathBuf::new()),
+                serve: a.ledger.serve_config(a.grpc, a.http, PathBuf::new(), prices),
                 data_dir: a.data_dir,
                 fleet: FleetSpec { seed: a.seed, clusters: a.clusters, nodes: a.nodes },
                 backfill: a.backfill,

@@ -23,6 +23,8 @@ pub struct Batch {
     pub processes: Vec<ProcessReading>,
     /// Workloads holding GPUs in this interval, one per (GPU, workload), with the time they used.
     pub holdings: Vec<Holding>,
+    /// What the interval cost, once priced (empty until then).
+    pub cost: crate::cost::priced::BatchCost,
 }
 
 impl Batch {

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{self, AppState};
+use crate::cost::book::PriceBook;
 use crate::ingest::service::IngestService;
 use crate::ingest::validate::Limits;
 use crate::ledger::Ledger;
@@ -28,6 +29,8 @@ pub struct ServeConfig {
     pub bucket: Duration,
     pub raw_retention: Duration,
     pub limits: Limits,
+    /// The prices in force (catalogue + prices file), loaded and checked at start-up.
+    pub prices: Arc<PriceBook>,
 }
 
 /// A started collector: where it listens, and its tasks.
@@ -67,7 +70,7 @@ impl Server {
 
         let writer = WriterHandle::spawn(ledger.clone());
         let service =
-            IngestServer::new(IngestService::new(writer, config.limits.clone())).max_decoding_message_size(32 << 20);
+            IngestServer::new(IngestService::new(writer, config.limits.clone(), config.prices.clone())).max_decoding_message_size(32 << 20);
         let mut tasks = JoinSet::new();
         let stop = shutdown.clone();
         tasks.spawn(async move {

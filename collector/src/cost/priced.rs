@@ -148,7 +148,7 @@ mod tests {
             .collect();
         let holdings = share::holdings(3_600 * NS, &processes, &[]);
         let gpus = devices.iter().map(|d| GpuReading { uuid: d.uuid.clone(), utilization_ppm: 0, memory_used_bytes: 0, power_milliwatts: 0, energy_millijoules: Some(7_000) }).collect();
-        Batch { agent_id: "a".into(), boot_id: "b".into(), seq: 1, node, devices, start_ns: T0, end_ns: T0 + 3_600 * NS, gpus, processes, holdings }
+        Batch { agent_id: "a".into(), boot_id: "b".into(), seq: 1, node, devices, start_ns: T0, end_ns: T0 + 3_600 * NS, gpus, processes, holdings, cost: BatchCost::default() }
     }
 
     fn conserved(c: &BatchCost) -> bool {

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use gpucost_proto::v1::ingest_server::Ingest;
 use gpucost_proto::v1::{Ack, AckStatus, UsageBatch};
@@ -18,6 +19,8 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::validate::{Limits, validate};
+use crate::cost::book::PriceBook;
+use crate::cost::priced::price_batch;
 use crate::ledger::writer::WriterHandle;
 use crate::ledger::{LedgerError, Recorded};
 
@@ -29,11 +32,12 @@ pub const REJECTED_SEQ_TRAILER: &str = "gpucost-rejected-seq";
 pub struct IngestService {
     writer: WriterHandle,
     limits: Limits,
+    prices: Arc<PriceBook>,
 }
 
 impl IngestService {
-    pub fn new(writer: WriterHandle, limits: Limits) -> Self {
-        Self { writer, limits }
+    pub fn new(writer: WriterHandle, limits: Limits, prices: Arc<PriceBook>) -> Self {
+        Self { writer, limits, prices }
     }
 }
 
@@ -52,6 +56,7 @@ async fn serve_stream(
     out: mpsc::Sender<Result<Ack, Status>>,
     writer: WriterHandle,
     limits: Limits,
+    prices: Arc<PriceBook>,
 ) {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut input_done = false;
@@ -66,7 +71,8 @@ async fn serve_stream(
         tokio::select! {
             msg = inbound.message(), if !input_done && pending.len() < WINDOW => match msg {
                 Ok(Some(b)) => match validate(&b, crate::now_ns(), &limits) {
-                    Ok(batch) => {
+                    Ok(mut batch) => {
+                        batch.cost = price_batch(&prices, &batch);
                         let (boot, seq) = (batch.boot_id.clone(), batch.seq);
                         pending.push_back((boot, seq, writer.submit(batch).await));
                     }
@@ -115,7 +121,7 @@ impl Ingest for IngestService {
 
     async fn report(&self, request: Request<Streaming<UsageBatch>>) -> Result<Response<Self::ReportStream>, Status> {
         let (tx, rx) = mpsc::channel(WINDOW);
-        tokio::spawn(serve_stream(request.into_inner(), tx, self.writer.clone(), self.limits.clone()));
+        tokio::spawn(serve_stream(request.into_inner(), tx, self.writer.clone(), self.limits.clone(), self.prices.clone()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

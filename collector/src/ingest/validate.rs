@@ -339,6 +339,7 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
         gpus,
         processes,
         holdings,
+        cost: Default::default(),
     })
 }
 

@@ -14,8 +14,11 @@ use super::{Dimension, GpuTime, Ledger, LedgerError, Recorded, UsageQuery, Usage
 use crate::model::{Batch, Device, Identity, Node, Workload};
 
 /// Schema migrations, applied in order at start-up; each runs once, in its own transaction.
-const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/0001_ledger.sql"), include_str!("migrations/0002_workload_labels.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_ledger.sql"),
+    include_str!("migrations/0002_workload_labels.sql"),
+    include_str!("migrations/0003_costs.sql"),
+];
 
 const NS: u64 = 1_000_000_000;
 
@@ -26,6 +29,8 @@ struct IdCache {
     nodes: HashMap<(String, String), (i64, Node)>,
     gpus: HashMap<String, (i64, i64, Device)>,
     workloads: HashMap<String, (i64, Identity)>,
+    /// Last price recorded per node: (µ$/h, GPUs, source).
+    prices: HashMap<i64, (Option<i64>, u32, String)>,
 }
 
 struct Writer {
@@ -122,6 +127,33 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
 }
 
 impl IdCache {
+    /// Records the price in force for the batch's node when it differs from the last one recorded.
+    fn record_price(&mut self, tx: &Connection, node_id: i64, b: &Batch) -> Result<(), LedgerError> {
+        let price = match (&b.cost.price, &b.cost.unpriced) {
+            (Some(p), _) => (Some(p.instance_micros_per_hour as i64), p.gpus, p.source.clone()),
+            (None, Some(reason)) => (None, 0, format!("unpriced: {reason}")),
+            (None, None) => return Ok(()),
+        };
+        if !self.prices.contains_key(&node_id) {
+            let last = tx
+                .prepare_cached("SELECT instance_micros_per_hour, gpus, source FROM node_prices WHERE node_id = $1 ORDER BY effective_from_ns DESC LIMIT 1")?
+                .query_row(params![node_id], |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, u32>(1)?, r.get::<_, String>(2)?)))
+                .optional()?;
+            if let Some(last) = last {
+                self.prices.insert(node_id, last);
+            }
+        }
+        if self.prices.get(&node_id) != Some(&price) {
+            tx.prepare_cached(
+                "INSERT INTO node_prices (node_id, effective_from_ns, instance_micros_per_hour, gpus, source) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (node_id, effective_from_ns) DO NOTHING",
+            )?
+            .execute(params![node_id, b.start_ns as i64, price.0, price.1, price.2])?;
+            self.prices.insert(node_id, price);
+        }
+        Ok(())
+    }
+
     fn node_id(&mut self, tx: &Connection, node: &Node) -> Result<i64, LedgerError> {
         let key = (node.cluster.clone(), node.name.clone());
         if let Some((id, known)) = self.nodes.get(&key)
@@ -233,14 +265,30 @@ fn record_one(
         }
     }
 
+    ids.record_price(tx, node_id, b)?;
+
     #[derive(Default)]
     struct GpuRoll {
         observed: bool,
         held: bool,
         used_ns: u64,
         energy_mj: u64,
+        cost: u64,
+        idle: u64,
+        unallocated: u64,
+        unpriced: bool,
     }
+    // Every device of the node is part of the interval (and of its cost), read or not.
     let mut rolls: std::collections::BTreeMap<&str, GpuRoll> = std::collections::BTreeMap::new();
+    for (i, d) in b.devices.iter().enumerate() {
+        let roll = rolls.entry(&d.uuid).or_default();
+        if let Some(c) = b.cost.devices.get(i) {
+            roll.cost = c.cost;
+            roll.idle = c.idle;
+            roll.unallocated = c.unallocated;
+            roll.unpriced = c.unpriced.is_some();
+        }
+    }
     for g in &b.gpus {
         let roll = rolls.entry(&g.uuid).or_default();
         roll.observed = !b.devices.iter().any(|d| d.uuid == g.uuid && d.is_mig());
@@ -253,19 +301,28 @@ fn record_one(
                 .execute(params![gpu_ids[g.uuid.as_str()], start as i64, end as i64, node_id, g.utilization_ppm, g.memory_used_bytes as i64, g.power_milliwatts as i64, g.energy_millijoules.map(|e| e as i64)])?;
         }
     }
-    for h in &b.holdings {
+    for (k, h) in b.holdings.iter().enumerate() {
         let gpu_id = gpu_ids[h.gpu_uuid.as_str()];
         let workload_id = ids.workload_id(tx, &h.workload)?;
         let roll = rolls.entry(&h.gpu_uuid).or_default();
         roll.held = true;
         roll.used_ns += h.used_ns;
-        for ((bucket, len), used) in parts.iter().zip(spread(h.used_ns, &parts)) {
+        let c = b.cost.holdings.get(k).copied().unwrap_or_default();
+        let amounts = [h.used_ns, c.used, c.hybrid_idle, c.allocation_used, c.allocation_idle, c.energy_mj].map(|a| spread(a, &parts));
+        for (p, (bucket, len)) in parts.iter().enumerate() {
+            let a = |n: usize| amounts[n][p] as i64;
             tx.prepare_cached(
-                    "INSERT INTO usage_buckets (bucket_start_ns, gpu_id, workload_id, node_id, held_ns, used_ns) VALUES ($1, $2, $3, $4, $5, $6)
+                    "INSERT INTO usage_buckets (bucket_start_ns, gpu_id, workload_id, node_id, held_ns, used_ns, used_micros, hybrid_idle_micros,
+                       allocation_used_micros, allocation_idle_micros, energy_millijoules) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                      ON CONFLICT (bucket_start_ns, gpu_id, workload_id, node_id) DO UPDATE SET
-                       held_ns = usage_buckets.held_ns + excluded.held_ns, used_ns = usage_buckets.used_ns + excluded.used_ns",
+                       held_ns = usage_buckets.held_ns + excluded.held_ns, used_ns = usage_buckets.used_ns + excluded.used_ns,
+                       used_micros = usage_buckets.used_micros + excluded.used_micros,
+                       hybrid_idle_micros = usage_buckets.hybrid_idle_micros + excluded.hybrid_idle_micros,
+                       allocation_used_micros = usage_buckets.allocation_used_micros + excluded.allocation_used_micros,
+                       allocation_idle_micros = usage_buckets.allocation_idle_micros + excluded.allocation_idle_micros,
+                       energy_millijoules = usage_buckets.energy_millijoules + excluded.energy_millijoules",
                 )?
-                .execute(params![*bucket as i64, gpu_id, workload_id, node_id, *len as i64, used as i64])?;
+                .execute(params![*bucket as i64, gpu_id, workload_id, node_id, *len as i64, a(0), a(1), a(2), a(3), a(4), a(5)])?;
         }
     }
     if keep_raw {
@@ -279,18 +336,23 @@ fn record_one(
         }
     }
     for (uuid, roll) in &rolls {
-        let used_parts = spread(roll.used_ns, &parts);
-        let energy_parts = spread(roll.energy_mj, &parts);
-        for (((bucket, len), used), energy) in parts.iter().zip(used_parts).zip(energy_parts) {
+        let amounts = [roll.used_ns, roll.energy_mj, roll.cost, roll.idle, roll.unallocated].map(|a| spread(a, &parts));
+        for (p, (bucket, len)) in parts.iter().enumerate() {
+            let a = |n: usize| amounts[n][p] as i64;
             let observed_ns = if roll.observed { *len } else { 0 };
             let held_ns = if roll.held { *len } else { 0 };
+            let unpriced_ns = if roll.unpriced { observed_ns } else { 0 };
             tx.prepare_cached(
-                    "INSERT INTO gpu_buckets (bucket_start_ns, gpu_id, node_id, observed_ns, held_ns, used_ns, energy_millijoules) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    "INSERT INTO gpu_buckets (bucket_start_ns, gpu_id, node_id, observed_ns, held_ns, used_ns, energy_millijoules,
+                       cost_micros, idle_micros, unallocated_micros, unpriced_ns) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                      ON CONFLICT (bucket_start_ns, gpu_id, node_id) DO UPDATE SET
                        observed_ns = gpu_buckets.observed_ns + excluded.observed_ns, held_ns = gpu_buckets.held_ns + excluded.held_ns,
-                       used_ns = gpu_buckets.used_ns + excluded.used_ns, energy_millijoules = gpu_buckets.energy_millijoules + excluded.energy_millijoules",
+                       used_ns = gpu_buckets.used_ns + excluded.used_ns, energy_millijoules = gpu_buckets.energy_millijoules + excluded.energy_millijoules,
+                       cost_micros = gpu_buckets.cost_micros + excluded.cost_micros, idle_micros = gpu_buckets.idle_micros + excluded.idle_micros,
+                       unallocated_micros = gpu_buckets.unallocated_micros + excluded.unallocated_micros,
+                       unpriced_ns = gpu_buckets.unpriced_ns + excluded.unpriced_ns",
                 )?
-                .execute(params![*bucket as i64, gpu_ids[uuid], node_id, observed_ns as i64, held_ns as i64, used as i64, energy as i64])?;
+                .execute(params![*bucket as i64, gpu_ids[uuid], node_id, observed_ns as i64, held_ns as i64, a(0), a(1), a(2), a(3), a(4), unpriced_ns as i64])?;
         }
     }
     Ok(Recorded::Stored)
@@ -493,6 +555,7 @@ mod tests {
             holdings: share::holdings(len, &processes, &[]),
             processes,
             node,
+            cost: Default::default(),
         }
     }
 
