@@ -16,7 +16,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::ledger::{Dimension, GpuTime, Ledger, UsageQuery};
+use crate::cost::price::usd;
+use crate::cost::split::Policy;
+use crate::ledger::{CostQuery, Dimension, GpuTime, Ledger, UsageQuery};
 
 const NS: u64 = 1_000_000_000;
 /// The widest window one query may cover.
@@ -33,6 +35,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/usage", get(usage))
+        .route("/api/v1/costs", get(costs))
+        .route("/api/v1/prices", get(prices))
         .with_state(state)
 }
 
@@ -75,9 +79,23 @@ fn rfc3339(ns: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
 }
 
-fn parse_query(params: &HashMap<String, String>, now_ns: u64, bucket_ns: u64) -> Result<UsageQuery, ApiError> {
-    if let Some(unknown) = params.keys().find(|k| !["from", "to", "group_by"].contains(&k.as_str())) {
-        return Err(bad(format!("unknown parameter {unknown:?}; expected from, to, group_by")));
+fn dimension(param: &str, name: &str) -> Result<Dimension, ApiError> {
+    Dimension::parse(name).ok_or_else(|| {
+        let known: Vec<String> = Dimension::FIXED.iter().map(Dimension::name).collect();
+        bad(format!("{param}: unknown dimension {name:?}; expected any of {}, label:<key>", known.join(", ")))
+    })
+}
+
+/// The parameters a window query shares: `from`, `to` (widened to buckets) and `group_by`. Any
+/// parameter outside `allowed` is refused by name.
+fn parse_window(
+    params: &HashMap<String, String>,
+    allowed: &[&str],
+    now_ns: u64,
+    bucket_ns: u64,
+) -> Result<UsageQuery, ApiError> {
+    if let Some(unknown) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(bad(format!("unknown parameter {unknown:?}; expected {}", allowed.join(", "))));
     }
     let to = params.get("to").map(|v| parse_time("to", v)).transpose()?.unwrap_or(now_ns);
     let from = params.get("from").map(|v| parse_time("from", v)).transpose()?.unwrap_or(to.saturating_sub(86_400 * NS));
@@ -91,10 +109,7 @@ fn parse_query(params: &HashMap<String, String>, now_ns: u64, bucket_ns: u64) ->
     for name in
         params.get("group_by").map(String::as_str).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty())
     {
-        let d = Dimension::parse(name).ok_or_else(|| {
-            let known: Vec<String> = Dimension::FIXED.iter().map(Dimension::name).collect();
-            bad(format!("group_by: unknown dimension {name:?}; expected any of {}, label:<key>", known.join(", ")))
-        })?;
+        let d = dimension("group_by", name)?;
         if group_by.contains(&d) {
             return Err(bad(format!("group_by: {name} is given twice")));
         }
@@ -103,6 +118,107 @@ fn parse_query(params: &HashMap<String, String>, now_ns: u64, bucket_ns: u64) ->
     let from_ns = from / bucket_ns * bucket_ns;
     let to_ns = to.div_ceil(bucket_ns) * bucket_ns;
     Ok(UsageQuery { from_ns, to_ns, group_by })
+}
+
+fn parse_query(params: &HashMap<String, String>, now_ns: u64, bucket_ns: u64) -> Result<UsageQuery, ApiError> {
+    parse_window(params, &["from", "to", "group_by"], now_ns, bucket_ns)
+}
+
+/// `/api/v1/costs`: the window and grouping, `filter=<dimension>=<value>,…` and `policy=` (default hybrid).
+fn parse_cost_query(params: &HashMap<String, String>, now_ns: u64, bucket_ns: u64) -> Result<CostQuery, ApiError> {
+    let w = parse_window(params, &["from", "to", "group_by", "filter", "policy"], now_ns, bucket_ns)?;
+    let mut filters = Vec::new();
+    for f in params.get("filter").map(String::as_str).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty())
+    {
+        let (name, value) = f
+            .split_once('=')
+            .ok_or_else(|| bad(format!("filter: {f:?} is not <dimension>=<value> (e.g. namespace=team-nlp)")))?;
+        filters.push((dimension("filter", name.trim())?, value.trim().to_string()));
+    }
+    let policy = match params.get("policy") {
+        None => Policy::Hybrid,
+        Some(p) => Policy::parse(p)
+            .ok_or_else(|| bad(format!("policy: unknown policy {p:?}; expected allocation, utilization or hybrid")))?,
+    };
+    Ok(CostQuery { from_ns: w.from_ns, to_ns: w.to_ns, group_by: w.group_by, filters, policy })
+}
+
+fn money(micros: u128) -> Value {
+    json!({ "usd": usd(micros), "micros": micros })
+}
+
+async fn costs(
+    State(s): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let q = parse_cost_query(&params, crate::now_ns(), s.ledger.bucket_ns())?;
+    let ledger = s.ledger.clone();
+    let query = q.clone();
+    let report = tokio::task::spawn_blocking(move || ledger.costs(&query))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let rows: Vec<Value> = report
+        .rows
+        .iter()
+        .map(|r| {
+            let mut m = serde_json::Map::new();
+            for (d, v) in q.group_by.iter().zip(&r.group) {
+                m.insert(d.name(), json!(v));
+            }
+            m.insert("used_usd".into(), json!(usd(r.used)));
+            m.insert("idle_usd".into(), json!(usd(r.idle)));
+            m.insert("total_usd".into(), json!(usd(r.used + r.idle)));
+            m.insert("used_micros".into(), json!(r.used));
+            m.insert("idle_micros".into(), json!(r.idle));
+            m.insert("total_micros".into(), json!(r.used + r.idle));
+            m.insert("held_gpu_seconds".into(), json!(secs(r.held_ns)));
+            m.insert("used_gpu_seconds".into(), json!(secs(r.used_ns)));
+            m.insert("energy_kwh".into(), json!(r.energy_mj as f64 / 3.6e9));
+            Value::Object(m)
+        })
+        .collect();
+    let charged: u128 = report.rows.iter().map(|r| r.used + r.idle).sum();
+    let reconciled = match (report.idle, report.unallocated) {
+        (Some(i), Some(u)) => json!(charged + i + u == report.fleet),
+        _ => Value::Null,
+    };
+    Ok(Json(json!({
+        "from": rfc3339(q.from_ns),
+        "to": rfc3339(q.to_ns),
+        "policy": q.policy.name(),
+        "group_by": q.group_by.iter().map(Dimension::name).collect::<Vec<_>>(),
+        "filter": q.filters.iter().map(|(d, v)| format!("{}={v}", d.name())).collect::<Vec<_>>(),
+        "rows": rows,
+        "charged": money(charged),
+        "idle": report.idle.map(money),
+        "unallocated": report.unallocated.map(money),
+        "unpriced": { "gpu_seconds": secs(report.unpriced_ns) },
+        "fleet": money(report.fleet),
+        "reconciled": reconciled,
+    })))
+}
+
+async fn prices(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let ledger = s.ledger.clone();
+    let rows = tokio::task::spawn_blocking(move || ledger.prices())
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let nodes: Vec<Value> = rows
+        .iter()
+        .map(|p| {
+            json!({
+                "cluster": p.cluster, "node": p.node, "instance_type": p.instance_type, "capacity_type": p.capacity_type,
+                "region": p.region, "effective_from": rfc3339(p.effective_from_ns),
+                "priced": p.instance_micros_per_hour.is_some(),
+                "usd_per_instance_hour": p.instance_micros_per_hour.map(|m| usd(m.into())),
+                "usd_per_gpu_hour": p.instance_micros_per_hour.map(|m| usd((m / u64::from(p.gpus.max(1))).into())),
+                "gpus": p.gpus, "source": p.source,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "nodes": nodes })))
 }
 
 fn secs(ns: u128) -> f64 {

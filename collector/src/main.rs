@@ -105,7 +105,15 @@ impl LedgerArgs {
             max_clock_skew_ns: self.max_clock_skew.as_nanos() as u64,
             ..Limits::default()
         };
-        ServeConfig { grpc, http, db, bucket: self.bucket, raw_retention: self.raw_retention, limits, prices: Arc::new(prices) }
+        ServeConfig {
+            grpc,
+            http,
+            db,
+            bucket: self.bucket,
+            raw_retention: self.raw_retention,
+            limits,
+            prices: Arc::new(prices),
+        }
     }
 }
 
@@ -153,7 +161,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(a.nodes > 0, "--nodes must be at least 1");
             let prices = match &a.ledger.prices {
                 Some(path) => PriceBook::load(Some(path)),
-                None => PriceBook::with_file_text(Some(include_str!("../data/demo-prices.toml"))).map_err(|e| format!("demo prices: {e}")),
+                None => PriceBook::with_file_text(Some(include_str!("../data/demo-prices.toml")))
+                    .map_err(|e| format!("demo prices: {e}")),
             }
             .map_err(anyhow::Error::msg)?;
             let config = DemoConfig {

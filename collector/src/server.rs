@@ -69,8 +69,8 @@ impl Server {
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
 
         let writer = WriterHandle::spawn(ledger.clone());
-        let service =
-            IngestServer::new(IngestService::new(writer, config.limits.clone(), config.prices.clone())).max_decoding_message_size(32 << 20);
+        let service = IngestServer::new(IngestService::new(writer, config.limits.clone(), config.prices.clone()))
+            .max_decoding_message_size(32 << 20);
         let mut tasks = JoinSet::new();
         let stop = shutdown.clone();
         tasks.spawn(async move {

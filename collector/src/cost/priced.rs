@@ -61,7 +61,9 @@ pub fn price_batch(book: &PriceBook, b: &Batch) -> BatchCost {
             .iter()
             .enumerate()
             .filter(|(_, d)| d.mig_parent_uuid.as_deref() == Some(parent.uuid.as_str()))
-            .filter_map(|(i, d)| mig_slices(d.mig_profile.as_deref().unwrap_or_default(), &d.model).map(|(n, total)| (i, n, total)))
+            .filter_map(|(i, d)| {
+                mig_slices(d.mig_profile.as_deref().unwrap_or_default(), &d.model).map(|(n, total)| (i, n, total))
+            })
             .collect();
         let Some(&(_, _, total)) = slices.first() else { continue };
         let covered: u64 = slices.iter().map(|s| s.1).sum::<u64>().min(total);
@@ -79,8 +81,10 @@ pub fn price_batch(book: &PriceBook, b: &Batch) -> BatchCost {
     let mut devices = Vec::with_capacity(b.devices.len());
     for (d, &cost) in b.devices.iter().zip(&device_cost) {
         let idx: Vec<usize> = (0..b.holdings.len()).filter(|&i| b.holdings[i].gpu_uuid == d.uuid).collect();
-        let uses: Vec<HolderUse> =
-            idx.iter().map(|&i| HolderUse { used_ns: b.holdings[i].used_ns, memory_bytes: b.holdings[i].memory_bytes }).collect();
+        let uses: Vec<HolderUse> = idx
+            .iter()
+            .map(|&i| HolderUse { used_ns: b.holdings[i].used_ns, memory_bytes: b.holdings[i].memory_bytes })
+            .collect();
         let util = split(cost, duration, &uses, Policy::Utilization);
         let hybrid = split(cost, duration, &uses, Policy::Hybrid);
         let alloc = split(cost, duration, &uses, Policy::Allocation);
@@ -140,40 +144,83 @@ mod tests {
             .map(|(i, (gpu, pod, ppm, mem))| ProcessReading {
                 gpu_uuid: gpu.to_string(),
                 pid: i as u32,
-                workload: Workload::new(&node, Identity { kind: WorkloadKind::KubernetesPod, namespace: "ns".into(), pod: pod.to_string(), ..Default::default() }),
+                workload: Workload::new(
+                    &node,
+                    Identity {
+                        kind: WorkloadKind::KubernetesPod,
+                        namespace: "ns".into(),
+                        pod: pod.to_string(),
+                        ..Default::default()
+                    },
+                ),
                 sm_share_ppm: *ppm,
                 memory_util_ppm: 0,
                 used_memory_bytes: *mem,
             })
             .collect();
         let holdings = share::holdings(3_600 * NS, &processes, &[]);
-        let gpus = devices.iter().map(|d| GpuReading { uuid: d.uuid.clone(), utilization_ppm: 0, memory_used_bytes: 0, power_milliwatts: 0, energy_millijoules: Some(7_000) }).collect();
-        Batch { agent_id: "a".into(), boot_id: "b".into(), seq: 1, node, devices, start_ns: T0, end_ns: T0 + 3_600 * NS, gpus, processes, holdings, cost: BatchCost::default() }
+        let gpus = devices
+            .iter()
+            .map(|d| GpuReading {
+                uuid: d.uuid.clone(),
+                utilization_ppm: 0,
+                memory_used_bytes: 0,
+                power_milliwatts: 0,
+                energy_millijoules: Some(7_000),
+            })
+            .collect();
+        Batch {
+            agent_id: "a".into(),
+            boot_id: "b".into(),
+            seq: 1,
+            node,
+            devices,
+            start_ns: T0,
+            end_ns: T0 + 3_600 * NS,
+            gpus,
+            processes,
+            holdings,
+            cost: BatchCost::default(),
+        }
     }
 
     fn conserved(c: &BatchCost) -> bool {
         let devices: Micros = c.devices.iter().map(|d| d.cost).sum();
-        let charged: Micros = c.holdings.iter().map(|h| h.used + h.hybrid_idle).sum::<Micros>() + c.devices.iter().map(|d| d.unallocated).sum::<Micros>();
-        let alloc: Micros = c.holdings.iter().map(|h| h.allocation_used + h.allocation_idle).sum::<Micros>() + c.devices.iter().map(|d| d.unallocated).sum::<Micros>();
-        let util: Micros = c.holdings.iter().map(|h| h.used).sum::<Micros>() + c.devices.iter().map(|d| d.idle + d.unallocated).sum::<Micros>();
+        let charged: Micros = c.holdings.iter().map(|h| h.used + h.hybrid_idle).sum::<Micros>()
+            + c.devices.iter().map(|d| d.unallocated).sum::<Micros>();
+        let alloc: Micros = c.holdings.iter().map(|h| h.allocation_used + h.allocation_idle).sum::<Micros>()
+            + c.devices.iter().map(|d| d.unallocated).sum::<Micros>();
+        let util: Micros = c.holdings.iter().map(|h| h.used).sum::<Micros>()
+            + c.devices.iter().map(|d| d.idle + d.unallocated).sum::<Micros>();
         devices == charged && devices == alloc && devices == util
     }
 
     #[test]
     fn an_hour_of_a_p4de_gpu_is_split_and_adds_up_under_every_policy() {
-        let b = batch(vec![device("GPU-1", None, None), device("GPU-2", None, None)], &[("GPU-1", "a", 600_000, 10), ("GPU-1", "b", 200_000, 30)]);
+        let b = batch(
+            vec![device("GPU-1", None, None), device("GPU-2", None, None)],
+            &[("GPU-1", "a", 600_000, 10), ("GPU-1", "b", 200_000, 30)],
+        );
         let c = price_batch(&PriceBook::catalogue_only(), &b);
         let per_gpu = 40_965_700 / 8;
         assert_eq!(c.devices.iter().map(|d| d.cost).collect::<Vec<_>>(), vec![per_gpu, per_gpu]);
         assert_eq!(c.devices[1].unallocated, per_gpu, "nobody held GPU-2");
         assert_eq!(c.holdings[0].used + c.holdings[1].used + c.devices[0].idle, per_gpu);
         assert!(conserved(&c));
-        assert_eq!(c.holdings.iter().map(|h| h.energy_mj).sum::<u64>(), 7_000 * 8 / 10, "energy follows the used share");
+        assert_eq!(
+            c.holdings.iter().map(|h| h.energy_mj).sum::<u64>(),
+            7_000 * 8 / 10,
+            "energy follows the used share"
+        );
     }
 
     #[test]
     fn a_mig_slice_costs_its_share_of_the_parent_and_the_parent_keeps_the_rest() {
-        let devices = vec![device("GPU-1", None, None), device("MIG-a", Some("GPU-1"), Some("3g.40gb")), device("MIG-b", Some("GPU-1"), Some("2g.20gb"))];
+        let devices = vec![
+            device("GPU-1", None, None),
+            device("MIG-a", Some("GPU-1"), Some("3g.40gb")),
+            device("MIG-b", Some("GPU-1"), Some("2g.20gb")),
+        ];
         let b = batch(devices, &[("MIG-a", "a", 0, 10 << 30)]);
         let c = price_batch(&PriceBook::catalogue_only(), &b);
         let per_gpu = 40_965_700 / 8;

@@ -121,7 +121,13 @@ impl Ingest for IngestService {
 
     async fn report(&self, request: Request<Streaming<UsageBatch>>) -> Result<Response<Self::ReportStream>, Status> {
         let (tx, rx) = mpsc::channel(WINDOW);
-        tokio::spawn(serve_stream(request.into_inner(), tx, self.writer.clone(), self.limits.clone(), self.prices.clone()));
+        tokio::spawn(serve_stream(
+            request.into_inner(),
+            tx,
+            self.writer.clone(),
+            self.limits.clone(),
+            self.prices.clone(),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -148,6 +148,56 @@ pub struct UsageReport {
     pub totals: GpuTime,
 }
 
+/// A cost query over [from_ns, to_ns), both on bucket boundaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CostQuery {
+    pub from_ns: u64,
+    pub to_ns: u64,
+    pub group_by: Vec<Dimension>,
+    /// Only rows whose dimension equals the value.
+    pub filters: Vec<(Dimension, String)>,
+    pub policy: crate::cost::split::Policy,
+}
+
+/// What one group of holders was charged, in micro-dollars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CostRow {
+    pub group: Vec<String>,
+    pub used: u128,
+    pub idle: u128,
+    pub held_ns: u128,
+    pub used_ns: u128,
+    pub energy_mj: u128,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CostReport {
+    pub rows: Vec<CostRow>,
+    /// The idle line (cost nobody is charged for: `utilization` only), unless filtered by workload.
+    pub idle: Option<u128>,
+    /// Cost of GPUs nobody held, unless filtered by workload.
+    pub unallocated: Option<u128>,
+    /// Observed GPU time without a price.
+    pub unpriced_ns: u128,
+    /// What the GPUs in the window (and the GPU filters) cost.
+    pub fleet: u128,
+}
+
+/// The price in force for a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePrice {
+    pub cluster: String,
+    pub node: String,
+    pub instance_type: String,
+    pub capacity_type: String,
+    pub region: String,
+    pub effective_from_ns: u64,
+    /// `None`: unpriced (the source says why).
+    pub instance_micros_per_hour: Option<u64>,
+    pub gpus: u32,
+    pub source: String,
+}
+
 /// The ledger's interface. Implementations are safe to share between threads; `record` is called from
 /// one writer at a time.
 pub trait Ledger: Send + Sync {
@@ -155,6 +205,9 @@ pub trait Ledger: Send + Sync {
     /// rejected with none of its rows kept; the outer error means nothing at all was stored.
     fn record(&self, batches: &[Batch], now_ns: u64) -> Result<Vec<Result<Recorded, LedgerError>>, LedgerError>;
     fn usage(&self, query: &UsageQuery) -> Result<UsageReport, LedgerError>;
+    fn costs(&self, query: &CostQuery) -> Result<CostReport, LedgerError>;
+    /// The latest price of every node.
+    fn prices(&self) -> Result<Vec<NodePrice>, LedgerError>;
     /// Deletes raw per-interval rows that ended before `before_ns`; returns how many.
     fn prune_raw(&self, before_ns: u64) -> Result<u64, LedgerError>;
     /// The rollup bucket length.

@@ -10,7 +10,11 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rollup::{buckets, spread};
-use super::{Dimension, GpuTime, Ledger, LedgerError, Recorded, UsageQuery, UsageReport, UsageRow};
+use super::{
+    CostQuery, CostReport, CostRow, Dimension, GpuTime, Ledger, LedgerError, NodePrice, Recorded, UsageQuery,
+    UsageReport, UsageRow,
+};
+use crate::cost::split::Policy;
 use crate::model::{Batch, Device, Identity, Node, Workload};
 
 /// Schema migrations, applied in order at start-up; each runs once, in its own transaction.
@@ -53,6 +57,52 @@ fn open(path: &Path) -> Result<Connection, LedgerError> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
+}
+
+/// SQL for grouping or filtering by dimensions: one column expression per dimension, over the aliases
+/// `n` (nodes), `g` (gpus), `w` (workloads) and `b` (a bucket table), plus the joins label dimensions
+/// need. SQLite numbers `$N` parameters in order of first appearance, not by N, so the label keys are
+/// bound first ($1…$k), in the joins, and callers number their own parameters after them.
+struct DimSql {
+    exprs: Vec<String>,
+    joins: String,
+    params: Vec<String>,
+}
+
+impl DimSql {
+    fn new(dims: &[&Dimension]) -> Self {
+        let mut params = Vec::new();
+        let mut joins = String::new();
+        let exprs = dims
+            .iter()
+            .map(|d| match d {
+                Dimension::Cluster => "n.cluster".into(),
+                Dimension::Node => "n.name".into(),
+                Dimension::Gpu => "g.uuid".into(),
+                Dimension::Workload => "w.key".into(),
+                Dimension::Kind => "w.kind".into(),
+                Dimension::Namespace => "w.namespace".into(),
+                Dimension::Pod => "w.pod".into(),
+                Dimension::Controller => {
+                    "CASE WHEN w.controller_kind = '' THEN '' ELSE w.controller_kind || '/' || w.controller_name END"
+                        .into()
+                }
+                Dimension::Container => "w.container".into(),
+                Dimension::EcsTask => "w.ecs_task_arn".into(),
+                Dimension::SlurmJob => "w.slurm_job_id".into(),
+                Dimension::User => "w.user_name".into(),
+                Dimension::Label(key) => {
+                    params.push(key.clone());
+                    let i = params.len();
+                    joins.push_str(&format!(
+                        " LEFT JOIN workload_labels l{i} ON l{i}.workload_id = b.workload_id AND l{i}.key = ${i}"
+                    ));
+                    format!("COALESCE(l{i}.value, '')")
+                }
+            })
+            .collect();
+        Self { exprs, joins, params }
+    }
 }
 
 fn sum_ns(secs: Option<i64>, rest: Option<i64>) -> u128 {
@@ -308,7 +358,8 @@ fn record_one(
         roll.held = true;
         roll.used_ns += h.used_ns;
         let c = b.cost.holdings.get(k).copied().unwrap_or_default();
-        let amounts = [h.used_ns, c.used, c.hybrid_idle, c.allocation_used, c.allocation_idle, c.energy_mj].map(|a| spread(a, &parts));
+        let amounts = [h.used_ns, c.used, c.hybrid_idle, c.allocation_used, c.allocation_idle, c.energy_mj]
+            .map(|a| spread(a, &parts));
         for (p, (bucket, len)) in parts.iter().enumerate() {
             let a = |n: usize| amounts[n][p] as i64;
             tx.prepare_cached(
@@ -392,36 +443,8 @@ impl Ledger for SqliteLedger {
     fn usage(&self, q: &UsageQuery) -> Result<UsageReport, LedgerError> {
         self.with_reader(|conn| {
             let by_workload = q.group_by.iter().any(Dimension::is_per_workload);
-            let mut label_keys: Vec<&str> = Vec::new();
-            let cols: Vec<String> = q
-                .group_by
-                .iter()
-                .map(|d| match d {
-                    Dimension::Cluster => "n.cluster".into(),
-                    Dimension::Node => "n.name".into(),
-                    Dimension::Gpu => "g.uuid".into(),
-                    Dimension::Workload => "w.key".into(),
-                    Dimension::Kind => "w.kind".into(),
-                    Dimension::Namespace => "w.namespace".into(),
-                    Dimension::Pod => "w.pod".into(),
-                    Dimension::Controller => {
-                        "CASE WHEN w.controller_kind = '' THEN '' ELSE w.controller_kind || '/' || w.controller_name END".into()
-                    }
-                    Dimension::Container => "w.container".into(),
-                    Dimension::EcsTask => "w.ecs_task_arn".into(),
-                    Dimension::SlurmJob => "w.slurm_job_id".into(),
-                    Dimension::User => "w.user_name".into(),
-                    Dimension::Label(key) => {
-                        label_keys.push(key);
-                        format!("COALESCE(l{}.value, '')", label_keys.len() - 1)
-                    }
-                })
-                .collect();
-            // SQLite numbers `$N` parameters in order of first appearance, not by N: keep the numbers in text
-            // order. The label joins come first ($1…$k), then the window.
-            let label_joins: String = (0..label_keys.len())
-                .map(|i| format!(" LEFT JOIN workload_labels l{i} ON l{i}.workload_id = b.workload_id AND l{i}.key = ${}", i + 1))
-                .collect();
+            let dims = DimSql::new(&q.group_by.iter().collect::<Vec<_>>());
+            let (cols, label_joins, label_keys) = (&dims.exprs, &dims.joins, &dims.params);
             let (from_p, to_p) = (label_keys.len() + 1, label_keys.len() + 2);
             let select_cols = cols.iter().map(|c| format!("{c}, ")).collect::<String>();
             let group = if cols.is_empty() { String::new() } else { format!("GROUP BY {0} ORDER BY {0}", cols.join(", ")) };
@@ -454,7 +477,7 @@ impl Ledger for SqliteLedger {
             };
             let mut stmt = conn.prepare(&sql)?;
             let mut bound: Vec<Box<dyn rusqlite::ToSql>> =
-                label_keys.iter().map(|k| Box::new(k.to_string()) as Box<dyn rusqlite::ToSql>).collect();
+                label_keys.iter().map(|k| Box::new(k.clone()) as Box<dyn rusqlite::ToSql>).collect();
             bound.push(Box::new(q.from_ns as i64));
             bound.push(Box::new(q.to_ns as i64));
             let rows = stmt
@@ -474,6 +497,109 @@ impl Ledger for SqliteLedger {
                 |r| read_time(r, 0, true),
             )?;
             Ok(UsageReport { rows, totals })
+        })
+    }
+
+    fn costs(&self, q: &CostQuery) -> Result<CostReport, LedgerError> {
+        self.with_reader(|conn| {
+            let (used_col, idle_col) = match q.policy {
+                Policy::Utilization => ("b.used_micros", "0"),
+                Policy::Hybrid => ("b.used_micros", "b.hybrid_idle_micros"),
+                Policy::Allocation => ("b.allocation_used_micros", "b.allocation_idle_micros"),
+            };
+            let all: Vec<&Dimension> = q.group_by.iter().chain(q.filters.iter().map(|(d, _)| d)).collect();
+            let dims = DimSql::new(&all);
+            let (group_cols, filter_cols) = dims.exprs.split_at(q.group_by.len());
+            let k = dims.params.len();
+            let conds: String = filter_cols.iter().enumerate().map(|(i, c)| format!("{c} = ${} AND ", k + i + 1)).collect();
+            let (from_p, to_p) = (k + filter_cols.len() + 1, k + filter_cols.len() + 2);
+            let select_cols = group_cols.iter().map(|c| format!("{c}, ")).collect::<String>();
+            let group = if group_cols.is_empty() { String::new() } else { format!("GROUP BY {0} ORDER BY {0}", group_cols.join(", ")) };
+            let split = |c: &str| format!("SUM({c} / 1000000000), SUM({c} % 1000000000)");
+            let sql = format!(
+                "SELECT {select_cols} SUM({used_col}), SUM({idle_col}), {}, {}, SUM(b.energy_millijoules) FROM usage_buckets b
+                 JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id JOIN workloads w ON w.workload_id = b.workload_id{}
+                 WHERE {conds}b.bucket_start_ns >= ${from_p} AND b.bucket_start_ns < ${to_p} {group}",
+                split("b.held_ns"),
+                split("b.used_ns"),
+                dims.joins
+            );
+            let mut bound: Vec<Box<dyn rusqlite::ToSql>> = dims.params.iter().map(|p| Box::new(p.clone()) as Box<dyn rusqlite::ToSql>).collect();
+            bound.extend(q.filters.iter().map(|(_, v)| Box::new(v.clone()) as Box<dyn rusqlite::ToSql>));
+            bound.push(Box::new(q.from_ns as i64));
+            bound.push(Box::new(q.to_ns as i64));
+            let n = q.group_by.len();
+            let amount = |r: &rusqlite::Row, i: usize| r.get::<_, Option<i64>>(i).map(|v| v.unwrap_or(0) as u128);
+            let rows = conn
+                .prepare(&sql)?
+                .query_map(rusqlite::params_from_iter(bound.iter()), |r| {
+                    Ok(CostRow {
+                        group: (0..n).map(|i| r.get::<_, String>(i)).collect::<rusqlite::Result<Vec<_>>>()?,
+                        used: amount(r, n)?,
+                        idle: amount(r, n + 1)?,
+                        held_ns: sum_ns(r.get(n + 2)?, r.get(n + 3)?),
+                        used_ns: sum_ns(r.get(n + 4)?, r.get(n + 5)?),
+                        energy_mj: amount(r, n + 6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let rows = rows.into_iter().filter(|r| n > 0 || r.held_ns > 0 || r.used + r.idle > 0).collect();
+
+            // The lines no workload is charged for, over the GPUs the GPU filters select.
+            let gpu_filters: Vec<&(Dimension, String)> = q.filters.iter().filter(|(d, _)| !d.is_per_workload()).collect();
+            let by_workload = gpu_filters.len() < q.filters.len();
+            let gdims = DimSql::new(&gpu_filters.iter().map(|(d, _)| d).collect::<Vec<_>>());
+            let gconds: String = gdims.exprs.iter().enumerate().map(|(i, c)| format!("{c} = ${} AND ", i + 1)).collect();
+            let (gf, gt) = (gdims.exprs.len() + 1, gdims.exprs.len() + 2);
+            let mut gbound: Vec<Box<dyn rusqlite::ToSql>> =
+                gpu_filters.iter().map(|(_, v)| Box::new(v.clone()) as Box<dyn rusqlite::ToSql>).collect();
+            gbound.push(Box::new(q.from_ns as i64));
+            gbound.push(Box::new(q.to_ns as i64));
+            let (fleet, idle, unallocated, unpriced_ns) = conn.query_row(
+                &format!(
+                    "SELECT SUM(b.cost_micros), SUM(b.idle_micros), SUM(b.unallocated_micros), {} FROM gpu_buckets b
+                     JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id
+                     WHERE {gconds}b.bucket_start_ns >= ${gf} AND b.bucket_start_ns < ${gt}",
+                    split("b.unpriced_ns")
+                ),
+                rusqlite::params_from_iter(gbound.iter()),
+                |r| Ok((amount(r, 0)?, amount(r, 1)?, amount(r, 2)?, sum_ns(r.get(3)?, r.get(4)?))),
+            )?;
+            let idle = if q.policy == Policy::Utilization { idle } else { 0 };
+            Ok(CostReport {
+                rows,
+                idle: (!by_workload).then_some(idle),
+                unallocated: (!by_workload).then_some(unallocated),
+                unpriced_ns,
+                fleet,
+            })
+        })
+    }
+
+    fn prices(&self) -> Result<Vec<NodePrice>, LedgerError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT n.cluster, n.name, n.instance_type, n.capacity_type, n.region, p.effective_from_ns, p.instance_micros_per_hour, p.gpus, p.source
+                 FROM node_prices p JOIN nodes n ON n.node_id = p.node_id
+                 WHERE p.effective_from_ns = (SELECT MAX(q.effective_from_ns) FROM node_prices q WHERE q.node_id = p.node_id)
+                 ORDER BY n.cluster, n.name",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(NodePrice {
+                        cluster: r.get(0)?,
+                        node: r.get(1)?,
+                        instance_type: r.get(2)?,
+                        capacity_type: r.get(3)?,
+                        region: r.get(4)?,
+                        effective_from_ns: r.get::<_, i64>(5)? as u64,
+                        instance_micros_per_hour: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+                        gpus: r.get(7)?,
+                        source: r.get(8)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
     }
 

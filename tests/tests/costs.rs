@@ -1,0 +1,176 @@
+//! GPU dollars end to end: simulated agents stream to the real collector, which prices every interval
+//! and splits it by policy; the costs API must reconcile to the fleet's cost to the micro-dollar.
+
+use std::time::Duration;
+
+use gpucost_agent::sim::{Fleet, FleetSpec};
+use gpucost_collector::cost::book::PriceBook;
+use gpucost_collector::model::Node;
+use gpucost_e2e::{Collector, agent};
+use gpucost_proto::v1 as pb;
+use serde_json::Value;
+
+const NODES: u32 = 5;
+const SEED: u64 = 3;
+/// 2026-11-01T00:00:00Z
+const START_S: u64 = 1_793_491_200;
+const INTERVALS: u64 = 480;
+const NS: u64 = 1_000_000_000;
+
+fn micros(v: &Value) -> u128 {
+    v["micros"].as_u64().unwrap_or_else(|| panic!("micros missing in {v}")).into()
+}
+
+#[test]
+fn every_policy_reconciles_to_the_fleets_cost_to_the_micro_dollar() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(&dir.path().join("ledger.db"));
+    let spec = FleetSpec { seed: SEED, clusters: 2, nodes: NODES };
+    let agents: Vec<_> = (0..NODES)
+        .map(|n| {
+            let args: Vec<String> = [
+                "--source",
+                "sim",
+                "--collector",
+                &c.grpc_url(),
+                "--sim-seed",
+                &SEED.to_string(),
+                "--sim-nodes",
+                &NODES.to_string(),
+                "--sim-clusters",
+                "2",
+                "--sim-node",
+                &n.to_string(),
+                "--sim-start",
+                "2026-11-01T00:00:00Z",
+                "--intervals",
+                &INTERVALS.to_string(),
+                "--report-interval",
+                "15s",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            agent(&args, &dir.path().join(format!("agent{n}.log")))
+        })
+        .collect();
+    for a in agents {
+        let (ok, log) = a.wait(Duration::from_secs(120));
+        assert!(ok, "agent failed:\n{log}");
+    }
+    let (from, to) = (START_S, START_S + INTERVALS * 15);
+
+    // What the fleet cost, from the catalogue: each physical GPU, priced per second over the window.
+    let book = PriceBook::catalogue_only();
+    let mut expected: u128 = 0;
+    for n in Fleet::generate(spec).nodes {
+        let node = Node {
+            cluster: n.info.cluster.clone(),
+            name: n.info.node_name.clone(),
+            instance_type: n.info.instance_type.clone(),
+            capacity_type: "on_demand".into(),
+            region: n.info.region.clone(),
+            zone: n.info.zone.clone(),
+        };
+        let physical: Vec<_> = n.info.devices.iter().filter(|d| d.mig_parent_uuid.is_none()).collect();
+        let price = book
+            .price(&node, &physical[0].model, physical.len() as u32, from * NS)
+            .expect("the sim's US regions are in the catalogue");
+        expected += u128::from(price.cost(from * NS, to * NS)) * physical.len() as u128;
+    }
+
+    let mut charged_by_policy = Vec::new();
+    for policy in ["hybrid", "utilization", "allocation"] {
+        let (status, body) =
+            c.get(&format!("/api/v1/costs?from={from}&to={to}&group_by=namespace,pod&policy={policy}"));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(micros(&body["fleet"]), expected, "{policy}: fleet cost");
+        assert_eq!(body["reconciled"], true, "{policy}: {body}");
+        let rows: u128 =
+            body["rows"].as_array().unwrap().iter().map(|r| u128::from(r["total_micros"].as_u64().unwrap())).sum();
+        assert_eq!(rows + micros(&body["idle"]) + micros(&body["unallocated"]), expected, "{policy}");
+        if policy != "utilization" {
+            assert_eq!(micros(&body["idle"]), 0, "{policy} charges idle to holders");
+        }
+        charged_by_policy.push(rows);
+    }
+    assert!(
+        charged_by_policy[0] != charged_by_policy[1] && charged_by_policy[1] != charged_by_policy[2],
+        "{charged_by_policy:?}"
+    );
+
+    // Per cluster and per GPU too.
+    let (_, by_gpu) = c.get(&format!("/api/v1/usage?from={from}&to={to}&group_by=cluster,gpu"));
+    let gpus = by_gpu["rows"].as_array().unwrap();
+    for cluster in ["prod-us-east-1", "research-us-west-2"] {
+        let (_, body) = c.get(&format!("/api/v1/costs?from={from}&to={to}&group_by=workload&filter=cluster={cluster}"));
+        assert_eq!(body["reconciled"], true, "{cluster}: {body}");
+        assert!(micros(&body["fleet"]) > 0);
+    }
+    for g in gpus.iter().take(6) {
+        let uuid = g["gpu"].as_str().unwrap();
+        let (_, body) =
+            c.get(&format!("/api/v1/costs?from={from}&to={to}&group_by=workload&filter=gpu={uuid}&policy=utilization"));
+        assert_eq!(body["reconciled"], true, "{uuid}: {body}");
+    }
+    // A workload filter selects holders only: no idle or unallocated line to reconcile with.
+    let (_, body) = c.get(&format!("/api/v1/costs?from={from}&to={to}&group_by=pod&filter=kind=kubernetes_pod"));
+    assert!(body["idle"].is_null() && body["reconciled"].is_null());
+    // Energy follows the used share.
+    let (_, body) = c.get(&format!("/api/v1/costs?from={from}&to={to}&group_by=cluster"));
+    assert!(body["rows"].as_array().unwrap().iter().all(|r| r["energy_kwh"].as_f64().unwrap() > 0.0));
+    // Every node has a price, with where it came from.
+    let (_, prices) = c.get("/api/v1/prices");
+    let nodes = prices["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), NODES as usize);
+    assert!(nodes.iter().all(|n| n["priced"] == true && n["source"].as_str().unwrap().contains("AWS catalogue")));
+}
+
+#[test]
+fn an_unpriced_instance_type_is_reported_unpriced_not_as_zero_dollars() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(&dir.path().join("ledger.db"));
+    let t0 = 1_793_577_600 * NS;
+    let batch = pb::UsageBatch {
+        agent_id: "odd-node".into(),
+        boot_id: "b".into(),
+        seq: 1,
+        node: Some(pb::NodeInfo {
+            cluster: "lab".into(),
+            node_name: "odd-node".into(),
+            instance_type: "x9.mega".into(),
+            capacity_type: pb::CapacityType::OnDemand as i32,
+            region: "us-east-1".into(),
+            zone: "us-east-1a".into(),
+            devices: vec![pb::GpuDevice {
+                uuid: "GPU-odd".into(),
+                model: "NVIDIA Future".into(),
+                memory_total_bytes: 80 << 30,
+                ..Default::default()
+            }],
+        }),
+        interval_start_unix_nanos: t0,
+        interval_end_unix_nanos: t0 + 60 * NS,
+        gpus: vec![pb::GpuUsage {
+            uuid: "GPU-odd".into(),
+            utilization_percent: 10.0,
+            sample_count: 60,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(c.grpc_url()).unwrap().connect().await.unwrap();
+        let mut client = pb::ingest_client::IngestClient::new(channel);
+        let mut acks = client.report(tokio_stream::iter(vec![batch])).await.unwrap().into_inner();
+        assert!(acks.message().await.unwrap().is_some(), "stored");
+    });
+    let (_, body) = c.get("/api/v1/costs?from=2026-11-02T00:00:00Z&to=2026-11-02T01:00:00Z&group_by=node");
+    assert_eq!(body["unpriced"]["gpu_seconds"].as_f64(), Some(60.0), "{body}");
+    assert_eq!(micros(&body["fleet"]), 0);
+    let (_, prices) = c.get("/api/v1/prices");
+    let node = &prices["nodes"][0];
+    assert_eq!(node["priced"], false);
+    assert!(node["source"].as_str().unwrap().contains("no price for x9.mega"), "{node}");
+}
