@@ -226,8 +226,8 @@ impl PriceBook {
             regions.insert(r.region.clone(), (r.like.clone(), (r.percent * 100.0).round() as u64));
         }
         // Latest first, so the first match in force wins.
-        instances.sort_by(|a, b| b.from_ns.cmp(&a.from_ns));
-        models.sort_by(|a, b| b.from_ns.cmp(&a.from_ns));
+        instances.sort_by_key(|o| std::cmp::Reverse(o.from_ns));
+        models.sort_by_key(|o| std::cmp::Reverse(o.from_ns));
         Ok(Self {
             catalogue,
             instances,

@@ -184,23 +184,21 @@ impl IdCache {
             (None, Some(reason)) => (None, 0, format!("unpriced: {reason}")),
             (None, None) => return Ok(()),
         };
-        if !self.prices.contains_key(&node_id) {
-            let last = tx
+        let last = match self.prices.get(&node_id) {
+            Some(known) => Some(known.clone()),
+            None => tx
                 .prepare_cached("SELECT instance_micros_per_hour, gpus, source FROM node_prices WHERE node_id = $1 ORDER BY effective_from_ns DESC LIMIT 1")?
                 .query_row(params![node_id], |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, u32>(1)?, r.get::<_, String>(2)?)))
-                .optional()?;
-            if let Some(last) = last {
-                self.prices.insert(node_id, last);
-            }
-        }
-        if self.prices.get(&node_id) != Some(&price) {
+                .optional()?,
+        };
+        if last.as_ref() != Some(&price) {
             tx.prepare_cached(
                 "INSERT INTO node_prices (node_id, effective_from_ns, instance_micros_per_hour, gpus, source) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (node_id, effective_from_ns) DO NOTHING",
             )?
             .execute(params![node_id, b.start_ns as i64, price.0, price.1, price.2])?;
-            self.prices.insert(node_id, price);
         }
+        self.prices.insert(node_id, price);
         Ok(())
     }
 
@@ -832,5 +830,107 @@ mod tests {
         assert_eq!(l.prune_raw(now).unwrap(), 2, "one GPU row and one process row");
         assert_eq!(raw(&l), 0);
         assert_eq!(totals(&l).observed_ns, Some(15 * u128::from(NS)), "rollups are kept");
+    }
+
+    mod order {
+        //! Property: whatever order batches from several nodes arrive in, and however often they are
+        //! resent, the ledger ends up with the same usage and the same money, and every policy still
+        //! reconciles to the fleet's cost.
+
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::cost::book::PriceBook;
+        use crate::cost::priced::price_batch;
+
+        fn node_batches(node: usize, count: u64, shares: &[u32]) -> Vec<Batch> {
+            (1..=count)
+                .map(|seq| {
+                    let mut b = batch(
+                        &format!("boot-{node}"),
+                        seq,
+                        T0 + (seq - 1) * 15 * NS,
+                        15 * NS,
+                        shares[(seq as usize + node) % shares.len()],
+                    );
+                    b.agent_id = format!("n{node}");
+                    b.node.name = format!("n{node}");
+                    b.devices[0].uuid = format!("GPU-{node}");
+                    b.gpus[0].uuid = format!("GPU-{node}");
+                    b.processes[0].gpu_uuid = format!("GPU-{node}");
+                    b.holdings = share::holdings(15 * NS, &b.processes, &[]);
+                    b.cost = price_batch(&PriceBook::catalogue_only(), &b);
+                    b
+                })
+                .collect()
+        }
+
+        fn snapshot(l: &SqliteLedger) -> (Vec<UsageRow>, Vec<(u128, u128)>, u128) {
+            let usage = l
+                .usage(&UsageQuery {
+                    from_ns: T0 - HOUR,
+                    to_ns: T0 + 4 * HOUR,
+                    group_by: vec![Dimension::Gpu, Dimension::Workload],
+                })
+                .unwrap()
+                .rows;
+            let mut money = Vec::new();
+            let mut fleet = 0;
+            for policy in Policy::ALL {
+                let r = l
+                    .costs(&CostQuery {
+                        from_ns: T0 - HOUR,
+                        to_ns: T0 + 4 * HOUR,
+                        group_by: vec![Dimension::Gpu],
+                        filters: vec![],
+                        policy,
+                    })
+                    .unwrap();
+                let charged: u128 = r.rows.iter().map(|x| x.used + x.idle).sum();
+                assert_eq!(charged + r.idle.unwrap() + r.unallocated.unwrap(), r.fleet, "{policy:?} reconciles");
+                money.push((charged, r.fleet));
+                fleet = r.fleet;
+            }
+            (usage, money, fleet)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(12))]
+            #[test]
+            fn arrival_order_and_resends_change_nothing(
+                counts in prop::collection::vec(1u64..12, 1..4),
+                shares in prop::collection::vec(0u32..=1_000_000, 1..6),
+                picks in prop::collection::vec(any::<prop::sample::Index>(), 0..200),
+                resends in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+            ) {
+                let per_node: Vec<Vec<Batch>> = counts.iter().enumerate().map(|(n, &c)| node_batches(n, c, &shares)).collect();
+                let in_order: Vec<Batch> = per_node.iter().flatten().cloned().collect();
+                // Interleave the nodes' streams at random (each node's own batches stay in order, as a
+                // stream delivers them), then resend some batches already sent.
+                let mut cursors = vec![0usize; per_node.len()];
+                let mut shuffled = Vec::new();
+                let mut pick = picks.iter();
+                while cursors.iter().zip(&per_node).any(|(c, n)| *c < n.len()) {
+                    let open: Vec<usize> = (0..per_node.len()).filter(|&n| cursors[n] < per_node[n].len()).collect();
+                    let n = open[pick.next().map_or(0, |i| i.index(open.len()))];
+                    shuffled.push(per_node[n][cursors[n]].clone());
+                    cursors[n] += 1;
+                    if let Some(r) = resends.get(shuffled.len() % resends.len().max(1)) {
+                        let again = shuffled[r.index(shuffled.len())].clone();
+                        shuffled.push(again);
+                    }
+                }
+                let dir = tempfile::tempdir().unwrap();
+                let a = SqliteLedger::open(&dir.path().join("a.db"), HOUR, 7 * 24 * HOUR).unwrap();
+                let b = SqliteLedger::open(&dir.path().join("b.db"), HOUR, 7 * 24 * HOUR).unwrap();
+                a.record(&in_order, T0).unwrap();
+                for chunk in shuffled.chunks(3) {
+                    for r in b.record(chunk, T0).unwrap() {
+                        prop_assert!(r.is_ok(), "{r:?}");
+                    }
+                }
+                prop_assert_eq!(snapshot(&a), snapshot(&b));
+            }
+        }
     }
 }
