@@ -1,5 +1,10 @@
 //! `gpucost-collector`: see `gpucost-collector --help`.
 
+/// The collector allocates per batch on several threads at once; glibc's malloc spent ~40 % of a
+/// backfill in its arena locks (BENCHMARKS.md). mimalloc's thread-local heaps do not contend.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
