@@ -175,6 +175,7 @@ async fn costs(
             m.insert("held_gpu_seconds".into(), json!(secs(r.held_ns)));
             m.insert("used_gpu_seconds".into(), json!(secs(r.used_ns)));
             m.insert("energy_kwh".into(), json!(r.energy_mj as f64 / 3.6e9));
+            m.insert("co2e_kg".into(), json!(r.co2e_mg.map(|mg| mg as f64 / 1e6)));
             Value::Object(m)
         })
         .collect();

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cost;
 pub mod demo;
+pub mod discover;
 pub mod ingest;
 pub mod ledger;
 pub mod model;

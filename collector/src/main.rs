@@ -16,7 +16,7 @@ use gpucost_agent::sim::FleetSpec;
 use gpucost_collector::cost::book::PriceBook;
 use gpucost_collector::demo::{self, DemoConfig};
 use gpucost_collector::ingest::validate::Limits;
-use gpucost_collector::server::{ServeConfig, Server};
+use gpucost_collector::server::{DiscoveryConfig, ServeConfig, Server};
 
 /// The gpucost collector: ingests GPU usage from agents, stores it, serves the API.
 #[derive(Debug, Parser)]
@@ -54,6 +54,16 @@ struct LedgerArgs {
     /// Prices file (TOML): overrides, discounts and region rules on top of the shipped AWS catalogue.
     #[arg(long, env = "GPUCOST_PRICES")]
     prices: Option<PathBuf>,
+    /// Discover EKS node groups and ECS GPU container instances through the AWS APIs (standard AWS
+    /// credential chain and region), to price nodes whose agent reported no instance type.
+    #[arg(long, env = "GPUCOST_AWS_DISCOVERY")]
+    aws_discovery: bool,
+    /// An AWS-compatible endpoint to discover from instead of AWS (e.g. an emulator).
+    #[arg(long, env = "GPUCOST_AWS_ENDPOINT_URL", requires = "aws_discovery")]
+    aws_endpoint_url: Option<String>,
+    /// How often to repeat discovery.
+    #[arg(long, env = "GPUCOST_AWS_DISCOVERY_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    aws_discovery_interval: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +128,10 @@ impl LedgerArgs {
             raw_retention: self.raw_retention,
             limits,
             prices: Arc::new(prices),
+            discovery: self.aws_discovery.then(|| DiscoveryConfig {
+                endpoint_url: self.aws_endpoint_url.clone(),
+                every: self.aws_discovery_interval,
+            }),
         }
     }
 }

@@ -15,6 +15,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{self, AppState};
 use crate::cost::book::PriceBook;
+use crate::discover::SharedInventory;
+use crate::discover::aws::AwsDiscovery;
 use crate::ingest::service::IngestService;
 use crate::ingest::validate::Limits;
 use crate::ledger::Ledger;
@@ -31,6 +33,52 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// The prices in force (catalogue + prices file), loaded and checked at start-up.
     pub prices: Arc<PriceBook>,
+    /// AWS discovery, when enabled.
+    pub discovery: Option<DiscoveryConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    /// An AWS-compatible endpoint instead of AWS's (an emulator in tests).
+    pub endpoint_url: Option<String>,
+    pub every: Duration,
+}
+
+/// Runs discovery once now (bounded), then every `every`, keeping the last good inventory.
+async fn start_discovery(
+    config: &DiscoveryConfig,
+    stop: watch::Receiver<bool>,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+) -> SharedInventory {
+    async fn refresh(aws: &AwsDiscovery, shared: &SharedInventory) {
+        match aws.inventory().await {
+            Ok(inv) => {
+                tracing::info!(
+                    node_groups = inv.node_groups.len(),
+                    ecs_instances = inv.ecs_instances.len(),
+                    ecs_tasks = inv.ecs_tasks.len(),
+                    "AWS discovery"
+                );
+                *shared.write().unwrap_or_else(|e| e.into_inner()) = inv;
+            }
+            Err(e) => tracing::warn!(error = %e, "AWS discovery failed; keeping the last inventory"),
+        }
+    }
+    let inventory = SharedInventory::default();
+    let aws = AwsDiscovery::new(config.endpoint_url.as_deref()).await;
+    if tokio::time::timeout(Duration::from_secs(60), refresh(&aws, &inventory)).await.is_err() {
+        tracing::warn!("AWS discovery took over 60 s at start-up; going on without it for now");
+    }
+    let (every, shared) = (config.every, inventory.clone());
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => refresh(&aws, &shared).await,
+                _ = wait_for_stop(stop.clone()) => return Ok(()),
+            }
+        }
+    });
+    inventory
 }
 
 /// A started collector: where it listens, and its tasks.
@@ -69,9 +117,14 @@ impl Server {
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
 
         let writer = WriterHandle::spawn(ledger.clone());
-        let service = IngestServer::new(IngestService::new(writer, config.limits.clone(), config.prices.clone()))
-            .max_decoding_message_size(32 << 20);
         let mut tasks = JoinSet::new();
+        let inventory = match &config.discovery {
+            Some(d) => Some(start_discovery(d, shutdown.clone(), &mut tasks).await),
+            None => None,
+        };
+        let service =
+            IngestServer::new(IngestService::new(writer, config.limits.clone(), config.prices.clone(), inventory))
+                .max_decoding_message_size(32 << 20);
         let stop = shutdown.clone();
         tasks.spawn(async move {
             tonic::transport::Server::builder()

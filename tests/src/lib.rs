@@ -54,8 +54,16 @@ impl Collector {
     }
 
     pub fn start_on(db: &Path, grpc_port: u16, http_port: u16) -> Self {
+        Self::start_with(db, grpc_port, http_port, &[], &[])
+    }
+
+    /// Starts `serve` with extra arguments and environment variables.
+    pub fn start_with(db: &Path, grpc_port: u16, http_port: u16, args: &[&str], env: &[(&str, &str)]) -> Self {
         let child = Command::new(bin("gpucost-collector"))
-            .args(["--log-format", "json", "serve", "--grpc"])
+            .envs(env.iter().copied())
+            .args(["--log-format", "json", "serve"])
+            .args(args)
+            .arg("--grpc")
             .arg(format!("127.0.0.1:{grpc_port}"))
             .arg("--http")
             .arg(format!("127.0.0.1:{http_port}"))
@@ -192,4 +200,65 @@ pub fn assert_matches_truth(stored: &gpucost_agent::sim::Truth, truth: &gpucost_
         assert_eq!(stored.workloads[k], *want, "{k:?}");
     }
     assert!(truth.workloads.values().any(|w| w.used_ns > 0), "the replay should have used some GPU time");
+}
+
+/// moto's AWS emulator in server mode, on a loopback port; killed when dropped.
+pub struct Moto {
+    pub proc: Proc,
+    pub port: u16,
+    python: PathBuf,
+}
+
+impl Moto {
+    /// Starts `moto_server` from the venv `scripts/test` installs (`GPUCOST_MOTO_SERVER`, else
+    /// `~/.cache/gpucost/venv/bin/moto_server`). `None` when it is not installed — which fails the test
+    /// run when `CI=true`: under CI a missing peer is an error, never a skip.
+    pub fn start() -> Option<Self> {
+        let server = std::env::var_os("GPUCOST_MOTO_SERVER").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/gpucost/venv/bin/moto_server")
+        });
+        if !server.exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "moto is not installed at {} (scripts/test installs it)",
+                server.display()
+            );
+            eprintln!("moto is not installed at {}: run scripts/test once to install it; skipping", server.display());
+            return None;
+        }
+        let port = free_port();
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto = Self { proc: Proc(child), port, python: server.with_file_name("python") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ureq::get(&format!("{}/moto-api/", moto.url())).call().is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not answer on port {port} within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(moto)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs a boto3 script against this moto (`ENDPOINT` is defined for it); panics with its output if
+    /// it fails.
+    pub fn boto3(&self, script: &str) {
+        let preamble = format!(
+            "import boto3, json\nENDPOINT = {:?}\nkw = dict(endpoint_url=ENDPOINT, region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n",
+            self.url()
+        );
+        let out = Command::new(&self.python).arg("-c").arg(format!("{preamble}{script}")).output().expect("run python");
+        assert!(
+            out.status.success(),
+            "boto3 script failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

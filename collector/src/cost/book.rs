@@ -80,6 +80,16 @@ struct PricesFile {
     gpu_model: Vec<ModelRow>,
     #[serde(default)]
     region: Vec<RegionRow>,
+    #[serde(default)]
+    grid: Vec<GridRow>,
+}
+
+/// The carbon intensity of a region's grid, to turn energy into CO2e.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GridRow {
+    region: String,
+    grams_co2e_per_kwh: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +143,8 @@ pub struct PriceBook {
     instances: Vec<InstanceOverride>,
     models: Vec<ModelOverride>,
     regions: HashMap<String, (String, u64)>,
+    /// Milligrams of CO2e per kWh, per region.
+    grid_mg_per_kwh: HashMap<String, u64>,
     /// Basis points off on-demand.
     spot_discount_bps: u64,
     commitment_discount_bps: u64,
@@ -188,6 +200,7 @@ impl PriceBook {
                 instance: vec![],
                 gpu_model: vec![],
                 region: vec![],
+                grid: vec![],
             },
         };
         let mut instances = Vec::new();
@@ -225,6 +238,16 @@ impl PriceBook {
             }
             regions.insert(r.region.clone(), (r.like.clone(), (r.percent * 100.0).round() as u64));
         }
+        let mut grid_mg_per_kwh = HashMap::new();
+        for (i, g) in file.grid.iter().enumerate() {
+            if !(0.0..=2_000.0).contains(&g.grams_co2e_per_kwh) {
+                return Err(format!(
+                    "grid[{i}].grams_co2e_per_kwh: {} is not a grid intensity (0..2000 g/kWh)",
+                    g.grams_co2e_per_kwh
+                ));
+            }
+            grid_mg_per_kwh.insert(g.region.clone(), (g.grams_co2e_per_kwh * 1_000.0).round() as u64);
+        }
         // Latest first, so the first match in force wins.
         instances.sort_by_key(|o| std::cmp::Reverse(o.from_ns));
         models.sort_by_key(|o| std::cmp::Reverse(o.from_ns));
@@ -233,9 +256,23 @@ impl PriceBook {
             instances,
             models,
             regions,
+            grid_mg_per_kwh,
             spot_discount_bps: bps(file.spot_discount_percent, "spot_discount_percent")?,
             commitment_discount_bps: bps(file.commitment_discount_percent, "commitment_discount_percent")?,
         })
+    }
+
+    /// Whether the catalogue knows `instance_type` as an instance with `gpus` GPUs of `model` (any region).
+    pub fn describes(&self, instance_type: &str, gpus: u32, model: &str) -> bool {
+        self.catalogue
+            .iter()
+            .any(|((t, _), e)| t == instance_type && e.gpus == gpus && (model.is_empty() || e.gpu_model == model))
+    }
+
+    /// CO2e in milligrams for `energy_mj` millijoules used in `region`, where a grid factor is configured.
+    pub fn co2e_mg(&self, region: &str, energy_mj: u64) -> Option<u64> {
+        let mg_per_kwh = self.grid_mg_per_kwh.get(region)?;
+        Some((u128::from(energy_mj) * u128::from(*mg_per_kwh) / 3_600_000_000) as u64)
     }
 
     fn discounted(&self, micros: Micros, spot: bool) -> Micros {
@@ -382,6 +419,14 @@ mod tests {
         let eu = book.price(&node("g5.xlarge", "eu-west-1", "on_demand"), "NVIDIA A10G", 1, T).unwrap();
         assert_eq!(eu.instance_micros_per_hour, 1_006_000 * 112 / 100 * 75 / 100);
         assert!(eu.source.contains("priced as us-east-1"), "{}", eu.source);
+    }
+
+    #[test]
+    fn energy_becomes_co2e_where_the_grid_is_known() {
+        let book =
+            PriceBook::with_file_text(Some("[[grid]]\nregion = \"eu-west-1\"\ngrams_co2e_per_kwh = 300\n")).unwrap();
+        assert_eq!(book.co2e_mg("eu-west-1", 3_600_000_000), Some(300_000), "1 kWh at 300 g/kWh");
+        assert_eq!(book.co2e_mg("us-east-1", 3_600_000_000), None);
     }
 
     #[test]

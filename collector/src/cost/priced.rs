@@ -5,6 +5,7 @@
 use super::book::PriceBook;
 use super::price::{GpuPrice, mig_slices};
 use super::split::{HolderUse, Micros, Policy, split, split_energy};
+use crate::discover::{Inventory, resolve_instance};
 use crate::ingest::share::split_proportionally;
 use crate::model::Batch;
 
@@ -33,6 +34,8 @@ pub struct HoldingCost {
     pub allocation_idle: Micros,
     /// Its share of the device's energy (by used share).
     pub energy_mj: u64,
+    /// That energy's CO2e in milligrams, where the region's grid factor is configured.
+    pub co2e_mg: Option<u64>,
 }
 
 /// A batch's costs: devices in `batch.devices` order, holdings in `batch.holdings` order.
@@ -42,6 +45,31 @@ pub struct BatchCost {
     pub unpriced: Option<String>,
     pub devices: Vec<DeviceCost>,
     pub holdings: Vec<HoldingCost>,
+}
+
+/// Prices `b` in place. A node whose agent reported no instance type gets it from the cloud inventory
+/// when that settles it (`discover::resolve_instance`), and its price says so.
+pub fn price(book: &PriceBook, inventory: Option<&Inventory>, b: &mut Batch) {
+    let mut via = None;
+    if b.node.instance_type.is_empty()
+        && let Some(inv) = inventory
+    {
+        let physical: Vec<_> = b.devices.iter().filter(|d| !d.is_mig()).collect();
+        let model = physical.first().map(|d| d.model.as_str()).unwrap_or_default();
+        if let Some((instance_type, capacity, source)) =
+            resolve_instance(inv, book, &b.node, physical.len() as u32, model)
+        {
+            b.node.instance_type = instance_type;
+            if b.node.capacity_type == "unspecified" {
+                b.node.capacity_type = capacity;
+            }
+            via = Some(source);
+        }
+    }
+    b.cost = price_batch(book, b);
+    if let (Some(via), Some(p)) = (via, b.cost.price.as_mut()) {
+        p.source = format!("{via} → {}", p.source);
+    }
 }
 
 pub fn price_batch(book: &PriceBook, b: &Batch) -> BatchCost {
@@ -97,6 +125,7 @@ pub fn price_batch(book: &PriceBook, b: &Batch) -> BatchCost {
                 allocation_used: alloc.holders[k].used,
                 allocation_idle: alloc.holders[k].idle,
                 energy_mj: energy_parts[k],
+                co2e_mg: book.co2e_mg(&b.node.region, energy_parts[k]),
             };
         }
         devices.push(DeviceCost {

@@ -20,7 +20,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::validate::{Limits, validate};
 use crate::cost::book::PriceBook;
-use crate::cost::priced::price_batch;
+use crate::cost::priced::price;
+use crate::discover::SharedInventory;
 use crate::ledger::writer::WriterHandle;
 use crate::ledger::{LedgerError, Recorded};
 
@@ -33,11 +34,17 @@ pub struct IngestService {
     writer: WriterHandle,
     limits: Limits,
     prices: Arc<PriceBook>,
+    inventory: Option<SharedInventory>,
 }
 
 impl IngestService {
-    pub fn new(writer: WriterHandle, limits: Limits, prices: Arc<PriceBook>) -> Self {
-        Self { writer, limits, prices }
+    pub fn new(
+        writer: WriterHandle,
+        limits: Limits,
+        prices: Arc<PriceBook>,
+        inventory: Option<SharedInventory>,
+    ) -> Self {
+        Self { writer, limits, prices, inventory }
     }
 }
 
@@ -57,6 +64,7 @@ async fn serve_stream(
     writer: WriterHandle,
     limits: Limits,
     prices: Arc<PriceBook>,
+    inventory: Option<SharedInventory>,
 ) {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut input_done = false;
@@ -72,7 +80,10 @@ async fn serve_stream(
             msg = inbound.message(), if !input_done && pending.len() < WINDOW => match msg {
                 Ok(Some(b)) => match validate(&b, crate::now_ns(), &limits) {
                     Ok(mut batch) => {
-                        batch.cost = price_batch(&prices, &batch);
+                        match &inventory {
+                            Some(inv) => price(&prices, Some(&inv.read().unwrap_or_else(|e| e.into_inner())), &mut batch),
+                            None => price(&prices, None, &mut batch),
+                        }
                         let (boot, seq) = (batch.boot_id.clone(), batch.seq);
                         pending.push_back((boot, seq, writer.submit(batch).await));
                     }
@@ -127,6 +138,7 @@ impl Ingest for IngestService {
             self.writer.clone(),
             self.limits.clone(),
             self.prices.clone(),
+            self.inventory.clone(),
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

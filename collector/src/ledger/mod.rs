@@ -168,6 +168,8 @@ pub struct CostRow {
     pub held_ns: u128,
     pub used_ns: u128,
     pub energy_mj: u128,
+    /// CO2e of that energy, in milligrams, when a grid factor covered any of it.
+    pub co2e_mg: Option<u128>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_ledger.sql"),
     include_str!("migrations/0002_workload_labels.sql"),
     include_str!("migrations/0003_costs.sql"),
+    include_str!("migrations/0004_co2e.sql"),
 ];
 
 const NS: u64 = 1_000_000_000;
@@ -356,22 +357,35 @@ fn record_one(
         roll.held = true;
         roll.used_ns += h.used_ns;
         let c = b.cost.holdings.get(k).copied().unwrap_or_default();
-        let amounts = [h.used_ns, c.used, c.hybrid_idle, c.allocation_used, c.allocation_idle, c.energy_mj]
-            .map(|a| spread(a, &parts));
+        let amounts = [
+            h.used_ns,
+            c.used,
+            c.hybrid_idle,
+            c.allocation_used,
+            c.allocation_idle,
+            c.energy_mj,
+            c.co2e_mg.unwrap_or(0),
+        ]
+        .map(|a| spread(a, &parts));
         for (p, (bucket, len)) in parts.iter().enumerate() {
             let a = |n: usize| amounts[n][p] as i64;
             tx.prepare_cached(
                     "INSERT INTO usage_buckets (bucket_start_ns, gpu_id, workload_id, node_id, held_ns, used_ns, used_micros, hybrid_idle_micros,
-                       allocation_used_micros, allocation_idle_micros, energy_millijoules) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                       allocation_used_micros, allocation_idle_micros, energy_millijoules, co2e_mg, co2e_known_ns)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                      ON CONFLICT (bucket_start_ns, gpu_id, workload_id, node_id) DO UPDATE SET
                        held_ns = usage_buckets.held_ns + excluded.held_ns, used_ns = usage_buckets.used_ns + excluded.used_ns,
                        used_micros = usage_buckets.used_micros + excluded.used_micros,
                        hybrid_idle_micros = usage_buckets.hybrid_idle_micros + excluded.hybrid_idle_micros,
                        allocation_used_micros = usage_buckets.allocation_used_micros + excluded.allocation_used_micros,
                        allocation_idle_micros = usage_buckets.allocation_idle_micros + excluded.allocation_idle_micros,
-                       energy_millijoules = usage_buckets.energy_millijoules + excluded.energy_millijoules",
+                       energy_millijoules = usage_buckets.energy_millijoules + excluded.energy_millijoules,
+                       co2e_mg = usage_buckets.co2e_mg + excluded.co2e_mg, co2e_known_ns = usage_buckets.co2e_known_ns + excluded.co2e_known_ns",
                 )?
-                .execute(params![*bucket as i64, gpu_id, workload_id, node_id, *len as i64, a(0), a(1), a(2), a(3), a(4), a(5)])?;
+                .execute(params![
+                    *bucket as i64, gpu_id, workload_id, node_id, *len as i64, a(0), a(1), a(2), a(3), a(4), a(5), a(6),
+                    if c.co2e_mg.is_some() { *len as i64 } else { 0 }
+                ])?;
         }
     }
     if keep_raw {
@@ -515,7 +529,8 @@ impl Ledger for SqliteLedger {
             let group = if group_cols.is_empty() { String::new() } else { format!("GROUP BY {0} ORDER BY {0}", group_cols.join(", ")) };
             let split = |c: &str| format!("SUM({c} / 1000000000), SUM({c} % 1000000000)");
             let sql = format!(
-                "SELECT {select_cols} SUM({used_col}), SUM({idle_col}), {}, {}, SUM(b.energy_millijoules) FROM usage_buckets b
+                "SELECT {select_cols} SUM({used_col}), SUM({idle_col}), {}, {}, SUM(b.energy_millijoules), SUM(b.co2e_mg), SUM(b.co2e_known_ns)
+                 FROM usage_buckets b
                  JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id JOIN workloads w ON w.workload_id = b.workload_id{}
                  WHERE {conds}b.bucket_start_ns >= ${from_p} AND b.bucket_start_ns < ${to_p} {group}",
                 split("b.held_ns"),
@@ -538,6 +553,10 @@ impl Ledger for SqliteLedger {
                         held_ns: sum_ns(r.get(n + 2)?, r.get(n + 3)?),
                         used_ns: sum_ns(r.get(n + 4)?, r.get(n + 5)?),
                         energy_mj: amount(r, n + 6)?,
+                        co2e_mg: match amount(r, n + 8)? {
+                            0 => None,
+                            _ => Some(amount(r, n + 7)?),
+                        },
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -1,0 +1,242 @@
+//! Discovery through the AWS APIs: EKS clusters and managed node groups, ECS clusters, GPU container
+//! instances and their tasks (with tags). Credentials and region come from the standard AWS chain;
+//! `endpoint_url` points it at an emulator (moto) in tests. Every list is paginated and every call is
+//! bounded by a timeout.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_ecs::types::TaskField;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+
+use super::{EcsInstance, EcsTask, Inventory, NodeGroup};
+
+#[derive(Debug, thiserror::Error)]
+#[error("AWS discovery: {call}: {reason}")]
+pub struct DiscoveryError {
+    pub call: &'static str,
+    pub reason: String,
+}
+
+fn err<E: std::error::Error>(call: &'static str) -> impl FnOnce(E) -> DiscoveryError {
+    move |e| {
+        // The SDK's errors print their cause only in the chain.
+        let mut reason = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            reason.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        DiscoveryError { call, reason }
+    }
+}
+
+pub struct AwsDiscovery {
+    eks: aws_sdk_eks::Client,
+    ecs: aws_sdk_ecs::Client,
+}
+
+impl AwsDiscovery {
+    /// Clients from the standard AWS chain (env, profile, web identity, ECS/EC2 roles).
+    pub async fn new(endpoint_url: Option<&str>) -> Self {
+        let http =
+            aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).build_https();
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .operation_timeout(Duration::from_secs(20))
+            .operation_attempt_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .build();
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http).timeout_config(timeouts);
+        if let Some(url) = endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let config = loader.load().await;
+        Self { eks: aws_sdk_eks::Client::new(&config), ecs: aws_sdk_ecs::Client::new(&config) }
+    }
+
+    pub async fn inventory(&self) -> Result<Inventory, DiscoveryError> {
+        let mut inv = Inventory::default();
+        self.eks_node_groups(&mut inv).await?;
+        self.ecs_gpu_instances(&mut inv).await?;
+        Ok(inv)
+    }
+
+    async fn eks_node_groups(&self, inv: &mut Inventory) -> Result<(), DiscoveryError> {
+        let mut clusters = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self.eks.list_clusters().set_next_token(token).send().await.map_err(err("eks:ListClusters"))?;
+            clusters.extend(out.clusters().iter().cloned());
+            token = out.next_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        for cluster in clusters {
+            let mut names = Vec::new();
+            let mut token = None;
+            loop {
+                let out = self
+                    .eks
+                    .list_nodegroups()
+                    .cluster_name(&cluster)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(err("eks:ListNodegroups"))?;
+                names.extend(out.nodegroups().iter().cloned());
+                token = out.next_token().map(String::from);
+                if token.is_none() {
+                    break;
+                }
+            }
+            for name in names {
+                let out = self
+                    .eks
+                    .describe_nodegroup()
+                    .cluster_name(&cluster)
+                    .nodegroup_name(&name)
+                    .send()
+                    .await
+                    .map_err(err("eks:DescribeNodegroup"))?;
+                let Some(g) = out.nodegroup() else { continue };
+                let capacity = match g.capacity_type().map(|c| c.as_str()) {
+                    Some("SPOT") => "spot",
+                    Some("ON_DEMAND") => "on_demand",
+                    _ => "unspecified",
+                };
+                inv.node_groups.push(NodeGroup {
+                    cluster: cluster.clone(),
+                    name: name.clone(),
+                    instance_types: g.instance_types().to_vec(),
+                    capacity_type: capacity.into(),
+                    labels: g
+                        .labels()
+                        .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn ecs_gpu_instances(&self, inv: &mut Inventory) -> Result<(), DiscoveryError> {
+        let mut clusters = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self.ecs.list_clusters().set_next_token(token).send().await.map_err(err("ecs:ListClusters"))?;
+            clusters.extend(out.cluster_arns().iter().cloned());
+            token = out.next_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        for cluster in clusters {
+            let mut arns = Vec::new();
+            let mut token = None;
+            loop {
+                let out = self
+                    .ecs
+                    .list_container_instances()
+                    .cluster(&cluster)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(err("ecs:ListContainerInstances"))?;
+                arns.extend(out.container_instance_arns().iter().cloned());
+                token = out.next_token().map(String::from);
+                if token.is_none() {
+                    break;
+                }
+            }
+            let mut gpu_instances = Vec::new();
+            for chunk in arns.chunks(100) {
+                let out = self
+                    .ecs
+                    .describe_container_instances()
+                    .cluster(&cluster)
+                    .set_container_instances(Some(chunk.to_vec()))
+                    .send()
+                    .await
+                    .map_err(err("ecs:DescribeContainerInstances"))?;
+                for ci in out.container_instances() {
+                    let gpus = ci
+                        .registered_resources()
+                        .iter()
+                        .find(|r| r.name() == Some("GPU"))
+                        .map_or(0, |r| r.string_set_value().len() as u32);
+                    let instance_type = ci
+                        .attributes()
+                        .iter()
+                        .find(|a| a.name() == "ecs.instance-type")
+                        .and_then(|a| a.value())
+                        .unwrap_or_default()
+                        .to_string();
+                    if gpus > 0 {
+                        gpu_instances.push(ci.container_instance_arn().unwrap_or_default().to_string());
+                        inv.ecs_instances.push(EcsInstance {
+                            cluster: cluster.clone(),
+                            ec2_instance_id: ci.ec2_instance_id().unwrap_or_default().to_string(),
+                            instance_type,
+                            gpus,
+                        });
+                    }
+                }
+            }
+            let mut task_arns = Vec::new();
+            let mut token = None;
+            loop {
+                let out = self
+                    .ecs
+                    .list_tasks()
+                    .cluster(&cluster)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(err("ecs:ListTasks"))?;
+                task_arns.extend(out.task_arns().iter().cloned());
+                token = out.next_token().map(String::from);
+                if token.is_none() {
+                    break;
+                }
+            }
+            for chunk in task_arns.chunks(100) {
+                let out = self
+                    .ecs
+                    .describe_tasks()
+                    .cluster(&cluster)
+                    .set_tasks(Some(chunk.to_vec()))
+                    .include(TaskField::Tags)
+                    .send()
+                    .await
+                    .map_err(err("ecs:DescribeTasks"))?;
+                for t in out.tasks() {
+                    let on_gpu = t.container_instance_arn().is_some_and(|ci| gpu_instances.iter().any(|g| g == ci));
+                    if !on_gpu {
+                        continue;
+                    }
+                    let family = t
+                        .task_definition_arn()
+                        .and_then(|a| a.rsplit('/').next())
+                        .and_then(|fv| fv.split(':').next())
+                        .unwrap_or_default()
+                        .to_string();
+                    inv.ecs_tasks.push(EcsTask {
+                        cluster: cluster.clone(),
+                        task_arn: t.task_arn().unwrap_or_default().to_string(),
+                        family,
+                        tags: t
+                            .tags()
+                            .iter()
+                            .filter_map(|tag| {
+                                Some((tag.key()?.to_string(), tag.value().unwrap_or_default().to_string()))
+                            })
+                            .collect::<BTreeMap<_, _>>(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
