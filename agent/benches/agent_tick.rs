@@ -134,6 +134,7 @@ fn main() {
         region: "us-east-1".into(),
         zone: "us-east-1a".into(),
         devices,
+        labels: Default::default(),
     };
     let identifier = Identifier::new(
         IdentifyConfig {

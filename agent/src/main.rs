@@ -1,11 +1,13 @@
 //! `gpucost-agent`: the GPU node agent. See `gpucost-agent --help`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use gpucost_agent::identify::labels::{DEFAULT_ALLOW, LabelAllow};
+use gpucost_agent::identify::node::{DEFAULT_NODE_LABELS, apply_labels};
 use gpucost_agent::identify::pods::PodCache;
 use gpucost_agent::identify::{DEFAULT_ENV_KEYS, Identifier, IdentifyConfig};
 use gpucost_agent::nvml::NvmlSource;
@@ -70,8 +72,8 @@ struct Config {
     /// Cloud instance type, e.g. p4d.24xlarge (on EKS: the node.kubernetes.io/instance-type label).
     #[arg(long, env = "GPUCOST_INSTANCE_TYPE", default_value = "")]
     instance_type: String,
-    /// on-demand, spot or reserved.
-    #[arg(long, env = "GPUCOST_CAPACITY_TYPE", default_value = "on-demand")]
+    /// on-demand, spot or reserved (default: from the node's labels, else unspecified).
+    #[arg(long, env = "GPUCOST_CAPACITY_TYPE", default_value = "unspecified")]
     capacity_type: CapacityType,
     #[arg(long, env = "GPUCOST_REGION", default_value = "")]
     region: String,
@@ -93,6 +95,9 @@ struct Config {
     /// KUBECONFIG set), on, or off.
     #[arg(long, env = "GPUCOST_KUBERNETES", value_enum, default_value = "auto")]
     kubernetes: Toggle,
+    /// Node labels sent to the collector (exact keys or prefix/* patterns; comma-separated).
+    #[arg(long, env = "GPUCOST_NODE_LABEL_ALLOW", value_delimiter = ',', default_values_t = DEFAULT_NODE_LABELS.iter().map(|s| s.to_string()).collect::<Vec<_>>())]
+    node_label_allow: Vec<String>,
     /// Pod and namespace labels and annotations kept (exact keys, or prefix/* patterns; comma-separated).
     #[arg(long, env = "GPUCOST_LABEL_ALLOW", value_delimiter = ',', default_values_t = DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect::<Vec<_>>())]
     label_allow: Vec<String>,
@@ -231,7 +236,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     let virtual_start = config.virtual_start()?;
 
-    let identifier = identifier(&config).await?;
+    let (identifier, node_labels) = identifier(&config).await?;
+    let node_label_allow = LabelAllow::new(&config.node_label_allow);
     let (source, identifier, agent_id): (Box<dyn GpuSource>, Option<Identifier>, String) = match config.source {
         SourceKind::Nvml => {
             let node_name = config.node_name.clone().unwrap_or_else(|| {
@@ -247,7 +253,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 region: config.region.clone(),
                 zone: config.zone.clone(),
                 devices: Vec::new(),
+                labels: Default::default(),
             };
+            let mut node = node;
+            apply_labels(&mut node, &node_labels, &node_label_allow);
             let source = NvmlSource::open(&config.nvml_lib, node)?;
             (Box::new(source), Some(identifier), config.agent_id.clone().unwrap_or(node_name))
         }
@@ -257,6 +266,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
             let agent_id = config.agent_id.clone().unwrap_or_else(|| node.agent_id.clone());
             let mut source = SimSource::new(node, config.report_interval.as_nanos() as u64);
             source.set_anonymous(config.sim_anonymous);
+            if config.sim_anonymous {
+                // Like a real node's agent, learn instance type, capacity, region and zone from the node object.
+                let info = source.node_info_mut();
+                info.instance_type.clear();
+                info.capacity_type = CapacityType::Unspecified;
+                info.region.clear();
+                info.zone.clear();
+                apply_labels(info, &node_labels, &node_label_allow);
+            }
             (Box::new(source), config.sim_anonymous.then_some(identifier), agent_id)
         }
     };
@@ -298,7 +316,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// The identifier, with the pod watchers started when this is a Kubernetes node.
-async fn identifier(config: &Config) -> anyhow::Result<Identifier> {
+/// The identifier, with the pod watchers started when this is a Kubernetes node; and the node's own
+/// labels, read from its Node object.
+async fn identifier(config: &Config) -> anyhow::Result<(Identifier, BTreeMap<String, String>)> {
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() || std::env::var_os("KUBECONFIG").is_some();
     let pods = match (config.kubernetes, in_cluster) {
         (Toggle::Off, _) | (Toggle::Auto, false) => None,
@@ -308,6 +328,13 @@ async fn identifier(config: &Config) -> anyhow::Result<Identifier> {
             let client = kube::Client::try_default()
                 .await
                 .context("cannot configure the Kubernetes client (in-cluster service account or KUBECONFIG)")?;
+            let node_labels = match gpucost_agent::identify::node::fetch_labels(client.clone(), &node).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, %node, "cannot read this node's labels; instance type and capacity come from flags only");
+                    BTreeMap::new()
+                }
+            };
             let cache = PodCache::default();
             let allow = LabelAllow::new(&config.label_allow);
             tokio::spawn(gpucost_agent::identify::pods::watch::pods(
@@ -321,8 +348,12 @@ async fn identifier(config: &Config) -> anyhow::Result<Identifier> {
             if !cache.wait_ready(Duration::from_secs(30)).await {
                 tracing::warn!("pods and namespaces not listed within 30 s; attributing with what is known so far");
             }
-            Some(cache)
+            Some((cache, node_labels))
         }
+    };
+    let (pods, node_labels) = match pods {
+        Some((cache, labels)) => (Some(cache), labels),
+        None => (None, BTreeMap::new()),
     };
     let socket = config.pod_resources_socket.exists().then(|| config.pod_resources_socket.clone());
     let identify = IdentifyConfig {
@@ -333,7 +364,7 @@ async fn identifier(config: &Config) -> anyhow::Result<Identifier> {
         gpu_resource_prefix: config.gpu_resource_prefix.clone(),
         ecs_introspection: config.ecs_introspection.clone(),
     };
-    Ok(Identifier::new(identify, pods))
+    Ok((Identifier::new(identify, pods), node_labels))
 }
 
 async fn shutdown_signal() {

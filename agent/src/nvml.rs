@@ -463,6 +463,7 @@ mod tests {
             region: String::new(),
             zone: String::new(),
             devices: vec![],
+            labels: Default::default(),
         };
         let opened = NvmlSource::open("libnvidia-ml.so.1", node);
         if std::path::Path::new("/dev/nvidiactl").exists() {

@@ -16,6 +16,9 @@ pub struct NodeInfo {
     pub region: String,
     pub zone: String,
     pub devices: Vec<GpuDevice>,
+    /// Allow-listed labels of the node object (Kubernetes).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

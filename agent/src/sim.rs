@@ -305,6 +305,7 @@ impl SimNode {
             region: region.to_string(),
             zone,
             devices,
+            labels: BTreeMap::new(),
         };
         let mut node = SimNode { agent_id: node_name, info, seed, gpus, processes: Vec::new() };
         node.place_workloads(&mut rng, index);
@@ -669,6 +670,8 @@ pub struct WorldAllocation {
 /// disk by `materialize`). Objects are in the APIs' own JSON shapes.
 #[derive(Debug, Clone)]
 pub struct World {
+    /// The node's own object, with the labels EKS puts on managed nodes.
+    pub node: serde_json::Value,
     pub pods: Vec<serde_json::Value>,
     pub namespaces: Vec<serde_json::Value>,
     pub allocations: Vec<WorldAllocation>,
@@ -734,8 +737,21 @@ impl SimNode {
                 )?;
             }
         }
+        let info = &self.info;
+        let capacity = if info.capacity_type == CapacityType::Spot { "SPOT" } else { "ON_DEMAND" };
+        let node = serde_json::json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": { "name": info.node_name, "uid": format!("node-{}", info.node_name), "resourceVersion": "1", "labels": {
+                "kubernetes.io/hostname": info.node_name,
+                "node.kubernetes.io/instance-type": info.instance_type,
+                "eks.amazonaws.com/capacityType": capacity,
+                "eks.amazonaws.com/nodegroup": format!("{}-{}", info.instance_type.split('.').next().unwrap_or_default(), capacity.to_ascii_lowercase()),
+                "topology.kubernetes.io/region": info.region,
+                "topology.kubernetes.io/zone": info.zone,
+            } },
+        });
         let mut world =
-            World { pods: Vec::new(), namespaces: Vec::new(), allocations: Vec::new(), ecs_tasks: Vec::new() };
+            World { node, pods: Vec::new(), namespaces: Vec::new(), allocations: Vec::new(), ecs_tasks: Vec::new() };
         let mut seen_pods = std::collections::BTreeSet::new();
         let mut seen_ns = std::collections::BTreeSet::new();
         let mut seen_tasks = std::collections::BTreeSet::new();
@@ -869,6 +885,11 @@ impl SimSource {
 
     pub fn sim_node(&self) -> &SimNode {
         &self.node
+    }
+
+    /// The node as reported (for an agent that fills in what its node object says).
+    pub fn node_info_mut(&mut self) -> &mut NodeInfo {
+        &mut self.node.info
     }
 
     pub fn set_anonymous(&mut self, anonymous: bool) {

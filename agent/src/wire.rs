@@ -78,6 +78,7 @@ fn node_info(n: &NodeInfo) -> pb::NodeInfo {
         } as i32,
         region: n.region.clone(),
         zone: n.zone.clone(),
+        labels: n.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         devices: n
             .devices
             .iter()

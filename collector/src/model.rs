@@ -46,6 +46,8 @@ pub struct Node {
     pub capacity_type: String,
     pub region: String,
     pub zone: String,
+    /// Allow-listed labels of the node object, e.g. its node group (prices can be set per label).
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -203,6 +205,7 @@ mod tests {
             capacity_type: "on_demand".into(),
             region: "us-east-1".into(),
             zone: "us-east-1a".into(),
+            labels: Default::default(),
         }
     }
 

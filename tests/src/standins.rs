@@ -50,10 +50,15 @@ impl Background {
             }
             tasks.extend(w.ecs_tasks.iter().cloned());
         }
-        let state = Arc::new(Objects { pods, namespaces: namespaces.into_values().collect(), tasks });
+        let nodes = worlds
+            .iter()
+            .map(|w| (w.node["metadata"]["name"].as_str().unwrap_or_default().to_string(), w.node.clone()))
+            .collect();
+        let state = Arc::new(Objects { pods, namespaces: namespaces.into_values().collect(), tasks, nodes });
         let app = Router::new()
             .route("/api/v1/pods", get(list_pods))
             .route("/api/v1/namespaces", get(list_namespaces))
+            .route("/api/v1/nodes/{name}", get(get_node))
             .route("/v1/tasks", get(|State(s): State<Arc<Objects>>| async move { Json(json!({ "Tasks": s.tasks })) }))
             .with_state(state);
         self.runtime.block_on(async {
@@ -91,6 +96,19 @@ struct Objects {
     pods: Vec<Value>,
     namespaces: Vec<Value>,
     tasks: Vec<Value>,
+    nodes: HashMap<String, Value>,
+}
+
+async fn get_node(State(s): State<Arc<Objects>>, axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    match s.nodes.get(&name) {
+        Some(n) => Json(n.clone()).into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            Json(json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
+                         "message": format!("nodes \"{name}\" not found") })),
+        )
+            .into_response(),
+    }
 }
 
 /// A list answer, or — for `watch=true` — a watch that stays open with nothing new to say.

@@ -132,9 +132,25 @@ fn every_gpu_second_lands_on_the_right_pod_task_job_or_user() {
         .collect();
         agents.push(agent_with_env(&args, &[("KUBECONFIG", &kcfg)], &root.join("agent.log")));
     }
+    let mut logs = String::new();
     for a in agents {
         let (ok, log) = a.wait(Duration::from_secs(120));
         assert!(ok, "agent failed:\n{log}");
+        logs.push_str(&log);
+    }
+
+    // The agents knew no instance type: they read it, the capacity type, region and zone from their Node
+    // objects' labels, and so every node is priced.
+    let (_, prices) = c.get("/api/v1/prices");
+    for node in &fleet.nodes {
+        let p = prices["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["node"] == node.info.node_name.as_str())
+            .expect("a price per node");
+        assert_eq!(p["instance_type"], node.info.instance_type.as_str(), "{p}\nagent logs:\n{logs}");
+        assert_eq!(p["priced"], true, "{p}");
     }
 
     // Every GPU-second on the right workload, exactly.

@@ -71,6 +71,7 @@ fn every_policy_reconciles_to_the_fleets_cost_to_the_micro_dollar() {
             capacity_type: "on_demand".into(),
             region: n.info.region.clone(),
             zone: n.info.zone.clone(),
+            labels: Default::default(),
         };
         let physical: Vec<_> = n.info.devices.iter().filter(|d| d.mig_parent_uuid.is_none()).collect();
         let price = book
@@ -142,6 +143,7 @@ fn an_unpriced_instance_type_is_reported_unpriced_not_as_zero_dollars() {
             capacity_type: pb::CapacityType::OnDemand as i32,
             region: "us-east-1".into(),
             zone: "us-east-1a".into(),
+            labels: Default::default(),
             devices: vec![pb::GpuDevice {
                 uuid: "GPU-odd".into(),
                 model: "NVIDIA Future".into(),

@@ -21,6 +21,7 @@ fn batch(boot: &str, seq: u64, start: u64) -> pb::UsageBatch {
             capacity_type: pb::CapacityType::OnDemand as i32,
             region: "us-east-1".into(),
             zone: "us-east-1a".into(),
+            labels: Default::default(),
             devices: vec![pb::GpuDevice {
                 uuid: "GPU-1111".into(),
                 model: "NVIDIA A10G".into(),

@@ -8,6 +8,7 @@
 pub mod cgroup;
 pub mod ecs;
 pub mod labels;
+pub mod node;
 pub mod pod_resources;
 pub mod pods;
 pub mod proc;

@@ -82,6 +82,28 @@ struct PricesFile {
     region: Vec<RegionRow>,
     #[serde(default)]
     grid: Vec<GridRow>,
+    #[serde(default)]
+    node_label: Vec<NodeLabelRow>,
+}
+
+/// A price for the nodes carrying a label (a reserved node group, a Karpenter node pool, …).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeLabelRow {
+    key: String,
+    value: String,
+    usd_per_hour: Amount,
+    gpus: Option<u32>,
+    effective_from: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct LabelOverride {
+    key: String,
+    value: String,
+    micros_per_hour: Micros,
+    gpus: Option<u32>,
+    from_ns: u64,
 }
 
 /// The carbon intensity of a region's grid, to turn energy into CO2e.
@@ -140,6 +162,7 @@ struct ModelOverride {
 #[derive(Debug, Clone)]
 pub struct PriceBook {
     catalogue: HashMap<(String, String), CatalogueEntry>,
+    labels: Vec<LabelOverride>,
     instances: Vec<InstanceOverride>,
     models: Vec<ModelOverride>,
     regions: HashMap<String, (String, u64)>,
@@ -201,6 +224,7 @@ impl PriceBook {
                 gpu_model: vec![],
                 region: vec![],
                 grid: vec![],
+                node_label: vec![],
             },
         };
         let mut instances = Vec::new();
@@ -222,6 +246,21 @@ impl PriceBook {
                 from_ns: effective(&at, &r.effective_from)?,
             });
         }
+        let mut labels = Vec::new();
+        for (i, r) in file.node_label.iter().enumerate() {
+            let at = format!("node_label[{i}]");
+            if r.gpus == Some(0) {
+                return Err(format!("{at}.gpus: must be at least 1"));
+            }
+            labels.push(LabelOverride {
+                key: r.key.clone(),
+                value: r.value.clone(),
+                micros_per_hour: r.usd_per_hour.micros(&format!("{at}.usd_per_hour"))?,
+                gpus: r.gpus,
+                from_ns: effective(&at, &r.effective_from)?,
+            });
+        }
+        labels.sort_by_key(|o| std::cmp::Reverse(o.from_ns));
         let mut models = Vec::new();
         for (i, r) in file.gpu_model.iter().enumerate() {
             let at = format!("gpu_model[{i}]");
@@ -253,6 +292,7 @@ impl PriceBook {
         models.sort_by_key(|o| std::cmp::Reverse(o.from_ns));
         Ok(Self {
             catalogue,
+            labels,
             instances,
             models,
             regions,
@@ -291,6 +331,13 @@ impl PriceBook {
         });
         let catalogue = self.catalogue.get(&(node.instance_type.clone(), node.region.clone()));
         let gpus = |declared: Option<u32>| declared.or(catalogue.map(|c| c.gpus)).unwrap_or(node_gpus).max(1);
+        if let Some(o) = self.labels.iter().find(|o| o.from_ns <= at_ns && node.labels.get(&o.key) == Some(&o.value)) {
+            return Ok(GpuPrice {
+                instance_micros_per_hour: o.micros_per_hour,
+                gpus: gpus(o.gpus),
+                source: format!("prices file: node label {}={}", o.key, o.value),
+            });
+        }
         if let Some(o) = in_force {
             let (micros, how) = match (spot, o.spot_micros_per_hour) {
                 (true, Some(s)) => (s, "spot price".to_string()),
@@ -358,6 +405,7 @@ mod tests {
             capacity_type: capacity.into(),
             region: region.into(),
             zone: String::new(),
+            labels: Default::default(),
         }
     }
 
@@ -419,6 +467,19 @@ mod tests {
         let eu = book.price(&node("g5.xlarge", "eu-west-1", "on_demand"), "NVIDIA A10G", 1, T).unwrap();
         assert_eq!(eu.instance_micros_per_hour, 1_006_000 * 112 / 100 * 75 / 100);
         assert!(eu.source.contains("priced as us-east-1"), "{}", eu.source);
+    }
+
+    #[test]
+    fn a_node_label_price_wins_and_is_taken_as_the_effective_rate() {
+        let file = "commitment_discount_percent = 30\n[[node_label]]\nkey = \"eks.amazonaws.com/nodegroup\"\nvalue = \"a100-reserved\"\nusd_per_hour = \"20.00\"\n";
+        let book = PriceBook::with_file_text(Some(file)).unwrap();
+        let mut n = node("p4d.24xlarge", "us-east-1", "on_demand");
+        n.labels.insert("eks.amazonaws.com/nodegroup".into(), "a100-reserved".into());
+        let p = book.price(&n, "NVIDIA A100-SXM4-40GB", 8, T).unwrap();
+        assert_eq!((p.instance_micros_per_hour, p.gpus), (20_000_000, 8), "no discount on top of a negotiated price");
+        assert!(p.source.contains("node label eks.amazonaws.com/nodegroup=a100-reserved"));
+        let other = book.price(&node("p4d.24xlarge", "us-east-1", "on_demand"), "NVIDIA A100-SXM4-40GB", 8, T).unwrap();
+        assert_eq!(other.instance_micros_per_hour, 32_772_600 * 70 / 100);
     }
 
     #[test]

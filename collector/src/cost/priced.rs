@@ -166,6 +166,7 @@ mod tests {
             capacity_type: "on_demand".into(),
             region: "us-east-1".into(),
             zone: String::new(),
+            labels: Default::default(),
         };
         let processes: Vec<ProcessReading> = procs
             .iter()

@@ -101,6 +101,7 @@ mod tests {
             capacity_type: "unspecified".into(),
             region: "us-east-1".into(),
             zone: String::new(),
+            labels: Default::default(),
         }
     }
 

@@ -91,6 +91,7 @@ mod tests {
             capacity_type: String::new(),
             region: String::new(),
             zone: String::new(),
+            labels: Default::default(),
         };
         Workload::new(
             &node,

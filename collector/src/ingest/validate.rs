@@ -72,6 +72,17 @@ impl Check<'_> {
         Ok(())
     }
 
+    fn labels(&self, field: &str, m: &HashMap<String, String>) -> Result<BTreeMap<String, String>, ValidationError> {
+        if m.len() > self.limits.max_labels {
+            return self.fail(field, format!("has {} entries; at most {}", m.len(), self.limits.max_labels));
+        }
+        for (k, v) in m {
+            self.text(&format!("{field} key {k:?}"), k, true)?;
+            self.text(&format!("{field}[{k:?}]"), v, false)?;
+        }
+        Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
     fn percent(&self, field: &str, value: f64) -> Result<u32, ValidationError> {
         if !value.is_finite() || !(0.0..=100.0).contains(&value) {
             return self.fail(field, format!("{value} is outside 0..=100"));
@@ -101,19 +112,7 @@ impl Check<'_> {
         for (name, value) in texts {
             self.text(&format!("{field}.{name}"), value, false)?;
         }
-        let map = |name: &str, m: &HashMap<String, String>| -> Result<BTreeMap<String, String>, ValidationError> {
-            if m.len() > self.limits.max_labels {
-                return self.fail(
-                    format!("{field}.{name}"),
-                    format!("has {} entries; at most {}", m.len(), self.limits.max_labels),
-                );
-            }
-            for (k, v) in m {
-                self.text(&format!("{field}.{name} key {k:?}"), k, true)?;
-                self.text(&format!("{field}.{name}[{k:?}]"), v, false)?;
-            }
-            Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        };
+        let map = |name: &str, m: &HashMap<String, String>| self.labels(&format!("{field}.{name}"), m);
         let kind = match pb::WorkloadKind::try_from(w.kind) {
             Ok(pb::WorkloadKind::Unspecified) => WorkloadKind::Unidentified,
             Ok(pb::WorkloadKind::KubernetesPod) => WorkloadKind::KubernetesPod,
@@ -177,6 +176,7 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
         capacity_type: capacity_type.to_string(),
         region: n.region.clone(),
         zone: n.zone.clone(),
+        labels: c.labels("node.labels", &n.labels)?,
     };
 
     let (start, end) = (b.interval_start_unix_nanos, b.interval_end_unix_nanos);
@@ -361,6 +361,7 @@ mod tests {
                 capacity_type: pb::CapacityType::Spot as i32,
                 region: "us-east-1".into(),
                 zone: "us-east-1a".into(),
+                labels: Default::default(),
                 devices: vec![
                     pb::GpuDevice {
                         uuid: "GPU-a".into(),

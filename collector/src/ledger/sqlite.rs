@@ -653,6 +653,7 @@ mod tests {
             capacity_type: "on_demand".into(),
             region: "us-east-1".into(),
             zone: "us-east-1a".into(),
+            labels: Default::default(),
         }
     }
 
