@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use crate::cost::price::usd;
 use crate::cost::split::Policy;
 use crate::ledger::{CostQuery, Dimension, GpuTime, Ledger, UsageQuery};
+use crate::metrics::Metrics;
 
 const NS: u64 = 1_000_000_000;
 /// The widest window one query may cover.
@@ -27,6 +28,7 @@ const MAX_WINDOW_NS: u64 = 400 * 86_400 * NS;
 #[derive(Clone)]
 pub struct AppState {
     pub ledger: Arc<dyn Ledger>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -37,6 +39,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/usage", get(usage))
         .route("/api/v1/costs", get(costs))
         .route("/api/v1/prices", get(prices))
+        .route(
+            "/metrics",
+            get(|State(s): State<AppState>| async move {
+                ([("content-type", "text/plain; version=0.0.4")], s.metrics.render())
+            }),
+        )
         .with_state(state)
 }
 

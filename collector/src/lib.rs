@@ -9,6 +9,7 @@ pub mod demo;
 pub mod discover;
 pub mod ingest;
 pub mod ledger;
+pub mod metrics;
 pub mod model;
 pub mod server;
 

@@ -22,6 +22,7 @@ use crate::ingest::validate::Limits;
 use crate::ledger::Ledger;
 use crate::ledger::sqlite::SqliteLedger;
 use crate::ledger::writer::WriterHandle;
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -117,14 +118,20 @@ impl Server {
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
 
         let writer = WriterHandle::spawn(ledger.clone());
+        let metrics = Arc::new(Metrics::default());
         let mut tasks = JoinSet::new();
         let inventory = match &config.discovery {
             Some(d) => Some(start_discovery(d, shutdown.clone(), &mut tasks).await),
             None => None,
         };
-        let service =
-            IngestServer::new(IngestService::new(writer, config.limits.clone(), config.prices.clone(), inventory))
-                .max_decoding_message_size(32 << 20);
+        let service = IngestServer::new(IngestService::new(
+            writer,
+            config.limits.clone(),
+            config.prices.clone(),
+            inventory,
+            metrics.clone(),
+        ))
+        .max_decoding_message_size(32 << 20);
         let stop = shutdown.clone();
         tasks.spawn(async move {
             tonic::transport::Server::builder()
@@ -134,7 +141,7 @@ impl Server {
                 .await
                 .context("gRPC server failed")
         });
-        let app = api::router(AppState { ledger: ledger.clone() });
+        let app = api::router(AppState { ledger: ledger.clone(), metrics });
         let stop = shutdown.clone();
         tasks.spawn(async move {
             axum::serve(http, app).with_graceful_shutdown(wait_for_stop(stop)).await.context("HTTP server failed")

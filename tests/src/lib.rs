@@ -110,6 +110,18 @@ impl Collector {
         (status, body)
     }
 
+    /// `GET path` → (status, text body).
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        let resp = ureq::get(&self.http(path))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .expect("HTTP request to the collector");
+        let status = resp.status().as_u16();
+        (status, resp.into_body().read_to_string().expect("text body"))
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill(mut self) -> PathBuf {
         let _ = self.proc.0.kill();

@@ -171,6 +171,10 @@ fn an_unpriced_instance_type_is_reported_unpriced_not_as_zero_dollars() {
     let (_, body) = c.get("/api/v1/costs?from=2026-11-02T00:00:00Z&to=2026-11-02T01:00:00Z&group_by=node");
     assert_eq!(body["unpriced"]["gpu_seconds"].as_f64(), Some(60.0), "{body}");
     assert_eq!(micros(&body["fleet"]), 0);
+    let (status, metrics) = c.get_text("/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("gpucost_unpriced_gpu_seconds_total 60\n"), "{metrics}");
+    assert!(metrics.contains("gpucost_batches_total{outcome=\"stored\"} 1\n"), "{metrics}");
     let (_, prices) = c.get("/api/v1/prices");
     let node = &prices["nodes"][0];
     assert_eq!(node["priced"], false);

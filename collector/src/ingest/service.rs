@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use gpucost_proto::v1::ingest_server::Ingest;
 use gpucost_proto::v1::{Ack, AckStatus, UsageBatch};
@@ -24,6 +25,7 @@ use crate::cost::priced::price;
 use crate::discover::SharedInventory;
 use crate::ledger::writer::WriterHandle;
 use crate::ledger::{LedgerError, Recorded};
+use crate::metrics::Metrics;
 
 /// Batches of one stream in the writer's hands at once.
 const WINDOW: usize = 64;
@@ -35,6 +37,7 @@ pub struct IngestService {
     limits: Limits,
     prices: Arc<PriceBook>,
     inventory: Option<SharedInventory>,
+    metrics: Arc<Metrics>,
 }
 
 impl IngestService {
@@ -43,8 +46,9 @@ impl IngestService {
         limits: Limits,
         prices: Arc<PriceBook>,
         inventory: Option<SharedInventory>,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        Self { writer, limits, prices, inventory }
+        Self { writer, limits, prices, inventory, metrics }
     }
 }
 
@@ -56,7 +60,15 @@ fn rejected(seq: u64, message: String) -> Status {
     Status::with_metadata(tonic::Code::InvalidArgument, message, md)
 }
 
-type Pending = (String, u64, oneshot::Receiver<Result<Recorded, LedgerError>>);
+/// A batch in the writer's hands: its boot and sequence, its GPU time and whether it was priced (for the
+/// metrics, once stored), and the answer to come.
+struct Pending {
+    boot_id: String,
+    seq: u64,
+    gpu_ns: u64,
+    unpriced: bool,
+    stored: oneshot::Receiver<Result<Recorded, LedgerError>>,
+}
 
 async fn serve_stream(
     mut inbound: Streaming<UsageBatch>,
@@ -65,6 +77,7 @@ async fn serve_stream(
     limits: Limits,
     prices: Arc<PriceBook>,
     inventory: Option<SharedInventory>,
+    metrics: Arc<Metrics>,
 ) {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut input_done = false;
@@ -84,10 +97,16 @@ async fn serve_stream(
                             Some(inv) => price(&prices, Some(&inv.read().unwrap_or_else(|e| e.into_inner())), &mut batch),
                             None => price(&prices, None, &mut batch),
                         }
-                        let (boot, seq) = (batch.boot_id.clone(), batch.seq);
-                        pending.push_back((boot, seq, writer.submit(batch).await));
+                        pending.push_back(Pending {
+                            boot_id: batch.boot_id.clone(),
+                            seq: batch.seq,
+                            gpu_ns: batch.duration_ns() * batch.devices.iter().filter(|d| !d.is_mig()).count() as u64,
+                            unpriced: batch.cost.unpriced.is_some(),
+                            stored: writer.submit(batch).await,
+                        });
                     }
                     Err(e) => {
+                        metrics.batches_rejected.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(agent = %b.agent_id, seq = b.seq, error = %e, "rejected a batch");
                         last_word = Some(rejected(b.seq, e.to_string()));
                         input_done = true;
@@ -99,12 +118,21 @@ async fn serve_stream(
                     input_done = true;
                 }
             },
-            outcome = async { (&mut pending.front_mut().expect("guarded by the branch condition").2).await }, if !pending.is_empty() => {
-                let (boot_id, seq, _) = pending.pop_front().expect("front was just awaited");
+            outcome = async { (&mut pending.front_mut().expect("guarded by the branch condition").stored).await }, if !pending.is_empty() => {
+                let Pending { boot_id, seq, gpu_ns, unpriced, .. } = pending.pop_front().expect("front was just awaited");
                 let status = match outcome {
-                    Ok(Ok(Recorded::Stored)) => AckStatus::Stored,
-                    Ok(Ok(Recorded::Duplicate)) => AckStatus::Duplicate,
+                    Ok(Ok(Recorded::Stored)) => {
+                        metrics.batches_stored.fetch_add(1, Ordering::Relaxed);
+                        let time = if unpriced { &metrics.unpriced_ns } else { &metrics.priced_ns };
+                        time.fetch_add(gpu_ns, Ordering::Relaxed);
+                        AckStatus::Stored
+                    }
+                    Ok(Ok(Recorded::Duplicate)) => {
+                        metrics.batches_duplicate.fetch_add(1, Ordering::Relaxed);
+                        AckStatus::Duplicate
+                    }
                     Ok(Err(e)) if e.is_batch_fault() => {
+                        metrics.batches_rejected.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(%boot_id, seq, error = %e, "rejected a batch");
                         let _ = out.send(Err(rejected(seq, e.to_string()))).await;
                         return;
@@ -139,6 +167,7 @@ impl Ingest for IngestService {
             self.limits.clone(),
             self.prices.clone(),
             self.inventory.clone(),
+            self.metrics.clone(),
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
