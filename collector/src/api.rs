@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use crate::cost::price::usd;
 use crate::cost::split::Policy;
+use crate::discover::SharedInventory;
 use crate::ledger::{CostQuery, Dimension, GpuTime, Ledger, UsageQuery};
 use crate::metrics::Metrics;
 
@@ -29,6 +30,8 @@ const MAX_WINDOW_NS: u64 = 400 * 86_400 * NS;
 pub struct AppState {
     pub ledger: Arc<dyn Ledger>,
     pub metrics: Arc<Metrics>,
+    /// What AWS discovery found, when it is on.
+    pub inventory: Option<SharedInventory>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -39,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/usage", get(usage))
         .route("/api/v1/costs", get(costs))
         .route("/api/v1/prices", get(prices))
+        .route("/api/v1/inventory", get(inventory))
         .route(
             "/metrics",
             get(|State(s): State<AppState>| async move {
@@ -205,6 +209,28 @@ async fn costs(
         "unpriced": { "gpu_seconds": secs(report.unpriced_ns) },
         "fleet": money(report.fleet),
         "reconciled": reconciled,
+    })))
+}
+
+/// What AWS discovery found: EKS node groups, ECS GPU container instances and their tasks with tags.
+async fn inventory(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let Some(shared) = &s.inventory else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "AWS discovery is off (start the collector with --aws-discovery)".into(),
+        ));
+    };
+    let inv = shared.read().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(Json(json!({
+        "node_groups": inv.node_groups.iter().map(|g| json!({
+            "cluster": g.cluster, "name": g.name, "instance_types": g.instance_types, "capacity_type": g.capacity_type, "labels": g.labels,
+        })).collect::<Vec<_>>(),
+        "ecs_instances": inv.ecs_instances.iter().map(|i| json!({
+            "cluster": i.cluster, "ec2_instance_id": i.ec2_instance_id, "instance_type": i.instance_type, "gpus": i.gpus,
+        })).collect::<Vec<_>>(),
+        "ecs_tasks": inv.ecs_tasks.iter().map(|t| json!({
+            "cluster": t.cluster, "task_arn": t.task_arn, "family": t.family, "tags": t.tags,
+        })).collect::<Vec<_>>(),
     })))
 }
 

@@ -47,12 +47,13 @@ pub struct DiscoveryConfig {
 
 /// Runs discovery once now (bounded), then every `every`, keeping the last good inventory.
 async fn start_discovery(
+    prices: Arc<PriceBook>,
     config: &DiscoveryConfig,
     stop: watch::Receiver<bool>,
     tasks: &mut JoinSet<anyhow::Result<()>>,
 ) -> SharedInventory {
-    async fn refresh(aws: &AwsDiscovery, shared: &SharedInventory) {
-        match aws.inventory().await {
+    async fn refresh(aws: &AwsDiscovery, shared: &SharedInventory, prices: &PriceBook) {
+        match aws.inventory(&|t| prices.gpus_of(t)).await {
             Ok(inv) => {
                 tracing::info!(
                     node_groups = inv.node_groups.len(),
@@ -67,14 +68,14 @@ async fn start_discovery(
     }
     let inventory = SharedInventory::default();
     let aws = AwsDiscovery::new(config.endpoint_url.as_deref()).await;
-    if tokio::time::timeout(Duration::from_secs(60), refresh(&aws, &inventory)).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(60), refresh(&aws, &inventory, &prices)).await.is_err() {
         tracing::warn!("AWS discovery took over 60 s at start-up; going on without it for now");
     }
     let (every, shared) = (config.every, inventory.clone());
     tasks.spawn(async move {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(every) => refresh(&aws, &shared).await,
+                _ = tokio::time::sleep(every) => refresh(&aws, &shared, &prices).await,
                 _ = wait_for_stop(stop.clone()) => return Ok(()),
             }
         }
@@ -121,14 +122,14 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let mut tasks = JoinSet::new();
         let inventory = match &config.discovery {
-            Some(d) => Some(start_discovery(d, shutdown.clone(), &mut tasks).await),
+            Some(d) => Some(start_discovery(config.prices.clone(), d, shutdown.clone(), &mut tasks).await),
             None => None,
         };
         let service = IngestServer::new(IngestService::new(
             writer,
             config.limits.clone(),
             config.prices.clone(),
-            inventory,
+            inventory.clone(),
             metrics.clone(),
         ))
         .max_decoding_message_size(32 << 20);
@@ -141,7 +142,7 @@ impl Server {
                 .await
                 .context("gRPC server failed")
         });
-        let app = api::router(AppState { ledger: ledger.clone(), metrics });
+        let app = api::router(AppState { ledger: ledger.clone(), metrics, inventory });
         let stop = shutdown.clone();
         tasks.spawn(async move {
             axum::serve(http, app).with_graceful_shutdown(wait_for_stop(stop)).await.context("HTTP server failed")

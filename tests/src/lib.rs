@@ -258,12 +258,13 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Runs a boto3 script against this moto (`ENDPOINT` is defined for it); panics with its output if
-    /// it fails.
-    pub fn boto3(&self, script: &str) {
+    /// Runs a boto3 script against this moto (`ENDPOINT`, `kw` for clients and `OUT`, a file the script
+    /// may write, are defined for it); panics with its output if it fails.
+    pub fn boto3_with_out(&self, out: &Path, script: &str) {
         let preamble = format!(
-            "import boto3, json\nENDPOINT = {:?}\nkw = dict(endpoint_url=ENDPOINT, region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n",
-            self.url()
+            "import boto3, json\nENDPOINT = {:?}\nOUT = {:?}\nkw = dict(endpoint_url=ENDPOINT, region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n",
+            self.url(),
+            out.display().to_string()
         );
         let out = Command::new(&self.python).arg("-c").arg(format!("{preamble}{script}")).output().expect("run python");
         assert!(

@@ -302,6 +302,11 @@ impl PriceBook {
         })
     }
 
+    /// GPUs of `instance_type`, if the catalogue knows it as a GPU instance type.
+    pub fn gpus_of(&self, instance_type: &str) -> Option<u32> {
+        self.catalogue.iter().find(|((t, _), _)| t == instance_type).map(|(_, e)| e.gpus)
+    }
+
     /// Whether the catalogue knows `instance_type` as an instance with `gpus` GPUs of `model` (any region).
     pub fn describes(&self, instance_type: &str, gpus: u32, model: &str) -> bool {
         self.catalogue

@@ -55,10 +55,15 @@ impl AwsDiscovery {
         Self { eks: aws_sdk_eks::Client::new(&config), ecs: aws_sdk_ecs::Client::new(&config) }
     }
 
-    pub async fn inventory(&self) -> Result<Inventory, DiscoveryError> {
+    /// One discovery pass. `catalogue_gpus` gives the GPUs of a known GPU instance type: an ECS
+    /// container instance is a GPU instance if it registered GPUs, or if its type is a GPU type.
+    pub async fn inventory(
+        &self,
+        catalogue_gpus: &(dyn Fn(&str) -> Option<u32> + Sync),
+    ) -> Result<Inventory, DiscoveryError> {
         let mut inv = Inventory::default();
         self.eks_node_groups(&mut inv).await?;
-        self.ecs_gpu_instances(&mut inv).await?;
+        self.ecs_gpu_instances(&mut inv, catalogue_gpus).await?;
         Ok(inv)
     }
 
@@ -121,7 +126,11 @@ impl AwsDiscovery {
         Ok(())
     }
 
-    async fn ecs_gpu_instances(&self, inv: &mut Inventory) -> Result<(), DiscoveryError> {
+    async fn ecs_gpu_instances(
+        &self,
+        inv: &mut Inventory,
+        catalogue_gpus: &(dyn Fn(&str) -> Option<u32> + Sync),
+    ) -> Result<(), DiscoveryError> {
         let mut clusters = Vec::new();
         let mut token = None;
         loop {
@@ -173,6 +182,7 @@ impl AwsDiscovery {
                         .and_then(|a| a.value())
                         .unwrap_or_default()
                         .to_string();
+                    let gpus = if gpus > 0 { gpus } else { catalogue_gpus(&instance_type).unwrap_or(0) };
                     if gpus > 0 {
                         gpu_instances.push(ci.container_instance_arn().unwrap_or_default().to_string());
                         inv.ecs_instances.push(EcsInstance {

@@ -63,6 +63,16 @@ pub fn resolve_instance(
     gpus: u32,
     model: &str,
 ) -> Option<(String, String, String)> {
+    // A node named after an EC2 instance that is an ECS GPU container instance takes that instance's type.
+    if let Some(ci) =
+        inv.ecs_instances.iter().find(|ci| ci.ec2_instance_id == node.name && !ci.instance_type.is_empty())
+    {
+        return Some((
+            ci.instance_type.clone(),
+            "unspecified".into(),
+            format!("ECS container instance {}", ci.ec2_instance_id),
+        ));
+    }
     let mut found: Vec<(&NodeGroup, &String)> = Vec::new();
     for g in inv.node_groups.iter().filter(|g| g.cluster == node.cluster) {
         for t in &g.instance_types {
@@ -120,6 +130,23 @@ mod tests {
         assert_eq!(got, Some(("g5.12xlarge".into(), "spot".into(), "EKS node group prod/gpu".into())));
         assert_eq!(resolve_instance(&inv, &book, &node("prod"), 8, "NVIDIA A10G"), None, "no 8-GPU type in prod");
         assert_eq!(resolve_instance(&inv, &book, &node("other"), 4, "NVIDIA A10G"), None);
+    }
+
+    #[test]
+    fn an_ecs_container_instance_is_matched_by_its_ec2_instance_id() {
+        let inv = Inventory {
+            ecs_instances: vec![EcsInstance {
+                cluster: "batch".into(),
+                ec2_instance_id: "i-0abc".into(),
+                instance_type: "g6.xlarge".into(),
+                gpus: 1,
+            }],
+            ..Default::default()
+        };
+        let mut n = node("batch");
+        n.name = "i-0abc".into();
+        let got = resolve_instance(&inv, &PriceBook::catalogue_only(), &n, 1, "NVIDIA L4").unwrap();
+        assert_eq!((got.0.as_str(), got.2.as_str()), ("g6.xlarge", "ECS container instance i-0abc"));
     }
 
     #[test]
