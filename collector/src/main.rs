@@ -35,6 +35,27 @@ enum Command {
     Serve(ServeArgs),
     /// Run the collector with a simulated fleet streaming to it.
     Demo(DemoArgs),
+    /// Re-price stored history with the current prices (catalogue + --prices), recording what changed.
+    Reprice(RepriceArgs),
+}
+
+#[derive(Debug, Args)]
+struct RepriceArgs {
+    /// SQLite ledger file.
+    #[arg(long, env = "GPUCOST_DB", default_value = "./gpucost.db")]
+    db: PathBuf,
+    /// Re-price from this time on (RFC 3339; widened to the bucket it falls in).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    from: std::time::SystemTime,
+    /// Up to this time (default: now).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    to: Option<std::time::SystemTime>,
+    /// Prices file (TOML) on top of the shipped catalogue.
+    #[arg(long, env = "GPUCOST_PRICES")]
+    prices: Option<PathBuf>,
+    /// Show what would change without writing anything.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = a.ledger.serve_config(a.grpc, a.http, a.db.clone(), prices);
             Server::start(&config, stop_rx).await?.wait().await
         }
+        Command::Reprice(a) => reprice(a),
         Command::Demo(a) => {
             anyhow::ensure!(a.nodes > 0, "--nodes must be at least 1");
             let prices = match &a.ledger.prices {
@@ -197,6 +219,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             demo::run(config, stop_rx).await
         }
     }
+}
+
+fn reprice(a: RepriceArgs) -> anyhow::Result<()> {
+    use gpucost_collector::ledger::Ledger;
+    let ns = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64);
+    let book = PriceBook::load(a.prices.as_deref()).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(a.db.exists(), "no ledger at {} (--db)", a.db.display());
+    let bucket = gpucost_collector::ledger::sqlite::SqliteLedger::stored_bucket_ns(&a.db)?;
+    let ledger = gpucost_collector::ledger::sqlite::SqliteLedger::open(&a.db, bucket, u64::MAX)?;
+    let from = ns(a.from)? / bucket * bucket;
+    let to = a.to.map(ns).transpose()?.unwrap_or_else(gpucost_collector::now_ns);
+    anyhow::ensure!(from < to, "--from must be before --to");
+    let report =
+        ledger.reprice(from, to, &|node, model, gpus, at| book.price(node, model, gpus, at).ok(), a.dry_run)?;
+    let usd = gpucost_collector::cost::price::usd;
+    for (node, (old, new)) in &report.nodes {
+        println!("{node}: {} -> {} USD", usd(*old), usd(*new));
+    }
+    println!(
+        "{}{} buckets re-priced: {} -> {} USD",
+        if a.dry_run { "dry run: " } else { "" },
+        report.buckets,
+        usd(report.old_micros),
+        usd(report.new_micros)
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {

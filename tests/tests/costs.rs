@@ -179,4 +179,23 @@ fn an_unpriced_instance_type_is_reported_unpriced_not_as_zero_dollars() {
     let node = &prices["nodes"][0];
     assert_eq!(node["priced"], false);
     assert!(node["source"].as_str().unwrap().contains("no price for x9.mega"), "{node}");
+
+    // Priced later: `reprice` charges the stored hour at the new price, and it reconciles.
+    let prices_file = dir.path().join("prices.toml");
+    std::fs::write(&prices_file, "[[instance]]\ninstance_type = \"x9.mega\"\nusd_per_hour = \"10.00\"\ngpus = 1\n")
+        .unwrap();
+    let out = std::process::Command::new(gpucost_e2e::bin("gpucost-collector"))
+        .args(["reprice", "--from", "2026-11-02T00:00:00Z", "--to", "2026-11-02T01:00:00Z", "--db"])
+        .arg(&c.db)
+        .arg("--prices")
+        .arg(&prices_file)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(printed.contains("lab/odd-node: 0.000000 -> 0.166666 USD"), "{printed}");
+    let (_, body) = c.get("/api/v1/costs?from=2026-11-02T00:00:00Z&to=2026-11-02T01:00:00Z&group_by=node");
+    assert_eq!(micros(&body["fleet"]), 166_666, "{body}");
+    assert_eq!(body["unpriced"]["gpu_seconds"].as_f64(), Some(0.0), "{body}");
+    assert_eq!(body["reconciled"], true, "{body}");
 }

@@ -4,4 +4,5 @@
 pub mod book;
 pub mod price;
 pub mod priced;
+pub mod reprice;
 pub mod split;

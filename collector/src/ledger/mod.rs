@@ -200,6 +200,16 @@ pub struct NodePrice {
     pub source: String,
 }
 
+/// What a re-pricing changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RepriceReport {
+    pub buckets: u64,
+    pub old_micros: u128,
+    pub new_micros: u128,
+    /// Per node (`cluster/name`): old and new cost over the window.
+    pub nodes: std::collections::BTreeMap<String, (u128, u128)>,
+}
+
 /// The ledger's interface. Implementations are safe to share between threads; `record` is called from
 /// one writer at a time.
 pub trait Ledger: Send + Sync {
@@ -212,6 +222,16 @@ pub trait Ledger: Send + Sync {
     fn prices(&self) -> Result<Vec<NodePrice>, LedgerError>;
     /// Deletes raw per-interval rows that ended before `before_ns`; returns how many.
     fn prune_raw(&self, before_ns: u64) -> Result<u64, LedgerError>;
+    /// Re-prices the buckets in [from_ns, to_ns) with the prices `price_of` gives each node at each
+    /// bucket's start, keeping each split's proportions (`cost::reprice`); records what changed. With
+    /// `dry_run` nothing is written.
+    fn reprice(
+        &self,
+        from_ns: u64,
+        to_ns: u64,
+        price_of: &dyn Fn(&crate::model::Node, &str, u32, u64) -> Option<crate::cost::price::GpuPrice>,
+        dry_run: bool,
+    ) -> Result<RepriceReport, LedgerError>;
     /// The rollup bucket length.
     fn bucket_ns(&self) -> u64;
     /// Whether the storage answers.

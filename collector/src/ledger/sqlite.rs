@@ -11,8 +11,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rollup::{buckets, spread};
 use super::{
-    CostQuery, CostReport, CostRow, Dimension, GpuTime, Ledger, LedgerError, NodePrice, Recorded, UsageQuery,
-    UsageReport, UsageRow,
+    CostQuery, CostReport, CostRow, Dimension, GpuTime, Ledger, LedgerError, NodePrice, Recorded, RepriceReport,
+    UsageQuery, UsageReport, UsageRow,
 };
 use crate::cost::split::Policy;
 use crate::model::{Batch, Device, Identity, Node, Workload};
@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_workload_labels.sql"),
     include_str!("migrations/0003_costs.sql"),
     include_str!("migrations/0004_co2e.sql"),
+    include_str!("migrations/0005_reprice.sql"),
 ];
 
 const NS: u64 = 1_000_000_000;
@@ -145,6 +146,13 @@ impl SqliteLedger {
         })
     }
 
+    /// The bucket length an existing ledger was created with.
+    pub fn stored_bucket_ns(path: &Path) -> Result<u64, LedgerError> {
+        let conn = open(path)?;
+        let s: String = conn.query_row("SELECT value FROM settings WHERE name = 'bucket_ns'", [], |r| r.get(0))?;
+        s.parse().map_err(|_| LedgerError::Io(format!("the ledger's bucket setting {s:?} is not a number")))
+    }
+
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, LedgerError>) -> Result<T, LedgerError> {
         let conn = match self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             Some(c) => c,
@@ -211,12 +219,23 @@ impl IdCache {
             return Ok(*id);
         }
         let id: i64 = tx.prepare_cached(
-            "INSERT INTO nodes (cluster, name, instance_type, capacity_type, region, zone) VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO nodes (cluster, name, instance_type, capacity_type, region, zone, labels_json) VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (cluster, name) DO UPDATE SET instance_type = excluded.instance_type, capacity_type = excluded.capacity_type,
-               region = excluded.region, zone = excluded.zone
+               region = excluded.region, zone = excluded.zone, labels_json = excluded.labels_json
              RETURNING node_id",
         )?
-        .query_row(params![node.cluster, node.name, node.instance_type, node.capacity_type, node.region, node.zone], |r| r.get(0))?;
+        .query_row(
+            params![
+                node.cluster,
+                node.name,
+                node.instance_type,
+                node.capacity_type,
+                node.region,
+                node.zone,
+                serde_json::to_string(&node.labels).unwrap_or_else(|_| "{}".into())
+            ],
+            |r| r.get(0),
+        )?;
         self.nodes.insert(key, (id, node.clone()));
         Ok(id)
     }
@@ -620,6 +639,177 @@ impl Ledger for SqliteLedger {
         })
     }
 
+    fn reprice(
+        &self,
+        from_ns: u64,
+        to_ns: u64,
+        price_of: &dyn Fn(&Node, &str, u32, u64) -> Option<crate::cost::price::GpuPrice>,
+        dry_run: bool,
+    ) -> Result<RepriceReport, LedgerError> {
+        use crate::cost::reprice::{DeviceBucket, HolderBucket, rescale};
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let Writer { conn, ids } = &mut *guard;
+        let tx = conn.transaction()?;
+        struct Row {
+            bucket: i64,
+            gpu_id: i64,
+            node_id: i64,
+            node: Node,
+            model: String,
+            gpus: u32,
+            device: DeviceBucket,
+            workloads: Vec<i64>,
+        }
+        let mut rows: Vec<Row> = Vec::new();
+        {
+            let mut stmt = tx.prepare(
+                "SELECT b.bucket_start_ns, b.gpu_id, b.node_id, n.cluster, n.name, n.instance_type, n.capacity_type, n.region, n.zone,
+                        n.labels_json, g.model, b.observed_ns, b.held_ns, b.cost_micros, b.idle_micros, b.unallocated_micros,
+                        (SELECT COUNT(*) FROM gpus p WHERE p.node_id = n.node_id AND p.mig_parent_uuid IS NULL)
+                 FROM gpu_buckets b JOIN nodes n ON n.node_id = b.node_id JOIN gpus g ON g.gpu_id = b.gpu_id
+                 WHERE b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2 ORDER BY b.bucket_start_ns, b.gpu_id",
+            )?;
+            let mut q = stmt.query(params![from_ns as i64, to_ns as i64])?;
+            while let Some(r) = q.next()? {
+                let labels: String = r.get(9)?;
+                rows.push(Row {
+                    bucket: r.get(0)?,
+                    gpu_id: r.get(1)?,
+                    node_id: r.get(2)?,
+                    node: Node {
+                        cluster: r.get(3)?,
+                        name: r.get(4)?,
+                        instance_type: r.get(5)?,
+                        capacity_type: r.get(6)?,
+                        region: r.get(7)?,
+                        zone: r.get(8)?,
+                        labels: serde_json::from_str(&labels).unwrap_or_default(),
+                    },
+                    model: r.get(10)?,
+                    gpus: r.get::<_, i64>(16)? as u32,
+                    device: DeviceBucket {
+                        observed_ns: r.get::<_, i64>(11)? as u64,
+                        held_ns: r.get::<_, i64>(12)? as u64,
+                        cost: r.get::<_, i64>(13)? as u64,
+                        idle: r.get::<_, i64>(14)? as u64,
+                        unallocated: r.get::<_, i64>(15)? as u64,
+                        holders: Vec::new(),
+                    },
+                    workloads: Vec::new(),
+                });
+            }
+        }
+        let mut report = RepriceReport::default();
+        let mut repriced_nodes = std::collections::BTreeMap::new();
+        for row in &mut rows {
+            let mut stmt = tx.prepare_cached(
+                "SELECT workload_id, held_ns, used_ns, used_micros, hybrid_idle_micros, allocation_used_micros, allocation_idle_micros
+                 FROM usage_buckets WHERE bucket_start_ns = $1 AND gpu_id = $2 AND node_id = $3 ORDER BY workload_id",
+            )?;
+            let mut q = stmt.query(params![row.bucket, row.gpu_id, row.node_id])?;
+            while let Some(r) = q.next()? {
+                row.workloads.push(r.get(0)?);
+                row.device.holders.push(HolderBucket {
+                    held_ns: r.get::<_, i64>(1)? as u64,
+                    used_ns: r.get::<_, i64>(2)? as u64,
+                    used: r.get::<_, i64>(3)? as u64,
+                    hybrid_idle: r.get::<_, i64>(4)? as u64,
+                    allocation_used: r.get::<_, i64>(5)? as u64,
+                    allocation_idle: r.get::<_, i64>(6)? as u64,
+                });
+            }
+            // The price the bucket was charged at, to scale from.
+            let old_rate: Option<(i64, u32)> = tx
+                .prepare_cached(
+                    "SELECT instance_micros_per_hour, gpus FROM node_prices WHERE node_id = $1 AND effective_from_ns <= $2
+                     ORDER BY effective_from_ns DESC LIMIT 1",
+                )?
+                .query_row(params![row.node_id, row.bucket + self.bucket_ns as i64], |r| Ok((r.get::<_, Option<i64>>(0)?, r.get(1)?)))
+                .optional()?
+                .and_then(|(m, g)| m.map(|m| (m, g)));
+            let new = price_of(&row.node, &row.model, row.gpus, row.bucket as u64);
+            let new_cost = match (&new, old_rate) {
+                (None, _) => 0,
+                (Some(p), Some((old_micros, old_gpus))) if row.device.cost > 0 && old_micros > 0 => {
+                    // Scale by the ratio of per-GPU rates.
+                    (u128::from(row.device.cost) * u128::from(p.instance_micros_per_hour) * u128::from(old_gpus.max(1))
+                        / (old_micros as u128 * u128::from(p.gpus.max(1)))) as u64
+                }
+                (Some(p), _) => {
+                    (u128::from(p.instance_micros_per_hour) * u128::from(row.device.observed_ns)
+                        / (3_600_000_000_000u128 * u128::from(p.gpus.max(1)))) as u64
+                }
+            };
+            if new_cost == row.device.cost && (new.is_some() || row.device.cost == 0) {
+                continue;
+            }
+            let rescaled = rescale(&row.device, new_cost);
+            report.buckets += 1;
+            report.old_micros += u128::from(row.device.cost);
+            report.new_micros += u128::from(new_cost);
+            let e = report.nodes.entry(format!("{}/{}", row.node.cluster, row.node.name)).or_default();
+            e.0 += u128::from(row.device.cost);
+            e.1 += u128::from(new_cost);
+            if dry_run {
+                continue;
+            }
+            tx.prepare_cached(
+                "UPDATE gpu_buckets SET cost_micros = $1, idle_micros = $2, unallocated_micros = $3,
+                   unpriced_ns = CASE WHEN $4 = 1 THEN 0 ELSE unpriced_ns END
+                 WHERE bucket_start_ns = $5 AND gpu_id = $6 AND node_id = $7",
+            )?
+            .execute(params![
+                rescaled.cost as i64,
+                rescaled.idle as i64,
+                rescaled.unallocated as i64,
+                new.is_some() as i64,
+                row.bucket,
+                row.gpu_id,
+                row.node_id
+            ])?;
+            for (w, h) in row.workloads.iter().zip(&rescaled.holders) {
+                tx.prepare_cached(
+                    "UPDATE usage_buckets SET used_micros = $1, hybrid_idle_micros = $2, allocation_used_micros = $3, allocation_idle_micros = $4
+                     WHERE bucket_start_ns = $5 AND gpu_id = $6 AND node_id = $7 AND workload_id = $8",
+                )?
+                .execute(params![
+                    h.used as i64,
+                    h.hybrid_idle as i64,
+                    h.allocation_used as i64,
+                    h.allocation_idle as i64,
+                    row.bucket,
+                    row.gpu_id,
+                    row.node_id,
+                    w
+                ])?;
+            }
+            if let Some(p) = new {
+                repriced_nodes.entry(row.node_id).or_insert(p);
+            }
+        }
+        if dry_run {
+            return Ok(report);
+        }
+        // Only now: the rates looked up above are the ones the buckets were charged at.
+        for (node_id, p) in repriced_nodes {
+            tx.prepare_cached(
+                "INSERT INTO node_prices (node_id, effective_from_ns, instance_micros_per_hour, gpus, source) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (node_id, effective_from_ns) DO UPDATE SET instance_micros_per_hour = excluded.instance_micros_per_hour,
+                   gpus = excluded.gpus, source = excluded.source",
+            )?
+            .execute(params![node_id, from_ns as i64, p.instance_micros_per_hour as i64, p.gpus, format!("repriced: {}", p.source)])?;
+        }
+        let detail = serde_json::to_string(&report.nodes).map_err(|e| LedgerError::Io(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO repricings (ran_at_ns, from_ns, to_ns, buckets, old_micros, new_micros, detail_json) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            params![crate::now_ns() as i64, from_ns as i64, to_ns as i64, report.buckets as i64, report.old_micros as i64, report.new_micros as i64, detail],
+        )?;
+        tx.commit()?;
+        // The writer's cached prices may be stale now.
+        ids.prices.clear();
+        Ok(report)
+    }
+
     fn prune_raw(&self, before_ns: u64) -> Result<u64, LedgerError> {
         let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let a = guard.conn.execute("DELETE FROM gpu_intervals WHERE end_ns < $1", params![before_ns as i64])?;
@@ -827,6 +1017,55 @@ mod tests {
             .rows;
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].group, vec!["speech"], "the workload's current labels");
+    }
+
+    #[test]
+    fn repricing_history_halves_every_line_and_still_reconciles() {
+        use crate::cost::book::PriceBook;
+        use crate::cost::priced::price_batch;
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir);
+        let batches: Vec<Batch> = (1..=8)
+            .map(|seq| {
+                let mut b = batch("b", seq, T0 + (seq - 1) * 600 * NS, 600 * NS, 300_000);
+                b.cost = price_batch(&PriceBook::catalogue_only(), &b);
+                b
+            })
+            .collect();
+        l.record(&batches, T0).unwrap();
+        let totals = |l: &SqliteLedger, p: Policy| {
+            let r = l
+                .costs(&CostQuery {
+                    from_ns: T0,
+                    to_ns: T0 + 2 * HOUR,
+                    group_by: vec![Dimension::Workload],
+                    filters: vec![],
+                    policy: p,
+                })
+                .unwrap();
+            (r.rows.iter().map(|x| x.used + x.idle).sum::<u128>(), r.idle.unwrap(), r.unallocated.unwrap(), r.fleet)
+        };
+        let before = totals(&l, Policy::Hybrid);
+        let half = |node: &Node, model: &str, gpus: u32, at: u64| {
+            PriceBook::catalogue_only().price(node, model, gpus, at).ok().map(|mut p| {
+                p.instance_micros_per_hour /= 2;
+                p
+            })
+        };
+        let dry = l.reprice(T0, T0 + 2 * HOUR, &half, true).unwrap();
+        assert_eq!(totals(&l, Policy::Hybrid), before, "a dry run writes nothing");
+        let report = l.reprice(T0, T0 + 2 * HOUR, &half, false).unwrap();
+        assert_eq!(report, dry);
+        assert_eq!(report.old_micros, before.3);
+        assert!(report.new_micros.abs_diff(before.3 / 2) <= 2, "{report:?}");
+        for p in Policy::ALL {
+            let (charged, idle, unallocated, fleet) = totals(&l, p);
+            assert_eq!(fleet, report.new_micros);
+            assert_eq!(charged + idle + unallocated, fleet, "{p:?}");
+        }
+        let recorded: i64 =
+            l.with_reader(|c| Ok(c.query_row("SELECT COUNT(*) FROM repricings", [], |r| r.get(0))?)).unwrap();
+        assert_eq!(recorded, 1);
     }
 
     #[test]

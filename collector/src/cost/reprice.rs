@@ -1,0 +1,168 @@
+//! Re-pricing stored history: one (bucket, device) at a time, a new cost is divided among the bucket's
+//! holders in the proportions the stored split had, so that every policy still adds up to the new cost
+//! exactly. Pure.
+//!
+//! Used time is rescaled first (it is shared by `utilization` and `hybrid`); the `utilization` idle line is
+//! the rest, and `hybrid` divides that same rest among holders as before; `allocation` charges are
+//! rescaled and split into used (at most the holder's used cost) and idle. A bucket that had no price
+//! has no stored proportions: it is divided by time (used time, held time) instead.
+
+use super::split::Micros;
+use crate::ingest::share::split_proportionally;
+
+/// What a holder had in one bucket of one device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HolderBucket {
+    pub held_ns: u64,
+    pub used_ns: u64,
+    pub used: Micros,
+    pub hybrid_idle: Micros,
+    pub allocation_used: Micros,
+    pub allocation_idle: Micros,
+}
+
+/// One device's bucket: its cost lines and its holders.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceBucket {
+    pub observed_ns: u64,
+    pub held_ns: u64,
+    pub cost: Micros,
+    pub idle: Micros,
+    pub unallocated: Micros,
+    pub holders: Vec<HolderBucket>,
+}
+
+/// `bucket` divided anew for `new_cost`.
+pub fn rescale(bucket: &DeviceBucket, new_cost: Micros) -> DeviceBucket {
+    let h = &bucket.holders;
+    let priced = bucket.cost > 0;
+    // Utilization: used per holder, the idle line, unallocated.
+    let mut weights: Vec<u64> =
+        if priced { h.iter().map(|x| x.used).collect() } else { h.iter().map(|x| x.used_ns).collect() };
+    if priced {
+        weights.extend([bucket.idle, bucket.unallocated]);
+    } else {
+        let used: u64 = h.iter().map(|x| x.used_ns).sum();
+        weights.extend([bucket.held_ns.saturating_sub(used), bucket.observed_ns.saturating_sub(bucket.held_ns)]);
+    }
+    let mut parts = split_proportionally(new_cost, &weights);
+    if weights.iter().all(|&w| w == 0) {
+        // Nothing to go by: the whole cost is unallocated.
+        parts = vec![0; weights.len()];
+        *parts.last_mut().expect("two lines at least") = new_cost;
+    }
+    let unallocated = parts.pop().unwrap_or(0);
+    let idle = parts.pop().unwrap_or(0);
+    let used = parts;
+    // Hybrid: the same idle rest, divided among holders as before (by held time when unpriced).
+    let idle_weights: Vec<u64> = if priced && h.iter().any(|x| x.hybrid_idle > 0) {
+        h.iter().map(|x| x.hybrid_idle).collect()
+    } else {
+        h.iter().map(|x| x.held_ns.max(1)).collect()
+    };
+    let hybrid_idle = if h.is_empty() { Vec::new() } else { split_proportionally(idle, &idle_weights) };
+    // Allocation: the holders' charges rescaled over what is not unallocated.
+    let alloc_weights: Vec<u64> = if priced {
+        h.iter().map(|x| x.allocation_used + x.allocation_idle).collect()
+    } else {
+        h.iter().map(|x| x.held_ns).collect()
+    };
+    let held_cost = new_cost - unallocated;
+    let alloc = if h.is_empty() { Vec::new() } else { split_proportionally(held_cost, &alloc_weights) };
+    let holders = h
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let charge = alloc.get(i).copied().unwrap_or(0);
+            let u = used[i].min(charge);
+            HolderBucket {
+                used: used[i],
+                hybrid_idle: hybrid_idle[i],
+                allocation_used: u,
+                allocation_idle: charge - u,
+                ..*x
+            }
+        })
+        .collect();
+    DeviceBucket {
+        cost: new_cost,
+        idle: if h.is_empty() { 0 } else { idle },
+        unallocated: if h.is_empty() { new_cost } else { unallocated },
+        holders,
+        ..*bucket
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn conserves(b: &DeviceBucket) -> bool {
+        let used: Micros = b.holders.iter().map(|h| h.used).sum();
+        let hybrid: Micros = b.holders.iter().map(|h| h.used + h.hybrid_idle).sum();
+        let alloc: Micros = b.holders.iter().map(|h| h.allocation_used + h.allocation_idle).sum();
+        used + b.idle + b.unallocated == b.cost && hybrid + b.unallocated == b.cost && alloc + b.unallocated == b.cost
+    }
+
+    #[test]
+    fn a_price_cut_scales_every_line_and_keeps_the_proportions() {
+        let old = DeviceBucket {
+            observed_ns: 3_600,
+            held_ns: 3_600,
+            cost: 1_000,
+            idle: 400,
+            unallocated: 0,
+            holders: vec![
+                HolderBucket {
+                    held_ns: 3_600,
+                    used_ns: 1_800,
+                    used: 500,
+                    hybrid_idle: 100,
+                    allocation_used: 250,
+                    allocation_idle: 0,
+                },
+                HolderBucket {
+                    held_ns: 3_600,
+                    used_ns: 360,
+                    used: 100,
+                    hybrid_idle: 300,
+                    allocation_used: 100,
+                    allocation_idle: 650,
+                },
+            ],
+        };
+        let new = rescale(&old, 500);
+        assert_eq!(new.holders.iter().map(|h| h.used).collect::<Vec<_>>(), vec![250, 50]);
+        assert_eq!(new.idle, 200);
+        assert_eq!(new.holders.iter().map(|h| h.hybrid_idle).collect::<Vec<_>>(), vec![50, 150]);
+        assert_eq!(new.holders[1].allocation_used + new.holders[1].allocation_idle, 375);
+        assert!(conserves(&new));
+    }
+
+    #[test]
+    fn a_bucket_that_had_no_price_is_divided_by_time() {
+        let old = DeviceBucket {
+            observed_ns: 3_600,
+            held_ns: 1_800,
+            cost: 0,
+            idle: 0,
+            unallocated: 0,
+            holders: vec![HolderBucket { held_ns: 1_800, used_ns: 900, ..Default::default() }],
+        };
+        let new = rescale(&old, 4_000);
+        assert_eq!((new.holders[0].used, new.idle, new.unallocated), (1_000, 1_000, 2_000));
+        assert!(conserves(&new));
+    }
+
+    proptest! {
+        #[test]
+        fn rescaling_conserves_every_policy(new_cost in 0u64..10_000_000, holders in prop::collection::vec((0u64..1_000, 0u64..1_000, 0u64..1_000, 0u64..1_000), 0..5), idle in 0u64..1_000, unalloc in 0u64..1_000) {
+            let hs: Vec<HolderBucket> = holders.iter().map(|&(u, hi, au, ai)| HolderBucket { held_ns: 10, used_ns: 5, used: u, hybrid_idle: hi, allocation_used: au, allocation_idle: ai }).collect();
+            let cost = hs.iter().map(|h| h.used).sum::<u64>() + idle + unalloc;
+            let old = DeviceBucket { observed_ns: 10, held_ns: if hs.is_empty() { 0 } else { 10 }, cost, idle, unallocated: unalloc, holders: hs };
+            prop_assert!(conserves(&rescale(&old, new_cost)), "{:?}", rescale(&old, new_cost));
+        }
+    }
+}
