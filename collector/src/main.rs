@@ -229,7 +229,7 @@ fn reprice(a: RepriceArgs) -> anyhow::Result<()> {
     let bucket = gpucost_collector::ledger::sqlite::SqliteLedger::stored_bucket_ns(&a.db)?;
     let ledger = gpucost_collector::ledger::sqlite::SqliteLedger::open(&a.db, bucket, u64::MAX)?;
     let from = ns(a.from)? / bucket * bucket;
-    let to = a.to.map(ns).transpose()?.unwrap_or_else(gpucost_collector::now_ns);
+    let to = a.to.map(ns).transpose()?.unwrap_or_else(gpucost_collector::now_ns).div_ceil(bucket) * bucket;
     anyhow::ensure!(from < to, "--from must be before --to");
     let report =
         ledger.reprice(from, to, &|node, model, gpus, at| book.price(node, model, gpus, at).ok(), a.dry_run)?;

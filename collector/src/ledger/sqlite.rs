@@ -721,7 +721,7 @@ impl Ledger for SqliteLedger {
             // The price the bucket was charged at, to scale from.
             let old_rate: Option<(i64, u32)> = tx
                 .prepare_cached(
-                    "SELECT instance_micros_per_hour, gpus FROM node_prices WHERE node_id = $1 AND effective_from_ns <= $2
+                    "SELECT instance_micros_per_hour, gpus FROM node_prices WHERE node_id = $1 AND effective_from_ns < $2
                      ORDER BY effective_from_ns DESC LIMIT 1",
                 )?
                 .query_row(params![row.node_id, row.bucket + self.bucket_ns as i64], |r| Ok((r.get::<_, Option<i64>>(0)?, r.get(1)?)))
@@ -790,8 +790,28 @@ impl Ledger for SqliteLedger {
         if dry_run {
             return Ok(report);
         }
-        // Only now: the rates looked up above are the ones the buckets were charged at.
+        // Only now: the rates looked up above are the ones the buckets were charged at. The node's price
+        // history becomes: the new price over the window, then whatever was in force at its end, so that a
+        // later re-pricing scales from the prices actually charged.
         for (node_id, p) in repriced_nodes {
+            let after: Option<(Option<i64>, u32, String)> = tx
+                .prepare_cached(
+                    "SELECT instance_micros_per_hour, gpus, source FROM node_prices WHERE node_id = $1 AND effective_from_ns <= $2
+                     ORDER BY effective_from_ns DESC LIMIT 1",
+                )?
+                .query_row(params![node_id, to_ns as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            tx.prepare_cached(
+                "DELETE FROM node_prices WHERE node_id = $1 AND effective_from_ns >= $2 AND effective_from_ns < $3",
+            )?
+            .execute(params![node_id, from_ns as i64, to_ns as i64])?;
+            if let Some((micros, gpus, source)) = after {
+                tx.prepare_cached(
+                    "INSERT INTO node_prices (node_id, effective_from_ns, instance_micros_per_hour, gpus, source) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (node_id, effective_from_ns) DO NOTHING",
+                )?
+                .execute(params![node_id, to_ns as i64, micros, gpus, source])?;
+            }
             tx.prepare_cached(
                 "INSERT INTO node_prices (node_id, effective_from_ns, instance_micros_per_hour, gpus, source) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (node_id, effective_from_ns) DO UPDATE SET instance_micros_per_hour = excluded.instance_micros_per_hour,
@@ -1066,6 +1086,10 @@ mod tests {
         let recorded: i64 =
             l.with_reader(|c| Ok(c.query_row("SELECT COUNT(*) FROM repricings", [], |r| r.get(0))?)).unwrap();
         assert_eq!(recorded, 1);
+        // Re-pricing again at the same prices changes nothing: it scales from what was charged.
+        let again = l.reprice(T0, T0 + 2 * HOUR, &half, false).unwrap();
+        assert_eq!(again.buckets, 0, "{again:?}");
+        assert_eq!(totals(&l, Policy::Hybrid).3, report.new_micros);
     }
 
     #[test]
