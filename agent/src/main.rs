@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use gpucost_agent::identify::imds;
 use gpucost_agent::identify::labels::{DEFAULT_ALLOW, LabelAllow};
 use gpucost_agent::identify::node::{DEFAULT_NODE_LABELS, apply_labels};
 use gpucost_agent::identify::pods::PodCache;
@@ -95,6 +96,13 @@ struct Config {
     /// KUBECONFIG set), on, or off.
     #[arg(long, env = "GPUCOST_KUBERNETES", value_enum, default_value = "auto")]
     kubernetes: Toggle,
+    /// Read the instance type, lifecycle and placement from EC2 instance metadata (IMDSv2) when the
+    /// flags and node labels leave the instance type unknown: auto (try, quietly), on (must work), off.
+    #[arg(long, env = "GPUCOST_IMDS", value_enum, default_value = "auto")]
+    imds: Toggle,
+    /// The instance metadata endpoint.
+    #[arg(long, env = "GPUCOST_IMDS_ENDPOINT", default_value = "http://169.254.169.254")]
+    imds_endpoint: String,
     /// Node labels sent to the collector (exact keys or prefix/* patterns; comma-separated).
     #[arg(long, env = "GPUCOST_NODE_LABEL_ALLOW", value_delimiter = ',', default_values_t = DEFAULT_NODE_LABELS.iter().map(|s| s.to_string()).collect::<Vec<_>>())]
     node_label_allow: Vec<String>,
@@ -257,7 +265,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
             };
             let mut node = node;
             apply_labels(&mut node, &node_labels, &node_label_allow);
-            let source = NvmlSource::open(&config.nvml_lib, node)?;
+            let mut source = NvmlSource::open(&config.nvml_lib, node)?;
+            if source.node().instance_type.is_empty() && config.imds != Toggle::Off {
+                let endpoint = config.imds_endpoint.clone();
+                match tokio::task::spawn_blocking(move || imds::read(&endpoint, Duration::from_secs(1))).await? {
+                    Ok(facts) => imds::apply(source.node_mut(), &facts),
+                    Err(e) if config.imds == Toggle::On => return Err(e.into()),
+                    Err(e) => tracing::info!(error = %e, "no EC2 instance metadata; the instance type stays unknown"),
+                }
+            }
             (Box::new(source), Some(identifier), config.agent_id.clone().unwrap_or(node_name))
         }
         SourceKind::Sim => {

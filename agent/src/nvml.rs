@@ -188,6 +188,11 @@ fn gpu_instance_id(nvml: &Nvml, mig: &Device) -> Option<u32> {
 }
 
 impl NvmlSource {
+    /// The node as reported (to fill in what instance metadata says after NVML is open).
+    pub fn node_mut(&mut self) -> &mut NodeInfo {
+        &mut self.node
+    }
+
     /// Loads NVML and lists the node's devices. `node` carries what NVML cannot know (cluster, node
     /// name, instance type, ...); its device list is filled here.
     pub fn open(library: &str, mut node: NodeInfo) -> Result<Self, SourceError> {

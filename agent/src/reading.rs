@@ -21,9 +21,10 @@ pub struct NodeInfo {
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CapacityType {
+    #[default]
     Unspecified,
     OnDemand,
     Spot,

@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 pub mod ecs;
+pub mod imds;
 pub mod labels;
 pub mod node;
 pub mod pod_resources;
