@@ -155,6 +155,18 @@ fn parse_cost_query(params: &HashMap<String, String>, now_ns: u64, bucket_ns: u6
     Ok(CostQuery { from_ns: w.from_ns, to_ns: w.to_ns, group_by: w.group_by, filters, policy })
 }
 
+/// Runs a ledger read off the async threads; a storage error is a 503.
+async fn on_ledger<T: Send + 'static>(
+    s: &AppState,
+    read: impl FnOnce(&dyn Ledger) -> Result<T, crate::ledger::LedgerError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let ledger = s.ledger.clone();
+    tokio::task::spawn_blocking(move || read(ledger.as_ref()))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+}
+
 fn money(micros: u128) -> Value {
     json!({ "usd": usd(micros), "micros": micros })
 }
@@ -164,12 +176,8 @@ async fn costs(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let q = parse_cost_query(&params, crate::now_ns(), s.ledger.bucket_ns())?;
-    let ledger = s.ledger.clone();
     let query = q.clone();
-    let report = tokio::task::spawn_blocking(move || ledger.costs(&query))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let report = on_ledger(&s, move |l| l.costs(&query)).await?;
     let rows: Vec<Value> = report
         .rows
         .iter()
@@ -235,11 +243,7 @@ async fn inventory(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
 }
 
 async fn prices(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let ledger = s.ledger.clone();
-    let rows = tokio::task::spawn_blocking(move || ledger.prices())
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let rows = on_ledger(&s, |l| l.prices()).await?;
     let nodes: Vec<Value> = rows
         .iter()
         .map(|p| {
@@ -284,12 +288,8 @@ async fn usage(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let q = parse_query(&params, crate::now_ns(), s.ledger.bucket_ns())?;
-    let ledger = s.ledger.clone();
     let query = q.clone();
-    let report = tokio::task::spawn_blocking(move || ledger.usage(&query))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let report = on_ledger(&s, move |l| l.usage(&query)).await?;
     let rows: Vec<Value> = report
         .rows
         .iter()

@@ -214,6 +214,27 @@ pub fn assert_matches_truth(stored: &gpucost_agent::sim::Truth, truth: &gpucost_
     assert!(truth.workloads.values().any(|w| w.used_ns > 0), "the replay should have used some GPU time");
 }
 
+/// Sends `batches` on one Ingest stream to the collector at `url` and returns the acks (panics if the
+/// stream fails).
+pub fn send_batches(url: &str, batches: Vec<gpucost_proto::v1::UsageBatch>) -> Vec<gpucost_proto::v1::Ack> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let channel =
+            tonic::transport::Endpoint::from_shared(url.to_string()).expect("url").connect().await.expect("connect");
+        let mut client = gpucost_proto::v1::ingest_client::IngestClient::new(channel);
+        let n = batches.len();
+        let mut stream = client.report(tokio_stream::iter(batches)).await.expect("open stream").into_inner();
+        let mut acks = Vec::new();
+        while acks.len() < n {
+            match stream.message().await.expect("ack") {
+                Some(a) => acks.push(a),
+                None => break,
+            }
+        }
+        acks
+    })
+}
+
 /// moto's AWS emulator in server mode, on a loopback port; killed when dropped.
 pub struct Moto {
     pub proc: Proc,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use gpucost_agent::sim::{Fleet, FleetSpec};
 use gpucost_collector::cost::book::PriceBook;
 use gpucost_collector::model::Node;
-use gpucost_e2e::{Collector, agent};
+use gpucost_e2e::{Collector, agent, send_batches};
 use gpucost_proto::v1 as pb;
 use serde_json::Value;
 
@@ -161,13 +161,7 @@ fn an_unpriced_instance_type_is_reported_unpriced_not_as_zero_dollars() {
         }],
         ..Default::default()
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(c.grpc_url()).unwrap().connect().await.unwrap();
-        let mut client = pb::ingest_client::IngestClient::new(channel);
-        let mut acks = client.report(tokio_stream::iter(vec![batch])).await.unwrap().into_inner();
-        assert!(acks.message().await.unwrap().is_some(), "stored");
-    });
+    assert_eq!(send_batches(&c.grpc_url(), vec![batch]).len(), 1, "stored");
     let (_, body) = c.get("/api/v1/costs?from=2026-11-02T00:00:00Z&to=2026-11-02T01:00:00Z&group_by=node");
     assert_eq!(body["unpriced"]["gpu_seconds"].as_f64(), Some(60.0), "{body}");
     assert_eq!(micros(&body["fleet"]), 0);

@@ -1,7 +1,7 @@
 //! AWS discovery against moto's server: the collector lists EKS clusters and managed node groups (and
 //! ECS GPU container instances) and prices a node whose agent reported no instance type.
 
-use gpucost_e2e::{Collector, Moto, free_port};
+use gpucost_e2e::{Collector, Moto, free_port, send_batches};
 use gpucost_proto::v1 as pb;
 
 const NS: u64 = 1_000_000_000;
@@ -78,13 +78,7 @@ open(OUT, 'w').write(iid)
         interval_end_unix_nanos: t0 + 3_600 * NS,
         ..Default::default()
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(c.grpc_url()).unwrap().connect().await.unwrap();
-        let mut client = pb::ingest_client::IngestClient::new(channel);
-        let mut acks = client.report(tokio_stream::iter(vec![batch])).await.unwrap().into_inner();
-        assert!(acks.message().await.unwrap().is_some(), "stored");
-    });
+    assert_eq!(send_batches(&c.grpc_url(), vec![batch]).len(), 1, "stored");
 
     let (_, prices) = c.get("/api/v1/prices");
     let node = &prices["nodes"][0];
@@ -133,12 +127,7 @@ open(OUT, 'w').write(iid)
         interval_end_unix_nanos: t0 + 3_600 * NS,
         ..Default::default()
     };
-    rt.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(c.grpc_url()).unwrap().connect().await.unwrap();
-        let mut client = pb::ingest_client::IngestClient::new(channel);
-        let mut acks = client.report(tokio_stream::iter(vec![batch])).await.unwrap().into_inner();
-        assert!(acks.message().await.unwrap().is_some(), "stored");
-    });
+    assert_eq!(send_batches(&c.grpc_url(), vec![batch]).len(), 1, "stored");
     let (_, prices) = c.get("/api/v1/prices");
     let node = prices["nodes"]
         .as_array()
