@@ -98,6 +98,7 @@ pub async fn run(mut config: DemoConfig, shutdown: watch::Receiver<bool>) -> any
     println!("  gRPC       {endpoint}");
     println!("  dashboard  http://{}/", server.http_addr);
     println!("  usage API  http://{}/api/v1/usage?group_by=workload", server.http_addr);
+    println!("  costs API  http://{}/api/v1/costs?group_by=namespace", server.http_addr);
     if let Some(span) = config.backfill {
         backfill(&config, &endpoint, span).await?;
         if config.backfill_only {
