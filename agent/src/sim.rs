@@ -883,10 +883,6 @@ impl SimSource {
         Self { node, anonymous: false, slot_ns: slot_ns.max(1), energy_mj, last_sample_ns: None }
     }
 
-    pub fn sim_node(&self) -> &SimNode {
-        &self.node
-    }
-
     /// The node as reported (for an agent that fills in what its node object says).
     pub fn node_info_mut(&mut self) -> &mut NodeInfo {
         &mut self.node.info

@@ -30,11 +30,6 @@ impl GpuPrice {
         };
         (at(end_ns) - at(start_ns)) as u64
     }
-
-    /// Per GPU-hour, for display.
-    pub fn micros_per_gpu_hour(&self) -> u64 {
-        self.instance_micros_per_hour / u64::from(self.gpus.max(1))
-    }
 }
 
 /// Compute slices of a MIG profile (`3g.40gb` → 3) and how many the GPU has (7; 4 on an A30).
@@ -82,7 +77,6 @@ mod tests {
     fn an_hour_of_one_gpu_costs_the_instance_price_over_its_gpus() {
         let h = 3_600_000_000_000;
         assert_eq!(p4d().cost(10 * h, 11 * h), 4_096_575);
-        assert_eq!(p4d().micros_per_gpu_hour(), 4_096_575);
     }
 
     #[test]
