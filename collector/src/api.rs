@@ -336,7 +336,7 @@ mod tests {
     #[test]
     fn bad_parameters_are_named_in_the_error() {
         assert!(q(&[("from", "yesterday")]).unwrap_err().contains("from=\"yesterday\""));
-        assert!(q(&[("group_by", "node,team")]).unwrap_err().contains("unknown dimension \"team\""));
+        assert!(q(&[("group_by", "node,flavour")]).unwrap_err().contains("unknown dimension \"flavour\""));
         assert!(q(&[("group_by", "node,node")]).unwrap_err().contains("given twice"));
         assert!(q(&[("from", "1700003600"), ("to", "1700000000")]).unwrap_err().contains("must be before"));
         assert!(q(&[("form", "1")]).unwrap_err().contains("unknown parameter \"form\""));

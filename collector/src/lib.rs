@@ -7,6 +7,7 @@ pub mod api;
 pub mod cost;
 pub mod demo;
 pub mod discover;
+pub mod enrich;
 pub mod ingest;
 pub mod ledger;
 pub mod metrics;

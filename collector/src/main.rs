@@ -11,10 +11,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gpucost_agent::sim::FleetSpec;
 use gpucost_collector::cost::book::PriceBook;
 use gpucost_collector::demo::{self, DemoConfig};
+use gpucost_collector::enrich::Owners;
+use gpucost_collector::enrich::catalog::Catalog;
+use gpucost_collector::enrich::owner::Rule;
 use gpucost_collector::ingest::validate::Limits;
 use gpucost_collector::server::{DiscoveryConfig, ServeConfig, Server};
 
@@ -72,6 +76,18 @@ struct LedgerArgs {
     /// How far in the future a batch may end (agents' clock skew).
     #[arg(long, env = "GPUCOST_MAX_CLOCK_SKEW", default_value = "5m", value_parser = humantime::parse_duration)]
     max_clock_skew: Duration,
+    /// A folder of Backstage `catalog-info.yaml` files naming owners (groups, components, systems); the demo
+    /// uses `examples/catalog/` when none is given.
+    #[arg(long, env = "GPUCOST_CATALOG_DIR")]
+    catalog_dir: Option<PathBuf>,
+    /// The owner rules, in the order tried (comma-separated).
+    #[arg(
+        long,
+        env = "GPUCOST_OWNER_RULES",
+        value_delimiter = ',',
+        default_value = "label-selector,kubernetes-id,namespace-owner,ecs-task-tag,slurm-account,unix-user"
+    )]
+    owner_rules: Vec<String>,
     /// Prices file (TOML): overrides, discounts and region rules on top of the shipped AWS catalogue.
     #[arg(long, env = "GPUCOST_PRICES")]
     prices: Option<PathBuf>,
@@ -135,7 +151,28 @@ struct DemoArgs {
 }
 
 impl LedgerArgs {
-    fn serve_config(&self, grpc: SocketAddr, http: SocketAddr, db: PathBuf, prices: PriceBook) -> ServeConfig {
+    /// The owners configuration: the catalog folder's entities (or `fallback`) and the rule order.
+    fn owners(&self, fallback: Option<Catalog>) -> anyhow::Result<Option<Owners>> {
+        let rules = self
+            .owner_rules
+            .iter()
+            .map(|r| Rule::parse(r).with_context(|| format!("--owner-rules: unknown rule {r:?}; expected label-selector, kubernetes-id, namespace-owner, ecs-task-tag, slurm-account, unix-user")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let catalog = match &self.catalog_dir {
+            Some(dir) => Some(Catalog::load_dir(dir).map_err(anyhow::Error::msg)?),
+            None => fallback,
+        };
+        Ok(catalog.map(|catalog| Owners { catalog, rules }))
+    }
+
+    fn serve_config(
+        &self,
+        grpc: SocketAddr,
+        http: SocketAddr,
+        db: PathBuf,
+        prices: PriceBook,
+        owners: Option<Owners>,
+    ) -> ServeConfig {
         let limits = Limits {
             max_interval_ns: self.max_interval.as_nanos() as u64,
             max_clock_skew_ns: self.max_clock_skew.as_nanos() as u64,
@@ -149,6 +186,7 @@ impl LedgerArgs {
             raw_retention: self.raw_retention,
             limits,
             prices: Arc::new(prices),
+            owners: owners.map(Arc::new),
             discovery: self.aws_discovery.then(|| DiscoveryConfig {
                 endpoint_url: self.aws_endpoint_url.clone(),
                 every: self.aws_discovery_interval,
@@ -194,7 +232,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(a) => {
             let prices = PriceBook::load(a.ledger.prices.as_deref()).map_err(anyhow::Error::msg)?;
-            let config = a.ledger.serve_config(a.grpc, a.http, a.db.clone(), prices);
+            let owners = a.ledger.owners(None)?;
+            let config = a.ledger.serve_config(a.grpc, a.http, a.db.clone(), prices, owners);
             Server::start(&config, stop_rx).await?.wait().await
         }
         Command::Reprice(a) => reprice(a),
@@ -207,7 +246,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             .map_err(anyhow::Error::msg)?;
             let config = DemoConfig {
-                serve: a.ledger.serve_config(a.grpc, a.http, PathBuf::new(), prices),
+                serve: a.ledger.serve_config(
+                    a.grpc,
+                    a.http,
+                    PathBuf::new(),
+                    prices,
+                    a.ledger.owners(Some(Catalog::example()))?,
+                ),
                 data_dir: a.data_dir,
                 fleet: FleetSpec { seed: a.seed, clusters: a.clusters, nodes: a.nodes },
                 backfill: a.backfill,

@@ -25,6 +25,8 @@ pub struct Batch {
     pub holdings: Vec<Holding>,
     /// What the interval cost, once priced (empty until then).
     pub cost: crate::cost::priced::BatchCost,
+    /// Who owns each holding (parallel to `holdings`), once enriched (empty until then).
+    pub owners: Vec<crate::enrich::owner::Ownership>,
 }
 
 impl Batch {

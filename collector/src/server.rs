@@ -17,7 +17,7 @@ use crate::api::{self, AppState};
 use crate::cost::book::PriceBook;
 use crate::discover::SharedInventory;
 use crate::discover::aws::AwsDiscovery;
-use crate::ingest::service::IngestService;
+use crate::ingest::service::{IngestService, Pipeline};
 use crate::ingest::validate::Limits;
 use crate::ledger::Ledger;
 use crate::ledger::sqlite::SqliteLedger;
@@ -36,6 +36,8 @@ pub struct ServeConfig {
     pub prices: Arc<PriceBook>,
     /// AWS discovery, when enabled.
     pub discovery: Option<DiscoveryConfig>,
+    /// The catalog and rules that name owners, when configured.
+    pub owners: Option<Arc<crate::enrich::Owners>>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,13 +127,14 @@ impl Server {
             Some(d) => Some(start_discovery(config.prices.clone(), d, shutdown.clone(), &mut tasks).await),
             None => None,
         };
-        let service = IngestServer::new(IngestService::new(
+        let service = IngestServer::new(IngestService::new(Pipeline {
             writer,
-            config.limits.clone(),
-            config.prices.clone(),
-            inventory.clone(),
-            metrics.clone(),
-        ))
+            limits: config.limits.clone(),
+            prices: config.prices.clone(),
+            inventory: inventory.clone(),
+            owners: config.owners.clone(),
+            metrics: metrics.clone(),
+        }))
         .max_decoding_message_size(32 << 20);
         let stop = shutdown.clone();
         tasks.spawn(async move {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use gpucost_agent::sim::{Fleet, FleetSpec};
 use gpucost_collector::cost::book::PriceBook;
 use gpucost_collector::model::Node;
-use gpucost_e2e::{Collector, agent, send_batches};
+use gpucost_e2e::{Collector, agent, free_port, send_batches};
 use gpucost_proto::v1 as pb;
 use serde_json::Value;
 
@@ -24,7 +24,14 @@ fn micros(v: &Value) -> u128 {
 #[test]
 fn every_policy_reconciles_to_the_fleets_cost_to_the_micro_dollar() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Collector::start(&dir.path().join("ledger.db"));
+    let catalog = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/catalog");
+    let c = Collector::start_with(
+        &dir.path().join("ledger.db"),
+        free_port(),
+        free_port(),
+        &["--catalog-dir", catalog],
+        &[],
+    );
     let spec = FleetSpec { seed: SEED, clusters: 2, nodes: NODES };
     let agents: Vec<_> = (0..NODES)
         .map(|n| {
@@ -120,6 +127,25 @@ fn every_policy_reconciles_to_the_fleets_cost_to_the_micro_dollar() {
     // Energy follows the used share.
     let (_, body) = c.get(&format!("/api/v1/costs?from={from}&to={to}&group_by=cluster"));
     assert!(body["rows"].as_array().unwrap().iter().all(|r| r["energy_kwh"].as_f64().unwrap() > 0.0));
+    // Owners from the example catalog: every team's cost adds up to what was charged, notebooks belong to
+    // the platform team through a label selector, and only ECS tasks (no tags without discovery) are
+    // unallocated.
+    let (_, by_team) = c.get(&format!("/api/v1/costs?from={from}&to={to}&group_by=department,team"));
+    let teams: u128 =
+        by_team["rows"].as_array().unwrap().iter().map(|r| u128::from(r["total_micros"].as_u64().unwrap())).sum();
+    assert_eq!(teams, micros(&by_team["charged"]), "{by_team}");
+    assert!(by_team["rows"].as_array().unwrap().iter().any(|r| r["department"] == "applied-ml"), "{by_team}");
+    let (_, by_owner) = c.get(&format!("/api/v1/usage?from={from}&to={to}&group_by=owner,kind"));
+    for r in by_owner["rows"].as_array().unwrap() {
+        if r["owner"] == "unallocated" {
+            assert_eq!(r["kind"], "ecs_task", "{r}");
+        }
+    }
+    assert!(
+        by_owner["rows"].as_array().unwrap().iter().any(|r| r["owner"].as_str().unwrap().starts_with("group:default/")),
+        "{by_owner}"
+    );
+
     // Every node has a price, with where it came from.
     let (_, prices) = c.get("/api/v1/prices");
     let nodes = prices["nodes"].as_array().unwrap();

@@ -127,7 +127,7 @@ fn an_empty_ledger_answers_zero_and_bad_parameters_get_400_naming_them() {
     assert_eq!(body["rows"].as_array().map(Vec::len), Some(0));
     assert_eq!(ns(&body["totals"], "observed_ns"), 0);
     for (query, says) in [
-        ("group_by=team", "unknown dimension \"team\""),
+        ("group_by=flavour", "unknown dimension \"flavour\""),
         ("from=last-tuesday", "from=\"last-tuesday\""),
         ("from=1700003600&to=1700000000", "must be before"),
         ("limit=5", "unknown parameter \"limit\""),

@@ -211,6 +211,7 @@ mod tests {
             processes,
             holdings,
             cost: BatchCost::default(),
+            owners: Vec::new(),
         }
     }
 

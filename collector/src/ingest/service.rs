@@ -23,6 +23,7 @@ use super::validate::{Limits, validate};
 use crate::cost::book::PriceBook;
 use crate::cost::priced::price;
 use crate::discover::SharedInventory;
+use crate::enrich::{Owners, enrich};
 use crate::ledger::writer::WriterHandle;
 use crate::ledger::{LedgerError, Recorded};
 use crate::metrics::Metrics;
@@ -32,23 +33,25 @@ const WINDOW: usize = 64;
 
 pub const REJECTED_SEQ_TRAILER: &str = "gpucost-rejected-seq";
 
+/// What every stream shares: where batches go, how they are checked, priced and attributed, and the
+/// counters. Cheap to clone.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub writer: WriterHandle,
+    pub limits: Limits,
+    pub prices: Arc<PriceBook>,
+    pub inventory: Option<SharedInventory>,
+    pub owners: Option<Arc<Owners>>,
+    pub metrics: Arc<Metrics>,
+}
+
 pub struct IngestService {
-    writer: WriterHandle,
-    limits: Limits,
-    prices: Arc<PriceBook>,
-    inventory: Option<SharedInventory>,
-    metrics: Arc<Metrics>,
+    pipeline: Pipeline,
 }
 
 impl IngestService {
-    pub fn new(
-        writer: WriterHandle,
-        limits: Limits,
-        prices: Arc<PriceBook>,
-        inventory: Option<SharedInventory>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Self { writer, limits, prices, inventory, metrics }
+    pub fn new(pipeline: Pipeline) -> Self {
+        Self { pipeline }
     }
 }
 
@@ -70,15 +73,8 @@ struct Pending {
     stored: oneshot::Receiver<Result<Recorded, LedgerError>>,
 }
 
-async fn serve_stream(
-    mut inbound: Streaming<UsageBatch>,
-    out: mpsc::Sender<Result<Ack, Status>>,
-    writer: WriterHandle,
-    limits: Limits,
-    prices: Arc<PriceBook>,
-    inventory: Option<SharedInventory>,
-    metrics: Arc<Metrics>,
-) {
+async fn serve_stream(mut inbound: Streaming<UsageBatch>, out: mpsc::Sender<Result<Ack, Status>>, p: Pipeline) {
+    let Pipeline { writer, limits, prices, inventory, owners, metrics } = p;
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut input_done = false;
     let mut last_word: Option<Status> = None;
@@ -93,9 +89,12 @@ async fn serve_stream(
             msg = inbound.message(), if !input_done && pending.len() < WINDOW => match msg {
                 Ok(Some(b)) => match validate(&b, crate::now_ns(), &limits) {
                     Ok(mut batch) => {
-                        match &inventory {
-                            Some(inv) => price(&prices, Some(&inv.read().unwrap_or_else(|e| e.into_inner())), &mut batch),
-                            None => price(&prices, None, &mut batch),
+                        {
+                            let guard = inventory.as_ref().map(|i| i.read().unwrap_or_else(|e| e.into_inner()));
+                            price(&prices, guard.as_deref(), &mut batch);
+                            if let Some(o) = &owners {
+                                enrich(o, guard.as_deref(), &mut batch);
+                            }
                         }
                         pending.push_back(Pending {
                             boot_id: batch.boot_id.clone(),
@@ -160,15 +159,7 @@ impl Ingest for IngestService {
 
     async fn report(&self, request: Request<Streaming<UsageBatch>>) -> Result<Response<Self::ReportStream>, Status> {
         let (tx, rx) = mpsc::channel(WINDOW);
-        tokio::spawn(serve_stream(
-            request.into_inner(),
-            tx,
-            self.writer.clone(),
-            self.limits.clone(),
-            self.prices.clone(),
-            self.inventory.clone(),
-            self.metrics.clone(),
-        ));
+        tokio::spawn(serve_stream(request.into_inner(), tx, self.pipeline.clone()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

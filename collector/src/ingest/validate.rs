@@ -340,6 +340,7 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
         processes,
         holdings,
         cost: Default::default(),
+        owners: Vec::new(),
     })
 }
 

@@ -64,13 +64,20 @@ pub enum Dimension {
     EcsTask,
     SlurmJob,
     User,
+    /// The owner in force when the GPU time was used (`group:default/vision`, `user:default/alice`, or
+    /// `unallocated`), and its team, department, component and system.
+    Owner,
+    Team,
+    Department,
+    Component,
+    System,
     /// The value of one allow-listed pod label or annotation (`label:<key>`).
     Label(String),
 }
 
 impl Dimension {
     /// Every dimension but `label:<key>`.
-    pub const FIXED: [Dimension; 12] = [
+    pub const FIXED: [Dimension; 17] = [
         Dimension::Cluster,
         Dimension::Node,
         Dimension::Gpu,
@@ -83,6 +90,11 @@ impl Dimension {
         Dimension::EcsTask,
         Dimension::SlurmJob,
         Dimension::User,
+        Dimension::Owner,
+        Dimension::Team,
+        Dimension::Department,
+        Dimension::Component,
+        Dimension::System,
     ];
 
     pub fn name(&self) -> String {
@@ -99,6 +111,11 @@ impl Dimension {
             Self::EcsTask => "ecs_task".into(),
             Self::SlurmJob => "slurm_job".into(),
             Self::User => "user".into(),
+            Self::Owner => "owner".into(),
+            Self::Team => "team".into(),
+            Self::Department => "department".into(),
+            Self::Component => "component".into(),
+            Self::System => "system".into(),
             Self::Label(key) => format!("label:{key}"),
         }
     }

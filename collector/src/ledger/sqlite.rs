@@ -15,6 +15,7 @@ use super::{
     UsageQuery, UsageReport, UsageRow,
 };
 use crate::cost::split::Policy;
+use crate::enrich::owner::{Ownership, Rule};
 use crate::model::{Batch, Device, Identity, Node, Workload};
 
 /// Schema migrations, applied in order at start-up; each runs once, in its own transaction.
@@ -24,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_costs.sql"),
     include_str!("migrations/0004_co2e.sql"),
     include_str!("migrations/0005_reprice.sql"),
+    include_str!("migrations/0006_owners.sql"),
 ];
 
 const NS: u64 = 1_000_000_000;
@@ -37,6 +39,8 @@ struct IdCache {
     workloads: HashMap<String, (i64, Identity)>,
     /// Last price recorded per node: (µ$/h, GPUs, source).
     prices: HashMap<i64, (Option<i64>, u32, String)>,
+    /// Last owner recorded per workload.
+    owners: HashMap<i64, Ownership>,
 }
 
 struct Writer {
@@ -72,9 +76,10 @@ struct DimSql {
 }
 
 impl DimSql {
-    fn new(dims: &[&Dimension]) -> Self {
+    fn new(dims: &[&Dimension], bucket_ns: u64) -> Self {
         let mut params = Vec::new();
         let mut joins = String::new();
+        let mut needs_owner = false;
         let exprs = dims
             .iter()
             .map(|d| match d {
@@ -93,6 +98,26 @@ impl DimSql {
                 Dimension::EcsTask => "w.ecs_task_arn".into(),
                 Dimension::SlurmJob => "w.slurm_job_id".into(),
                 Dimension::User => "w.user_name".into(),
+                Dimension::Owner => {
+                    needs_owner = true;
+                    "COALESCE(o.owner, 'unallocated')".into()
+                }
+                Dimension::Team => {
+                    needs_owner = true;
+                    "COALESCE(o.team, '')".into()
+                }
+                Dimension::Department => {
+                    needs_owner = true;
+                    "COALESCE(o.department, '')".into()
+                }
+                Dimension::Component => {
+                    needs_owner = true;
+                    "COALESCE(o.component, '')".into()
+                }
+                Dimension::System => {
+                    needs_owner = true;
+                    "COALESCE(o.system, '')".into()
+                }
                 Dimension::Label(key) => {
                     params.push(key.clone());
                     let i = params.len();
@@ -103,6 +128,13 @@ impl DimSql {
                 }
             })
             .collect();
+        if needs_owner {
+            // The owner in force in the bucket: the latest change that began before its end.
+            joins.push_str(&format!(
+                " LEFT JOIN workload_owners o ON o.workload_id = b.workload_id AND o.from_ns = (SELECT MAX(o2.from_ns)
+                   FROM workload_owners o2 WHERE o2.workload_id = b.workload_id AND o2.from_ns < b.bucket_start_ns + {bucket_ns})"
+            ));
+        }
         Self { exprs, joins, params }
     }
 }
@@ -186,6 +218,46 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
 }
 
 impl IdCache {
+    /// Records who owns `workload_id` from `from_ns`, when that differs from the owner last recorded.
+    fn record_owner(
+        &mut self,
+        tx: &Connection,
+        workload_id: i64,
+        from_ns: u64,
+        o: &Ownership,
+    ) -> Result<(), LedgerError> {
+        let last = match self.owners.get(&workload_id) {
+            Some(known) => Some(known.clone()),
+            None => tx
+                .prepare_cached(
+                    "SELECT owner, team, department, component, system, rule FROM workload_owners WHERE workload_id = $1
+                     ORDER BY from_ns DESC LIMIT 1",
+                )?
+                .query_row(params![workload_id], |r| {
+                    Ok(Ownership {
+                        owner: r.get(0)?,
+                        team: r.get(1)?,
+                        department: r.get(2)?,
+                        component: r.get(3)?,
+                        system: r.get(4)?,
+                        rule: Rule::parse(&r.get::<_, String>(5)?).map_or("unallocated", Rule::name),
+                    })
+                })
+                .optional()?,
+        };
+        if last.as_ref() != Some(o) {
+            tx.prepare_cached(
+                "INSERT INTO workload_owners (workload_id, from_ns, owner, team, department, component, system, rule)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workload_id, from_ns) DO UPDATE SET owner = excluded.owner,
+                   team = excluded.team, department = excluded.department, component = excluded.component, system = excluded.system,
+                   rule = excluded.rule",
+            )?
+            .execute(params![workload_id, from_ns as i64, o.owner, o.team, o.department, o.component, o.system, o.rule])?;
+        }
+        self.owners.insert(workload_id, o.clone());
+        Ok(())
+    }
+
     /// Records the price in force for the batch's node when it differs from the last one recorded.
     fn record_price(&mut self, tx: &Connection, node_id: i64, b: &Batch) -> Result<(), LedgerError> {
         let price = match (&b.cost.price, &b.cost.unpriced) {
@@ -375,6 +447,9 @@ fn record_one(
         let roll = rolls.entry(&h.gpu_uuid).or_default();
         roll.held = true;
         roll.used_ns += h.used_ns;
+        if let Some(o) = b.owners.get(k) {
+            ids.record_owner(tx, workload_id, b.start_ns, o)?;
+        }
         let c = b.cost.holdings.get(k).copied().unwrap_or_default();
         let amounts = [
             h.used_ns,
@@ -474,7 +549,7 @@ impl Ledger for SqliteLedger {
     fn usage(&self, q: &UsageQuery) -> Result<UsageReport, LedgerError> {
         self.with_reader(|conn| {
             let by_workload = q.group_by.iter().any(Dimension::is_per_workload);
-            let dims = DimSql::new(&q.group_by.iter().collect::<Vec<_>>());
+            let dims = DimSql::new(&q.group_by.iter().collect::<Vec<_>>(), self.bucket_ns);
             let (cols, label_joins, label_keys) = (&dims.exprs, &dims.joins, &dims.params);
             let (from_p, to_p) = (label_keys.len() + 1, label_keys.len() + 2);
             let select_cols = cols.iter().map(|c| format!("{c}, ")).collect::<String>();
@@ -539,7 +614,7 @@ impl Ledger for SqliteLedger {
                 Policy::Allocation => ("b.allocation_used_micros", "b.allocation_idle_micros"),
             };
             let all: Vec<&Dimension> = q.group_by.iter().chain(q.filters.iter().map(|(d, _)| d)).collect();
-            let dims = DimSql::new(&all);
+            let dims = DimSql::new(&all, self.bucket_ns);
             let (group_cols, filter_cols) = dims.exprs.split_at(q.group_by.len());
             let k = dims.params.len();
             let conds: String = filter_cols.iter().enumerate().map(|(i, c)| format!("{c} = ${} AND ", k + i + 1)).collect();
@@ -584,7 +659,7 @@ impl Ledger for SqliteLedger {
             // The lines no workload is charged for, over the GPUs the GPU filters select.
             let gpu_filters: Vec<&(Dimension, String)> = q.filters.iter().filter(|(d, _)| !d.is_per_workload()).collect();
             let by_workload = gpu_filters.len() < q.filters.len();
-            let gdims = DimSql::new(&gpu_filters.iter().map(|(d, _)| d).collect::<Vec<_>>());
+            let gdims = DimSql::new(&gpu_filters.iter().map(|(d, _)| d).collect::<Vec<_>>(), self.bucket_ns);
             let gconds: String = gdims.exprs.iter().enumerate().map(|(i, c)| format!("{c} = ${} AND ", i + 1)).collect();
             let (gf, gt) = (gdims.exprs.len() + 1, gdims.exprs.len() + 2);
             let mut gbound: Vec<Box<dyn rusqlite::ToSql>> =
@@ -910,6 +985,7 @@ mod tests {
             processes,
             node,
             cost: Default::default(),
+            owners: Vec::new(),
         }
     }
 
@@ -1090,6 +1166,51 @@ mod tests {
         let again = l.reprice(T0, T0 + 2 * HOUR, &half, false).unwrap();
         assert_eq!(again.buckets, 0, "{again:?}");
         assert_eq!(totals(&l, Policy::Hybrid).3, report.new_micros);
+    }
+
+    #[test]
+    fn a_cost_line_keeps_the_owner_in_force_when_its_gpu_time_was_used() {
+        use crate::enrich::owner::Ownership;
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir);
+        let owned = |seq: u64, team: &str| {
+            let mut b = batch("b", seq, T0 + (seq - 1) * HOUR, 600 * NS, 500_000);
+            b.owners = vec![Ownership {
+                owner: format!("group:default/{team}"),
+                team: team.into(),
+                department: "applied-ml".into(),
+                component: "ranker".into(),
+                system: "recommendations".into(),
+                rule: "kubernetes-id",
+            }];
+            b
+        };
+        l.record(&[owned(1, "recsys")], T0).unwrap();
+        l.record(&[owned(2, "vision")], T0).unwrap();
+        let q = |from: u64, to: u64, dims: Vec<Dimension>| {
+            l.usage(&UsageQuery { from_ns: from, to_ns: to, group_by: dims }).unwrap().rows
+        };
+        let both = q(T0, T0 + 2 * HOUR, vec![Dimension::Team]);
+        assert_eq!(both.iter().map(|r| r.group[0].as_str()).collect::<Vec<_>>(), vec!["recsys", "vision"]);
+        assert_eq!(
+            q(T0, T0 + HOUR, vec![Dimension::Owner])[0].group,
+            vec!["group:default/recsys"],
+            "the catalog change did not rewrite the first hour"
+        );
+        let rows = q(T0, T0 + 2 * HOUR, vec![Dimension::Department, Dimension::System, Dimension::Component]);
+        assert_eq!(rows[0].group, vec!["applied-ml", "recommendations", "ranker"]);
+        // A workload with no owner recorded groups as unallocated.
+        let mut other = batch("c", 1, T0 + 3 * HOUR, 600 * NS, 1);
+        let identity = Identity {
+            kind: WorkloadKind::KubernetesPod,
+            namespace: "ml".into(),
+            pod: "q".into(),
+            ..Default::default()
+        };
+        other.processes[0].workload = Workload::new(&other.node, identity);
+        other.holdings = share::holdings(600 * NS, &other.processes, &[]);
+        l.record(&[other], T0).unwrap();
+        assert_eq!(q(T0 + 3 * HOUR, T0 + 4 * HOUR, vec![Dimension::Owner])[0].group, vec!["unallocated"]);
     }
 
     #[test]

@@ -1,0 +1,211 @@
+//! The Backstage catalog, as far as cost attribution needs it: Groups (with their parent, for the team →
+//! department → organisation roll-up), Systems and Components (owner, system, and how Backstage's Kubernetes
+//! plugin finds their pods: the `backstage.io/kubernetes-label-selector` annotation, else
+//! `backstage.io/kubernetes-id`). Read from `catalog-info.yaml` files; the REST client fills the same type.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// `group:<namespace>/<name>`.
+    pub entity_ref: String,
+    pub name: String,
+    pub parent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Component {
+    /// `component:<namespace>/<name>` (or `resource:…`).
+    pub entity_ref: String,
+    pub name: String,
+    pub owner: String,
+    pub system: Option<String>,
+    pub kubernetes_id: Option<String>,
+    /// `key=value` pairs that must all match a pod's labels.
+    pub label_selector: Option<Vec<(String, String)>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    pub groups: BTreeMap<String, Group>,
+    pub components: Vec<Component>,
+    /// System ref → owner ref.
+    pub systems: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct Entity {
+    kind: String,
+    metadata: Metadata,
+    #[serde(default)]
+    spec: Spec,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Default, Deserialize)]
+struct Spec {
+    owner: Option<String>,
+    parent: Option<String>,
+    system: Option<String>,
+}
+
+/// A full entity reference (`kind:namespace/name`, lower case) from a possibly short one (`name`,
+/// `namespace/name`, `kind:name`).
+pub fn entity_ref(short: &str, default_kind: &str, default_namespace: &str) -> String {
+    let (kind, rest) = short.split_once(':').unwrap_or((default_kind, short));
+    let (namespace, name) = rest.split_once('/').unwrap_or((default_namespace, rest));
+    format!("{kind}:{namespace}/{name}").to_ascii_lowercase()
+}
+
+/// Parses a label selector in the form Backstage's Kubernetes plugin takes (`a=b,c=d`); `None` if it uses
+/// anything but equality.
+fn selector(s: &str) -> Option<Vec<(String, String)>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=')?;
+            (!k.ends_with('!')).then(|| (k.trim().to_string(), v.trim_start_matches('=').trim().to_string()))
+        })
+        .collect()
+}
+
+impl Catalog {
+    /// Adds the entities of one `catalog-info.yaml` text (several documents); `source` names it in errors.
+    pub fn add_yaml(&mut self, source: &str, text: &str) -> Result<(), String> {
+        for (i, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
+            let value =
+                serde_norway::Value::deserialize(doc).map_err(|e| format!("{source}: document {}: {e}", i + 1))?;
+            if value.is_null() {
+                continue;
+            }
+            let e: Entity =
+                serde_norway::from_value(value).map_err(|e| format!("{source}: document {}: {e}", i + 1))?;
+            let namespace = e.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            let kind = e.kind.to_ascii_lowercase();
+            let this = entity_ref(&e.metadata.name, &kind, &namespace);
+            match kind.as_str() {
+                "group" => {
+                    let parent = e.spec.parent.as_deref().map(|p| entity_ref(p, "group", &namespace));
+                    self.groups.insert(this.clone(), Group { entity_ref: this, name: e.metadata.name, parent });
+                }
+                "system" => {
+                    let owner = e.spec.owner.as_deref().map(|o| entity_ref(o, "group", &namespace)).unwrap_or_default();
+                    self.systems.insert(this, owner);
+                }
+                "component" | "resource" => {
+                    let Some(owner) = e.spec.owner.as_deref() else {
+                        return Err(format!("{source}: document {}: {this} has no spec.owner", i + 1));
+                    };
+                    let annotations = &e.metadata.annotations;
+                    self.components.push(Component {
+                        entity_ref: this,
+                        name: e.metadata.name.clone(),
+                        owner: entity_ref(owner, "group", &namespace),
+                        system: e.spec.system.as_deref().map(|s| entity_ref(s, "system", &namespace)),
+                        kubernetes_id: annotations.get("backstage.io/kubernetes-id").cloned(),
+                        label_selector: annotations
+                            .get("backstage.io/kubernetes-label-selector")
+                            .and_then(|s| selector(s)),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every `*.yaml` / `*.yml` file of `dir`.
+    pub fn load_dir(dir: &std::path::Path) -> Result<Self, String> {
+        let mut catalog = Self::default();
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| format!("cannot read catalog folder {}: {e}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+            catalog.add_yaml(&f.display().to_string(), &text)?;
+        }
+        Ok(catalog)
+    }
+
+    /// The example company shipped in `examples/catalog/` (the demo's owners).
+    pub fn example() -> Self {
+        let mut c = Self::default();
+        for (name, text) in [
+            ("examples/catalog/org.yaml", include_str!("../../../examples/catalog/org.yaml")),
+            ("examples/catalog/components.yaml", include_str!("../../../examples/catalog/components.yaml")),
+        ] {
+            c.add_yaml(name, text).expect("the shipped example catalog parses (tested)");
+        }
+        c
+    }
+
+    /// The chain of groups from `group` up to the root: team, department, organisation, …
+    pub fn ancestry(&self, group: &str) -> Vec<&Group> {
+        let mut out = Vec::new();
+        let mut at = self.groups.get(group);
+        while let Some(g) = at {
+            if out.iter().any(|x: &&Group| x.entity_ref == g.entity_ref) || out.len() > 16 {
+                break; // a cycle in spec.parent
+            }
+            out.push(g);
+            at = g.parent.as_deref().and_then(|p| self.groups.get(p));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_company_parses_with_its_group_tree() {
+        let c = Catalog::example();
+        assert_eq!(c.groups.len(), 10);
+        let chain: Vec<&str> = c.ancestry("group:default/vision").iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(chain, vec!["vision", "applied-ml", "acme-ai"]);
+        let ranker = c.components.iter().find(|x| x.name == "ranker").unwrap();
+        assert_eq!(
+            (ranker.owner.as_str(), ranker.system.as_deref()),
+            ("group:default/recsys", Some("system:default/recommendations"))
+        );
+        let notebooks = c.components.iter().find(|x| x.name == "jupyter-notebooks").unwrap();
+        assert_eq!(notebooks.label_selector, Some(vec![("app.kubernetes.io/name".to_string(), "jupyter".to_string())]));
+    }
+
+    #[test]
+    fn short_references_are_completed_and_errors_name_the_file_and_document() {
+        assert_eq!(entity_ref("vision", "group", "default"), "group:default/vision");
+        assert_eq!(entity_ref("user:ops/Alice", "group", "default"), "user:ops/alice");
+        let mut c = Catalog::default();
+        let e = c
+            .add_yaml(
+                "team.yaml",
+                "kind: Group\nmetadata: {name: a}\n---\nkind: Component\nmetadata: {name: x}\nspec: {}\n",
+            )
+            .unwrap_err();
+        assert!(e.starts_with("team.yaml: document 2:") && e.contains("no spec.owner"), "{e}");
+        assert!(c.add_yaml("bad.yaml", "kind: [").unwrap_err().starts_with("bad.yaml: document 1:"));
+    }
+
+    #[test]
+    fn a_cycle_in_the_group_tree_does_not_loop() {
+        let mut c = Catalog::default();
+        c.add_yaml("x", "kind: Group\nmetadata: {name: a}\nspec: {parent: b}\n---\nkind: Group\nmetadata: {name: b}\nspec: {parent: a}\n").unwrap();
+        assert_eq!(c.ancestry("group:default/a").len(), 2);
+    }
+}
