@@ -71,13 +71,19 @@ pub enum Dimension {
     Department,
     Component,
     System,
+    /// The MLflow model and version (pod labels/annotations `mlflow.org/model-name`, `…/model-version`), run
+    /// (`mlflow.org/run-id`, else the process's `MLFLOW_RUN_ID`) and experiment (`MLFLOW_EXPERIMENT_ID`).
+    Model,
+    ModelVersion,
+    Run,
+    Experiment,
     /// The value of one allow-listed pod label or annotation (`label:<key>`).
     Label(String),
 }
 
 impl Dimension {
     /// Every dimension but `label:<key>`.
-    pub const FIXED: [Dimension; 17] = [
+    pub const FIXED: [Dimension; 21] = [
         Dimension::Cluster,
         Dimension::Node,
         Dimension::Gpu,
@@ -95,6 +101,10 @@ impl Dimension {
         Dimension::Department,
         Dimension::Component,
         Dimension::System,
+        Dimension::Model,
+        Dimension::ModelVersion,
+        Dimension::Run,
+        Dimension::Experiment,
     ];
 
     pub fn name(&self) -> String {
@@ -116,6 +126,10 @@ impl Dimension {
             Self::Department => "department".into(),
             Self::Component => "component".into(),
             Self::System => "system".into(),
+            Self::Model => "model".into(),
+            Self::ModelVersion => "model_version".into(),
+            Self::Run => "run".into(),
+            Self::Experiment => "experiment".into(),
             Self::Label(key) => format!("label:{key}"),
         }
     }

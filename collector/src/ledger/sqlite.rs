@@ -80,6 +80,15 @@ impl DimSql {
         let mut params = Vec::new();
         let mut joins = String::new();
         let mut needs_owner = false;
+        // One join per label key, its key bound as the next parameter.
+        let mut label = |key: &str| {
+            params.push(key.to_string());
+            let i = params.len();
+            joins.push_str(&format!(
+                " LEFT JOIN workload_labels l{i} ON l{i}.workload_id = b.workload_id AND l{i}.key = ${i}"
+            ));
+            format!("COALESCE(l{i}.value, '')")
+        };
         let exprs = dims
             .iter()
             .map(|d| match d {
@@ -118,14 +127,14 @@ impl DimSql {
                     needs_owner = true;
                     "COALESCE(o.system, '')".into()
                 }
-                Dimension::Label(key) => {
-                    params.push(key.clone());
-                    let i = params.len();
-                    joins.push_str(&format!(
-                        " LEFT JOIN workload_labels l{i} ON l{i}.workload_id = b.workload_id AND l{i}.key = ${i}"
-                    ));
-                    format!("COALESCE(l{i}.value, '')")
+                Dimension::Label(key) => label(key),
+                Dimension::Model => label("mlflow.org/model-name"),
+                Dimension::ModelVersion => label("mlflow.org/model-version"),
+                Dimension::Run => {
+                    let (annotation, env) = (label("mlflow.org/run-id"), label("env:MLFLOW_RUN_ID"));
+                    format!("CASE WHEN {annotation} <> '' THEN {annotation} ELSE {env} END")
                 }
+                Dimension::Experiment => label("env:MLFLOW_EXPERIMENT_ID"),
             })
             .collect();
         if needs_owner {
@@ -353,7 +362,9 @@ impl IdCache {
             |r| r.get(0),
         )?;
         tx.prepare_cached("DELETE FROM workload_labels WHERE workload_id = $1")?.execute(params![id])?;
-        for (k, v) in &i.labels {
+        // Pod labels under their own keys; the allow-listed environment (MLFLOW_RUN_ID, …) as `env:<key>`.
+        let env = i.env.iter().map(|(k, v)| (format!("env:{k}"), v));
+        for (k, v) in i.labels.iter().map(|(k, v)| (k.clone(), v)).chain(env) {
             tx.prepare_cached("INSERT INTO workload_labels (workload_id, key, value) VALUES ($1, $2, $3)")?
                 .execute(params![id, k, v])?;
         }
@@ -1166,6 +1177,46 @@ mod tests {
         let again = l.reprice(T0, T0 + 2 * HOUR, &half, false).unwrap();
         assert_eq!(again.buckets, 0, "{again:?}");
         assert_eq!(totals(&l, Policy::Hybrid).3, report.new_micros);
+    }
+
+    #[test]
+    fn usage_groups_by_mlflow_model_version_run_and_experiment() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir);
+        let with = |seq: u64, pod: &str, labels: &[(&str, &str)], env: &[(&str, &str)]| {
+            let mut b = batch(pod, seq, T0 + seq * 600 * NS, 600 * NS, 500_000);
+            let identity = Identity {
+                kind: WorkloadKind::KubernetesPod,
+                namespace: "ml".into(),
+                pod: pod.into(),
+                labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                ..Default::default()
+            };
+            b.processes[0].workload = Workload::new(&b.node, identity);
+            b.devices[0].uuid = format!("GPU-{pod}");
+            b.gpus[0].uuid = format!("GPU-{pod}");
+            b.processes[0].gpu_uuid = format!("GPU-{pod}");
+            b.holdings = share::holdings(600 * NS, &b.processes, &[]);
+            b
+        };
+        l.record(
+            &[
+                with(1, "serve-v1", &[("mlflow.org/model-name", "ranker"), ("mlflow.org/model-version", "1")], &[]),
+                with(1, "serve-v2", &[("mlflow.org/model-name", "ranker"), ("mlflow.org/model-version", "2")], &[]),
+                with(1, "train", &[], &[("MLFLOW_RUN_ID", "run-abc"), ("MLFLOW_EXPERIMENT_ID", "7")]),
+            ],
+            T0,
+        )
+        .unwrap();
+        let q =
+            |dims: Vec<Dimension>| l.usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: dims }).unwrap().rows;
+        let versions: Vec<Vec<String>> =
+            q(vec![Dimension::Model, Dimension::ModelVersion]).into_iter().map(|r| r.group).collect();
+        assert_eq!(versions, vec![vec!["", ""], vec!["ranker", "1"], vec!["ranker", "2"]]);
+        let runs: Vec<Vec<String>> =
+            q(vec![Dimension::Run, Dimension::Experiment]).into_iter().map(|r| r.group).collect();
+        assert_eq!(runs, vec![vec!["", ""], vec!["run-abc", "7"]]);
     }
 
     #[test]
