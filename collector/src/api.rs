@@ -32,6 +32,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// What AWS discovery found, when it is on.
     pub inventory: Option<SharedInventory>,
+    /// The catalog and rules that name owners, when configured.
+    pub owners: Option<Arc<crate::enrich::Owners>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -49,10 +51,11 @@ pub fn router(state: AppState) -> Router {
                 ([("content-type", "text/plain; version=0.0.4")], s.metrics.render())
             }),
         )
+        .merge(crate::api_backstage::router())
         .with_state(state)
 }
 
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -156,7 +159,7 @@ fn parse_cost_query(params: &HashMap<String, String>, now_ns: u64, bucket_ns: u6
 }
 
 /// Runs a ledger read off the async threads; a storage error is a 503.
-async fn on_ledger<T: Send + 'static>(
+pub(crate) async fn on_ledger<T: Send + 'static>(
     s: &AppState,
     read: impl FnOnce(&dyn Ledger) -> Result<T, crate::ledger::LedgerError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -184,7 +187,7 @@ async fn costs(
         .map(|r| {
             let mut m = serde_json::Map::new();
             for (d, v) in q.group_by.iter().zip(&r.group) {
-                m.insert(d.name(), json!(v));
+                m.insert(d.name(), json!(d.display(v)));
             }
             m.insert("used_usd".into(), json!(usd(r.used)));
             m.insert("idle_usd".into(), json!(usd(r.idle)));
@@ -296,7 +299,7 @@ async fn usage(
         .map(|r| {
             let mut m = time_json(&r.time);
             for (d, v) in q.group_by.iter().zip(&r.group) {
-                m.insert(d.name(), json!(v));
+                m.insert(d.name(), json!(d.display(v)));
             }
             Value::Object(m)
         })

@@ -4,7 +4,9 @@
 //! `server` wires them together; `demo` adds a simulated fleet streaming over real gRPC.
 
 pub mod api;
+pub mod api_backstage;
 pub mod cost;
+pub mod cost_insights;
 pub mod demo;
 pub mod discover;
 pub mod enrich;

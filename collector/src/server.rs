@@ -145,7 +145,7 @@ impl Server {
                 .await
                 .context("gRPC server failed")
         });
-        let app = api::router(AppState { ledger: ledger.clone(), metrics, inventory });
+        let app = api::router(AppState { ledger: ledger.clone(), metrics, inventory, owners: config.owners.clone() });
         let stop = shutdown.clone();
         tasks.spawn(async move {
             axum::serve(http, app).with_graceful_shutdown(wait_for_stop(stop)).await.context("HTTP server failed")

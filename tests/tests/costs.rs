@@ -146,6 +146,43 @@ fn every_policy_reconciles_to_the_fleets_cost_to_the_micro_dollar() {
         "{by_owner}"
     );
 
+    // Backstage Cost Insights: each team's daily series (hybrid) sums to its cost in /api/v1/costs.
+    let (_, teams) = c.get(&format!("/api/v1/costs?from={from}&to={to}&group_by=owner"));
+    let mut checked = 0;
+    for row in teams["rows"].as_array().unwrap().iter().filter(|r| r["owner"].as_str().unwrap().starts_with("group:")) {
+        let group = row["owner"].as_str().unwrap();
+        let (status, cost) =
+            c.get(&format!("/api/v1/backstage/group-daily-cost?group={group}&intervals=R2/P1D/2026-11-02"));
+        assert_eq!(status, 200, "{cost}");
+        assert_eq!(cost["id"], group);
+        let days: Vec<&str> =
+            cost["aggregation"].as_array().unwrap().iter().map(|a| a["date"].as_str().unwrap()).collect();
+        assert_eq!(days, vec!["2026-10-31", "2026-11-01"]);
+        let series: f64 = cost["aggregation"].as_array().unwrap().iter().map(|a| a["amount"].as_f64().unwrap()).sum();
+        let expected = row["total_micros"].as_u64().unwrap() as f64 / 1e6;
+        assert!((series - expected).abs() < 1e-6, "{group}: {series} vs {expected}");
+        checked += 1;
+    }
+    assert!(checked > 0, "{teams}");
+    // A department rolls up its teams.
+    let (_, dept) = c.get("/api/v1/backstage/group-daily-cost?group=applied-ml&intervals=R1/P2D/2026-11-02");
+    let (_, by_dept) = c.get(&format!("/api/v1/costs?from={from}&to={to}&group_by=department"));
+    let applied = by_dept["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["department"] == "applied-ml")
+        .map_or(0, |r| r["total_micros"].as_u64().unwrap());
+    let series: f64 = dept["aggregation"].as_array().unwrap().iter().map(|a| a["amount"].as_f64().unwrap()).sum();
+    assert!((series - applied as f64 / 1e6).abs() < 1e-6, "{dept}");
+    let (status, bad) = c.get("/api/v1/backstage/group-daily-cost?group=vision&intervals=last-month");
+    assert_eq!(status, 400);
+    assert!(bad["error"].as_str().unwrap().contains("R<periods>/P<days>D"), "{bad}");
+    let (_, groups) = c.get("/api/v1/backstage/user-groups?userId=bob");
+    assert_eq!(groups, serde_json::json!([{ "id": "group:default/nlp" }, { "id": "group:default/research" }]));
+    let (_, projects) = c.get("/api/v1/backstage/group-projects?group=recsys");
+    assert_eq!(projects, serde_json::json!([{ "id": "ranker" }, { "id": "retrieval-two-tower" }]));
+
     // Every node has a price, with where it came from.
     let (_, prices) = c.get("/api/v1/prices");
     let nodes = prices["nodes"].as_array().unwrap();

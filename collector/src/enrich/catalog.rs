@@ -33,6 +33,8 @@ pub struct Catalog {
     pub components: Vec<Component>,
     /// System ref → owner ref.
     pub systems: BTreeMap<String, String>,
+    /// User ref → the groups it is a member of.
+    pub users: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +59,8 @@ struct Spec {
     owner: Option<String>,
     parent: Option<String>,
     system: Option<String>,
+    #[serde(rename = "memberOf", default)]
+    member_of: Vec<String>,
 }
 
 /// A full entity reference (`kind:namespace/name`, lower case) from a possibly short one (`name`,
@@ -98,6 +102,10 @@ impl Catalog {
                 "group" => {
                     let parent = e.spec.parent.as_deref().map(|p| entity_ref(p, "group", &namespace));
                     self.groups.insert(this.clone(), Group { entity_ref: this, name: e.metadata.name, parent });
+                }
+                "user" => {
+                    let groups = e.spec.member_of.iter().map(|g| entity_ref(g, "group", &namespace)).collect();
+                    self.users.insert(this, groups);
                 }
                 "system" => {
                     let owner = e.spec.owner.as_deref().map(|o| entity_ref(o, "group", &namespace)).unwrap_or_default();
@@ -147,10 +155,16 @@ impl Catalog {
         for (name, text) in [
             ("examples/catalog/org.yaml", include_str!("../../../examples/catalog/org.yaml")),
             ("examples/catalog/components.yaml", include_str!("../../../examples/catalog/components.yaml")),
+            ("examples/catalog/users.yaml", include_str!("../../../examples/catalog/users.yaml")),
         ] {
             c.add_yaml(name, text).expect("the shipped example catalog parses (tested)");
         }
         c
+    }
+
+    /// Whether `owner` is `group` or belongs to it through the group tree.
+    pub fn rolls_up_to(&self, owner: &str, group: &str) -> bool {
+        owner == group || self.ancestry(owner).iter().any(|g| g.entity_ref == group)
     }
 
     /// The chain of groups from `group` up to the root: team, department, organisation, …
@@ -185,6 +199,9 @@ mod tests {
         );
         let notebooks = c.components.iter().find(|x| x.name == "jupyter-notebooks").unwrap();
         assert_eq!(notebooks.label_selector, Some(vec![("app.kubernetes.io/name".to_string(), "jupyter".to_string())]));
+        assert_eq!(c.users["user:default/bob"], vec!["group:default/nlp", "group:default/research"]);
+        assert!(c.rolls_up_to("group:default/vision", "group:default/applied-ml"));
+        assert!(!c.rolls_up_to("group:default/vision", "group:default/research-lab"));
     }
 
     #[test]

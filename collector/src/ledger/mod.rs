@@ -77,13 +77,15 @@ pub enum Dimension {
     ModelVersion,
     Run,
     Experiment,
+    /// The UTC day (`YYYY-MM-DD`), for daily series.
+    Day,
     /// The value of one allow-listed pod label or annotation (`label:<key>`).
     Label(String),
 }
 
 impl Dimension {
     /// Every dimension but `label:<key>`.
-    pub const FIXED: [Dimension; 21] = [
+    pub const FIXED: [Dimension; 22] = [
         Dimension::Cluster,
         Dimension::Node,
         Dimension::Gpu,
@@ -105,6 +107,7 @@ impl Dimension {
         Dimension::ModelVersion,
         Dimension::Run,
         Dimension::Experiment,
+        Dimension::Day,
     ];
 
     pub fn name(&self) -> String {
@@ -130,6 +133,7 @@ impl Dimension {
             Self::ModelVersion => "model_version".into(),
             Self::Run => "run".into(),
             Self::Experiment => "experiment".into(),
+            Self::Day => "day".into(),
             Self::Label(key) => format!("label:{key}"),
         }
     }
@@ -143,7 +147,19 @@ impl Dimension {
 
     /// Whether grouping by this needs the per-workload rollup.
     pub fn is_per_workload(&self) -> bool {
-        !matches!(self, Self::Cluster | Self::Node | Self::Gpu)
+        !matches!(self, Self::Cluster | Self::Node | Self::Gpu | Self::Day)
+    }
+
+    /// A stored group value as the API shows it (a day's index as `YYYY-MM-DD`).
+    pub fn display(&self, value: &str) -> String {
+        match (self, value.parse::<u64>()) {
+            (Self::Day, Ok(day)) => {
+                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(day * 86_400))
+                    .to_string()[..10]
+                    .to_string()
+            }
+            _ => value.to_string(),
+        }
     }
 }
 

@@ -135,6 +135,7 @@ impl DimSql {
                     format!("CASE WHEN {annotation} <> '' THEN {annotation} ELSE {env} END")
                 }
                 Dimension::Experiment => label("env:MLFLOW_EXPERIMENT_ID"),
+                Dimension::Day => "CAST(b.bucket_start_ns / 86400000000000 AS TEXT)".into(),
             })
             .collect();
         if needs_owner {

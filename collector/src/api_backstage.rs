@@ -1,0 +1,134 @@
+//! `/api/v1/backstage/…`: GPU cost for the Backstage Cost Insights plugin (`cost_insights` builds the
+//! shapes). Owners come from the configured catalog; costs use the `hybrid` policy, so a team's cost
+//! includes its share of the idle GPUs it holds.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::api::{ApiError, AppState, on_ledger};
+use crate::cost::split::Policy;
+use crate::cost_insights::{Cost, Intervals, daily_cost};
+use crate::enrich::Owners;
+use crate::enrich::catalog::entity_ref;
+use crate::ledger::{CostQuery, Dimension};
+
+const DAY_NS: u64 = 86_400 * 1_000_000_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/backstage/last-complete-billing-date", get(last_complete_billing_date))
+        .route("/api/v1/backstage/user-groups", get(user_groups))
+        .route("/api/v1/backstage/group-projects", get(group_projects))
+        .route("/api/v1/backstage/group-daily-cost", get(group_daily_cost))
+        .route("/api/v1/backstage/project-daily-cost", get(project_daily_cost))
+        .route("/api/v1/backstage/catalog-entity-daily-cost", get(catalog_entity_daily_cost))
+}
+
+fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
+    q.get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("missing parameter {name:?}")))
+}
+
+fn owners(s: &AppState) -> Result<&Owners, ApiError> {
+    s.owners.as_deref().ok_or_else(|| {
+        ApiError(StatusCode::NOT_FOUND, "no catalog configured (start the collector with --catalog-dir)".into())
+    })
+}
+
+async fn last_complete_billing_date() -> Json<Value> {
+    let yesterday = crate::now_ns() / DAY_NS - 1;
+    Json(json!({ "date": Dimension::Day.display(&yesterday.to_string()) }))
+}
+
+async fn user_groups(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let (o, user) = (owners(&s)?, param(&q, "userId")?);
+    let groups = o.catalog.users.get(&entity_ref(user, "user", "default")).cloned().unwrap_or_default();
+    Ok(Json(json!(groups.into_iter().map(|g| json!({ "id": g })).collect::<Vec<_>>())))
+}
+
+async fn group_projects(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let (o, group) = (owners(&s)?, entity_ref(param(&q, "group")?, "group", "default"));
+    let projects: Vec<Value> = o
+        .catalog
+        .components
+        .iter()
+        .filter(|c| o.catalog.rolls_up_to(&c.owner, &group))
+        .map(|c| json!({ "id": c.name }))
+        .collect();
+    Ok(Json(json!(projects)))
+}
+
+/// Daily hybrid cost over the intervals, grouped by day and `extra`, filtered by `filters`.
+async fn daily(
+    s: &AppState,
+    iv: &Intervals,
+    extra: Option<Dimension>,
+    filters: Vec<(Dimension, String)>,
+) -> Result<Vec<(u64, String, u128)>, ApiError> {
+    let mut group_by = vec![Dimension::Day];
+    group_by.extend(extra);
+    let query = CostQuery {
+        from_ns: iv.start_day() * DAY_NS,
+        to_ns: iv.end_day * DAY_NS,
+        group_by,
+        filters,
+        policy: Policy::Hybrid,
+    };
+    let report = on_ledger(s, move |l| l.costs(&query)).await?;
+    Ok(report
+        .rows
+        .into_iter()
+        .filter_map(|r| Some((r.group[0].parse().ok()?, r.group.get(1).cloned().unwrap_or_default(), r.used + r.idle)))
+        .collect())
+}
+
+fn intervals(q: &HashMap<String, String>) -> Result<Intervals, ApiError> {
+    Intervals::parse(param(q, "intervals")?).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
+}
+
+async fn group_daily_cost(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Cost>, ApiError> {
+    let (o, group, iv) = (owners(&s)?, entity_ref(param(&q, "group")?, "group", "default"), intervals(&q)?);
+    // A group's cost includes its sub-groups' (team → department → organisation).
+    let rows = daily(&s, &iv, Some(Dimension::Owner), vec![]).await?;
+    let mine: Vec<(u64, u128)> =
+        rows.into_iter().filter(|(_, owner, _)| o.catalog.rolls_up_to(owner, &group)).map(|(d, _, m)| (d, m)).collect();
+    Ok(Json(daily_cost(&group, &iv, &mine)))
+}
+
+async fn entity_cost(s: &AppState, id: &str, component: &str, iv: &Intervals) -> Result<Json<Cost>, ApiError> {
+    let rows = daily(s, iv, None, vec![(Dimension::Component, component.to_string())]).await?;
+    Ok(Json(daily_cost(id, iv, &rows.into_iter().map(|(d, _, m)| (d, m)).collect::<Vec<_>>())))
+}
+
+async fn project_daily_cost(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Cost>, ApiError> {
+    let (project, iv) = (param(&q, "project")?, intervals(&q)?);
+    entity_cost(&s, project, project, &iv).await
+}
+
+async fn catalog_entity_daily_cost(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Cost>, ApiError> {
+    let (entity, iv) = (entity_ref(param(&q, "entityRef")?, "component", "default"), intervals(&q)?);
+    let name = entity.rsplit('/').next().unwrap_or_default().to_string();
+    entity_cost(&s, &entity, &name, &iv).await
+}
