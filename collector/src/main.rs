@@ -18,9 +18,10 @@ use gpucost_collector::cost::book::PriceBook;
 use gpucost_collector::demo::{self, DemoConfig};
 use gpucost_collector::enrich::Owners;
 use gpucost_collector::enrich::catalog::Catalog;
+use gpucost_collector::enrich::mlflow::Auth;
 use gpucost_collector::enrich::owner::Rule;
 use gpucost_collector::ingest::validate::Limits;
-use gpucost_collector::server::{DiscoveryConfig, ServeConfig, Server};
+use gpucost_collector::server::{DiscoveryConfig, MlflowConfig, ServeConfig, Server};
 
 /// The gpucost collector: ingests GPU usage from agents, stores it, serves the API.
 #[derive(Debug, Parser)]
@@ -88,6 +89,13 @@ struct LedgerArgs {
         default_value = "label-selector,kubernetes-id,namespace-owner,ecs-task-tag,slurm-account,unix-user"
     )]
     owner_rules: Vec<String>,
+    /// MLflow tracking server to write GPU cost back to (tags on runs and model versions). Auth from
+    /// MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD, else MLFLOW_TRACKING_TOKEN.
+    #[arg(long, env = "GPUCOST_MLFLOW_URL")]
+    mlflow_url: Option<String>,
+    /// How often to write costs back to MLflow.
+    #[arg(long, env = "GPUCOST_MLFLOW_WRITEBACK_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    mlflow_writeback_interval: Duration,
     /// Prices file (TOML): overrides, discounts and region rules on top of the shipped AWS catalogue.
     #[arg(long, env = "GPUCOST_PRICES")]
     prices: Option<PathBuf>,
@@ -187,6 +195,19 @@ impl LedgerArgs {
             limits,
             prices: Arc::new(prices),
             owners: owners.map(Arc::new),
+            mlflow: self.mlflow_url.as_ref().map(|url| MlflowConfig {
+                url: url.clone(),
+                auth: match (
+                    std::env::var("MLFLOW_TRACKING_USERNAME"),
+                    std::env::var("MLFLOW_TRACKING_PASSWORD"),
+                    std::env::var("MLFLOW_TRACKING_TOKEN"),
+                ) {
+                    (Ok(user), Ok(password), _) => Some(Auth::Basic { user, password }),
+                    (_, _, Ok(token)) => Some(Auth::Bearer(token)),
+                    _ => None,
+                },
+                every: self.mlflow_writeback_interval,
+            }),
             discovery: self.aws_discovery.then(|| DiscoveryConfig {
                 endpoint_url: self.aws_endpoint_url.clone(),
                 every: self.aws_discovery_interval,

@@ -38,6 +38,15 @@ pub struct ServeConfig {
     pub discovery: Option<DiscoveryConfig>,
     /// The catalog and rules that name owners, when configured.
     pub owners: Option<Arc<crate::enrich::Owners>>,
+    /// Writing costs back to MLflow, when configured.
+    pub mlflow: Option<MlflowConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MlflowConfig {
+    pub url: String,
+    pub auth: Option<crate::enrich::mlflow::Auth>,
+    pub every: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +159,30 @@ impl Server {
         tasks.spawn(async move {
             axum::serve(http, app).with_graceful_shutdown(wait_for_stop(stop)).await.context("HTTP server failed")
         });
+        if let Some(m) = config.mlflow.clone() {
+            let (ledger, stop) = (ledger.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let client =
+                    Arc::new(crate::enrich::mlflow::MlflowClient::new(&m.url, m.auth.clone(), Duration::from_secs(10)));
+                let state = Arc::new(std::sync::Mutex::new(crate::enrich::mlflow::WriteBack::default()));
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(m.every) => {}
+                        _ = wait_for_stop(stop.clone()) => return Ok(()),
+                    }
+                    let (ledger, client, state) = (ledger.clone(), client.clone(), state.clone());
+                    let pass = tokio::task::spawn_blocking(move || {
+                        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                        crate::enrich::mlflow::write_back(ledger.as_ref(), &client, &mut state)
+                    });
+                    match pass.await {
+                        Ok(Ok(n)) if n > 0 => tracing::info!(targets = n, "wrote GPU cost to MLflow"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "MLflow write-back failed; retrying next time"),
+                        _ => {}
+                    }
+                }
+            });
+        }
         let pruner = ledger.clone();
         let retention = config.raw_retention.as_nanos() as u64;
         let stop = shutdown.clone();

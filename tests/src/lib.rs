@@ -296,3 +296,86 @@ impl Moto {
         );
     }
 }
+
+/// A real MLflow tracking server (PyPI `mlflow`, in the venv `scripts/test` installs) on a loopback port,
+/// with a SQLite backend in `dir`; killed when dropped.
+pub struct Mlflow {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+impl Mlflow {
+    /// `None` when MLflow is not installed — a failure when `CI=true`.
+    pub fn start(dir: &Path) -> Option<Self> {
+        let bin = std::env::var_os("GPUCOST_MLFLOW").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/gpucost/mlflow-venv/bin/mlflow")
+        });
+        if !bin.exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "MLflow is not installed at {} (scripts/test installs it)",
+                bin.display()
+            );
+            eprintln!("MLflow is not installed at {}: run scripts/test once to install it; skipping", bin.display());
+            return None;
+        }
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args([
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+            ])
+            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+            .arg("--default-artifact-root")
+            .arg(dir.join("artifacts"))
+            .stdout(log_file(&dir.join("mlflow.log")))
+            .stderr(log_file(&dir.join("mlflow.log")))
+            .spawn()
+            .expect("start mlflow server");
+        let m = Self { proc: Proc(child), port };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !ureq::get(&format!("{}/health", m.url())).call().is_ok_and(|r| r.status() == 200) {
+            assert!(
+                Instant::now() < deadline,
+                "MLflow did not answer /health within 120 s; see {}",
+                dir.join("mlflow.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Some(m)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// POST to the REST API 2.0 (`call` like `runs/create`); returns the JSON answer.
+    pub fn post(&self, call: &str, body: serde_json::Value) -> serde_json::Value {
+        let mut resp = ureq::post(&format!("{}/api/2.0/mlflow/{call}", self.url()))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap_or_else(|e| panic!("MLflow {call}: {e}"));
+        let status = resp.status().as_u16();
+        let answer: serde_json::Value = resp.body_mut().read_json().unwrap_or_default();
+        assert_eq!(status, 200, "MLflow {call}: {answer}");
+        answer
+    }
+
+    /// GET from the REST API 2.0.
+    pub fn get(&self, call: &str, query: &[(&str, &str)]) -> serde_json::Value {
+        let mut req = ureq::get(&format!("{}/api/2.0/mlflow/{call}", self.url()));
+        for (k, v) in query {
+            req = req.query(*k, *v);
+        }
+        req.call().unwrap_or_else(|e| panic!("MLflow {call}: {e}")).into_body().read_json().expect("JSON")
+    }
+}

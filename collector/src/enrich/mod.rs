@@ -2,6 +2,7 @@
 //! line keeps the owner in force when its GPU time was used.
 
 pub mod catalog;
+pub mod mlflow;
 pub mod owner;
 
 use crate::discover::Inventory;
