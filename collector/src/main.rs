@@ -42,6 +42,35 @@ enum Command {
     Demo(DemoArgs),
     /// Re-price stored history with the current prices (catalogue + --prices), recording what changed.
     Reprice(RepriceArgs),
+    /// Re-resolve the owners of stored history with the current catalog.
+    Reattribute(ReattributeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReattributeArgs {
+    /// SQLite ledger file.
+    #[arg(long, env = "GPUCOST_DB", default_value = "./gpucost.db")]
+    db: PathBuf,
+    /// From this time on (RFC 3339; widened to the bucket it falls in).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    from: std::time::SystemTime,
+    /// Up to this time (default: now).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    to: Option<std::time::SystemTime>,
+    /// The catalog to resolve owners with (Backstage catalog-info.yaml files).
+    #[arg(long, env = "GPUCOST_CATALOG_DIR")]
+    catalog_dir: PathBuf,
+    /// The owner rules, in the order tried (comma-separated).
+    #[arg(
+        long,
+        env = "GPUCOST_OWNER_RULES",
+        value_delimiter = ',',
+        default_value = "label-selector,kubernetes-id,namespace-owner,ecs-task-tag,slurm-account,unix-user"
+    )]
+    owner_rules: Vec<String>,
+    /// Show what would change without writing anything.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +287,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Server::start(&config, stop_rx).await?.wait().await
         }
         Command::Reprice(a) => reprice(a),
+        Command::Reattribute(a) => reattribute(a),
         Command::Demo(a) => {
             anyhow::ensure!(a.nodes > 0, "--nodes must be at least 1");
             let prices = match &a.ledger.prices {
@@ -309,6 +339,38 @@ fn reprice(a: RepriceArgs) -> anyhow::Result<()> {
         report.buckets,
         usd(report.old_micros),
         usd(report.new_micros)
+    );
+    Ok(())
+}
+
+fn reattribute(a: ReattributeArgs) -> anyhow::Result<()> {
+    use gpucost_collector::ledger::Ledger;
+    use gpucost_collector::ledger::sqlite::SqliteLedger;
+    let ns = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64);
+    let rules = a
+        .owner_rules
+        .iter()
+        .map(|r| Rule::parse(r).with_context(|| format!("--owner-rules: unknown rule {r:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let catalog = Catalog::load_dir(&a.catalog_dir).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(a.db.exists(), "no ledger at {} (--db)", a.db.display());
+    let bucket = SqliteLedger::stored_bucket_ns(&a.db)?;
+    let ledger = SqliteLedger::open(&a.db, bucket, u64::MAX)?;
+    let from = ns(a.from)? / bucket * bucket;
+    let to = a.to.map(ns).transpose()?.unwrap_or_else(gpucost_collector::now_ns).div_ceil(bucket) * bucket;
+    anyhow::ensure!(from < to, "--from must be before --to");
+    let resolve = |identity: &gpucost_collector::model::Identity| {
+        gpucost_collector::enrich::owner::resolve(&catalog, &rules, identity, None)
+    };
+    let report = ledger.reattribute(from, to, &resolve, a.dry_run)?;
+    for (change, n) in &report.moved {
+        println!("{change}: {n} workloads");
+    }
+    println!(
+        "{}{} workloads re-attributed, {} moved",
+        if a.dry_run { "dry run: " } else { "" },
+        report.workloads,
+        report.moved.values().sum::<u64>()
     );
     Ok(())
 }

@@ -101,7 +101,7 @@ pub struct Holding {
     pub memory_bytes: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkloadKind {
     #[default]
@@ -129,7 +129,8 @@ impl WorkloadKind {
 }
 
 /// Who is behind a process, as the agent found out. Empty strings mean unknown.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Identity {
     pub kind: WorkloadKind,
     pub namespace: String,

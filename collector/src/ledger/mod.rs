@@ -247,6 +247,13 @@ pub struct NodePrice {
     pub source: String,
 }
 
+/// What a re-attribution changed: per (old owner, new owner), how many workloads moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReattributeReport {
+    pub workloads: u64,
+    pub moved: std::collections::BTreeMap<String, u64>,
+}
+
 /// What a re-pricing changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RepriceReport {
@@ -272,6 +279,15 @@ pub trait Ledger: Send + Sync {
     /// Re-prices the buckets in [from_ns, to_ns) with the prices `price_of` gives each node at each
     /// bucket's start, keeping each split's proportions (`cost::reprice`); records what changed. With
     /// `dry_run` nothing is written.
+    /// Re-resolves the owner of every workload active in [from_ns, to_ns) with `resolve` (the current
+    /// catalog and rules), from `from_ns` to `to_ns`; the owners before and after the window stay.
+    fn reattribute(
+        &self,
+        from_ns: u64,
+        to_ns: u64,
+        resolve: &dyn Fn(&crate::model::Identity) -> crate::enrich::owner::Ownership,
+        dry_run: bool,
+    ) -> Result<ReattributeReport, LedgerError>;
     fn reprice(
         &self,
         from_ns: u64,

@@ -11,8 +11,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rollup::{buckets, spread};
 use super::{
-    CostQuery, CostReport, CostRow, Dimension, GpuTime, Ledger, LedgerError, NodePrice, Recorded, RepriceReport,
-    UsageQuery, UsageReport, UsageRow,
+    CostQuery, CostReport, CostRow, Dimension, GpuTime, Ledger, LedgerError, NodePrice, ReattributeReport, Recorded,
+    RepriceReport, UsageQuery, UsageReport, UsageRow,
 };
 use crate::cost::split::Policy;
 use crate::enrich::owner::{Ownership, Rule};
@@ -726,6 +726,76 @@ impl Ledger for SqliteLedger {
         })
     }
 
+    fn reattribute(
+        &self,
+        from_ns: u64,
+        to_ns: u64,
+        resolve: &dyn Fn(&Identity) -> Ownership,
+        dry_run: bool,
+    ) -> Result<ReattributeReport, LedgerError> {
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let Writer { conn, ids } = &mut *guard;
+        let tx = conn.transaction()?;
+        let workloads: Vec<(i64, String)> = tx
+            .prepare(
+                "SELECT w.workload_id, w.identity_json FROM workloads w WHERE EXISTS (SELECT 1 FROM usage_buckets b
+                   WHERE b.workload_id = w.workload_id AND b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2)",
+            )?
+            .query_map(params![from_ns as i64, to_ns as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        type Row = (String, String, String, String, String, String);
+        let owner_at = |tx: &Connection, workload_id: i64, at: u64| -> Result<Option<Row>, LedgerError> {
+            Ok(tx
+                .prepare_cached(
+                    "SELECT owner, team, department, component, system, rule FROM workload_owners
+                     WHERE workload_id = $1 AND from_ns <= $2 ORDER BY from_ns DESC LIMIT 1",
+                )?
+                .query_row(params![workload_id, at as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                })
+                .optional()?)
+        };
+        let mut report = ReattributeReport::default();
+        for (workload_id, json) in workloads {
+            let identity: Identity =
+                serde_json::from_str(&json).map_err(|e| LedgerError::Io(format!("workload {workload_id}: {e}")))?;
+            let new = resolve(&identity);
+            let before = owner_at(&tx, workload_id, from_ns)?;
+            let old_owner = before.as_ref().map_or("unallocated".to_string(), |o| o.0.clone());
+            report.workloads += 1;
+            if old_owner != new.owner {
+                *report.moved.entry(format!("{old_owner} -> {}", new.owner)).or_default() += 1;
+            }
+            if dry_run {
+                continue;
+            }
+            // What was in force at the window's end stays in force after it.
+            let after = owner_at(&tx, workload_id, to_ns)?;
+            tx.prepare_cached("DELETE FROM workload_owners WHERE workload_id = $1 AND from_ns >= $2 AND from_ns < $3")?
+                .execute(params![workload_id, from_ns as i64, to_ns as i64])?;
+            if let Some((owner, team, department, component, system, rule)) = after {
+                tx.prepare_cached(
+                    "INSERT INTO workload_owners (workload_id, from_ns, owner, team, department, component, system, rule)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workload_id, from_ns) DO NOTHING",
+                )?
+                .execute(params![workload_id, to_ns as i64, owner, team, department, component, system, rule])?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO workload_owners (workload_id, from_ns, owner, team, department, component, system, rule)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workload_id, from_ns) DO UPDATE SET owner = excluded.owner,
+                   team = excluded.team, department = excluded.department, component = excluded.component,
+                   system = excluded.system, rule = excluded.rule",
+            )?
+            .execute(params![workload_id, from_ns as i64, new.owner, new.team, new.department, new.component, new.system, new.rule])?;
+        }
+        if !dry_run {
+            tx.commit()?;
+            // The writer's cached owners may be stale now.
+            ids.owners.clear();
+        }
+        Ok(report)
+    }
+
     fn reprice(
         &self,
         from_ns: u64,
@@ -1263,6 +1333,49 @@ mod tests {
         other.holdings = share::holdings(600 * NS, &other.processes, &[]);
         l.record(&[other], T0).unwrap();
         assert_eq!(q(T0 + 3 * HOUR, T0 + 4 * HOUR, vec![Dimension::Owner])[0].group, vec!["unallocated"]);
+    }
+
+    #[test]
+    fn reattributing_moves_the_window_to_the_new_owner_and_keeps_the_rest() {
+        use crate::enrich::catalog::Catalog;
+        use crate::enrich::owner::{Rule, resolve};
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir);
+        let labelled = |seq: u64| {
+            let mut b = batch("b", seq, T0 + (seq - 1) * HOUR, 600 * NS, 500_000);
+            let identity = Identity {
+                kind: WorkloadKind::KubernetesPod,
+                namespace: "ml".into(),
+                pod: "p".into(),
+                labels: [("backstage.io/kubernetes-id".to_string(), "ranker".to_string())].into(),
+                ..Default::default()
+            };
+            b.processes[0].workload = Workload::new(&b.node, identity);
+            b.holdings = share::holdings(600 * NS, &b.processes, &[]);
+            b.owners = vec![Ownership {
+                owner: "unallocated".into(),
+                team: String::new(),
+                department: String::new(),
+                component: String::new(),
+                system: String::new(),
+                rule: "unallocated",
+            }];
+            b
+        };
+        l.record(&[labelled(1), labelled(2), labelled(3)], T0).unwrap();
+        let catalog = Catalog::example();
+        let by_catalog = |i: &Identity| resolve(&catalog, &Rule::DEFAULT_ORDER, i, None);
+        // Only the second hour is re-attributed.
+        let report = l.reattribute(T0 + HOUR, T0 + 2 * HOUR, &by_catalog, false).unwrap();
+        assert_eq!(report.moved.get("unallocated -> group:default/recsys"), Some(&1));
+        let team = |h: u64| {
+            l.usage(&UsageQuery { from_ns: T0 + h * HOUR, to_ns: T0 + (h + 1) * HOUR, group_by: vec![Dimension::Team] })
+                .unwrap()
+                .rows[0]
+                .group[0]
+                .clone()
+        };
+        assert_eq!((team(0), team(1), team(2)), (String::new(), "recsys".to_string(), String::new()));
     }
 
     #[test]
