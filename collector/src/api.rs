@@ -33,7 +33,7 @@ pub struct AppState {
     /// What AWS discovery found, when it is on.
     pub inventory: Option<SharedInventory>,
     /// The catalog and rules that name owners, when configured.
-    pub owners: Option<Arc<crate::enrich::Owners>>,
+    pub owners: Option<crate::enrich::SharedOwners>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -13,8 +13,7 @@ use serde_json::{Value, json};
 use crate::api::{ApiError, AppState, on_ledger};
 use crate::cost::split::Policy;
 use crate::cost_insights::{Cost, Intervals, daily_cost};
-use crate::enrich::Owners;
-use crate::enrich::catalog::entity_ref;
+use crate::enrich::catalog::{Catalog, entity_ref};
 use crate::ledger::{CostQuery, Dimension};
 
 const DAY_NS: u64 = 86_400 * 1_000_000_000;
@@ -36,8 +35,9 @@ fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiE
         .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("missing parameter {name:?}")))
 }
 
-fn owners(s: &AppState) -> Result<&Owners, ApiError> {
-    s.owners.as_deref().ok_or_else(|| {
+/// A snapshot of the catalog in force.
+fn owners(s: &AppState) -> Result<Catalog, ApiError> {
+    s.owners.as_ref().map(|o| o.read().unwrap_or_else(|e| e.into_inner()).catalog.clone()).ok_or_else(|| {
         ApiError(StatusCode::NOT_FOUND, "no catalog configured (start the collector with --catalog-dir)".into())
     })
 }
@@ -51,8 +51,8 @@ async fn user_groups(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let (o, user) = (owners(&s)?, param(&q, "userId")?);
-    let groups = o.catalog.users.get(&entity_ref(user, "user", "default")).cloned().unwrap_or_default();
+    let (catalog, user) = (owners(&s)?, param(&q, "userId")?);
+    let groups = catalog.users.get(&entity_ref(user, "user", "default")).cloned().unwrap_or_default();
     Ok(Json(json!(groups.into_iter().map(|g| json!({ "id": g })).collect::<Vec<_>>())))
 }
 
@@ -60,12 +60,11 @@ async fn group_projects(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let (o, group) = (owners(&s)?, entity_ref(param(&q, "group")?, "group", "default"));
-    let projects: Vec<Value> = o
-        .catalog
+    let (catalog, group) = (owners(&s)?, entity_ref(param(&q, "group")?, "group", "default"));
+    let projects: Vec<Value> = catalog
         .components
         .iter()
-        .filter(|c| o.catalog.rolls_up_to(&c.owner, &group))
+        .filter(|c| catalog.rolls_up_to(&c.owner, &group))
         .map(|c| json!({ "id": c.name }))
         .collect();
     Ok(Json(json!(projects)))
@@ -103,11 +102,11 @@ async fn group_daily_cost(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Cost>, ApiError> {
-    let (o, group, iv) = (owners(&s)?, entity_ref(param(&q, "group")?, "group", "default"), intervals(&q)?);
+    let (catalog, group, iv) = (owners(&s)?, entity_ref(param(&q, "group")?, "group", "default"), intervals(&q)?);
     // A group's cost includes its sub-groups' (team → department → organisation).
     let rows = daily(&s, &iv, Some(Dimension::Owner), vec![]).await?;
     let mine: Vec<(u64, u128)> =
-        rows.into_iter().filter(|(_, owner, _)| o.catalog.rolls_up_to(owner, &group)).map(|(d, _, m)| (d, m)).collect();
+        rows.into_iter().filter(|(_, owner, _)| catalog.rolls_up_to(owner, &group)).map(|(d, _, m)| (d, m)).collect();
     Ok(Json(daily_cost(&group, &iv, &mine)))
 }
 

@@ -21,7 +21,7 @@ use gpucost_collector::enrich::catalog::Catalog;
 use gpucost_collector::enrich::mlflow::Auth;
 use gpucost_collector::enrich::owner::Rule;
 use gpucost_collector::ingest::validate::Limits;
-use gpucost_collector::server::{DiscoveryConfig, MlflowConfig, ServeConfig, Server};
+use gpucost_collector::server::{BackstageConfig, DiscoveryConfig, MlflowConfig, ServeConfig, Server};
 
 /// The gpucost collector: ingests GPU usage from agents, stores it, serves the API.
 #[derive(Debug, Parser)]
@@ -118,6 +118,15 @@ struct LedgerArgs {
         default_value = "label-selector,kubernetes-id,namespace-owner,ecs-task-tag,slurm-account,unix-user"
     )]
     owner_rules: Vec<String>,
+    /// Backstage to sync the catalog from (owners, teams, components), e.g. http://backstage:7007.
+    #[arg(long, env = "GPUCOST_BACKSTAGE_URL")]
+    backstage_url: Option<String>,
+    /// Token for Backstage's API (a static external-access token).
+    #[arg(long, env = "GPUCOST_BACKSTAGE_TOKEN")]
+    backstage_token: Option<String>,
+    /// How often to sync the catalog from Backstage.
+    #[arg(long, env = "GPUCOST_BACKSTAGE_SYNC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    backstage_sync_interval: Duration,
     /// MLflow tracking server to write GPU cost back to (tags on runs and model versions). Auth from
     /// MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD, else MLFLOW_TRACKING_TOKEN.
     #[arg(long, env = "GPUCOST_MLFLOW_URL")]
@@ -197,6 +206,8 @@ impl LedgerArgs {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let catalog = match &self.catalog_dir {
             Some(dir) => Some(Catalog::load_dir(dir).map_err(anyhow::Error::msg)?),
+            // Filled by the first sync.
+            None if self.backstage_url.is_some() => Some(Catalog::default()),
             None => fallback,
         };
         Ok(catalog.map(|catalog| Owners { catalog, rules }))
@@ -223,7 +234,12 @@ impl LedgerArgs {
             raw_retention: self.raw_retention,
             limits,
             prices: Arc::new(prices),
-            owners: owners.map(Arc::new),
+            owners: owners.map(|o| Arc::new(std::sync::RwLock::new(o))),
+            backstage: self.backstage_url.as_ref().map(|url| BackstageConfig {
+                url: url.clone(),
+                token: self.backstage_token.clone(),
+                every: self.backstage_sync_interval,
+            }),
             mlflow: self.mlflow_url.as_ref().map(|url| MlflowConfig {
                 url: url.clone(),
                 auth: match (

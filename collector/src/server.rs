@@ -37,9 +37,60 @@ pub struct ServeConfig {
     /// AWS discovery, when enabled.
     pub discovery: Option<DiscoveryConfig>,
     /// The catalog and rules that name owners, when configured.
-    pub owners: Option<Arc<crate::enrich::Owners>>,
+    pub owners: Option<crate::enrich::SharedOwners>,
     /// Writing costs back to MLflow, when configured.
     pub mlflow: Option<MlflowConfig>,
+    /// Syncing the catalog from Backstage, when configured (needs `owners`).
+    pub backstage: Option<BackstageConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackstageConfig {
+    pub url: String,
+    pub token: Option<String>,
+    pub every: Duration,
+}
+
+/// Syncs the catalog from Backstage now (bounded) and then every `every`; a failed sync keeps the last
+/// good copy, so attribution goes on while Backstage is down.
+async fn start_backstage_sync(
+    b: BackstageConfig,
+    owners: crate::enrich::SharedOwners,
+    stop: watch::Receiver<bool>,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+) {
+    async fn sync(b: &BackstageConfig, owners: &crate::enrich::SharedOwners) {
+        let (url, token) = (b.url.clone(), b.token.clone());
+        let fetched = tokio::task::spawn_blocking(move || {
+            crate::enrich::backstage::fetch(&url, token.as_deref(), Duration::from_secs(20))
+        })
+        .await;
+        match fetched {
+            Ok(Ok(catalog)) => {
+                tracing::debug!(
+                    groups = catalog.groups.len(),
+                    components = catalog.components.len(),
+                    "catalog synced from Backstage"
+                );
+                owners.write().unwrap_or_else(|e| e.into_inner()).catalog = catalog;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot sync the catalog from Backstage; keeping the last good copy")
+            }
+            Err(e) => tracing::warn!(error = %e, "Backstage sync panicked; keeping the last good copy"),
+        }
+    }
+    if tokio::time::timeout(Duration::from_secs(30), sync(&b, &owners)).await.is_err() {
+        tracing::warn!("Backstage did not answer within 30 s at start-up; attributing without its catalog for now");
+    }
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(b.every) => sync(&b, &owners).await,
+                _ = wait_for_stop(stop.clone()) => return Ok(()),
+            }
+        }
+    });
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +183,9 @@ impl Server {
         let writer = WriterHandle::spawn(ledger.clone());
         let metrics = Arc::new(Metrics::default());
         let mut tasks = JoinSet::new();
+        if let (Some(b), Some(owners)) = (config.backstage.clone(), config.owners.clone()) {
+            start_backstage_sync(b, owners, shutdown.clone(), &mut tasks).await;
+        }
         let inventory = match &config.discovery {
             Some(d) => Some(start_discovery(config.prices.clone(), d, shutdown.clone(), &mut tasks).await),
             None => None,

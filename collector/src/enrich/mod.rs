@@ -1,12 +1,16 @@
 //! Enrichment: who owns a workload (Backstage catalog, `owner`), resolved at ingest so that every cost
 //! line keeps the owner in force when its GPU time was used.
 
+pub mod backstage;
 pub mod catalog;
 pub mod mlflow;
 pub mod owner;
 
 use crate::discover::Inventory;
 use crate::model::Batch;
+
+/// The owners configuration, replaced whole when the catalog is synced again.
+pub type SharedOwners = std::sync::Arc<std::sync::RwLock<Owners>>;
 
 /// Who owns what, as configured: the catalog and the order of the rules.
 #[derive(Debug, Clone)]

@@ -23,7 +23,7 @@ use super::validate::{Limits, validate};
 use crate::cost::book::PriceBook;
 use crate::cost::priced::price;
 use crate::discover::SharedInventory;
-use crate::enrich::{Owners, enrich};
+use crate::enrich::{SharedOwners, enrich};
 use crate::ledger::writer::WriterHandle;
 use crate::ledger::{LedgerError, Recorded};
 use crate::metrics::Metrics;
@@ -41,7 +41,7 @@ pub struct Pipeline {
     pub limits: Limits,
     pub prices: Arc<PriceBook>,
     pub inventory: Option<SharedInventory>,
-    pub owners: Option<Arc<Owners>>,
+    pub owners: Option<SharedOwners>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -93,7 +93,7 @@ async fn serve_stream(mut inbound: Streaming<UsageBatch>, out: mpsc::Sender<Resu
                             let guard = inventory.as_ref().map(|i| i.read().unwrap_or_else(|e| e.into_inner()));
                             price(&prices, guard.as_deref(), &mut batch);
                             if let Some(o) = &owners {
-                                enrich(o, guard.as_deref(), &mut batch);
+                                enrich(&o.read().unwrap_or_else(|e| e.into_inner()), guard.as_deref(), &mut batch);
                             }
                         }
                         pending.push_back(Pending {
