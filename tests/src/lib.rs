@@ -73,7 +73,7 @@ impl Collector {
             .stderr(log_file(&db.with_extension("collector.log")))
             .spawn()
             .expect("start gpucost-collector");
-        let c = Self { proc: Proc(child), grpc_port, http_port, db: db.to_path_buf() };
+        let mut c = Self { proc: Proc(child), grpc_port, http_port, db: db.to_path_buf() };
         c.wait_ready();
         c
     }
@@ -86,15 +86,21 @@ impl Collector {
         format!("http://127.0.0.1:{}{path}", self.http_port)
     }
 
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build().into();
         while Instant::now() < deadline {
-            if ureq::get(&self.http("/readyz")).call().is_ok_and(|r| r.status() == 200) {
+            if let Ok(Some(status)) = self.proc.0.try_wait() {
+                let log = std::fs::read_to_string(self.db.with_extension("collector.log")).unwrap_or_default();
+                panic!("collector exited ({status}) before it became ready; its log:\n{log}");
+            }
+            if agent.get(&self.http("/readyz")).call().is_ok_and(|r| r.status() == 200) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("collector did not become ready on port {} within 30 s", self.http_port);
+        panic!("collector did not become ready on port {} within 60 s", self.http_port);
     }
 
     /// `GET path` → (status, JSON body).
