@@ -248,23 +248,31 @@ pub struct Moto {
     python: PathBuf,
 }
 
+/// Where `scripts/test` installed a peer: `$env`, else `~/.cache/gpucost/<cached>`. `None` when `<that>/<marker>`
+/// does not exist — which fails the test run when `CI=true`: under CI a missing peer is an error, never a skip.
+fn installed_peer(name: &str, env: &str, cached: &str, marker: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/gpucost").join(cached)
+    });
+    let probe = if marker.is_empty() { path.clone() } else { path.join(marker) };
+    if !probe.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{name} is not installed at {} (scripts/test installs it)",
+            path.display()
+        );
+        eprintln!("{name} is not installed at {}: run scripts/test once to install it; skipping", path.display());
+        return None;
+    }
+    Some(path)
+}
+
 impl Moto {
     /// Starts `moto_server` from the venv `scripts/test` installs (`GPUCOST_MOTO_SERVER`, else
     /// `~/.cache/gpucost/venv/bin/moto_server`). `None` when it is not installed — which fails the test
     /// run when `CI=true`: under CI a missing peer is an error, never a skip.
     pub fn start() -> Option<Self> {
-        let server = std::env::var_os("GPUCOST_MOTO_SERVER").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/gpucost/venv/bin/moto_server")
-        });
-        if !server.exists() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "moto is not installed at {} (scripts/test installs it)",
-                server.display()
-            );
-            eprintln!("moto is not installed at {}: run scripts/test once to install it; skipping", server.display());
-            return None;
-        }
+        let server = installed_peer("moto", "GPUCOST_MOTO_SERVER", "venv/bin/moto_server", "")?;
         let port = free_port();
         let child = Command::new(&server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -313,18 +321,7 @@ pub struct Mlflow {
 impl Mlflow {
     /// `None` when MLflow is not installed — a failure when `CI=true`.
     pub fn start(dir: &Path) -> Option<Self> {
-        let bin = std::env::var_os("GPUCOST_MLFLOW").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/gpucost/mlflow-venv/bin/mlflow")
-        });
-        if !bin.exists() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "MLflow is not installed at {} (scripts/test installs it)",
-                bin.display()
-            );
-            eprintln!("MLflow is not installed at {}: run scripts/test once to install it; skipping", bin.display());
-            return None;
-        }
+        let bin = installed_peer("MLflow", "GPUCOST_MLFLOW", "mlflow-venv/bin/mlflow", "")?;
         let port = free_port();
         let child = Command::new(&bin)
             .args([
@@ -401,21 +398,12 @@ impl Backstage {
     /// `None` when the backend is not installed — a failure when `CI=true`. Returns once Backstage serves
     /// `expected` groups, users, systems and components in all.
     pub fn start(log_dir: &Path, catalog_files: &[PathBuf], expected: usize) -> Option<Self> {
-        let home = std::env::var_os("GPUCOST_BACKSTAGE_DIR").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/gpucost/backstage")
-        });
-        if !home.join("node_modules/@backstage/backend-defaults").exists() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "Backstage is not installed at {} (scripts/test installs it)",
-                home.display()
-            );
-            eprintln!(
-                "Backstage is not installed at {}: run scripts/test once to install it; skipping",
-                home.display()
-            );
-            return None;
-        }
+        let home = installed_peer(
+            "Backstage",
+            "GPUCOST_BACKSTAGE_DIR",
+            "backstage",
+            "node_modules/@backstage/backend-defaults",
+        )?;
         let port = free_port();
         // Inside the install folder, so that node finds its node_modules.
         let run_dir = home.join(format!("run-{}-{port}", std::process::id()));
