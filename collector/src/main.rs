@@ -46,6 +46,36 @@ enum Command {
     Reattribute(ReattributeArgs),
 }
 
+/// The owner rules, in PRODUCT.md's order.
+const DEFAULT_OWNER_RULES: &str = "label-selector,kubernetes-id,namespace-owner,ecs-task-tag,slurm-account,unix-user";
+
+/// `--owner-rules` → rules, naming the one that is not known.
+fn parse_rules(names: &[String]) -> anyhow::Result<Vec<Rule>> {
+    names
+        .iter()
+        .map(|r| {
+            Rule::parse(r).with_context(|| format!("--owner-rules: unknown rule {r:?}; expected {DEFAULT_OWNER_RULES}"))
+        })
+        .collect()
+}
+
+/// Opens the ledger at `db` for an offline command and widens [`from`, `to` or now) to whole buckets.
+fn open_range(
+    db: &std::path::Path,
+    from: std::time::SystemTime,
+    to: Option<std::time::SystemTime>,
+) -> anyhow::Result<(gpucost_collector::ledger::sqlite::SqliteLedger, u64, u64)> {
+    use gpucost_collector::ledger::sqlite::SqliteLedger;
+    let ns = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64);
+    anyhow::ensure!(db.exists(), "no ledger at {} (--db)", db.display());
+    let bucket = SqliteLedger::stored_bucket_ns(db)?;
+    let ledger = SqliteLedger::open(db, bucket, u64::MAX)?;
+    let from = ns(from)? / bucket * bucket;
+    let to = to.map(ns).transpose()?.unwrap_or_else(gpucost_collector::now_ns).div_ceil(bucket) * bucket;
+    anyhow::ensure!(from < to, "--from must be before --to");
+    Ok((ledger, from, to))
+}
+
 #[derive(Debug, Args)]
 struct ReattributeArgs {
     /// SQLite ledger file.
@@ -65,7 +95,7 @@ struct ReattributeArgs {
         long,
         env = "GPUCOST_OWNER_RULES",
         value_delimiter = ',',
-        default_value = "label-selector,kubernetes-id,namespace-owner,ecs-task-tag,slurm-account,unix-user"
+        default_value = DEFAULT_OWNER_RULES
     )]
     owner_rules: Vec<String>,
     /// Show what would change without writing anything.
@@ -115,7 +145,7 @@ struct LedgerArgs {
         long,
         env = "GPUCOST_OWNER_RULES",
         value_delimiter = ',',
-        default_value = "label-selector,kubernetes-id,namespace-owner,ecs-task-tag,slurm-account,unix-user"
+        default_value = DEFAULT_OWNER_RULES
     )]
     owner_rules: Vec<String>,
     /// Backstage to sync the catalog from (owners, teams, components), e.g. http://backstage:7007.
@@ -199,11 +229,7 @@ struct DemoArgs {
 impl LedgerArgs {
     /// The owners configuration: the catalog folder's entities (or `fallback`) and the rule order.
     fn owners(&self, fallback: Option<Catalog>) -> anyhow::Result<Option<Owners>> {
-        let rules = self
-            .owner_rules
-            .iter()
-            .map(|r| Rule::parse(r).with_context(|| format!("--owner-rules: unknown rule {r:?}; expected label-selector, kubernetes-id, namespace-owner, ecs-task-tag, slurm-account, unix-user")))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let rules = parse_rules(&self.owner_rules)?;
         let catalog = match &self.catalog_dir {
             Some(dir) => Some(Catalog::load_dir(dir).map_err(anyhow::Error::msg)?),
             // Filled by the first sync.
@@ -335,14 +361,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn reprice(a: RepriceArgs) -> anyhow::Result<()> {
     use gpucost_collector::ledger::Ledger;
-    let ns = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64);
     let book = PriceBook::load(a.prices.as_deref()).map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(a.db.exists(), "no ledger at {} (--db)", a.db.display());
-    let bucket = gpucost_collector::ledger::sqlite::SqliteLedger::stored_bucket_ns(&a.db)?;
-    let ledger = gpucost_collector::ledger::sqlite::SqliteLedger::open(&a.db, bucket, u64::MAX)?;
-    let from = ns(a.from)? / bucket * bucket;
-    let to = a.to.map(ns).transpose()?.unwrap_or_else(gpucost_collector::now_ns).div_ceil(bucket) * bucket;
-    anyhow::ensure!(from < to, "--from must be before --to");
+    let (ledger, from, to) = open_range(&a.db, a.from, a.to)?;
     let report =
         ledger.reprice(from, to, &|node, model, gpus, at| book.price(node, model, gpus, at).ok(), a.dry_run)?;
     let usd = gpucost_collector::cost::price::usd;
@@ -361,20 +381,9 @@ fn reprice(a: RepriceArgs) -> anyhow::Result<()> {
 
 fn reattribute(a: ReattributeArgs) -> anyhow::Result<()> {
     use gpucost_collector::ledger::Ledger;
-    use gpucost_collector::ledger::sqlite::SqliteLedger;
-    let ns = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64);
-    let rules = a
-        .owner_rules
-        .iter()
-        .map(|r| Rule::parse(r).with_context(|| format!("--owner-rules: unknown rule {r:?}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let rules = parse_rules(&a.owner_rules)?;
     let catalog = Catalog::load_dir(&a.catalog_dir).map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(a.db.exists(), "no ledger at {} (--db)", a.db.display());
-    let bucket = SqliteLedger::stored_bucket_ns(&a.db)?;
-    let ledger = SqliteLedger::open(&a.db, bucket, u64::MAX)?;
-    let from = ns(a.from)? / bucket * bucket;
-    let to = a.to.map(ns).transpose()?.unwrap_or_else(gpucost_collector::now_ns).div_ceil(bucket) * bucket;
-    anyhow::ensure!(from < to, "--from must be before --to");
+    let (ledger, from, to) = open_range(&a.db, a.from, a.to)?;
     let resolve = |identity: &gpucost_collector::model::Identity| {
         gpucost_collector::enrich::owner::resolve(&catalog, &rules, identity, None)
     };

@@ -105,25 +105,25 @@ impl Collector {
 
     /// `GET path` → (status, JSON body).
     pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let resp = ureq::get(&self.http(path))
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-            .expect("HTTP request to the collector");
+        let resp = self.call(path);
         let status = resp.status().as_u16();
         let body: serde_json::Value = resp.into_body().read_json().expect("JSON body");
         (status, body)
     }
 
-    /// `GET path` → (status, text body).
-    pub fn get_text(&self, path: &str) -> (u16, String) {
-        let resp = ureq::get(&self.http(path))
+    /// `GET path`, any status.
+    fn call(&self, path: &str) -> ureq::http::Response<ureq::Body> {
+        ureq::get(&self.http(path))
             .config()
             .http_status_as_error(false)
             .build()
             .call()
-            .expect("HTTP request to the collector");
+            .expect("HTTP request to the collector")
+    }
+
+    /// `GET path` → (status, text body).
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        let resp = self.call(path);
         let status = resp.status().as_u16();
         (status, resp.into_body().read_to_string().expect("text body"))
     }
