@@ -230,7 +230,9 @@ impl Server {
                         crate::enrich::mlflow::write_back(ledger.as_ref(), &client, &mut state)
                     });
                     match pass.await {
-                        Ok(Ok(n)) if n > 0 => tracing::info!(targets = n, "wrote GPU cost to MLflow"),
+                        Ok(Ok(s)) if s.written + s.failed > 0 => {
+                            tracing::info!(written = s.written, refused = s.failed, "wrote GPU cost to MLflow")
+                        }
                         Ok(Err(e)) => tracing::warn!(error = %e, "MLflow write-back failed; retrying next time"),
                         _ => {}
                     }

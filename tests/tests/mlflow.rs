@@ -1,4 +1,5 @@
-//! Cost per model version and per training run, written back to a real MLflow server.
+//! Cost per model version, training run, experiment and registered model, written back to a real MLflow
+//! server that runs its basic-auth app.
 
 use std::time::{Duration, Instant};
 
@@ -7,9 +8,16 @@ use gpucost_proto::v1 as pb;
 use serde_json::{Value, json};
 
 const NS: u64 = 1_000_000_000;
+const PASSWORD: &str = "gpucost-admin-pass-1";
 
 fn tag(tags: &Value, key: &str) -> Option<String> {
     tags.as_array()?.iter().find(|t| t["key"] == key).and_then(|t| t["value"].as_str()).map(String::from)
+}
+
+/// `"12.345678"` → 12_345_678 micro-dollars.
+fn micros(usd: &str) -> u64 {
+    let (whole, frac) = usd.split_once('.').unwrap_or((usd, "0"));
+    whole.parse::<u64>().unwrap() * 1_000_000 + format!("{frac:0<6}")[..6].parse::<u64>().unwrap()
 }
 
 fn pod(pod: &str, labels: &[(&str, &str)], env: &[(&str, &str)]) -> pb::WorkloadIdentity {
@@ -24,52 +32,16 @@ fn pod(pod: &str, labels: &[(&str, &str)], env: &[(&str, &str)]) -> pb::Workload
     }
 }
 
-#[test]
-fn each_model_version_and_run_carries_its_gpu_cost_in_mlflow() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(mlflow) = Mlflow::start(dir.path()) else { return };
-    let experiment = mlflow.post("experiments/create", json!({ "name": "ranker-training" }))["experiment_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let run = mlflow.post("runs/create", json!({ "experiment_id": experiment }))["run"]["info"]["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    mlflow.post("registered-models/create", json!({ "name": "ranker" }));
-    for _ in 0..2 {
-        mlflow.post(
-            "model-versions/create",
-            json!({ "name": "ranker", "source": format!("runs:/{run}/model"), "run_id": run }),
-        );
-    }
-
-    let c = Collector::start_with(
-        &dir.path().join("ledger.db"),
-        free_port(),
-        free_port(),
-        &["--mlflow-url", &mlflow.url(), "--mlflow-writeback-interval", "1s"],
-        &[],
-    );
-    // One hour on a g5.12xlarge: version 1 and version 2 serving, and the training run.
-    let t0 = 1_793_577_600 * NS;
-    let gpus: Vec<String> = (0..4).map(|i| format!("GPU-{i}")).collect();
-    let process = |gpu: usize, pid: u32, sm: f64, workload: pb::WorkloadIdentity| pb::ProcessUsage {
-        pid,
-        gpu_uuid: gpus[gpu].clone(),
-        sm_util_percent: sm,
-        used_memory_bytes: 8 << 30,
-        sample_count: 3600,
-        workload: Some(workload),
-        ..Default::default()
-    };
-    let batch = pb::UsageBatch {
-        agent_id: "n1".into(),
+/// One hour on a g5.12xlarge (four A10Gs), one process on each of the first `workloads.len()` GPUs.
+fn hour_on_node(node: &str, t0: u64, workloads: Vec<(f64, pb::WorkloadIdentity)>) -> pb::UsageBatch {
+    let gpus: Vec<String> = (0..4).map(|i| format!("{node}-GPU-{i}")).collect();
+    pb::UsageBatch {
+        agent_id: node.into(),
         boot_id: "b".into(),
         seq: 1,
         node: Some(pb::NodeInfo {
             cluster: "prod".into(),
-            node_name: "n1".into(),
+            node_name: node.into(),
             instance_type: "g5.12xlarge".into(),
             capacity_type: pb::CapacityType::OnDemand as i32,
             region: "us-east-1".into(),
@@ -88,63 +60,104 @@ fn each_model_version_and_run_carries_its_gpu_cost_in_mlflow() {
         }),
         interval_start_unix_nanos: t0,
         interval_end_unix_nanos: t0 + 3_600 * NS,
-        processes: vec![
-            process(
-                0,
-                10,
-                40.0,
-                pod("ranker-v1", &[("mlflow.org/model-name", "ranker"), ("mlflow.org/model-version", "1")], &[]),
-            ),
-            process(
-                1,
-                11,
-                70.0,
-                pod("ranker-v2", &[("mlflow.org/model-name", "ranker"), ("mlflow.org/model-version", "2")], &[]),
-            ),
-            process(
-                2,
-                12,
-                95.0,
-                pod("ranker-train", &[], &[("MLFLOW_RUN_ID", &run), ("MLFLOW_EXPERIMENT_ID", &experiment)]),
-            ),
-        ],
+        processes: workloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, (sm, workload))| pb::ProcessUsage {
+                pid: 10 + i as u32,
+                gpu_uuid: gpus[i].clone(),
+                sm_util_percent: sm,
+                used_memory_bytes: 8 << 30,
+                sample_count: 3600,
+                workload: Some(workload),
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
+    }
+}
+
+#[test]
+fn each_model_version_run_experiment_and_model_carries_its_gpu_cost_in_mlflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mlflow) = Mlflow::start_with_basic_auth(dir.path(), PASSWORD) else { return };
+    let experiment = mlflow.post("experiments/create", json!({ "name": "ranker-training" }))["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let new_run = || {
+        mlflow.post("runs/create", json!({ "experiment_id": experiment }))["run"]["info"]["run_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
+    let (run, retrain) = (new_run(), new_run());
+    mlflow.post("registered-models/create", json!({ "name": "ranker" }));
+    // Both versions were trained by `run`.
+    for _ in 0..2 {
+        mlflow.post(
+            "model-versions/create",
+            json!({ "name": "ranker", "source": format!("runs:/{run}/model"), "run_id": run }),
+        );
+    }
+
+    let c = Collector::start_with(
+        &dir.path().join("ledger.db"),
+        free_port(),
+        free_port(),
+        &["--mlflow-url", &mlflow.url(), "--mlflow-writeback-interval", "1s"],
+        &[("MLFLOW_TRACKING_USERNAME", Mlflow::ADMIN), ("MLFLOW_TRACKING_PASSWORD", PASSWORD)],
+    );
+    // Version 1 and version 2 serving, the training run (run and experiment in its environment), and a
+    // retraining run that names only its run: its experiment comes from MLflow.
+    let t0 = 1_793_577_600 * NS;
+    let batch = hour_on_node(
+        "n1",
+        t0,
+        vec![
+            (40.0, pod("ranker-v1", &[("mlflow.org/model-name", "ranker"), ("mlflow.org/model-version", "1")], &[])),
+            (70.0, pod("ranker-v2", &[("mlflow.org/model-name", "ranker"), ("mlflow.org/model-version", "2")], &[])),
+            (95.0, pod("ranker-train", &[], &[("MLFLOW_RUN_ID", &run), ("MLFLOW_EXPERIMENT_ID", &experiment)])),
+            (80.0, pod("ranker-retrain", &[("mlflow.org/run-id", &retrain)], &[])),
+        ],
+    );
     assert_eq!(send_batches(&c.grpc_url(), vec![batch]).len(), 1);
 
-    // Two cost lines for the two versions, one for the run.
-    let (_, versions) =
-        c.get("/api/v1/costs?from=2026-11-02T00:00:00Z&to=2026-11-02T01:00:00Z&group_by=model,model_version");
-    let line = |v: &str| {
-        versions["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["model"] == "ranker" && r["model_version"] == v)
-            .cloned()
-            .expect("a line per version")
+    // Two cost lines for the two versions, one per run.
+    let window = "from=2026-11-02T00:00:00Z&to=2026-11-02T01:00:00Z";
+    let rows = |group_by: &str| -> Vec<Value> {
+        c.get(&format!("/api/v1/costs?{window}&group_by={group_by}")).1["rows"].as_array().unwrap().clone()
     };
-    let (_, runs) = c.get("/api/v1/costs?from=2026-11-02T00:00:00Z&to=2026-11-02T01:00:00Z&group_by=run,experiment");
-    let run_line = runs["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["run"] == run.as_str())
-        .cloned()
-        .expect("a line for the run");
-    assert_eq!(run_line["experiment"], experiment.as_str());
+    let versions = rows("model,model_version");
+    let line = |v: &str| {
+        versions.iter().find(|r| r["model"] == "ranker" && r["model_version"] == v).cloned().expect("a version line")
+    };
+    let runs = rows("run,experiment");
+    let run_line = |id: &str| runs.iter().find(|r| r["run"] == id).cloned().expect("a line for the run");
+    assert_eq!(run_line(&run)["experiment"], experiment.as_str());
+    assert_eq!(run_line(&retrain)["experiment"], "", "the ledger keeps what the workload said");
+    let model_line = rows("model").into_iter().find(|r| r["model"] == "ranker").expect("a model line");
 
-    // The write-back puts the same numbers on the model versions and the run.
+    // The write-back puts the same numbers on the versions, the runs, the experiment and the model.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let v2 = mlflow.get("model-versions/get", &[("name", "ranker"), ("version", "2")]);
-        let r = mlflow.get("runs/get", &[("run_id", &run)]);
-        if tag(&v2["model_version"]["tags"], "gpucost.cost_usd").is_some()
+        let v1 = mlflow.get("model-versions/get", &[("name", "ranker"), ("version", "1")]);
+        let r = mlflow.get("runs/get", &[("run_id", &retrain)]);
+        let m = mlflow.get("registered-models/get", &[("name", "ranker")]);
+        let e = mlflow.get("experiments/get", &[("experiment_id", &experiment)]);
+        if tag(&v1["model_version"]["tags"], "gpucost.training_cost_usd").is_some()
+            && tag(&v1["model_version"]["tags"], "gpucost.cost_usd").is_some()
             && tag(&r["run"]["data"]["tags"], "gpucost.cost_usd").is_some()
+            && tag(&m["registered_model"]["tags"], "gpucost.cost_usd").is_some()
+            && tag(&e["experiment"]["tags"], "gpucost.cost_usd").is_some()
         {
             break;
         }
-        assert!(Instant::now() < deadline, "no gpucost tags in MLflow after 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "no gpucost tags in MLflow after 30 s; see {}",
+            c.db.with_extension("collector.log").display()
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
     for v in ["1", "2"] {
@@ -153,9 +166,47 @@ fn each_model_version_and_run_carries_its_gpu_cost_in_mlflow() {
         assert_eq!(tag(tags, "gpucost.cost_usd").as_deref(), line(v)["total_usd"].as_str(), "version {v}");
         assert_eq!(tag(tags, "gpucost.idle_cost_usd").as_deref(), line(v)["idle_usd"].as_str(), "version {v}");
         assert_eq!(tag(tags, "gpucost.gpu_hours").as_deref(), Some("1.0000"), "version {v}");
+        // What training the version cost: the run MLflow says produced it.
+        assert_eq!(
+            tag(tags, "gpucost.training_cost_usd").as_deref(),
+            run_line(&run)["total_usd"].as_str(),
+            "version {v}"
+        );
+        assert_eq!(tag(tags, "gpucost.training_run_id").as_deref(), Some(run.as_str()), "version {v}");
     }
     // Each version holds a whole GPU (same total under hybrid), but they used it differently.
     assert_ne!(line("1")["used_usd"], line("2")["used_usd"]);
-    let r = mlflow.get("runs/get", &[("run_id", &run)]);
-    assert_eq!(tag(&r["run"]["data"]["tags"], "gpucost.cost_usd").as_deref(), run_line["total_usd"].as_str());
+    for id in [&run, &retrain] {
+        let r = mlflow.get("runs/get", &[("run_id", id)]);
+        assert_eq!(tag(&r["run"]["data"]["tags"], "gpucost.cost_usd").as_deref(), run_line(id)["total_usd"].as_str());
+    }
+    let m = mlflow.get("registered-models/get", &[("name", "ranker")]);
+    assert_eq!(tag(&m["registered_model"]["tags"], "gpucost.cost_usd").as_deref(), model_line["total_usd"].as_str());
+    assert_eq!(tag(&m["registered_model"]["tags"], "gpucost.gpu_hours").as_deref(), Some("2.0000"));
+    // The experiment holds both runs, the one MLflow placed there included.
+    let e = mlflow.get("experiments/get", &[("experiment_id", &experiment)]);
+    let both = micros(run_line(&run)["total_usd"].as_str().unwrap())
+        + micros(run_line(&retrain)["total_usd"].as_str().unwrap());
+    assert_eq!(tag(&e["experiment"]["tags"], "gpucost.cost_usd").map(|s| micros(&s)), Some(both));
+
+    // A collector with the wrong password says so in its log and writes nothing.
+    let stranger = new_run();
+    let db = dir.path().join("other.db");
+    let other = Collector::start_with(
+        &db,
+        free_port(),
+        free_port(),
+        &["--mlflow-url", &mlflow.url(), "--mlflow-writeback-interval", "1s"],
+        &[("MLFLOW_TRACKING_USERNAME", Mlflow::ADMIN), ("MLFLOW_TRACKING_PASSWORD", "not-the-password")],
+    );
+    let batch = hour_on_node("n2", t0, vec![(50.0, pod("other", &[("mlflow.org/run-id", &stranger)], &[]))]);
+    assert_eq!(send_batches(&other.grpc_url(), vec![batch]).len(), 1);
+    let log = db.with_extension("collector.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("HTTP 401") {
+        assert!(Instant::now() < deadline, "no 401 from MLflow in {} after 30 s", log.display());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let r = mlflow.get("runs/get", &[("run_id", &stranger)]);
+    assert_eq!(tag(&r["run"]["data"]["tags"], "gpucost.cost_usd"), None);
 }
