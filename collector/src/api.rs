@@ -34,6 +34,8 @@ pub struct AppState {
     pub inventory: Option<SharedInventory>,
     /// The catalog and rules that name owners, when configured.
     pub owners: Option<crate::enrich::SharedOwners>,
+    /// Cost centres and FOCUS parties.
+    pub reports: Arc<crate::api_reports::ReportConfig>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -52,6 +54,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(crate::api_backstage::router())
+        .merge(crate::api_reports::router())
         .with_state(state)
 }
 
@@ -63,7 +66,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
@@ -80,7 +83,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 /// A time parameter: RFC 3339 (`2026-11-01T00:00:00Z`) or Unix seconds.
-fn parse_time(name: &str, value: &str) -> Result<u64, ApiError> {
+pub(crate) fn parse_time(name: &str, value: &str) -> Result<u64, ApiError> {
     if let Ok(secs) = value.parse::<u64>() {
         return secs.checked_mul(NS).ok_or_else(|| bad(format!("{name}={value}: too far in the future")));
     }

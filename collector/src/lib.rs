@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod api_backstage;
+pub mod api_reports;
 pub mod cost;
 pub mod cost_insights;
 pub mod demo;
@@ -14,6 +15,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod metrics;
 pub mod model;
+pub mod report;
 pub mod server;
 
 /// Wall-clock time, Unix nanoseconds.

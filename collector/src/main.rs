@@ -44,6 +44,75 @@ enum Command {
     Reprice(RepriceArgs),
     /// Re-resolve the owners of stored history with the current catalog.
     Reattribute(ReattributeArgs),
+    /// Reports from a ledger file.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// The chargeback for a period (month by default) as CSV, JSON or a FinOps FOCUS file.
+    Chargeback(ChargebackArgs),
+}
+
+#[derive(Debug, Args)]
+struct ChargebackArgs {
+    /// SQLite ledger file.
+    #[arg(long, env = "GPUCOST_DB", default_value = "./gpucost.db")]
+    db: PathBuf,
+    /// A month (2026-11) or an ISO week (2026-W48); default: the current month. Or --from/--to.
+    #[arg(long)]
+    period: Option<String>,
+    /// Start of an arbitrary window (RFC 3339 or Unix seconds), with --to.
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the window (exclusive).
+    #[arg(long)]
+    to: Option<String>,
+    /// team, department, owner, cost_center, model, namespace or cluster.
+    #[arg(long, default_value = "team")]
+    group_by: String,
+    /// json, csv or focus.
+    #[arg(long, default_value = "csv")]
+    format: String,
+    /// allocation, utilization or hybrid.
+    #[arg(long, default_value = "hybrid")]
+    policy: String,
+    /// Backstage catalog-info.yaml files, for cost centres.
+    #[arg(long, env = "GPUCOST_CATALOG_DIR")]
+    catalog_dir: Option<PathBuf>,
+    /// Write the report here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+/// How reports name cost centres and the parties of the FOCUS export.
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// The Backstage group annotation holding a team's cost centre (inherited from parent groups).
+    #[arg(long, env = "GPUCOST_COST_CENTER_ANNOTATION", default_value = "gpucost.io/cost-center")]
+    cost_center_annotation: String,
+    /// FOCUS ProviderName and InvoiceIssuerName: the platform that charges teams.
+    #[arg(long, env = "GPUCOST_FOCUS_PROVIDER", default_value = "GPU Platform")]
+    focus_provider: String,
+    /// FOCUS BillingAccountId (not all digits: FOCUS tools read such ids as numbers).
+    #[arg(long, env = "GPUCOST_FOCUS_BILLING_ACCOUNT", default_value = "gpucost-chargeback")]
+    focus_billing_account: String,
+}
+
+impl ReportArgs {
+    fn config(&self) -> gpucost_collector::api_reports::ReportConfig {
+        gpucost_collector::api_reports::ReportConfig {
+            cost_center_annotation: self.cost_center_annotation.clone(),
+            parties: gpucost_collector::report::focus::Parties {
+                provider: self.focus_provider.clone(),
+                billing_account_id: self.focus_billing_account.clone(),
+                billing_account_name: self.focus_billing_account.clone(),
+            },
+        }
+    }
 }
 
 /// The owner rules, in PRODUCT.md's order.
@@ -103,6 +172,32 @@ struct ReattributeArgs {
     dry_run: bool,
 }
 
+fn report_chargeback(a: ChargebackArgs) -> anyhow::Result<()> {
+    use gpucost_collector::api_reports::{parse_request, render};
+    use gpucost_collector::ledger::sqlite::SqliteLedger;
+    let mut params = std::collections::HashMap::new();
+    for (k, v) in [("period", &a.period), ("from", &a.from), ("to", &a.to)] {
+        if let Some(v) = v {
+            params.insert(k.to_string(), v.clone());
+        }
+    }
+    params.insert("group_by".into(), a.group_by.clone());
+    params.insert("format".into(), a.format.clone());
+    params.insert("policy".into(), a.policy.clone());
+    let req = parse_request(&params, gpucost_collector::now_ns()).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(a.db.exists(), "no ledger at {} (--db)", a.db.display());
+    let ledger = SqliteLedger::open(&a.db, SqliteLedger::stored_bucket_ns(&a.db)?, u64::MAX)?;
+    let catalog = a.catalog_dir.as_deref().map(Catalog::load_dir).transpose().map_err(anyhow::Error::msg)?;
+    let config = a.report.config();
+    let centers = |team: &str| catalog.as_ref()?.cost_center(team, &config.cost_center_annotation);
+    let (body, _) = render(&ledger, &req, &config, &centers)?;
+    match &a.out {
+        Some(path) => std::fs::write(path, body).with_context(|| format!("writing {}", path.display()))?,
+        None => print!("{body}"),
+    }
+    Ok(())
+}
+
 #[derive(Debug, Args)]
 struct RepriceArgs {
     /// SQLite ledger file.
@@ -148,6 +243,8 @@ struct LedgerArgs {
         default_value = DEFAULT_OWNER_RULES
     )]
     owner_rules: Vec<String>,
+    #[command(flatten)]
+    report: ReportArgs,
     /// Backstage to sync the catalog from (owners, teams, components), e.g. http://backstage:7007.
     #[arg(long, env = "GPUCOST_BACKSTAGE_URL")]
     backstage_url: Option<String>,
@@ -279,6 +376,7 @@ impl LedgerArgs {
                 },
                 every: self.mlflow_writeback_interval,
             }),
+            reports: self.report.config(),
             discovery: self.aws_discovery.then(|| DiscoveryConfig {
                 endpoint_url: self.aws_endpoint_url.clone(),
                 every: self.aws_discovery_interval,
@@ -322,6 +420,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
     match cli.command {
+        Command::Report(ReportCommand::Chargeback(a)) => report_chargeback(a),
         Command::Serve(a) => {
             let prices = PriceBook::load(a.ledger.prices.as_deref()).map_err(anyhow::Error::msg)?;
             let owners = a.ledger.owners(None)?;

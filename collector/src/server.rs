@@ -42,6 +42,8 @@ pub struct ServeConfig {
     pub mlflow: Option<MlflowConfig>,
     /// Syncing the catalog from Backstage, when configured (needs `owners`).
     pub backstage: Option<BackstageConfig>,
+    /// Cost centres and the parties of the FOCUS export.
+    pub reports: crate::api_reports::ReportConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -208,7 +210,13 @@ impl Server {
                 .await
                 .context("gRPC server failed")
         });
-        let app = api::router(AppState { ledger: ledger.clone(), metrics, inventory, owners: config.owners.clone() });
+        let app = api::router(AppState {
+            ledger: ledger.clone(),
+            metrics,
+            inventory,
+            owners: config.owners.clone(),
+            reports: Arc::new(config.reports.clone()),
+        });
         let stop = shutdown.clone();
         tasks.spawn(async move {
             axum::serve(http, app).with_graceful_shutdown(wait_for_stop(stop)).await.context("HTTP server failed")

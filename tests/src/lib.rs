@@ -250,7 +250,7 @@ pub struct Moto {
 
 /// Where `scripts/test` installed a peer: `$env`, else `~/.cache/gpucost/<cached>`. `None` when `<that>/<marker>`
 /// does not exist — which fails the test run when `CI=true`: under CI a missing peer is an error, never a skip.
-fn installed_peer(name: &str, env: &str, cached: &str, marker: &str) -> Option<PathBuf> {
+pub fn installed_peer(name: &str, env: &str, cached: &str, marker: &str) -> Option<PathBuf> {
     let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/gpucost").join(cached)
     });

@@ -13,6 +13,8 @@ pub struct Group {
     pub entity_ref: String,
     pub name: String,
     pub parent: Option<String>,
+    /// `metadata.annotations` (a cost centre, for one).
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +87,22 @@ fn selector(s: &str) -> Option<Vec<(String, String)>> {
 }
 
 impl Catalog {
+    /// The cost centre of a team (a group's name): annotation `key` on the team's group, else on the nearest
+    /// ancestor that has it.
+    pub fn cost_center(&self, team: &str, key: &str) -> Option<String> {
+        let mut group = self
+            .groups
+            .get(&entity_ref(team, "group", "default"))
+            .or_else(|| self.groups.values().find(|g| g.name.eq_ignore_ascii_case(team)))?;
+        for _ in 0..64 {
+            if let Some(c) = group.annotations.get(key).filter(|c| !c.trim().is_empty()) {
+                return Some(c.trim().to_string());
+            }
+            group = self.groups.get(group.parent.as_deref()?)?;
+        }
+        None
+    }
+
     /// Adds the entities of one `catalog-info.yaml` text (several documents); `source` names it in errors.
     pub fn add_yaml(&mut self, source: &str, text: &str) -> Result<(), String> {
         for (i, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
@@ -101,7 +119,15 @@ impl Catalog {
             match kind.as_str() {
                 "group" => {
                     let parent = e.spec.parent.as_deref().map(|p| entity_ref(p, "group", &namespace));
-                    self.groups.insert(this.clone(), Group { entity_ref: this, name: e.metadata.name, parent });
+                    self.groups.insert(
+                        this.clone(),
+                        Group {
+                            entity_ref: this,
+                            name: e.metadata.name,
+                            parent,
+                            annotations: e.metadata.annotations.clone(),
+                        },
+                    );
                 }
                 "user" => {
                     let groups = e.spec.member_of.iter().map(|g| entity_ref(g, "group", &namespace)).collect();

@@ -264,6 +264,48 @@ pub struct RepriceReport {
     pub nodes: std::collections::BTreeMap<String, (u128, u128)>,
 }
 
+/// One GPU's cost in one charge period (FOCUS's origin charge) and each holder's part of it (its
+/// allocated charges). What the holders' parts leave is idle (GPU time nobody held, and under the
+/// `utilization` policy what no holder used). Money in micro-dollars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginCharge {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub cluster: String,
+    pub node: String,
+    pub instance_type: String,
+    pub capacity_type: String,
+    pub region: String,
+    pub zone: String,
+    pub gpu_uuid: String,
+    pub gpu_model: String,
+    pub mig_profile: Option<String>,
+    pub cost: u128,
+    pub observed_ns: u128,
+    pub held_ns: u128,
+    pub used_ns: u128,
+    pub energy_mj: u128,
+    pub allocations: Vec<AllocatedCharge>,
+}
+
+/// A holder's part of an origin charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocatedCharge {
+    /// The workload key (`pod:<cluster>/<namespace>/<pod>/<container>`, `ecs:<task arn>`, …) and its parts.
+    pub workload: String,
+    pub kind: String,
+    pub namespace: String,
+    pub pod: String,
+    pub owner: String,
+    pub team: String,
+    pub department: String,
+    pub model: String,
+    pub model_version: String,
+    pub cost: u128,
+    pub held_ns: u128,
+    pub used_ns: u128,
+}
+
 /// The ledger's interface. Implementations are safe to share between threads; `record` is called from
 /// one writer at a time.
 pub trait Ledger: Send + Sync {
@@ -272,6 +314,15 @@ pub trait Ledger: Send + Sync {
     fn record(&self, batches: &[Batch], now_ns: u64) -> Result<Vec<Result<Recorded, LedgerError>>, LedgerError>;
     fn usage(&self, query: &UsageQuery) -> Result<UsageReport, LedgerError>;
     fn costs(&self, query: &CostQuery) -> Result<CostReport, LedgerError>;
+    /// Per GPU and charge period of `period_ns` (aligned to the epoch, within [from_ns, to_ns)), what the
+    /// GPU cost and each holder's part under `policy`. Ordered by period, cluster, node, GPU.
+    fn allocations(
+        &self,
+        from_ns: u64,
+        to_ns: u64,
+        period_ns: u64,
+        policy: crate::cost::split::Policy,
+    ) -> Result<Vec<OriginCharge>, LedgerError>;
     /// The latest price of every node.
     fn prices(&self) -> Result<Vec<NodePrice>, LedgerError>;
     /// Deletes raw per-interval rows that ended before `before_ns`; returns how many.

@@ -11,8 +11,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rollup::{buckets, spread};
 use super::{
-    CostQuery, CostReport, CostRow, Dimension, GpuTime, Ledger, LedgerError, NodePrice, ReattributeReport, Recorded,
-    RepriceReport, UsageQuery, UsageReport, UsageRow,
+    AllocatedCharge, CostQuery, CostReport, CostRow, Dimension, GpuTime, Ledger, LedgerError, NodePrice, OriginCharge,
+    ReattributeReport, Recorded, RepriceReport, UsageQuery, UsageReport, UsageRow,
 };
 use crate::cost::split::Policy;
 use crate::enrich::owner::{Ownership, Rule};
@@ -696,6 +696,120 @@ impl Ledger for SqliteLedger {
                 unpriced_ns,
                 fleet,
             })
+        })
+    }
+
+    fn allocations(
+        &self,
+        from_ns: u64,
+        to_ns: u64,
+        period_ns: u64,
+        policy: Policy,
+    ) -> Result<Vec<OriginCharge>, LedgerError> {
+        self.with_reader(|conn| {
+            let split = |c: &str| format!("SUM({c} / 1000000000), SUM({c} % 1000000000)");
+            let amount = |r: &rusqlite::Row, i: usize| r.get::<_, Option<i64>>(i).map(|v| v.unwrap_or(0) as u128);
+            let mut origins: Vec<OriginCharge> = Vec::new();
+            let mut at: HashMap<(i64, i64, i64), usize> = HashMap::new();
+            {
+                let sql = format!(
+                    "SELECT b.bucket_start_ns / {period_ns}, b.gpu_id, b.node_id, n.cluster, n.name, n.instance_type,
+                            n.capacity_type, n.region, n.zone, g.uuid, g.model, g.mig_profile, SUM(b.cost_micros),
+                            {}, {}, {}, SUM(b.energy_millijoules)
+                     FROM gpu_buckets b JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id
+                     WHERE b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2
+                     GROUP BY b.bucket_start_ns / {period_ns}, b.gpu_id, b.node_id
+                     ORDER BY 1, n.cluster, n.name, g.uuid",
+                    split("b.observed_ns"),
+                    split("b.held_ns"),
+                    split("b.used_ns")
+                );
+                let mut stmt = conn.prepare(&sql)?;
+                let mut rows = stmt.query(params![from_ns as i64, to_ns as i64])?;
+                while let Some(r) = rows.next()? {
+                    let p: i64 = r.get(0)?;
+                    at.insert((p, r.get(1)?, r.get(2)?), origins.len());
+                    let start = p as u64 * period_ns;
+                    origins.push(OriginCharge {
+                        start_ns: start.max(from_ns),
+                        end_ns: (start + period_ns).min(to_ns),
+                        cluster: r.get(3)?,
+                        node: r.get(4)?,
+                        instance_type: r.get(5)?,
+                        capacity_type: r.get(6)?,
+                        region: r.get(7)?,
+                        zone: r.get(8)?,
+                        gpu_uuid: r.get(9)?,
+                        gpu_model: r.get(10)?,
+                        mig_profile: r.get(11)?,
+                        cost: amount(r, 12)?,
+                        observed_ns: sum_ns(r.get(13)?, r.get(14)?),
+                        held_ns: sum_ns(r.get(15)?, r.get(16)?),
+                        used_ns: sum_ns(r.get(17)?, r.get(18)?),
+                        energy_mj: amount(r, 19)?,
+                        allocations: vec![],
+                    });
+                }
+            }
+            let (used_col, idle_col) = match policy {
+                Policy::Utilization => ("b.used_micros", "0"),
+                Policy::Hybrid => ("b.used_micros", "b.hybrid_idle_micros"),
+                Policy::Allocation => ("b.allocation_used_micros", "b.allocation_idle_micros"),
+            };
+            let dims = [
+                Dimension::Workload,
+                Dimension::Kind,
+                Dimension::Namespace,
+                Dimension::Pod,
+                Dimension::Owner,
+                Dimension::Team,
+                Dimension::Department,
+                Dimension::Model,
+                Dimension::ModelVersion,
+            ];
+            let d = DimSql::new(&dims.iter().collect::<Vec<_>>(), self.bucket_ns);
+            let k = d.params.len();
+            let sql = format!(
+                "SELECT b.bucket_start_ns / {period_ns}, b.gpu_id, b.node_id, {}, SUM({used_col}) + SUM({idle_col}), {}, {}
+                 FROM usage_buckets b
+                 JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id JOIN workloads w ON w.workload_id = b.workload_id{}
+                 WHERE b.bucket_start_ns >= ${} AND b.bucket_start_ns < ${}
+                 GROUP BY b.bucket_start_ns / {period_ns}, b.gpu_id, b.node_id, {}
+                 ORDER BY 1, 2, 3, 4",
+                d.exprs.join(", "),
+                split("b.held_ns"),
+                split("b.used_ns"),
+                d.joins,
+                k + 1,
+                k + 2,
+                d.exprs.join(", ")
+            );
+            let mut bound: Vec<Box<dyn rusqlite::ToSql>> =
+                d.params.iter().map(|p| Box::new(p.clone()) as Box<dyn rusqlite::ToSql>).collect();
+            bound.push(Box::new(from_ns as i64));
+            bound.push(Box::new(to_ns as i64));
+            let mut stmt = conn.prepare(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(bound.iter()))?;
+            while let Some(r) = rows.next()? {
+                let key = (r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?);
+                let Some(&i) = at.get(&key) else { continue };
+                let n = dims.len() + 3;
+                origins[i].allocations.push(AllocatedCharge {
+                    workload: r.get(3)?,
+                    kind: r.get(4)?,
+                    namespace: r.get(5)?,
+                    pod: r.get(6)?,
+                    owner: r.get(7)?,
+                    team: r.get(8)?,
+                    department: r.get(9)?,
+                    model: r.get(10)?,
+                    model_version: r.get(11)?,
+                    cost: amount(r, n)?,
+                    held_ns: sum_ns(r.get(n + 1)?, r.get(n + 2)?),
+                    used_ns: sum_ns(r.get(n + 3)?, r.get(n + 4)?),
+                });
+            }
+            Ok(origins)
         })
     }
 

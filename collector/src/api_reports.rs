@@ -1,0 +1,187 @@
+//! `/api/v1/chargeback`: the chargeback for a period as JSON or CSV, or the same money as a FinOps FOCUS
+//! file (`report::chargeback`, `report::focus`).
+//!
+//! Parameters: `period=2026-11` (a month; `2026-W48`, an ISO week) or `from`/`to` (RFC 3339 or Unix
+//! seconds), defaulting to the current month; `group_by` (team, department, owner, cost_center, model,
+//! namespace, cluster; default team); `format` (json, csv, focus; default json); `policy` (default hybrid).
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::api::{ApiError, AppState, bad, on_ledger, parse_time};
+use crate::cost::split::Policy;
+use crate::report::chargeback::{self, GroupBy};
+use crate::report::focus;
+use crate::report::period::{Cadence, Period, utc};
+
+/// How reports name cost centres and the parties of the FOCUS export.
+#[derive(Debug, Clone)]
+pub struct ReportConfig {
+    /// The Backstage group annotation that holds a team's cost centre.
+    pub cost_center_annotation: String,
+    pub parties: focus::Parties,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self { cost_center_annotation: "gpucost.io/cost-center".into(), parties: focus::Parties::default() }
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/chargeback", get(chargeback))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+    Focus,
+}
+
+/// The parameters of a chargeback request, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargebackRequest {
+    pub period: Period,
+    pub group_by: GroupBy,
+    pub format: Format,
+    pub policy: Policy,
+}
+
+/// Parses the query; every error names the parameter.
+pub fn parse_request(params: &HashMap<String, String>, now_ns: u64) -> Result<ChargebackRequest, String> {
+    const ALLOWED: [&str; 6] = ["period", "from", "to", "group_by", "format", "policy"];
+    if let Some(unknown) = params.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
+        return Err(format!("unknown parameter {unknown:?}; expected {}", ALLOWED.join(", ")));
+    }
+    let period = match (params.get("period"), params.get("from"), params.get("to")) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => return Err("give period, or from and to, not both".into()),
+        (Some(p), None, None) => Period::parse(p)?,
+        (None, Some(f), Some(t)) => {
+            let (from_ns, to_ns) = (parse_time("from", f).map_err(|e| e.1)?, parse_time("to", t).map_err(|e| e.1)?);
+            if from_ns >= to_ns {
+                return Err(format!("from ({}) must be before to ({})", utc(from_ns), utc(to_ns)));
+            }
+            if to_ns - from_ns > 400 * 86_400 * 1_000_000_000 {
+                return Err("the window from..to is longer than 400 days".into());
+            }
+            Period { label: format!("{}/{}", utc(from_ns), utc(to_ns)), from_ns, to_ns }
+        }
+        (None, Some(_), None) | (None, None, Some(_)) => return Err("from and to go together".into()),
+        (None, None, None) => Period::containing(Cadence::Monthly, now_ns),
+    };
+    let group_by = GroupBy::parse(params.get("group_by").map_or("team", String::as_str))?;
+    let format = match params.get("format").map_or("json", String::as_str) {
+        "json" => Format::Json,
+        "csv" => Format::Csv,
+        "focus" => Format::Focus,
+        other => return Err(format!("format: unknown format {other:?}; expected json, csv or focus")),
+    };
+    let policy = match params.get("policy") {
+        None => Policy::Hybrid,
+        Some(p) => Policy::parse(p)
+            .ok_or_else(|| format!("policy: unknown policy {p:?}; expected allocation, utilization or hybrid"))?,
+    };
+    Ok(ChargebackRequest { period, group_by, format, policy })
+}
+
+/// A team → cost centre lookup over the catalog in force (none configured: no cost centres).
+pub fn cost_centers(
+    owners: Option<&crate::enrich::SharedOwners>,
+    annotation: &str,
+) -> impl Fn(&str) -> Option<String> + Send + 'static {
+    let catalog = owners.map(|o| o.read().unwrap_or_else(|e| e.into_inner()).catalog.clone());
+    let annotation = annotation.to_string();
+    move |team: &str| catalog.as_ref()?.cost_center(team, &annotation)
+}
+
+/// The report body and its content type.
+pub fn render(
+    ledger: &dyn crate::ledger::Ledger,
+    req: &ChargebackRequest,
+    config: &ReportConfig,
+    cost_center: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, &'static str), crate::ledger::LedgerError> {
+    Ok(match req.format {
+        Format::Focus => (focus::export(ledger, &req.period, req.policy, &config.parties)?, "text/csv; charset=utf-8"),
+        Format::Csv | Format::Json => {
+            let c = chargeback::build(ledger, req.period.clone(), req.group_by, req.policy, cost_center)?;
+            if req.format == Format::Csv {
+                (c.to_csv(), "text/csv; charset=utf-8")
+            } else {
+                (c.to_json().to_string(), "application/json")
+            }
+        }
+    })
+}
+
+async fn chargeback(
+    State(s): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let req = parse_request(&params, crate::now_ns()).map_err(bad)?;
+    let config = s.reports.clone();
+    let centers = cost_centers(s.owners.as_ref(), &config.cost_center_annotation);
+    let r = req.clone();
+    let (body, content_type) = on_ledger(&s, move |l| render(l, &r, &config, &centers)).await?;
+    if req.format == Format::Json {
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        return Ok(Json(v).into_response());
+    }
+    let name = format!(
+        "gpucost-{}-{}.csv",
+        req.period.label.replace([':', '/'], "-"),
+        if req.format == Format::Focus { "focus" } else { req.group_by.name() }
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Result<ChargebackRequest, String> {
+        let now = 1_795_910_400 * 1_000_000_000; // 2026-11-28
+        parse_request(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), now)
+    }
+
+    #[test]
+    fn defaults_are_this_month_by_team_as_json_under_hybrid() {
+        let r = q(&[]).unwrap();
+        assert_eq!(
+            (r.period.label.as_str(), r.group_by, r.format, r.policy),
+            ("2026-11", GroupBy::Team, Format::Json, Policy::Hybrid)
+        );
+        let r = q(&[("from", "2026-11-02T00:00:00Z"), ("to", "2026-11-03T00:00:00Z"), ("format", "focus")]).unwrap();
+        assert_eq!(r.period.len_ns(), 86_400 * 1_000_000_000);
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        for (pairs, needle) in [
+            (vec![("period", "2026-13")], "period \"2026-13\""),
+            (vec![("group_by", "pod")], "group_by: unknown grouping \"pod\""),
+            (vec![("format", "xml")], "format: unknown format \"xml\""),
+            (vec![("period", "2026-11"), ("from", "2026-11-01T00:00:00Z")], "not both"),
+            (vec![("from", "2026-11-01T00:00:00Z")], "from and to go together"),
+            (vec![("from", "2026-11-02T00:00:00Z"), ("to", "2026-11-01T00:00:00Z")], "must be before"),
+            (vec![("month", "2026-11")], "unknown parameter \"month\""),
+            (vec![("policy", "fair")], "policy: unknown policy \"fair\""),
+        ] {
+            let e = q(&pairs).unwrap_err();
+            assert!(e.contains(needle), "{pairs:?}: {e}");
+        }
+    }
+}
