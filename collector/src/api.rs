@@ -36,6 +36,8 @@ pub struct AppState {
     pub owners: Option<crate::enrich::SharedOwners>,
     /// Cost centres and FOCUS parties.
     pub reports: Arc<crate::api_reports::ReportConfig>,
+    /// Wakes the budget evaluation after a budget changed.
+    pub budget_poke: Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -55,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(crate::api_backstage::router())
         .merge(crate::api_reports::router())
+        .merge(crate::api_budgets::router())
         .with_state(state)
 }
 

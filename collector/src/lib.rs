@@ -5,7 +5,9 @@
 
 pub mod api;
 pub mod api_backstage;
+pub mod api_budgets;
 pub mod api_reports;
+pub mod budget;
 pub mod cost;
 pub mod cost_insights;
 pub mod demo;

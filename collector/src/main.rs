@@ -245,6 +245,24 @@ struct LedgerArgs {
     owner_rules: Vec<String>,
     #[command(flatten)]
     report: ReportArgs,
+    /// Budgets file (TOML, `[[budget]]` tables); its budgets can only be changed there, not through the API.
+    #[arg(long, env = "GPUCOST_BUDGETS")]
+    budgets: Option<PathBuf>,
+    /// How often budgets are evaluated (and Alertmanager's firing alerts refreshed).
+    #[arg(long, env = "GPUCOST_BUDGET_EVAL_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    budget_eval_interval: Duration,
+    /// Slack-compatible incoming webhook for budget alerts.
+    #[arg(long, env = "GPUCOST_ALERT_SLACK_WEBHOOK")]
+    alert_slack_webhook: Option<String>,
+    /// Generic JSON webhook for budget alerts, signed with HMAC-SHA256 (header X-Gpucost-Signature-256).
+    #[arg(long, env = "GPUCOST_ALERT_WEBHOOK", requires = "alert_webhook_secret")]
+    alert_webhook: Option<String>,
+    /// The webhook's signing secret (prefer the environment variable).
+    #[arg(long, env = "GPUCOST_ALERT_WEBHOOK_SECRET", hide_env_values = true)]
+    alert_webhook_secret: Option<String>,
+    /// Alertmanager to send budget alerts to (POST /api/v2/alerts), e.g. http://alertmanager:9093.
+    #[arg(long, env = "GPUCOST_ALERTMANAGER_URL")]
+    alertmanager_url: Option<String>,
     /// Backstage to sync the catalog from (owners, teams, components), e.g. http://backstage:7007.
     #[arg(long, env = "GPUCOST_BACKSTAGE_URL")]
     backstage_url: Option<String>,
@@ -336,6 +354,39 @@ impl LedgerArgs {
         Ok(catalog.map(|catalog| Owners { catalog, rules }))
     }
 
+    /// Budgets from `--budgets`, the evaluation interval and the notifiers; a bad file is an error naming it.
+    fn budget_config(&self) -> anyhow::Result<gpucost_collector::budget::engine::BudgetConfig> {
+        use gpucost_collector::budget::notify::Notifier;
+        let mut c =
+            gpucost_collector::budget::engine::BudgetConfig { every: self.budget_eval_interval, ..Default::default() };
+        anyhow::ensure!(!c.every.is_zero(), "--budget-eval-interval must be more than zero");
+        if let Some(path) = &self.budgets {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading --budgets {}", path.display()))?;
+            c.from_file = gpucost_collector::budget::spec::from_toml(&path.display().to_string(), &text)
+                .map_err(anyhow::Error::msg)?;
+            c.file = Some(path.display().to_string());
+        }
+        let url = |flag: &str, u: &str| -> anyhow::Result<String> {
+            anyhow::ensure!(
+                u.starts_with("http://") || u.starts_with("https://"),
+                "{flag}: {u:?} is not an http(s) URL"
+            );
+            Ok(u.to_string())
+        };
+        if let Some(u) = &self.alert_slack_webhook {
+            c.notifiers.push(Notifier::Slack { url: url("--alert-slack-webhook", u)? });
+        }
+        if let (Some(u), Some(secret)) = (&self.alert_webhook, &self.alert_webhook_secret) {
+            anyhow::ensure!(secret.len() >= 16, "--alert-webhook-secret: use at least 16 characters");
+            c.notifiers.push(Notifier::Webhook { url: url("--alert-webhook", u)?, secret: secret.clone() });
+        }
+        if let Some(u) = &self.alertmanager_url {
+            c.notifiers.push(Notifier::Alertmanager { url: url("--alertmanager-url", u)? });
+        }
+        Ok(c)
+    }
+
     fn serve_config(
         &self,
         grpc: SocketAddr,
@@ -377,6 +428,7 @@ impl LedgerArgs {
                 every: self.mlflow_writeback_interval,
             }),
             reports: self.report.config(),
+            budgets: Default::default(),
             discovery: self.aws_discovery.then(|| DiscoveryConfig {
                 endpoint_url: self.aws_endpoint_url.clone(),
                 every: self.aws_discovery_interval,
@@ -424,7 +476,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => {
             let prices = PriceBook::load(a.ledger.prices.as_deref()).map_err(anyhow::Error::msg)?;
             let owners = a.ledger.owners(None)?;
-            let config = a.ledger.serve_config(a.grpc, a.http, a.db.clone(), prices, owners);
+            let mut config = a.ledger.serve_config(a.grpc, a.http, a.db.clone(), prices, owners);
+            config.budgets = a.ledger.budget_config()?;
             Server::start(&config, stop_rx).await?.wait().await
         }
         Command::Reprice(a) => reprice(a),
@@ -437,7 +490,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(|e| format!("demo prices: {e}")),
             }
             .map_err(anyhow::Error::msg)?;
-            let config = DemoConfig {
+            let budgets = a.ledger.budget_config()?;
+            let mut config = DemoConfig {
                 serve: a.ledger.serve_config(
                     a.grpc,
                     a.http,
@@ -453,6 +507,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 sample_interval: a.sample_interval,
                 report_interval: a.report_interval,
             };
+            config.serve.budgets = budgets;
             demo::run(config, stop_rx).await
         }
     }

@@ -13,9 +13,81 @@ pub struct Metrics {
     pub unpriced_ns: AtomicU64,
     /// GPU time ingested with a price, in nanoseconds.
     pub priced_ns: AtomicU64,
+    /// Budget gauges from the last evaluation.
+    budgets: std::sync::RwLock<BudgetGauges>,
+}
+
+#[derive(Debug, Default)]
+struct BudgetGauges {
+    /// (budget, period, spend, limit, forecast, [(threshold, alarm)]), micro-dollars.
+    budgets: Vec<(String, String, u128, u128, u128, Vec<(String, bool)>)>,
+    pending_notifications: u64,
+}
+
+/// A Prometheus label value: backslash, quote and line feed escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 impl Metrics {
+    /// Replaces the budget gauges with the latest evaluation.
+    pub fn set_budgets(&self, statuses: &[crate::budget::evaluate::Status], pending_notifications: u64) {
+        let mut g = self.budgets.write().unwrap_or_else(|e| e.into_inner());
+        g.budgets = statuses
+            .iter()
+            .map(|s| {
+                (
+                    s.budget.name.clone(),
+                    s.period.label.clone(),
+                    s.spend,
+                    s.budget.amount_micros,
+                    s.forecast,
+                    s.thresholds.iter().map(|(t, crossed)| (t.id(), *crossed)).collect(),
+                )
+            })
+            .collect();
+        g.pending_notifications = pending_notifications;
+    }
+
+    fn render_budgets(&self, out: &mut String) {
+        let g = self.budgets.read().unwrap_or_else(|e| e.into_inner());
+        let usd = |m: u128| m as f64 / 1e6;
+        for (name, help, pick) in [
+            ("gpucost_budget_spend_usd", "GPU spend so far in the budget's period.", 0),
+            ("gpucost_budget_limit_usd", "The budget's amount for its period.", 1),
+            (
+                "gpucost_budget_forecast_usd",
+                "Forecast spend for the whole period (spend so far + trailing 7-day rate).",
+                2,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (b, period, spend, limit, forecast, _) in &g.budgets {
+                let v = [*spend, *limit, *forecast][pick];
+                let _ = writeln!(out, "{name}{{budget=\"{}\",period=\"{}\"}} {}", label(b), label(period), usd(v));
+            }
+        }
+        let _ = writeln!(out, "# HELP gpucost_budget_alarm Whether a budget threshold is crossed (1) or not (0).");
+        let _ = writeln!(out, "# TYPE gpucost_budget_alarm gauge");
+        for (b, _, _, _, _, thresholds) in &g.budgets {
+            for (t, alarm) in thresholds {
+                let _ = writeln!(
+                    out,
+                    "gpucost_budget_alarm{{budget=\"{}\",threshold=\"{t}\"}} {}",
+                    label(b),
+                    u8::from(*alarm)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP gpucost_alert_notifications_pending Alert notifications not yet delivered (retried with backoff)."
+        );
+        let _ = writeln!(out, "# TYPE gpucost_alert_notifications_pending gauge");
+        let _ = writeln!(out, "gpucost_alert_notifications_pending {}", g.pending_notifications);
+    }
+
     pub fn render(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
@@ -37,6 +109,7 @@ impl Metrics {
         let _ = writeln!(out, "# HELP gpucost_priced_gpu_seconds_total GPU time ingested with a price.");
         let _ = writeln!(out, "# TYPE gpucost_priced_gpu_seconds_total counter");
         let _ = writeln!(out, "gpucost_priced_gpu_seconds_total {}", get(&self.priced_ns) as f64 / 1e9);
+        self.render_budgets(&mut out);
         out
     }
 }

@@ -44,6 +44,8 @@ pub struct ServeConfig {
     pub backstage: Option<BackstageConfig>,
     /// Cost centres and the parties of the FOCUS export.
     pub reports: crate::api_reports::ReportConfig,
+    /// Budgets from the config file, the evaluation interval and the notifiers.
+    pub budgets: crate::budget::engine::BudgetConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +187,18 @@ impl Server {
         let writer = WriterHandle::spawn(ledger.clone());
         let metrics = Arc::new(Metrics::default());
         let mut tasks = JoinSet::new();
+        crate::budget::engine::sync_config_budgets(ledger.as_ref(), &config.budgets, crate::now_ns())
+            .context("storing the config file's budgets")?;
+        let budget_poke = Arc::new(tokio::sync::Notify::new());
+        {
+            let (ledger, budgets, metrics, poke, stop) =
+                (ledger.clone(), config.budgets.clone(), metrics.clone(), budget_poke.clone(), shutdown.clone());
+            let generator_url = format!("http://{http_addr}/api/v1/budgets/status");
+            tasks.spawn(async move {
+                crate::budget::engine::run(ledger, budgets, generator_url, metrics, poke, stop).await;
+                Ok(())
+            });
+        }
         if let (Some(b), Some(owners)) = (config.backstage.clone(), config.owners.clone()) {
             start_backstage_sync(b, owners, shutdown.clone(), &mut tasks).await;
         }
@@ -216,6 +230,7 @@ impl Server {
             inventory,
             owners: config.owners.clone(),
             reports: Arc::new(config.reports.clone()),
+            budget_poke: budget_poke.clone(),
         });
         let stop = shutdown.clone();
         tasks.spawn(async move {

@@ -308,7 +308,7 @@ pub struct AllocatedCharge {
 
 /// The ledger's interface. Implementations are safe to share between threads; `record` is called from
 /// one writer at a time.
-pub trait Ledger: Send + Sync {
+pub trait Ledger: Send + Sync + crate::budget::store::BudgetStore {
     /// Stores `batches` in one transaction. Each batch is stored whole, recognised as a duplicate, or
     /// rejected with none of its rows kept; the outer error means nothing at all was stored.
     fn record(&self, batches: &[Batch], now_ns: u64) -> Result<Vec<Result<Recorded, LedgerError>>, LedgerError>;

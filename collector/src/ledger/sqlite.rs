@@ -26,7 +26,10 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_co2e.sql"),
     include_str!("migrations/0005_reprice.sql"),
     include_str!("migrations/0006_owners.sql"),
+    include_str!("migrations/0007_budgets.sql"),
 ];
+
+mod budgets;
 
 const NS: u64 = 1_000_000_000;
 

@@ -1,0 +1,233 @@
+//! The budget loops: every interval (and whenever a budget changes) evaluate every budget, store the
+//! alert transitions with their notifications (one transaction), and keep Alertmanager's firing alerts
+//! fresh; beside it, deliver the outbox with retries and backoff until each notification is delivered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::evaluate::{self, Event, Status, TRAILING_NS};
+use super::notify::{self, Notifier};
+use super::spec::Budget;
+use super::store::StoredBudget;
+use crate::ledger::{CostQuery, Ledger, LedgerError};
+use crate::report::period::Period;
+
+/// How budgets are evaluated and where alerts go.
+#[derive(Debug, Clone)]
+pub struct BudgetConfig {
+    /// Budgets from the config file, and the file (`config:<path>` is their source).
+    pub from_file: Vec<Budget>,
+    pub file: Option<String>,
+    pub notifiers: Vec<Notifier>,
+    pub every: Duration,
+    /// Per notification attempt.
+    pub timeout: Duration,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        Self {
+            from_file: vec![],
+            file: None,
+            notifiers: vec![],
+            every: Duration::from_secs(60),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl BudgetConfig {
+    /// How long Alertmanager keeps a firing alert without hearing of it again.
+    pub fn firing_for(&self) -> Duration {
+        (self.every * 3).max(Duration::from_secs(300))
+    }
+
+    fn notifier_names(&self) -> Vec<String> {
+        self.notifiers.iter().map(|n| n.name().to_string()).collect()
+    }
+}
+
+/// Writes the config file's budgets to the store (`config:<path>`), replacing what that file said before
+/// and removing the budgets it no longer has.
+pub fn sync_config_budgets(ledger: &dyn Ledger, config: &BudgetConfig, now_ns: u64) -> Result<(), LedgerError> {
+    let Some(file) = &config.file else { return Ok(()) };
+    let source = format!("config:{file}");
+    for old in ledger.budgets()?.iter().filter(|b| b.source == source) {
+        if !config.from_file.iter().any(|b| b.name == old.name) {
+            ledger.delete_budget(&old.name)?;
+        }
+    }
+    for b in &config.from_file {
+        ledger.put_budget(
+            &StoredBudget { name: b.name.clone(), spec: b.to_json().to_string(), source: source.clone() },
+            now_ns,
+        )?;
+    }
+    Ok(())
+}
+
+/// The stored budgets, parsed (one that no longer parses is logged and skipped).
+pub fn budgets(ledger: &dyn Ledger) -> Result<Vec<Budget>, LedgerError> {
+    Ok(ledger
+        .budgets()?
+        .into_iter()
+        .filter_map(|s| {
+            let parsed =
+                serde_json::from_str(&s.spec).map_err(|e| e.to_string()).and_then(|v| Budget::from_json(&s.name, &v));
+            parsed
+                .map_err(|e| tracing::warn!(budget = s.name, error = %e, "stored budget does not parse; skipped"))
+                .ok()
+        })
+        .collect())
+}
+
+/// What `scope` spent in [from_ns, to_ns) under `policy`.
+fn spend(ledger: &dyn Ledger, b: &Budget, from_ns: u64, to_ns: u64) -> Result<u128, LedgerError> {
+    let report =
+        ledger.costs(&CostQuery { from_ns, to_ns, group_by: vec![], filters: b.scope.clone(), policy: b.policy })?;
+    Ok(report.rows.iter().map(|r| r.used + r.idle).sum())
+}
+
+/// Where every budget stands at `now_ns`.
+pub fn statuses(ledger: &dyn Ledger, budgets: &[Budget], now_ns: u64) -> Result<Vec<Status>, LedgerError> {
+    let bucket = ledger.bucket_ns();
+    let to = now_ns.div_ceil(bucket) * bucket;
+    budgets
+        .iter()
+        .map(|b| {
+            let period = Period::containing(b.cadence, now_ns);
+            let so_far = spend(ledger, b, period.from_ns, to)?;
+            let trailing = spend(ledger, b, now_ns.saturating_sub(TRAILING_NS) / bucket * bucket, to)?;
+            Ok(evaluate::status(b, period, now_ns, so_far, trailing))
+        })
+        .collect()
+}
+
+/// One evaluation: statuses, transitions stored with their notifications. Returns the statuses and how
+/// many transitions there were.
+pub fn evaluate_once(
+    ledger: &dyn Ledger,
+    config: &BudgetConfig,
+    now_ns: u64,
+) -> Result<(Vec<Status>, Vec<Event>), LedgerError> {
+    let all = budgets(ledger)?;
+    let statuses = statuses(ledger, &all, now_ns)?;
+    let transitions = evaluate::plan(&statuses, &ledger.alert_states()?, now_ns);
+    ledger.apply_transitions(&transitions, &config.notifier_names(), now_ns)?;
+    for t in &transitions {
+        tracing::info!(
+            budget = t.event.budget,
+            threshold = t.event.threshold,
+            period = t.event.period,
+            state = t.event.state,
+            reason = t.event.reason,
+            "budget alert"
+        );
+    }
+    Ok((statuses, transitions.into_iter().map(|t| t.event).collect()))
+}
+
+/// The events of alarms in force (for Alertmanager, which forgets a firing alert it is not told of again).
+pub fn firing(ledger: &dyn Ledger, statuses: &[Status]) -> Result<Vec<Event>, LedgerError> {
+    let states = ledger.alert_states()?;
+    Ok(states
+        .iter()
+        .filter(|s| s.alarm)
+        .filter_map(|s| {
+            let st = statuses.iter().find(|x| x.budget.name == s.budget && x.period.label == s.period)?;
+            evaluate::alarm_event(st, &s.threshold, s.since_ns)
+        })
+        .collect())
+}
+
+/// Delivers what is due; returns how many were delivered. Each failure is retried after a backoff.
+pub fn deliver_due(
+    ledger: &dyn Ledger,
+    config: &BudgetConfig,
+    generator_url: &str,
+    now_ns: u64,
+) -> Result<usize, LedgerError> {
+    let mut delivered = 0;
+    for n in ledger.due_notifications(now_ns, 100, &config.notifier_names())? {
+        let Some(notifier) = config.notifiers.iter().find(|x| x.name() == n.notifier) else { continue };
+        let result = serde_json::from_str::<Event>(&n.event)
+            .map_err(|e| format!("stored event does not parse: {e}"))
+            .and_then(|e| notify::send(notifier, &e, generator_url, config.firing_for(), config.timeout));
+        if let Err(e) = &result {
+            tracing::warn!(notifier = n.notifier, attempt = n.attempts + 1, error = %e, "alert delivery failed; retrying with backoff");
+        } else {
+            delivered += 1;
+        }
+        let retry_at = crate::now_ns() + notify::backoff(n.attempts).as_nanos() as u64;
+        ledger.notification_attempted(n.id, result, crate::now_ns(), retry_at)?;
+    }
+    Ok(delivered)
+}
+
+/// Runs the evaluation and delivery loops until `stop`; `poke` runs an evaluation now.
+pub async fn run(
+    ledger: Arc<dyn Ledger>,
+    config: BudgetConfig,
+    generator_url: String,
+    metrics: Arc<crate::metrics::Metrics>,
+    poke: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let config = Arc::new(config);
+    let delivery = Arc::new(tokio::sync::Notify::new());
+    // Delivery: every second, or as soon as an evaluation queued something.
+    {
+        let (ledger, config, generator_url, delivery, mut stop) =
+            (ledger.clone(), config.clone(), generator_url.clone(), delivery.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = delivery.notified() => {}
+                    _ = stop.changed() => return,
+                }
+                let (ledger, config, url) = (ledger.clone(), config.clone(), generator_url.clone());
+                match tokio::task::spawn_blocking(move || deliver_due(ledger.as_ref(), &config, &url, crate::now_ns()))
+                    .await
+                {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the alert outbox"),
+                    Err(e) => tracing::warn!(error = %e, "alert delivery panicked"),
+                    Ok(Ok(_)) => {}
+                }
+            }
+        });
+    }
+    loop {
+        let (l, c, url) = (ledger.clone(), config.clone(), generator_url.clone());
+        let pass = tokio::task::spawn_blocking(move || {
+            let now = crate::now_ns();
+            let (statuses, events) = evaluate_once(l.as_ref(), &c, now)?;
+            // Keep Alertmanager's firing alerts alive (it dedups them by labels).
+            if let Some(am) = c.notifiers.iter().find(|n| matches!(n, Notifier::Alertmanager { .. })) {
+                for e in firing(l.as_ref(), &statuses)? {
+                    if let Err(err) = notify::send(am, &e, &url, c.firing_for(), c.timeout) {
+                        tracing::warn!(error = %err, budget = e.budget, "cannot refresh the alert in Alertmanager");
+                    }
+                }
+            }
+            let pending = l.pending_notifications()?;
+            Ok::<_, LedgerError>((statuses, events.len(), pending))
+        })
+        .await;
+        match pass {
+            Ok(Ok((statuses, transitions, pending))) => {
+                metrics.set_budgets(&statuses, pending);
+                if transitions > 0 {
+                    delivery.notify_one();
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "budget evaluation failed; retrying next interval"),
+            Err(e) => tracing::warn!(error = %e, "budget evaluation panicked"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.every) => {}
+            _ = poke.notified() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
