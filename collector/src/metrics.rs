@@ -19,8 +19,7 @@ pub struct Metrics {
 
 #[derive(Debug, Default)]
 struct BudgetGauges {
-    /// (budget, period, spend, limit, forecast, [(threshold, alarm)]), micro-dollars.
-    budgets: Vec<(String, String, u128, u128, u128, Vec<(String, bool)>)>,
+    budgets: Vec<crate::budget::evaluate::Status>,
     pending_notifications: u64,
 }
 
@@ -33,19 +32,7 @@ impl Metrics {
     /// Replaces the budget gauges with the latest evaluation.
     pub fn set_budgets(&self, statuses: &[crate::budget::evaluate::Status], pending_notifications: u64) {
         let mut g = self.budgets.write().unwrap_or_else(|e| e.into_inner());
-        g.budgets = statuses
-            .iter()
-            .map(|s| {
-                (
-                    s.budget.name.clone(),
-                    s.period.label.clone(),
-                    s.spend,
-                    s.budget.amount_micros,
-                    s.forecast,
-                    s.thresholds.iter().map(|(t, crossed)| (t.id(), *crossed)).collect(),
-                )
-            })
-            .collect();
+        g.budgets = statuses.to_vec();
         g.pending_notifications = pending_notifications;
     }
 
@@ -63,19 +50,21 @@ impl Metrics {
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} gauge");
-            for (b, period, spend, limit, forecast, _) in &g.budgets {
-                let v = [*spend, *limit, *forecast][pick];
-                let _ = writeln!(out, "{name}{{budget=\"{}\",period=\"{}\"}} {}", label(b), label(period), usd(v));
+            for s in &g.budgets {
+                let v = [s.spend, s.budget.amount_micros, s.forecast][pick];
+                let (b, period) = (label(&s.budget.name), label(&s.period.label));
+                let _ = writeln!(out, "{name}{{budget=\"{b}\",period=\"{period}\"}} {}", usd(v));
             }
         }
         let _ = writeln!(out, "# HELP gpucost_budget_alarm Whether a budget threshold is crossed (1) or not (0).");
         let _ = writeln!(out, "# TYPE gpucost_budget_alarm gauge");
-        for (b, _, _, _, _, thresholds) in &g.budgets {
-            for (t, alarm) in thresholds {
+        for s in &g.budgets {
+            for (t, alarm) in &s.thresholds {
+                let b = label(&s.budget.name);
                 let _ = writeln!(
                     out,
-                    "gpucost_budget_alarm{{budget=\"{}\",threshold=\"{t}\"}} {}",
-                    label(b),
+                    "gpucost_budget_alarm{{budget=\"{b}\",threshold=\"{}\"}} {}",
+                    t.id(),
                     u8::from(*alarm)
                 );
             }

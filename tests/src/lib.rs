@@ -502,3 +502,187 @@ impl Drop for Backstage {
         let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }
+
+/// A real Prometheus Alertmanager (Debian's `prometheus-alertmanager`, unpacked by `scripts/test`) on a
+/// loopback port, clustering off, routing everything to a null receiver; killed when dropped.
+pub struct Alertmanager {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+impl Alertmanager {
+    /// `None` when it is not installed — a failure when `CI=true`.
+    pub fn start(dir: &Path) -> Option<Self> {
+        let bin =
+            installed_peer("Alertmanager", "GPUCOST_ALERTMANAGER", "alertmanager/usr/bin/prometheus-alertmanager", "")?;
+        let config = dir.join("alertmanager.yml");
+        std::fs::write(&config, "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n").unwrap();
+        let port = free_port();
+        let child = Command::new(&bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join("alertmanager-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(log_file(&dir.join("alertmanager.log")))
+            .stderr(log_file(&dir.join("alertmanager.log")))
+            .spawn()
+            .expect("start alertmanager");
+        let am = Self { proc: Proc(child), port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ureq::get(&format!("{}/-/ready", am.url())).call().is_ok_and(|r| r.status() == 200) {
+            assert!(
+                Instant::now() < deadline,
+                "Alertmanager not ready within 30 s; see {}",
+                dir.join("alertmanager.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(am)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The alerts Alertmanager holds now (active, silenced, inhibited or unprocessed; resolved ones drop out).
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        ureq::get(&format!("{}/api/v2/alerts", self.url()))
+            .call()
+            .expect("GET /api/v2/alerts")
+            .into_body()
+            .read_json::<Vec<serde_json::Value>>()
+            .expect("alerts JSON")
+    }
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Header names in lower case.
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+    /// The status it was answered with.
+    pub status: u16,
+}
+
+/// A webhook receiver on a loopback port: answers the first `fail_first` requests with 500 and the rest
+/// with 200, and keeps every request. Stops when dropped.
+pub struct Receiver {
+    pub port: u16,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Receiver {
+    pub fn start(fail_first: usize) -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().unwrap().port();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Received>::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (log, halt) = (received.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if halt.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut headers = std::collections::HashMap::new();
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    continue;
+                }
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                    }
+                }
+                let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let mut body = vec![0u8; len.min(1 << 20)];
+                let _ = reader.read_exact(&mut body);
+                let mut log = log.lock().unwrap();
+                let status = if log.len() < fail_first { 500 } else { 200 };
+                log.push(Received { headers, body: String::from_utf8_lossy(&body).to_string(), status });
+                drop(log);
+                let _ = stream.write_all(
+                    format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").as_bytes(),
+                );
+            }
+        });
+        Self { port, received, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// A batch from a g5.12xlarge (four A10Gs, on demand, us-east-1) in cluster `prod` over [start_ns, end_ns):
+/// one process per (GPU index, SM %, workload), 8 GiB each.
+pub fn g5_batch(
+    node: &str,
+    seq: u64,
+    start_ns: u64,
+    end_ns: u64,
+    processes: Vec<(usize, f64, gpucost_proto::v1::WorkloadIdentity)>,
+) -> gpucost_proto::v1::UsageBatch {
+    use gpucost_proto::v1 as pb;
+    let gpus: Vec<String> = (0..4).map(|i| format!("{node}-GPU-{i}")).collect();
+    pb::UsageBatch {
+        agent_id: node.into(),
+        boot_id: "b".into(),
+        seq,
+        node: Some(pb::NodeInfo {
+            cluster: "prod".into(),
+            node_name: node.into(),
+            instance_type: "g5.12xlarge".into(),
+            capacity_type: pb::CapacityType::OnDemand as i32,
+            region: "us-east-1".into(),
+            devices: gpus
+                .iter()
+                .enumerate()
+                .map(|(i, u)| pb::GpuDevice {
+                    uuid: u.clone(),
+                    model: "NVIDIA A10G".into(),
+                    memory_total_bytes: 24 << 30,
+                    index: i as u32,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        interval_start_unix_nanos: start_ns,
+        interval_end_unix_nanos: end_ns,
+        processes: processes
+            .into_iter()
+            .enumerate()
+            .map(|(i, (gpu, sm, workload))| pb::ProcessUsage {
+                pid: 10 + i as u32,
+                gpu_uuid: gpus[gpu].clone(),
+                sm_util_percent: sm,
+                used_memory_bytes: 8 << 30,
+                sample_count: ((end_ns - start_ns) / 1_000_000_000) as u32,
+                workload: Some(workload),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use gpucost_e2e::{Collector, Mlflow, free_port, send_batches};
+use gpucost_e2e::{Collector, Mlflow, free_port, g5_batch, send_batches};
 use gpucost_proto::v1 as pb;
 use serde_json::{Value, json};
 
@@ -32,49 +32,10 @@ fn pod(pod: &str, labels: &[(&str, &str)], env: &[(&str, &str)]) -> pb::Workload
     }
 }
 
-/// One hour on a g5.12xlarge (four A10Gs), one process on each of the first `workloads.len()` GPUs.
+/// One hour on a g5.12xlarge, one process on each of the first `workloads.len()` GPUs.
 fn hour_on_node(node: &str, t0: u64, workloads: Vec<(f64, pb::WorkloadIdentity)>) -> pb::UsageBatch {
-    let gpus: Vec<String> = (0..4).map(|i| format!("{node}-GPU-{i}")).collect();
-    pb::UsageBatch {
-        agent_id: node.into(),
-        boot_id: "b".into(),
-        seq: 1,
-        node: Some(pb::NodeInfo {
-            cluster: "prod".into(),
-            node_name: node.into(),
-            instance_type: "g5.12xlarge".into(),
-            capacity_type: pb::CapacityType::OnDemand as i32,
-            region: "us-east-1".into(),
-            devices: gpus
-                .iter()
-                .enumerate()
-                .map(|(i, u)| pb::GpuDevice {
-                    uuid: u.clone(),
-                    model: "NVIDIA A10G".into(),
-                    memory_total_bytes: 24 << 30,
-                    index: i as u32,
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }),
-        interval_start_unix_nanos: t0,
-        interval_end_unix_nanos: t0 + 3_600 * NS,
-        processes: workloads
-            .into_iter()
-            .enumerate()
-            .map(|(i, (sm, workload))| pb::ProcessUsage {
-                pid: 10 + i as u32,
-                gpu_uuid: gpus[i].clone(),
-                sm_util_percent: sm,
-                used_memory_bytes: 8 << 30,
-                sample_count: 3600,
-                workload: Some(workload),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
+    let processes = workloads.into_iter().enumerate().map(|(i, (sm, w))| (i, sm, w)).collect();
+    g5_batch(node, 1, t0, t0 + 3_600 * NS, processes)
 }
 
 #[test]

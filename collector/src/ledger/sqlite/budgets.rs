@@ -84,10 +84,10 @@ impl BudgetStore for SqliteLedger {
         self.with_reader(|c| {
             Ok(c.prepare(
                 "SELECT id, notifier, event, attempts FROM notifications
-                 WHERE delivered_ns IS NULL AND next_attempt_ns <= $1 AND notifier IN (SELECT value FROM json_each($3))
-                 ORDER BY id LIMIT $2",
+                 WHERE delivered_ns IS NULL AND next_attempt_ns <= $1 AND notifier IN (SELECT value FROM json_each($2))
+                 ORDER BY id LIMIT $3",
             )?
-            .query_map(params![now_ns as i64, limit, names], |r| {
+            .query_map(params![now_ns as i64, names, limit], |r| {
                 Ok(Notification { id: r.get(0)?, notifier: r.get(1)?, event: r.get(2)?, attempts: r.get(3)? })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?)
@@ -104,12 +104,12 @@ impl BudgetStore for SqliteLedger {
         let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(()) => guard.conn.execute(
-                "UPDATE notifications SET attempts = attempts + 1, delivered_ns = $2, last_error = NULL WHERE id = $1",
-                params![id, now_ns as i64],
+                "UPDATE notifications SET attempts = attempts + 1, delivered_ns = $1, last_error = NULL WHERE id = $2",
+                params![now_ns as i64, id],
             )?,
             Err(e) => guard.conn.execute(
-                "UPDATE notifications SET attempts = attempts + 1, next_attempt_ns = $2, last_error = $3 WHERE id = $1",
-                params![id, retry_at_ns as i64, e],
+                "UPDATE notifications SET attempts = attempts + 1, next_attempt_ns = $1, last_error = $2 WHERE id = $3",
+                params![retry_at_ns as i64, e, id],
             )?,
         };
         Ok(())
@@ -123,5 +123,65 @@ impl BudgetStore for SqliteLedger {
                 })? as u64,
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::evaluate::Event;
+
+    fn transition(alarm: bool) -> Transition {
+        let e: Event = serde_json::from_value(serde_json::json!({
+            "id": "b/actual-80/2026-11/alarm/1", "budget": "b", "threshold": "actual-80", "type": "actual",
+            "percent": 80, "state": "ALARM", "reason": "r", "period": "2026-11",
+            "period_start": "2026-11-01T00:00:00Z", "period_end": "2026-12-01T00:00:00Z",
+            "spend_usd": null, "forecast_usd": null, "limit_usd": null, "scope": null,
+            "alarm_since": "2026-11-02T00:00:00Z", "at": "2026-11-02T00:00:00Z"
+        }))
+        .unwrap();
+        Transition {
+            state: AlertState {
+                budget: "b".into(),
+                threshold: "actual-80".into(),
+                period: "2026-11".into(),
+                alarm,
+                since_ns: 5,
+            },
+            event: e,
+        }
+    }
+
+    #[test]
+    fn the_outbox_retries_a_failure_after_its_backoff_and_never_redelivers() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = SqliteLedger::open(&dir.path().join("l.db"), 3_600_000_000_000, u64::MAX).unwrap();
+        let names = ["webhook".to_string(), "slack".to_string()];
+        l.apply_transitions(&[transition(true)], &names, 100).unwrap();
+        assert_eq!(l.alert_states().unwrap(), vec![transition(true).state]);
+        let due = l.due_notifications(100, 10, &names).unwrap();
+        assert_eq!(due.len(), 2);
+        assert!(l.due_notifications(100, 10, &["slack".to_string()]).unwrap().iter().all(|n| n.notifier == "slack"));
+        l.notification_attempted(due[0].id, Ok(()), 101, 0).unwrap();
+        l.notification_attempted(due[1].id, Err("HTTP 500".into()), 101, 200).unwrap();
+        assert!(l.due_notifications(150, 10, &names).unwrap().is_empty(), "the failure waits for its backoff");
+        let again = l.due_notifications(200, 10, &names).unwrap();
+        assert_eq!((again.len(), again[0].id, again[0].attempts), (1, due[1].id, 1));
+        assert_eq!(l.pending_notifications().unwrap(), 1);
+        l.notification_attempted(again[0].id, Ok(()), 201, 0).unwrap();
+        assert_eq!(l.pending_notifications().unwrap(), 0);
+        assert!(l.due_notifications(u64::MAX / 2, 10, &names).unwrap().is_empty());
+    }
+
+    #[test]
+    fn budgets_are_created_replaced_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = SqliteLedger::open(&dir.path().join("l.db"), 3_600_000_000_000, u64::MAX).unwrap();
+        let b = StoredBudget { name: "b".into(), spec: "{}".into(), source: "api".into() };
+        assert!(l.put_budget(&b, 1).unwrap());
+        assert!(!l.put_budget(&StoredBudget { spec: "{\"x\":1}".into(), ..b.clone() }, 2).unwrap());
+        assert_eq!(l.budgets().unwrap()[0].spec, "{\"x\":1}");
+        assert!(l.delete_budget("b").unwrap());
+        assert!(!l.delete_budget("b").unwrap());
     }
 }
