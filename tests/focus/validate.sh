@@ -23,12 +23,13 @@ rc=$?
 rm -rf "$run"
 printf '%s\n' "$out"
 [ $rc -ne 0 ] && exit $rc
-printf '%s\n' "$out" | grep -q '^Total: ' || exit 2
-fails=$(printf '%s\n' "$out" | sed -n '/^--- Failures ---$/,$p' | sed -n 's/^- \([A-Za-z]*-[A-Z]-[0-9]*-[A-Z]\): violations=.*/\1/p')
-if ! printf '%s\n' "$fails" | grep -qx 'InvoiceId-C-003-C'; then
-  fails=$(printf '%s\n' "$fails" | grep -vx -e 'InvoiceId-C-004-C' -e 'InvoiceId-C-005-C')
+# Here-strings, not pipes: `grep -q` closing a pipe early would fail the pipeline (SIGPIPE under pipefail).
+grep -q '^Total: ' <<<"$out" || exit 2
+fails=$(sed -n '/^--- Failures ---$/,$p' <<<"$out" | sed -n 's/^- \([A-Za-z]*-[A-Z]-[0-9]*-[A-Z]\): violations=.*/\1/p')
+if ! grep -qx 'InvoiceId-C-003-C' <<<"$fails"; then
+  fails=$(grep -vx -e 'InvoiceId-C-004-C' -e 'InvoiceId-C-005-C' <<<"$fails")
 fi
-fails=$(printf '%s\n' "$fails" | sed '/^$/d')
+fails=$(sed '/^$/d' <<<"$fails")
 if [ -n "$fails" ]; then
   echo "FOCUS VALIDATION FAILED: $(echo "$fails" | wc -l) rule(s): $(echo $fails)"
   exit 3
