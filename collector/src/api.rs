@@ -173,7 +173,10 @@ pub(crate) async fn on_ledger<T: Send + 'static>(
     tokio::task::spawn_blocking(move || read(ledger.as_ref()))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+        .map_err(|e| match e {
+            crate::ledger::LedgerError::Refused(m) => ApiError(StatusCode::CONFLICT, m),
+            e => ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        })
 }
 
 fn money(micros: u128) -> Value {

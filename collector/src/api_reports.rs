@@ -34,7 +34,32 @@ impl Default for ReportConfig {
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/chargeback", get(chargeback))
+    Router::new()
+        .route("/api/v1/chargeback", get(chargeback))
+        .route("/api/v1/periods", get(periods))
+        .route("/api/v1/periods/{period}/close", axum::routing::post(close))
+}
+
+fn closed_json(c: &crate::ledger::ClosedPeriod) -> serde_json::Value {
+    serde_json::json!({ "period": c.period, "from": utc(c.from_ns), "to": utc(c.to_ns), "closed_at": utc(c.closed_at_ns) })
+}
+
+/// `GET /api/v1/periods`: the closed months.
+async fn periods(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let closed = on_ledger(&s, |l| l.closed_periods()).await?;
+    Ok(Json(serde_json::json!({ "closed": closed.iter().map(closed_json).collect::<Vec<_>>() })))
+}
+
+/// `POST /api/v1/periods/{month}/close`: closes an ended month (409 when it runs still, is closed, or
+/// the month before it is open).
+async fn close(
+    State(s): State<AppState>,
+    axum::extract::Path(period): axum::extract::Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let p = Period::parse(&period).map_err(bad)?;
+    let closed = on_ledger(&s, move |l| l.close_period(&p, crate::now_ns())).await?;
+    tracing::info!(period = closed.period, "closed a billing period");
+    Ok(Json(closed_json(&closed)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

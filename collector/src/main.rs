@@ -47,6 +47,35 @@ enum Command {
     /// Reports from a ledger file.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Close an ended month: its report never changes; GPU time that arrives late for it is billed in the
+    /// next open month as a correction.
+    ClosePeriod(ClosePeriodArgs),
+}
+
+#[derive(Debug, Args)]
+struct ClosePeriodArgs {
+    /// SQLite ledger file.
+    #[arg(long, env = "GPUCOST_DB", default_value = "./gpucost.db")]
+    db: PathBuf,
+    /// The month, e.g. 2026-10.
+    #[arg(long)]
+    period: String,
+}
+
+fn close_period(a: ClosePeriodArgs) -> anyhow::Result<()> {
+    use gpucost_collector::ledger::Ledger;
+    use gpucost_collector::ledger::sqlite::SqliteLedger;
+    let period = gpucost_collector::report::period::Period::parse(&a.period).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(a.db.exists(), "no ledger at {} (--db)", a.db.display());
+    let ledger = SqliteLedger::open(&a.db, SqliteLedger::stored_bucket_ns(&a.db)?, u64::MAX)?;
+    let closed = ledger.close_period(&period, gpucost_collector::now_ns())?;
+    println!(
+        "closed {} ({} to {})",
+        closed.period,
+        gpucost_collector::report::period::utc(closed.from_ns),
+        gpucost_collector::report::period::utc(closed.to_ns)
+    );
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -473,6 +502,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     });
     match cli.command {
         Command::Report(ReportCommand::Chargeback(a)) => report_chargeback(a),
+        Command::ClosePeriod(a) => close_period(a),
         Command::Serve(a) => {
             let prices = PriceBook::load(a.ledger.prices.as_deref()).map_err(anyhow::Error::msg)?;
             let owners = a.ledger.owners(None)?;

@@ -686,3 +686,65 @@ pub fn g5_batch(
         ..Default::default()
     }
 }
+
+/// `"12.345678"` (USD as the API writes it) → 12_345_678 micro-dollars.
+pub fn usd_micros(usd: &str) -> u128 {
+    let (whole, frac) = usd.split_once('.').unwrap_or((usd, "0"));
+    whole.parse::<u128>().unwrap() * 1_000_000 + format!("{frac:0<6}")[..6].parse::<u128>().unwrap()
+}
+
+/// RFC 4180 CSV rows (no line breaks inside fields) as maps from the header's names.
+pub fn parse_csv(text: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let split = |line: &str| {
+        let (mut fields, mut cur, mut quoted) = (vec![], String::new(), false);
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (c, quoted) {
+                ('"', true) if chars.peek() == Some(&'"') => {
+                    cur.push('"');
+                    chars.next();
+                }
+                ('"', _) => quoted = !quoted,
+                (',', false) => fields.push(std::mem::take(&mut cur)),
+                _ => cur.push(c),
+            }
+        }
+        fields.push(cur);
+        fields
+    };
+    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+    let header = split(lines.next().expect("a header"));
+    lines
+        .map(|l| {
+            let fields = split(l);
+            assert_eq!(fields.len(), header.len(), "{l}");
+            header.iter().cloned().zip(fields).collect()
+        })
+        .collect()
+}
+
+/// Validates a FOCUS file with the FinOps Foundation's focus-validator (`tests/focus/validate.sh`, in the
+/// venv `scripts/test` installs) and the applicability criteria gpucost's export satisfies; panics with the
+/// validator's report when a rule fails. Skips (a failure under `CI=true`) when it is not installed.
+pub fn assert_focus_valid(file: &Path) {
+    let Some(venv) = installed_peer("focus-validator", "GPUCOST_FOCUS_VENV", "focus-venv", "bin/focus-validator")
+    else {
+        return;
+    };
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("focus/validate.sh"))
+        .arg(file)
+        .env("GPUCOST_FOCUS_VENV", &venv)
+        .env(
+            "FOCUS_CRITERIA",
+            "ACCOUNT_NAMING_SUPPORTED,AVAILABILITY_ZONE_SUPPORTED,MULTIPLE_PRICING_CATEGORIES_SUPPORTED,\
+             MULTIPLE_SUB_ACCOUNT_TYPES_SUPPORTED,MULTIPLE_BILLING_ACCOUNT_TYPES_SUPPORTED,NEGOTIATED_PRICING_SUPPORTED,\
+             PUBLIC_PRICE_LIST_SUPPORTED,USAGE_MEASUREMENT_SUPPORTED,UNIT_PRICING_SUPPORTED,SUB_ACCOUNT_SUPPORTED,\
+             BILLING_BASED_ON_PROVISIONED_RESOURCES_SUPPORTED,RESOURCE_TYPE_ASSIGNMENT_SUPPORTED,\
+             PRICING_BILLING_CURRENCY_DIFFERENCES_SUPPORTED,REGION_SUPPORTED,TAGGING_SUPPORTED",
+        )
+        .output()
+        .expect("run focus-validator");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "focus-validator:\n{report}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(report.contains("FOCUS VALIDATION PASSED"), "{report}");
+}

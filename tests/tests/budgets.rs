@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gpucost_collector::report::period::{Cadence, Period};
-use gpucost_e2e::{Alertmanager, Collector, Receiver, free_port, g5_batch, send_batches};
+use gpucost_e2e::{Alertmanager, Collector, Receiver, free_port, g5_batch, send_batches, usd_micros as micros};
 use gpucost_proto::v1 as pb;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
@@ -46,11 +46,6 @@ fn delivered(hook: &Receiver) -> Vec<Value> {
             serde_json::from_str(&r.body).unwrap()
         })
         .collect()
-}
-
-fn micros(usd: &str) -> u128 {
-    let (whole, frac) = usd.split_once('.').unwrap_or((usd, "0"));
-    whole.parse::<u128>().unwrap() * 1_000_000 + format!("{frac:0<6}")[..6].parse::<u128>().unwrap()
 }
 
 fn put(c: &Collector, name: &str, body: Value) -> (u16, Value) {

@@ -7,46 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use gpucost_collector::report::period::{Cadence, DAY_NS, Period};
-use gpucost_e2e::{Collector, bin, free_port};
+use gpucost_e2e::{Collector, bin, free_port, parse_csv as csv, usd_micros as micros};
 
 fn catalog_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/catalog")
-}
-
-/// `"12.345678"` → 12_345_678 micro-dollars.
-fn micros(usd: &str) -> u128 {
-    let (whole, frac) = usd.split_once('.').unwrap_or((usd, "0"));
-    whole.parse::<u128>().unwrap() * 1_000_000 + format!("{frac:0<6}")[..6].parse::<u128>().unwrap()
-}
-
-/// RFC 4180 rows (no line breaks inside fields here) as maps from the header's names.
-fn csv(text: &str) -> Vec<BTreeMap<String, String>> {
-    let split = |line: &str| {
-        let (mut fields, mut cur, mut quoted) = (vec![], String::new(), false);
-        let mut chars = line.chars().peekable();
-        while let Some(c) = chars.next() {
-            match (c, quoted) {
-                ('"', true) if chars.peek() == Some(&'"') => {
-                    cur.push('"');
-                    chars.next();
-                }
-                ('"', _) => quoted = !quoted,
-                (',', false) => fields.push(std::mem::take(&mut cur)),
-                _ => cur.push(c),
-            }
-        }
-        fields.push(cur);
-        fields
-    };
-    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
-    let header = split(lines.next().expect("a header"));
-    lines
-        .map(|l| {
-            let fields = split(l);
-            assert_eq!(fields.len(), header.len(), "{l}");
-            header.iter().cloned().zip(fields).collect()
-        })
-        .collect()
 }
 
 fn collector_cli(args: &[&str]) -> String {
@@ -152,27 +116,7 @@ fn a_demo_months_chargeback_adds_up_and_its_focus_file_passes_the_validator() {
     assert!(rows.iter().any(|r| r["AllocatedResourceId"].is_empty()), "an idle row");
     assert!(rows.iter().any(|r| r["AllocatedResourceId"].starts_with("pod:")), "a pod's row");
 
-    let Some(venv) =
-        gpucost_e2e::installed_peer("focus-validator", "GPUCOST_FOCUS_VENV", "focus-venv", "bin/focus-validator")
-    else {
-        return;
-    };
     let file = dir.path().join("focus.csv");
     std::fs::write(&file, &focus).unwrap();
-    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("focus/validate.sh"))
-        .arg(&file)
-        .env("GPUCOST_FOCUS_VENV", &venv)
-        .env(
-            "FOCUS_CRITERIA",
-            "ACCOUNT_NAMING_SUPPORTED,AVAILABILITY_ZONE_SUPPORTED,MULTIPLE_PRICING_CATEGORIES_SUPPORTED,\
-             MULTIPLE_SUB_ACCOUNT_TYPES_SUPPORTED,MULTIPLE_BILLING_ACCOUNT_TYPES_SUPPORTED,NEGOTIATED_PRICING_SUPPORTED,\
-             PUBLIC_PRICE_LIST_SUPPORTED,USAGE_MEASUREMENT_SUPPORTED,UNIT_PRICING_SUPPORTED,SUB_ACCOUNT_SUPPORTED,\
-             BILLING_BASED_ON_PROVISIONED_RESOURCES_SUPPORTED,RESOURCE_TYPE_ASSIGNMENT_SUPPORTED,\
-             PRICING_BILLING_CURRENCY_DIFFERENCES_SUPPORTED,REGION_SUPPORTED,TAGGING_SUPPORTED",
-        )
-        .output()
-        .expect("run focus-validator");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "focus-validator:\n{report}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(report.contains("FOCUS VALIDATION PASSED"), "{report}");
+    gpucost_e2e::assert_focus_valid(&file);
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use gpucost_e2e::{Collector, Mlflow, free_port, g5_batch, send_batches};
+use gpucost_e2e::{Collector, Mlflow, free_port, g5_batch, send_batches, usd_micros};
 use gpucost_proto::v1 as pb;
 use serde_json::{Value, json};
 
@@ -12,12 +12,6 @@ const PASSWORD: &str = "gpucost-admin-pass-1";
 
 fn tag(tags: &Value, key: &str) -> Option<String> {
     tags.as_array()?.iter().find(|t| t["key"] == key).and_then(|t| t["value"].as_str()).map(String::from)
-}
-
-/// `"12.345678"` → 12_345_678 micro-dollars.
-fn micros(usd: &str) -> u64 {
-    let (whole, frac) = usd.split_once('.').unwrap_or((usd, "0"));
-    whole.parse::<u64>().unwrap() * 1_000_000 + format!("{frac:0<6}")[..6].parse::<u64>().unwrap()
 }
 
 fn pod(pod: &str, labels: &[(&str, &str)], env: &[(&str, &str)]) -> pb::WorkloadIdentity {
@@ -146,9 +140,9 @@ fn each_model_version_run_experiment_and_model_carries_its_gpu_cost_in_mlflow() 
     assert_eq!(tag(&m["registered_model"]["tags"], "gpucost.gpu_hours").as_deref(), Some("2.0000"));
     // The experiment holds both runs, the one MLflow placed there included.
     let e = mlflow.get("experiments/get", &[("experiment_id", &experiment)]);
-    let both = micros(run_line(&run)["total_usd"].as_str().unwrap())
-        + micros(run_line(&retrain)["total_usd"].as_str().unwrap());
-    assert_eq!(tag(&e["experiment"]["tags"], "gpucost.cost_usd").map(|s| micros(&s)), Some(both));
+    let both = usd_micros(run_line(&run)["total_usd"].as_str().unwrap())
+        + usd_micros(run_line(&retrain)["total_usd"].as_str().unwrap());
+    assert_eq!(tag(&e["experiment"]["tags"], "gpucost.cost_usd").map(|s| usd_micros(&s)), Some(both));
 
     // A collector with the wrong password says so in its log and writes nothing.
     let stranger = new_run();

@@ -7,6 +7,7 @@
 //! See `docs/ledger.md` for the schema and why.
 
 pub mod rollup;
+pub mod rows;
 pub mod sqlite;
 pub mod writer;
 
@@ -38,6 +39,9 @@ pub enum LedgerError {
     Storage(#[from] rusqlite::Error),
     #[error("ledger storage failed: {0}")]
     Io(String),
+    /// A request the ledger's state does not allow (closing a running month, changing a closed one).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl LedgerError {
@@ -306,6 +310,15 @@ pub struct AllocatedCharge {
     pub used_ns: u128,
 }
 
+/// A closed billing period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClosedPeriod {
+    pub period: String,
+    pub from_ns: u64,
+    pub to_ns: u64,
+    pub closed_at_ns: u64,
+}
+
 /// The ledger's interface. Implementations are safe to share between threads; `record` is called from
 /// one writer at a time.
 pub trait Ledger: Send + Sync + crate::budget::store::BudgetStore {
@@ -313,16 +326,36 @@ pub trait Ledger: Send + Sync + crate::budget::store::BudgetStore {
     /// rejected with none of its rows kept; the outer error means nothing at all was stored.
     fn record(&self, batches: &[Batch], now_ns: u64) -> Result<Vec<Result<Recorded, LedgerError>>, LedgerError>;
     fn usage(&self, query: &UsageQuery) -> Result<UsageReport, LedgerError>;
-    fn costs(&self, query: &CostQuery) -> Result<CostReport, LedgerError>;
+    /// Costs from the live rollups.
+    fn costs(&self, query: &CostQuery) -> Result<CostReport, LedgerError> {
+        self.costs_of(&rows::Rows::Live, query)
+    }
+    /// Costs from the given rollup rows (live, booked by a closed period, or late and not yet booked).
+    fn costs_of(&self, rows: &rows::Rows, query: &CostQuery) -> Result<CostReport, LedgerError>;
     /// Per GPU and charge period of `period_ns` (aligned to the epoch, within [from_ns, to_ns)), what the
-    /// GPU cost and each holder's part under `policy`. Ordered by period, cluster, node, GPU.
+    /// GPU cost and each holder's part under `policy`, from the live rollups. Ordered by period, cluster,
+    /// node, GPU.
     fn allocations(
         &self,
         from_ns: u64,
         to_ns: u64,
         period_ns: u64,
         policy: crate::cost::split::Policy,
+    ) -> Result<Vec<OriginCharge>, LedgerError> {
+        self.allocations_of(&rows::Rows::Live, from_ns, to_ns, period_ns, policy)
+    }
+    fn allocations_of(
+        &self,
+        rows: &rows::Rows,
+        from_ns: u64,
+        to_ns: u64,
+        period_ns: u64,
+        policy: crate::cost::split::Policy,
     ) -> Result<Vec<OriginCharge>, LedgerError>;
+    /// Closes a month that has ended: freezes its rows, and books the late rows of months closed before it
+    /// as its corrections. Refused when it is still running or already closed.
+    fn close_period(&self, period: &crate::report::period::Period, now_ns: u64) -> Result<ClosedPeriod, LedgerError>;
+    fn closed_periods(&self) -> Result<Vec<ClosedPeriod>, LedgerError>;
     /// The latest price of every node.
     fn prices(&self) -> Result<Vec<NodePrice>, LedgerError>;
     /// Deletes raw per-interval rows that ended before `before_ns`; returns how many.

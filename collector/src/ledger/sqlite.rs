@@ -10,9 +10,10 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rollup::{buckets, spread};
+use super::rows::Rows;
 use super::{
-    AllocatedCharge, CostQuery, CostReport, CostRow, Dimension, GpuTime, Ledger, LedgerError, NodePrice, OriginCharge,
-    ReattributeReport, Recorded, RepriceReport, UsageQuery, UsageReport, UsageRow,
+    AllocatedCharge, ClosedPeriod, CostQuery, CostReport, CostRow, Dimension, GpuTime, Ledger, LedgerError, NodePrice,
+    OriginCharge, ReattributeReport, Recorded, RepriceReport, UsageQuery, UsageReport, UsageRow,
 };
 use crate::cost::split::Policy;
 use crate::enrich::owner::{Ownership, Rule};
@@ -27,9 +28,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_reprice.sql"),
     include_str!("migrations/0006_owners.sql"),
     include_str!("migrations/0007_budgets.sql"),
+    include_str!("migrations/0008_closed_periods.sql"),
 ];
 
 mod budgets;
+mod closing;
 
 const NS: u64 = 1_000_000_000;
 
@@ -621,7 +624,8 @@ impl Ledger for SqliteLedger {
         })
     }
 
-    fn costs(&self, q: &CostQuery) -> Result<CostReport, LedgerError> {
+    fn costs_of(&self, source: &Rows, q: &CostQuery) -> Result<CostReport, LedgerError> {
+        let (usage_rows, gpu_rows) = (source.usage(), source.gpu());
         self.with_reader(|conn| {
             let (used_col, idle_col) = match q.policy {
                 Policy::Utilization => ("b.used_micros", "0"),
@@ -639,7 +643,7 @@ impl Ledger for SqliteLedger {
             let split = |c: &str| format!("SUM({c} / 1000000000), SUM({c} % 1000000000)");
             let sql = format!(
                 "SELECT {select_cols} SUM({used_col}), SUM({idle_col}), {}, {}, SUM(b.energy_millijoules), SUM(b.co2e_mg), SUM(b.co2e_known_ns)
-                 FROM usage_buckets b
+                 FROM {usage_rows} b
                  JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id JOIN workloads w ON w.workload_id = b.workload_id{}
                  WHERE {conds}b.bucket_start_ns >= ${from_p} AND b.bucket_start_ns < ${to_p} {group}",
                 split("b.held_ns"),
@@ -683,7 +687,7 @@ impl Ledger for SqliteLedger {
             gbound.push(Box::new(q.to_ns as i64));
             let (fleet, idle, unallocated, unpriced_ns) = conn.query_row(
                 &format!(
-                    "SELECT SUM(b.cost_micros), SUM(b.idle_micros), SUM(b.unallocated_micros), {} FROM gpu_buckets b
+                    "SELECT SUM(b.cost_micros), SUM(b.idle_micros), SUM(b.unallocated_micros), {} FROM {gpu_rows} b
                      JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id
                      WHERE {gconds}b.bucket_start_ns >= ${gf} AND b.bucket_start_ns < ${gt}",
                     split("b.unpriced_ns")
@@ -702,13 +706,15 @@ impl Ledger for SqliteLedger {
         })
     }
 
-    fn allocations(
+    fn allocations_of(
         &self,
+        source: &Rows,
         from_ns: u64,
         to_ns: u64,
         period_ns: u64,
         policy: Policy,
     ) -> Result<Vec<OriginCharge>, LedgerError> {
+        let (usage_rows, gpu_rows) = (source.usage(), source.gpu());
         self.with_reader(|conn| {
             let split = |c: &str| format!("SUM({c} / 1000000000), SUM({c} % 1000000000)");
             let amount = |r: &rusqlite::Row, i: usize| r.get::<_, Option<i64>>(i).map(|v| v.unwrap_or(0) as u128);
@@ -719,7 +725,7 @@ impl Ledger for SqliteLedger {
                     "SELECT b.bucket_start_ns / {period_ns}, b.gpu_id, b.node_id, n.cluster, n.name, n.instance_type,
                             n.capacity_type, n.region, n.zone, g.uuid, g.model, g.mig_profile, SUM(b.cost_micros),
                             {}, {}, {}, SUM(b.energy_millijoules)
-                     FROM gpu_buckets b JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id
+                     FROM {gpu_rows} b JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id
                      WHERE b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2
                      GROUP BY b.bucket_start_ns / {period_ns}, b.gpu_id, b.node_id
                      ORDER BY 1, n.cluster, n.name, g.uuid",
@@ -774,7 +780,7 @@ impl Ledger for SqliteLedger {
             let k = d.params.len();
             let sql = format!(
                 "SELECT b.bucket_start_ns / {period_ns}, b.gpu_id, b.node_id, {}, SUM({used_col}) + SUM({idle_col}), {}, {}
-                 FROM usage_buckets b
+                 FROM {usage_rows} b
                  JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id JOIN workloads w ON w.workload_id = b.workload_id{}
                  WHERE b.bucket_start_ns >= ${} AND b.bucket_start_ns < ${}
                  GROUP BY b.bucket_start_ns / {period_ns}, b.gpu_id, b.node_id, {}
@@ -816,6 +822,14 @@ impl Ledger for SqliteLedger {
         })
     }
 
+    fn close_period(&self, period: &crate::report::period::Period, now_ns: u64) -> Result<ClosedPeriod, LedgerError> {
+        self.close(period, now_ns)
+    }
+
+    fn closed_periods(&self) -> Result<Vec<ClosedPeriod>, LedgerError> {
+        self.closed()
+    }
+
     fn prices(&self) -> Result<Vec<NodePrice>, LedgerError> {
         self.with_reader(|conn| {
             let mut stmt = conn.prepare(
@@ -850,6 +864,7 @@ impl Ledger for SqliteLedger {
         resolve: &dyn Fn(&Identity) -> Ownership,
         dry_run: bool,
     ) -> Result<ReattributeReport, LedgerError> {
+        self.refuse_if_closed("re-attributing", from_ns, to_ns)?;
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let Writer { conn, ids } = &mut *guard;
         let tx = conn.transaction()?;
@@ -921,6 +936,7 @@ impl Ledger for SqliteLedger {
         dry_run: bool,
     ) -> Result<RepriceReport, LedgerError> {
         use crate::cost::reprice::{DeviceBucket, HolderBucket, rescale};
+        self.refuse_if_closed("re-pricing", from_ns, to_ns)?;
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let Writer { conn, ids } = &mut *guard;
         let tx = conn.transaction()?;

@@ -84,6 +84,8 @@ pub enum LineKind {
     Group,
     Unallocated,
     Idle,
+    /// GPU time of an earlier, closed month that arrived after it closed (FOCUS `ChargeClass` Correction).
+    Correction,
 }
 
 /// One chargeback line. Money in micro-dollars, time in nanoseconds, energy in millijoules.
@@ -138,8 +140,10 @@ pub struct Chargeback {
     pub period: Period,
     pub group_by: GroupBy,
     pub policy: Policy,
-    /// Group lines by descending total, then `unallocated`, then `idle`.
+    /// Group lines by descending total, then `unallocated`, then `idle`, then corrections.
     pub lines: Vec<Line>,
+    /// When the period was closed (its report no longer changes).
+    pub closed_at_ns: Option<u64>,
     /// What the fleet's GPUs cost in the period: the sum of all lines.
     pub fleet: u128,
     /// GPU time observed without a price (not in any line).
@@ -190,7 +194,15 @@ pub fn assemble(
     let mut idle = Line::empty(LineKind::Idle, "idle");
     idle.idle = by_group.idle.unwrap_or(0);
     lines.push(idle);
-    Chargeback { period, group_by, policy, lines, fleet: by_group.fleet, unpriced_ns: by_group.unpriced_ns }
+    Chargeback {
+        period,
+        group_by,
+        policy,
+        lines,
+        closed_at_ns: None,
+        fleet: by_group.fleet,
+        unpriced_ns: by_group.unpriced_ns,
+    }
 }
 
 /// Reads the ledger for `period` and builds the chargeback. `cost_center` maps a team to its cost centre.
@@ -201,19 +213,35 @@ pub fn build(
     policy: Policy,
     cost_center: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Chargeback, LedgerError> {
-    let query = |group_by: Vec<Dimension>| CostQuery {
-        from_ns: period.from_ns,
-        to_ns: period.to_ns,
+    let sources = crate::report::sources(ledger, &period)?;
+    let query = |(from_ns, to_ns): (u64, u64), group_by: Vec<Dimension>| CostQuery {
+        from_ns,
+        to_ns,
         group_by,
         filters: vec![],
         policy,
     };
     let d = group_by.dimension();
-    let by_group = ledger.costs(&query(vec![d.clone()]))?;
-    let by_model = ledger.costs(&query(vec![d, Dimension::Model]))?.rows;
     let identity = |v: &str| Some(v.to_string());
     let map: &dyn Fn(&str) -> Option<String> = if group_by == GroupBy::CostCenter { cost_center } else { &identity };
-    Ok(assemble(period, group_by, policy, &by_group, &by_model, map))
+    let window = (period.from_ns, period.to_ns);
+    let by_group = ledger.costs_of(&sources.own, &query(window, vec![d.clone()]))?;
+    let by_model = ledger.costs_of(&sources.own, &query(window, vec![d.clone(), Dimension::Model]))?.rows;
+    let mut c = assemble(period.clone(), group_by, policy, &by_group, &by_model, map);
+    c.closed_at_ns = sources.closed.map(|p| p.closed_at_ns);
+    if let Some(rows) = &sources.corrections {
+        let all = crate::report::ALL_TIME;
+        let by_group = ledger.costs_of(rows, &query(all, vec![d.clone()]))?;
+        let by_model = ledger.costs_of(rows, &query(all, vec![d, Dimension::Model]))?.rows;
+        let late = assemble(period, group_by, policy, &by_group, &by_model, map);
+        c.fleet += late.fleet;
+        c.unpriced_ns += late.unpriced_ns;
+        c.lines.extend(late.lines.into_iter().filter(|l| l.total() > 0 || l.held_ns > 0).map(|mut l| {
+            l.kind = LineKind::Correction;
+            l
+        }));
+    }
+    Ok(c)
 }
 
 fn hours(ns: u128) -> String {
@@ -276,6 +304,7 @@ impl Chargeback {
             .collect();
         json!({
             "period": self.period.label,
+            "closed_at": self.closed_at_ns.map(utc),
             "from": utc(self.period.from_ns),
             "to": utc(self.period.to_ns),
             "group_by": self.group_by.name(),

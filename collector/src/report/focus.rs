@@ -115,6 +115,8 @@ pub const COLUMNS: [&str; 72] = [
 /// One exported row: a holder's part of an origin charge, or its idle rest (`holder` is `None`).
 struct Part<'a> {
     origin: &'a OriginCharge,
+    /// GPU time of an earlier closed month that arrived after it closed.
+    correction: bool,
     holder: Option<&'a crate::ledger::AllocatedCharge>,
     cost: u128,
     held_ns: u128,
@@ -125,30 +127,50 @@ fn hours(ns: u128) -> String {
     format!("{:.6}", ns as f64 / 3.6e12)
 }
 
+/// A decimal with up to nine places, always with a decimal point (`1.0`, not `1`): CSV readers infer a
+/// column's type from its text, and FOCUS wants these columns decimal.
 fn decimal(v: f64) -> String {
-    format!("{v:.9}").trim_end_matches('0').trim_end_matches('.').to_string()
+    let s = format!("{v:.9}");
+    let s = s.trim_end_matches('0');
+    if s.ends_with('.') { format!("{s}0") } else { s.to_string() }
 }
 
 fn publisher(instance_type: &str) -> &'static str {
     if instance_type.is_empty() { "Unknown" } else { "Amazon Web Services" }
 }
 
-/// The FOCUS rows of `origins` (from [`Ledger::allocations`]) for billing `period`, as CSV.
-pub fn to_csv(origins: &[OriginCharge], period: &Period, policy: Policy, parties: &Parties) -> String {
+/// The FOCUS rows of `origins` (from [`Ledger::allocations`]) and of `corrections` (late GPU time of
+/// earlier closed months, `ChargeClass` Correction) for billing `period`, as CSV.
+pub fn to_csv(
+    origins: &[OriginCharge],
+    corrections: &[OriginCharge],
+    period: &Period,
+    policy: Policy,
+    parties: &Parties,
+) -> String {
     let mut out = COLUMNS.join(",");
     out.push_str("\r\n");
-    for o in origins.iter().filter(|o| o.cost > 0) {
+    let all = origins.iter().map(|o| (o, false)).chain(corrections.iter().map(|o| (o, true)));
+    for (o, correction) in all.filter(|(o, _)| o.cost > 0) {
         let allocated: u128 = o.allocations.iter().map(|a| a.cost).sum();
         let mut parts: Vec<Part> = o
             .allocations
             .iter()
             .filter(|a| a.cost > 0 || a.held_ns > 0)
-            .map(|a| Part { origin: o, holder: Some(a), cost: a.cost, held_ns: a.held_ns, used_ns: a.used_ns })
+            .map(|a| Part {
+                origin: o,
+                correction,
+                holder: Some(a),
+                cost: a.cost,
+                held_ns: a.held_ns,
+                used_ns: a.used_ns,
+            })
             .collect();
         let idle = o.cost.saturating_sub(allocated);
         if idle > 0 {
             parts.push(Part {
                 origin: o,
+                correction,
                 holder: None,
                 cost: idle,
                 held_ns: o.observed_ns.saturating_sub(o.held_ns),
@@ -178,6 +200,8 @@ fn row(p: &Part, period: &Period, policy: Policy, parties: &Parties) -> Vec<Stri
         Some(_) => format!("{gpu} GPU time on {} ({}), {} share", o.node, o.instance_type, policy.name()),
         None => format!("{gpu} GPU time on {} ({}) no workload was charged for", o.node, o.instance_type),
     };
+    let description =
+        if p.correction { format!("Correction (reported after its month closed): {description}") } else { description };
     let sku_details = json!({
         "InstanceType": o.instance_type,
         "GpuModel": gpu,
@@ -222,7 +246,7 @@ fn row(p: &Part, period: &Period, policy: Policy, parties: &Parties) -> Vec<Stri
         null(),
         null(),
         "Usage".into(),
-        null(),
+        if p.correction { "Correction".into() } else { null() },
         description,
         "Usage-Based".into(),
         utc(o.end_ns),
@@ -288,8 +312,14 @@ fn row(p: &Part, period: &Period, policy: Policy, parties: &Parties) -> Vec<Stri
 
 /// Reads the ledger for `period` (one origin charge per GPU and UTC day) and writes the FOCUS CSV.
 pub fn export(ledger: &dyn Ledger, period: &Period, policy: Policy, parties: &Parties) -> Result<String, LedgerError> {
-    let origins = ledger.allocations(period.from_ns, period.to_ns, DAY_NS, policy)?;
-    Ok(to_csv(&origins, period, policy, parties))
+    let sources = crate::report::sources(ledger, period)?;
+    let origins = ledger.allocations_of(&sources.own, period.from_ns, period.to_ns, DAY_NS, policy)?;
+    let (from, to) = crate::report::ALL_TIME;
+    let corrections = match &sources.corrections {
+        Some(rows) => ledger.allocations_of(rows, from, to, DAY_NS, policy)?,
+        None => vec![],
+    };
+    Ok(to_csv(&origins, &corrections, period, policy, parties))
 }
 
 #[cfg(test)]
@@ -364,12 +394,15 @@ mod tests {
     #[test]
     fn allocated_rows_and_the_idle_row_sum_to_the_origin_charge() {
         let o = origin(32_712_000, vec![holder("train", 20_000_001, 12), holder("serve", 9_000_000, 8)]);
-        let rows = parse(&to_csv(&[o], &Period::parse("2026-11").unwrap(), Policy::Hybrid, &Parties::default()));
+        let late = origin(1_000_000, vec![holder("late", 1_000_000, 1)]);
+        let rows =
+            parse(&to_csv(&[o], &[late], &Period::parse("2026-11").unwrap(), Policy::Hybrid, &Parties::default()));
         let col = |name: &str| COLUMNS.iter().position(|c| *c == name).unwrap();
         assert_eq!(rows[0].len(), COLUMNS.len());
-        assert_eq!(rows.len(), 4, "header, two holders, idle");
-        let micros: u128 = rows[1..].iter().map(|r| r[col("x_CostMicros")].parse::<u128>().unwrap()).sum();
+        assert_eq!(rows.len(), 5, "header, two holders, idle, a correction");
+        let micros: u128 = rows[1..4].iter().map(|r| r[col("x_CostMicros")].parse::<u128>().unwrap()).sum();
         assert_eq!(micros, 32_712_000);
+        assert_eq!(rows[4][col("ChargeClass")], "Correction");
         assert_eq!(rows[3][col("AllocatedResourceId")], "", "the idle rest has a null AllocatedResourceId");
         assert_eq!(rows[3][col("BilledCost")], "3.711999");
         assert_eq!(rows[1][col("AllocatedResourceId")], "pod:prod/ml/train/main");
@@ -389,13 +422,19 @@ mod tests {
     }
 
     #[test]
+    fn decimals_always_read_as_decimals() {
+        assert_eq!((decimal(1.0), decimal(1.418), decimal(0.0)), ("1.0".into(), "1.418".into(), "0.0".into()));
+    }
+
+    #[test]
     fn custom_columns_are_prefixed_and_unpriced_gpus_are_left_out() {
         assert!(
             COLUMNS[COLUMNS.iter().position(|c| *c == "AllocatedTags").unwrap() + 1..]
                 .iter()
                 .all(|c| c.starts_with("x_"))
         );
-        let csv = to_csv(&[origin(0, vec![])], &Period::parse("2026-11").unwrap(), Policy::Hybrid, &Parties::default());
+        let csv =
+            to_csv(&[origin(0, vec![])], &[], &Period::parse("2026-11").unwrap(), Policy::Hybrid, &Parties::default());
         assert_eq!(csv.lines().count(), 1);
     }
 }
