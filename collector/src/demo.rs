@@ -99,6 +99,8 @@ pub async fn run(mut config: DemoConfig, shutdown: watch::Receiver<bool>) -> any
     println!("  dashboard  http://{}/", server.http_addr);
     println!("  usage API  http://{}/api/v1/usage?group_by=workload", server.http_addr);
     println!("  costs API  http://{}/api/v1/costs?group_by=namespace", server.http_addr);
+    println!("  chargeback http://{}/api/v1/chargeback?group_by=team&format=csv", server.http_addr);
+    println!("  budgets    http://{}/api/v1/budgets/status", server.http_addr);
     if let Some(span) = config.backfill {
         backfill(&config, &endpoint, span).await?;
         if config.backfill_only {

@@ -520,7 +520,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(|e| format!("demo prices: {e}")),
             }
             .map_err(anyhow::Error::msg)?;
-            let budgets = a.ledger.budget_config()?;
+            let mut budgets = a.ledger.budget_config()?;
+            if a.ledger.budgets.is_none() {
+                budgets.from_file = gpucost_collector::budget::spec::from_toml(
+                    "examples/budgets.toml",
+                    include_str!("../../examples/budgets.toml"),
+                )
+                .map_err(anyhow::Error::msg)?;
+                budgets.file = Some("examples/budgets.toml".into());
+            }
             let mut config = DemoConfig {
                 serve: a.ledger.serve_config(
                     a.grpc,

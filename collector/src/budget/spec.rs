@@ -290,5 +290,7 @@ mod tests {
         assert!(e.starts_with("budgets.toml: budget \"x\": amount_usd"), "{e}");
         let e = from_toml("budgets.toml", &format!("{text}{text}")).unwrap_err();
         assert!(e.contains("defined twice"), "{e}");
+        let demo = from_toml("examples/budgets.toml", include_str!("../../../examples/budgets.toml")).unwrap();
+        assert_eq!(demo.len(), 5);
     }
 }
