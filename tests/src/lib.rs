@@ -343,7 +343,7 @@ impl Mlflow {
             std::fs::write(
                 &ini,
                 format!(
-                    "[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{}\nadmin_username = {}\nadmin_password = {password}\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+                    "[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{}\nadmin_username = {}\nadmin_password = {password}\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\nauth_cache_ttl_seconds = 60\n",
                     dir.join("basic_auth.db").display(),
                     Self::ADMIN
                 ),
