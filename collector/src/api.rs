@@ -11,7 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -42,7 +42,6 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(index))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/usage", get(usage))
@@ -58,6 +57,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api_backstage::router())
         .merge(crate::api_reports::router())
         .merge(crate::api_budgets::router())
+        .merge(crate::api_live::router())
+        .merge(crate::web::router())
         .with_state(state)
 }
 
@@ -73,9 +74,6 @@ pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
-}
 
 async fn readyz(State(s): State<AppState>) -> Response {
     match tokio::task::spawn_blocking(move || s.ledger.ping()).await {

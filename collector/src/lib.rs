@@ -6,6 +6,7 @@
 pub mod api;
 pub mod api_backstage;
 pub mod api_budgets;
+pub mod api_live;
 pub mod api_reports;
 pub mod budget;
 pub mod cost;
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod model;
 pub mod report;
 pub mod server;
+pub mod web;
 
 /// Wall-clock time, Unix nanoseconds.
 pub fn now_ns() -> u64 {
