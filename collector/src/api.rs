@@ -38,6 +38,8 @@ pub struct AppState {
     pub reports: Arc<crate::api_reports::ReportConfig>,
     /// Wakes the budget evaluation after a budget changed.
     pub budget_poke: Arc<tokio::sync::Notify>,
+    /// The latest interval of every GPU.
+    pub fleet: Arc<crate::live::Fleet>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -1,11 +1,40 @@
 //! The fleet now: every GPU's latest interval (utilisation, memory, power) and who is on it.
 //! `GET /api/v1/fleet` answers once; `GET /api/v1/live` streams the same JSON as server-sent events
-//! (`event: fleet`) every two seconds.
+//! (`event: fleet`) every two seconds, for as long as the client stays.
 
-use axum::Router;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::api::AppState;
 
+/// How often the live stream sends the fleet.
+const EVERY: Duration = Duration::from_secs(2);
+
 pub fn router() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/api/v1/fleet", get(fleet)).route("/api/v1/live", get(live))
+}
+
+async fn fleet(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(s.fleet.snapshot(crate::now_ns()))
+}
+
+async fn live(State(s): State<AppState>) -> impl axum::response::IntoResponse {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(2);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EVERY);
+        loop {
+            tick.tick().await;
+            let event = Event::default().event("fleet").data(s.fleet.snapshot(crate::now_ns()).to_string());
+            if tx.send(Ok(event)).await.is_err() {
+                return; // the client left
+            }
+        }
+    });
+    Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
 }

@@ -16,6 +16,7 @@ pub mod discover;
 pub mod enrich;
 pub mod ingest;
 pub mod ledger;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod report;

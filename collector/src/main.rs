@@ -274,6 +274,9 @@ struct LedgerArgs {
     owner_rules: Vec<String>,
     #[command(flatten)]
     report: ReportArgs,
+    /// At most this many series per labelled metric family on /metrics (past it, new label sets count as `other`).
+    #[arg(long, env = "GPUCOST_METRICS_MAX_SERIES", default_value_t = 2000)]
+    metrics_max_series: usize,
     /// Budgets file (TOML, `[[budget]]` tables); its budgets can only be changed there, not through the API.
     #[arg(long, env = "GPUCOST_BUDGETS")]
     budgets: Option<PathBuf>,
@@ -458,6 +461,7 @@ impl LedgerArgs {
             }),
             reports: self.report.config(),
             budgets: Default::default(),
+            metrics_max_series: self.metrics_max_series,
             discovery: self.aws_discovery.then(|| DiscoveryConfig {
                 endpoint_url: self.aws_endpoint_url.clone(),
                 every: self.aws_discovery_interval,

@@ -1,105 +1,250 @@
-//! The collector's own counters, exposed at `/metrics` in Prometheus' text format. Names carry their
-//! unit: `gpucost_<what>_<unit>`.
+//! The collector's metrics at `/metrics` (Prometheus text format, `prometheus` crate). Names carry their
+//! unit: `gpucost_<what>_<unit>`. Money and GPU time are counters fed by every stored batch; GPU readings
+//! are gauges of the latest interval; budgets and efficiency are gauges set by their loops; pipeline health
+//! covers batches, connected agents, ingest latency and the state of every sync.
+//!
+//! Label cardinality is bounded: each metric family keeps at most `max_series` label sets; past that, new
+//! ones are counted under `other` (so totals stay right). No process ids or pod names are labels.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::Mutex;
 
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub batches_stored: AtomicU64,
-    pub batches_duplicate: AtomicU64,
-    pub batches_rejected: AtomicU64,
-    /// GPU time ingested on nodes without a price, in nanoseconds.
-    pub unpriced_ns: AtomicU64,
-    /// GPU time ingested with a price, in nanoseconds.
-    pub priced_ns: AtomicU64,
-    /// Budget gauges from the last evaluation.
-    budgets: std::sync::RwLock<BudgetGauges>,
+use prometheus::{
+    CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::live::Observation;
+
+/// A family's label sets, up to a bound.
+struct Bounded {
+    seen: Mutex<HashSet<Vec<String>>>,
+    max: usize,
 }
 
-#[derive(Debug, Default)]
-struct BudgetGauges {
-    budgets: Vec<crate::budget::evaluate::Status>,
-    pending_notifications: u64,
-}
-
-/// A Prometheus label value: backslash, quote and line feed escaped.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-impl Metrics {
-    /// Replaces the budget gauges with the latest evaluation.
-    pub fn set_budgets(&self, statuses: &[crate::budget::evaluate::Status], pending_notifications: u64) {
-        let mut g = self.budgets.write().unwrap_or_else(|e| e.into_inner());
-        g.budgets = statuses.to_vec();
-        g.pending_notifications = pending_notifications;
+impl Bounded {
+    fn new(max: usize) -> Self {
+        Self { seen: Mutex::new(HashSet::new()), max }
     }
 
-    fn render_budgets(&self, out: &mut String) {
-        let g = self.budgets.read().unwrap_or_else(|e| e.into_inner());
-        let usd = |m: u128| m as f64 / 1e6;
-        for (name, help, pick) in [
-            ("gpucost_budget_spend_usd", "GPU spend so far in the budget's period.", 0),
-            ("gpucost_budget_limit_usd", "The budget's amount for its period.", 1),
-            (
+    /// `values`, or `other` for every label but the first (the cluster) once the family is full.
+    fn admit(&self, values: &[String]) -> Vec<String> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(values) || seen.len() < self.max {
+            seen.insert(values.to_vec());
+            return values.to_vec();
+        }
+        values.iter().enumerate().map(|(i, v)| if i == 0 { v.clone() } else { "other".into() }).collect()
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    batches: IntCounterVec,
+    gpu_seconds_priced: CounterVec,
+    cost: CounterVec,
+    idle_cost: CounterVec,
+    cost_labels: Bounded,
+    unallocated: CounterVec,
+    held: CounterVec,
+    used: CounterVec,
+    time_labels: Bounded,
+    observed: CounterVec,
+    gpu_util: GaugeVec,
+    gpu_mem_used: GaugeVec,
+    gpu_mem_total: GaugeVec,
+    gpu_power: GaugeVec,
+    gpu_labels: Bounded,
+    efficiency: GaugeVec,
+    budget_spend: GaugeVec,
+    budget_limit: GaugeVec,
+    budget_forecast: GaugeVec,
+    budget_alarm: GaugeVec,
+    notifications_pending: IntGauge,
+    pub agents_connected: IntGauge,
+    agent_last_seen: GaugeVec,
+    agent_labels: Bounded,
+    ingest_seconds: Histogram,
+    sync_up: GaugeVec,
+    sync_last_success: GaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(2_000)
+    }
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> CounterVec {
+    let c = CounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+const COST: [&str; 5] = ["cluster", "namespace", "team", "owner", "model"];
+const TIME: [&str; 3] = ["cluster", "namespace", "team"];
+const GPU: [&str; 4] = ["cluster", "node", "gpu", "gpu_model"];
+
+impl Metrics {
+    /// Metrics whose label-set families hold at most `max_series` series each.
+    pub fn new(max_series: usize) -> Self {
+        let r = Registry::new();
+        let batches = IntCounterVec::new(
+            Opts::new("gpucost_batches_total", "Usage batches received from agents, by outcome."),
+            &["outcome"],
+        )
+        .expect("a valid metric");
+        r.register(Box::new(batches.clone())).expect("registered once");
+        for outcome in ["stored", "duplicate", "rejected"] {
+            batches.with_label_values(&[outcome]);
+        }
+        let gpu_seconds_priced = counter(
+            &r,
+            "gpucost_ingested_gpu_seconds_total",
+            "GPU time ingested, by whether it had a price (unpriced time is billed as nothing until priced).",
+            &["priced"],
+        );
+        let ingest_seconds = Histogram::with_opts(
+            HistogramOpts::new("gpucost_ingest_duration_seconds", "From receiving a batch to it being stored.")
+                .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+        )
+        .expect("a valid metric");
+        r.register(Box::new(ingest_seconds.clone())).expect("registered once");
+        let notifications_pending =
+            IntGauge::new("gpucost_alert_notifications_pending", "Budget alert notifications not yet delivered.")
+                .expect("a valid metric");
+        r.register(Box::new(notifications_pending.clone())).expect("registered once");
+        let agents_connected =
+            IntGauge::new("gpucost_agents_connected", "Agent streams open now.").expect("a valid metric");
+        r.register(Box::new(agents_connected.clone())).expect("registered once");
+        let build = gauge(&r, "gpucost_build_info", "The collector's version.", &["version"]);
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
+        Self {
+            batches,
+            gpu_seconds_priced,
+            cost: counter(&r, "gpucost_cost_usd_total", "GPU cost charged to workloads (used + their idle share, hybrid policy).", &COST),
+            idle_cost: counter(&r, "gpucost_idle_cost_usd_total", "The idle part of gpucost_cost_usd_total (hybrid policy).", &COST),
+            cost_labels: Bounded::new(max_series),
+            unallocated: counter(&r, "gpucost_unallocated_cost_usd_total", "Cost of GPUs nobody held.", &["cluster"]),
+            held: counter(&r, "gpucost_gpu_held_seconds_total", "GPU time held by workloads.", &TIME),
+            used: counter(&r, "gpucost_gpu_used_seconds_total", "GPU time used (SM share × time) by workloads.", &TIME),
+            time_labels: Bounded::new(max_series),
+            observed: counter(&r, "gpucost_gpu_observed_seconds_total", "GPU time observed, per GPU model.", &["cluster", "node", "gpu_model"]),
+            gpu_util: gauge(&r, "gpucost_gpu_utilization_ratio", "GPU utilisation over its latest interval (0..1).", &GPU),
+            gpu_mem_used: gauge(&r, "gpucost_gpu_memory_used_bytes", "GPU memory used at its latest interval.", &GPU),
+            gpu_mem_total: gauge(&r, "gpucost_gpu_memory_total_bytes", "GPU memory size.", &GPU),
+            gpu_power: gauge(&r, "gpucost_gpu_power_watts", "GPU power draw over its latest interval.", &GPU),
+            gpu_labels: Bounded::new(max_series),
+            efficiency: gauge(&r, "gpucost_team_efficiency_ratio", "Used over held GPU time per team, last hour.", &["team"]),
+            budget_spend: gauge(&r, "gpucost_budget_spend_usd", "GPU spend so far in the budget's period.", &["budget", "period"]),
+            budget_limit: gauge(&r, "gpucost_budget_limit_usd", "The budget's amount for its period.", &["budget", "period"]),
+            budget_forecast: gauge(
+                &r,
                 "gpucost_budget_forecast_usd",
                 "Forecast spend for the whole period (spend so far + trailing 7-day rate).",
-                2,
+                &["budget", "period"],
             ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            for s in &g.budgets {
-                let v = [s.spend, s.budget.amount_micros, s.forecast][pick];
-                let (b, period) = (label(&s.budget.name), label(&s.period.label));
-                let _ = writeln!(out, "{name}{{budget=\"{b}\",period=\"{period}\"}} {}", usd(v));
+            budget_alarm: gauge(&r, "gpucost_budget_alarm", "Whether a budget threshold is crossed (1) or not (0).", &["budget", "threshold"]),
+            notifications_pending,
+            agents_connected,
+            agent_last_seen: gauge(&r, "gpucost_agent_last_seen_timestamp_seconds", "When each agent's last batch was stored.", &["agent"]),
+            agent_labels: Bounded::new(max_series),
+            ingest_seconds,
+            sync_up: gauge(&r, "gpucost_sync_up", "Whether the last sync with a peer succeeded (1) or failed (0).", &["source"]),
+            sync_last_success: gauge(
+                &r,
+                "gpucost_sync_last_success_timestamp_seconds",
+                "When the last successful sync with a peer ended.",
+                &["source"],
+            ),
+            registry: r,
+        }
+    }
+
+    pub fn batch_rejected(&self) {
+        self.batches.with_label_values(&["rejected"]).inc();
+    }
+
+    pub fn batch_duplicate(&self) {
+        self.batches.with_label_values(&["duplicate"]).inc();
+    }
+
+    /// A batch was stored: counts it, its money and GPU time, and sets its GPUs' gauges.
+    pub fn batch_stored(&self, o: &Observation, gpu_ns: u64, priced: bool, took: std::time::Duration, now_s: f64) {
+        self.batches.with_label_values(&["stored"]).inc();
+        self.ingest_seconds.observe(took.as_secs_f64());
+        self.gpu_seconds_priced.with_label_values(&[if priced { "true" } else { "false" }]).inc_by(gpu_ns as f64 / 1e9);
+        for (labels, total, idle) in &o.costs {
+            let l = self.cost_labels.admit(labels);
+            let l: Vec<&str> = l.iter().map(String::as_str).collect();
+            self.cost.with_label_values(&l).inc_by(*total as f64 / 1e6);
+            self.idle_cost.with_label_values(&l).inc_by(*idle as f64 / 1e6);
+        }
+        for (labels, held, used) in &o.time {
+            let l = self.time_labels.admit(labels);
+            let l: Vec<&str> = l.iter().map(String::as_str).collect();
+            self.held.with_label_values(&l).inc_by(*held as f64 / 1e9);
+            self.used.with_label_values(&l).inc_by(*used as f64 / 1e9);
+        }
+        self.unallocated.with_label_values(&[&o.cluster]).inc_by(o.unallocated as f64 / 1e6);
+        for (model, ns) in &o.observed {
+            self.observed.with_label_values(&[&o.cluster, &o.node, model]).inc_by(*ns as f64 / 1e9);
+        }
+        for g in &o.gpus {
+            let l = self.gpu_labels.admit(&[g.cluster.clone(), g.node.clone(), g.uuid.clone(), g.model.clone()]);
+            let l: Vec<&str> = l.iter().map(String::as_str).collect();
+            self.gpu_util.with_label_values(&l).set(g.utilization);
+            self.gpu_mem_used.with_label_values(&l).set(g.memory_used_bytes as f64);
+            self.gpu_mem_total.with_label_values(&l).set(g.memory_total_bytes as f64);
+            self.gpu_power.with_label_values(&l).set(g.power_watts);
+        }
+        let agent = self.agent_labels.admit(std::slice::from_ref(&o.agent));
+        self.agent_last_seen.with_label_values(&[&agent[0]]).set(now_s);
+    }
+
+    /// Replaces the budget gauges with the latest evaluation.
+    pub fn set_budgets(&self, statuses: &[crate::budget::evaluate::Status], pending_notifications: u64) {
+        for g in [&self.budget_spend, &self.budget_limit, &self.budget_forecast, &self.budget_alarm] {
+            g.reset();
+        }
+        for s in statuses {
+            let (b, p) = (s.budget.name.as_str(), s.period.label.as_str());
+            self.budget_spend.with_label_values(&[b, p]).set(s.spend as f64 / 1e6);
+            self.budget_limit.with_label_values(&[b, p]).set(s.budget.amount_micros as f64 / 1e6);
+            self.budget_forecast.with_label_values(&[b, p]).set(s.forecast as f64 / 1e6);
+            for (t, crossed) in &s.thresholds {
+                self.budget_alarm.with_label_values(&[b, &t.id()]).set(f64::from(u8::from(*crossed)));
             }
         }
-        let _ = writeln!(out, "# HELP gpucost_budget_alarm Whether a budget threshold is crossed (1) or not (0).");
-        let _ = writeln!(out, "# TYPE gpucost_budget_alarm gauge");
-        for s in &g.budgets {
-            for (t, alarm) in &s.thresholds {
-                let b = label(&s.budget.name);
-                let _ = writeln!(
-                    out,
-                    "gpucost_budget_alarm{{budget=\"{b}\",threshold=\"{}\"}} {}",
-                    t.id(),
-                    u8::from(*alarm)
-                );
-            }
+        self.notifications_pending.set(pending_notifications as i64);
+    }
+
+    /// Sets each team's efficiency (used ÷ held GPU time).
+    pub fn set_efficiency(&self, teams: &[(String, u128, u128)]) {
+        self.efficiency.reset();
+        for (team, held, used) in teams.iter().filter(|t| t.1 > 0) {
+            let team = if team.is_empty() { "unallocated" } else { team.as_str() };
+            self.efficiency.with_label_values(&[team]).set(*used as f64 / *held as f64);
         }
-        let _ = writeln!(
-            out,
-            "# HELP gpucost_alert_notifications_pending Alert notifications not yet delivered (retried with backoff)."
-        );
-        let _ = writeln!(out, "# TYPE gpucost_alert_notifications_pending gauge");
-        let _ = writeln!(out, "gpucost_alert_notifications_pending {}", g.pending_notifications);
+    }
+
+    /// Records a sync with `source` (`backstage`, `mlflow`, `aws`).
+    pub fn sync(&self, source: &str, ok: bool) {
+        self.sync_up.with_label_values(&[source]).set(f64::from(u8::from(ok)));
+        if ok {
+            self.sync_last_success.with_label_values(&[source]).set(crate::now_ns() as f64 / 1e9);
+        }
     }
 
     pub fn render(&self) -> String {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut out = String::new();
-        let _ = writeln!(out, "# HELP gpucost_batches_total Usage batches received from agents, by outcome.");
-        let _ = writeln!(out, "# TYPE gpucost_batches_total counter");
-        for (outcome, c) in [
-            ("stored", &self.batches_stored),
-            ("duplicate", &self.batches_duplicate),
-            ("rejected", &self.batches_rejected),
-        ] {
-            let _ = writeln!(out, "gpucost_batches_total{{outcome=\"{outcome}\"}} {}", get(c));
-        }
-        let _ = writeln!(
-            out,
-            "# HELP gpucost_unpriced_gpu_seconds_total GPU time ingested on nodes without a price (billed as nothing until priced)."
-        );
-        let _ = writeln!(out, "# TYPE gpucost_unpriced_gpu_seconds_total counter");
-        let _ = writeln!(out, "gpucost_unpriced_gpu_seconds_total {}", get(&self.unpriced_ns) as f64 / 1e9);
-        let _ = writeln!(out, "# HELP gpucost_priced_gpu_seconds_total GPU time ingested with a price.");
-        let _ = writeln!(out, "# TYPE gpucost_priced_gpu_seconds_total counter");
-        let _ = writeln!(out, "gpucost_priced_gpu_seconds_total {}", get(&self.priced_ns) as f64 / 1e9);
-        self.render_budgets(&mut out);
-        out
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
     }
 }
 
@@ -108,13 +253,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counters_render_in_prometheus_text_format() {
-        let m = Metrics::default();
-        m.batches_stored.fetch_add(3, Ordering::Relaxed);
-        m.unpriced_ns.fetch_add(1_500_000_000, Ordering::Relaxed);
+    fn families_stay_within_their_series_bound_and_keep_the_total() {
+        let m = Metrics::new(2);
+        let obs = |team: &str| Observation {
+            agent: "a".into(),
+            cluster: "c".into(),
+            node: "n".into(),
+            costs: vec![(["c".into(), "ns".into(), team.into(), "o".into(), "m".into()], 1_000_000, 0)],
+            ..Default::default()
+        };
+        for team in ["a", "b", "c", "d"] {
+            m.batch_stored(&obs(team), 0, true, std::time::Duration::from_millis(3), 1.0);
+        }
         let text = m.render();
-        assert!(text.contains("gpucost_batches_total{outcome=\"stored\"} 3\n"), "{text}");
-        assert!(text.contains("gpucost_unpriced_gpu_seconds_total 1.5\n"), "{text}");
-        assert!(text.contains("# TYPE gpucost_unpriced_gpu_seconds_total counter\n"));
+        let series = text.lines().filter(|l| l.starts_with("gpucost_cost_usd_total{")).count();
+        assert_eq!(series, 3, "two admitted and `other`:\n{text}");
+        assert!(text.contains("team=\"other\"} 2"), "{text}");
+        assert!(text.contains("gpucost_batches_total{outcome=\"stored\"} 4"));
+        assert!(text.contains("gpucost_ingest_duration_seconds_count 4"));
     }
 }

@@ -46,6 +46,8 @@ pub struct ServeConfig {
     pub reports: crate::api_reports::ReportConfig,
     /// Budgets from the config file, the evaluation interval and the notifiers.
     pub budgets: crate::budget::engine::BudgetConfig,
+    /// At most this many series per labelled metric family on `/metrics`.
+    pub metrics_max_series: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -60,10 +62,11 @@ pub struct BackstageConfig {
 async fn start_backstage_sync(
     b: BackstageConfig,
     owners: crate::enrich::SharedOwners,
+    metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
     tasks: &mut JoinSet<anyhow::Result<()>>,
 ) {
-    async fn sync(b: &BackstageConfig, owners: &crate::enrich::SharedOwners) {
+    async fn sync(b: &BackstageConfig, owners: &crate::enrich::SharedOwners, metrics: &Metrics) {
         let (url, token) = (b.url.clone(), b.token.clone());
         let fetched = tokio::task::spawn_blocking(move || {
             crate::enrich::backstage::fetch(&url, token.as_deref(), Duration::from_secs(20))
@@ -77,20 +80,26 @@ async fn start_backstage_sync(
                     "catalog synced from Backstage"
                 );
                 owners.write().unwrap_or_else(|e| e.into_inner()).catalog = catalog;
+                metrics.sync("backstage", true);
             }
             Ok(Err(e)) => {
+                metrics.sync("backstage", false);
                 tracing::warn!(error = %e, "cannot sync the catalog from Backstage; keeping the last good copy")
             }
-            Err(e) => tracing::warn!(error = %e, "Backstage sync panicked; keeping the last good copy"),
+            Err(e) => {
+                metrics.sync("backstage", false);
+                tracing::warn!(error = %e, "Backstage sync panicked; keeping the last good copy")
+            }
         }
     }
-    if tokio::time::timeout(Duration::from_secs(30), sync(&b, &owners)).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), sync(&b, &owners, &metrics)).await.is_err() {
+        metrics.sync("backstage", false);
         tracing::warn!("Backstage did not answer within 30 s at start-up; attributing without its catalog for now");
     }
     tasks.spawn(async move {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(b.every) => sync(&b, &owners).await,
+                _ = tokio::time::sleep(b.every) => sync(&b, &owners, &metrics).await,
                 _ = wait_for_stop(stop.clone()) => return Ok(()),
             }
         }
@@ -115,10 +124,11 @@ pub struct DiscoveryConfig {
 async fn start_discovery(
     prices: Arc<PriceBook>,
     config: &DiscoveryConfig,
+    metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
     tasks: &mut JoinSet<anyhow::Result<()>>,
 ) -> SharedInventory {
-    async fn refresh(aws: &AwsDiscovery, shared: &SharedInventory, prices: &PriceBook) {
+    async fn refresh(aws: &AwsDiscovery, shared: &SharedInventory, prices: &PriceBook, metrics: &Metrics) {
         match aws.inventory(&|t| prices.gpus_of(t)).await {
             Ok(inv) => {
                 tracing::info!(
@@ -128,20 +138,25 @@ async fn start_discovery(
                     "AWS discovery"
                 );
                 *shared.write().unwrap_or_else(|e| e.into_inner()) = inv;
+                metrics.sync("aws", true);
             }
-            Err(e) => tracing::warn!(error = %e, "AWS discovery failed; keeping the last inventory"),
+            Err(e) => {
+                metrics.sync("aws", false);
+                tracing::warn!(error = %e, "AWS discovery failed; keeping the last inventory")
+            }
         }
     }
     let inventory = SharedInventory::default();
     let aws = AwsDiscovery::new(config.endpoint_url.as_deref()).await;
-    if tokio::time::timeout(Duration::from_secs(60), refresh(&aws, &inventory, &prices)).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(60), refresh(&aws, &inventory, &prices, &metrics)).await.is_err() {
+        metrics.sync("aws", false);
         tracing::warn!("AWS discovery took over 60 s at start-up; going on without it for now");
     }
     let (every, shared) = (config.every, inventory.clone());
     tasks.spawn(async move {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(every) => refresh(&aws, &shared, &prices).await,
+                _ = tokio::time::sleep(every) => refresh(&aws, &shared, &prices, &metrics).await,
                 _ = wait_for_stop(stop.clone()) => return Ok(()),
             }
         }
@@ -185,7 +200,8 @@ impl Server {
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
 
         let writer = WriterHandle::spawn(ledger.clone());
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(config.metrics_max_series));
+        let fleet = Arc::new(crate::live::Fleet::default());
         let mut tasks = JoinSet::new();
         crate::budget::engine::sync_config_budgets(ledger.as_ref(), &config.budgets, crate::now_ns())
             .context("storing the config file's budgets")?;
@@ -200,10 +216,10 @@ impl Server {
             });
         }
         if let (Some(b), Some(owners)) = (config.backstage.clone(), config.owners.clone()) {
-            start_backstage_sync(b, owners, shutdown.clone(), &mut tasks).await;
+            start_backstage_sync(b, owners, metrics.clone(), shutdown.clone(), &mut tasks).await;
         }
         let inventory = match &config.discovery {
-            Some(d) => Some(start_discovery(config.prices.clone(), d, shutdown.clone(), &mut tasks).await),
+            Some(d) => Some(start_discovery(config.prices.clone(), d, metrics.clone(), shutdown.clone(), &mut tasks).await),
             None => None,
         };
         let service = IngestServer::new(IngestService::new(Pipeline {
@@ -213,6 +229,7 @@ impl Server {
             inventory: inventory.clone(),
             owners: config.owners.clone(),
             metrics: metrics.clone(),
+            fleet: fleet.clone(),
         }))
         .max_decoding_message_size(32 << 20);
         let stop = shutdown.clone();
@@ -226,18 +243,19 @@ impl Server {
         });
         let app = api::router(AppState {
             ledger: ledger.clone(),
-            metrics,
+            metrics: metrics.clone(),
             inventory,
             owners: config.owners.clone(),
             reports: Arc::new(config.reports.clone()),
             budget_poke: budget_poke.clone(),
+            fleet: fleet.clone(),
         });
         let stop = shutdown.clone();
         tasks.spawn(async move {
             axum::serve(http, app).with_graceful_shutdown(wait_for_stop(stop)).await.context("HTTP server failed")
         });
         if let Some(m) = config.mlflow.clone() {
-            let (ledger, stop) = (ledger.clone(), shutdown.clone());
+            let (ledger, stop, metrics) = (ledger.clone(), shutdown.clone(), metrics.clone());
             tasks.spawn(async move {
                 let client =
                     Arc::new(crate::enrich::mlflow::MlflowClient::new(&m.url, m.auth.clone(), Duration::from_secs(10)));
@@ -253,12 +271,50 @@ impl Server {
                         crate::enrich::mlflow::write_back(ledger.as_ref(), &client, &mut state)
                     });
                     match pass.await {
-                        Ok(Ok(s)) if s.written + s.failed > 0 => {
-                            tracing::info!(written = s.written, refused = s.failed, "wrote GPU cost to MLflow")
+                        Ok(Ok(s)) => {
+                            metrics.sync("mlflow", s.failed == 0);
+                            if s.written + s.failed > 0 {
+                                tracing::info!(written = s.written, refused = s.failed, "wrote GPU cost to MLflow")
+                            }
                         }
-                        Ok(Err(e)) => tracing::warn!(error = %e, "MLflow write-back failed; retrying next time"),
-                        _ => {}
+                        Ok(Err(e)) => {
+                            metrics.sync("mlflow", false);
+                            tracing::warn!(error = %e, "MLflow write-back failed; retrying next time")
+                        }
+                        Err(_) => metrics.sync("mlflow", false),
                     }
+                }
+            });
+        }
+        // Each team's efficiency over the last hour, for /metrics.
+        {
+            let (ledger, metrics, stop) = (ledger.clone(), metrics.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => {}
+                        _ = wait_for_stop(stop.clone()) => return Ok(()),
+                    }
+                    let (ledger, metrics) = (ledger.clone(), metrics.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let bucket = ledger.bucket_ns();
+                        let to = crate::now_ns().div_ceil(bucket) * bucket;
+                        let q = crate::ledger::CostQuery {
+                            from_ns: to.saturating_sub(3_600_000_000_000) / bucket * bucket,
+                            to_ns: to,
+                            group_by: vec![crate::ledger::Dimension::Team],
+                            filters: vec![],
+                            policy: crate::cost::split::Policy::Hybrid,
+                        };
+                        match ledger.costs(&q) {
+                            Ok(r) => metrics.set_efficiency(
+                                &r.rows.iter().map(|r| (r.group[0].clone(), r.held_ns, r.used_ns)).collect::<Vec<_>>(),
+                            ),
+                            Err(e) => tracing::warn!(error = %e, "cannot measure team efficiency"),
+                        }
+                    })
+                    .await;
                 }
             });
         }

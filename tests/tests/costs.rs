@@ -230,7 +230,7 @@ fn an_unpriced_instance_type_is_reported_unpriced_not_as_zero_dollars() {
     assert_eq!(micros(&body["fleet"]), 0);
     let (status, metrics) = c.get_text("/metrics");
     assert_eq!(status, 200);
-    assert!(metrics.contains("gpucost_unpriced_gpu_seconds_total 60\n"), "{metrics}");
+    assert!(metrics.contains("gpucost_ingested_gpu_seconds_total{priced=\"false\"} 60\n"), "{metrics}");
     assert!(metrics.contains("gpucost_batches_total{outcome=\"stored\"} 1\n"), "{metrics}");
     let (_, prices) = c.get("/api/v1/prices");
     let node = &prices["nodes"][0];

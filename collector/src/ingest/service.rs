@@ -9,7 +9,6 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use gpucost_proto::v1::ingest_server::Ingest;
 use gpucost_proto::v1::{Ack, AckStatus, UsageBatch};
@@ -43,6 +42,8 @@ pub struct Pipeline {
     pub inventory: Option<SharedInventory>,
     pub owners: Option<SharedOwners>,
     pub metrics: Arc<Metrics>,
+    /// The latest interval of every GPU, for the live view.
+    pub fleet: Arc<crate::live::Fleet>,
 }
 
 pub struct IngestService {
@@ -70,11 +71,22 @@ struct Pending {
     seq: u64,
     gpu_ns: u64,
     unpriced: bool,
+    observed: crate::live::Observation,
+    received: std::time::Instant,
     stored: oneshot::Receiver<Result<Recorded, LedgerError>>,
 }
 
 async fn serve_stream(mut inbound: Streaming<UsageBatch>, out: mpsc::Sender<Result<Ack, Status>>, p: Pipeline) {
-    let Pipeline { writer, limits, prices, inventory, owners, metrics } = p;
+    let Pipeline { writer, limits, prices, inventory, owners, metrics, fleet } = p;
+    /// Counts the stream as a connected agent while it lasts.
+    struct Connected(Arc<Metrics>);
+    impl Drop for Connected {
+        fn drop(&mut self) {
+            self.0.agents_connected.dec();
+        }
+    }
+    metrics.agents_connected.inc();
+    let _connected = Connected(metrics.clone());
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut input_done = false;
     let mut last_word: Option<Status> = None;
@@ -87,8 +99,8 @@ async fn serve_stream(mut inbound: Streaming<UsageBatch>, out: mpsc::Sender<Resu
         }
         tokio::select! {
             msg = inbound.message(), if !input_done && pending.len() < WINDOW => match msg {
-                Ok(Some(b)) => match validate(&b, crate::now_ns(), &limits) {
-                    Ok(mut batch) => {
+                Ok(Some(b)) => match (std::time::Instant::now(), validate(&b, crate::now_ns(), &limits)) {
+                    (received, Ok(mut batch)) => {
                         {
                             let guard = inventory.as_ref().map(|i| i.read().unwrap_or_else(|e| e.into_inner()));
                             price(&prices, guard.as_deref(), &mut batch);
@@ -101,11 +113,13 @@ async fn serve_stream(mut inbound: Streaming<UsageBatch>, out: mpsc::Sender<Resu
                             seq: batch.seq,
                             gpu_ns: batch.duration_ns() * batch.devices.iter().filter(|d| !d.is_mig()).count() as u64,
                             unpriced: batch.cost.unpriced.is_some(),
+                            observed: crate::live::Observation::of(&batch),
+                            received,
                             stored: writer.submit(batch).await,
                         });
                     }
-                    Err(e) => {
-                        metrics.batches_rejected.fetch_add(1, Ordering::Relaxed);
+                    (_, Err(e)) => {
+                        metrics.batch_rejected();
                         tracing::warn!(agent = %b.agent_id, seq = b.seq, error = %e, "rejected a batch");
                         last_word = Some(rejected(b.seq, e.to_string()));
                         input_done = true;
@@ -118,20 +132,20 @@ async fn serve_stream(mut inbound: Streaming<UsageBatch>, out: mpsc::Sender<Resu
                 }
             },
             outcome = async { (&mut pending.front_mut().expect("guarded by the branch condition").stored).await }, if !pending.is_empty() => {
-                let Pending { boot_id, seq, gpu_ns, unpriced, .. } = pending.pop_front().expect("front was just awaited");
+                let Pending { boot_id, seq, gpu_ns, unpriced, observed, received, .. } =
+                    pending.pop_front().expect("front was just awaited");
                 let status = match outcome {
                     Ok(Ok(Recorded::Stored)) => {
-                        metrics.batches_stored.fetch_add(1, Ordering::Relaxed);
-                        let time = if unpriced { &metrics.unpriced_ns } else { &metrics.priced_ns };
-                        time.fetch_add(gpu_ns, Ordering::Relaxed);
+                        metrics.batch_stored(&observed, gpu_ns, !unpriced, received.elapsed(), crate::now_ns() as f64 / 1e9);
+                        fleet.update(&observed);
                         AckStatus::Stored
                     }
                     Ok(Ok(Recorded::Duplicate)) => {
-                        metrics.batches_duplicate.fetch_add(1, Ordering::Relaxed);
+                        metrics.batch_duplicate();
                         AckStatus::Duplicate
                     }
                     Ok(Err(e)) if e.is_batch_fault() => {
-                        metrics.batches_rejected.fetch_add(1, Ordering::Relaxed);
+                        metrics.batch_rejected();
                         tracing::warn!(%boot_id, seq, error = %e, "rejected a batch");
                         let _ = out.send(Err(rejected(seq, e.to_string()))).await;
                         return;
