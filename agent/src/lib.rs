@@ -6,6 +6,7 @@
 
 pub mod identify;
 pub mod interval;
+pub mod node_metrics;
 #[cfg(feature = "node")]
 pub mod nvml;
 pub mod reading;
@@ -21,11 +22,23 @@ use tokio::sync::{mpsc, watch};
 /// (if given) or `shutdown` turns true; then ends the current interval, waits until everything sent is
 /// acked and returns what the uplink saw.
 pub async fn stream_node(
+    sampler: sampler::Sampler,
+    framer: wire::Framer,
+    uplink: uplink::UplinkConfig,
+    intervals: Option<u64>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<uplink::UplinkStats> {
+    stream_node_observed(sampler, framer, uplink, intervals, shutdown, None).await
+}
+
+/// [`stream_node`], showing every framed interval to `observe` (the node's `/metrics`).
+pub async fn stream_node_observed(
     mut sampler: sampler::Sampler,
     mut framer: wire::Framer,
     uplink: uplink::UplinkConfig,
     intervals: Option<u64>,
     mut shutdown: watch::Receiver<bool>,
+    observe: Option<std::sync::Arc<node_metrics::NodeMetrics>>,
 ) -> anyhow::Result<uplink::UplinkStats> {
     let (tx, rx) = mpsc::channel(16);
     let sender = tokio::spawn(uplink::run(uplink, rx));
@@ -35,6 +48,9 @@ pub async fn stream_node(
             r = sampler.next_interval() => {
                 let report = r?;
                 let batch = framer.frame(sampler.source().node(), report);
+                if let Some(m) = &observe {
+                    m.observe(&batch);
+                }
                 if tx.send(batch).await.is_err() {
                     break;
                 }

@@ -146,6 +146,10 @@ struct Config {
     /// Simulator: real time to wait after each virtual interval.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     sim_pace: Duration,
+    /// Serve this node's GPU metrics (Prometheus text) at http://<addr>/metrics, e.g. 0.0.0.0:9400 (the port
+    /// dcgm-exporter uses). Off when not given.
+    #[arg(long, env = "GPUCOST_METRICS_ADDR")]
+    metrics_addr: Option<String>,
     /// Stop after this many intervals, once all are acked.
     #[arg(long)]
     intervals: Option<u64>,
@@ -314,7 +318,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // A replay on a virtual clock can wait for the collector; live sampling never does.
     uplink.hold_back = virtual_start.is_some();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(gpucost_agent::stream_node(sampler, framer, uplink, config.intervals, stop_rx));
+    let node_metrics = std::sync::Arc::new(gpucost_agent::node_metrics::NodeMetrics::default());
+    if let Some(addr) = &config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for /metrics on {addr} (--metrics-addr)"))?;
+        tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
+        tokio::spawn(gpucost_agent::node_metrics::serve(listener, node_metrics.clone()));
+    }
+    let run = tokio::spawn(gpucost_agent::stream_node_observed(
+        sampler,
+        framer,
+        uplink,
+        config.intervals,
+        stop_rx,
+        Some(node_metrics),
+    ));
     tokio::pin!(run);
     let stats = tokio::select! {
         r = &mut run => r??,

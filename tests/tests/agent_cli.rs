@@ -66,3 +66,47 @@ fn bad_flags_are_refused_with_a_message_that_names_them() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a multiple of --report-interval"));
 }
+
+#[test]
+fn the_agent_serves_its_nodes_gpu_and_pod_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = gpucost_e2e::Collector::start(&dir.path().join("l.db"));
+    let port = gpucost_e2e::free_port();
+    let args: Vec<String> = [
+        "--source",
+        "sim",
+        "--collector",
+        &c.grpc_url(),
+        "--sim-start",
+        "2026-11-01T00:00:00Z",
+        "--sim-pace",
+        "200ms",
+        "--report-interval",
+        "15s",
+        "--intervals",
+        "200",
+        "--metrics-addr",
+        &format!("127.0.0.1:{port}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _agent = gpucost_e2e::agent(&args, &dir.path().join("agent.log"));
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let text = loop {
+        if let Ok(r) = ureq::get(&url).call() {
+            let text = r.into_body().read_to_string().unwrap();
+            if text.contains("gpucost_agent_pod_gpu_utilization_ratio{") {
+                break text;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no per-pod metrics at {url} within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(text.contains("gpucost_agent_gpu_utilization_ratio{node="), "{text}");
+    assert!(text.contains("gpucost_agent_gpu_power_watts{node="), "{text}");
+    assert!(!text.contains("pid="), "{text}");
+    let missing = ureq::get(&format!("http://127.0.0.1:{port}/nope")).call();
+    assert!(matches!(missing, Err(ureq::Error::StatusCode(404))));
+}
