@@ -42,26 +42,53 @@ pub struct AppState {
     pub fleet: Arc<crate::live::Fleet>,
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "health", summary = "200 while the process runs", responses((status = 200, description = "ok")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    summary = "Prometheus metrics (docs/metrics.md)",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
+)]
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    ([("content-type", "text/plain; version=0.0.4")], s.metrics.render())
+}
+
+/// The collector's HTTP routes: the API (described at `/api/v1/openapi.json`, generated from the same
+/// routes), the web dashboard, and JSON errors for unknown paths and methods.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/api/v1/usage", get(usage))
-        .route("/api/v1/costs", get(costs))
-        .route("/api/v1/prices", get(prices))
-        .route("/api/v1/inventory", get(inventory))
-        .route(
-            "/metrics",
-            get(|State(s): State<AppState>| async move {
-                ([("content-type", "text/plain; version=0.0.4")], s.metrics.render())
-            }),
-        )
+    use utoipa::OpenApi;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    let (api, spec) = OpenApiRouter::with_openapi(crate::api_doc::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(usage))
+        .routes(routes!(costs))
+        .routes(routes!(prices))
+        .routes(routes!(inventory))
+        .routes(routes!(metrics))
         .merge(crate::api_backstage::router())
         .merge(crate::api_reports::router())
         .merge(crate::api_budgets::router())
         .merge(crate::api_live::router())
-        .merge(crate::web::router())
-        .with_state(state)
+        .split_for_parts();
+    let spec = Arc::new(spec.to_pretty_json().expect("the OpenAPI description serialises"));
+    api.route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let spec = spec.clone();
+            async move { ([("content-type", "application/json")], spec.as_str().to_string()) }
+        }),
+    )
+    .merge(crate::web::router())
+    .fallback(crate::api_doc::not_found)
+    .method_not_allowed_fallback(crate::api_doc::method_not_allowed)
+    .with_state(state)
 }
 
 pub(crate) struct ApiError(pub StatusCode, pub String);
@@ -76,7 +103,13 @@ pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    summary = "Ready when the ledger answers",
+    responses((status = 200, description = "Ready"), (status = 503, description = "The ledger does not answer"))
+)]
 async fn readyz(State(s): State<AppState>) -> Response {
     match tokio::task::spawn_blocking(move || s.ledger.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
@@ -183,6 +216,20 @@ fn money(micros: u128) -> Value {
     json!({ "usd": usd(micros), "micros": micros })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/costs",
+    tag = "costs",
+    summary = "GPU dollars per group under a split policy, reconciled to the fleet",
+    params(
+        ("from" = Option<String>, Query, description = "RFC 3339 time or Unix seconds (default: 24 hours before `to`)"),
+        ("to" = Option<String>, Query, description = "RFC 3339 time or Unix seconds (default: now); exclusive"),
+        ("group_by" = Option<String>, Query, description = "comma-separated dimensions: cluster, node, gpu, workload, kind, namespace, pod, controller, container, ecs_task, slurm_job, user, owner, team, department, component, system, model, model_version, run, experiment, day, label:<key>"),
+        ("filter" = Option<String>, Query, description = "<dimension>=<value>, comma-separated"),
+        ("policy" = Option<String>, Query, description = "allocation, utilization or hybrid (default)"),
+    ),
+    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+)]
 async fn costs(
     State(s): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -233,6 +280,13 @@ async fn costs(
 }
 
 /// What AWS discovery found: EKS node groups, ECS GPU container instances and their tasks with tags.
+#[utoipa::path(
+    get,
+    path = "/api/v1/inventory",
+    tag = "costs",
+    summary = "What AWS discovery found",
+    responses((status = 200, description = "OK"), (status = 404, description = "Discovery is off", body = crate::api_doc::ErrorBody))
+)]
 async fn inventory(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let Some(shared) = &s.inventory else {
         return Err(ApiError(
@@ -254,6 +308,13 @@ async fn inventory(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/prices",
+    tag = "costs",
+    summary = "The price in force for every node, and where it came from",
+    responses((status = 200, description = "OK"), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+)]
 async fn prices(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let rows = on_ledger(&s, |l| l.prices()).await?;
     let nodes: Vec<Value> = rows
@@ -295,6 +356,18 @@ fn time_json(t: &GpuTime) -> serde_json::Map<String, Value> {
     m
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/usage",
+    tag = "usage",
+    summary = "GPU-seconds observed, held and used per group",
+    params(
+        ("from" = Option<String>, Query, description = "RFC 3339 time or Unix seconds (default: 24 hours before `to`)"),
+        ("to" = Option<String>, Query, description = "RFC 3339 time or Unix seconds (default: now); exclusive"),
+        ("group_by" = Option<String>, Query, description = "comma-separated dimensions: cluster, node, gpu, workload, kind, namespace, pod, controller, container, ecs_task, slurm_job, user, owner, team, department, component, system, model, model_version, run, experiment, day, label:<key>"),
+    ),
+    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+)]
 async fn usage(
     State(s): State<AppState>,
     Query(params): Query<HashMap<String, String>>,

@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::{ApiError, AppState, on_ledger};
 use crate::cost::split::Policy;
@@ -18,14 +19,14 @@ use crate::ledger::{CostQuery, Dimension};
 
 const DAY_NS: u64 = 86_400 * 1_000_000_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/backstage/last-complete-billing-date", get(last_complete_billing_date))
-        .route("/api/v1/backstage/user-groups", get(user_groups))
-        .route("/api/v1/backstage/group-projects", get(group_projects))
-        .route("/api/v1/backstage/group-daily-cost", get(group_daily_cost))
-        .route("/api/v1/backstage/project-daily-cost", get(project_daily_cost))
-        .route("/api/v1/backstage/catalog-entity-daily-cost", get(catalog_entity_daily_cost))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(last_complete_billing_date))
+        .routes(routes!(user_groups))
+        .routes(routes!(group_projects))
+        .routes(routes!(group_daily_cost))
+        .routes(routes!(project_daily_cost))
+        .routes(routes!(catalog_entity_daily_cost))
 }
 
 fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
@@ -42,11 +43,28 @@ fn owners(s: &AppState) -> Result<Catalog, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/backstage/last-complete-billing-date",
+    tag = "backstage",
+    summary = "Cost Insights: the last complete billing date",
+    responses((status = 200, description = "OK"))
+)]
 async fn last_complete_billing_date() -> Json<Value> {
     let yesterday = crate::now_ns() / DAY_NS - 1;
     Json(json!({ "date": Dimension::Day.display(&yesterday.to_string()) }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/backstage/user-groups",
+    tag = "backstage",
+    summary = "Cost Insights: the groups a user belongs to",
+    params(
+        ("userId" = String, Query, description = "user entity reference"),
+    ),
+    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 404, description = "No catalog configured", body = crate::api_doc::ErrorBody))
+)]
 async fn user_groups(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
@@ -56,6 +74,16 @@ async fn user_groups(
     Ok(Json(json!(groups.into_iter().map(|g| json!({ "id": g })).collect::<Vec<_>>())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/backstage/group-projects",
+    tag = "backstage",
+    summary = "Cost Insights: the components a group owns",
+    params(
+        ("group" = String, Query, description = "group entity reference"),
+    ),
+    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 404, description = "No catalog configured", body = crate::api_doc::ErrorBody))
+)]
 async fn group_projects(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
@@ -98,6 +126,17 @@ fn intervals(q: &HashMap<String, String>) -> Result<Intervals, ApiError> {
     Intervals::parse(param(q, "intervals")?).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/backstage/group-daily-cost",
+    tag = "backstage",
+    summary = "Cost Insights: a group's daily GPU cost (its sub-groups included)",
+    params(
+        ("group" = String, Query, description = "group entity reference"),
+        ("intervals" = String, Query, description = "ISO 8601 repeating interval, e.g. R2/P30D/2026-11-01"),
+    ),
+    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody), (status = 404, description = "No catalog configured", body = crate::api_doc::ErrorBody))
+)]
 async fn group_daily_cost(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
@@ -115,6 +154,17 @@ async fn entity_cost(s: &AppState, id: &str, component: &str, iv: &Intervals) ->
     Ok(Json(daily_cost(id, iv, &rows.into_iter().map(|(d, _, m)| (d, m)).collect::<Vec<_>>())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/backstage/project-daily-cost",
+    tag = "backstage",
+    summary = "Cost Insights: a project's (component's) daily GPU cost",
+    params(
+        ("project" = String, Query, description = "component name"),
+        ("intervals" = String, Query, description = "e.g. R2/P30D/2026-11-01"),
+    ),
+    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+)]
 async fn project_daily_cost(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
@@ -123,6 +173,17 @@ async fn project_daily_cost(
     entity_cost(&s, project, project, &iv).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/backstage/catalog-entity-daily-cost",
+    tag = "backstage",
+    summary = "Cost Insights: a catalog entity's daily GPU cost",
+    params(
+        ("entityRef" = String, Query, description = "entity reference"),
+        ("intervals" = String, Query, description = "e.g. R2/P30D/2026-11-01"),
+    ),
+    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+)]
 async fn catalog_entity_daily_cost(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,

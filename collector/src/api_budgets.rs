@@ -8,12 +8,11 @@
 //!
 //! A budget from the config file is changed there: the API answers 409 for it.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, AppState, bad, on_ledger};
@@ -21,11 +20,12 @@ use crate::budget::engine;
 use crate::budget::spec::{Budget, check_name};
 use crate::budget::store::StoredBudget;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/budgets", get(list))
-        .route("/api/v1/budgets/status", get(status))
-        .route("/api/v1/budgets/{name}", get(one).put(put).delete(delete))
+pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(status))
+        .routes(routes!(one, put, delete))
 }
 
 fn shown(s: &StoredBudget) -> Value {
@@ -34,11 +34,28 @@ fn shown(s: &StoredBudget) -> Value {
     v
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/budgets",
+    tag = "budgets",
+    summary = "Every budget, with its source",
+    responses((status = 200, description = "OK"), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+)]
 async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let all = on_ledger(&s, |l| l.budgets()).await?;
     Ok(Json(json!({ "budgets": all.iter().map(shown).collect::<Vec<_>>() })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/budgets/{name}",
+    tag = "budgets",
+    summary = "One budget",
+    params(
+        ("name" = String, Path, description = "the budget's name"),
+    ),
+    responses((status = 200, description = "OK"), (status = 404, description = "No such budget", body = crate::api_doc::ErrorBody))
+)]
 async fn one(State(s): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let all = on_ledger(&s, |l| l.budgets()).await?;
     all.iter()
@@ -60,6 +77,17 @@ async fn from_config(s: &AppState, name: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/budgets/{name}",
+    tag = "budgets",
+    summary = "Create or replace a budget",
+    params(
+        ("name" = String, Path, description = "1 to 64 letters, digits, '.', '_' or '-'"),
+    ),
+    request_body(content = crate::api_doc::BudgetBody, content_type = "application/json"),
+    responses((status = 200, description = "Replaced"), (status = 201, description = "Created"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 409, description = "The budget is defined in the config file", body = crate::api_doc::ErrorBody))
+)]
 async fn put(State(s): State<AppState>, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
     check_name(&name).map_err(bad)?;
     let v: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("body: not JSON: {e}")))?;
@@ -73,6 +101,16 @@ async fn put(State(s): State<AppState>, Path(name): Path<String>, body: Bytes) -
     Ok((code, Json(shown_budget)).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/budgets/{name}",
+    tag = "budgets",
+    summary = "Delete a budget",
+    params(
+        ("name" = String, Path, description = "the budget's name"),
+    ),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "No such budget", body = crate::api_doc::ErrorBody), (status = 409, description = "The budget is defined in the config file", body = crate::api_doc::ErrorBody))
+)]
 async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     from_config(&s, &name).await?;
     let n = name.clone();
@@ -84,6 +122,13 @@ async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> Result<S
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/budgets/status",
+    tag = "budgets",
+    summary = "Where each budget stands: spend, limit, forecast and thresholds",
+    responses((status = 200, description = "OK"), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+)]
 async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let statuses = on_ledger(&s, |l| {
         let budgets = engine::budgets(l)?;

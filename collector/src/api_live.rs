@@ -5,10 +5,9 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::get;
-use axum::{Json, Router};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::api::AppState;
@@ -16,14 +15,29 @@ use crate::api::AppState;
 /// How often the live stream sends the fleet.
 const EVERY: Duration = Duration::from_secs(2);
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/fleet", get(fleet)).route("/api/v1/live", get(live))
+pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new().routes(routes!(fleet)).routes(routes!(live))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/fleet",
+    tag = "live",
+    summary = "Every GPU's latest interval and who is on it",
+    responses((status = 200, description = "OK"))
+)]
 async fn fleet(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(s.fleet.snapshot(crate::now_ns()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/live",
+    tag = "live",
+    summary = "The fleet as server-sent events (event: fleet) every 2 s",
+    responses((status = 200, description = "text/event-stream"))
+)]
 async fn live(State(s): State<AppState>) -> impl axum::response::IntoResponse {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(2);
     tokio::spawn(async move {

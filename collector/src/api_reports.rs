@@ -7,11 +7,10 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 
 use crate::api::{ApiError, AppState, bad, on_ledger, parse_time};
 use crate::cost::split::Policy;
@@ -33,11 +32,12 @@ impl Default for ReportConfig {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/chargeback", get(chargeback))
-        .route("/api/v1/periods", get(periods))
-        .route("/api/v1/periods/{period}/close", axum::routing::post(close))
+pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(chargeback))
+        .routes(routes!(periods))
+        .routes(routes!(close))
 }
 
 fn closed_json(c: &crate::ledger::ClosedPeriod) -> serde_json::Value {
@@ -45,6 +45,13 @@ fn closed_json(c: &crate::ledger::ClosedPeriod) -> serde_json::Value {
 }
 
 /// `GET /api/v1/periods`: the closed months.
+#[utoipa::path(
+    get,
+    path = "/api/v1/periods",
+    tag = "chargeback",
+    summary = "The closed months",
+    responses((status = 200, description = "OK"), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+)]
 async fn periods(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let closed = on_ledger(&s, |l| l.closed_periods()).await?;
     Ok(Json(serde_json::json!({ "closed": closed.iter().map(closed_json).collect::<Vec<_>>() })))
@@ -52,6 +59,16 @@ async fn periods(State(s): State<AppState>) -> Result<Json<serde_json::Value>, A
 
 /// `POST /api/v1/periods/{month}/close`: closes an ended month (409 when it runs still, is closed, or
 /// the month before it is open).
+#[utoipa::path(
+    post,
+    path = "/api/v1/periods/{period}/close",
+    tag = "chargeback",
+    summary = "Close an ended month: its report never changes",
+    params(
+        ("period" = String, Path, description = "the month, e.g. 2026-10"),
+    ),
+    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 409, description = "The month runs still, is closed, or is out of order", body = crate::api_doc::ErrorBody))
+)]
 async fn close(
     State(s): State<AppState>,
     axum::extract::Path(period): axum::extract::Path<String>,
@@ -145,6 +162,21 @@ pub fn render(
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/chargeback",
+    tag = "chargeback",
+    summary = "The chargeback for a period as JSON or CSV, or a FinOps FOCUS file",
+    params(
+        ("period" = Option<String>, Query, description = "a month (2026-11) or ISO week (2026-W48); default: this month"),
+        ("from" = Option<String>, Query, description = "start of a window (with to)"),
+        ("to" = Option<String>, Query, description = "end of a window, exclusive"),
+        ("group_by" = Option<String>, Query, description = "team (default), department, owner, cost_center, model, namespace or cluster"),
+        ("format" = Option<String>, Query, description = "json (default), csv or focus"),
+        ("policy" = Option<String>, Query, description = "allocation, utilization or hybrid (default)"),
+    ),
+    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+)]
 async fn chargeback(
     State(s): State<AppState>,
     Query(params): Query<HashMap<String, String>>,

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod api_backstage;
 pub mod api_budgets;
+pub mod api_doc;
 pub mod api_live;
 pub mod api_reports;
 pub mod budget;

@@ -69,14 +69,14 @@ impl Observation {
         let (cluster, node) = (b.node.cluster.clone(), b.node.name.clone());
         let len = b.duration_ns();
         let owner = |i: usize| b.owners.get(i);
-        let model_of = |w: &crate::model::Workload| {
-            w.identity.labels.get("mlflow.org/model-name").cloned().unwrap_or_default()
-        };
+        let model_of =
+            |w: &crate::model::Workload| w.identity.labels.get("mlflow.org/model-name").cloned().unwrap_or_default();
         let mut costs: BTreeMap<CostLabels, (u128, u128)> = BTreeMap::new();
         let mut time: BTreeMap<[String; 3], (u64, u64)> = BTreeMap::new();
         for (i, h) in b.holdings.iter().enumerate() {
             let id = &h.workload.identity;
-            let (team, own) = owner(i).map_or((String::new(), "unallocated".to_string()), |o| (o.team.clone(), o.owner.clone()));
+            let (team, own) =
+                owner(i).map_or((String::new(), "unallocated".to_string()), |o| (o.team.clone(), o.owner.clone()));
             let c = b.cost.holdings.get(i).copied().unwrap_or_default();
             let e = costs
                 .entry([cluster.clone(), id.namespace.clone(), team.clone(), own, model_of(&h.workload)])
@@ -88,7 +88,8 @@ impl Observation {
             t.1 += h.used_ns;
         }
         let mut observed: BTreeMap<String, u64> = BTreeMap::new();
-        let per_hour = b.cost.price.as_ref().map_or(0, |p| u128::from(p.instance_micros_per_hour) / u128::from(p.gpus.max(1)));
+        let per_hour =
+            b.cost.price.as_ref().map_or(0, |p| u128::from(p.instance_micros_per_hour) / u128::from(p.gpus.max(1)));
         let gpus = b
             .devices
             .iter()
@@ -172,7 +173,11 @@ impl Fleet {
         let mut gpus: Vec<&GpuNow> = g.values().collect();
         gpus.sort_by(|a, b| (&a.cluster, &a.node, a.index).cmp(&(&b.cluster, &b.node, b.index)));
         let busy = gpus.iter().filter(|x| !x.holders.is_empty()).count();
-        let util = if gpus.is_empty() { 0.0 } else { gpus.iter().map(|x| x.utilization).sum::<f64>() * 100.0 / gpus.len() as f64 };
+        let util = if gpus.is_empty() {
+            0.0
+        } else {
+            gpus.iter().map(|x| x.utilization).sum::<f64>() * 100.0 / gpus.len() as f64
+        };
         let per_hour: u128 = gpus.iter().map(|x| x.micros_per_hour).sum();
         json!({
             "at": utc(now_ns),

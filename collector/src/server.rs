@@ -219,7 +219,9 @@ impl Server {
             start_backstage_sync(b, owners, metrics.clone(), shutdown.clone(), &mut tasks).await;
         }
         let inventory = match &config.discovery {
-            Some(d) => Some(start_discovery(config.prices.clone(), d, metrics.clone(), shutdown.clone(), &mut tasks).await),
+            Some(d) => {
+                Some(start_discovery(config.prices.clone(), d, metrics.clone(), shutdown.clone(), &mut tasks).await)
+            }
             None => None,
         };
         let service = IngestServer::new(IngestService::new(Pipeline {

@@ -45,7 +45,13 @@ fn metrics_add_up_to_the_fleets_cost_and_the_live_view_streams_the_fleet() {
         &[],
     );
     let now = gpucost_collector::now_ns() / NS * NS;
-    let batch = g5_batch("n1", 1, now - 600 * NS, now, vec![(0, 80.0, pod("det-0", "detector")), (1, 20.0, pod("seg-0", "segmenter"))]);
+    let batch = g5_batch(
+        "n1",
+        1,
+        now - 600 * NS,
+        now,
+        vec![(0, 80.0, pod("det-0", "detector")), (1, 20.0, pod("seg-0", "segmenter"))],
+    );
     assert_eq!(send_batches(&c.grpc_url(), vec![batch]).len(), 1);
 
     let (status, text) = c.get_text("/metrics");
@@ -101,14 +107,21 @@ fn metrics_add_up_to_the_fleets_cost_and_the_live_view_streams_the_fleet() {
 #[test]
 fn label_sets_past_the_bound_are_counted_as_other() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Collector::start_with(&dir.path().join("l.db"), free_port(), free_port(), &["--metrics-max-series", "2"], &[]);
+    let c =
+        Collector::start_with(&dir.path().join("l.db"), free_port(), free_port(), &["--metrics-max-series", "2"], &[]);
     let now = gpucost_collector::now_ns() / NS * NS;
-    let mut p = |name: &str| {
+    let p = |name: &str| {
         let mut w = pod(name, "x");
         w.namespace = name.into();
         w
     };
-    let batch = g5_batch("n1", 1, now - 600 * NS, now, vec![(0, 50.0, p("a")), (1, 50.0, p("b")), (2, 50.0, p("c")), (3, 50.0, p("d"))]);
+    let batch = g5_batch(
+        "n1",
+        1,
+        now - 600 * NS,
+        now,
+        vec![(0, 50.0, p("a")), (1, 50.0, p("b")), (2, 50.0, p("c")), (3, 50.0, p("d"))],
+    );
     assert_eq!(send_batches(&c.grpc_url(), vec![batch]).len(), 1);
     let (_, text) = c.get_text("/metrics");
     let series = text.lines().filter(|l| l.starts_with("gpucost_cost_usd_total{")).count();
