@@ -47,6 +47,7 @@ pub struct Metrics {
     unallocated: CounterVec,
     held: CounterVec,
     used: CounterVec,
+    idle_time: CounterVec,
     time_labels: Bounded,
     observed: CounterVec,
     gpu_util: GaugeVec,
@@ -143,6 +144,7 @@ impl Metrics {
             unallocated: counter(&r, "gpucost_unallocated_cost_usd_total", "Cost of GPUs nobody held.", &["cluster"]),
             held: counter(&r, "gpucost_gpu_held_seconds_total", "GPU time held by workloads.", &TIME),
             used: counter(&r, "gpucost_gpu_used_seconds_total", "GPU time used (SM share × time) by workloads.", &TIME),
+            idle_time: counter(&r, "gpucost_gpu_idle_seconds_total", "GPU time held but not used by workloads.", &TIME),
             time_labels: Bounded::new(max_series),
             observed: counter(
                 &r,
@@ -240,6 +242,7 @@ impl Metrics {
             let l: Vec<&str> = l.iter().map(String::as_str).collect();
             self.held.with_label_values(&l).inc_by(*held as f64 / 1e9);
             self.used.with_label_values(&l).inc_by(*used as f64 / 1e9);
+            self.idle_time.with_label_values(&l).inc_by(held.saturating_sub(*used) as f64 / 1e9);
         }
         self.unallocated.with_label_values(&[&o.cluster]).inc_by(o.unallocated as f64 / 1e6);
         for (model, ns) in &o.observed {

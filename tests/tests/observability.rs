@@ -67,6 +67,7 @@ fn metrics_add_up_to_the_fleets_cost_and_the_live_view_streams_the_fleet() {
     );
     assert!((sum(&text, "gpucost_gpu_held_seconds_total") - 1200.0).abs() < 1e-9, "two GPUs held ten minutes");
     assert!((sum(&text, "gpucost_gpu_used_seconds_total") - 600.0).abs() < 1e-6, "80 % + 20 % of ten minutes");
+    assert!((sum(&text, "gpucost_gpu_idle_seconds_total") - 600.0).abs() < 1e-6, "held but not used");
     assert!(text.contains(r#"gpucost_gpu_memory_total_bytes{cluster="prod",gpu="n1-GPU-0",gpu_model="NVIDIA A10G",node="n1"} 25769803776"#), "{text}");
     assert!(text.contains(r#"gpucost_batches_total{outcome="stored"} 1"#));
     assert!(text.contains("gpucost_ingest_duration_seconds_count 1"));
