@@ -181,6 +181,7 @@ impl Agent {
         }
     }
 }
+pub mod browser;
 pub mod standins;
 
 /// What the collector's API says it stored over [from_s, to_s): per GPU and per (GPU, workload), in

@@ -1,0 +1,188 @@
+// The dashboard's shell: header controls (period, cluster, theme, share), routing on the URL's hash
+// (#/, #/team/<name>, #/workload/<id>, #/gpu/<uuid>) and the refresh of the period's figures every minute.
+
+import { DAY, PERIODS, getJSON, iso, link, parseRoute, shortGpu, teamName, timeWindow, workloadLabel } from './api.js';
+import { assignColors, destroy } from './charts.js';
+import { onStatus, start } from './live.js';
+import { gpu, h, overview, periodLabel, team, workload } from './views.js';
+
+const VIEWS = { overview, team, workload, gpu };
+const REFRESH_MS = 60_000;
+const main = document.getElementById('main');
+let current = null;
+
+/** What a view registers: loaders (re-run to refresh) and live subscriptions (dropped on navigation). */
+function context(state) {
+  const abort = new AbortController();
+  const loaders = [];
+  const subs = [];
+  return {
+    state,
+    signal: abort.signal,
+    load(p, fn) {
+      const run = async () => {
+        try {
+          await fn();
+          p.body.classList.remove('loading');
+        } catch (e) {
+          if (e.name === 'AbortError' || abort.signal.aborted) return;
+          p.body.classList.remove('loading');
+          p.body.replaceChildren(h('div.error', e.message));
+          console.warn(e);
+        }
+      };
+      loaders.push(run);
+      run();
+    },
+    sub(unsubscribe) { subs.push(unsubscribe); },
+    refresh() { for (const run of loaders) run(); },
+    dispose() {
+      abort.abort();
+      for (const u of subs) u();
+      main.querySelectorAll('.chart, .spark').forEach(destroy);
+    },
+  };
+}
+
+function render() {
+  const state = parseRoute();
+  if (current) current.dispose();
+  main.replaceChildren();
+  const view = VIEWS[state.view] || overview;
+  current = context(state);
+  controls(state);
+  crumbs(state);
+  try {
+    view(main, current);
+  } catch (e) {
+    main.replaceChildren(h('div.panel.span-12', h('div.body', h('div.error', `This view failed: ${e.message}`))));
+    console.warn(e);
+  }
+  const win = timeWindow(state);
+  document.getElementById('window').textContent = `${periodLabel(state, win)}: ${iso(win.from)} – ${iso(win.to)} · times in UTC`;
+  const csv = document.getElementById('chargeback-csv');
+  csv.href = `api/v1/chargeback?period=${win.month}&group_by=team&format=csv`;
+  csv.textContent = `chargeback CSV (${win.month})`;
+  document.title = `${titleOf(state)} · gpucost`;
+}
+
+function titleOf(state) {
+  switch (state.view) {
+    case 'team': return `team ${teamName(state.id)}`;
+    case 'workload': return workloadLabel(state.id).title;
+    case 'gpu': return `GPU ${shortGpu(state.id)}`;
+    default: return 'GPU fleet';
+  }
+}
+
+function crumbs(state) {
+  const nav = document.getElementById('crumbs');
+  const parts = [h('a', { href: link(state, 'overview') }, 'Fleet')];
+  const teamId = state.view === 'team' ? state.id : state.team;
+  const workloadId = state.view === 'workload' ? state.id : state.workload;
+  if (teamId !== null && teamId !== undefined && state.view !== 'overview') {
+    parts.push(h('a', { href: link(state, 'team', teamId, { team: null, workload: null }) }, `team ${teamName(teamId)}`));
+  }
+  if (workloadId && (state.view === 'workload' || state.view === 'gpu')) {
+    parts.push(h('a', { href: link(state, 'workload', workloadId, { team: teamId ?? null, workload: null }), title: workloadId }, workloadLabel(workloadId).title));
+  }
+  if (state.view === 'gpu') parts.push(h('span', { title: state.id }, `GPU ${shortGpu(state.id)}`));
+  parts[parts.length - 1].classList.add('here');
+  if (parts.length > 1) parts[parts.length - 1].setAttribute('aria-current', 'page');
+  nav.replaceChildren(...parts.flatMap((p, i) => (i ? [h('span.sep', '›'), p] : [p])));
+}
+
+// ---- header controls ----
+
+let clustersFor = '';
+function controls(state) {
+  const seg = document.getElementById('periods');
+  seg.replaceChildren(...PERIODS.map(([p, text]) => h('button', {
+    type: 'button', 'data-period': p, 'aria-pressed': String(!state.from && state.period === p),
+    onclick: () => { location.hash = link({ ...state, from: '', to: '' }, state.view, state.id, { period: p, team: state.team, workload: state.workload }); },
+  }, text)));
+  const select = document.getElementById('cluster');
+  const win = timeWindow(state);
+  const key = `${win.from}-${win.to}`;
+  const options = (names) => {
+    const all = [...new Set([...names, ...(state.cluster ? [state.cluster] : [])])].sort();
+    select.replaceChildren(h('option', { value: '' }, 'All clusters'), ...all.map((c) => h('option', { value: c }, c)));
+    select.value = state.cluster;
+  };
+  if (clustersFor !== key) {
+    clustersFor = key;
+    options([]);
+    getJSON('costs', { from: iso(win.from), to: iso(win.to), group_by: 'cluster' })
+      .then((r) => options(r.rows.map((x) => x.cluster)))
+      .catch((e) => console.warn('clusters', e));
+  } else {
+    options([...select.options].map((o) => o.value).filter(Boolean));
+  }
+}
+
+document.getElementById('cluster').addEventListener('change', (e) => {
+  const state = parseRoute();
+  location.hash = link({ ...state, cluster: e.target.value }, state.view, state.id, { team: state.team, workload: state.workload });
+});
+
+document.getElementById('share').addEventListener('click', async () => {
+  const url = location.href;
+  try {
+    await navigator.clipboard.writeText(url);
+    toast('Link copied: it opens this view, period and cluster');
+  } catch {
+    toast(url);
+  }
+});
+
+function toast(text) {
+  const t = document.getElementById('toast');
+  t.textContent = text;
+  t.classList.add('on');
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => t.classList.remove('on'), 2600);
+}
+
+const THEMES = ['auto', 'light', 'dark'];
+function applyTheme(theme) {
+  if (theme === 'auto') delete document.documentElement.dataset.theme;
+  else document.documentElement.dataset.theme = theme;
+  const b = document.getElementById('theme');
+  b.title = `Theme: ${theme}`;
+  b.dataset.theme = theme;
+}
+let theme = (() => { try { return localStorage.getItem('gpucost.theme') || 'auto'; } catch { return 'auto'; } })();
+applyTheme(theme);
+document.getElementById('theme').addEventListener('click', () => {
+  theme = THEMES[(THEMES.indexOf(theme) + 1) % THEMES.length];
+  try { localStorage.setItem('gpucost.theme', theme); } catch { /* private mode */ }
+  applyTheme(theme);
+  render(); // charts take their colours from the theme
+});
+window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => { if (theme === 'auto') render(); });
+
+onStatus((status, detail) => {
+  const pill = document.getElementById('live-status');
+  pill.className = `pill ${status === 'live' ? 'live' : status === 'connecting' || status === 'reconnecting' ? '' : 'down'}`;
+  pill.textContent = { live: 'live', connecting: 'connecting…', reconnecting: 'reconnecting…', unavailable: 'no live view', down: 'live: down' }[status] || status;
+  pill.title = detail || 'Live fleet stream (server-sent events, every 2 s)';
+});
+
+window.addEventListener('hashchange', () => { render(); window.scrollTo(0, 0); });
+setInterval(() => { if (!document.hidden && current) current.refresh(); }, REFRESH_MS);
+document.addEventListener('visibilitychange', () => { if (!document.hidden && current) current.refresh(); });
+window.gpucost = Object.assign(window.gpucost || {}, { refresh: () => current && current.refresh() });
+
+// Every team gets its colour up front (alphabetically, over the last 90 days), so a team has the same
+// colour in every view and after every reload.
+async function teamColors() {
+  try {
+    const r = await getJSON('costs', { from: iso(Math.floor(Date.now() / 1000 / DAY) * DAY - 90 * DAY), group_by: 'team' });
+    assignColors(r.rows.map((x) => x.team));
+  } catch (e) {
+    console.warn('teams', e);
+  }
+}
+await Promise.race([teamColors(), new Promise((resolve) => { setTimeout(resolve, 2000); })]);
+render();
+start();

@@ -1,0 +1,248 @@
+// Browser test of the collector's dashboard (`/`), in Debian's Chromium driven by npm playwright-core.
+// Run by tests/tests/browser.rs against a running `gpucost-collector demo`; by hand:
+//
+//   GPUCOST_URL=http://127.0.0.1:8080 node tests/browser/dashboard.test.mjs
+//
+// Environment: GPUCOST_URL (the collector, required); GPUCOST_PLAYWRIGHT_DIR (a folder whose node_modules
+// holds playwright-core; default ~/.cache/gpucost/playwright, where scripts/test installs it);
+// GPUCOST_CHROMIUM (default /usr/bin/chromium); GPUCOST_BROWSER_ARTIFACTS (where screenshots go; default
+// a temporary folder); GPUCOST_README_SCREENSHOT (also write the README's screenshot there, e.g.
+// docs/dashboard.png). Exits 0 when every check passed; prints what it checked and how long each step took.
+
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { homedir, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const base = process.env.GPUCOST_URL;
+if (!base) {
+  console.error('GPUCOST_URL is not set (the collector to test, e.g. http://127.0.0.1:8080)');
+  process.exit(2);
+}
+const pwDir = process.env.GPUCOST_PLAYWRIGHT_DIR || join(homedir(), '.cache/gpucost/playwright');
+const { chromium } = createRequire(join(resolve(pwDir), 'package.json'))('playwright-core');
+const executablePath = process.env.GPUCOST_CHROMIUM || '/usr/bin/chromium';
+const artifacts = process.env.GPUCOST_BROWSER_ARTIFACTS || mkdtempSync(join(tmpdir(), 'gpucost-browser-'));
+mkdirSync(artifacts, { recursive: true });
+
+const LIMIT_MS = Number(process.env.GPUCOST_BROWSER_TIMEOUT_MS || 150_000);
+setTimeout(() => { console.error(`FAIL: the browser test did not finish within ${LIMIT_MS / 1000} s`); process.exit(3); }, LIMIT_MS).unref();
+
+const t0 = Date.now();
+const steps = [];
+let stepStart = Date.now();
+const checks = [];
+function step(name) {
+  const now = Date.now();
+  steps.push(`${name}: ${now - stepStart} ms`);
+  stepStart = now;
+}
+function check(ok, what) {
+  checks.push(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
+  if (!ok) throw new Error(what);
+}
+
+const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
+const problems = [];
+let failed = null;
+try {
+  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 }, colorScheme: 'light', deviceScaleFactor: 1 });
+  context.setDefaultTimeout(20_000);
+  const page = await context.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()} (${m.location().url})`); });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('requestfailed', (r) => {
+    const err = r.failure()?.errorText || '';
+    // Navigating away cancels the live stream and pending API calls: not a failure.
+    if (!err.includes('ERR_ABORTED')) problems.push(`request failed: ${r.url()} ${err}`);
+  });
+  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
+
+  /** The named chart's series hold data and its canvas shows it (opaque pixels inside the plot). */
+  async function chartHasData(name, { min = 1 } = {}) {
+    await page.waitForFunction((n) => {
+      const u = window.gpucost?.charts?.get(n);
+      return u && u.data.length > 1 && u.data.slice(1).some((s) => s.some((v) => v !== null && v !== 0));
+    }, name);
+    const r = await page.evaluate((n) => {
+      const u = window.gpucost.charts.get(n);
+      const { left, top, width, height } = u.bbox;
+      const px = u.ctx.getImageData(Math.round(left), Math.round(top), Math.max(1, Math.round(width)), Math.max(1, Math.round(height))).data;
+      let opaque = 0;
+      for (let i = 3; i < px.length; i += 4) if (px[i] > 200) opaque += 1;
+      return { points: u.data[0].length, series: u.data.length - 1, opaque, area: px.length / 4 };
+    }, name);
+    check(r.points >= min && r.opaque > 0, `chart ${name}: ${r.series} series × ${r.points} points, ${r.opaque} drawn pixels`);
+    return r;
+  }
+
+  async function liveChanges(panel) {
+    const sel = `[data-panel="${panel}"]`;
+    await page.waitForFunction((s) => document.querySelector(s)?.dataset.at, sel);
+    const first = await page.$eval(sel, (e) => e.dataset.at);
+    const t = Date.now();
+    await page.waitForFunction(([s, a]) => document.querySelector(s)?.dataset.at !== a, [sel, first], { timeout: 10_000 });
+    const second = await page.$eval(sel, (e) => e.dataset.at);
+    check(true, `live ${panel}: ${first} → ${second} in ${Date.now() - t} ms, without reload`);
+  }
+
+  // ---- the overview ----
+  await page.goto(`${base}/#/?period=7d`);
+  await page.waitForSelector('[data-panel="fleet"] .tile');
+  const tiles = await page.$$eval('[data-panel="fleet"] .tile', (ts) => ts.length);
+  const fleet = await (await page.request.get(`${base}/api/v1/fleet`)).json();
+  check(tiles === fleet.gpus.length, `fleet now shows every GPU: ${tiles} tiles, ${fleet.gpus.length} GPUs in /api/v1/fleet`);
+  const held = await page.$$eval('[data-panel="fleet"] .tile:not(.free) .who', (ws) => ws.map((w) => w.textContent));
+  check(held.length > 0 && held.every((w) => w.length > 0), `who is on the GPUs: ${held.length} held tiles name a team (${[...new Set(held)].slice(0, 5).join(', ')}…)`);
+  await chartHasData('cost-by-team', { min: 28 });
+  await page.waitForSelector('[data-panel="teams"] tbody tr');
+  const teams = await page.$$eval('[data-panel="teams"] tbody tr', (rs) => rs.length);
+  check(teams > 1, `teams table: ${teams} teams`);
+  await page.waitForSelector('[data-panel="top-models"] .bar-row');
+  check(await page.$$eval('[data-panel="top-models"] .bar-row', (r) => r.length) > 1, 'top models listed');
+  await page.waitForSelector('[data-panel="idle-waste"] .bar-row');
+  check(await page.$$eval('[data-panel="idle-waste"] .bar-row', (r) => r.length) > 1, 'idle waste per team listed');
+  await page.waitForSelector('[data-panel="budgets"] .budget');
+  const budgets = await page.$$eval('[data-panel="budgets"] .budget', (bs) => bs.map((b) => b.dataset.budget));
+  const spending = (await (await page.request.get(`${base}/api/v1/budgets/status`)).json()).budgets.filter((b) => Number(b.spend_usd) > 0);
+  check(budgets.length > 0 && spending.length > 0, `budgets: ${budgets.length} burn-down cards, ${spending.length} with spend`);
+  for (const b of spending) await chartHasData(`budget:${b.budget}`, { min: 2 });
+  const kpi = await page.$eval('[data-kpi="cost"] .value', (e) => e.textContent);
+  check(/^\$[\d,.]+$/.test(kpi) && kpi !== '$0.00', `fleet cost KPI: ${kpi}`);
+  step('overview rendered');
+
+  // live: the fleet panel and the utilisation sparkline change without a reload
+  const before = await page.$$eval('[data-panel="fleet"] .tile', (ts) => ts.map((t) => t.title).join('\n'));
+  await liveChanges('fleet');
+  await page.waitForFunction(() => (window.gpucost?.charts?.get('live:fleet-util')?.data[0].length ?? 0) >= 2);
+  // the readings themselves change with the next interval an agent reports (the test's demo reports every 2 s)
+  const t1 = Date.now();
+  await page.waitForFunction((b) => [...document.querySelectorAll('[data-panel="fleet"] .tile')].map((t) => t.title).join('\n') !== b,
+    before, { timeout: 20_000 });
+  check(true, `live GPU readings change without reload (after ${Date.now() - t1} ms)`);
+  step('live update seen');
+  await page.screenshot({ path: join(artifacts, 'overview.png'), fullPage: true });
+  if (process.env.GPUCOST_README_SCREENSHOT) {
+    await page.mouse.move(0, 0);
+    // the top of the overview: headline figures, the fleet now, cost by team and top models
+    const box = await page.locator('[data-panel="cost-by-team"]').boundingBox();
+    await page.screenshot({ path: process.env.GPUCOST_README_SCREENSHOT, fullPage: true, clip: { x: 0, y: 0, width: 1440, height: Math.ceil(box.y + box.height + 16) } });
+  }
+
+  // ---- filters and shareable links ----
+  await page.click('[data-period="24h"]');
+  await page.waitForFunction(() => location.hash.includes('period=24h'));
+  await page.waitForFunction(() => window.gpucost?.charts?.get('cost-by-team')?.data[0].length === 24);
+  check(true, 'period 24h: hourly buckets, in the URL');
+  const clusters = await page.$$eval('#cluster option', (os) => os.map((o) => o.value).filter(Boolean));
+  check(clusters.length > 1, `cluster filter offers ${clusters.join(', ')}`);
+  const cluster = clusters[0];
+  await page.selectOption('#cluster', cluster);
+  await page.waitForFunction((c) => location.hash.includes(`cluster=${encodeURIComponent(c)}`), cluster);
+  const shared = page.url();
+  const page2 = await context.newPage();
+  page2.on('console', (m) => { if (m.type() === 'error') problems.push(`console error (shared link): ${m.text()}`); });
+  page2.on('pageerror', (e) => problems.push(`page error (shared link): ${e.message}`));
+  await page2.goto(shared);
+  await page2.waitForSelector('[data-panel="fleet"] .tile');
+  const view = await page2.evaluate(() => ({
+    cluster: document.getElementById('cluster').value,
+    period: document.querySelector('[data-period][aria-pressed="true"]')?.dataset.period,
+    clusters: [...document.querySelectorAll('[data-panel="fleet"] .cluster-name')].map((e) => e.firstChild.textContent),
+  }));
+  check(view.cluster === cluster && view.period === '24h' && view.clusters.length === 1 && view.clusters[0] === cluster,
+    `a shared link restores the view: ${JSON.stringify(view)}`);
+  await page2.waitForFunction(() => window.gpucost?.charts?.get('cost-by-team')?.data[0].length === 24);
+  await page2.close();
+  step('filters and shared link');
+
+  // ---- drill-down: team → workload → GPU ----
+  await page.goto(`${base}/#/?period=7d`);
+  await page.waitForSelector('[data-panel="teams"] tbody tr a');
+  const teamLink = page.locator('[data-panel="teams"] tbody tr a[href^="#/team/"]:not([href^="#/team/?"])').first();
+  const teamName = await teamLink.textContent();
+  await teamLink.click();
+  await page.waitForFunction(() => location.hash.startsWith('#/team/'));
+  await page.waitForSelector('[data-panel="workloads"] tbody tr');
+  await chartHasData('team-cost');
+  const h1 = await page.textContent('h1');
+  check(h1 === teamName, `team view: ${h1}, ${await page.$$eval('[data-panel="workloads"] tbody tr', (r) => r.length)} workloads`);
+  await page.screenshot({ path: join(artifacts, 'team.png'), fullPage: true });
+  step('team view');
+
+  const workloadLink = page.locator('[data-panel="workloads"] tbody tr a[href^="#/workload/"]').first();
+  const workloadId = await workloadLink.getAttribute('title');
+  await workloadLink.click();
+  await page.waitForFunction(() => location.hash.startsWith('#/workload/'));
+  await page.waitForSelector('[data-panel="gpus"] tbody tr');
+  await chartHasData('workload-cost');
+  const crumbs = await page.$$eval('#crumbs a, #crumbs span:not(.sep)', (c) => c.map((e) => e.textContent));
+  check(crumbs.length === 3 && crumbs[1] === `team ${teamName}`, `workload view ${workloadId}; breadcrumbs ${crumbs.join(' › ')}`);
+  await page.screenshot({ path: join(artifacts, 'workload.png'), fullPage: true });
+  step('workload view');
+
+  const gpuLink = page.locator('[data-panel="gpus"] tbody tr a[data-gpu]').first();
+  const gpuId = await gpuLink.getAttribute('data-gpu');
+  await gpuLink.click();
+  await page.waitForFunction(() => location.hash.startsWith('#/gpu/'));
+  await page.waitForSelector('[data-panel="gpu-workloads"] tbody tr');
+  await chartHasData('gpu-cost');
+  check((await page.textContent('h1')) === gpuId, `GPU view of ${gpuId}`);
+  const gpuCrumbs = await page.$$eval('#crumbs a, #crumbs span:not(.sep)', (c) => c.map((e) => e.textContent));
+  check(gpuCrumbs.length === 4 && gpuCrumbs[1] === `team ${teamName}`, `breadcrumbs ${gpuCrumbs.join(' › ')}`);
+  const live = fleet.gpus.some((g) => g.gpu === gpuId);
+  if (live) {
+    await page.waitForSelector('[data-panel="gpu-now"] [data-live="util"]');
+    await liveChanges('gpu-now');
+    await page.waitForFunction(() => (window.gpucost?.charts?.get('live:gpu')?.data[0].length ?? 0) >= 2);
+    check(true, 'the GPU\'s live utilisation chart grows');
+  }
+  await page.screenshot({ path: join(artifacts, 'gpu.png'), fullPage: true });
+  step('GPU view');
+
+  // back to the workload through the breadcrumbs, then the browser's back button
+  await page.click('#crumbs a:nth-of-type(3)');
+  await page.waitForFunction(() => location.hash.startsWith('#/workload/'));
+  await page.goBack();
+  await page.waitForFunction(() => location.hash.startsWith('#/gpu/'));
+  await page.waitForSelector('[data-panel="gpu-workloads"] tbody tr');
+  check(true, 'breadcrumbs and back navigate');
+
+  // ---- dark theme and a phone ----
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.goto(`${base}/#/?period=7d`);
+  await page.waitForSelector('[data-panel="fleet"] .tile');
+  await chartHasData('cost-by-team');
+  await page.waitForSelector('[data-panel="teams"] tbody tr');
+  await page.waitForSelector('[data-panel="budgets"] .budget .uplot');
+  await page.waitForSelector('[data-panel="top-models"] .bar-row');
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  const [r, g, b] = bg.match(/\d+/g).map(Number);
+  check(r + g + b < 120, `dark theme follows the system: background ${bg}`);
+  await page.screenshot({ path: join(artifacts, 'overview-dark.png'), fullPage: true });
+  await page.emulateMedia({ colorScheme: 'light' });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.reload();
+  await page.waitForSelector('[data-panel="fleet"] .tile');
+  await chartHasData('cost-by-team');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 1, `phone width: no sideways scrolling (${overflow} px over)`);
+  await page.screenshot({ path: join(artifacts, 'phone.png'), fullPage: false });
+  step('dark theme and phone');
+
+  check(problems.length === 0, `no console errors, page errors or failed requests${problems.length ? `:\n  ${problems.join('\n  ')}` : ''}`);
+  await context.close();
+} catch (e) {
+  failed = e;
+} finally {
+  await browser.close();
+}
+console.log(checks.join('\n'));
+console.log(`steps: ${steps.join('; ')}`);
+console.log(`screenshots in ${artifacts}; total ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+if (failed) {
+  if (problems.length) console.error(`browser problems:\n  ${problems.join('\n  ')}`);
+  console.error(`FAIL: ${failed.stack || failed}`);
+  process.exit(1);
+}
+console.log('PASS');
