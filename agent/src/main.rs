@@ -146,6 +146,9 @@ struct Config {
     /// Simulator: real time to wait after each virtual interval.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     sim_pace: Duration,
+    /// A file holding the bearer token the collector knows this agent's cluster by (a mounted Secret).
+    #[arg(long, env = "GPUCOST_AGENT_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
     /// Serve this node's GPU metrics (Prometheus text) at http://<addr>/metrics, e.g. 0.0.0.0:9400 (the port
     /// dcgm-exporter uses). Off when not given.
     #[arg(long, env = "GPUCOST_METRICS_ADDR")]
@@ -315,6 +318,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let framer = Framer::new(agent_id, boot_id());
     let mut uplink = UplinkConfig::new(config.collector.clone());
     uplink.max_pending = config.max_pending;
+    if let Some(path) = &config.token_file {
+        let token =
+            std::fs::read_to_string(path).with_context(|| format!("reading --token-file {}", path.display()))?;
+        anyhow::ensure!(!token.trim().is_empty(), "--token-file {} is empty", path.display());
+        uplink.token = Some(token.trim().to_string());
+    } else if let Ok(token) = std::env::var("GPUCOST_AGENT_TOKEN") {
+        uplink.token = Some(token.trim().to_string());
+    }
     // A replay on a virtual clock can wait for the collector; live sampling never does.
     uplink.hold_back = virtual_start.is_some();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

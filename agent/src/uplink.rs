@@ -34,6 +34,8 @@ pub struct UplinkConfig {
     pub ack_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// The bearer token the collector knows this agent's cluster by.
+    pub token: Option<String>,
 }
 
 impl UplinkConfig {
@@ -47,6 +49,7 @@ impl UplinkConfig {
             ack_timeout: Duration::from_secs(60),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
+            token: None,
         }
     }
 }
@@ -190,10 +193,23 @@ async fn stream(
     let (tx, rx) = mpsc::channel::<UsageBatch>(config.window.max(1));
     queue.sent = 0;
     queue.acked_since_connect = false;
-    let mut acks = match client.report(ReceiverStream::new(rx)).await {
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(token) = &config.token {
+        match format!("Bearer {token}").parse() {
+            Ok(v) => {
+                request.metadata_mut().insert("authorization", v);
+            }
+            Err(_) => tracing::error!("the agent token holds characters a header cannot carry; sending none"),
+        }
+    }
+    let mut acks = match client.report(request).await {
         Ok(r) => r.into_inner(),
         Err(status) => {
-            tracing::warn!(collector = %config.endpoint, code = ?status.code(), message = status.message(), "collector refused the stream");
+            if matches!(status.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) {
+                tracing::error!(collector = %config.endpoint, message = status.message(), "the collector refused this agent's token (--token-file); retrying with backoff");
+            } else {
+                tracing::warn!(collector = %config.endpoint, code = ?status.code(), message = status.message(), "collector refused the stream");
+            }
             return StreamEnd::Broken;
         }
     };

@@ -40,6 +40,34 @@ pub struct AppState {
     pub budget_poke: Arc<tokio::sync::Notify>,
     /// The latest interval of every GPU.
     pub fleet: Arc<crate::live::Fleet>,
+    /// Who may read and who may change.
+    pub auth: Arc<crate::auth::Auth>,
+}
+
+/// API and dashboard access: health checks are open; changing budgets and closing periods need an
+/// `admin` token; everything else a `read` (or `admin`) token, unless the collector runs `--insecure`.
+async fn authorize(State(s): State<AppState>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use crate::auth::{Refusal, Scope};
+    let path = req.uri().path();
+    if path == "/healthz" || path == "/readyz" {
+        return next.run(req).await;
+    }
+    let changes =
+        matches!(*req.method(), axum::http::Method::PUT | axum::http::Method::DELETE | axum::http::Method::POST)
+            && (path.starts_with("/api/v1/budgets/") || path.starts_with("/api/v1/periods/"));
+    let scope = if changes { Scope::Admin } else { Scope::Read };
+    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+    match s.auth.api(header, scope) {
+        Ok(()) => next.run(req).await,
+        Err(e @ Refusal::NeedsAdmin(_)) => ApiError(StatusCode::FORBIDDEN, e.to_string()).into_response(),
+        Err(e) => {
+            let mut r =
+                ApiError(StatusCode::UNAUTHORIZED, format!("{e}; this collector needs an API token")).into_response();
+            r.headers_mut()
+                .insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer realm=\"gpucost\""));
+            r
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "health", summary = "200 while the process runs", responses((status = 200, description = "ok")))]
@@ -88,6 +116,7 @@ pub fn router(state: AppState) -> Router {
     .merge(crate::web::router())
     .fallback(crate::api_doc::not_found)
     .method_not_allowed_fallback(crate::api_doc::method_not_allowed)
+    .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
     .with_state(state)
 }
 

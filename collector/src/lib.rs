@@ -9,6 +9,7 @@ pub mod api_budgets;
 pub mod api_doc;
 pub mod api_live;
 pub mod api_reports;
+pub mod auth;
 pub mod budget;
 pub mod cost;
 pub mod cost_insights;

@@ -50,6 +50,8 @@ enum Command {
     /// Close an ended month: its report never changes; GPU time that arrives late for it is billed in the
     /// next open month as a correction.
     ClosePeriod(ClosePeriodArgs),
+    /// Print the SHA-256 of a token read from standard input, for the --auth file.
+    HashToken,
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +276,12 @@ struct LedgerArgs {
     owner_rules: Vec<String>,
     #[command(flatten)]
     report: ReportArgs,
+    /// Agent and API tokens, hashed (TOML: [[agent]] cluster + sha256, [[api]] name + scope + sha256).
+    #[arg(long, env = "GPUCOST_AUTH")]
+    auth: Option<PathBuf>,
+    /// Run without tokens (plain-text gRPC, open API): for development only; logs a warning.
+    #[arg(long, env = "GPUCOST_INSECURE")]
+    insecure: bool,
     /// At most this many series per labelled metric family on /metrics (past it, new label sets count as `other`).
     #[arg(long, env = "GPUCOST_METRICS_MAX_SERIES", default_value_t = 2000)]
     metrics_max_series: usize,
@@ -386,6 +394,26 @@ impl LedgerArgs {
         Ok(catalog.map(|catalog| Owners { catalog, rules }))
     }
 
+    /// The tokens from `--auth`, or an open collector with `--insecure` (always for the local demo); refuses
+    /// an unprotected setup otherwise.
+    fn auth_config(&self, demo: bool) -> anyhow::Result<gpucost_collector::auth::Auth> {
+        use gpucost_collector::auth::Auth;
+        let mut auth = match &self.auth {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading --auth {}", path.display()))?;
+                Auth::from_toml(&path.display().to_string(), &text).map_err(anyhow::Error::msg)?
+            }
+            None => Auth::default(),
+        };
+        auth.insecure = self.insecure || (demo && self.auth.is_none());
+        auth.check_complete().map_err(anyhow::Error::msg)?;
+        if auth.insecure && !demo {
+            tracing::warn!("--insecure: agents and API clients are not authenticated; use --auth outside development");
+        }
+        Ok(auth)
+    }
+
     /// Budgets from `--budgets`, the evaluation interval and the notifiers; a bad file is an error naming it.
     fn budget_config(&self) -> anyhow::Result<gpucost_collector::budget::engine::BudgetConfig> {
         use gpucost_collector::budget::notify::Notifier;
@@ -462,6 +490,7 @@ impl LedgerArgs {
             reports: self.report.config(),
             budgets: Default::default(),
             metrics_max_series: self.metrics_max_series,
+            auth: Arc::new(gpucost_collector::auth::Auth::open()),
             discovery: self.aws_discovery.then(|| DiscoveryConfig {
                 endpoint_url: self.aws_endpoint_url.clone(),
                 every: self.aws_discovery_interval,
@@ -507,11 +536,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Report(ReportCommand::Chargeback(a)) => report_chargeback(a),
         Command::ClosePeriod(a) => close_period(a),
+        Command::HashToken => {
+            let mut token = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut token).context("reading the token from stdin")?;
+            anyhow::ensure!(token.trim().len() >= 16, "a token needs at least 16 characters");
+            println!("{}", gpucost_collector::auth::hash_token(&token));
+            Ok(())
+        }
         Command::Serve(a) => {
             let prices = PriceBook::load(a.ledger.prices.as_deref()).map_err(anyhow::Error::msg)?;
             let owners = a.ledger.owners(None)?;
             let mut config = a.ledger.serve_config(a.grpc, a.http, a.db.clone(), prices, owners);
             config.budgets = a.ledger.budget_config()?;
+            config.auth = Arc::new(a.ledger.auth_config(false)?);
             Server::start(&config, stop_rx).await?.wait().await
         }
         Command::Reprice(a) => reprice(a),
@@ -550,6 +587,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report_interval: a.report_interval,
             };
             config.serve.budgets = budgets;
+            config.serve.auth = Arc::new(a.ledger.auth_config(true)?);
             demo::run(config, stop_rx).await
         }
     }

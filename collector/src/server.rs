@@ -48,6 +48,8 @@ pub struct ServeConfig {
     pub budgets: crate::budget::engine::BudgetConfig,
     /// At most this many series per labelled metric family on `/metrics`.
     pub metrics_max_series: usize,
+    /// Agent and API tokens (or `--insecure`).
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 #[derive(Debug, Clone)]
@@ -232,6 +234,7 @@ impl Server {
             owners: config.owners.clone(),
             metrics: metrics.clone(),
             fleet: fleet.clone(),
+            auth: config.auth.clone(),
         }))
         .max_decoding_message_size(32 << 20);
         let stop = shutdown.clone();
@@ -251,6 +254,7 @@ impl Server {
             reports: Arc::new(config.reports.clone()),
             budget_poke: budget_poke.clone(),
             fleet: fleet.clone(),
+            auth: config.auth.clone(),
         });
         let stop = shutdown.clone();
         tasks.spawn(async move {

@@ -65,6 +65,8 @@ impl Collector {
             .envs(env.iter().copied())
             .args(["--log-format", "json", "serve"])
             .args(args)
+            // Tests run without tokens unless they bring an auth file.
+            .args(if args.contains(&"--auth") { &[][..] } else { &["--insecure"][..] })
             .arg("--grpc")
             .arg(format!("127.0.0.1:{grpc_port}"))
             .arg("--http")
@@ -226,21 +228,34 @@ pub fn assert_matches_truth(stored: &gpucost_agent::sim::Truth, truth: &gpucost_
 /// Sends `batches` on one Ingest stream to the collector at `url` and returns the acks (panics if the
 /// stream fails).
 pub fn send_batches(url: &str, batches: Vec<gpucost_proto::v1::UsageBatch>) -> Vec<gpucost_proto::v1::Ack> {
+    try_send_batches(url, None, batches).unwrap_or_else(|s| panic!("ack: {s:?}"))
+}
+
+/// Sends `batches` on one stream with `token` as the bearer token; the acks, or the status that ended it.
+pub fn try_send_batches(
+    url: &str,
+    token: Option<&str>,
+    batches: Vec<gpucost_proto::v1::UsageBatch>,
+) -> Result<Vec<gpucost_proto::v1::Ack>, tonic::Status> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let channel =
             tonic::transport::Endpoint::from_shared(url.to_string()).expect("url").connect().await.expect("connect");
         let mut client = gpucost_proto::v1::ingest_client::IngestClient::new(channel);
         let n = batches.len();
-        let mut stream = client.report(tokio_stream::iter(batches)).await.expect("open stream").into_inner();
+        let mut request = tonic::Request::new(tokio_stream::iter(batches));
+        if let Some(t) = token {
+            request.metadata_mut().insert("authorization", format!("Bearer {t}").parse().expect("ascii token"));
+        }
+        let mut stream = client.report(request).await?.into_inner();
         let mut acks = Vec::new();
         while acks.len() < n {
-            match stream.message().await.expect("ack") {
+            match stream.message().await? {
                 Some(a) => acks.push(a),
                 None => break,
             }
         }
-        acks
+        Ok(acks)
     })
 }
 

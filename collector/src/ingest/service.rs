@@ -44,6 +44,8 @@ pub struct Pipeline {
     pub metrics: Arc<Metrics>,
     /// The latest interval of every GPU, for the live view.
     pub fleet: Arc<crate::live::Fleet>,
+    /// Which agent tokens may write which cluster.
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 pub struct IngestService {
@@ -76,8 +78,14 @@ struct Pending {
     stored: oneshot::Receiver<Result<Recorded, LedgerError>>,
 }
 
-async fn serve_stream(mut inbound: Streaming<UsageBatch>, out: mpsc::Sender<Result<Ack, Status>>, p: Pipeline) {
-    let Pipeline { writer, limits, prices, inventory, owners, metrics, fleet } = p;
+/// Serves one agent stream; `bound` is the cluster the agent's token may write (`None`: any, insecure mode).
+async fn serve_stream(
+    mut inbound: Streaming<UsageBatch>,
+    out: mpsc::Sender<Result<Ack, Status>>,
+    p: Pipeline,
+    bound: Option<String>,
+) {
+    let Pipeline { writer, limits, prices, inventory, owners, metrics, fleet, .. } = p;
     /// Counts the stream as a connected agent while it lasts.
     struct Connected(Arc<Metrics>);
     impl Drop for Connected {
@@ -99,6 +107,17 @@ async fn serve_stream(mut inbound: Streaming<UsageBatch>, out: mpsc::Sender<Resu
         }
         tokio::select! {
             msg = inbound.message(), if !input_done && pending.len() < WINDOW => match msg {
+                Ok(Some(b)) if bound.as_ref().is_some_and(|c| b.node.as_ref().map(|n| &n.cluster) != Some(c)) => {
+                    metrics.batch_rejected();
+                    let cluster = b.node.as_ref().map(|n| n.cluster.clone()).unwrap_or_default();
+                    let allowed = bound.clone().unwrap_or_default();
+                    tracing::warn!(agent = %b.agent_id, seq = b.seq, cluster, allowed, "refused a batch for a cluster its token does not cover");
+                    last_word = Some(Status::permission_denied(format!(
+                        "batch agent={} seq={}: this agent's token writes cluster {allowed:?}; it cannot write usage for cluster {cluster:?}",
+                        b.agent_id, b.seq
+                    )));
+                    input_done = true;
+                }
                 Ok(Some(b)) => match (std::time::Instant::now(), validate(&b, crate::now_ns(), &limits)) {
                     (received, Ok(mut batch)) => {
                         {
@@ -172,8 +191,14 @@ impl Ingest for IngestService {
     type ReportStream = Pin<Box<dyn Stream<Item = Result<Ack, Status>> + Send + 'static>>;
 
     async fn report(&self, request: Request<Streaming<UsageBatch>>) -> Result<Response<Self::ReportStream>, Status> {
+        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let bound = self.pipeline.auth.agent_cluster(header.as_deref()).map_err(|e| {
+            self.pipeline.metrics.batch_rejected();
+            tracing::warn!(error = %e, "refused an agent stream");
+            Status::unauthenticated(format!("agent token: {e}"))
+        })?;
         let (tx, rx) = mpsc::channel(WINDOW);
-        tokio::spawn(serve_stream(request.into_inner(), tx, self.pipeline.clone()));
+        tokio::spawn(serve_stream(request.into_inner(), tx, self.pipeline.clone(), bound));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
