@@ -146,6 +146,18 @@ struct Config {
     /// Simulator: real time to wait after each virtual interval.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     sim_pace: Duration,
+    /// CA certificate (PEM) the collector's TLS certificate chains to (default: the system's roots).
+    #[arg(long, env = "GPUCOST_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for mutual TLS, with --tls-key.
+    #[arg(long, env = "GPUCOST_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Client key (PEM) for --tls-cert.
+    #[arg(long, env = "GPUCOST_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Allow a plain-text (http://) collector URL: for development only.
+    #[arg(long, env = "GPUCOST_INSECURE")]
+    insecure: bool,
     /// A file holding the bearer token the collector knows this agent's cluster by (a mounted Secret).
     #[arg(long, env = "GPUCOST_AGENT_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
@@ -220,6 +232,31 @@ fn init_logs(format: &str) {
     } else {
         builder.init();
     }
+}
+
+/// TLS for an `https://` collector; a plain-text `http://` one only with `--insecure`.
+fn collector_tls(config: &Config) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let url = &config.collector;
+    if url.starts_with("http://") {
+        anyhow::ensure!(
+            config.insecure,
+            "--collector {url} is plain text: use https:// (the token must not travel in clear), or --insecure for development"
+        );
+        tracing::warn!(collector = %url, "--insecure: sending usage in plain text");
+        return Ok(None);
+    }
+    let mut tls = ClientTlsConfig::new().with_native_roots();
+    if let Some(ca) = &config.tls_ca {
+        let pem = std::fs::read(ca).with_context(|| format!("reading --tls-ca {}", ca.display()))?;
+        tls = tls.ca_certificate(Certificate::from_pem(pem));
+    }
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        let cert = std::fs::read(cert).with_context(|| format!("reading --tls-cert {}", cert.display()))?;
+        let key = std::fs::read(key).with_context(|| format!("reading --tls-key {}", key.display()))?;
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Ok(Some(tls))
 }
 
 fn boot_id() -> String {
@@ -318,6 +355,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let framer = Framer::new(agent_id, boot_id());
     let mut uplink = UplinkConfig::new(config.collector.clone());
     uplink.max_pending = config.max_pending;
+    uplink.tls = collector_tls(&config)?;
     if let Some(path) = &config.token_file {
         let token =
             std::fs::read_to_string(path).with_context(|| format!("reading --token-file {}", path.display()))?;

@@ -36,6 +36,8 @@ pub struct UplinkConfig {
     pub backoff_max: Duration,
     /// The bearer token the collector knows this agent's cluster by.
     pub token: Option<String>,
+    /// TLS to the collector (an `https://` endpoint): CA, and client certificate for mutual TLS.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl UplinkConfig {
@@ -50,6 +52,7 @@ impl UplinkConfig {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
             token: None,
+            tls: None,
         }
     }
 }
@@ -79,8 +82,14 @@ enum StreamEnd {
 
 /// Runs until `batches` is closed and every batch in it has been acked (or rejected).
 pub async fn run(config: UplinkConfig, mut batches: mpsc::Receiver<UsageBatch>) -> Result<UplinkStats, UplinkError> {
-    let endpoint = Endpoint::from_shared(config.endpoint.clone())
-        .map_err(|e| UplinkError::BadEndpoint { url: config.endpoint.clone(), reason: e.to_string() })?
+    let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
+        .map_err(|e| UplinkError::BadEndpoint { url: config.endpoint.clone(), reason: e.to_string() })?;
+    if let Some(tls) = &config.tls {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|e| UplinkError::BadEndpoint { url: config.endpoint.clone(), reason: e.to_string() })?;
+    }
+    let endpoint = endpoint
         .connect_timeout(config.connect_timeout)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod report;
 pub mod server;
+pub mod tls;
 pub mod web;
 
 /// Wall-clock time, Unix nanoseconds.

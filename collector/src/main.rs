@@ -279,6 +279,18 @@ struct LedgerArgs {
     /// Agent and API tokens, hashed (TOML: [[agent]] cluster + sha256, [[api]] name + scope + sha256).
     #[arg(long, env = "GPUCOST_AUTH")]
     auth: Option<PathBuf>,
+    /// TLS certificate (PEM, chain) for the agents' gRPC port; reloaded when it changes.
+    #[arg(long, env = "GPUCOST_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for --tls-cert.
+    #[arg(long, env = "GPUCOST_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require agents' client certificates to chain to this CA (PEM): mutual TLS.
+    #[arg(long, env = "GPUCOST_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Serve gRPC in plain text while still requiring tokens, when a proxy in front (an ALB) terminates TLS.
+    #[arg(long, env = "GPUCOST_GRPC_PLAINTEXT", conflicts_with = "tls_cert")]
+    grpc_plaintext: bool,
     /// Run without tokens (plain-text gRPC, open API): for development only; logs a warning.
     #[arg(long, env = "GPUCOST_INSECURE")]
     insecure: bool,
@@ -491,6 +503,15 @@ impl LedgerArgs {
             budgets: Default::default(),
             metrics_max_series: self.metrics_max_series,
             auth: Arc::new(gpucost_collector::auth::Auth::open()),
+            grpc_plaintext: self.grpc_plaintext,
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(gpucost_collector::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.tls_client_ca.clone(),
+                }),
+                _ => None,
+            },
             discovery: self.aws_discovery.then(|| DiscoveryConfig {
                 endpoint_url: self.aws_endpoint_url.clone(),
                 every: self.aws_discovery_interval,

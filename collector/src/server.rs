@@ -50,6 +50,10 @@ pub struct ServeConfig {
     pub metrics_max_series: usize,
     /// Agent and API tokens (or `--insecure`).
     pub auth: Arc<crate::auth::Auth>,
+    /// TLS for the gRPC port (required unless `--insecure` or `grpc_plaintext`).
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Plain-text gRPC although tokens are required: TLS ends at a proxy in front (an ALB).
+    pub grpc_plaintext: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -238,14 +242,51 @@ impl Server {
         }))
         .max_decoding_message_size(32 << 20);
         let stop = shutdown.clone();
-        tasks.spawn(async move {
-            tonic::transport::Server::builder()
-                .http2_keepalive_interval(Some(Duration::from_secs(30)))
-                .add_service(service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), wait_for_stop(stop))
-                .await
-                .context("gRPC server failed")
-        });
+        match &config.tls {
+            Some(files) => {
+                let tls = crate::tls::Reloading::new(files.clone()).map_err(anyhow::Error::msg)?;
+                let (reloader, stop_reload) = (tls.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep(crate::tls::RELOAD_EVERY) => {}
+                            _ = wait_for_stop(stop_reload.clone()) => return Ok(()),
+                        }
+                        match reloader.reload_if_changed() {
+                            Some(Ok(())) => tracing::info!("TLS certificate reloaded"),
+                            Some(Err(e)) => tracing::warn!(error = %e, "TLS files changed but do not load; keeping the last good ones"),
+                            None => {}
+                        }
+                    }
+                });
+                tasks.spawn(async move {
+                    tonic::transport::Server::builder()
+                        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                        .add_service(service)
+                        .serve_with_incoming_shutdown(crate::tls::incoming(grpc, tls), wait_for_stop(stop))
+                        .await
+                        .context("gRPC server failed")
+                });
+            }
+            None => {
+                if !config.auth.insecure && !config.grpc_plaintext {
+                    anyhow::bail!(
+                        "gRPC without TLS: give --tls-cert and --tls-key (agents' tokens must not travel in clear), --grpc-plaintext when a proxy in front terminates TLS, or --insecure"
+                    );
+                }
+                if config.grpc_plaintext {
+                    tracing::warn!("--grpc-plaintext: gRPC without TLS here; a proxy in front must terminate TLS");
+                }
+                tasks.spawn(async move {
+                    tonic::transport::Server::builder()
+                        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                        .add_service(service)
+                        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), wait_for_stop(stop))
+                        .await
+                        .context("gRPC server failed")
+                });
+            }
+        }
         let app = api::router(AppState {
             ledger: ledger.clone(),
             metrics: metrics.clone(),

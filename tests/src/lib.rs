@@ -154,9 +154,12 @@ pub fn agent(args: &[String], log: &Path) -> Agent {
 /// Starts `gpucost-agent` with `args` and extra environment variables, logging (JSON) to `log`.
 pub fn agent_with_env(args: &[String], env: &[(&str, &Path)], log: &Path) -> Agent {
     let file = std::fs::File::create(log).expect("agent log file");
+    // Tests talk plain text unless they bring TLS.
+    let plain = args.iter().any(|a| a.starts_with("http://")) && !args.iter().any(|a| a == "--insecure");
     let child = Command::new(bin("gpucost-agent"))
         .args(["--log-format", "json"])
         .args(args)
+        .args(if plain { &["--insecure"][..] } else { &[][..] })
         .envs(env.iter().map(|(k, v)| (*k, *v)))
         .stdout(Stdio::null())
         .stderr(file)

@@ -64,7 +64,7 @@ fn agents_and_api_clients_need_tokens_and_a_token_writes_only_its_cluster() {
         &dir.path().join("l.db"),
         free_port(),
         free_port(),
-        &["--auth", auth.to_str().unwrap()],
+        &["--auth", auth.to_str().unwrap(), "--grpc-plaintext"],
         &[],
     );
     let now = gpucost_collector::now_ns() / NS * NS;
@@ -118,7 +118,7 @@ fn a_real_agent_streams_with_its_token_file_and_an_unprotected_collector_will_no
         &dir.path().join("l.db"),
         free_port(),
         free_port(),
-        &["--auth", auth.to_str().unwrap()],
+        &["--auth", auth.to_str().unwrap(), "--grpc-plaintext"],
         &[],
     );
     let token = dir.path().join("token");
@@ -163,4 +163,13 @@ fn a_real_agent_streams_with_its_token_file_and_an_unprotected_collector_will_no
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--auth <file> with [[agent]] and [[api]] tokens, or --insecure"), "{stderr}");
+    // Tokens, but gRPC neither under TLS nor declared behind a TLS proxy: refused too.
+    let out = std::process::Command::new(bin("gpucost-collector"))
+        .args(["serve", "--auth", auth.to_str().unwrap(), "--db", dir.path().join("n.db").to_str().unwrap()])
+        .args(["--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("gRPC without TLS: give --tls-cert and --tls-key"), "{stderr}");
 }

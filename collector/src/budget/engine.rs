@@ -191,7 +191,7 @@ pub async fn run(
                     .await
                 {
                     Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the alert outbox"),
-                    Err(e) => tracing::warn!(error = %e, "alert delivery panicked"),
+                    Err(e) => tracing::warn!(error = %e, "alert delivery did not finish"),
                     Ok(Ok(_)) => {}
                 }
             }
@@ -222,7 +222,7 @@ pub async fn run(
                 }
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "budget evaluation failed; retrying next interval"),
-            Err(e) => tracing::warn!(error = %e, "budget evaluation panicked"),
+            Err(e) => tracing::warn!(error = %e, "budget evaluation did not finish"),
         }
         tokio::select! {
             _ = tokio::time::sleep(config.every) => {}
