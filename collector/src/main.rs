@@ -319,7 +319,7 @@ struct LedgerArgs {
     #[arg(long, env = "GPUCOST_BACKSTAGE_URL")]
     backstage_url: Option<String>,
     /// Token for Backstage's API (a static external-access token).
-    #[arg(long, env = "GPUCOST_BACKSTAGE_TOKEN")]
+    #[arg(long, env = "GPUCOST_BACKSTAGE_TOKEN", hide_env_values = true)]
     backstage_token: Option<String>,
     /// How often to sync the catalog from Backstage.
     #[arg(long, env = "GPUCOST_BACKSTAGE_SYNC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
