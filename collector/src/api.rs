@@ -44,12 +44,13 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
 }
 
-/// API and dashboard access: health checks are open; changing budgets and closing periods need an
+/// API and dashboard access: health checks and the OpenAPI description are open; changing budgets and closing periods need an
 /// `admin` token; everything else a `read` (or `admin`) token, unless the collector runs `--insecure`.
 async fn authorize(State(s): State<AppState>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     use crate::auth::{Refusal, Scope};
     let path = req.uri().path();
-    if path == "/healthz" || path == "/readyz" {
+    // Probes, and the API's description (Backstage's API entity reads it), are open.
+    if path == "/healthz" || path == "/readyz" || path == "/api/v1/openapi.json" {
         return next.run(req).await;
     }
     let changes =

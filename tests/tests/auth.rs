@@ -96,6 +96,7 @@ fn agents_and_api_clients_need_tokens_and_a_token_writes_only_its_cluster() {
     }
     assert_eq!(request(&c, "GET", "/api/v1/costs", Some("wrong-token-000000000"), None).0, 401);
     assert_eq!(request(&c, "GET", "/healthz", None, None).0, 200);
+    assert_eq!(request(&c, "GET", "/api/v1/openapi.json", None, None).0, 200, "the description is public");
     assert_eq!(request(&c, "GET", "/", Some(READER), None).0, 200);
     let (status, body) = request(&c, "GET", "/api/v1/usage?group_by=cluster", Some(READER), None);
     assert_eq!(status, 200);
