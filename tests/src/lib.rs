@@ -716,32 +716,13 @@ pub fn usd_micros(usd: &str) -> u128 {
 
 /// RFC 4180 CSV rows (no line breaks inside fields) as maps from the header's names.
 pub fn parse_csv(text: &str) -> Vec<std::collections::BTreeMap<String, String>> {
-    let split = |line: &str| {
-        let (mut fields, mut cur, mut quoted) = (vec![], String::new(), false);
-        let mut chars = line.chars().peekable();
-        while let Some(c) = chars.next() {
-            match (c, quoted) {
-                ('"', true) if chars.peek() == Some(&'"') => {
-                    cur.push('"');
-                    chars.next();
-                }
-                ('"', _) => quoted = !quoted,
-                (',', false) => fields.push(std::mem::take(&mut cur)),
-                _ => cur.push(c),
-            }
-        }
-        fields.push(cur);
-        fields
-    };
-    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
-    let header = split(lines.next().expect("a header"));
-    lines
-        .map(|l| {
-            let fields = split(l);
-            assert_eq!(fields.len(), header.len(), "{l}");
-            header.iter().cloned().zip(fields).collect()
-        })
-        .collect()
+    let mut rows = gpucost_collector::report::chargeback::csv_rows(text).into_iter();
+    let header = rows.next().expect("a header");
+    rows.map(|fields| {
+        assert_eq!(fields.len(), header.len(), "{fields:?}");
+        header.iter().cloned().zip(fields).collect()
+    })
+    .collect()
 }
 
 /// Validates a FOCUS file with the FinOps Foundation's focus-validator (`tests/focus/validate.sh`, in the

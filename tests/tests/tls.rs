@@ -163,8 +163,7 @@ fn agents_need_tls_a_client_certificate_and_a_token_and_a_renewed_certificate_ne
         &[],
     );
     let https = format!("https://127.0.0.1:{grpc}");
-    let one =
-        ["--tls-ca", &s("one-ca.pem"), "--tls-cert", &s("one-client.pem"), "--tls-key", &s("one-client.key")];
+    let one = ["--tls-ca", &s("one-ca.pem"), "--tls-cert", &s("one-client.pem"), "--tls-key", &s("one-client.key")];
 
     // Plain text, and TLS without a client certificate, are refused: nothing lands.
     let plain = agent(d, &format!("http://127.0.0.1:{grpc}"), 0, &[]);
@@ -184,8 +183,7 @@ fn agents_need_tls_a_client_certificate_and_a_token_and_a_renewed_certificate_ne
     // A renewed server certificate (from another CA) is served without a restart.
     std::fs::copy(d.join("two-server.pem"), d.join("server.pem")).unwrap();
     std::fs::copy(d.join("two-server.key"), d.join("server.key")).unwrap();
-    let two =
-        ["--tls-ca", &s("two-ca.pem"), "--tls-cert", &s("one-client.pem"), "--tls-key", &s("one-client.key")];
+    let two = ["--tls-ca", &s("two-ca.pem"), "--tls-cert", &s("one-client.pem"), "--tls-key", &s("one-client.key")];
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut node = 1;
     loop {

@@ -317,6 +317,31 @@ impl Chargeback {
     }
 }
 
+/// The rows of CSV text as these reports write it (RFC 4180, CRLF rows, no line breaks inside a field), each
+/// a list of its fields, unquoted.
+pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    text.split("\r\n")
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let (mut fields, mut cur, mut quoted) = (vec![], String::new(), false);
+            let mut chars = line.chars().peekable();
+            while let Some(c) = chars.next() {
+                match (c, quoted) {
+                    ('"', true) if chars.peek() == Some(&'"') => {
+                        cur.push('"');
+                        chars.next();
+                    }
+                    ('"', _) => quoted = !quoted,
+                    (',', false) => fields.push(std::mem::take(&mut cur)),
+                    _ => cur.push(c),
+                }
+            }
+            fields.push(cur);
+            fields
+        })
+        .collect()
+}
+
 /// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
 pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }

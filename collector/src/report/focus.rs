@@ -368,27 +368,7 @@ mod tests {
     }
 
     fn parse(csv: &str) -> Vec<Vec<String>> {
-        // Enough CSV for these rows: fields with quotes hold no line breaks.
-        csv.split("\r\n")
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let mut fields = vec![];
-                let (mut cur, mut quoted, mut chars) = (String::new(), false, l.chars().peekable());
-                while let Some(c) = chars.next() {
-                    match (c, quoted) {
-                        ('"', true) if chars.peek() == Some(&'"') => {
-                            cur.push('"');
-                            chars.next();
-                        }
-                        ('"', _) => quoted = !quoted,
-                        (',', false) => fields.push(std::mem::take(&mut cur)),
-                        _ => cur.push(c),
-                    }
-                }
-                fields.push(cur);
-                fields
-            })
-            .collect()
+        crate::report::chargeback::csv_rows(csv)
     }
 
     #[test]
