@@ -750,3 +750,15 @@ pub fn assert_focus_valid(file: &Path) {
     assert!(out.status.success(), "focus-validator:\n{report}{}", String::from_utf8_lossy(&out.stderr));
     assert!(report.contains("FOCUS VALIDATION PASSED"), "{report}");
 }
+
+/// A pod of the vision team's `detector` component (examples/catalog), in namespace `vision`.
+pub fn detector_pod(name: &str) -> gpucost_proto::v1::WorkloadIdentity {
+    gpucost_proto::v1::WorkloadIdentity {
+        kind: gpucost_proto::v1::WorkloadKind::KubernetesPod as i32,
+        namespace: "vision".into(),
+        pod: name.into(),
+        container: "main".into(),
+        labels: [("backstage.io/kubernetes-id".to_string(), "detector".to_string())].into(),
+        ..Default::default()
+    }
+}

@@ -6,24 +6,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gpucost_collector::report::period::{Cadence, Period};
-use gpucost_e2e::{Alertmanager, Collector, Receiver, free_port, g5_batch, send_batches, usd_micros as micros};
-use gpucost_proto::v1 as pb;
+use gpucost_e2e::{
+    Alertmanager, Collector, Receiver, detector_pod, free_port, g5_batch, send_batches, usd_micros as micros,
+};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 
 const SECRET: &str = "budget-webhook-secret-1";
 const NS: u64 = 1_000_000_000;
-
-fn detector_pod(name: &str) -> pb::WorkloadIdentity {
-    pb::WorkloadIdentity {
-        kind: pb::WorkloadKind::KubernetesPod as i32,
-        namespace: "vision".into(),
-        pod: name.into(),
-        container: "main".into(),
-        labels: [("backstage.io/kubernetes-id".to_string(), "detector".to_string())].into(),
-        ..Default::default()
-    }
-}
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;

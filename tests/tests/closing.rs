@@ -4,25 +4,13 @@
 
 use std::path::Path;
 
-use gpucost_e2e::{Collector, bin, free_port, g5_batch, parse_csv, send_batches, usd_micros};
-use gpucost_proto::v1 as pb;
+use gpucost_e2e::{Collector, bin, detector_pod, free_port, g5_batch, parse_csv, send_batches, usd_micros};
 use serde_json::Value;
 
 const NS: u64 = 1_000_000_000;
 /// 2026-09-10T00:00:00Z and 2026-10-10T00:00:00Z.
 const SEP_10: u64 = 1_788_998_400 * NS;
 const OCT_10: u64 = 1_791_590_400 * NS;
-
-fn pod(name: &str) -> pb::WorkloadIdentity {
-    pb::WorkloadIdentity {
-        kind: pb::WorkloadKind::KubernetesPod as i32,
-        namespace: "vision".into(),
-        pod: name.into(),
-        container: "main".into(),
-        labels: [("backstage.io/kubernetes-id".to_string(), "detector".to_string())].into(),
-        ..Default::default()
-    }
-}
 
 fn post(c: &Collector, path: &str) -> (u16, Value) {
     let mut r = ureq::post(&c.http(path)).config().http_status_as_error(false).build().send_empty().unwrap();
@@ -43,8 +31,8 @@ fn a_closed_month_never_changes_and_late_gpu_time_is_billed_next_month_as_a_corr
     let c = Collector::start_with(&db, free_port(), free_port(), &["--catalog-dir", catalog.to_str().unwrap()], &[]);
     let hour = 3_600 * NS;
     let on_time = vec![
-        g5_batch("n1", 1, SEP_10, SEP_10 + hour, vec![(0, 60.0, pod("detector-0"))]),
-        g5_batch("n1", 2, OCT_10, OCT_10 + hour, vec![(0, 60.0, pod("detector-0"))]),
+        g5_batch("n1", 1, SEP_10, SEP_10 + hour, vec![(0, 60.0, detector_pod("detector-0"))]),
+        g5_batch("n1", 2, OCT_10, OCT_10 + hour, vec![(0, 60.0, detector_pod("detector-0"))]),
     ];
     assert_eq!(send_batches(&c.grpc_url(), on_time).len(), 2);
     let (_, sep_csv) = c.get_text("/api/v1/chargeback?period=2026-09&group_by=team&format=csv");
@@ -71,7 +59,7 @@ fn a_closed_month_never_changes_and_late_gpu_time_is_billed_next_month_as_a_corr
         1,
         SEP_10 + 10 * 86_400 * NS,
         SEP_10 + 10 * 86_400 * NS + hour,
-        vec![(0, 90.0, pod("detector-1"))],
+        vec![(0, 90.0, detector_pod("detector-1"))],
     );
     assert_eq!(send_batches(&c.grpc_url(), vec![late]).len(), 1);
 
