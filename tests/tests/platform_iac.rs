@@ -205,18 +205,20 @@ fn checkov_passes_the_helm_charts() {
 }
 
 #[test]
-fn trivy_config_passes_terraform_and_dockerfiles() {
+fn trivy_config_passes_terraform_dockerfiles_and_the_charts() {
     let Some(venv) = iac_venv() else { return };
     let trivy = venv.join("bin/trivy");
     let cache = tempfile::tempdir().expect("trivy cache dir");
     let mut failures = Vec::new();
     // Terraform as it evaluates with the defaults, with the production example and with the small-fleet example
     // (count-gated resources, e.g. the SQLite-on-EFS ones, are only scanned when enabled).
-    let scans: [(&str, Option<&str>); 4] = [
+    // The charts with their ignore file (each exception with its reason: charts/.trivyignore).
+    let scans: [(&str, Option<&str>); 5] = [
         ("terraform", None),
         ("terraform", Some("terraform/examples/prod.tfvars")),
         ("terraform", Some("terraform/examples/small-fleet.tfvars")),
         ("docker", None),
+        ("charts", None),
     ];
     for (target, tfvars) in scans {
         let mut args = vec![
@@ -232,6 +234,9 @@ fn trivy_config_passes_terraform_and_dockerfiles() {
         ];
         if let Some(v) = tfvars {
             args.extend(["--tf-vars", v]);
+        }
+        if target == "charts" {
+            args.extend(["--ignorefile", "charts/.trivyignore"]);
         }
         args.push(target);
         let out = run(&trivy, &args);
