@@ -42,6 +42,28 @@ pub struct AppState {
     pub fleet: Arc<crate::live::Fleet>,
     /// Who may read and who may change.
     pub auth: Arc<crate::auth::Auth>,
+    /// Longest a request may take (the live stream excepted).
+    pub http_timeout: Duration,
+}
+
+/// Answers 503 for a request that takes longer than `--http-request-timeout` (the live stream excepted).
+async fn time_limit(State(s): State<AppState>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req.uri().path() == "/api/v1/live" {
+        return next.run(req).await;
+    }
+    let path = req.uri().path().to_string();
+    match tokio::time::timeout(s.http_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            s.metrics.limit_breach("http_timeout");
+            tracing::warn!(path, timeout = ?s.http_timeout, "an HTTP request took too long");
+            ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{path} took longer than {:?} (--http-request-timeout); try a smaller window", s.http_timeout),
+            )
+            .into_response()
+        }
+    }
 }
 
 /// API and dashboard access: health checks and the OpenAPI description are open; changing budgets and closing periods need an
@@ -117,6 +139,7 @@ pub fn router(state: AppState) -> Router {
     .merge(crate::web::router())
     .fallback(crate::api_doc::not_found)
     .method_not_allowed_fallback(crate::api_doc::method_not_allowed)
+    .layer(axum::middleware::from_fn_with_state(state.clone(), time_limit))
     .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
     .with_state(state)
 }

@@ -288,6 +288,16 @@ struct LedgerArgs {
     /// Require agents' client certificates to chain to this CA (PEM): mutual TLS.
     #[arg(long, env = "GPUCOST_TLS_CLIENT_CA", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Agent streams open at once, at most; more are refused (RESOURCE_EXHAUSTED) until one ends.
+    #[arg(long, env = "GPUCOST_MAX_STREAMS", default_value_t = 10_000)]
+    max_streams: usize,
+    /// Batches one agent may send per minute (bursts up to a minute's worth; 0: no limit). A live agent sends
+    /// 4; a backlog drains at this rate.
+    #[arg(long, env = "GPUCOST_MAX_AGENT_BATCHES_PER_MINUTE", default_value_t = 600)]
+    max_agent_batches_per_minute: u32,
+    /// Longest an HTTP request may take (the live stream excepted); past it, 503.
+    #[arg(long, env = "GPUCOST_HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    http_request_timeout: Duration,
     /// Serve gRPC in plain text while still requiring tokens, when a proxy in front (an ALB) terminates TLS.
     #[arg(long, env = "GPUCOST_GRPC_PLAINTEXT", conflicts_with = "tls_cert")]
     grpc_plaintext: bool,
@@ -504,6 +514,9 @@ impl LedgerArgs {
             metrics_max_series: self.metrics_max_series,
             auth: Arc::new(gpucost_collector::auth::Auth::open()),
             grpc_plaintext: self.grpc_plaintext,
+            max_streams: self.max_streams,
+            max_agent_batches_per_minute: self.max_agent_batches_per_minute,
+            http_timeout: self.http_request_timeout,
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(gpucost_collector::tls::TlsFiles {
                     cert: cert.clone(),
@@ -609,6 +622,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             config.serve.budgets = budgets;
             config.serve.auth = Arc::new(a.ledger.auth_config(true)?);
+            // The demo's own simulated agents replay history as fast as the ledger takes it.
+            config.serve.max_agent_batches_per_minute = 0;
             demo::run(config, stop_rx).await
         }
     }

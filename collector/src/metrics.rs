@@ -66,6 +66,7 @@ pub struct Metrics {
     agent_labels: Bounded,
     ingest_seconds: Histogram,
     sync_up: GaugeVec,
+    limit_breaches: IntCounterVec,
     sync_last_success: GaugeVec,
 }
 
@@ -202,6 +203,18 @@ impl Metrics {
             ),
             agent_labels: Bounded::new(max_series),
             ingest_seconds,
+            limit_breaches: {
+                let c = IntCounterVec::new(
+                    Opts::new("gpucost_limit_breaches_total", "Requests refused for exceeding a limit, by limit."),
+                    &["limit"],
+                )
+                .expect("a valid metric");
+                r.register(Box::new(c.clone())).expect("registered once");
+                for l in ["streams", "agent_rate", "http_timeout"] {
+                    c.with_label_values(&[l]);
+                }
+                c
+            },
             sync_up: gauge(
                 &r,
                 "gpucost_sync_up",
@@ -216,6 +229,11 @@ impl Metrics {
             ),
             registry: r,
         }
+    }
+
+    /// A request refused for exceeding `limit` (`streams`, `agent_rate`, `http_timeout`).
+    pub fn limit_breach(&self, limit: &str) {
+        self.limit_breaches.with_label_values(&[limit]).inc();
     }
 
     pub fn batch_rejected(&self) {

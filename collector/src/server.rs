@@ -54,6 +54,12 @@ pub struct ServeConfig {
     pub tls: Option<crate::tls::TlsFiles>,
     /// Plain-text gRPC although tokens are required: TLS ends at a proxy in front (an ALB).
     pub grpc_plaintext: bool,
+    /// Agent streams open at once, at most.
+    pub max_streams: usize,
+    /// Batches per agent per minute, at most (0: no limit).
+    pub max_agent_batches_per_minute: u32,
+    /// Longest an HTTP request may take (the live stream excepted).
+    pub http_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -239,6 +245,8 @@ impl Server {
             metrics: metrics.clone(),
             fleet: fleet.clone(),
             auth: config.auth.clone(),
+            slots: Arc::new(crate::ingest::limits::StreamSlots::new(config.max_streams)),
+            rate: Arc::new(crate::ingest::limits::RateLimit::new(config.max_agent_batches_per_minute)),
         }))
         .max_decoding_message_size(32 << 20);
         let stop = shutdown.clone();
@@ -296,6 +304,7 @@ impl Server {
             budget_poke: budget_poke.clone(),
             fleet: fleet.clone(),
             auth: config.auth.clone(),
+            http_timeout: config.http_timeout,
         });
         let stop = shutdown.clone();
         tasks.spawn(async move {

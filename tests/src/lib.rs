@@ -65,8 +65,14 @@ impl Collector {
             .envs(env.iter().copied())
             .args(["--log-format", "json", "serve"])
             .args(args)
-            // Tests run without tokens unless they bring an auth file.
+            // Tests run without tokens unless they bring an auth file, and replay history faster than a live
+            // agent may send unless they test that limit.
             .args(if args.contains(&"--auth") { &[][..] } else { &["--insecure"][..] })
+            .args(if args.contains(&"--max-agent-batches-per-minute") {
+                &[][..]
+            } else {
+                &["--max-agent-batches-per-minute", "0"][..]
+            })
             .arg("--grpc")
             .arg(format!("127.0.0.1:{grpc_port}"))
             .arg("--http")

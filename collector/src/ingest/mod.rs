@@ -2,6 +2,7 @@
 //! readings become per-workload holdings (`share`), and the ledger writer stores it; the agent gets an
 //! ack only once the batch is durable.
 
+pub mod limits;
 pub mod service;
 pub mod share;
 pub mod validate;

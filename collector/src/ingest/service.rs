@@ -46,6 +46,10 @@ pub struct Pipeline {
     pub fleet: Arc<crate::live::Fleet>,
     /// Which agent tokens may write which cluster.
     pub auth: Arc<crate::auth::Auth>,
+    /// Streams open at once, at most.
+    pub slots: Arc<super::limits::StreamSlots>,
+    /// Batches per agent per minute, at most.
+    pub rate: Arc<super::limits::RateLimit>,
 }
 
 pub struct IngestService {
@@ -85,7 +89,15 @@ async fn serve_stream(
     p: Pipeline,
     bound: Option<String>,
 ) {
-    let Pipeline { writer, limits, prices, inventory, owners, metrics, fleet, .. } = p;
+    let Pipeline { writer, limits, prices, inventory, owners, metrics, fleet, slots, rate, .. } = p;
+    /// Gives the stream's slot back when it ends.
+    struct Release(Arc<super::limits::StreamSlots>);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            self.0.give_back();
+        }
+    }
+    let _slot = Release(slots);
     /// Counts the stream as a connected agent while it lasts.
     struct Connected(Arc<Metrics>);
     impl Drop for Connected {
@@ -107,6 +119,15 @@ async fn serve_stream(
         }
         tokio::select! {
             msg = inbound.message(), if !input_done && pending.len() < WINDOW => match msg {
+                Ok(Some(b)) if !rate.admit(&b.agent_id, crate::now_ns()) => {
+                    metrics.limit_breach("agent_rate");
+                    tracing::warn!(agent = %b.agent_id, seq = b.seq, per_minute = rate.per_minute(), "an agent is over its batch rate");
+                    last_word = Some(Status::resource_exhausted(format!(
+                        "batch agent={} seq={}: more than {} batches a minute from this agent (--max-agent-batches-per-minute); it was not stored, send it again later",
+                        b.agent_id, b.seq, rate.per_minute()
+                    )));
+                    input_done = true;
+                }
                 Ok(Some(b)) if bound.as_ref().is_some_and(|c| b.node.as_ref().map(|n| &n.cluster) != Some(c)) => {
                     metrics.batch_rejected();
                     let cluster = b.node.as_ref().map(|n| n.cluster.clone()).unwrap_or_default();
@@ -197,6 +218,13 @@ impl Ingest for IngestService {
             tracing::warn!(error = %e, "refused an agent stream");
             Status::unauthenticated(format!("agent token: {e}"))
         })?;
+        if self.pipeline.slots.take().is_none() {
+            self.pipeline.metrics.limit_breach("streams");
+            return Err(Status::resource_exhausted(format!(
+                "{} agent streams are open, the most this collector takes (--max-streams); retry later",
+                self.pipeline.slots.max()
+            )));
+        }
         let (tx, rx) = mpsc::channel(WINDOW);
         tokio::spawn(serve_stream(request.into_inner(), tx, self.pipeline.clone(), bound));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
