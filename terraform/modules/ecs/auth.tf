@@ -38,7 +38,7 @@ resource "aws_secretsmanager_secret" "tokens" {
   #checkov:skip=CKV2_AWS_57:Tokens are rotated by replacing their random_password and redeploying (see above); a rotation Lambda could not update the agents' Kubernetes Secrets.
   name_prefix             = "${var.name}/collector/tokens-"
   description             = "gpucost collector: agent tokens by cluster and API tokens by name, in clear (the tasks get only their hashes)"
-  kms_key_id              = aws_kms_key.this.arn
+  kms_key_id              = module.key.arn
   recovery_window_in_days = 7
   tags                    = var.tags
 }
@@ -55,7 +55,7 @@ resource "aws_secretsmanager_secret" "auth" {
   #checkov:skip=CKV2_AWS_57:Holds token hashes derived from the tokens secret; it changes when they are replaced.
   name_prefix             = "${var.name}/collector/auth-"
   description             = "gpucost collector: the --auth file (token hashes), injected as GPUCOST_AUTH_TOML"
-  kms_key_id              = aws_kms_key.this.arn
+  kms_key_id              = module.key.arn
   recovery_window_in_days = 7
   tags                    = var.tags
 }
@@ -86,7 +86,7 @@ resource "aws_secretsmanager_secret" "grpc_tls" {
   #checkov:skip=CKV2_AWS_57:A certificate only the load balancer sees (unverified); replace tls_private_key.grpc and redeploy to rotate.
   name_prefix             = "${var.name}/collector/grpc-tls-"
   description             = "gpucost collector: certificate and key of the tasks' gRPC port (behind the load balancer)"
-  kms_key_id              = aws_kms_key.this.arn
+  kms_key_id              = module.key.arn
   recovery_window_in_days = 7
   tags                    = var.tags
 }

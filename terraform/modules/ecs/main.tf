@@ -108,69 +108,35 @@ locals {
 # One key for everything this module stores: logs, the database, its secret, the file system, backups
 # ---------------------------------------------------------------------------------------------------------------
 
-data "aws_iam_policy_document" "key" {
-  #checkov:skip=CKV_AWS_109:A key policy's Resource "*" is this key only; the account root statement delegates to IAM as AWS recommends.
-  #checkov:skip=CKV_AWS_111:A key policy's Resource "*" is this key only; the account root statement delegates to IAM as AWS recommends.
-  #checkov:skip=CKV_AWS_356:A key policy's Resource "*" is this key only.
-  statement {
-    sid       = "AccountAdministersThroughIAM"
-    actions   = ["kms:*"]
-    resources = ["*"]
+module "key" {
+  source = "../logs-kms-key"
 
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
-    }
-  }
-
-  statement {
-    sid = "CloudWatchLogsOfThisAccount"
-    actions = [
-      "kms:Encrypt*",
-      "kms:Decrypt*",
-      "kms:ReEncrypt*",
-      "kms:GenerateDataKey*",
-      "kms:Describe*",
-    ]
-    resources = ["*"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["logs.${local.region}.amazonaws.com"]
-    }
-
-    condition {
-      test     = "ArnLike"
-      variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"]
-    }
-  }
+  description = "${var.name}: collector logs, ledger database or file system, secrets, backups"
+  alias       = "${var.name}-collector"
+  tags        = var.tags
 }
 
-resource "aws_kms_key" "this" {
-  description             = "${var.name}: collector logs, ledger database or file system, secrets, backups"
-  enable_key_rotation     = true
-  deletion_window_in_days = 30
-  policy                  = data.aws_iam_policy_document.key.json
-  tags                    = var.tags
+moved {
+  from = aws_kms_key.this
+  to   = module.key.aws_kms_key.this
 }
 
-resource "aws_kms_alias" "this" {
-  name          = "alias/${var.name}-collector"
-  target_key_id = aws_kms_key.this.key_id
+moved {
+  from = aws_kms_alias.this
+  to   = module.key.aws_kms_alias.this
 }
 
 resource "aws_cloudwatch_log_group" "collector" {
   name              = "/ecs/${var.name}/collector"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.this.arn
+  kms_key_id        = module.key.arn
   tags              = var.tags
 }
 
 resource "aws_cloudwatch_log_group" "exec" {
   name              = "/ecs/${var.name}/exec"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.this.arn
+  kms_key_id        = module.key.arn
   tags              = var.tags
 }
 
@@ -188,7 +154,7 @@ resource "aws_ecs_cluster" "this" {
 
   configuration {
     execute_command_configuration {
-      kms_key_id = aws_kms_key.this.arn
+      kms_key_id = module.key.arn
       logging    = "OVERRIDE"
 
       log_configuration {
@@ -261,7 +227,7 @@ data "aws_iam_policy_document" "execution_secrets" {
   statement {
     sid       = "DecryptThem"
     actions   = ["kms:Decrypt"]
-    resources = [aws_kms_key.this.arn]
+    resources = [module.key.arn]
   }
 }
 

@@ -45,7 +45,7 @@ output "log_group_name" {
 
 output "kms_key_arn" {
   description = "KMS key of the collector's logs, database or file system, secrets and backups."
-  value       = aws_kms_key.this.arn
+  value       = module.key.arn
 }
 
 output "ledger" {

@@ -118,7 +118,7 @@ resource "aws_cloudwatch_log_group" "db" {
 
   name              = "/aws/rds/instance/${var.name}-ledger/${each.value}"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.this.arn
+  kms_key_id        = module.key.arn
   tags              = var.tags
 }
 
@@ -139,7 +139,7 @@ resource "aws_db_instance" "ledger" {
   max_allocated_storage = var.db_max_allocated_storage
   storage_type          = "gp3"
   storage_encrypted     = true
-  kms_key_id            = aws_kms_key.this.arn
+  kms_key_id            = module.key.arn
 
   multi_az               = var.db_multi_az
   db_subnet_group_name   = aws_db_subnet_group.ledger[0].name
@@ -164,7 +164,7 @@ resource "aws_db_instance" "ledger" {
 
   enabled_cloudwatch_logs_exports       = ["postgresql", "upgrade"]
   performance_insights_enabled          = true
-  performance_insights_kms_key_id       = aws_kms_key.this.arn
+  performance_insights_kms_key_id       = module.key.arn
   performance_insights_retention_period = 7
   monitoring_interval                   = 60
   monitoring_role_arn                   = aws_iam_role.rds_monitoring[0].arn
@@ -180,7 +180,7 @@ resource "aws_secretsmanager_secret" "db" {
 
   name_prefix             = "${var.name}/collector/ledger-db-"
   description             = "gpucost collector: PostgreSQL ledger credentials and the postgres:// URL injected as GPUCOST_DB"
-  kms_key_id              = aws_kms_key.this.arn
+  kms_key_id              = module.key.arn
   recovery_window_in_days = 7
   tags                    = var.tags
 }

@@ -12,7 +12,7 @@ resource "aws_efs_file_system" "ledger" {
 
   creation_token   = "${var.name}-ledger"
   encrypted        = true
-  kms_key_id       = aws_kms_key.this.arn
+  kms_key_id       = module.key.arn
   performance_mode = "generalPurpose"
   throughput_mode  = "elastic"
 
@@ -170,7 +170,7 @@ resource "aws_backup_vault" "ledger" {
   count = local.sqlite_efs ? 1 : 0
 
   name        = "${var.name}-ledger"
-  kms_key_arn = aws_kms_key.this.arn
+  kms_key_arn = module.key.arn
   tags        = var.tags
 }
 

@@ -3,14 +3,12 @@
 # eks-pod-identity-agent add-ons, and IAM through EKS Pod Identity for the gpucost agent and for a collector
 # running on the cluster (AWS discovery, read-only).
 
-data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 
 locals {
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
-  region     = data.aws_region.current.name
 
   gpu_node_groups = { for g in var.gpu_node_groups : g.name => g }
 
@@ -27,63 +25,29 @@ locals {
 # Encryption key for Kubernetes secrets and the control plane's log group
 # ---------------------------------------------------------------------------------------------------------------
 
-data "aws_iam_policy_document" "cluster_key" {
-  #checkov:skip=CKV_AWS_109:A key policy's Resource "*" is this key only; the account root statement delegates to IAM as AWS recommends.
-  #checkov:skip=CKV_AWS_111:A key policy's Resource "*" is this key only; the account root statement delegates to IAM as AWS recommends.
-  #checkov:skip=CKV_AWS_356:A key policy's Resource "*" is this key only.
-  statement {
-    sid       = "AccountAdministersThroughIAM"
-    actions   = ["kms:*"]
-    resources = ["*"]
+module "cluster_key" {
+  source = "../logs-kms-key"
 
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
-    }
-  }
-
-  statement {
-    sid = "CloudWatchLogsOfThisAccount"
-    actions = [
-      "kms:Encrypt*",
-      "kms:Decrypt*",
-      "kms:ReEncrypt*",
-      "kms:GenerateDataKey*",
-      "kms:Describe*",
-    ]
-    resources = ["*"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["logs.${local.region}.amazonaws.com"]
-    }
-
-    condition {
-      test     = "ArnLike"
-      variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"]
-    }
-  }
+  description = "${var.cluster_name}: EKS secrets and control plane logs"
+  alias       = "${var.cluster_name}-eks"
+  tags        = var.tags
 }
 
-resource "aws_kms_key" "cluster" {
-  description             = "${var.cluster_name}: EKS secrets and control plane logs"
-  enable_key_rotation     = true
-  deletion_window_in_days = 30
-  policy                  = data.aws_iam_policy_document.cluster_key.json
-  tags                    = var.tags
+moved {
+  from = aws_kms_key.cluster
+  to   = module.cluster_key.aws_kms_key.this
 }
 
-resource "aws_kms_alias" "cluster" {
-  name          = "alias/${var.cluster_name}-eks"
-  target_key_id = aws_kms_key.cluster.key_id
+moved {
+  from = aws_kms_alias.cluster
+  to   = module.cluster_key.aws_kms_alias.this
 }
 
 # Created before the cluster so that it is encrypted and has a retention (EKS would create it without either).
 resource "aws_cloudwatch_log_group" "cluster" {
   name              = "/aws/eks/${var.cluster_name}/cluster"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.cluster.arn
+  kms_key_id        = module.cluster_key.arn
   tags              = var.tags
 }
 
@@ -116,7 +80,7 @@ resource "aws_iam_role_policy_attachment" "cluster" {
 data "aws_iam_policy_document" "cluster_kms" {
   statement {
     actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"]
-    resources = [aws_kms_key.cluster.arn]
+    resources = [module.cluster_key.arn]
   }
 }
 
@@ -144,7 +108,7 @@ resource "aws_eks_cluster" "this" {
     resources = ["secrets"]
 
     provider {
-      key_arn = aws_kms_key.cluster.arn
+      key_arn = module.cluster_key.arn
     }
   }
 

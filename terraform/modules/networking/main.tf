@@ -150,62 +150,28 @@ resource "aws_route_table_association" "private" {
 # VPC flow logs (encrypted CloudWatch log group)
 # ---------------------------------------------------------------------------------------------------------------
 
-data "aws_iam_policy_document" "logs_key" {
-  #checkov:skip=CKV_AWS_109:A key policy's Resource "*" is this key only; the account root statement delegates to IAM as AWS recommends.
-  #checkov:skip=CKV_AWS_111:A key policy's Resource "*" is this key only; the account root statement delegates to IAM as AWS recommends.
-  #checkov:skip=CKV_AWS_356:A key policy's Resource "*" is this key only.
-  statement {
-    sid       = "AccountAdministersThroughIAM"
-    actions   = ["kms:*"]
-    resources = ["*"]
+module "logs_key" {
+  source = "../logs-kms-key"
 
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
-    }
-  }
-
-  statement {
-    sid = "CloudWatchLogsOfThisAccount"
-    actions = [
-      "kms:Encrypt*",
-      "kms:Decrypt*",
-      "kms:ReEncrypt*",
-      "kms:GenerateDataKey*",
-      "kms:Describe*",
-    ]
-    resources = ["*"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["logs.${local.region}.amazonaws.com"]
-    }
-
-    condition {
-      test     = "ArnLike"
-      variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"]
-    }
-  }
+  description = "${var.name}: VPC flow logs"
+  alias       = "${var.name}-network-logs"
+  tags        = var.tags
 }
 
-resource "aws_kms_key" "logs" {
-  description             = "${var.name}: VPC flow logs"
-  enable_key_rotation     = true
-  deletion_window_in_days = 30
-  policy                  = data.aws_iam_policy_document.logs_key.json
-  tags                    = var.tags
+moved {
+  from = aws_kms_key.logs
+  to   = module.logs_key.aws_kms_key.this
 }
 
-resource "aws_kms_alias" "logs" {
-  name          = "alias/${var.name}-network-logs"
-  target_key_id = aws_kms_key.logs.key_id
+moved {
+  from = aws_kms_alias.logs
+  to   = module.logs_key.aws_kms_alias.this
 }
 
 resource "aws_cloudwatch_log_group" "flow_logs" {
   name              = "/aws/vpc/${var.name}/flow-logs"
   retention_in_days = var.flow_log_retention_days
-  kms_key_id        = aws_kms_key.logs.arn
+  kms_key_id        = module.logs_key.arn
   tags              = var.tags
 }
 
