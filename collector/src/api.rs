@@ -80,8 +80,26 @@ async fn authorize(State(s): State<AppState>, req: axum::extract::Request, next:
             && (path.starts_with("/api/v1/budgets/") || path.starts_with("/api/v1/periods/"));
     let scope = if changes { Scope::Admin } else { Scope::Read };
     let header = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+    let oidc = req.headers().get("x-amzn-oidc-data").and_then(|v| v.to_str().ok()).map(str::to_string);
     match s.auth.api(header, scope) {
         Ok(()) => next.run(req).await,
+        Err(Refusal::Missing) if oidc.is_some() && s.auth.alb.is_some() => {
+            let (alb, jwt) = (s.auth.alb.clone().expect("checked"), oidc.expect("checked"));
+            let now_s = crate::now_ns() / 1_000_000_000;
+            match tokio::task::spawn_blocking(move || alb.verify(&jwt, now_s)).await {
+                Ok(Ok(user)) if scope == Scope::Admin && !user.admin => ApiError(
+                    StatusCode::FORBIDDEN,
+                    format!("{} may read; this needs admin (--alb-oidc-admins)", user.name),
+                )
+                .into_response(),
+                Ok(Ok(_)) => next.run(req).await,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "refused an ALB OIDC identity");
+                    ApiError(StatusCode::UNAUTHORIZED, format!("x-amzn-oidc-data: {e}")).into_response()
+                }
+                Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            }
+        }
         Err(e @ Refusal::NeedsAdmin(_)) => ApiError(StatusCode::FORBIDDEN, e.to_string()).into_response(),
         Err(e) => {
             let mut r =

@@ -33,6 +33,8 @@ pub struct Auth {
     api: HashMap<String, (String, Scope)>,
     /// `--insecure`: no token needed anywhere.
     pub insecure: bool,
+    /// People signed in through the ALB's OIDC (`x-amzn-oidc-data`), when configured.
+    pub alb: Option<std::sync::Arc<crate::alb_oidc::AlbOidc>>,
 }
 
 /// The SHA-256 of a token, hex: what the auth file stores.
@@ -108,8 +110,8 @@ impl Auth {
         if self.insecure {
             return Ok(());
         }
-        if self.agents.is_empty() || self.api.is_empty() {
-            return Err("no agent and API tokens configured: give --auth <file> with [[agent]] and [[api]] tokens, or --insecure for a development setup (plain text, no tokens)".into());
+        if self.agents.is_empty() || (self.api.is_empty() && self.alb.is_none()) {
+            return Err("no agent and API tokens configured: give --auth <file> with [[agent]] and [[api]] tokens (or --alb-oidc-keys for people), or --insecure for a development setup (plain text, no tokens)".into());
         }
         Ok(())
     }

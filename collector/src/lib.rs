@@ -3,6 +3,7 @@
 //! Data flow: `ingest` (gRPC: validate → share) → `ledger` (writer → SQLite) → `api` (HTTP).
 //! `server` wires them together; `demo` adds a simulated fleet streaming over real gRPC.
 
+pub mod alb_oidc;
 pub mod api;
 pub mod api_backstage;
 pub mod api_budgets;

@@ -301,6 +301,16 @@ struct LedgerArgs {
     /// Serve gRPC in plain text while still requiring tokens, when a proxy in front (an ALB) terminates TLS.
     #[arg(long, env = "GPUCOST_GRPC_PLAINTEXT", conflicts_with = "tls_cert")]
     grpc_plaintext: bool,
+    /// Accept people signed in by the AWS ALB's OIDC: the ALB's public-key endpoint, e.g.
+    /// https://public-keys.auth.elb.us-east-1.amazonaws.com (the x-amzn-oidc-data header is verified with it).
+    #[arg(long, env = "GPUCOST_ALB_OIDC_KEYS")]
+    alb_oidc_keys: Option<String>,
+    /// The ALB (its ARN) whose OIDC headers are accepted.
+    #[arg(long, env = "GPUCOST_ALB_ARN", requires = "alb_oidc_keys")]
+    alb_arn: Option<String>,
+    /// Signed-in users (email) with admin scope; the others read.
+    #[arg(long, env = "GPUCOST_ALB_OIDC_ADMINS", value_delimiter = ',', requires = "alb_oidc_keys")]
+    alb_oidc_admins: Vec<String>,
     /// Run without tokens (plain-text gRPC, open API): for development only; logs a warning.
     #[arg(long, env = "GPUCOST_INSECURE")]
     insecure: bool,
@@ -428,6 +438,13 @@ impl LedgerArgs {
             }
             None => Auth::default(),
         };
+        if let Some(keys) = &self.alb_oidc_keys {
+            auth.alb = Some(Arc::new(gpucost_collector::alb_oidc::AlbOidc::new(
+                keys,
+                self.alb_arn.as_deref().unwrap_or_default(),
+                self.alb_oidc_admins.clone(),
+            )));
+        }
         auth.insecure = self.insecure || (demo && self.auth.is_none());
         auth.check_complete().map_err(anyhow::Error::msg)?;
         if auth.insecure && !demo {
