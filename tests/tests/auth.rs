@@ -163,7 +163,10 @@ fn a_real_agent_streams_with_its_token_file_and_an_unprotected_collector_will_no
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--auth <file> with [[agent]] and [[api]] tokens, or --insecure"), "{stderr}");
+    assert!(
+        stderr.contains("--auth <file> with [[agent]] and [[api]] tokens") && stderr.contains("or --insecure"),
+        "{stderr}"
+    );
     // Tokens, but gRPC neither under TLS nor declared behind a TLS proxy: refused too.
     let out = std::process::Command::new(bin("gpucost-collector"))
         .args(["serve", "--auth", auth.to_str().unwrap(), "--db", dir.path().join("n.db").to_str().unwrap()])
