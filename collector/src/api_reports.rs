@@ -187,8 +187,7 @@ async fn chargeback(
     let r = req.clone();
     let (body, content_type) = on_ledger(&s, move |l| render(l, &r, &config, &centers)).await?;
     if req.format == Format::Json {
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        return Ok(Json(v).into_response());
+        return Ok(([(header::CONTENT_TYPE, content_type)], body).into_response());
     }
     let name = format!(
         "gpucost-{}-{}.csv",

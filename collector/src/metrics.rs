@@ -26,12 +26,16 @@ impl Bounded {
         Self { seen: Mutex::new(HashSet::new()), max }
     }
 
-    /// `values`, or `other` for every label but the first (the cluster) once the family is full.
-    fn admit(&self, values: &[String]) -> Vec<String> {
+    /// `values`, or `other` for every label but the first (the cluster) once the family is full. A label set
+    /// already seen costs no allocation (this runs for every stored batch).
+    fn admit<'a>(&self, values: &'a [String]) -> std::borrow::Cow<'a, [String]> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.contains(values) || seen.len() < self.max {
+        if seen.contains(values) {
+            return values.into();
+        }
+        if seen.len() < self.max {
             seen.insert(values.to_vec());
-            return values.to_vec();
+            return values.into();
         }
         values.iter().enumerate().map(|(i, v)| if i == 0 { v.clone() } else { "other".into() }).collect()
     }
@@ -267,7 +271,8 @@ impl Metrics {
             self.observed.with_label_values(&[&o.cluster, &o.node, model]).inc_by(*ns as f64 / 1e9);
         }
         for g in &o.gpus {
-            let l = self.gpu_labels.admit(&[g.cluster.clone(), g.node.clone(), g.uuid.clone(), g.model.clone()]);
+            let labels = [g.cluster.clone(), g.node.clone(), g.uuid.clone(), g.model.clone()];
+            let l = self.gpu_labels.admit(&labels);
             let l: Vec<&str> = l.iter().map(String::as_str).collect();
             self.gpu_util.with_label_values(&l).set(g.utilization);
             self.gpu_mem_used.with_label_values(&l).set(g.memory_used_bytes as f64);

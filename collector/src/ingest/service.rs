@@ -218,7 +218,7 @@ impl Ingest for IngestService {
             tracing::warn!(error = %e, "refused an agent stream");
             Status::unauthenticated(format!("agent token: {e}"))
         })?;
-        if self.pipeline.slots.take().is_none() {
+        if !self.pipeline.slots.take() {
             self.pipeline.metrics.limit_breach("streams");
             return Err(Status::resource_exhausted(format!(
                 "{} agent streams are open, the most this collector takes (--max-streams); retry later",
