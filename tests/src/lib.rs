@@ -347,6 +347,13 @@ pub struct Mlflow {
     admin_password: Option<String>,
 }
 
+impl Drop for Mlflow {
+    /// Kills MLflow's whole process group: killing `mlflow` alone leaves its server and job consumers running.
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.proc.0.id())]).status();
+    }
+}
+
 impl Mlflow {
     pub const ADMIN: &'static str = "admin";
 
@@ -380,6 +387,9 @@ impl Mlflow {
                 .env("MLFLOW_AUTH_CONFIG_PATH", &ini)
                 .env("MLFLOW_FLASK_SERVER_SECRET_KEY", "gpucost-test-secret");
         }
+        // `mlflow server` starts uvicorn and job consumers as its children: they get their own process group,
+        // which `Drop` kills whole.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd
             .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1", "--backend-store-uri"])
             .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
