@@ -13,6 +13,7 @@ pub mod reading;
 pub mod sampler;
 pub mod sim;
 pub mod source;
+pub mod spool;
 pub mod uplink;
 pub mod wire;
 
@@ -25,10 +26,11 @@ pub async fn stream_node(
     sampler: sampler::Sampler,
     framer: wire::Framer,
     uplink: uplink::UplinkConfig,
+    spool: spool::Spool,
     intervals: Option<u64>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<uplink::UplinkStats> {
-    stream_node_observed(sampler, framer, uplink, intervals, shutdown, None).await
+    stream_node_observed(sampler, framer, uplink, spool, intervals, shutdown, None).await
 }
 
 /// [`stream_node`], showing every framed interval to `observe` (the node's `/metrics`).
@@ -36,12 +38,14 @@ pub async fn stream_node_observed(
     mut sampler: sampler::Sampler,
     mut framer: wire::Framer,
     uplink: uplink::UplinkConfig,
+    spool: spool::Spool,
     intervals: Option<u64>,
     mut shutdown: watch::Receiver<bool>,
     observe: Option<std::sync::Arc<node_metrics::NodeMetrics>>,
 ) -> anyhow::Result<uplink::UplinkStats> {
     let (tx, rx) = mpsc::channel(16);
-    let sender = tokio::spawn(uplink::run(uplink, rx));
+    let progress = spool.progress();
+    let sender = tokio::spawn(uplink::run(uplink, spool, rx));
     let mut produced = 0u64;
     while intervals.is_none_or(|n| produced < n) {
         tokio::select! {
@@ -51,9 +55,11 @@ pub async fn stream_node_observed(
                 if let Some(m) = &observe {
                     m.observe(&batch);
                 }
+                let end = batch.interval_end_unix_nanos;
                 if tx.send(batch).await.is_err() {
                     break;
                 }
+                progress.record(end);
                 produced += 1;
             }
             _ = stopped(&mut shutdown) => {

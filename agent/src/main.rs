@@ -13,9 +13,10 @@ use gpucost_agent::identify::pods::PodCache;
 use gpucost_agent::identify::{DEFAULT_ENV_KEYS, Identifier, IdentifyConfig};
 use gpucost_agent::nvml::NvmlSource;
 use gpucost_agent::reading::{CapacityType, NodeInfo};
-use gpucost_agent::sampler::{Clock, Sampler};
+use gpucost_agent::sampler::{self, Clock, Sampler};
 use gpucost_agent::sim::{Fleet, FleetSpec, SimSource};
 use gpucost_agent::source::GpuSource;
+use gpucost_agent::spool::{Spool, SpoolConfig};
 use gpucost_agent::uplink::UplinkConfig;
 use gpucost_agent::wire::Framer;
 
@@ -122,9 +123,20 @@ struct Config {
     /// the Kubernetes API and the pod-resources socket like on a real node.
     #[arg(long)]
     sim_anonymous: bool,
-    /// Most batches kept in memory while the collector is unreachable.
-    #[arg(long, env = "GPUCOST_MAX_PENDING", default_value_t = 5760)]
+    /// Keep unacked batches in this directory (one agent per directory), so that a collector outage or an
+    /// agent restart loses nothing; without it they are kept in memory only.
+    #[arg(long, env = "GPUCOST_SPOOL_DIR")]
+    spool_dir: Option<PathBuf>,
+    /// Most bytes the spool keeps (e.g. 256MiB, 1GiB); past it old batches are merged into coarser ones,
+    /// then the oldest dropped (counted).
+    #[arg(long, env = "GPUCOST_SPOOL_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    spool_max_bytes: u64,
+    /// Most batches the spool keeps (17280: three days of 15 s intervals).
+    #[arg(long, env = "GPUCOST_MAX_PENDING", default_value_t = 17_280)]
     max_pending: usize,
+    /// A batch spooled longer ago than this is dropped (counted).
+    #[arg(long, env = "GPUCOST_SPOOL_MAX_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
+    spool_max_age: Duration,
     /// How long to wait for outstanding acks on shutdown.
     #[arg(long, env = "GPUCOST_DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -143,6 +155,10 @@ struct Config {
     /// Simulator: run on a virtual clock from this time (RFC 3339, a multiple of the report interval).
     #[arg(long, value_parser = humantime::parse_rfc3339)]
     sim_start: Option<std::time::SystemTime>,
+    /// Simulator: stop when the virtual clock reaches this time (RFC 3339), once all is acked; after a
+    /// restart with the same --spool-dir the clock goes on from where the last run got to.
+    #[arg(long, value_parser = humantime::parse_rfc3339, requires = "sim_start")]
+    sim_end: Option<std::time::SystemTime>,
     /// Simulator: real time to wait after each virtual interval.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     sim_pace: Duration,
@@ -216,6 +232,25 @@ impl Config {
         }
         Ok(Some(ns))
     }
+}
+
+/// `256MiB`, `1GiB`, `500MB`, `1048576`.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a size like 256MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?} in {s:?} (B, KiB, MiB, GiB, KB, MB, GB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 fn init_logs(format: &str) {
@@ -338,9 +373,47 @@ async fn run(config: Config) -> anyhow::Result<()> {
             (Box::new(source), config.sim_anonymous.then_some(identifier), agent_id)
         }
     };
+    let node_metrics = std::sync::Arc::new(gpucost_agent::node_metrics::NodeMetrics::default());
+    // The spool first: on a resumable (virtual) clock, sampling goes on from where the last run got to.
+    let (spool, resume) = if config.once {
+        (Spool::memory(1), None)
+    } else {
+        if config.spool_dir.is_none() {
+            tracing::warn!("no --spool-dir: unacked batches are kept in memory only and lost if the agent restarts");
+        }
+        let spool_config = SpoolConfig {
+            dir: config.spool_dir.clone(),
+            max_bytes: config.spool_max_bytes,
+            max_batches: config.max_pending.max(1),
+            max_age: config.spool_max_age,
+            ..SpoolConfig::default()
+        };
+        Spool::open(spool_config, node_metrics.spool.clone())?
+    };
+    let mut intervals = config.intervals;
     let clock = match virtual_start {
-        Some(start_unix_nanos) => Clock::Virtual { start_unix_nanos, pace: config.sim_pace },
-        None => Clock::Wall { align: !config.once },
+        Some(start) => {
+            let start_unix_nanos = match resume {
+                Some(r) if r > start => {
+                    tracing::info!(resume_at = %humantime::format_rfc3339_nanos(std::time::UNIX_EPOCH + Duration::from_nanos(r)), "simulated clock: going on from where the last run got to");
+                    r
+                }
+                _ => start,
+            };
+            if let Some(end) = config.sim_end {
+                let end = end.duration_since(std::time::UNIX_EPOCH).context("--sim-end before 1970")?.as_nanos() as u64;
+                let left = end.saturating_sub(start_unix_nanos) / config.report_interval.as_nanos() as u64;
+                intervals = Some(intervals.map_or(left, |n| n.min(left)));
+            }
+            Clock::Virtual { start_unix_nanos, pace: config.sim_pace }
+        }
+        None => {
+            if let Some(r) = resume {
+                let gap = sampler::now_unix_nanos().saturating_sub(r);
+                tracing::warn!(gap_seconds = gap / 1_000_000_000, "the last run sampled until it stopped; the GPU time since is not observed");
+            }
+            Clock::Wall { align: !config.once }
+        }
     };
     let mut sampler = Sampler::new(source, identifier, config.sample_interval, config.report_interval, clock);
     tracing::info!(agent_id, devices = sampler.source().node().devices.len(), source = ?config.source, "agent started");
@@ -354,7 +427,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let framer = Framer::new(agent_id, boot_id());
     let mut uplink = UplinkConfig::new(config.collector.clone());
-    uplink.max_pending = config.max_pending;
     uplink.tls = collector_tls(&config)?;
     if let Some(path) = &config.token_file {
         let token =
@@ -367,7 +439,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // A replay on a virtual clock can wait for the collector; live sampling never does.
     uplink.hold_back = virtual_start.is_some();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let node_metrics = std::sync::Arc::new(gpucost_agent::node_metrics::NodeMetrics::default());
     if let Some(addr) = &config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -379,7 +450,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         sampler,
         framer,
         uplink,
-        config.intervals,
+        spool,
+        intervals,
         stop_rx,
         Some(node_metrics),
     ));

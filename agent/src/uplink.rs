@@ -1,12 +1,11 @@
 //! Streams batches to the collector over gRPC and forgets a batch only after the collector acked it.
 //!
-//! Batches wait in an in-memory queue, oldest first. On (re)connect every unacked batch is sent again in
+//! Batches wait in the spool (on disk, or in memory), oldest first. On (re)connect every unacked batch is sent again in
 //! order; the collector recognises resends by (agent, boot, seq) and acks them without counting them
 //! twice. A batch the collector rejects as invalid (INVALID_ARGUMENT, trailer `gpucost-rejected-seq`) is
 //! dropped and logged: sending it again would be rejected again. Connection failures back off
 //! exponentially up to `backoff_max`; a collector that stops acking for `ack_timeout` is reconnected.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use gpucost_proto::v1::ingest_client::IngestClient;
@@ -15,6 +14,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
+use crate::spool::Spool;
+
 /// Trailer naming the batch a collector rejected.
 pub const REJECTED_SEQ_TRAILER: &str = "gpucost-rejected-seq";
 
@@ -22,10 +23,7 @@ pub const REJECTED_SEQ_TRAILER: &str = "gpucost-rejected-seq";
 pub struct UplinkConfig {
     /// `http://host:port` of the collector's gRPC listener.
     pub endpoint: String,
-    /// Most batches kept while the collector is unreachable; past it the oldest is dropped (and logged),
-    /// unless `hold_back` is set.
-    pub max_pending: usize,
-    /// When the queue is full, stop taking batches (the producer waits) instead of dropping the oldest.
+    /// When the spool is full, stop taking batches (the producer waits) instead of merging or dropping.
     /// For producers that can wait: replays and backfills on a virtual clock, never live sampling.
     pub hold_back: bool,
     /// Most batches sent and not yet acked.
@@ -44,7 +42,6 @@ impl UplinkConfig {
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
             endpoint: endpoint.into(),
-            max_pending: 5760,
             hold_back: false,
             window: 64,
             connect_timeout: Duration::from_secs(5),
@@ -63,7 +60,6 @@ pub struct UplinkStats {
     pub stored: u64,
     pub duplicates: u64,
     pub rejected: u64,
-    pub dropped_for_space: u64,
     pub reconnects: u64,
 }
 
@@ -80,8 +76,12 @@ enum StreamEnd {
     Broken,
 }
 
-/// Runs until `batches` is closed and every batch in it has been acked (or rejected).
-pub async fn run(config: UplinkConfig, mut batches: mpsc::Receiver<UsageBatch>) -> Result<UplinkStats, UplinkError> {
+/// Runs until `batches` is closed and every batch in it, and in `spool`, has been acked (or rejected).
+pub async fn run(
+    config: UplinkConfig,
+    spool: Spool,
+    mut batches: mpsc::Receiver<UsageBatch>,
+) -> Result<UplinkStats, UplinkError> {
     let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
         .map_err(|e| UplinkError::BadEndpoint { url: config.endpoint.clone(), reason: e.to_string() })?;
     if let Some(tls) = &config.tls {
@@ -94,17 +94,11 @@ pub async fn run(config: UplinkConfig, mut batches: mpsc::Receiver<UsageBatch>) 
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
         .tcp_nodelay(true);
-    let mut queue = Queue {
-        pending: VecDeque::new(),
-        sent: 0,
-        max: config.max_pending.max(1),
-        stats: UplinkStats::default(),
-        acked_since_connect: false,
-    };
+    let mut queue = Queue { spool, sent: 0, stats: UplinkStats::default(), acked_since_connect: false };
     let mut input_open = true;
     let mut backoff = config.backoff_min;
     loop {
-        if !input_open && queue.pending.is_empty() {
+        if !input_open && queue.spool.is_empty() {
             return Ok(queue.stats);
         }
         match endpoint.connect().await {
@@ -118,7 +112,7 @@ pub async fn run(config: UplinkConfig, mut batches: mpsc::Receiver<UsageBatch>) 
                 }
             }
             Err(e) => {
-                tracing::warn!(collector = %config.endpoint, error = %e, pending = queue.pending.len(), "cannot reach the collector; retrying")
+                tracing::warn!(collector = %config.endpoint, error = %e, pending = queue.spool.len(), "cannot reach the collector; retrying")
             }
         }
         queue.stats.reconnects += 1;
@@ -140,55 +134,41 @@ pub async fn run(config: UplinkConfig, mut batches: mpsc::Receiver<UsageBatch>) 
 }
 
 struct Queue {
-    pending: VecDeque<UsageBatch>,
+    spool: Spool,
     /// How many of the oldest pending batches were sent on the current stream.
     sent: usize,
-    max: usize,
     stats: UplinkStats,
     /// Whether the current stream has acked anything: only then is the backoff reset.
     acked_since_connect: bool,
 }
 
 impl Queue {
-    /// Whether to take another batch now: always, unless holding back with a full queue.
+    /// Whether to take another batch now: always, unless holding back with a full spool.
     fn has_room(&self, hold_back: bool) -> bool {
-        !hold_back || self.pending.len() < self.max
+        !hold_back || !self.spool.is_full()
     }
 
     fn push(&mut self, b: UsageBatch) {
-        if self.pending.len() >= self.max
-            && let Some(old) = self.pending.pop_front()
-        {
-            tracing::error!(
-                seq = old.seq,
-                start = old.interval_start_unix_nanos,
-                "pending queue full: dropping the oldest unacked batch"
-            );
-            self.stats.dropped_for_space += 1;
-            self.sent = self.sent.saturating_sub(1);
+        let before = self.spool.len();
+        self.spool.push(b);
+        // Merges and drops may have taken batches out from under the ones sent on this stream: those
+        // are never merged, but a drop takes the oldest, sent or not.
+        if self.spool.len() <= before {
+            self.sent = self.sent.min(self.spool.len());
         }
-        self.pending.push_back(b);
     }
 
     /// Forgets every pending batch up to and including `ack`.
     fn ack(&mut self, ack: &Ack) -> usize {
-        let mut n = 0;
-        while self.pending.front().is_some_and(|b| b.boot_id == ack.boot_id && b.seq <= ack.seq) {
-            self.pending.pop_front();
-            n += 1;
-        }
+        let n = self.spool.ack(&ack.boot_id, ack.seq);
         self.sent = self.sent.saturating_sub(n);
         n
     }
 
-    fn drop_rejected(&mut self, seq: Option<u64>) -> Option<UsageBatch> {
-        let at = match seq {
-            Some(seq) => self.pending.iter().position(|b| b.seq == seq)?,
-            None if self.pending.is_empty() => return None,
-            None => 0,
-        };
+    fn drop_rejected(&mut self, seq: Option<u64>) -> Option<(String, u64)> {
+        let dropped = self.spool.remove_rejected(seq, self.sent)?;
         self.sent = self.sent.saturating_sub(1);
-        self.pending.remove(at)
+        Some(dropped)
     }
 }
 
@@ -225,13 +205,14 @@ async fn stream(
     let ack_deadline = tokio::time::sleep(config.ack_timeout);
     tokio::pin!(ack_deadline);
     loop {
-        while queue.sent < queue.pending.len() && queue.sent < config.window {
-            if tx.try_send(queue.pending[queue.sent].clone()).is_err() {
+        while queue.sent < config.window && tx.capacity() > 0 {
+            let Some(b) = queue.spool.take_for_send(queue.sent) else { break };
+            if tx.try_send(b).is_err() {
                 break;
             }
             queue.sent += 1;
         }
-        if !*input_open && queue.pending.is_empty() {
+        if !*input_open && queue.spool.is_empty() {
             return StreamEnd::Done;
         }
         tokio::select! {
@@ -258,7 +239,7 @@ async fn stream(
                     let seq = status.metadata().get(REJECTED_SEQ_TRAILER).and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok());
                     let dropped = queue.drop_rejected(seq);
                     queue.stats.rejected += 1;
-                    tracing::error!(seq = ?dropped.as_ref().map(|b| b.seq), reason = status.message(), "collector rejected a batch as invalid; dropping it");
+                    tracing::error!(seq = ?dropped.as_ref().map(|d| d.1), reason = status.message(), "collector rejected a batch as invalid; dropping it");
                     return StreamEnd::Broken;
                 }
                 Err(status) => {

@@ -61,6 +61,7 @@ impl Framer {
                 .collect(),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             sample_interval_nanos: report.sample_interval_nanos,
+            first_seq: 0,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use gpucost_agent::sampler::{Clock, Sampler};
 use gpucost_agent::sim::{Fleet, FleetSpec, SimSource};
+use gpucost_agent::spool::Spool;
 use gpucost_agent::uplink::UplinkConfig;
 use gpucost_agent::wire::Framer;
 use tokio::sync::watch;
@@ -55,9 +56,9 @@ async fn backfill(config: &DemoConfig, endpoint: &str, span: Duration) -> anyhow
             Clock::Virtual { start_unix_nanos: start, pace: Duration::ZERO },
         );
         let mut uplink = UplinkConfig::new(endpoint);
-        uplink.max_pending = 2 * uplink.window;
         uplink.hold_back = true;
-        nodes.spawn(gpucost_agent::stream_node(sampler, framer, uplink, Some(intervals), never.clone()));
+        let spool = Spool::memory(2 * uplink.window);
+        nodes.spawn(gpucost_agent::stream_node(sampler, framer, uplink, spool, Some(intervals), never.clone()));
     }
     let mut stats = gpucost_agent::uplink::UplinkStats::default();
     while let Some(r) = nodes.join_next().await {
@@ -121,6 +122,7 @@ pub async fn run(mut config: DemoConfig, shutdown: watch::Receiver<bool>) -> any
             sampler,
             framer,
             UplinkConfig::new(endpoint.clone()),
+            Spool::memory(5760),
             None,
             shutdown.clone(),
         ));
