@@ -214,7 +214,7 @@ impl Metrics {
                 )
                 .expect("a valid metric");
                 r.register(Box::new(c.clone())).expect("registered once");
-                for l in ["streams", "agent_rate", "http_timeout"] {
+                for l in ["streams", "agent_rate", "http_timeout", "clock_skew"] {
                     c.with_label_values(&[l]);
                 }
                 c

@@ -15,6 +15,8 @@ pub struct Batch {
     pub agent_id: String,
     pub boot_id: String,
     pub seq: u64,
+    /// The first sequence number this batch stands for: `seq`, or less when its agent merged batches.
+    pub first_seq: u64,
     pub node: Node,
     pub devices: Vec<Device>,
     pub start_ns: u64,

@@ -203,6 +203,7 @@ mod tests {
             agent_id: "a".into(),
             boot_id: "b".into(),
             seq: 1,
+            first_seq: 1,
             node,
             devices,
             start_ns: T0,

@@ -158,6 +158,13 @@ async fn serve_stream(
                             stored: writer.submit(batch).await,
                         });
                     }
+                    (_, Err(e)) if e.later => {
+                        // Kept by the agent and sent again: refused for now, not rejected.
+                        metrics.limit_breach("clock_skew");
+                        tracing::warn!(agent = %b.agent_id, seq = b.seq, error = %e, "a batch from the future: the agent's clock is ahead");
+                        last_word = Some(Status::unavailable(e.to_string()));
+                        input_done = true;
+                    }
                     (_, Err(e)) => {
                         metrics.batch_rejected();
                         tracing::warn!(agent = %b.agent_id, seq = b.seq, error = %e, "rejected a batch");

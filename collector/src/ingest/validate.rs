@@ -24,7 +24,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_interval_ns: 3_600 * 1_000_000_000,
-            max_clock_skew_ns: 300 * 1_000_000_000,
+            max_clock_skew_ns: 900 * 1_000_000_000,
             max_devices: 512,
             max_processes: 16_384,
             max_allocations: 4_096,
@@ -47,6 +47,9 @@ pub struct ValidationError {
     /// Where in the batch, e.g. `processes[3].sm_util_percent`.
     pub field: String,
     pub problem: String,
+    /// Not wrong, only early: the batch ends in the future by this collector's clock. The agent keeps it
+    /// and sends it again later; it is never dropped for it.
+    pub later: bool,
 }
 
 struct Check<'a> {
@@ -56,7 +59,7 @@ struct Check<'a> {
 
 impl Check<'_> {
     fn fail<T>(&self, field: impl Into<String>, problem: impl Into<String>) -> Result<T, ValidationError> {
-        Err(ValidationError { batch: self.batch.clone(), field: field.into(), problem: problem.into() })
+        Err(ValidationError { batch: self.batch.clone(), field: field.into(), problem: problem.into(), later: false })
     }
 
     fn text(&self, field: &str, value: &str, required: bool) -> Result<(), ValidationError> {
@@ -157,6 +160,9 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
     if b.seq == 0 {
         return c.fail("seq", "must start at 1");
     }
+    if b.first_seq > b.seq {
+        return c.fail("first_seq", format!("{} is after seq {}", b.first_seq, b.seq));
+    }
     let Some(n) = &b.node else { return c.fail("node", "is missing") };
     c.text("node.cluster", &n.cluster, true)?;
     c.text("node.node_name", &n.node_name, true)?;
@@ -193,10 +199,18 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
         );
     }
     if end > now_ns.saturating_add(limits.max_clock_skew_ns) {
-        return c.fail(
-            "interval_end_unix_nanos",
-            format!("{} s in the future: is the agent's clock set?", (end - now_ns) / 1_000_000_000),
-        );
+        let mut e = c
+            .fail::<()>(
+                "interval_end_unix_nanos",
+                format!(
+                    "{} s in the future by the collector's clock, past the {} s allowed (--max-clock-skew): is the agent's clock set? Not stored yet; send it again later",
+                    (end - now_ns) / 1_000_000_000,
+                    limits.max_clock_skew_ns / 1_000_000_000
+                ),
+            )
+            .expect_err("fail always fails");
+        e.later = true;
+        return Err(e);
     }
 
     if n.devices.is_empty() {
@@ -332,6 +346,7 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
         agent_id: b.agent_id.clone(),
         boot_id: b.boot_id.clone(),
         seq: b.seq,
+        first_seq: if b.first_seq == 0 { b.seq } else { b.first_seq },
         node,
         devices,
         start_ns: start,
@@ -442,6 +457,14 @@ mod tests {
             "interval_end_unix_nanos",
             "future",
         );
+        let mut early = good();
+        early.interval_start_unix_nanos = NOW + 3_600_000_000_000;
+        early.interval_end_unix_nanos = NOW + 3_615_000_000_000;
+        assert!(validate(&early, NOW, &Limits::default()).expect_err("early").later, "early is not invalid");
+        // Ten minutes ahead is within the default skew.
+        early.interval_start_unix_nanos = NOW + 585_000_000_000;
+        early.interval_end_unix_nanos = NOW + 600_000_000_000;
+        assert!(validate(&early, NOW, &Limits::default()).is_ok());
         rejects(|b| b.processes[0].sm_util_percent = 140.0, "processes[0].sm_util_percent", "140 is outside 0..=100");
         rejects(|b| b.processes[0].sm_util_percent = f64::NAN, "processes[0].sm_util_percent", "outside");
         rejects(|b| b.processes[0].gpu_uuid = "GPU-zzz".into(), "processes[0].gpu_uuid", "not among node.devices");

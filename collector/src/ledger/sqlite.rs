@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_owners.sql"),
     include_str!("migrations/0007_budgets.sql"),
     include_str!("migrations/0008_closed_periods.sql"),
+    include_str!("migrations/0009_coverage_ranges.sql"),
 ];
 
 mod budgets;
@@ -383,6 +384,86 @@ impl IdCache {
     }
 }
 
+enum Claim {
+    /// Recorded now.
+    Taken,
+    /// Wholly recorded before: a resend.
+    Held,
+    /// Partly recorded before, in the stored range [from, to]: neither new nor a resend.
+    Overlaps { from: u64, to: u64 },
+}
+
+/// Records the batch's sequence numbers (first_seq..=seq) for its boot, coalescing ranges.
+fn claim_seqs(tx: &Connection, b: &Batch) -> Result<Claim, rusqlite::Error> {
+    let (first, last) = (b.first_seq as i64, b.seq as i64);
+    let before: Option<(i64, i64)> = tx
+        .prepare_cached(
+            "SELECT first_seq, last_seq FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 AND first_seq <= $3
+             ORDER BY first_seq DESC LIMIT 1",
+        )?
+        .query_row(params![b.agent_id, b.boot_id, last], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((f, l)) = before
+        && l >= first
+    {
+        return Ok(if f <= first && l >= last { Claim::Held } else { Claim::Overlaps { from: f as u64, to: l as u64 } });
+    }
+    let joins_before = before.filter(|&(_, l)| l + 1 == first);
+    let after: Option<i64> = tx
+        .prepare_cached("SELECT last_seq FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 AND first_seq = $3")?
+        .query_row(params![b.agent_id, b.boot_id, last + 1], |r| r.get(0))
+        .optional()?;
+    if after.is_some() {
+        tx.prepare_cached("DELETE FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 AND first_seq = $3")?
+            .execute(params![b.agent_id, b.boot_id, last + 1])?;
+    }
+    let new_last = after.unwrap_or(last);
+    match joins_before {
+        Some((f, _)) => tx
+            .prepare_cached("UPDATE boot_seqs SET last_seq = $1 WHERE agent_id = $2 AND boot_id = $3 AND first_seq = $4")?
+            .execute(params![new_last, b.agent_id, b.boot_id, f])?,
+        None => tx
+            .prepare_cached("INSERT INTO boot_seqs (agent_id, boot_id, first_seq, last_seq) VALUES ($1, $2, $3, $4)")?
+            .execute(params![b.agent_id, b.boot_id, first, new_last])?,
+    };
+    Ok(Claim::Taken)
+}
+
+/// Records [start, end) as billed on the GPU, coalescing ranges; the recorded range it overlaps, if any
+/// (then nothing is recorded).
+fn claim_gpu_time(tx: &Connection, gpu_id: i64, start: u64, end: u64) -> Result<Option<(u64, u64)>, rusqlite::Error> {
+    let (start, end) = (start as i64, end as i64);
+    let before: Option<(i64, i64)> = tx
+        .prepare_cached(
+            "SELECT start_ns, end_ns FROM gpu_coverage WHERE gpu_id = $1 AND start_ns < $2 ORDER BY start_ns DESC LIMIT 1",
+        )?
+        .query_row(params![gpu_id, end], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((s, e)) = before
+        && e > start
+    {
+        return Ok(Some((s as u64, e as u64)));
+    }
+    let joins_before = before.filter(|&(_, e)| e == start);
+    let after: Option<i64> = tx
+        .prepare_cached("SELECT end_ns FROM gpu_coverage WHERE gpu_id = $1 AND start_ns = $2")?
+        .query_row(params![gpu_id, end], |r| r.get(0))
+        .optional()?;
+    if after.is_some() {
+        tx.prepare_cached("DELETE FROM gpu_coverage WHERE gpu_id = $1 AND start_ns = $2")?.execute(params![gpu_id, end])?;
+    }
+    let new_end = after.unwrap_or(end);
+    match joins_before {
+        Some((s, _)) => tx
+            .prepare_cached("UPDATE gpu_coverage SET end_ns = $1 WHERE gpu_id = $2 AND start_ns = $3")?
+            .execute(params![new_end, gpu_id, s])?,
+        None => tx
+            .prepare_cached("INSERT INTO gpu_coverage (gpu_id, start_ns, end_ns) VALUES ($1, $2, $3)")?
+            .execute(params![gpu_id, start, new_end])?,
+    };
+    Ok(None)
+}
+
 /// Writes one batch inside the caller's savepoint.
 fn record_one(
     ids: &mut IdCache,
@@ -392,16 +473,18 @@ fn record_one(
     bucket_ns: u64,
     keep_raw_after_ns: u64,
 ) -> Result<Recorded, LedgerError> {
-    let fresh = tx
-            .prepare_cached(
-                "INSERT INTO agent_boots (agent_id, boot_id, last_seq, first_seen_ns, last_seen_ns) VALUES ($1, $2, $3, $4, $4)
-                 ON CONFLICT (agent_id, boot_id) DO UPDATE SET last_seq = excluded.last_seq, last_seen_ns = excluded.last_seen_ns
-                 WHERE agent_boots.last_seq < excluded.last_seq",
-            )?
-            .execute(params![b.agent_id, b.boot_id, b.seq as i64, now_ns as i64])?;
-    if fresh == 0 {
-        return Ok(Recorded::Duplicate);
+    match claim_seqs(tx, b)? {
+        Claim::Taken => {}
+        Claim::Held => return Ok(Recorded::Duplicate),
+        Claim::Overlaps { from, to } => {
+            return Err(LedgerError::SeqOverlap { batch: b.id(), first_seq: b.first_seq, stored_from: from, stored_to: to });
+        }
     }
+    tx.prepare_cached(
+        "INSERT INTO agent_boots (agent_id, boot_id, last_seq, first_seen_ns, last_seen_ns) VALUES ($1, $2, $3, $4, $4)
+         ON CONFLICT (agent_id, boot_id) DO UPDATE SET last_seq = max(agent_boots.last_seq, excluded.last_seq), last_seen_ns = excluded.last_seen_ns",
+    )?
+    .execute(params![b.agent_id, b.boot_id, b.seq as i64, now_ns as i64])?;
     let node_id = ids.node_id(tx, &b.node)?;
     let (start, end) = (b.start_ns, b.end_ns);
     let parts = buckets(start, end, bucket_ns);
@@ -410,18 +493,15 @@ fn record_one(
     for d in &b.devices {
         let id = ids.gpu_id(tx, node_id, d)?;
         gpu_ids.insert(d.uuid.as_str(), id);
-        // The interval is billed once: refuse it if any of its GPUs is already covered past its start.
-        let moved = tx
-            .prepare_cached("UPDATE gpus SET covered_until_ns = $1 WHERE gpu_id = $2 AND covered_until_ns <= $3")?
-            .execute(params![end as i64, id, start as i64])?;
-        if moved == 0 {
-            let covered: i64 =
-                tx.query_row("SELECT covered_until_ns FROM gpus WHERE gpu_id = $1", params![id], |r| r.get(0))?;
+        // The interval is billed once: refuse it if any of its GPUs already has time recorded in it.
+        if let Some((from, to)) = claim_gpu_time(tx, id, start, end)? {
             return Err(LedgerError::Overlap {
                 batch: b.id(),
                 gpu: d.uuid.clone(),
                 start_ns: start,
-                covered_until_ns: covered as u64,
+                end_ns: end,
+                covered_from_ns: from,
+                covered_until_ns: to,
             });
         }
     }
@@ -1183,6 +1263,7 @@ mod tests {
             agent_id: "n1".into(),
             boot_id: boot.into(),
             seq,
+            first_seq: seq,
             devices: vec![Device {
                 uuid: "GPU-1".into(),
                 model: "NVIDIA A10G".into(),
@@ -1231,6 +1312,44 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_arriving_after_later_ones_fills_its_hole_and_a_resend_of_it_is_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir);
+        let b = |seq: u64| batch("b", seq, T0 + (seq - 1) * 15 * NS, 15 * NS, 500_000);
+        // 1, 3, 4 first; 2 late; then everything again, in another order.
+        let out = l.record(&[b(1), b(3), b(4)], T0).unwrap();
+        assert!(out.iter().all(|r| matches!(r, Ok(Recorded::Stored))), "{out:?}");
+        let late = l.record(&[b(2)], T0).unwrap();
+        assert!(matches!(late[0], Ok(Recorded::Stored)), "the hole is filled, not taken for a resend: {late:?}");
+        let again = l.record(&[b(4), b(2), b(1), b(3)], T0).unwrap();
+        assert!(again.iter().all(|r| matches!(r, Ok(Recorded::Duplicate))), "{again:?}");
+        let t = totals(&l);
+        assert_eq!(t.observed_ns, Some(60 * u128::from(NS)));
+        assert_eq!(t.used_ns, 30 * u128::from(NS));
+        // Coverage and sequence ranges coalesced back to one row each.
+        let rows = |sql: &str| l.writer.lock().unwrap().conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(rows("SELECT count(*) FROM gpu_coverage"), 1);
+        assert_eq!(rows("SELECT count(*) FROM boot_seqs"), 1);
+    }
+
+    #[test]
+    fn a_merged_batch_is_new_whole_a_resend_whole_and_refused_when_partly_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir);
+        let mut merged = batch("b", 3, T0, 45 * NS, 500_000);
+        merged.first_seq = 1;
+        assert!(matches!(l.record(std::slice::from_ref(&merged), T0).unwrap()[0], Ok(Recorded::Stored)));
+        assert!(matches!(l.record(&[batch("b", 2, T0 + 15 * NS, 15 * NS, 0)], T0).unwrap()[0], Ok(Recorded::Duplicate)));
+        let mut straddling = batch("b", 5, T0 + 45 * NS, 15 * NS, 0);
+        straddling.first_seq = 3;
+        assert!(matches!(
+            l.record(&[straddling], T0).unwrap()[0],
+            Err(LedgerError::SeqOverlap { stored_from: 1, stored_to: 3, .. })
+        ));
+        assert_eq!(totals(&l).observed_ns, Some(45 * u128::from(NS)));
+    }
+
+    #[test]
     fn an_overlapping_batch_is_rolled_back_alone_and_its_neighbours_commit() {
         let dir = tempfile::tempdir().unwrap();
         let l = ledger(&dir);
@@ -1247,7 +1366,7 @@ mod tests {
             .unwrap();
         assert!(matches!(out[0], Ok(Recorded::Stored)));
         assert!(
-            matches!(&out[1], Err(LedgerError::Overlap { covered_until_ns, .. }) if *covered_until_ns == T0 + 30 * NS)
+            matches!(&out[1], Err(LedgerError::Overlap { covered_from_ns, covered_until_ns, .. }) if (*covered_from_ns, *covered_until_ns) == (T0, T0 + 30 * NS))
         );
         assert!(matches!(out[2], Ok(Recorded::Stored)));
         let t = totals(&l);
