@@ -410,7 +410,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         None => {
             if let Some(r) = resume {
                 let gap = sampler::now_unix_nanos().saturating_sub(r);
-                tracing::warn!(gap_seconds = gap / 1_000_000_000, "the last run sampled until it stopped; the GPU time since is not observed");
+                tracing::warn!(
+                    gap_seconds = gap / 1_000_000_000,
+                    "the last run sampled until it stopped; the GPU time since is not observed"
+                );
             }
             Clock::Wall { align: !config.once }
         }
@@ -436,8 +439,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     } else if let Ok(token) = std::env::var("GPUCOST_AGENT_TOKEN") {
         uplink.token = Some(token.trim().to_string());
     }
-    // A replay on a virtual clock can wait for the collector; live sampling never does.
-    uplink.hold_back = virtual_start.is_some();
+    // A replay on a virtual clock without a spool can wait for the collector; live sampling never does, and
+    // a spool under pressure merges (and, last, drops) as it would live.
+    uplink.hold_back = virtual_start.is_some() && config.spool_dir.is_none();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = &config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -463,7 +467,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
             let _ = stop_tx.send(true);
             match tokio::time::timeout(config.drain_timeout, &mut run).await {
                 Ok(r) => r??,
-                Err(_) => bail!("collector did not ack the last batches within --drain-timeout {:?}; they are lost", config.drain_timeout),
+                Err(_) if config.spool_dir.is_some() => {
+                    tracing::warn!(timeout = ?config.drain_timeout, "the collector did not ack the last batches within --drain-timeout; they stay in the spool and are sent at the next start");
+                    return Ok(());
+                }
+                Err(_) => bail!("collector did not ack the last batches within --drain-timeout {:?}; they are lost (no --spool-dir)", config.drain_timeout),
             }
         }
     };

@@ -259,8 +259,9 @@ struct LedgerArgs {
     /// Longest interval one batch may cover.
     #[arg(long, env = "GPUCOST_MAX_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     max_interval: Duration,
-    /// How far in the future a batch may end (agents' clock skew).
-    #[arg(long, env = "GPUCOST_MAX_CLOCK_SKEW", default_value = "5m", value_parser = humantime::parse_duration)]
+    /// How far in the future a batch may end (agents' clock skew). A batch further ahead is not stored yet:
+    /// its agent keeps it and sends it again later.
+    #[arg(long, env = "GPUCOST_MAX_CLOCK_SKEW", default_value = "15m", value_parser = humantime::parse_duration)]
     max_clock_skew: Duration,
     /// A folder of Backstage `catalog-info.yaml` files naming owners (groups, components, systems); the demo
     /// uses `examples/catalog/` when none is given.

@@ -175,6 +175,11 @@ pub fn agent_with_env(args: &[String], env: &[(&str, &Path)], log: &Path) -> Age
 }
 
 impl Agent {
+    /// An agent started some other way (e.g. inside a namespace), logging to `log`.
+    pub fn from_child(child: Child, log: &Path) -> Self {
+        Agent { proc: Proc(child), log: log.to_path_buf() }
+    }
+
     /// Waits for the agent to exit; returns whether it succeeded, and its log.
     pub fn wait(mut self, limit: Duration) -> (bool, String) {
         let deadline = Instant::now() + limit;

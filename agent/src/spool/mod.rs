@@ -77,7 +77,9 @@ pub struct SpoolGauges {
 pub enum SpoolError {
     #[error("spool directory {dir}: {source}")]
     Dir { dir: PathBuf, source: std::io::Error },
-    #[error("spool directory {dir} is in use by another agent (its lock file is held); give each agent its own --spool-dir")]
+    #[error(
+        "spool directory {dir} is in use by another agent (its lock file is held); give each agent its own --spool-dir"
+    )]
     Locked { dir: PathBuf },
 }
 
@@ -212,7 +214,8 @@ impl Spool {
         let Some(dir) = spool.config.dir.clone() else { return Ok((spool, None)) };
         let err = |source| SpoolError::Dir { dir: dir.clone(), source };
         fs::create_dir_all(&dir).map_err(err)?;
-        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock")).map_err(err)?;
+        let lock =
+            fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock")).map_err(err)?;
         if lock.try_lock().is_err() {
             return Err(SpoolError::Locked { dir });
         }
@@ -298,7 +301,9 @@ impl Spool {
             fs::rename(path, &to).ok().map(|_| to)
         });
         match moved {
-            Some(to) => tracing::error!(file = %path.display(), moved_to = %to.display(), problem, "spool: a corrupt record was quarantined; it is not sent"),
+            Some(to) => {
+                tracing::error!(file = %path.display(), moved_to = %to.display(), problem, "spool: a corrupt record was quarantined; it is not sent")
+            }
             None => {
                 let _ = fs::remove_file(path);
                 tracing::error!(file = %path.display(), problem, "spool: a corrupt record could not be moved to quarantine; deleted")
@@ -430,12 +435,24 @@ impl Spool {
         let new_body = match &self.entries[i + 1].body {
             Body::File(path) => {
                 let dir = self.config.dir.clone().unwrap_or_default();
-                if let Err(e) = write_durably(&dir, path, &data) {
-                    self.gauges.write_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, "spool: cannot write a merged batch");
-                    return false;
+                let mut written = write_durably(&dir, path, &data);
+                if written.is_err()
+                    && let Body::File(older) = &self.entries[i].body
+                {
+                    // A full disk: the older half's file makes room for the merged record (the merged
+                    // batch is in memory meanwhile).
+                    let _ = fs::remove_file(older);
+                    written = write_durably(&dir, path, &data);
                 }
-                Body::File(path.clone())
+                match written {
+                    Ok(()) => Body::File(path.clone()),
+                    Err(e) => {
+                        self.gauges.write_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "spool: cannot write a merged batch; keeping it in memory until it is acked");
+                        let _ = fs::remove_file(path);
+                        Body::Memory(Box::new(merged.clone()))
+                    }
+                }
             }
             Body::Memory(_) => Body::Memory(Box::new(merged.clone())),
         };
@@ -449,7 +466,12 @@ impl Spool {
         b.written_ns = written;
         b.body = new_body;
         self.gauges.merged.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(first_seq = b.first_seq, seq = b.seq, seconds = (b.end_ns - b.start_ns) / 1_000_000_000, "spool: merged two batches");
+        tracing::debug!(
+            first_seq = b.first_seq,
+            seq = b.seq,
+            seconds = (b.end_ns - b.start_ns) / 1_000_000_000,
+            "spool: merged two batches"
+        );
         true
     }
 
