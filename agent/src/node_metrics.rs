@@ -37,14 +37,54 @@ impl NodeMetrics {
         let _ = writeln!(out, "gpucost_agent_intervals_total {}", self.intervals.load(Ordering::Relaxed));
         let sp = &self.spool;
         let spool_families: [(&str, &str, &str, f64); 8] = [
-            ("gpucost_agent_spool_batches", "gauge", "Batches waiting for the collector's ack.", sp.batches.load(Ordering::Relaxed) as f64),
-            ("gpucost_agent_spool_bytes", "gauge", "Bytes of batches waiting for the collector's ack.", sp.bytes.load(Ordering::Relaxed) as f64),
-            ("gpucost_agent_spool_merged_total", "counter", "Pairs of old batches merged into one to stay within the spool's bounds.", sp.merged.load(Ordering::Relaxed) as f64),
-            ("gpucost_agent_spool_dropped_batches_total", "counter", "Batches dropped unacked (spool full with nothing to merge, or too old).", sp.dropped_batches.load(Ordering::Relaxed) as f64),
-            ("gpucost_agent_spool_dropped_held_gpu_seconds_total", "counter", "Held GPU-seconds in dropped batches: billing lost.", sp.dropped_held_gpu_ns.load(Ordering::Relaxed) as f64 / 1e9),
-            ("gpucost_agent_spool_dropped_observed_gpu_seconds_total", "counter", "Observed GPU-seconds in dropped batches.", sp.dropped_observed_gpu_ns.load(Ordering::Relaxed) as f64 / 1e9),
-            ("gpucost_agent_spool_quarantined_total", "counter", "Spool records that did not read back whole, moved to quarantine/.", sp.quarantined.load(Ordering::Relaxed) as f64),
-            ("gpucost_agent_spool_write_errors_total", "counter", "Batches the spool could not write to disk (kept in memory instead).", sp.write_errors.load(Ordering::Relaxed) as f64),
+            (
+                "gpucost_agent_spool_batches",
+                "gauge",
+                "Batches waiting for the collector's ack.",
+                sp.batches.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "gpucost_agent_spool_bytes",
+                "gauge",
+                "Bytes of batches waiting for the collector's ack.",
+                sp.bytes.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "gpucost_agent_spool_merged_total",
+                "counter",
+                "Pairs of old batches merged into one to stay within the spool's bounds.",
+                sp.merged.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "gpucost_agent_spool_dropped_batches_total",
+                "counter",
+                "Batches dropped unacked (spool full with nothing to merge, or too old).",
+                sp.dropped_batches.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "gpucost_agent_spool_dropped_held_gpu_seconds_total",
+                "counter",
+                "Held GPU-seconds in dropped batches: billing lost.",
+                sp.dropped_held_gpu_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            ),
+            (
+                "gpucost_agent_spool_dropped_observed_gpu_seconds_total",
+                "counter",
+                "Observed GPU-seconds in dropped batches.",
+                sp.dropped_observed_gpu_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            ),
+            (
+                "gpucost_agent_spool_quarantined_total",
+                "counter",
+                "Spool records that did not read back whole, moved to quarantine/.",
+                sp.quarantined.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "gpucost_agent_spool_write_errors_total",
+                "counter",
+                "Batches the spool could not write to disk (kept in memory instead).",
+                sp.write_errors.load(Ordering::Relaxed) as f64,
+            ),
         ];
         for (name, kind, help, value) in spool_families {
             let _ = writeln!(out, "# HELP {name} {help}");

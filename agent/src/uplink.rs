@@ -149,13 +149,9 @@ impl Queue {
     }
 
     fn push(&mut self, b: UsageBatch) {
-        let before = self.spool.len();
-        self.spool.push(b);
-        // Merges and drops may have taken batches out from under the ones sent on this stream: those
-        // are never merged, but a drop takes the oldest, sent or not.
-        if self.spool.len() <= before {
-            self.sent = self.sent.min(self.spool.len());
-        }
+        // Merges never touch the batches sent on this stream, but a drop takes the oldest, sent or not.
+        let dropped = self.spool.push(b);
+        self.sent = self.sent.saturating_sub(dropped);
     }
 
     /// Forgets every pending batch up to and including `ack`.

@@ -199,8 +199,18 @@ mod tests {
                 cluster: "c".into(),
                 node_name: "node-a".into(),
                 devices: vec![
-                    GpuDevice { uuid: "GPU-0".into(), model: "L4".into(), memory_total_bytes: 1 << 34, ..Default::default() },
-                    GpuDevice { uuid: "GPU-1".into(), model: "L4".into(), memory_total_bytes: 1 << 34, ..Default::default() },
+                    GpuDevice {
+                        uuid: "GPU-0".into(),
+                        model: "L4".into(),
+                        memory_total_bytes: 1 << 34,
+                        ..Default::default()
+                    },
+                    GpuDevice {
+                        uuid: "GPU-1".into(),
+                        model: "L4".into(),
+                        memory_total_bytes: 1 << 34,
+                        ..Default::default()
+                    },
                 ],
                 ..Default::default()
             }),
@@ -251,7 +261,12 @@ mod tests {
         let (ha, oa) = gpu_time(&a);
         let (hb, ob) = gpu_time(&b);
         assert_eq!(gpu_time(&m), (ha + hb, oa + ob));
-        assert!((used_ns(&m) - (used_ns(&a) + used_ns(&b))).abs() < 1.0, "{} vs {}", used_ns(&m), used_ns(&a) + used_ns(&b));
+        assert!(
+            (used_ns(&m) - (used_ns(&a) + used_ns(&b))).abs() < 1.0,
+            "{} vs {}",
+            used_ns(&m),
+            used_ns(&a) + used_ns(&b)
+        );
         let p11 = m.processes.iter().find(|p| p.pid == 11).expect("pid 11 kept");
         assert_eq!(p11.sm_util_percent, 10.0, "absent for half the time counts as 0 % there");
         assert_eq!(m.gpus[0].energy_millijoules, Some(30_000));

@@ -95,7 +95,10 @@ struct Entry {
     start_ns: u64,
     end_ns: u64,
     bytes: u64,
-    signature: u64,
+    /// Which batches it may merge with ([`merge::signature`]), worked out when first needed.
+    signature: Option<u64>,
+    /// Found not mergeable with the next one despite equal signatures.
+    apart: bool,
     written_ns: u64,
     sent: bool,
     body: Body,
@@ -133,13 +136,27 @@ fn now_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// CRC-32 (IEEE 802.3, as zlib and gzip), one table lookup per byte.
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
 fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (!(crc & 1)).wrapping_add(1));
-        }
+        crc = CRC_TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
     }
     !crc
 }
@@ -261,7 +278,8 @@ impl Spool {
                 start_ns: b.interval_start_unix_nanos,
                 end_ns: b.interval_end_unix_nanos,
                 bytes,
-                signature: merge::signature(&b),
+                signature: Some(merge::signature(&b)),
+                apart: false,
                 written_ns: written,
                 sent: b.interval_end_unix_nanos <= spool.sent_mark_ns,
                 body: Body::File(path),
@@ -323,23 +341,26 @@ impl Spool {
     }
 
     /// Keeps `b` until it is acked: on disk when there is a spool directory (in memory if writing fails,
-    /// e.g. a full disk), then brings the spool back within its bounds.
-    pub fn push(&mut self, b: UsageBatch) {
+    /// e.g. a full disk), then brings the spool back within its bounds. How many of the oldest batches
+    /// that took (merges never touch batches already sent; drops take the oldest).
+    pub fn push(&mut self, b: UsageBatch) -> usize {
         let written = now_ns();
-        let data = encode(&b, written);
+        // Encoded only when it goes to disk; in memory its size is worked out.
+        let data = self.config.dir.as_ref().map(|_| encode(&b, written));
         let mut entry = Entry {
             boot_id: b.boot_id.clone(),
             seq: b.seq,
             first_seq: merge::first_seq(&b),
             start_ns: b.interval_start_unix_nanos,
             end_ns: b.interval_end_unix_nanos,
-            bytes: data.len() as u64,
-            signature: merge::signature(&b),
+            bytes: data.as_ref().map_or(HEADER + b.encoded_len(), Vec::len) as u64,
+            signature: None,
+            apart: false,
             written_ns: written,
             sent: false,
             body: Body::Memory(Box::new(b)),
         };
-        if let Some(dir) = self.config.dir.clone() {
+        if let (Some(dir), Some(data)) = (self.config.dir.clone(), data) {
             let path = dir.join(format!("{}-{:020}.batch", safe_name(&entry.boot_id), entry.seq));
             let mut attempt = write_durably(&dir, &path, &data);
             if attempt.is_err() && self.make_room(entry.bytes) {
@@ -355,8 +376,9 @@ impl Spool {
         }
         self.bytes += entry.bytes;
         self.entries.push_back(entry);
-        self.relieve();
+        let dropped = self.relieve();
         self.publish();
+        dropped
     }
 
     /// Frees about `need` bytes by merging (never dropping); whether anything was freed.
@@ -374,18 +396,22 @@ impl Spool {
         self.entries.len() > self.config.max_batches || self.bytes > self.config.max_bytes
     }
 
-    /// Back within bounds: too old batches dropped, then merges, then drops of the oldest.
-    fn relieve(&mut self) {
+    /// Back within bounds: too old batches dropped, then merges, then drops of the oldest; how many dropped.
+    fn relieve(&mut self) -> usize {
         let now = now_ns();
         let max_age = self.config.max_age.as_nanos() as u64;
+        let mut dropped = 0;
         while self.entries.front().is_some_and(|e| now.saturating_sub(e.written_ns) > max_age) {
             self.drop_front("older than the spool's maximum age (--spool-max-age)");
+            dropped += 1;
         }
         while self.over() {
             if !self.merge_oldest() {
                 self.drop_front("the spool is full (--spool-max-bytes / --max-pending) and nothing is left to merge");
+                dropped += 1;
             }
         }
+        dropped
     }
 
     fn drop_front(&mut self, why: &str) {
@@ -408,26 +434,50 @@ impl Spool {
         );
     }
 
-    /// Merges the oldest pair of mergeable neighbours; whether there was one.
+    /// The signature of the batch at `i`, worked out once; `None` if it no longer reads back (then it was
+    /// quarantined and taken out).
+    fn signature_at(&mut self, i: usize) -> Option<u64> {
+        if let Some(sig) = self.entries.get(i)?.signature {
+            return Some(sig);
+        }
+        let sig = merge::signature(&self.read_at(i)?);
+        self.entries[i].signature = Some(sig);
+        Some(sig)
+    }
+
+    /// Merges the oldest pair of mergeable neighbours; whether the spool changed.
     fn merge_oldest(&mut self) -> bool {
         let max = self.config.max_merged_ns;
-        let candidate = (0..self.entries.len().saturating_sub(1)).find(|&i| {
+        let mut i = 0;
+        let found = loop {
+            if i + 1 >= self.entries.len() {
+                return false;
+            }
             let (a, b) = (&self.entries[i], &self.entries[i + 1]);
-            !a.sent
+            let cheap = !a.sent
                 && !b.sent
-                && a.signature == b.signature
+                && !a.apart
                 && a.boot_id == b.boot_id
                 && a.end_ns == b.start_ns
-                && b.end_ns - a.start_ns <= max
-        });
-        let Some(i) = candidate else { return false };
+                && b.end_ns - a.start_ns <= max;
+            if cheap {
+                let (Some(x), Some(y)) = (self.signature_at(i), self.signature_at(i + 1)) else {
+                    // One of them could not be read and was quarantined: the spool changed.
+                    return true;
+                };
+                if x == y {
+                    break i;
+                }
+            }
+            i += 1;
+        };
+        let i = found;
         let (Some(a), Some(b)) = (self.read_at(i), self.read_at(i + 1)) else {
-            // One of them could not be read and was quarantined; the spool changed, try again.
             return true;
         };
         let Some(merged) = merge::merge(&a, &b) else {
-            // Equal signatures but not mergeable (a pid that changed workload): mark them apart.
-            self.entries[i].signature ^= 1;
+            // Equal signatures but not mergeable (a pid that changed workload): keep them apart.
+            self.entries[i].apart = true;
             return true;
         };
         let written = self.entries[i].written_ns.min(self.entries[i + 1].written_ns);

@@ -48,6 +48,11 @@ struct IdCache {
     prices: HashMap<i64, (Option<i64>, u32, String)>,
     /// Last owner recorded per workload.
     owners: HashMap<i64, Ownership>,
+    /// Per GPU, its latest coverage range (the one with the greatest start): the next interval usually
+    /// extends it, one UPDATE.
+    coverage: HashMap<i64, (i64, i64)>,
+    /// Per (agent, boot), its latest range of stored batch numbers, likewise.
+    seqs: HashMap<(String, String), (i64, i64)>,
 }
 
 struct Writer {
@@ -394,8 +399,20 @@ enum Claim {
 }
 
 /// Records the batch's sequence numbers (first_seq..=seq) for its boot, coalescing ranges.
-fn claim_seqs(tx: &Connection, b: &Batch) -> Result<Claim, rusqlite::Error> {
+fn claim_seqs(ids: &mut IdCache, tx: &Connection, b: &Batch) -> Result<Claim, rusqlite::Error> {
     let (first, last) = (b.first_seq as i64, b.seq as i64);
+    let key = (b.agent_id.clone(), b.boot_id.clone());
+    if let Some(&(f, l)) = ids.seqs.get(&key)
+        && l + 1 == first
+    {
+        // The next batch of the boot's latest range: nothing can lie beyond it.
+        tx.prepare_cached(
+            "UPDATE boot_seqs SET last_seq = $1 WHERE agent_id = $2 AND boot_id = $3 AND first_seq = $4",
+        )?
+        .execute(params![last, b.agent_id, b.boot_id, f])?;
+        ids.seqs.insert(key, (f, last));
+        return Ok(Claim::Taken);
+    }
     let before: Option<(i64, i64)> = tx
         .prepare_cached(
             "SELECT first_seq, last_seq FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 AND first_seq <= $3
@@ -406,7 +423,11 @@ fn claim_seqs(tx: &Connection, b: &Batch) -> Result<Claim, rusqlite::Error> {
     if let Some((f, l)) = before
         && l >= first
     {
-        return Ok(if f <= first && l >= last { Claim::Held } else { Claim::Overlaps { from: f as u64, to: l as u64 } });
+        return Ok(if f <= first && l >= last {
+            Claim::Held
+        } else {
+            Claim::Overlaps { from: f as u64, to: l as u64 }
+        });
     }
     let joins_before = before.filter(|&(_, l)| l + 1 == first);
     let after: Option<i64> = tx
@@ -420,19 +441,42 @@ fn claim_seqs(tx: &Connection, b: &Batch) -> Result<Claim, rusqlite::Error> {
     let new_last = after.unwrap_or(last);
     match joins_before {
         Some((f, _)) => tx
-            .prepare_cached("UPDATE boot_seqs SET last_seq = $1 WHERE agent_id = $2 AND boot_id = $3 AND first_seq = $4")?
+            .prepare_cached(
+                "UPDATE boot_seqs SET last_seq = $1 WHERE agent_id = $2 AND boot_id = $3 AND first_seq = $4",
+            )?
             .execute(params![new_last, b.agent_id, b.boot_id, f])?,
         None => tx
             .prepare_cached("INSERT INTO boot_seqs (agent_id, boot_id, first_seq, last_seq) VALUES ($1, $2, $3, $4)")?
             .execute(params![b.agent_id, b.boot_id, first, new_last])?,
     };
+    let latest: (i64, i64) = tx
+        .prepare_cached(
+            "SELECT first_seq, last_seq FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 ORDER BY first_seq DESC LIMIT 1",
+        )?
+        .query_row(params![b.agent_id, b.boot_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    ids.seqs.insert(key, latest);
     Ok(Claim::Taken)
 }
 
 /// Records [start, end) as billed on the GPU, coalescing ranges; the recorded range it overlaps, if any
 /// (then nothing is recorded).
-fn claim_gpu_time(tx: &Connection, gpu_id: i64, start: u64, end: u64) -> Result<Option<(u64, u64)>, rusqlite::Error> {
+fn claim_gpu_time(
+    ids: &mut IdCache,
+    tx: &Connection,
+    gpu_id: i64,
+    start: u64,
+    end: u64,
+) -> Result<Option<(u64, u64)>, rusqlite::Error> {
     let (start, end) = (start as i64, end as i64);
+    if let Some(&(s, e)) = ids.coverage.get(&gpu_id)
+        && e == start
+    {
+        // Right after the GPU's latest range: nothing can lie beyond it.
+        tx.prepare_cached("UPDATE gpu_coverage SET end_ns = $1 WHERE gpu_id = $2 AND start_ns = $3")?
+            .execute(params![end, gpu_id, s])?;
+        ids.coverage.insert(gpu_id, (s, end));
+        return Ok(None);
+    }
     let before: Option<(i64, i64)> = tx
         .prepare_cached(
             "SELECT start_ns, end_ns FROM gpu_coverage WHERE gpu_id = $1 AND start_ns < $2 ORDER BY start_ns DESC LIMIT 1",
@@ -450,7 +494,8 @@ fn claim_gpu_time(tx: &Connection, gpu_id: i64, start: u64, end: u64) -> Result<
         .query_row(params![gpu_id, end], |r| r.get(0))
         .optional()?;
     if after.is_some() {
-        tx.prepare_cached("DELETE FROM gpu_coverage WHERE gpu_id = $1 AND start_ns = $2")?.execute(params![gpu_id, end])?;
+        tx.prepare_cached("DELETE FROM gpu_coverage WHERE gpu_id = $1 AND start_ns = $2")?
+            .execute(params![gpu_id, end])?;
     }
     let new_end = after.unwrap_or(end);
     match joins_before {
@@ -461,6 +506,10 @@ fn claim_gpu_time(tx: &Connection, gpu_id: i64, start: u64, end: u64) -> Result<
             .prepare_cached("INSERT INTO gpu_coverage (gpu_id, start_ns, end_ns) VALUES ($1, $2, $3)")?
             .execute(params![gpu_id, start, new_end])?,
     };
+    let latest: (i64, i64) = tx
+        .prepare_cached("SELECT start_ns, end_ns FROM gpu_coverage WHERE gpu_id = $1 ORDER BY start_ns DESC LIMIT 1")?
+        .query_row(params![gpu_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    ids.coverage.insert(gpu_id, latest);
     Ok(None)
 }
 
@@ -473,11 +522,16 @@ fn record_one(
     bucket_ns: u64,
     keep_raw_after_ns: u64,
 ) -> Result<Recorded, LedgerError> {
-    match claim_seqs(tx, b)? {
+    match claim_seqs(ids, tx, b)? {
         Claim::Taken => {}
         Claim::Held => return Ok(Recorded::Duplicate),
         Claim::Overlaps { from, to } => {
-            return Err(LedgerError::SeqOverlap { batch: b.id(), first_seq: b.first_seq, stored_from: from, stored_to: to });
+            return Err(LedgerError::SeqOverlap {
+                batch: b.id(),
+                first_seq: b.first_seq,
+                stored_from: from,
+                stored_to: to,
+            });
         }
     }
     tx.prepare_cached(
@@ -494,7 +548,7 @@ fn record_one(
         let id = ids.gpu_id(tx, node_id, d)?;
         gpu_ids.insert(d.uuid.as_str(), id);
         // The interval is billed once: refuse it if any of its GPUs already has time recorded in it.
-        if let Some((from, to)) = claim_gpu_time(tx, id, start, end)? {
+        if let Some((from, to)) = claim_gpu_time(ids, tx, id, start, end)? {
             return Err(LedgerError::Overlap {
                 batch: b.id(),
                 gpu: d.uuid.clone(),
@@ -1339,7 +1393,10 @@ mod tests {
         let mut merged = batch("b", 3, T0, 45 * NS, 500_000);
         merged.first_seq = 1;
         assert!(matches!(l.record(std::slice::from_ref(&merged), T0).unwrap()[0], Ok(Recorded::Stored)));
-        assert!(matches!(l.record(&[batch("b", 2, T0 + 15 * NS, 15 * NS, 0)], T0).unwrap()[0], Ok(Recorded::Duplicate)));
+        assert!(matches!(
+            l.record(&[batch("b", 2, T0 + 15 * NS, 15 * NS, 0)], T0).unwrap()[0],
+            Ok(Recorded::Duplicate)
+        ));
         let mut straddling = batch("b", 5, T0 + 45 * NS, 15 * NS, 0);
         straddling.first_seq = 3;
         assert!(matches!(

@@ -9,7 +9,7 @@ CREATE TABLE gpu_coverage (
     start_ns BIGINT NOT NULL,
     end_ns   BIGINT NOT NULL,
     PRIMARY KEY (gpu_id, start_ns)
-);
+) WITHOUT ROWID;
 -- What was recorded before ranges were kept: everything up to each GPU's old mark.
 INSERT INTO gpu_coverage (gpu_id, start_ns, end_ns) SELECT gpu_id, 0, covered_until_ns FROM gpus WHERE covered_until_ns > 0;
 
@@ -22,5 +22,5 @@ CREATE TABLE boot_seqs (
     first_seq BIGINT NOT NULL,
     last_seq  BIGINT NOT NULL,
     PRIMARY KEY (agent_id, boot_id, first_seq)
-);
+) WITHOUT ROWID;
 INSERT INTO boot_seqs (agent_id, boot_id, first_seq, last_seq) SELECT agent_id, boot_id, 1, last_seq FROM agent_boots;
