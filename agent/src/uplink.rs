@@ -250,3 +250,39 @@ async fn stream(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpucost_proto::v1::{GpuAllocation, WorkloadIdentity};
+
+    fn batch(seq: u64, holder: &str) -> UsageBatch {
+        UsageBatch {
+            boot_id: "b".into(),
+            seq,
+            interval_start_unix_nanos: seq * 15,
+            interval_end_unix_nanos: seq * 15 + 15,
+            allocations: vec![GpuAllocation {
+                gpu_uuid: "GPU-0".into(),
+                workload: Some(WorkloadIdentity { pod: holder.into(), ..Default::default() }),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_drop_under_pressure_keeps_the_sent_count_on_the_batches_actually_sent() {
+        let mut q = Queue { spool: Spool::memory(2), sent: 0, stats: UplinkStats::default(), acked_since_connect: false };
+        q.push(batch(1, "a"));
+        q.push(batch(2, "b"));
+        assert_eq!(q.spool.take_for_send(0).map(|b| b.seq), Some(1));
+        assert_eq!(q.spool.take_for_send(1).map(|b| b.seq), Some(2));
+        q.sent = 2;
+        // Nothing can merge (other holders): the oldest, already sent, is dropped.
+        q.push(batch(3, "c"));
+        assert_eq!(q.sent, 1, "batch 2 is still the one sent; batch 3 is next");
+        assert_eq!(q.spool.take_for_send(q.sent).map(|b| b.seq), Some(3));
+        assert_eq!(q.ack(&Ack { boot_id: "b".into(), seq: 2, status: 1 }), 1);
+        assert_eq!(q.sent, 0);
+    }
+}
