@@ -272,7 +272,8 @@ mod tests {
 
     #[test]
     fn a_drop_under_pressure_keeps_the_sent_count_on_the_batches_actually_sent() {
-        let mut q = Queue { spool: Spool::memory(2), sent: 0, stats: UplinkStats::default(), acked_since_connect: false };
+        let mut q =
+            Queue { spool: Spool::memory(2), sent: 0, stats: UplinkStats::default(), acked_since_connect: false };
         q.push(batch(1, "a"));
         q.push(batch(2, "b"));
         assert_eq!(q.spool.take_for_send(0).map(|b| b.seq), Some(1));

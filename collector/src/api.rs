@@ -197,7 +197,9 @@ pub(crate) fn parse_time(name: &str, value: &str) -> Result<u64, ApiError> {
     let t = humantime::parse_rfc3339_weak(value).map_err(|e| {
         bad(format!("{name}={value:?}: {e}; expected RFC 3339 (e.g. 2026-11-01T00:00:00Z) or Unix seconds"))
     })?;
-    Ok(t.duration_since(UNIX_EPOCH).map_err(|_| bad(format!("{name}={value}: before 1970")))?.as_nanos() as u64)
+    let ns = t.duration_since(UNIX_EPOCH).map_err(|_| bad(format!("{name}={value}: before 1970")))?.as_nanos();
+    // Unix nanoseconds end in 2554: a later time must not wrap around to an earlier one.
+    u64::try_from(ns).map_err(|_| bad(format!("{name}={value}: too far in the future")))
 }
 
 fn rfc3339(ns: u64) -> String {
@@ -491,6 +493,10 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_named_in_the_error() {
+        assert!(
+            q(&[("from", "2600-01-01T00:00:00Z")]).unwrap_err().contains("too far in the future"),
+            "no wrap-around"
+        );
         assert!(q(&[("from", "yesterday")]).unwrap_err().contains("from=\"yesterday\""));
         assert!(q(&[("group_by", "node,flavour")]).unwrap_err().contains("unknown dimension \"flavour\""));
         assert!(q(&[("group_by", "node,node")]).unwrap_err().contains("given twice"));

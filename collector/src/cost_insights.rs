@@ -31,8 +31,12 @@ impl Intervals {
         let date = parts.next().ok_or_else(bad)?;
         let t = humantime::parse_rfc3339_weak(&format!("{date}T00:00:00Z")).map_err(|_| bad())?;
         let end_day = t.duration_since(std::time::UNIX_EPOCH).map_err(|_| bad())?.as_secs() / DAY_S;
-        if parts.next().is_some() || periods == 0 || days == 0 || periods * days > 400 {
+        if parts.next().is_some() || periods == 0 || days == 0 || periods.saturating_mul(days) > 400 {
             return Err(format!("{}; at most 400 days in all", bad()));
+        }
+        // The API reads the days as Unix nanoseconds (u64), which end in July 2554.
+        if end_day > u64::MAX / (DAY_S * 1_000_000_000) {
+            return Err(format!("{}; the date is past 2554", bad()));
         }
         Ok(Self { periods, days, end_day })
     }
@@ -111,9 +115,16 @@ mod tests {
         assert_eq!((iv.periods, iv.days), (2, 30));
         assert_eq!(date(iv.end_day), "2026-11-01");
         assert_eq!(date(iv.start_day()), "2026-09-02");
-        for bad in
-            ["P30D/2026-11-01", "R2/P30/2026-11-01", "R2/P30D/yesterday", "R0/P30D/2026-11-01", "R20/P30D/2026-11-01"]
-        {
+        for bad in [
+            "P30D/2026-11-01",
+            "R2/P30/2026-11-01",
+            "R2/P30D/yesterday",
+            "R0/P30D/2026-11-01",
+            "R20/P30D/2026-11-01",
+            // Found by fuzz/: the product overflowed, and so did a date past 2554 in nanoseconds.
+            "R99999999999/P99999999999D/2026-11-01",
+            "R2/P30D/5104-11-01",
+        ] {
             assert!(Intervals::parse(bad).is_err(), "{bad}");
         }
     }

@@ -16,6 +16,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::api::{self, AppState};
 use crate::cost::book::PriceBook;
 use crate::discover::SharedInventory;
+#[cfg(feature = "aws")]
 use crate::discover::aws::AwsDiscovery;
 use crate::ingest::service::{IngestService, Pipeline};
 use crate::ingest::validate::Limits;
@@ -133,6 +134,7 @@ pub struct DiscoveryConfig {
 }
 
 /// Runs discovery once now (bounded), then every `every`, keeping the last good inventory.
+#[cfg(feature = "aws")]
 async fn start_discovery(
     prices: Arc<PriceBook>,
     config: &DiscoveryConfig,
@@ -195,6 +197,12 @@ async fn wait_for_stop(mut rx: watch::Receiver<bool>) {
 impl Server {
     /// Opens the ledger and binds both listeners; serving starts at once and stops when `shutdown` turns true.
     pub async fn start(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<Self> {
+        #[cfg(not(feature = "aws"))]
+        if config.discovery.is_some() {
+            anyhow::bail!(
+                "--aws-discovery: this collector was built without AWS discovery (cargo feature `aws` of gpucost-collector)"
+            );
+        }
         let bucket_ns = config.bucket.as_nanos() as u64;
         if bucket_ns == 0 || (86_400 * 1_000_000_000) % bucket_ns != 0 {
             anyhow::bail!("--bucket {:?} must divide a day evenly (e.g. 5m, 15m, 1h)", config.bucket);
@@ -230,12 +238,16 @@ impl Server {
         if let (Some(b), Some(owners)) = (config.backstage.clone(), config.owners.clone()) {
             start_backstage_sync(b, owners, metrics.clone(), shutdown.clone(), &mut tasks).await;
         }
+        #[cfg(feature = "aws")]
         let inventory = match &config.discovery {
             Some(d) => {
                 Some(start_discovery(config.prices.clone(), d, metrics.clone(), shutdown.clone(), &mut tasks).await)
             }
             None => None,
         };
+        // Refused above: nothing to discover with.
+        #[cfg(not(feature = "aws"))]
+        let inventory: Option<SharedInventory> = None;
         let service = IngestServer::new(IngestService::new(Pipeline {
             writer,
             limits: config.limits.clone(),

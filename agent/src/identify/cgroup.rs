@@ -62,7 +62,7 @@ fn read_path(path: &str, info: &mut CgroupInfo) {
         if let Some(rest) = seg.strip_suffix(".slice") {
             if let Some(uid) = rest.rsplit_once("-pod").and_then(|(_, u)| pod_uid(u)) {
                 info.pod_uid.get_or_insert(uid);
-            } else if let Some(task) = rest.strip_prefix("ecstasks-") {
+            } else if let Some(task) = rest.strip_prefix("ecstasks-").filter(|t| !t.is_empty()) {
                 info.ecs_task_id.get_or_insert_with(|| task.to_string());
             }
         } else if let Some(uid) = seg.strip_prefix("pod").and_then(pod_uid) {
@@ -233,6 +233,7 @@ mod tests {
             "not a cgroup file",
             "0::/kubepods.slice/kubepods-podnot-a-uid.slice/cri-containerd-xyz.scope",
             "1:cpu:/docker/short",
+            "0::/ecstasks.slice/ecstasks-.slice",
         ] {
             assert_eq!(parse(line), CgroupInfo::default(), "{line:?}");
         }

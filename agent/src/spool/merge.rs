@@ -130,7 +130,8 @@ pub fn merge(a: &UsageBatch, b: &UsageBatch) -> Option<UsageBatch> {
     }
 
     let zero = ProcessUsage::default();
-    let mut procs: BTreeMap<(u32, &str), (Option<&ProcessUsage>, Option<&ProcessUsage>)> = BTreeMap::new();
+    type Halves<'a> = (Option<&'a ProcessUsage>, Option<&'a ProcessUsage>);
+    let mut procs: BTreeMap<(u32, &str), Halves> = BTreeMap::new();
     for p in &a.processes {
         procs.entry((p.pid, &p.gpu_uuid)).or_default().0 = Some(p);
     }

@@ -3,8 +3,9 @@
 //!
 //! `aws` is the real implementation (aws-sdk-eks, aws-sdk-ecs; credentials and region from the standard
 //! AWS chain), tested against moto's server. `Inventory` is what it finds, and `resolve_instance` the
-//! pure rule that prices a node from it.
+//! pure rule that prices a node from it. `aws` is behind the `aws` cargo feature (on by default).
 
+#[cfg(feature = "aws")]
 pub mod aws;
 
 use std::collections::BTreeMap;

@@ -63,7 +63,8 @@ pub fn holdings(duration_ns: u64, processes: &[ProcessReading], allocations: &[(
                 memory_bytes: 0,
             });
             h.used_ns += used_ns;
-            h.memory_bytes += p.used_memory_bytes;
+            // Saturating: each process is bounded by the device, not their sum.
+            h.memory_bytes = h.memory_bytes.saturating_add(p.used_memory_bytes);
         }
     }
     for (gpu, workload) in allocations {

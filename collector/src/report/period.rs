@@ -100,13 +100,19 @@ impl Period {
     pub fn parse(s: &str) -> Result<Self, String> {
         let bad = || format!("period {s:?}: expected a month (2026-11) or an ISO week (2026-W48)");
         let (y, rest) = s.split_once('-').ok_or_else(bad)?;
-        let year: i64 = y.parse().ok().filter(|y| (1970..=9999).contains(y)).ok_or_else(bad)?;
+        // Up to 2553: Unix nanoseconds (u64) end in July 2554.
+        let year: i64 = y.parse().ok().filter(|y| (1970..=2553).contains(y)).ok_or_else(bad)?;
         if let Some(w) = rest.strip_prefix('W') {
             let week: i64 = w.parse().map_err(|_| bad())?;
             // Week 1 holds the year's first Thursday (so it holds 4 January).
-            let first = Self::week_of_day(days_from_civil(year, 1, 4));
-            let p = Self::week_of_day(first.from_ns as i64 / DAY_NS as i64 + (week - 1) * 7);
-            if week < 1 || !p.label.starts_with(&format!("{year:04}-")) {
+            let jan4 = days_from_civil(year, 1, 4);
+            let monday = jan4 - (jan4 + 3).rem_euclid(7) + (week.clamp(1, 54) - 1) * 7;
+            // 1970-W01 starts in 1969, before Unix time.
+            if monday < 0 {
+                return Err(format!("period {s:?}: starts before 1970"));
+            }
+            let p = Self::week_of_day(monday);
+            if !(1..=53).contains(&week) || !p.label.starts_with(&format!("{year:04}-")) {
                 return Err(format!("period {s:?}: {year} has no ISO week {week}"));
             }
             return Ok(p);
@@ -165,7 +171,18 @@ mod tests {
 
     #[test]
     fn bad_periods_say_what_was_expected() {
-        for s in ["2026", "2026-13", "2026-1", "nov", "2026-W0", "2026-Wx"] {
+        for s in [
+            "2026",
+            "2026-13",
+            "2026-1",
+            "nov",
+            "2026-W0",
+            "2026-Wx",
+            "2026-W-9223372036854775808",
+            "1970-W01",
+            "3287-W48",
+            "9999-12",
+        ] {
             let e = Period::parse(s).unwrap_err();
             assert!(e.contains(s), "{e}");
         }

@@ -1,0 +1,8 @@
+
+ip-10-0-0-1boot-1"¯
+prodip-10-0-0-1g5.12xlarge *	us-east-12
+us-east-1a:
+GPU-0NVIDIA A10G€€€€`:
+GPU-1NVIDIA A10G€€€€`0:
+GPU-2NVIDIA A10G€€€€`0:
+GPU-3NVIDIA A10G€€€€`0(€Ôˆ­±Î¸ı0€€ĞéÎ¸ıR0.1.0X€”ëÜ`
