@@ -44,7 +44,6 @@ pub async fn stream_node_observed(
     observe: Option<std::sync::Arc<node_metrics::NodeMetrics>>,
 ) -> anyhow::Result<uplink::UplinkStats> {
     let (tx, rx) = mpsc::channel(16);
-    let progress = spool.progress();
     let sender = tokio::spawn(uplink::run(uplink, spool, rx));
     let mut produced = 0u64;
     while intervals.is_none_or(|n| produced < n) {
@@ -55,11 +54,9 @@ pub async fn stream_node_observed(
                 if let Some(m) = &observe {
                     m.observe(&batch);
                 }
-                let end = batch.interval_end_unix_nanos;
                 if tx.send(batch).await.is_err() {
                     break;
                 }
-                progress.record(end);
                 produced += 1;
             }
             _ = stopped(&mut shutdown) => {

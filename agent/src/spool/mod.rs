@@ -104,29 +104,15 @@ struct Entry {
     body: Body,
 }
 
-/// Records how far sampling got (the end of the interval just framed), so that a clock that can resume
-/// (the simulator's) goes on from there after a restart.
-#[derive(Debug, Clone)]
-pub struct Progress {
-    dir: Option<PathBuf>,
-}
-
-impl Progress {
-    pub fn record(&self, end_ns: u64) {
-        if let Some(dir) = &self.dir
-            && let Err(e) = write_durably(dir, &dir.join(PROGRESS), end_ns.to_string().as_bytes())
-        {
-            tracing::warn!(dir = %dir.display(), error = %e, "spool: cannot record progress");
-        }
-    }
-}
-
 pub struct Spool {
     config: SpoolConfig,
     entries: VecDeque<Entry>,
     bytes: u64,
     /// End of the newest batch ever handed to a stream (persisted): older ones are never merged.
     sent_mark_ns: u64,
+    /// End of the newest batch that left the spool (acked, rejected or dropped), persisted before its file
+    /// is deleted: with the files still there, where a resumable clock goes on from.
+    progress_ns: u64,
     gauges: Arc<SpoolGauges>,
     /// Held for the spool's life: two agents on one directory would send each other's batches.
     _lock: Option<fs::File>,
@@ -227,7 +213,8 @@ impl Spool {
     /// Opens (creating) the spool, reading back what a previous run left: the batches, oldest first, and
     /// where that run's sampling had got to (the end of its last interval), for a resumable clock.
     pub fn open(config: SpoolConfig, gauges: Arc<SpoolGauges>) -> Result<(Self, Option<u64>), SpoolError> {
-        let mut spool = Self { config, entries: VecDeque::new(), bytes: 0, sent_mark_ns: 0, gauges, _lock: None };
+        let mut spool =
+            Self { config, entries: VecDeque::new(), bytes: 0, sent_mark_ns: 0, progress_ns: 0, gauges, _lock: None };
         let Some(dir) = spool.config.dir.clone() else { return Ok((spool, None)) };
         let err = |source| SpoolError::Dir { dir: dir.clone(), source };
         fs::create_dir_all(&dir).map_err(err)?;
@@ -239,6 +226,7 @@ impl Spool {
         spool._lock = Some(lock);
         let read_u64 = |name: &str| fs::read_to_string(dir.join(name)).ok().and_then(|s| s.trim().parse::<u64>().ok());
         spool.sent_mark_ns = read_u64(SENT_MARK).unwrap_or(0);
+        spool.progress_ns = read_u64(PROGRESS).unwrap_or(0);
         let mut resume = read_u64(PROGRESS);
         let mut found = Vec::new();
         for item in fs::read_dir(&dir).map_err(err)? {
@@ -327,11 +315,6 @@ impl Spool {
                 tracing::error!(file = %path.display(), problem, "spool: a corrupt record could not be moved to quarantine; deleted")
             }
         }
-    }
-
-    /// Where the sampler records how far it got.
-    pub fn progress(&self) -> Progress {
-        Progress { dir: self.config.dir.clone() }
     }
 
     /// A queue in memory only, of at most `max_batches`.
@@ -525,9 +508,23 @@ impl Spool {
         true
     }
 
-    fn remove_body(&self, e: &Entry) {
+    /// Deletes a batch that leaves the spool, after recording that sampling got at least to its end.
+    fn remove_body(&mut self, e: &Entry) {
         if let Body::File(path) = &e.body {
+            self.advance_progress(e.end_ns);
             let _ = fs::remove_file(path);
+        }
+    }
+
+    fn advance_progress(&mut self, end_ns: u64) {
+        if end_ns <= self.progress_ns {
+            return;
+        }
+        if let Some(dir) = &self.config.dir {
+            match write_durably(dir, &dir.join(PROGRESS), end_ns.to_string().as_bytes()) {
+                Ok(()) => self.progress_ns = end_ns,
+                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "spool: cannot record progress"),
+            }
         }
     }
 
@@ -579,12 +576,17 @@ impl Spool {
 
     /// Forgets every batch up to and including (boot, seq), oldest first; how many.
     pub fn ack(&mut self, boot_id: &str, seq: u64) -> usize {
-        let mut n = 0;
-        while self.entries.front().is_some_and(|e| e.boot_id == boot_id && e.seq <= seq) {
-            let e = self.entries.pop_front().expect("front checked");
+        let n = self.entries.iter().take_while(|e| e.boot_id == boot_id && e.seq <= seq).count();
+        // One progress write for the lot, before their files go.
+        if let Some(end) =
+            self.entries.iter().take(n).filter(|e| matches!(e.body, Body::File(_))).map(|e| e.end_ns).max()
+        {
+            self.advance_progress(end);
+        }
+        for _ in 0..n {
+            let e = self.entries.pop_front().expect("counted");
             self.bytes -= e.bytes;
             self.remove_body(&e);
-            n += 1;
         }
         if n > 0 {
             self.publish();
@@ -660,17 +662,19 @@ mod tests {
         for i in 0..5 {
             s.push(batch("b1", i + 1, i * 15, "p"));
         }
-        s.progress().record(75 * S);
         assert_eq!(s.take_for_send(0).map(|b| b.seq), Some(1));
         assert_eq!(s.ack("b1", 2), 2);
         drop(s);
         let (mut s, resume, _) = open(dir.path(), 100);
-        assert_eq!(resume, Some(75 * S));
+        assert_eq!(resume, Some(75 * S), "the newest batch still spooled ends at 75 s");
         assert_eq!(s.len(), 3);
         let seqs: Vec<u64> = (0..3).map(|i| s.take_for_send(i).expect("batch").seq).collect();
         assert_eq!(seqs, vec![3, 4, 5]);
         assert_eq!(s.ack("b1", 5), 3);
         assert!(s.is_empty());
+        drop(s);
+        let (s, resume, _) = open(dir.path(), 100);
+        assert_eq!((s.len(), resume), (0, Some(75 * S)), "all acked: progress says where sampling got to");
         let left: Vec<_> = fs::read_dir(dir.path())
             .expect("dir")
             .filter_map(|e| e.ok())
