@@ -8,6 +8,7 @@
 
 pub mod rollup;
 pub mod rows;
+pub mod sql;
 pub mod sqlite;
 pub mod writer;
 
@@ -42,6 +43,8 @@ pub enum LedgerError {
     BucketMismatch { stored: String, configured: String },
     #[error("ledger storage failed: {0}")]
     Storage(#[from] rusqlite::Error),
+    #[error("ledger storage failed: {0}")]
+    Db(#[from] sql::DbError),
     #[error("ledger storage failed: {0}")]
     Io(String),
     /// A request the ledger's state does not allow (closing a running month, changing a closed one).

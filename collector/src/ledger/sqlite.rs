@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
+
+use super::sql::{Db, DbError, Value, bind};
+use crate::sql_params;
 
 use super::rollup::{buckets, spread};
 use super::rows::Rows;
@@ -179,12 +182,12 @@ impl SqliteLedger {
         let mut conn = open(path)?;
         migrate(&mut conn)?;
         let stored: Option<String> =
-            conn.query_row("SELECT value FROM settings WHERE name = 'bucket_ns'", [], |r| r.get(0)).optional()?;
+            conn.opt("SELECT value FROM settings WHERE name = 'bucket_ns'", sql_params![], |r| r.get(0))?;
         match stored {
             None => {
-                conn.execute(
+                conn.run(
                     "INSERT INTO settings (name, value) VALUES ('bucket_ns', $1)",
-                    params![bucket_ns.to_string()],
+                    sql_params![bucket_ns.to_string()],
                 )?;
             }
             Some(s) if s != bucket_ns.to_string() => {
@@ -206,7 +209,7 @@ impl SqliteLedger {
     /// The bucket length an existing ledger was created with.
     pub fn stored_bucket_ns(path: &Path) -> Result<u64, LedgerError> {
         let conn = open(path)?;
-        let s: String = conn.query_row("SELECT value FROM settings WHERE name = 'bucket_ns'", [], |r| r.get(0))?;
+        let s: String = conn.one("SELECT value FROM settings WHERE name = 'bucket_ns'", sql_params![], |r| r.get(0))?;
         s.parse().map_err(|_| LedgerError::Io(format!("the ledger's bucket setting {s:?} is not a number")))
     }
 
@@ -228,13 +231,14 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ns INTEGER NOT NULL)",
     )?;
-    let applied: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    let applied: i64 =
+        conn.one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", sql_params![], |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
-        tx.execute(
+        tx.run(
             "INSERT INTO schema_migrations (version, applied_at_ns) VALUES ($1, $2)",
-            params![i as i64 + 1, crate::now_ns() as i64],
+            sql_params![i as i64 + 1, crate::now_ns() as i64],
         )?;
         tx.commit()?;
         tracing::info!(version = i + 1, "applied ledger migration");
@@ -246,45 +250,42 @@ impl IdCache {
     /// Records who owns `workload_id` from `from_ns`, when that differs from the owner last recorded.
     fn record_owner(
         &mut self,
-        tx: &Connection,
+        tx: &impl Db,
         workload_id: i64,
         from_ns: u64,
         o: &Ownership,
     ) -> Result<(), LedgerError> {
         let last = match self.owners.get(&workload_id) {
             Some(known) => Some(known.clone()),
-            None => tx
-                .prepare_cached(
-                    "SELECT owner, team, department, component, system, rule FROM workload_owners WHERE workload_id = $1
+            None => tx.opt(
+                "SELECT owner, team, department, component, system, rule FROM workload_owners WHERE workload_id = $1
                      ORDER BY from_ns DESC LIMIT 1",
-                )?
-                .query_row(params![workload_id], |r| {
+                sql_params![workload_id],
+                |r| {
                     Ok(Ownership {
                         owner: r.get(0)?,
                         team: r.get(1)?,
                         department: r.get(2)?,
                         component: r.get(3)?,
                         system: r.get(4)?,
-                        rule: Rule::parse(&r.get::<_, String>(5)?).map_or("unallocated", Rule::name),
+                        rule: Rule::parse(&r.get::<String>(5)?).map_or("unallocated", Rule::name),
                     })
-                })
-                .optional()?,
+                },
+            )?,
         };
         if last.as_ref() != Some(o) {
-            tx.prepare_cached(
+            tx.run(
                 "INSERT INTO workload_owners (workload_id, from_ns, owner, team, department, component, system, rule)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workload_id, from_ns) DO UPDATE SET owner = excluded.owner,
                    team = excluded.team, department = excluded.department, component = excluded.component, system = excluded.system,
-                   rule = excluded.rule",
-            )?
-            .execute(params![workload_id, from_ns as i64, o.owner, o.team, o.department, o.component, o.system, o.rule])?;
+                   rule = excluded.rule", sql_params![workload_id, from_ns as i64, o.owner, o.team, o.department, o.component, o.system, o.rule])?;
         }
         self.owners.insert(workload_id, o.clone());
         Ok(())
     }
 
     /// Records the price in force for the batch's node when it differs from the last one recorded.
-    fn record_price(&mut self, tx: &Connection, node_id: i64, b: &Batch) -> Result<(), LedgerError> {
+    fn record_price(&mut self, tx: &impl Db, node_id: i64, b: &Batch) -> Result<(), LedgerError> {
         let price = match (&b.cost.price, &b.cost.unpriced) {
             (Some(p), _) => (Some(p.instance_micros_per_hour as i64), p.gpus, p.source.clone()),
             (None, Some(reason)) => (None, 0, format!("unpriced: {reason}")),
@@ -293,36 +294,29 @@ impl IdCache {
         let last = match self.prices.get(&node_id) {
             Some(known) => Some(known.clone()),
             None => tx
-                .prepare_cached("SELECT instance_micros_per_hour, gpus, source FROM node_prices WHERE node_id = $1 ORDER BY effective_from_ns DESC LIMIT 1")?
-                .query_row(params![node_id], |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, u32>(1)?, r.get::<_, String>(2)?)))
-                .optional()?,
+                .opt("SELECT instance_micros_per_hour, gpus, source FROM node_prices WHERE node_id = $1 ORDER BY effective_from_ns DESC LIMIT 1", sql_params![node_id], |r| Ok((r.get::<Option<i64>>(0)?, r.get::<u32>(1)?, r.get::<String>(2)?)))?,
         };
         if last.as_ref() != Some(&price) {
-            tx.prepare_cached(
+            tx.run(
                 "INSERT INTO node_prices (node_id, effective_from_ns, instance_micros_per_hour, gpus, source) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (node_id, effective_from_ns) DO NOTHING",
-            )?
-            .execute(params![node_id, b.start_ns as i64, price.0, price.1, price.2])?;
+                 ON CONFLICT (node_id, effective_from_ns) DO NOTHING", sql_params![node_id, b.start_ns as i64, price.0, price.1, price.2])?;
         }
         self.prices.insert(node_id, price);
         Ok(())
     }
 
-    fn node_id(&mut self, tx: &Connection, node: &Node) -> Result<i64, LedgerError> {
+    fn node_id(&mut self, tx: &impl Db, node: &Node) -> Result<i64, LedgerError> {
         let key = (node.cluster.clone(), node.name.clone());
         if let Some((id, known)) = self.nodes.get(&key)
             && known == node
         {
             return Ok(*id);
         }
-        let id: i64 = tx.prepare_cached(
+        let id: i64 = tx.one(
             "INSERT INTO nodes (cluster, name, instance_type, capacity_type, region, zone, labels_json) VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (cluster, name) DO UPDATE SET instance_type = excluded.instance_type, capacity_type = excluded.capacity_type,
                region = excluded.region, zone = excluded.zone, labels_json = excluded.labels_json
-             RETURNING node_id",
-        )?
-        .query_row(
-            params![
+             RETURNING node_id", sql_params![
                 node.cluster,
                 node.name,
                 node.instance_type,
@@ -337,25 +331,23 @@ impl IdCache {
         Ok(id)
     }
 
-    fn gpu_id(&mut self, tx: &Connection, node_id: i64, d: &Device) -> Result<i64, LedgerError> {
+    fn gpu_id(&mut self, tx: &impl Db, node_id: i64, d: &Device) -> Result<i64, LedgerError> {
         if let Some((id, on_node, known)) = self.gpus.get(&d.uuid)
             && *on_node == node_id
             && known == d
         {
             return Ok(*id);
         }
-        let id: i64 = tx.prepare_cached(
+        let id: i64 = tx.one(
             "INSERT INTO gpus (uuid, node_id, model, memory_total_bytes, mig_parent_uuid, mig_profile) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (uuid) DO UPDATE SET node_id = excluded.node_id, model = excluded.model,
                memory_total_bytes = excluded.memory_total_bytes, mig_parent_uuid = excluded.mig_parent_uuid, mig_profile = excluded.mig_profile
-             RETURNING gpu_id",
-        )?
-        .query_row(params![d.uuid, node_id, d.model, d.memory_total_bytes as i64, d.mig_parent_uuid, d.mig_profile], |r| r.get(0))?;
+             RETURNING gpu_id", sql_params![d.uuid, node_id, d.model, d.memory_total_bytes as i64, d.mig_parent_uuid, d.mig_profile], |r| r.get(0))?;
         self.gpus.insert(d.uuid.clone(), (id, node_id, d.clone()));
         Ok(id)
     }
 
-    fn workload_id(&mut self, tx: &Connection, w: &Workload) -> Result<i64, LedgerError> {
+    fn workload_id(&mut self, tx: &impl Db, w: &Workload) -> Result<i64, LedgerError> {
         // A workload whose identity changed (a relabelled pod) is written again.
         if let Some((id, known)) = self.workloads.get(&w.key)
             && *known == w.identity
@@ -364,25 +356,21 @@ impl IdCache {
         }
         let i = &w.identity;
         let json = serde_json::to_string(i).map_err(|e| LedgerError::Io(e.to_string()))?;
-        let id: i64 = tx.prepare_cached(
+        let id: i64 = tx.one(
             "INSERT INTO workloads (key, kind, namespace, pod, container, controller_kind, controller_name, ecs_task_arn, slurm_job_id, user_name, identity_json)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, namespace = excluded.namespace, pod = excluded.pod,
                container = excluded.container, controller_kind = excluded.controller_kind,
                controller_name = excluded.controller_name, ecs_task_arn = excluded.ecs_task_arn,
                slurm_job_id = excluded.slurm_job_id, user_name = excluded.user_name, identity_json = excluded.identity_json
-             RETURNING workload_id",
-        )?
-        .query_row(
-            params![w.key, i.kind.as_str(), i.namespace, i.pod, i.container, i.controller_kind, i.controller_name, i.ecs_task_arn, i.slurm_job_id, i.user, json],
+             RETURNING workload_id", sql_params![w.key, i.kind.as_str(), i.namespace, i.pod, i.container, i.controller_kind, i.controller_name, i.ecs_task_arn, i.slurm_job_id, i.user, json],
             |r| r.get(0),
         )?;
-        tx.prepare_cached("DELETE FROM workload_labels WHERE workload_id = $1")?.execute(params![id])?;
+        tx.run("DELETE FROM workload_labels WHERE workload_id = $1", sql_params![id])?;
         // Pod labels under their own keys; the allow-listed environment (MLFLOW_RUN_ID, …) as `env:<key>`.
         let env = i.env.iter().map(|(k, v)| (format!("env:{k}"), v));
         for (k, v) in i.labels.iter().map(|(k, v)| (k.clone(), v)).chain(env) {
-            tx.prepare_cached("INSERT INTO workload_labels (workload_id, key, value) VALUES ($1, $2, $3)")?
-                .execute(params![id, k, v])?;
+            tx.run("INSERT INTO workload_labels (workload_id, key, value) VALUES ($1, $2, $3)", sql_params![id, k, v])?;
         }
         self.workloads.insert(w.key.clone(), (id, w.identity.clone()));
         Ok(id)
@@ -399,27 +387,26 @@ enum Claim {
 }
 
 /// Records the batch's sequence numbers (first_seq..=seq) for its boot, coalescing ranges.
-fn claim_seqs(ids: &mut IdCache, tx: &Connection, b: &Batch) -> Result<Claim, rusqlite::Error> {
+fn claim_seqs(ids: &mut IdCache, tx: &impl Db, b: &Batch) -> Result<Claim, DbError> {
     let (first, last) = (b.first_seq as i64, b.seq as i64);
     let key = (b.agent_id.clone(), b.boot_id.clone());
     if let Some(&(f, l)) = ids.seqs.get(&key)
         && l + 1 == first
     {
         // The next batch of the boot's latest range: nothing can lie beyond it.
-        tx.prepare_cached(
+        tx.run(
             "UPDATE boot_seqs SET last_seq = $1 WHERE agent_id = $2 AND boot_id = $3 AND first_seq = $4",
-        )?
-        .execute(params![last, b.agent_id, b.boot_id, f])?;
+            sql_params![last, b.agent_id, b.boot_id, f],
+        )?;
         ids.seqs.insert(key, (f, last));
         return Ok(Claim::Taken);
     }
-    let before: Option<(i64, i64)> = tx
-        .prepare_cached(
-            "SELECT first_seq, last_seq FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 AND first_seq <= $3
+    let before: Option<(i64, i64)> = tx.opt(
+        "SELECT first_seq, last_seq FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 AND first_seq <= $3
              ORDER BY first_seq DESC LIMIT 1",
-        )?
-        .query_row(params![b.agent_id, b.boot_id, last], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+        sql_params![b.agent_id, b.boot_id, last],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     if let Some((f, l)) = before
         && l >= first
     {
@@ -430,30 +417,31 @@ fn claim_seqs(ids: &mut IdCache, tx: &Connection, b: &Batch) -> Result<Claim, ru
         });
     }
     let joins_before = before.filter(|&(_, l)| l + 1 == first);
-    let after: Option<i64> = tx
-        .prepare_cached("SELECT last_seq FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 AND first_seq = $3")?
-        .query_row(params![b.agent_id, b.boot_id, last + 1], |r| r.get(0))
-        .optional()?;
+    let after: Option<i64> = tx.opt(
+        "SELECT last_seq FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 AND first_seq = $3",
+        sql_params![b.agent_id, b.boot_id, last + 1],
+        |r| r.get(0),
+    )?;
     if after.is_some() {
-        tx.prepare_cached("DELETE FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 AND first_seq = $3")?
-            .execute(params![b.agent_id, b.boot_id, last + 1])?;
+        tx.run(
+            "DELETE FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 AND first_seq = $3",
+            sql_params![b.agent_id, b.boot_id, last + 1],
+        )?;
     }
     let new_last = after.unwrap_or(last);
     match joins_before {
-        Some((f, _)) => tx
-            .prepare_cached(
-                "UPDATE boot_seqs SET last_seq = $1 WHERE agent_id = $2 AND boot_id = $3 AND first_seq = $4",
-            )?
-            .execute(params![new_last, b.agent_id, b.boot_id, f])?,
-        None => tx
-            .prepare_cached("INSERT INTO boot_seqs (agent_id, boot_id, first_seq, last_seq) VALUES ($1, $2, $3, $4)")?
-            .execute(params![b.agent_id, b.boot_id, first, new_last])?,
+        Some((f, _)) => tx.run(
+            "UPDATE boot_seqs SET last_seq = $1 WHERE agent_id = $2 AND boot_id = $3 AND first_seq = $4",
+            sql_params![new_last, b.agent_id, b.boot_id, f],
+        )?,
+        None => tx.run(
+            "INSERT INTO boot_seqs (agent_id, boot_id, first_seq, last_seq) VALUES ($1, $2, $3, $4)",
+            sql_params![b.agent_id, b.boot_id, first, new_last],
+        )?,
     };
     let latest: (i64, i64) = tx
-        .prepare_cached(
-            "SELECT first_seq, last_seq FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 ORDER BY first_seq DESC LIMIT 1",
-        )?
-        .query_row(params![b.agent_id, b.boot_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .one(
+            "SELECT first_seq, last_seq FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 ORDER BY first_seq DESC LIMIT 1", sql_params![b.agent_id, b.boot_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     ids.seqs.insert(key, latest);
     Ok(Claim::Taken)
 }
@@ -462,53 +450,54 @@ fn claim_seqs(ids: &mut IdCache, tx: &Connection, b: &Batch) -> Result<Claim, ru
 /// (then nothing is recorded).
 fn claim_gpu_time(
     ids: &mut IdCache,
-    tx: &Connection,
+    tx: &impl Db,
     gpu_id: i64,
     start: u64,
     end: u64,
-) -> Result<Option<(u64, u64)>, rusqlite::Error> {
+) -> Result<Option<(u64, u64)>, DbError> {
     let (start, end) = (start as i64, end as i64);
     if let Some(&(s, e)) = ids.coverage.get(&gpu_id)
         && e == start
     {
         // Right after the GPU's latest range: nothing can lie beyond it.
-        tx.prepare_cached("UPDATE gpu_coverage SET end_ns = $1 WHERE gpu_id = $2 AND start_ns = $3")?
-            .execute(params![end, gpu_id, s])?;
+        tx.run("UPDATE gpu_coverage SET end_ns = $1 WHERE gpu_id = $2 AND start_ns = $3", sql_params![end, gpu_id, s])?;
         ids.coverage.insert(gpu_id, (s, end));
         return Ok(None);
     }
-    let before: Option<(i64, i64)> = tx
-        .prepare_cached(
-            "SELECT start_ns, end_ns FROM gpu_coverage WHERE gpu_id = $1 AND start_ns < $2 ORDER BY start_ns DESC LIMIT 1",
-        )?
-        .query_row(params![gpu_id, end], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+    let before: Option<(i64, i64)> = tx.opt(
+        "SELECT start_ns, end_ns FROM gpu_coverage WHERE gpu_id = $1 AND start_ns < $2 ORDER BY start_ns DESC LIMIT 1",
+        sql_params![gpu_id, end],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     if let Some((s, e)) = before
         && e > start
     {
         return Ok(Some((s as u64, e as u64)));
     }
     let joins_before = before.filter(|&(_, e)| e == start);
-    let after: Option<i64> = tx
-        .prepare_cached("SELECT end_ns FROM gpu_coverage WHERE gpu_id = $1 AND start_ns = $2")?
-        .query_row(params![gpu_id, end], |r| r.get(0))
-        .optional()?;
+    let after: Option<i64> =
+        tx.opt("SELECT end_ns FROM gpu_coverage WHERE gpu_id = $1 AND start_ns = $2", sql_params![gpu_id, end], |r| {
+            r.get(0)
+        })?;
     if after.is_some() {
-        tx.prepare_cached("DELETE FROM gpu_coverage WHERE gpu_id = $1 AND start_ns = $2")?
-            .execute(params![gpu_id, end])?;
+        tx.run("DELETE FROM gpu_coverage WHERE gpu_id = $1 AND start_ns = $2", sql_params![gpu_id, end])?;
     }
     let new_end = after.unwrap_or(end);
     match joins_before {
-        Some((s, _)) => tx
-            .prepare_cached("UPDATE gpu_coverage SET end_ns = $1 WHERE gpu_id = $2 AND start_ns = $3")?
-            .execute(params![new_end, gpu_id, s])?,
-        None => tx
-            .prepare_cached("INSERT INTO gpu_coverage (gpu_id, start_ns, end_ns) VALUES ($1, $2, $3)")?
-            .execute(params![gpu_id, start, new_end])?,
+        Some((s, _)) => tx.run(
+            "UPDATE gpu_coverage SET end_ns = $1 WHERE gpu_id = $2 AND start_ns = $3",
+            sql_params![new_end, gpu_id, s],
+        )?,
+        None => tx.run(
+            "INSERT INTO gpu_coverage (gpu_id, start_ns, end_ns) VALUES ($1, $2, $3)",
+            sql_params![gpu_id, start, new_end],
+        )?,
     };
-    let latest: (i64, i64) = tx
-        .prepare_cached("SELECT start_ns, end_ns FROM gpu_coverage WHERE gpu_id = $1 ORDER BY start_ns DESC LIMIT 1")?
-        .query_row(params![gpu_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let latest: (i64, i64) = tx.one(
+        "SELECT start_ns, end_ns FROM gpu_coverage WHERE gpu_id = $1 ORDER BY start_ns DESC LIMIT 1",
+        sql_params![gpu_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     ids.coverage.insert(gpu_id, latest);
     Ok(None)
 }
@@ -516,7 +505,7 @@ fn claim_gpu_time(
 /// Writes one batch inside the caller's savepoint.
 fn record_one(
     ids: &mut IdCache,
-    tx: &Connection,
+    tx: &impl Db,
     b: &Batch,
     now_ns: u64,
     bucket_ns: u64,
@@ -534,11 +523,9 @@ fn record_one(
             });
         }
     }
-    tx.prepare_cached(
+    tx.run(
         "INSERT INTO agent_boots (agent_id, boot_id, last_seq, first_seen_ns, last_seen_ns) VALUES ($1, $2, $3, $4, $4)
-         ON CONFLICT (agent_id, boot_id) DO UPDATE SET last_seq = max(agent_boots.last_seq, excluded.last_seq), last_seen_ns = excluded.last_seen_ns",
-    )?
-    .execute(params![b.agent_id, b.boot_id, b.seq as i64, now_ns as i64])?;
+         ON CONFLICT (agent_id, boot_id) DO UPDATE SET last_seq = max(agent_boots.last_seq, excluded.last_seq), last_seen_ns = excluded.last_seen_ns", sql_params![b.agent_id, b.boot_id, b.seq as i64, now_ns as i64])?;
     let node_id = ids.node_id(tx, &b.node)?;
     let (start, end) = (b.start_ns, b.end_ns);
     let parts = buckets(start, end, bucket_ns);
@@ -589,11 +576,9 @@ fn record_one(
         roll.observed = !b.devices.iter().any(|d| d.uuid == g.uuid && d.is_mig());
         roll.energy_mj = g.energy_millijoules.unwrap_or(0);
         if keep_raw {
-            tx.prepare_cached(
+            tx.run(
                     "INSERT INTO gpu_intervals (gpu_id, start_ns, end_ns, node_id, utilization_ppm, memory_used_bytes, power_milliwatts, energy_millijoules)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )?
-                .execute(params![gpu_ids[g.uuid.as_str()], start as i64, end as i64, node_id, g.utilization_ppm, g.memory_used_bytes as i64, g.power_milliwatts as i64, g.energy_millijoules.map(|e| e as i64)])?;
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", sql_params![gpu_ids[g.uuid.as_str()], start as i64, end as i64, node_id, g.utilization_ppm, g.memory_used_bytes as i64, g.power_milliwatts as i64, g.energy_millijoules.map(|e| e as i64)])?;
         }
     }
     for (k, h) in b.holdings.iter().enumerate() {
@@ -618,7 +603,7 @@ fn record_one(
         .map(|a| spread(a, &parts));
         for (p, (bucket, len)) in parts.iter().enumerate() {
             let a = |n: usize| amounts[n][p] as i64;
-            tx.prepare_cached(
+            tx.run(
                     "INSERT INTO usage_buckets (bucket_start_ns, gpu_id, workload_id, node_id, held_ns, used_ns, used_micros, hybrid_idle_micros,
                        allocation_used_micros, allocation_idle_micros, energy_millijoules, co2e_mg, co2e_known_ns)
                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
@@ -629,9 +614,7 @@ fn record_one(
                        allocation_used_micros = usage_buckets.allocation_used_micros + excluded.allocation_used_micros,
                        allocation_idle_micros = usage_buckets.allocation_idle_micros + excluded.allocation_idle_micros,
                        energy_millijoules = usage_buckets.energy_millijoules + excluded.energy_millijoules,
-                       co2e_mg = usage_buckets.co2e_mg + excluded.co2e_mg, co2e_known_ns = usage_buckets.co2e_known_ns + excluded.co2e_known_ns",
-                )?
-                .execute(params![
+                       co2e_mg = usage_buckets.co2e_mg + excluded.co2e_mg, co2e_known_ns = usage_buckets.co2e_known_ns + excluded.co2e_known_ns", sql_params![
                     *bucket as i64, gpu_id, workload_id, node_id, *len as i64, a(0), a(1), a(2), a(3), a(4), a(5), a(6),
                     if c.co2e_mg.is_some() { *len as i64 } else { 0 }
                 ])?;
@@ -640,11 +623,9 @@ fn record_one(
     if keep_raw {
         for p in &b.processes {
             let workload_id = ids.workload_id(tx, &p.workload)?;
-            tx.prepare_cached(
+            tx.run(
                     "INSERT INTO process_intervals (gpu_id, start_ns, pid, end_ns, workload_id, sm_util_ppm, memory_util_ppm, used_memory_bytes)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )?
-                .execute(params![gpu_ids[p.gpu_uuid.as_str()], start as i64, p.pid, end as i64, workload_id, p.sm_share_ppm, p.memory_util_ppm, p.used_memory_bytes as i64])?;
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", sql_params![gpu_ids[p.gpu_uuid.as_str()], start as i64, p.pid, end as i64, workload_id, p.sm_share_ppm, p.memory_util_ppm, p.used_memory_bytes as i64])?;
         }
     }
     for (uuid, roll) in &rolls {
@@ -654,7 +635,7 @@ fn record_one(
             let observed_ns = if roll.observed { *len } else { 0 };
             let held_ns = if roll.held { *len } else { 0 };
             let unpriced_ns = if roll.unpriced { observed_ns } else { 0 };
-            tx.prepare_cached(
+            tx.run(
                     "INSERT INTO gpu_buckets (bucket_start_ns, gpu_id, node_id, observed_ns, held_ns, used_ns, energy_millijoules,
                        cost_micros, idle_micros, unallocated_micros, unpriced_ns) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                      ON CONFLICT (bucket_start_ns, gpu_id, node_id) DO UPDATE SET
@@ -662,9 +643,7 @@ fn record_one(
                        used_ns = gpu_buckets.used_ns + excluded.used_ns, energy_millijoules = gpu_buckets.energy_millijoules + excluded.energy_millijoules,
                        cost_micros = gpu_buckets.cost_micros + excluded.cost_micros, idle_micros = gpu_buckets.idle_micros + excluded.idle_micros,
                        unallocated_micros = gpu_buckets.unallocated_micros + excluded.unallocated_micros,
-                       unpriced_ns = gpu_buckets.unpriced_ns + excluded.unpriced_ns",
-                )?
-                .execute(params![*bucket as i64, gpu_ids[uuid], node_id, observed_ns as i64, held_ns as i64, a(0), a(1), a(2), a(3), a(4), unpriced_ns as i64])?;
+                       unpriced_ns = gpu_buckets.unpriced_ns + excluded.unpriced_ns", sql_params![*bucket as i64, gpu_ids[uuid], node_id, observed_ns as i64, held_ns as i64, a(0), a(1), a(2), a(3), a(4), unpriced_ns as i64])?;
         }
     }
     Ok(Recorded::Stored)
@@ -680,7 +659,7 @@ impl Ledger for SqliteLedger {
             let mut outcomes = Vec::with_capacity(batches.len());
             for b in batches {
                 let sp = tx.savepoint()?;
-                match record_one(ids, &sp, b, now_ns, self.bucket_ns, keep_raw_after) {
+                match record_one(ids, &*sp, b, now_ns, self.bucket_ns, keep_raw_after) {
                     Ok(rec) => {
                         sp.commit()?;
                         outcomes.push(Ok(rec));
@@ -729,34 +708,28 @@ impl Ledger for SqliteLedger {
                 )
             };
             let dims = q.group_by.len();
-            let read_time = |r: &rusqlite::Row, at: usize, observed: bool| -> rusqlite::Result<GpuTime> {
+            let read_time = |r: &crate::ledger::sql::Row, at: usize, observed: bool| -> Result<GpuTime, DbError> {
                 Ok(GpuTime {
                     observed_ns: if observed { Some(sum_ns(r.get(at)?, r.get(at + 1)?)) } else { None },
                     held_ns: sum_ns(r.get(at + 2)?, r.get(at + 3)?),
                     used_ns: sum_ns(r.get(at + 4)?, r.get(at + 5)?),
                 })
             };
-            let mut stmt = conn.prepare(&sql)?;
-            let mut bound: Vec<Box<dyn rusqlite::ToSql>> =
-                label_keys.iter().map(|k| Box::new(k.clone()) as Box<dyn rusqlite::ToSql>).collect();
-            bound.push(Box::new(q.from_ns as i64));
-            bound.push(Box::new(q.to_ns as i64));
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(bound.iter()), |r| {
-                    let group = (0..dims).map(|i| r.get::<_, String>(i)).collect::<rusqlite::Result<Vec<_>>>()?;
-                    Ok(UsageRow { group, time: read_time(r, dims, !by_workload)? })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let totals = conn.query_row(
+            let mut bound: Vec<Value> = label_keys.iter().map(|k| Value::Text(k.clone())).collect();
+            bound.push(Value::Int(q.from_ns as i64));
+            bound.push(Value::Int(q.to_ns as i64));
+            let rows = conn.all(&sql, &bind(&bound), |r| {
+                let group = (0..dims).map(|i| r.get::<String>(i)).collect::<Result<Vec<_>, DbError>>()?;
+                Ok(UsageRow { group, time: read_time(r, dims, !by_workload)? })
+            })?;
+            let totals = conn.one(
                 &format!(
                     "SELECT {}, {}, {} FROM gpu_buckets b WHERE b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2",
                     split("b.observed_ns"),
                     split("b.held_ns"),
                     split("b.used_ns")
-                ),
-                params![q.from_ns as i64, q.to_ns as i64],
-                |r| read_time(r, 0, true),
-            )?;
+                ), sql_params![q.from_ns as i64, q.to_ns as i64],
+                |r| read_time(r, 0, true))?;
             Ok(UsageReport { rows, totals })
         })
     }
@@ -787,17 +760,16 @@ impl Ledger for SqliteLedger {
                 split("b.used_ns"),
                 dims.joins
             );
-            let mut bound: Vec<Box<dyn rusqlite::ToSql>> = dims.params.iter().map(|p| Box::new(p.clone()) as Box<dyn rusqlite::ToSql>).collect();
-            bound.extend(q.filters.iter().map(|(_, v)| Box::new(v.clone()) as Box<dyn rusqlite::ToSql>));
-            bound.push(Box::new(q.from_ns as i64));
-            bound.push(Box::new(q.to_ns as i64));
+            let mut bound: Vec<Value> = dims.params.iter().map(|p| Value::Text(p.clone())).collect();
+            bound.extend(q.filters.iter().map(|(_, v)| Value::Text(v.clone())));
+            bound.push(Value::Int(q.from_ns as i64));
+            bound.push(Value::Int(q.to_ns as i64));
             let n = q.group_by.len();
-            let amount = |r: &rusqlite::Row, i: usize| r.get::<_, Option<i64>>(i).map(|v| v.unwrap_or(0) as u128);
+            let amount = |r: &crate::ledger::sql::Row, i: usize| r.get::<Option<i64>>(i).map(|v| v.unwrap_or(0) as u128);
             let rows = conn
-                .prepare(&sql)?
-                .query_map(rusqlite::params_from_iter(bound.iter()), |r| {
+                .all(&sql, &bind(&bound), |r| {
                     Ok(CostRow {
-                        group: (0..n).map(|i| r.get::<_, String>(i)).collect::<rusqlite::Result<Vec<_>>>()?,
+                        group: (0..n).map(|i| r.get::<String>(i)).collect::<Result<Vec<_>, DbError>>()?,
                         used: amount(r, n)?,
                         idle: amount(r, n + 1)?,
                         held_ns: sum_ns(r.get(n + 2)?, r.get(n + 3)?),
@@ -808,8 +780,7 @@ impl Ledger for SqliteLedger {
                             _ => Some(amount(r, n + 7)?),
                         },
                     })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                })?;
             let rows = rows.into_iter().filter(|r| n > 0 || r.held_ns > 0 || r.used + r.idle > 0).collect();
 
             // The lines no workload is charged for, over the GPUs the GPU filters select.
@@ -818,18 +789,17 @@ impl Ledger for SqliteLedger {
             let gdims = DimSql::new(&gpu_filters.iter().map(|(d, _)| d).collect::<Vec<_>>(), self.bucket_ns);
             let gconds: String = gdims.exprs.iter().enumerate().map(|(i, c)| format!("{c} = ${} AND ", i + 1)).collect();
             let (gf, gt) = (gdims.exprs.len() + 1, gdims.exprs.len() + 2);
-            let mut gbound: Vec<Box<dyn rusqlite::ToSql>> =
-                gpu_filters.iter().map(|(_, v)| Box::new(v.clone()) as Box<dyn rusqlite::ToSql>).collect();
-            gbound.push(Box::new(q.from_ns as i64));
-            gbound.push(Box::new(q.to_ns as i64));
-            let (fleet, idle, unallocated, unpriced_ns) = conn.query_row(
+            let mut gbound: Vec<Value> = gpu_filters.iter().map(|(_, v)| Value::Text(v.clone())).collect();
+            gbound.push(Value::Int(q.from_ns as i64));
+            gbound.push(Value::Int(q.to_ns as i64));
+            let (fleet, idle, unallocated, unpriced_ns) = conn.one(
                 &format!(
                     "SELECT SUM(b.cost_micros), SUM(b.idle_micros), SUM(b.unallocated_micros), {} FROM {gpu_rows} b
                      JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id
                      WHERE {gconds}b.bucket_start_ns >= ${gf} AND b.bucket_start_ns < ${gt}",
                     split("b.unpriced_ns")
                 ),
-                rusqlite::params_from_iter(gbound.iter()),
+                &bind(&gbound),
                 |r| Ok((amount(r, 0)?, amount(r, 1)?, amount(r, 2)?, sum_ns(r.get(3)?, r.get(4)?))),
             )?;
             let idle = if q.policy == Policy::Utilization { idle } else { 0 };
@@ -854,7 +824,7 @@ impl Ledger for SqliteLedger {
         let (usage_rows, gpu_rows) = (source.usage(), source.gpu());
         self.with_reader(|conn| {
             let split = |c: &str| format!("SUM({c} / 1000000000), SUM({c} % 1000000000)");
-            let amount = |r: &rusqlite::Row, i: usize| r.get::<_, Option<i64>>(i).map(|v| v.unwrap_or(0) as u128);
+            let amount = |r: &crate::ledger::sql::Row, i: usize| r.get::<Option<i64>>(i).map(|v| v.unwrap_or(0) as u128);
             let mut origins: Vec<OriginCharge> = Vec::new();
             let mut at: HashMap<(i64, i64, i64), usize> = HashMap::new();
             {
@@ -870,9 +840,8 @@ impl Ledger for SqliteLedger {
                     split("b.held_ns"),
                     split("b.used_ns")
                 );
-                let mut stmt = conn.prepare(&sql)?;
-                let mut rows = stmt.query(params![from_ns as i64, to_ns as i64])?;
-                while let Some(r) = rows.next()? {
+                for r in conn.rows(&sql, sql_params![from_ns as i64, to_ns as i64])? {
+                    let r = &r;
                     let p: i64 = r.get(0)?;
                     at.insert((p, r.get(1)?, r.get(2)?), origins.len());
                     let start = p as u64 * period_ns;
@@ -930,14 +899,12 @@ impl Ledger for SqliteLedger {
                 k + 2,
                 d.exprs.join(", ")
             );
-            let mut bound: Vec<Box<dyn rusqlite::ToSql>> =
-                d.params.iter().map(|p| Box::new(p.clone()) as Box<dyn rusqlite::ToSql>).collect();
-            bound.push(Box::new(from_ns as i64));
-            bound.push(Box::new(to_ns as i64));
-            let mut stmt = conn.prepare(&sql)?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(bound.iter()))?;
-            while let Some(r) = rows.next()? {
-                let key = (r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?);
+            let mut bound: Vec<Value> = d.params.iter().map(|p| Value::Text(p.clone())).collect();
+            bound.push(Value::Int(from_ns as i64));
+            bound.push(Value::Int(to_ns as i64));
+            for r in conn.rows(&sql, &bind(&bound))? {
+                let r = &r;
+                let key = (r.get::<i64>(0)?, r.get::<i64>(1)?, r.get::<i64>(2)?);
                 let Some(&i) = at.get(&key) else { continue };
                 let n = dims.len() + 3;
                 origins[i].allocations.push(AllocatedCharge {
@@ -969,27 +936,26 @@ impl Ledger for SqliteLedger {
 
     fn prices(&self) -> Result<Vec<NodePrice>, LedgerError> {
         self.with_reader(|conn| {
-            let mut stmt = conn.prepare(
+            let rows = conn.all(
                 "SELECT n.cluster, n.name, n.instance_type, n.capacity_type, n.region, p.effective_from_ns, p.instance_micros_per_hour, p.gpus, p.source
                  FROM node_prices p JOIN nodes n ON n.node_id = p.node_id
                  WHERE p.effective_from_ns = (SELECT MAX(q.effective_from_ns) FROM node_prices q WHERE q.node_id = p.node_id)
                  ORDER BY n.cluster, n.name",
-            )?;
-            let rows = stmt
-                .query_map([], |r| {
+                sql_params![],
+                |r| {
                     Ok(NodePrice {
                         cluster: r.get(0)?,
                         node: r.get(1)?,
                         instance_type: r.get(2)?,
                         capacity_type: r.get(3)?,
                         region: r.get(4)?,
-                        effective_from_ns: r.get::<_, i64>(5)? as u64,
-                        instance_micros_per_hour: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+                        effective_from_ns: r.get::<i64>(5)? as u64,
+                        instance_micros_per_hour: r.get::<Option<i64>>(6)?.map(|v| v as u64),
                         gpus: r.get(7)?,
                         source: r.get(8)?,
                     })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                },
+            )?;
             Ok(rows)
         })
     }
@@ -1005,24 +971,20 @@ impl Ledger for SqliteLedger {
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let Writer { conn, ids } = &mut *guard;
         let tx = conn.transaction()?;
-        let workloads: Vec<(i64, String)> = tx
-            .prepare(
-                "SELECT w.workload_id, w.identity_json FROM workloads w WHERE EXISTS (SELECT 1 FROM usage_buckets b
+        let workloads: Vec<(i64, String)> = tx.all(
+            "SELECT w.workload_id, w.identity_json FROM workloads w WHERE EXISTS (SELECT 1 FROM usage_buckets b
                    WHERE b.workload_id = w.workload_id AND b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2)",
-            )?
-            .query_map(params![from_ns as i64, to_ns as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+            sql_params![from_ns as i64, to_ns as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         type Row = (String, String, String, String, String, String);
         let owner_at = |tx: &Connection, workload_id: i64, at: u64| -> Result<Option<Row>, LedgerError> {
-            Ok(tx
-                .prepare_cached(
-                    "SELECT owner, team, department, component, system, rule FROM workload_owners
+            Ok(tx.opt(
+                "SELECT owner, team, department, component, system, rule FROM workload_owners
                      WHERE workload_id = $1 AND from_ns <= $2 ORDER BY from_ns DESC LIMIT 1",
-                )?
-                .query_row(params![workload_id, at as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-                })
-                .optional()?)
+                sql_params![workload_id, at as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )?)
         };
         let mut report = ReattributeReport::default();
         for (workload_id, json) in workloads {
@@ -1040,22 +1002,20 @@ impl Ledger for SqliteLedger {
             }
             // What was in force at the window's end stays in force after it.
             let after = owner_at(&tx, workload_id, to_ns)?;
-            tx.prepare_cached("DELETE FROM workload_owners WHERE workload_id = $1 AND from_ns >= $2 AND from_ns < $3")?
-                .execute(params![workload_id, from_ns as i64, to_ns as i64])?;
+            tx.run(
+                "DELETE FROM workload_owners WHERE workload_id = $1 AND from_ns >= $2 AND from_ns < $3",
+                sql_params![workload_id, from_ns as i64, to_ns as i64],
+            )?;
             if let Some((owner, team, department, component, system, rule)) = after {
-                tx.prepare_cached(
+                tx.run(
                     "INSERT INTO workload_owners (workload_id, from_ns, owner, team, department, component, system, rule)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workload_id, from_ns) DO NOTHING",
-                )?
-                .execute(params![workload_id, to_ns as i64, owner, team, department, component, system, rule])?;
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workload_id, from_ns) DO NOTHING", sql_params![workload_id, to_ns as i64, owner, team, department, component, system, rule])?;
             }
-            tx.prepare_cached(
+            tx.run(
                 "INSERT INTO workload_owners (workload_id, from_ns, owner, team, department, component, system, rule)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workload_id, from_ns) DO UPDATE SET owner = excluded.owner,
                    team = excluded.team, department = excluded.department, component = excluded.component,
-                   system = excluded.system, rule = excluded.rule",
-            )?
-            .execute(params![workload_id, from_ns as i64, new.owner, new.team, new.department, new.component, new.system, new.rule])?;
+                   system = excluded.system, rule = excluded.rule", sql_params![workload_id, from_ns as i64, new.owner, new.team, new.department, new.component, new.system, new.rule])?;
         }
         if !dry_run {
             tx.commit()?;
@@ -1089,15 +1049,15 @@ impl Ledger for SqliteLedger {
         }
         let mut rows: Vec<Row> = Vec::new();
         {
-            let mut stmt = tx.prepare(
+            let sql = String::from(
                 "SELECT b.bucket_start_ns, b.gpu_id, b.node_id, n.cluster, n.name, n.instance_type, n.capacity_type, n.region, n.zone,
                         n.labels_json, g.model, b.observed_ns, b.held_ns, b.cost_micros, b.idle_micros, b.unallocated_micros,
                         (SELECT COUNT(*) FROM gpus p WHERE p.node_id = n.node_id AND p.mig_parent_uuid IS NULL)
                  FROM gpu_buckets b JOIN nodes n ON n.node_id = b.node_id JOIN gpus g ON g.gpu_id = b.gpu_id
                  WHERE b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2 ORDER BY b.bucket_start_ns, b.gpu_id",
-            )?;
-            let mut q = stmt.query(params![from_ns as i64, to_ns as i64])?;
-            while let Some(r) = q.next()? {
+            );
+            for r in tx.rows(&sql, sql_params![from_ns as i64, to_ns as i64])? {
+                let r = &r;
                 let labels: String = r.get(9)?;
                 rows.push(Row {
                     bucket: r.get(0)?,
@@ -1113,13 +1073,13 @@ impl Ledger for SqliteLedger {
                         labels: serde_json::from_str(&labels).unwrap_or_default(),
                     },
                     model: r.get(10)?,
-                    gpus: r.get::<_, i64>(16)? as u32,
+                    gpus: r.get::<i64>(16)? as u32,
                     device: DeviceBucket {
-                        observed_ns: r.get::<_, i64>(11)? as u64,
-                        held_ns: r.get::<_, i64>(12)? as u64,
-                        cost: r.get::<_, i64>(13)? as u64,
-                        idle: r.get::<_, i64>(14)? as u64,
-                        unallocated: r.get::<_, i64>(15)? as u64,
+                        observed_ns: r.get::<i64>(11)? as u64,
+                        held_ns: r.get::<i64>(12)? as u64,
+                        cost: r.get::<i64>(13)? as u64,
+                        idle: r.get::<i64>(14)? as u64,
+                        unallocated: r.get::<i64>(15)? as u64,
                         holders: Vec::new(),
                     },
                     workloads: Vec::new(),
@@ -1129,30 +1089,25 @@ impl Ledger for SqliteLedger {
         let mut report = RepriceReport::default();
         let mut repriced_nodes = std::collections::BTreeMap::new();
         for row in &mut rows {
-            let mut stmt = tx.prepare_cached(
-                "SELECT workload_id, held_ns, used_ns, used_micros, hybrid_idle_micros, allocation_used_micros, allocation_idle_micros
-                 FROM usage_buckets WHERE bucket_start_ns = $1 AND gpu_id = $2 AND node_id = $3 ORDER BY workload_id",
-            )?;
-            let mut q = stmt.query(params![row.bucket, row.gpu_id, row.node_id])?;
-            while let Some(r) = q.next()? {
+            let sql = "SELECT workload_id, held_ns, used_ns, used_micros, hybrid_idle_micros, allocation_used_micros, allocation_idle_micros
+                 FROM usage_buckets WHERE bucket_start_ns = $1 AND gpu_id = $2 AND node_id = $3 ORDER BY workload_id";
+            for r in tx.rows(sql, sql_params![row.bucket, row.gpu_id, row.node_id])? {
+                let r = &r;
                 row.workloads.push(r.get(0)?);
                 row.device.holders.push(HolderBucket {
-                    held_ns: r.get::<_, i64>(1)? as u64,
-                    used_ns: r.get::<_, i64>(2)? as u64,
-                    used: r.get::<_, i64>(3)? as u64,
-                    hybrid_idle: r.get::<_, i64>(4)? as u64,
-                    allocation_used: r.get::<_, i64>(5)? as u64,
-                    allocation_idle: r.get::<_, i64>(6)? as u64,
+                    held_ns: r.get::<i64>(1)? as u64,
+                    used_ns: r.get::<i64>(2)? as u64,
+                    used: r.get::<i64>(3)? as u64,
+                    hybrid_idle: r.get::<i64>(4)? as u64,
+                    allocation_used: r.get::<i64>(5)? as u64,
+                    allocation_idle: r.get::<i64>(6)? as u64,
                 });
             }
             // The price the bucket was charged at, to scale from.
             let old_rate: Option<(i64, u32)> = tx
-                .prepare_cached(
+                .opt(
                     "SELECT instance_micros_per_hour, gpus FROM node_prices WHERE node_id = $1 AND effective_from_ns < $2
-                     ORDER BY effective_from_ns DESC LIMIT 1",
-                )?
-                .query_row(params![row.node_id, row.bucket + self.bucket_ns as i64], |r| Ok((r.get::<_, Option<i64>>(0)?, r.get(1)?)))
-                .optional()?
+                     ORDER BY effective_from_ns DESC LIMIT 1", sql_params![row.node_id, row.bucket + self.bucket_ns as i64], |r| Ok((r.get::<Option<i64>>(0)?, r.get(1)?)))?
                 .and_then(|(m, g)| m.map(|m| (m, g)));
             let new = price_of(&row.node, &row.model, row.gpus, row.bucket as u64);
             let new_cost = match (&new, old_rate) {
@@ -1180,26 +1135,24 @@ impl Ledger for SqliteLedger {
             if dry_run {
                 continue;
             }
-            tx.prepare_cached(
+            tx.run(
                 "UPDATE gpu_buckets SET cost_micros = $1, idle_micros = $2, unallocated_micros = $3,
                    unpriced_ns = CASE WHEN $4 = 1 THEN 0 ELSE unpriced_ns END
                  WHERE bucket_start_ns = $5 AND gpu_id = $6 AND node_id = $7",
-            )?
-            .execute(params![
-                rescaled.cost as i64,
-                rescaled.idle as i64,
-                rescaled.unallocated as i64,
-                new.is_some() as i64,
-                row.bucket,
-                row.gpu_id,
-                row.node_id
-            ])?;
+                sql_params![
+                    rescaled.cost as i64,
+                    rescaled.idle as i64,
+                    rescaled.unallocated as i64,
+                    new.is_some() as i64,
+                    row.bucket,
+                    row.gpu_id,
+                    row.node_id
+                ],
+            )?;
             for (w, h) in row.workloads.iter().zip(&rescaled.holders) {
-                tx.prepare_cached(
+                tx.run(
                     "UPDATE usage_buckets SET used_micros = $1, hybrid_idle_micros = $2, allocation_used_micros = $3, allocation_idle_micros = $4
-                     WHERE bucket_start_ns = $5 AND gpu_id = $6 AND node_id = $7 AND workload_id = $8",
-                )?
-                .execute(params![
+                     WHERE bucket_start_ns = $5 AND gpu_id = $6 AND node_id = $7 AND workload_id = $8", sql_params![
                     h.used as i64,
                     h.hybrid_idle as i64,
                     h.allocation_used as i64,
@@ -1222,35 +1175,26 @@ impl Ledger for SqliteLedger {
         // later re-pricing scales from the prices actually charged.
         for (node_id, p) in repriced_nodes {
             let after: Option<(Option<i64>, u32, String)> = tx
-                .prepare_cached(
+                .opt(
                     "SELECT instance_micros_per_hour, gpus, source FROM node_prices WHERE node_id = $1 AND effective_from_ns <= $2
-                     ORDER BY effective_from_ns DESC LIMIT 1",
-                )?
-                .query_row(params![node_id, to_ns as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()?;
-            tx.prepare_cached(
+                     ORDER BY effective_from_ns DESC LIMIT 1", sql_params![node_id, to_ns as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            tx.run(
                 "DELETE FROM node_prices WHERE node_id = $1 AND effective_from_ns >= $2 AND effective_from_ns < $3",
-            )?
-            .execute(params![node_id, from_ns as i64, to_ns as i64])?;
+                sql_params![node_id, from_ns as i64, to_ns as i64],
+            )?;
             if let Some((micros, gpus, source)) = after {
-                tx.prepare_cached(
+                tx.run(
                     "INSERT INTO node_prices (node_id, effective_from_ns, instance_micros_per_hour, gpus, source) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (node_id, effective_from_ns) DO NOTHING",
-                )?
-                .execute(params![node_id, to_ns as i64, micros, gpus, source])?;
+                     ON CONFLICT (node_id, effective_from_ns) DO NOTHING", sql_params![node_id, to_ns as i64, micros, gpus, source])?;
             }
-            tx.prepare_cached(
+            tx.run(
                 "INSERT INTO node_prices (node_id, effective_from_ns, instance_micros_per_hour, gpus, source) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (node_id, effective_from_ns) DO UPDATE SET instance_micros_per_hour = excluded.instance_micros_per_hour,
-                   gpus = excluded.gpus, source = excluded.source",
-            )?
-            .execute(params![node_id, from_ns as i64, p.instance_micros_per_hour as i64, p.gpus, format!("repriced: {}", p.source)])?;
+                   gpus = excluded.gpus, source = excluded.source", sql_params![node_id, from_ns as i64, p.instance_micros_per_hour as i64, p.gpus, format!("repriced: {}", p.source)])?;
         }
         let detail = serde_json::to_string(&report.nodes).map_err(|e| LedgerError::Io(e.to_string()))?;
-        tx.execute(
-            "INSERT INTO repricings (ran_at_ns, from_ns, to_ns, buckets, old_micros, new_micros, detail_json) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            params![crate::now_ns() as i64, from_ns as i64, to_ns as i64, report.buckets as i64, report.old_micros as i64, report.new_micros as i64, detail],
-        )?;
+        tx.run(
+            "INSERT INTO repricings (ran_at_ns, from_ns, to_ns, buckets, old_micros, new_micros, detail_json) VALUES ($1, $2, $3, $4, $5, $6, $7)", sql_params![crate::now_ns() as i64, from_ns as i64, to_ns as i64, report.buckets as i64, report.old_micros as i64, report.new_micros as i64, detail])?;
         tx.commit()?;
         // The writer's cached prices may be stale now.
         ids.prices.clear();
@@ -1259,8 +1203,8 @@ impl Ledger for SqliteLedger {
 
     fn prune_raw(&self, before_ns: u64) -> Result<u64, LedgerError> {
         let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let a = guard.conn.execute("DELETE FROM gpu_intervals WHERE end_ns < $1", params![before_ns as i64])?;
-        let b = guard.conn.execute("DELETE FROM process_intervals WHERE end_ns < $1", params![before_ns as i64])?;
+        let a = guard.conn.run("DELETE FROM gpu_intervals WHERE end_ns < $1", sql_params![before_ns as i64])?;
+        let b = guard.conn.run("DELETE FROM process_intervals WHERE end_ns < $1", sql_params![before_ns as i64])?;
         Ok((a + b) as u64)
     }
 
@@ -1269,7 +1213,7 @@ impl Ledger for SqliteLedger {
     }
 
     fn ping(&self) -> Result<(), LedgerError> {
-        self.with_reader(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())?))
+        self.with_reader(|c| Ok(c.one("SELECT 1", sql_params![], |r| r.get::<i64>(0)).map(|_| ())?))
     }
 }
 
@@ -1381,7 +1325,7 @@ mod tests {
         assert_eq!(t.observed_ns, Some(60 * u128::from(NS)));
         assert_eq!(t.used_ns, 30 * u128::from(NS));
         // Coverage and sequence ranges coalesced back to one row each.
-        let rows = |sql: &str| l.writer.lock().unwrap().conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        let rows = |sql: &str| l.writer.lock().unwrap().conn.one(sql, sql_params![], |r| r.get::<i64>(0)).unwrap();
         assert_eq!(rows("SELECT count(*) FROM gpu_coverage"), 1);
         assert_eq!(rows("SELECT count(*) FROM boot_seqs"), 1);
     }
@@ -1554,7 +1498,7 @@ mod tests {
             assert_eq!(charged + idle + unallocated, fleet, "{p:?}");
         }
         let recorded: i64 =
-            l.with_reader(|c| Ok(c.query_row("SELECT COUNT(*) FROM repricings", [], |r| r.get(0))?)).unwrap();
+            l.with_reader(|c| Ok(c.one("SELECT COUNT(*) FROM repricings", sql_params![], |r| r.get(0))?)).unwrap();
         assert_eq!(recorded, 1);
         // Re-pricing again at the same prices changes nothing: it scales from what was charged.
         let again = l.reprice(T0, T0 + 2 * HOUR, &half, false).unwrap();
@@ -1705,7 +1649,7 @@ mod tests {
         let now = T0 + 8 * 24 * HOUR;
         l.record(&[batch("b", 1, T0, 15 * NS, 1), batch("b", 2, now - HOUR, 15 * NS, 1)], now).unwrap();
         let raw = |l: &SqliteLedger| -> i64 {
-            l.with_reader(|c| Ok(c.query_row("SELECT COUNT(*) FROM gpu_intervals", [], |r| r.get(0))?)).unwrap()
+            l.with_reader(|c| Ok(c.one("SELECT COUNT(*) FROM gpu_intervals", sql_params![], |r| r.get(0))?)).unwrap()
         };
         assert_eq!(raw(&l), 1, "the week-old batch is rolled up but not kept raw");
         assert_eq!(l.prune_raw(now).unwrap(), 2, "one GPU row and one process row");

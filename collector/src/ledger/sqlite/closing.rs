@@ -1,6 +1,7 @@
 //! Closing billing periods in the SQLite ledger (see migration 0008 and `ledger::rows`).
 
-use rusqlite::{OptionalExtension, params};
+use crate::ledger::sql::Db;
+use crate::sql_params;
 
 use super::SqliteLedger;
 use crate::ledger::rows::{GPU_VALUES, Rows, USAGE_VALUES};
@@ -21,7 +22,7 @@ impl SqliteLedger {
         }
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let tx = guard.conn.transaction()?;
-        let closed = closed_periods(&tx)?;
+        let closed = closed_periods(&*tx)?;
         if closed.iter().any(|c| c.period == period.label) {
             return Err(LedgerError::Refused(format!("{} is already closed", period.label)));
         }
@@ -40,37 +41,37 @@ impl SqliteLedger {
         // Late rows of the months closed before, booked here as corrections (computed before this month's
         // own rows are booked, which they do not overlap).
         let earlier = Rows::Outstanding { closed: closed.iter().map(|c| (c.from_ns, c.to_ns)).collect() };
-        tx.execute(
+        tx.run(
             &format!(
                 "INSERT INTO booked_usage (booked_period, correction, {usage_cols}) SELECT $1, 1, {usage_cols} FROM {}",
                 earlier.usage()
             ),
-            params![label],
+            sql_params![label],
         )?;
-        tx.execute(
+        tx.run(
             &format!(
                 "INSERT INTO booked_gpu (booked_period, correction, {gpu_cols}) SELECT $1, 1, {gpu_cols} FROM {}",
                 earlier.gpu()
             ),
-            params![label],
+            sql_params![label],
         )?;
-        tx.execute(
+        tx.run(
             &format!(
                 "INSERT INTO booked_usage (booked_period, correction, {usage_cols})
                  SELECT $1, 0, {usage_cols} FROM usage_buckets WHERE bucket_start_ns >= $2 AND bucket_start_ns < $3"
             ),
-            params![label, period.from_ns as i64, period.to_ns as i64],
+            sql_params![label, period.from_ns as i64, period.to_ns as i64],
         )?;
-        tx.execute(
+        tx.run(
             &format!(
                 "INSERT INTO booked_gpu (booked_period, correction, {gpu_cols})
                  SELECT $1, 0, {gpu_cols} FROM gpu_buckets WHERE bucket_start_ns >= $2 AND bucket_start_ns < $3"
             ),
-            params![label, period.from_ns as i64, period.to_ns as i64],
+            sql_params![label, period.from_ns as i64, period.to_ns as i64],
         )?;
-        tx.execute(
+        tx.run(
             "INSERT INTO closed_periods (period, from_ns, to_ns, closed_at_ns) VALUES ($1, $2, $3, $4)",
-            params![label, period.from_ns as i64, period.to_ns as i64, now_ns as i64],
+            sql_params![label, period.from_ns as i64, period.to_ns as i64, now_ns as i64],
         )?;
         tx.commit()?;
         Ok(ClosedPeriod { period: label.clone(), from_ns: period.from_ns, to_ns: period.to_ns, closed_at_ns: now_ns })
@@ -83,12 +84,11 @@ impl SqliteLedger {
     /// Refuses a change to stored history (re-pricing, re-attribution) over a closed period.
     pub(super) fn refuse_if_closed(&self, what: &str, from_ns: u64, to_ns: u64) -> Result<(), LedgerError> {
         let hit: Option<String> = self.with_reader(|c| {
-            Ok(c.query_row(
+            Ok(c.opt(
                 "SELECT period FROM closed_periods WHERE from_ns < $1 AND to_ns > $2 ORDER BY from_ns LIMIT 1",
-                params![to_ns as i64, from_ns as i64],
+                sql_params![to_ns as i64, from_ns as i64],
                 |r| r.get(0),
-            )
-            .optional()?)
+            )?)
         })?;
         match hit {
             Some(p) => Err(LedgerError::Refused(format!(
@@ -99,15 +99,13 @@ impl SqliteLedger {
     }
 }
 
-fn closed_periods(c: &rusqlite::Connection) -> Result<Vec<ClosedPeriod>, LedgerError> {
-    Ok(c.prepare("SELECT period, from_ns, to_ns, closed_at_ns FROM closed_periods ORDER BY from_ns")?
-        .query_map([], |r| {
-            Ok(ClosedPeriod {
-                period: r.get(0)?,
-                from_ns: r.get::<_, i64>(1)? as u64,
-                to_ns: r.get::<_, i64>(2)? as u64,
-                closed_at_ns: r.get::<_, i64>(3)? as u64,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?)
+fn closed_periods(c: &impl Db) -> Result<Vec<ClosedPeriod>, LedgerError> {
+    Ok(c.all("SELECT period, from_ns, to_ns, closed_at_ns FROM closed_periods ORDER BY from_ns", sql_params![], |r| {
+        Ok(ClosedPeriod {
+            period: r.get(0)?,
+            from_ns: r.get::<i64>(1)? as u64,
+            to_ns: r.get::<i64>(2)? as u64,
+            closed_at_ns: r.get::<i64>(3)? as u64,
+        })
+    })?)
 }
