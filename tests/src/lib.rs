@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod postgres;
 pub mod prometheus;
 
 /// Path of a workspace binary, next to the test executable's `deps/` folder.

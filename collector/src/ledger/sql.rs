@@ -8,6 +8,9 @@
 
 use std::fmt;
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
 /// A parameter or a column's value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -229,6 +232,31 @@ pub trait Db {
     ) -> Result<Vec<T>, DbError> {
         self.rows(sql, params)?.iter().map(f).collect()
     }
+}
+
+/// Applies the `migrations` not applied yet, in order, each in its own transaction with its version row
+/// (`translate` adapts a migration to the engine); how many it applied.
+pub fn migrate(db: &impl Db, migrations: &[&str], translate: impl Fn(&str) -> String) -> Result<usize, DbError> {
+    db.script(&translate(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ns INTEGER NOT NULL)",
+    ))?;
+    let applied: i64 = db.one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[], |r| r.get(0))?;
+    let mut n = 0;
+    for (i, sql) in migrations.iter().enumerate().skip(applied as usize) {
+        let version = i + 1;
+        let body = format!(
+            "BEGIN;\n{}\nINSERT INTO schema_migrations (version, applied_at_ns) VALUES ({version}, {});\nCOMMIT;",
+            translate(sql),
+            crate::now_ns()
+        );
+        if let Err(e) = db.script(&body) {
+            let _ = db.script("ROLLBACK");
+            return Err(DbError(format!("ledger migration {version}: {e}")));
+        }
+        tracing::info!(version, "applied ledger migration");
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn first_line(sql: &str) -> &str {

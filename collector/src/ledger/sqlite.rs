@@ -23,7 +23,7 @@ use crate::enrich::owner::{Ownership, Rule};
 use crate::model::{Batch, Device, Identity, Node, Workload};
 
 /// Schema migrations, applied in order at start-up; each runs once, in its own transaction.
-const MIGRATIONS: &[&str] = &[
+pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_ledger.sql"),
     include_str!("migrations/0002_workload_labels.sql"),
     include_str!("migrations/0003_costs.sql"),
@@ -228,33 +228,13 @@ impl SqliteLedger {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ns INTEGER NOT NULL)",
-    )?;
-    let applied: i64 =
-        conn.one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", sql_params![], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.run(
-            "INSERT INTO schema_migrations (version, applied_at_ns) VALUES ($1, $2)",
-            sql_params![i as i64 + 1, crate::now_ns() as i64],
-        )?;
-        tx.commit()?;
-        tracing::info!(version = i + 1, "applied ledger migration");
-    }
+    super::sql::migrate(&*conn, MIGRATIONS, str::to_string)?;
     Ok(())
 }
 
 impl IdCache {
     /// Records who owns `workload_id` from `from_ns`, when that differs from the owner last recorded.
-    fn record_owner(
-        &mut self,
-        tx: &impl Db,
-        workload_id: i64,
-        from_ns: u64,
-        o: &Ownership,
-    ) -> Result<(), LedgerError> {
+    fn record_owner(&mut self, tx: &impl Db, workload_id: i64, from_ns: u64, o: &Ownership) -> Result<(), LedgerError> {
         let last = match self.owners.get(&workload_id) {
             Some(known) => Some(known.clone()),
             None => tx.opt(
@@ -525,7 +505,10 @@ fn record_one(
     }
     tx.run(
         "INSERT INTO agent_boots (agent_id, boot_id, last_seq, first_seen_ns, last_seen_ns) VALUES ($1, $2, $3, $4, $4)
-         ON CONFLICT (agent_id, boot_id) DO UPDATE SET last_seq = max(agent_boots.last_seq, excluded.last_seq), last_seen_ns = excluded.last_seen_ns", sql_params![b.agent_id, b.boot_id, b.seq as i64, now_ns as i64])?;
+         ON CONFLICT (agent_id, boot_id) DO UPDATE SET last_seq = CASE WHEN agent_boots.last_seq > excluded.last_seq
+           THEN agent_boots.last_seq ELSE excluded.last_seq END, last_seen_ns = excluded.last_seen_ns",
+        sql_params![b.agent_id, b.boot_id, b.seq as i64, now_ns as i64],
+    )?;
     let node_id = ids.node_id(tx, &b.node)?;
     let (start, end) = (b.start_ns, b.end_ns);
     let parts = buckets(start, end, bucket_ns);
