@@ -28,8 +28,8 @@ materialize GPUCOST_TLS_KEY_PEM GPUCOST_TLS_KEY tls.key
 
 collector="${GPUCOST_COLLECTOR_BIN:-/usr/local/bin/gpucost-collector}"
 
-# A postgres:// ledger needs a collector with the PostgreSQL backend (its own issue). A collector without it would
-# take the URL for a SQLite file name and keep a private ledger in every task: refuse instead.
+# A postgres:// ledger needs a collector built with the PostgreSQL ledger (cargo feature `postgres`, on by default).
+# One without it would take the URL for a SQLite file name and keep a private ledger in every task: refuse instead.
 case "${GPUCOST_DB:-}" in
   postgres://* | postgresql://*)
     if ! env -u GPUCOST_DB "$collector" serve --help 2>/dev/null | grep -q 'postgres://'; then

@@ -375,8 +375,9 @@ struct ServeArgs {
     /// HTTP listen address (API, health, dashboard).
     #[arg(long, env = "GPUCOST_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http: SocketAddr,
-    /// SQLite ledger file.
-    #[arg(long, env = "GPUCOST_DB", default_value = "./gpucost.db")]
+    /// The ledger: an SQLite file, or a PostgreSQL URL (postgres://user:password@host:5432/db) shared by
+    /// several collectors.
+    #[arg(long, env = "GPUCOST_DB", default_value = "./gpucost.db", hide_env_values = true)]
     db: PathBuf,
     #[command(flatten)]
     ledger: LedgerArgs,

@@ -133,6 +133,14 @@ pub struct DiscoveryConfig {
     pub every: Duration,
 }
 
+/// The ledger's location for logs: a PostgreSQL URL without its password.
+fn redacted_db(db: &std::path::Path) -> String {
+    #[cfg(feature = "postgres")]
+    return crate::ledger::sql::postgres::redact(&db.to_string_lossy());
+    #[cfg(not(feature = "postgres"))]
+    db.display().to_string()
+}
+
 /// Runs discovery once now (bounded), then every `every`, keeping the last good inventory.
 #[cfg(feature = "aws")]
 async fn start_discovery(
@@ -207,10 +215,31 @@ impl Server {
         if bucket_ns == 0 || (86_400 * 1_000_000_000) % bucket_ns != 0 {
             anyhow::bail!("--bucket {:?} must divide a day evenly (e.g. 5m, 15m, 1h)", config.bucket);
         }
-        let ledger: Arc<dyn Ledger> = Arc::new(
-            SqliteLedger::open(&config.db, bucket_ns, config.raw_retention.as_nanos() as u64)
-                .with_context(|| format!("opening the ledger at {}", config.db.display()))?,
-        );
+        let raw_retention = config.raw_retention.as_nanos() as u64;
+        let db = config.db.to_string_lossy();
+        let ledger: Arc<dyn Ledger> = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            {
+                let url = db.to_string();
+                let redacted = crate::ledger::sql::postgres::redact(&url);
+                Arc::new(
+                    tokio::task::spawn_blocking(move || {
+                        crate::ledger::sqlite::SqlLedger::open_postgres(&url, bucket_ns, raw_retention)
+                    })
+                    .await?
+                    .with_context(|| format!("opening the PostgreSQL ledger at {redacted}"))?,
+                )
+            }
+            #[cfg(not(feature = "postgres"))]
+            anyhow::bail!(
+                "--db {db}: this collector was built without the PostgreSQL ledger (cargo feature `postgres`)"
+            )
+        } else {
+            Arc::new(
+                SqliteLedger::open(&config.db, bucket_ns, raw_retention)
+                    .with_context(|| format!("opening the ledger at {}", config.db.display()))?,
+            )
+        };
         let grpc = TcpListener::bind(config.grpc)
             .await
             .with_context(|| format!("cannot listen for gRPC on {} (--grpc)", config.grpc))?;
@@ -406,7 +435,7 @@ impl Server {
                 }
             }
         });
-        tracing::info!(%grpc_addr, %http_addr, db = %config.db.display(), "collector listening");
+        tracing::info!(%grpc_addr, %http_addr, db = %redacted_db(&config.db), "collector listening");
         Ok(Self { grpc_addr, http_addr, ledger, tasks })
     }
 

@@ -48,6 +48,7 @@ pub struct Collector {
     pub grpc_port: u16,
     pub http_port: u16,
     pub db: PathBuf,
+    pub log: PathBuf,
 }
 
 impl Collector {
@@ -62,6 +63,18 @@ impl Collector {
 
     /// Starts `serve` with extra arguments and environment variables.
     pub fn start_with(db: &Path, grpc_port: u16, http_port: u16, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_logged(db, &db.with_extension("collector.log"), grpc_port, http_port, args, env)
+    }
+
+    /// A collector on `db` (a file, or a `postgres://` URL) logging to `log`.
+    pub fn start_logged(
+        db: &Path,
+        log: &Path,
+        grpc_port: u16,
+        http_port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let child = Command::new(bin("gpucost-collector"))
             .envs(env.iter().copied())
             .args(["--log-format", "json", "serve"])
@@ -81,10 +94,10 @@ impl Collector {
             .arg("--db")
             .arg(db)
             .stdout(Stdio::null())
-            .stderr(log_file(&db.with_extension("collector.log")))
+            .stderr(log_file(log))
             .spawn()
             .expect("start gpucost-collector");
-        let mut c = Self { proc: Proc(child), grpc_port, http_port, db: db.to_path_buf() };
+        let mut c = Self { proc: Proc(child), grpc_port, http_port, db: db.to_path_buf(), log: log.to_path_buf() };
         c.wait_ready();
         c
     }
@@ -103,7 +116,7 @@ impl Collector {
             ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build().into();
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.proc.0.try_wait() {
-                let log = std::fs::read_to_string(self.db.with_extension("collector.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
                 panic!("collector exited ({status}) before it became ready; its log:\n{log}");
             }
             if agent.get(&self.http("/readyz")).call().is_ok_and(|r| r.status() == 200) {

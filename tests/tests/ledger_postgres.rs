@@ -141,3 +141,222 @@ fn a_wrong_password_is_a_clear_error_without_the_password() {
     assert!(text.contains("cannot connect to PostgreSQL at postgres://gpucost:***@127.0.0.1"), "{text}");
     assert!(!text.contains("not-the-password"), "{text}");
 }
+
+const HOUR: u64 = 3_600_000_000_000;
+const NS: u64 = 1_000_000_000;
+
+/// An hour of three simulated nodes, one-minute intervals, validated and priced as the ingest does.
+fn priced_batches() -> Vec<gpucost_collector::model::Batch> {
+    use gpucost_agent::sampler::{Clock, Sampler};
+    use gpucost_agent::sim::{Fleet, FleetSpec, SimSource};
+    use gpucost_agent::wire::Framer;
+    use gpucost_collector::cost::book::PriceBook;
+    use gpucost_collector::ingest::validate::{Limits, validate};
+    let start = 1_793_577_600 * NS; // 2026-11-02T00:00:00Z
+    let book = PriceBook::catalogue_only();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut out = Vec::new();
+    for node in Fleet::generate(FleetSpec { seed: 5, clusters: 1, nodes: 3 }).nodes {
+        let agent = node.agent_id.clone();
+        let wire = rt.block_on(async {
+            let mut s = Sampler::new(
+                Box::new(SimSource::new(node, 60 * NS)),
+                None,
+                std::time::Duration::from_secs(15),
+                std::time::Duration::from_secs(60),
+                Clock::Virtual { start_unix_nanos: start, pace: std::time::Duration::ZERO },
+            );
+            let mut f = Framer::new(agent, "boot-1".into());
+            let mut v = Vec::new();
+            for _ in 0..60 {
+                let r = s.next_interval().await.unwrap();
+                v.push(f.frame(s.source().node(), r));
+            }
+            v
+        });
+        for w in wire {
+            let mut b = validate(&w, start + 2 * HOUR, &Limits::default()).expect("valid");
+            gpucost_collector::cost::priced::price(&book, None, &mut b);
+            out.push(b);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_ledger_on_postgresql_stores_and_answers_exactly_as_on_sqlite() {
+    use gpucost_collector::cost::split::Policy;
+    use gpucost_collector::ledger::sqlite::SqlLedger;
+    use gpucost_collector::ledger::{CostQuery, Dimension, Ledger, UsageQuery};
+    let Some(pg) = Postgres::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let lite = SqliteLedger::open(&dir.path().join("l.db"), HOUR, 7 * 24 * HOUR).unwrap();
+    let post = SqlLedger::open_postgres(&pg.url(), HOUR, 7 * 24 * HOUR).expect("PostgreSQL ledger");
+    let batches = priced_batches();
+    let now = 1_793_577_600 * NS + 2 * HOUR;
+    let outcome = |l: &dyn Ledger, b: &[gpucost_collector::model::Batch]| -> Vec<String> {
+        l.record(b, now).expect("record").into_iter().map(|r| format!("{r:?}")).collect()
+    };
+    for chunk in batches.chunks(25) {
+        assert_eq!(outcome(&lite, chunk), outcome(&post, chunk));
+    }
+    // A resend is a duplicate on both, and an overlap refused on both.
+    let again = outcome(&post, &batches[10..20]);
+    assert!(again.iter().all(|o| o == "Ok(Duplicate)"), "{again:?}");
+    assert_eq!(outcome(&lite, &batches[10..20]), again);
+    let mut overlapping = batches[5].clone();
+    overlapping.boot_id = "boot-2".into();
+    let (a, b) =
+        (outcome(&lite, std::slice::from_ref(&overlapping)), outcome(&post, std::slice::from_ref(&overlapping)));
+    assert!(a[0].starts_with("Err(Overlap"), "{a:?}");
+    assert_eq!(a, b);
+
+    let (from_ns, to_ns) = (1_793_577_600 * NS, 1_793_577_600 * NS + HOUR);
+    for group_by in [
+        vec![],
+        vec![Dimension::Gpu],
+        vec![Dimension::Gpu, Dimension::Workload],
+        vec![Dimension::Namespace, Dimension::Team],
+    ] {
+        let q = UsageQuery { from_ns, to_ns, group_by: group_by.clone() };
+        let (x, y) = (lite.usage(&q).unwrap(), post.usage(&q).unwrap());
+        assert!(!x.rows.is_empty() || group_by.is_empty(), "{group_by:?}");
+        assert_eq!(x, y, "usage by {group_by:?}");
+    }
+    for policy in [Policy::Utilization, Policy::Hybrid, Policy::Allocation] {
+        let q = CostQuery { from_ns, to_ns, group_by: vec![Dimension::Namespace], filters: vec![], policy };
+        let (x, y) = (lite.costs(&q).unwrap(), post.costs(&q).unwrap());
+        assert!(x.fleet > 0, "priced");
+        assert_eq!(x, y, "costs under {policy:?}");
+    }
+    assert_eq!(lite.prices().unwrap(), post.prices().unwrap());
+    let total = lite.usage(&UsageQuery { from_ns, to_ns, group_by: vec![] }).unwrap().totals;
+    assert_eq!(total.observed_ns, Some(u128::from(16 * HOUR)), "16 GPUs observed for the hour");
+}
+
+/// A simulated node replaying `slots` minutes from 2026-11-02, keeping its unacked batches in `spool`.
+fn sim_agent(
+    url: &str,
+    node: u32,
+    slots: u64,
+    pace: &str,
+    spool: &std::path::Path,
+    log: &std::path::Path,
+) -> gpucost_e2e::Agent {
+    let start = 1_793_577_600u64;
+    let t = |s: u64| humantime::format_rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)).to_string();
+    let args: Vec<String> = [
+        "--source",
+        "sim",
+        "--collector",
+        url,
+        "--sim-seed",
+        "5",
+        "--sim-nodes",
+        "3",
+        "--sim-clusters",
+        "1",
+        "--sim-node",
+        &node.to_string(),
+        "--sim-start",
+        &t(start),
+        "--sim-end",
+        &t(start + slots * 60),
+        "--sim-pace",
+        pace,
+        "--report-interval",
+        "60s",
+        "--sample-interval",
+        "15s",
+        "--spool-dir",
+        &spool.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    gpucost_e2e::agent(&args, log)
+}
+
+#[test]
+fn two_collectors_on_one_postgresql_one_killed_mid_stream_bill_every_gpu_second_once() {
+    use gpucost_e2e::{Collector, free_port};
+    let Some(pg) = Postgres::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg.url();
+    let shared = std::path::Path::new(&url);
+    let a = Collector::start_logged(shared, &dir.path().join("a.log"), free_port(), free_port(), &[], &[]);
+    let b = Collector::start_logged(shared, &dir.path().join("b.log"), free_port(), free_port(), &[], &[]);
+    let slots = 240; // four hours of one-minute intervals
+    let spool = |n: u32| dir.path().join(format!("spool{n}"));
+    let log = |n: u32, k: u32| dir.path().join(format!("agent{n}-{k}.log"));
+    // Nodes 0 and 1 report to collector A, node 2 to B; B is killed mid-stream and node 2's agent (killed
+    // too) comes back on A with its spool: what B stored and never acked is resent to A.
+    let n0 = sim_agent(&a.grpc_url(), 0, slots, "5ms", &spool(0), &log(0, 0));
+    let n1 = sim_agent(&b.grpc_url(), 1, slots, "5ms", &spool(1), &log(1, 0));
+    let n2 = sim_agent(&b.grpc_url(), 2, slots, "5ms", &spool(2), &log(2, 0));
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let b_log = b.log.clone();
+    drop(b); // SIGKILL
+    drop(n1);
+    drop(n2);
+    let n1 = sim_agent(&a.grpc_url(), 1, slots, "5ms", &spool(1), &log(1, 1));
+    let n2 = sim_agent(&a.grpc_url(), 2, slots, "5ms", &spool(2), &log(2, 1));
+    for agent in [n0, n1, n2] {
+        let (ok, text) = agent.wait(std::time::Duration::from_secs(180));
+        assert!(ok, "agent failed:\n{text}");
+    }
+    // B had acked batches before it died: the restarted agents went on from where B's acks left them.
+    let resumed = [log(1, 1), log(2, 1)]
+        .iter()
+        .filter(|p| std::fs::read_to_string(p).unwrap_or_default().contains("going on from where the last run got to"))
+        .count();
+    assert!(resumed > 0, "collector B should have stored and acked batches before it was killed");
+    let b_text = std::fs::read_to_string(&b_log).unwrap_or_default();
+    assert!(
+        b_text.contains("PostgreSQL") || b_text.contains("collector listening"),
+        "B ran on the shared ledger:\n{b_text}"
+    );
+
+    // The same fleet through one collector on SQLite.
+    let lite = Collector::start(&dir.path().join("lite.db"));
+    let runs: Vec<_> = (0..3u32)
+        .map(|n| sim_agent(&lite.grpc_url(), n, slots, "0s", &dir.path().join(format!("lite-spool{n}")), &log(n, 9)))
+        .collect();
+    for agent in runs {
+        let (ok, text) = agent.wait(std::time::Duration::from_secs(180));
+        assert!(ok, "agent failed:\n{text}");
+    }
+    let (from, to) = (1_793_577_600u64, 1_793_577_600 + slots * 60);
+    let want = {
+        use gpucost_agent::sim::{Fleet, FleetSpec, Truth};
+        let mut t = Truth::default();
+        for node in Fleet::generate(FleetSpec { seed: 5, clusters: 1, nodes: 3 }).nodes {
+            let n = node.truth(from * NS, to * NS, 60 * NS);
+            t.gpus.extend(n.gpus);
+            t.workloads.extend(n.workloads);
+        }
+        t
+    };
+    gpucost_e2e::assert_matches_truth(&gpucost_e2e::stored(&a, from, to), &want);
+    gpucost_e2e::assert_matches_truth(&gpucost_e2e::stored(&lite, from, to), &want);
+    for path in [
+        format!("/api/v1/costs?from={from}&to={to}&group_by=namespace"),
+        format!("/api/v1/costs?from={from}&to={to}&group_by=team&policy=hybrid"),
+        format!("/api/v1/usage?from={from}&to={to}&group_by=cluster,node"),
+    ] {
+        let (sa, mut on_pg) = a.get(&path);
+        let (sl, mut on_lite) = lite.get(&path);
+        // Energy comes from counter deltas between samples: an agent restarted mid-interval misses one sample
+        // spacing of it (it bills nothing). GPU-seconds and micro-dollars must match exactly.
+        for v in [&mut on_pg, &mut on_lite] {
+            for row in v["rows"].as_array_mut().into_iter().flatten() {
+                if let Some(o) = row.as_object_mut() {
+                    o.remove("energy_kwh");
+                    o.remove("co2e_kg");
+                }
+            }
+        }
+        assert_eq!((sa, sl), (200, 200), "{path}: {on_pg} / {on_lite}");
+        assert_eq!(on_pg, on_lite, "{path}: PostgreSQL (two collectors, one killed) vs SQLite (one collector)");
+    }
+}

@@ -534,13 +534,28 @@ fn collector_image_entrypoint_and_health_checks_work_with_the_real_collector() {
 /// `ledger = "postgres"` hands the tasks a postgres:// GPUCOST_DB. A collector without the PostgreSQL backend would
 /// take it for a SQLite file name and keep a private ledger per task; the image's entrypoint refuses to start it.
 #[test]
-fn collector_entrypoint_refuses_a_postgres_ledger_the_collector_cannot_use() {
+fn collector_entrypoint_hands_a_postgres_ledger_only_to_a_collector_that_has_one() {
     let Some(bash) = system_tool("bash") else { return };
     let collector = bin("gpucost-collector");
     let help =
         Command::new(&collector).args(["serve", "--help"]).env_remove("GPUCOST_DB").output().expect("serve --help");
     if text(&help).contains("postgres://") {
-        eprintln!("this collector has a PostgreSQL ledger: the entrypoint lets postgres:// through");
+        // This collector has the PostgreSQL ledger: the entrypoint passes the URL through, and the collector
+        // (nothing listens on that port) fails at once naming the database without its password.
+        let out = Command::new(&bash)
+            .arg(repo_root().join("docker/collector-entrypoint.sh"))
+            .args(["serve", "--insecure"])
+            .env("GPUCOST_COLLECTOR_BIN", &collector)
+            .env("GPUCOST_DB", format!("postgres://gpucost:secret@127.0.0.1:{}/gpucost", free_port()))
+            .env("GPUCOST_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
+            .env("GPUCOST_GRPC_ADDR", format!("127.0.0.1:{}", free_port()))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the entrypoint");
+        let said = text(&out);
+        assert!(!out.status.success(), "{said}");
+        assert!(said.contains("cannot connect to PostgreSQL at postgres://gpucost:***@127.0.0.1"), "{said}");
+        assert!(!said.contains("secret"), "the password must not be printed: {said}");
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");

@@ -203,6 +203,18 @@ pub trait Db {
     /// Statements separated by `;`, without parameters (migrations).
     fn script(&self, sql: &str) -> Result<(), DbError>;
 
+    /// Whether this connection's process is the database's only writer (an embedded file): then a writer
+    /// may trust what it remembers of the tables. A shared database says no.
+    fn single_writer(&self) -> bool {
+        true
+    }
+
+    /// Holds `(space, key)` exclusively until the transaction ends, so that writers sharing the database
+    /// check and extend the same coverage one at a time. Nothing to do for a single writer.
+    fn exclusive(&self, _space: i32, _key: i64) -> Result<(), DbError> {
+        Ok(())
+    }
+
     /// The first row, or `None`.
     fn opt<T>(
         &self,
@@ -257,6 +269,77 @@ pub fn migrate(db: &impl Db, migrations: &[&str], translate: impl Fn(&str) -> St
         n += 1;
     }
     Ok(n)
+}
+
+/// A transaction on a connection, rolled back when dropped before `commit`.
+pub struct Tx<'a, C: Db> {
+    conn: &'a C,
+    open: bool,
+}
+
+impl<'a, C: Db> Tx<'a, C> {
+    /// Begins one with `begin` (`BEGIN`, or SQLite's `BEGIN IMMEDIATE` for a writer).
+    pub fn begin(conn: &'a C, begin: &str) -> Result<Self, DbError> {
+        conn.script(begin)?;
+        Ok(Self { conn, open: true })
+    }
+
+    pub fn commit(mut self) -> Result<(), DbError> {
+        self.open = false;
+        let done = self.conn.script("COMMIT");
+        if done.is_err() {
+            let _ = self.conn.script("ROLLBACK");
+        }
+        done
+    }
+
+    /// A savepoint inside: its statements undone alone when it is dropped before `release`.
+    pub fn savepoint(&self) -> Result<Savepoint<'_, C>, DbError> {
+        self.conn.script("SAVEPOINT batch")?;
+        Ok(Savepoint { conn: self.conn, open: true })
+    }
+}
+
+impl<C: Db> std::ops::Deref for Tx<'_, C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        self.conn
+    }
+}
+
+impl<C: Db> Drop for Tx<'_, C> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.script("ROLLBACK");
+        }
+    }
+}
+
+pub struct Savepoint<'a, C: Db> {
+    conn: &'a C,
+    open: bool,
+}
+
+impl<C: Db> Savepoint<'_, C> {
+    pub fn release(mut self) -> Result<(), DbError> {
+        self.open = false;
+        self.conn.script("RELEASE SAVEPOINT batch")
+    }
+}
+
+impl<C: Db> std::ops::Deref for Savepoint<'_, C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        self.conn
+    }
+}
+
+impl<C: Db> Drop for Savepoint<'_, C> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.script("ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch");
+        }
+    }
 }
 
 fn first_line(sql: &str) -> &str {

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use rusqlite::Connection;
 
-use super::sql::{Db, DbError, Value, bind};
+use super::sql::{Db, DbError, Tx, Value, bind};
 use crate::sql_params;
 
 use super::rollup::{buckets, spread};
@@ -58,18 +58,48 @@ struct IdCache {
     seqs: HashMap<(String, String), (i64, i64)>,
 }
 
-struct Writer {
-    conn: Connection,
+struct Writer<C> {
+    conn: C,
     ids: IdCache,
 }
 
-pub struct SqliteLedger {
+/// What a ledger runs on: how to open a connection, and how a writer begins a transaction.
+pub trait Engine: Send + Sync + 'static {
+    type Conn: Db + Send;
+    fn connect(&self) -> Result<Self::Conn, LedgerError>;
+    /// The statement that begins a write transaction.
+    fn begin(&self) -> &'static str;
+}
+
+/// The embedded SQLite file.
+pub struct SqliteEngine {
     path: PathBuf,
-    writer: Mutex<Writer>,
-    readers: Mutex<Vec<Connection>>,
+}
+
+impl Engine for SqliteEngine {
+    type Conn = Connection;
+
+    fn connect(&self) -> Result<Connection, LedgerError> {
+        open(&self.path)
+    }
+
+    fn begin(&self) -> &'static str {
+        // Take the write lock at once: a deferred transaction could fail halfway on a busy database.
+        "BEGIN IMMEDIATE"
+    }
+}
+
+/// The ledger on an SQL engine: one writer connection (group commit), a small pool of readers.
+pub struct SqlLedger<E: Engine> {
+    engine: E,
+    writer: Mutex<Writer<E::Conn>>,
+    readers: Mutex<Vec<E::Conn>>,
     bucket_ns: u64,
     raw_retention_ns: u64,
 }
+
+/// The embedded default.
+pub type SqliteLedger = SqlLedger<SqliteEngine>;
 
 fn open(path: &Path) -> Result<Connection, LedgerError> {
     let conn = Connection::open(path)?;
@@ -171,7 +201,7 @@ fn sum_ns(secs: Option<i64>, rest: Option<i64>) -> u128 {
     (secs.unwrap_or(0) as u128) * u128::from(NS) + rest.unwrap_or(0) as u128
 }
 
-impl SqliteLedger {
+impl SqlLedger<SqliteEngine> {
     /// Opens (creating if needed) the ledger at `path`, applying pending migrations. `bucket_ns` must
     /// match the bucket size the ledger was created with.
     pub fn open(path: &Path, bucket_ns: u64, raw_retention_ns: u64) -> Result<Self, LedgerError> {
@@ -181,29 +211,8 @@ impl SqliteLedger {
         }
         let mut conn = open(path)?;
         migrate(&mut conn)?;
-        let stored: Option<String> =
-            conn.opt("SELECT value FROM settings WHERE name = 'bucket_ns'", sql_params![], |r| r.get(0))?;
-        match stored {
-            None => {
-                conn.run(
-                    "INSERT INTO settings (name, value) VALUES ('bucket_ns', $1)",
-                    sql_params![bucket_ns.to_string()],
-                )?;
-            }
-            Some(s) if s != bucket_ns.to_string() => {
-                let human = |ns: u64| humantime::format_duration(std::time::Duration::from_nanos(ns)).to_string();
-                let stored = s.parse().map(human).unwrap_or(s);
-                return Err(LedgerError::BucketMismatch { stored, configured: human(bucket_ns) });
-            }
-            Some(_) => {}
-        }
-        Ok(Self {
-            path: path.to_path_buf(),
-            writer: Mutex::new(Writer { conn, ids: IdCache::default() }),
-            readers: Mutex::new(Vec::new()),
-            bucket_ns,
-            raw_retention_ns,
-        })
+        check_bucket(&conn, bucket_ns)?;
+        Ok(Self::new(SqliteEngine { path: path.to_path_buf() }, conn, bucket_ns, raw_retention_ns))
     }
 
     /// The bucket length an existing ledger was created with.
@@ -212,11 +221,74 @@ impl SqliteLedger {
         let s: String = conn.one("SELECT value FROM settings WHERE name = 'bucket_ns'", sql_params![], |r| r.get(0))?;
         s.parse().map_err(|_| LedgerError::Io(format!("the ledger's bucket setting {s:?} is not a number")))
     }
+}
 
-    fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T, LedgerError>) -> Result<T, LedgerError> {
+/// Records the bucket length of a new ledger; refuses another one for an existing ledger.
+fn check_bucket(db: &impl Db, bucket_ns: u64) -> Result<(), LedgerError> {
+    let stored: Option<String> =
+        db.opt("SELECT value FROM settings WHERE name = 'bucket_ns'", sql_params![], |r| r.get(0))?;
+    match stored {
+        None => {
+            db.run(
+                "INSERT INTO settings (name, value) VALUES ('bucket_ns', $1) ON CONFLICT (name) DO NOTHING",
+                sql_params![bucket_ns.to_string()],
+            )?;
+            Ok(())
+        }
+        Some(s) if s != bucket_ns.to_string() => {
+            let human = |ns: u64| humantime::format_duration(std::time::Duration::from_nanos(ns)).to_string();
+            let stored = s.parse().map(human).unwrap_or(s);
+            Err(LedgerError::BucketMismatch { stored, configured: human(bucket_ns) })
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// The ledger on PostgreSQL (issue 10): the same statements over `postgres`.
+#[cfg(feature = "postgres")]
+pub struct PgEngine {
+    url: String,
+}
+
+#[cfg(feature = "postgres")]
+impl Engine for PgEngine {
+    type Conn = super::sql::postgres::PgDb;
+
+    fn connect(&self) -> Result<Self::Conn, LedgerError> {
+        Ok(super::sql::postgres::PgDb::connect(&self.url)?)
+    }
+
+    fn begin(&self) -> &'static str {
+        "BEGIN"
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl SqlLedger<PgEngine> {
+    /// Connects to the PostgreSQL ledger at `url`, applying pending migrations.
+    pub fn open_postgres(url: &str, bucket_ns: u64, raw_retention_ns: u64) -> Result<Self, LedgerError> {
+        let conn = super::sql::postgres::PgDb::connect(url)?;
+        super::sql::postgres::migrate(&conn)?;
+        check_bucket(&conn, bucket_ns)?;
+        Ok(Self::new(PgEngine { url: url.to_string() }, conn, bucket_ns, raw_retention_ns))
+    }
+}
+
+impl<E: Engine> SqlLedger<E> {
+    fn new(engine: E, writer: E::Conn, bucket_ns: u64, raw_retention_ns: u64) -> Self {
+        Self {
+            engine,
+            writer: Mutex::new(Writer { conn: writer, ids: IdCache::default() }),
+            readers: Mutex::new(Vec::new()),
+            bucket_ns,
+            raw_retention_ns,
+        }
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&E::Conn) -> Result<T, LedgerError>) -> Result<T, LedgerError> {
         let conn = match self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             Some(c) => c,
-            None => open(&self.path)?,
+            None => self.engine.connect()?,
         };
         let out = f(&conn);
         let mut pool = self.readers.lock().unwrap_or_else(|e| e.into_inner());
@@ -357,6 +429,16 @@ impl IdCache {
     }
 }
 
+/// FNV-1a, 64 bits: a stable key for an advisory lock.
+fn fnv1a(s: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
 enum Claim {
     /// Recorded now.
     Taken,
@@ -370,7 +452,10 @@ enum Claim {
 fn claim_seqs(ids: &mut IdCache, tx: &impl Db, b: &Batch) -> Result<Claim, DbError> {
     let (first, last) = (b.first_seq as i64, b.seq as i64);
     let key = (b.agent_id.clone(), b.boot_id.clone());
-    if let Some(&(f, l)) = ids.seqs.get(&key)
+    // Writers sharing the database take turns per boot (an agent may reconnect to another collector while
+    // its old stream is still being stored).
+    tx.exclusive(2, fnv1a(&format!("{}\u{0}{}", b.agent_id, b.boot_id)))?;
+    if let Some(&(f, l)) = ids.seqs.get(&key).filter(|_| tx.single_writer())
         && l + 1 == first
     {
         // The next batch of the boot's latest range: nothing can lie beyond it.
@@ -436,7 +521,8 @@ fn claim_gpu_time(
     end: u64,
 ) -> Result<Option<(u64, u64)>, DbError> {
     let (start, end) = (start as i64, end as i64);
-    if let Some(&(s, e)) = ids.coverage.get(&gpu_id)
+    tx.exclusive(1, gpu_id)?;
+    if let Some(&(s, e)) = ids.coverage.get(&gpu_id).filter(|_| tx.single_writer())
         && e == start
     {
         // Right after the GPU's latest range: nothing can lie beyond it.
@@ -632,19 +718,19 @@ fn record_one(
     Ok(Recorded::Stored)
 }
 
-impl Ledger for SqliteLedger {
+impl<E: Engine> Ledger for SqlLedger<E> {
     fn record(&self, batches: &[Batch], now_ns: u64) -> Result<Vec<Result<Recorded, LedgerError>>, LedgerError> {
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let Writer { conn, ids } = &mut *guard;
         let keep_raw_after = now_ns.saturating_sub(self.raw_retention_ns);
         let result = (|| {
-            let mut tx = conn.transaction()?;
+            let tx = Tx::begin(&*conn, self.engine.begin())?;
             let mut outcomes = Vec::with_capacity(batches.len());
             for b in batches {
                 let sp = tx.savepoint()?;
                 match record_one(ids, &*sp, b, now_ns, self.bucket_ns, keep_raw_after) {
                     Ok(rec) => {
-                        sp.commit()?;
+                        sp.release()?;
                         outcomes.push(Ok(rec));
                     }
                     Err(e) => {
@@ -953,7 +1039,7 @@ impl Ledger for SqliteLedger {
         self.refuse_if_closed("re-attributing", from_ns, to_ns)?;
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let Writer { conn, ids } = &mut *guard;
-        let tx = conn.transaction()?;
+        let tx = Tx::begin(&*conn, self.engine.begin())?;
         let workloads: Vec<(i64, String)> = tx.all(
             "SELECT w.workload_id, w.identity_json FROM workloads w WHERE EXISTS (SELECT 1 FROM usage_buckets b
                    WHERE b.workload_id = w.workload_id AND b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2)",
@@ -961,7 +1047,7 @@ impl Ledger for SqliteLedger {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         type Row = (String, String, String, String, String, String);
-        let owner_at = |tx: &Connection, workload_id: i64, at: u64| -> Result<Option<Row>, LedgerError> {
+        let owner_at = |tx: &E::Conn, workload_id: i64, at: u64| -> Result<Option<Row>, LedgerError> {
             Ok(tx.opt(
                 "SELECT owner, team, department, component, system, rule FROM workload_owners
                      WHERE workload_id = $1 AND from_ns <= $2 ORDER BY from_ns DESC LIMIT 1",
@@ -1019,7 +1105,7 @@ impl Ledger for SqliteLedger {
         self.refuse_if_closed("re-pricing", from_ns, to_ns)?;
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let Writer { conn, ids } = &mut *guard;
-        let tx = conn.transaction()?;
+        let tx = Tx::begin(&*conn, self.engine.begin())?;
         struct Row {
             bucket: i64,
             gpu_id: i64,

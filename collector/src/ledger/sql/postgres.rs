@@ -162,6 +162,16 @@ impl Db for PgDb {
     fn script(&self, sql: &str) -> Result<(), DbError> {
         Ok(self.client.borrow_mut().batch_execute(sql)?)
     }
+
+    fn single_writer(&self) -> bool {
+        false
+    }
+
+    fn exclusive(&self, space: i32, key: i64) -> Result<(), DbError> {
+        // A transaction-scoped advisory lock; keys fold into 32 bits (a collision only serialises more).
+        let folded = (key ^ (key >> 32)) as i32;
+        self.rows("SELECT pg_advisory_xact_lock($1, $2)::text", &[&space, &folded]).map(|_| ())
+    }
 }
 
 #[cfg(test)]

@@ -3,12 +3,13 @@
 use crate::ledger::sql::Db;
 use crate::sql_params;
 
-use super::SqliteLedger;
+use super::{Engine, SqlLedger};
 use crate::budget::evaluate::{AlertState, Transition};
 use crate::budget::store::{BudgetStore, Notification, StoredBudget};
 use crate::ledger::LedgerError;
+use crate::ledger::sql::{Tx, Value, bind};
 
-impl BudgetStore for SqliteLedger {
+impl<E: Engine> BudgetStore for SqlLedger<E> {
     fn budgets(&self) -> Result<Vec<StoredBudget>, LedgerError> {
         self.with_reader(|c| {
             Ok(c.all("SELECT name, spec, source FROM budgets ORDER BY name", sql_params![], |r| {
@@ -50,8 +51,8 @@ impl BudgetStore for SqliteLedger {
         if t.is_empty() {
             return Ok(());
         }
-        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = guard.conn.transaction()?;
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = Tx::begin(&guard.conn, self.engine.begin())?;
         for tr in t {
             let s = &tr.state;
             tx.run(
@@ -75,15 +76,24 @@ impl BudgetStore for SqliteLedger {
         limit: u32,
         notifiers: &[String],
     ) -> Result<Vec<Notification>, LedgerError> {
-        let names = serde_json::to_string(notifiers).map_err(|e| LedgerError::Io(e.to_string()))?;
+        if notifiers.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One parameter per notifier (portable: no JSON functions).
+        let list = (0..notifiers.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT id, notifier, event, attempts FROM notifications
+             WHERE delivered_ns IS NULL AND next_attempt_ns <= $1 AND notifier IN ({list})
+             ORDER BY id LIMIT ${}",
+            notifiers.len() + 2
+        );
+        let mut bound = vec![Value::Int(now_ns as i64)];
+        bound.extend(notifiers.iter().map(|n| Value::Text(n.clone())));
+        bound.push(Value::Int(i64::from(limit)));
         self.with_reader(|c| {
-            Ok(c.all(
-                "SELECT id, notifier, event, attempts FROM notifications
-                 WHERE delivered_ns IS NULL AND next_attempt_ns <= $1 AND notifier IN (SELECT value FROM json_each($2))
-                 ORDER BY id LIMIT $3",
-                sql_params![now_ns as i64, names, limit],
-                |r| Ok(Notification { id: r.get(0)?, notifier: r.get(1)?, event: r.get(2)?, attempts: r.get(3)? }),
-            )?)
+            Ok(c.all(&sql, &bind(&bound), |r| {
+                Ok(Notification { id: r.get(0)?, notifier: r.get(1)?, event: r.get(2)?, attempts: r.get(3)? })
+            })?)
         })
     }
 
@@ -121,6 +131,7 @@ impl BudgetStore for SqliteLedger {
 mod tests {
     use super::*;
     use crate::budget::evaluate::Event;
+    use crate::ledger::sqlite::SqliteLedger;
 
     fn transition(alarm: bool) -> Transition {
         let e: Event = serde_json::from_value(serde_json::json!({

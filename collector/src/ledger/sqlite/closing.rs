@@ -3,12 +3,13 @@
 use crate::ledger::sql::Db;
 use crate::sql_params;
 
-use super::SqliteLedger;
+use super::{Engine, SqlLedger};
 use crate::ledger::rows::{GPU_VALUES, Rows, USAGE_VALUES};
+use crate::ledger::sql::Tx;
 use crate::ledger::{ClosedPeriod, LedgerError};
 use crate::report::period::{Cadence, Period, utc};
 
-impl SqliteLedger {
+impl<E: Engine> SqlLedger<E> {
     pub(super) fn close(&self, period: &Period, now_ns: u64) -> Result<ClosedPeriod, LedgerError> {
         if Period::parse(&period.label).ok().as_ref() != Some(period) || period.label.contains('W') {
             return Err(LedgerError::Refused(format!("only calendar months are closed, not {:?}", period.label)));
@@ -20,8 +21,8 @@ impl SqliteLedger {
                 utc(period.to_ns)
             )));
         }
-        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = guard.conn.transaction()?;
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = Tx::begin(&guard.conn, self.engine.begin())?;
         let closed = closed_periods(&*tx)?;
         if closed.iter().any(|c| c.period == period.label) {
             return Err(LedgerError::Refused(format!("{} is already closed", period.label)));
