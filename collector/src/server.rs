@@ -364,6 +364,9 @@ impl Server {
                     }
                     let (ledger, client, state) = (ledger.clone(), client.clone(), state.clone());
                     let pass = tokio::task::spawn_blocking(move || {
+                        if !ledger.lead("mlflow-write-back") {
+                            return Ok(Default::default());
+                        }
                         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
                         crate::enrich::mlflow::write_back(ledger.as_ref(), &client, &mut state)
                     });
@@ -426,8 +429,13 @@ impl Server {
                     _ = wait_for_stop(stop.clone()) => return Ok(()),
                 }
                 let ledger = pruner.clone();
-                match tokio::task::spawn_blocking(move || ledger.prune_raw(crate::now_ns().saturating_sub(retention)))
-                    .await
+                match tokio::task::spawn_blocking(move || {
+                    if !ledger.lead("prune-raw") {
+                        return Ok(0);
+                    }
+                    ledger.prune_raw(crate::now_ns().saturating_sub(retention))
+                })
+                .await
                 {
                     Ok(Ok(n)) if n > 0 => tracing::info!(rows = n, "pruned raw intervals past retention"),
                     Ok(Err(e)) => tracing::warn!(error = %e, "pruning raw intervals failed"),

@@ -360,3 +360,77 @@ fn two_collectors_on_one_postgresql_one_killed_mid_stream_bill_every_gpu_second_
         assert_eq!(on_pg, on_lite, "{path}: PostgreSQL (two collectors, one killed) vs SQLite (one collector)");
     }
 }
+
+#[test]
+fn on_a_shared_ledger_one_collector_sends_each_budget_alert_and_leadership_moves_when_it_dies() {
+    use gpucost_e2e::{Collector, Receiver, detector_pod, free_port, g5_batch, send_batches};
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+    let Some(pg) = Postgres::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Receiver::start(0);
+    let catalog = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/catalog");
+    let args =
+        ["--catalog-dir", catalog.to_str().unwrap(), "--budget-eval-interval", "1s", "--alert-webhook", &hook.url()];
+    let env = [("GPUCOST_ALERT_WEBHOOK_SECRET", "leader-election-secret-1")];
+    let url = pg.url();
+    let shared = std::path::Path::new(&url);
+    let start = |name: &str| {
+        Collector::start_logged(shared, &dir.path().join(format!("{name}.log")), free_port(), free_port(), &args, &env)
+    };
+    let (a, b) = (start("a"), start("b"));
+    let wait_for = |what: &str, mut done: Box<dyn FnMut() -> bool + '_>| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: not within 30 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let leads = |c: &Collector| {
+        std::fs::read_to_string(&c.log).unwrap_or_default().contains("\"job\":\"budget-evaluation\"")
+            && std::fs::read_to_string(&c.log).unwrap_or_default().contains("now leads the job")
+    };
+    let logs = |c: &Collector| std::fs::read_to_string(&c.log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(leads(&a) || leads(&b)) {
+        assert!(Instant::now() < deadline, "no leader for the budget evaluation:\nA:\n{}\nB:\n{}", logs(&a), logs(&b));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!(leads(&a) && leads(&b)), "one leader at a time");
+
+    // An hour of the vision team's detector, sent through A; a budget it is past 80 % of, set through B.
+    let now = gpucost_collector::now_ns() / NS * NS;
+    let from = now - 3600 * NS;
+    assert_eq!(
+        send_batches(&a.grpc_url(), vec![g5_batch("n1", 1, from, now, vec![(0, 90.0, detector_pod("detector-0"))])])
+            .len(),
+        1
+    );
+    let put = |c: &Collector, amount: &str| {
+        let body = json!({ "scope": { "team": "vision" }, "period": "monthly", "amount_usd": amount,
+            "thresholds": [{ "type": "actual", "percent": 80 }] });
+        ureq::put(&c.http("/api/v1/budgets/vision-gpu"))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .expect("PUT budget")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(put(&b, "0.01"), 201);
+    let delivered = || hook.requests().iter().filter(|r| r.status == 200).map(|r| r.body.clone()).collect::<Vec<_>>();
+    wait_for("the alarm", Box::new(|| delivered().len() == 1));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(delivered().len(), 1, "both collectors see the alarm; one sends it: {:?}", delivered());
+    assert!(delivered()[0].contains("\"ALARM\""), "{:?}", delivered());
+
+    // The leader dies; the other takes over and sends the resolution, once.
+    let (leader, survivor) = if leads(&a) { (a, b) } else { (b, a) };
+    drop(leader); // SIGKILL: its session, and its locks, go with it
+    assert_eq!(put(&survivor, "1000000"), 200);
+    wait_for("the resolution from the survivor", Box::new(|| delivered().len() == 2));
+    assert!(leads(&survivor), "leadership moved to the surviving collector");
+    std::thread::sleep(Duration::from_secs(3));
+    let all = delivered();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all[1].contains("\"OK\""), "{all:?}");
+}

@@ -127,6 +127,12 @@ pub fn evaluate_once(
     Ok((statuses, transitions.into_iter().map(|t| t.event).collect()))
 }
 
+/// The budgets' statuses without evaluating transitions (a collector that does not lead the evaluation).
+fn statuses_only(ledger: &dyn Ledger, _config: &BudgetConfig, now_ns: u64) -> Result<Vec<Status>, LedgerError> {
+    let all = budgets(ledger)?;
+    statuses(ledger, &all, now_ns)
+}
+
 /// The events of alarms in force (for Alertmanager, which forgets a firing alert it is not told of again).
 pub fn firing(ledger: &dyn Ledger, statuses: &[Status]) -> Result<Vec<Event>, LedgerError> {
     let states = ledger.alert_states()?;
@@ -187,8 +193,14 @@ pub async fn run(
                     _ = stop.changed() => return,
                 }
                 let (ledger, config, url) = (ledger.clone(), config.clone(), generator_url.clone());
-                match tokio::task::spawn_blocking(move || deliver_due(ledger.as_ref(), &config, &url, crate::now_ns()))
-                    .await
+                // One collector delivers: several sharing a ledger would send each notification more than once.
+                match tokio::task::spawn_blocking(move || {
+                    if !ledger.lead("alert-delivery") {
+                        return Ok(0);
+                    }
+                    deliver_due(ledger.as_ref(), &config, &url, crate::now_ns())
+                })
+                .await
                 {
                     Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the alert outbox"),
                     Err(e) => tracing::warn!(error = %e, "alert delivery did not finish"),
@@ -201,6 +213,10 @@ pub async fn run(
         let (l, c, url) = (ledger.clone(), config.clone(), generator_url.clone());
         let pass = tokio::task::spawn_blocking(move || {
             let now = crate::now_ns();
+            // One collector evaluates (and records transitions); the others only read the status.
+            if !l.lead("budget-evaluation") {
+                return Ok((statuses_only(l.as_ref(), &c, now)?, 0, l.pending_notifications()?));
+            }
             let (statuses, events) = evaluate_once(l.as_ref(), &c, now)?;
             // Keep Alertmanager's firing alerts alive (it dedups them by labels).
             if let Some(am) = c.notifiers.iter().find(|n| matches!(n, Notifier::Alertmanager { .. })) {

@@ -391,4 +391,11 @@ pub trait Ledger: Send + Sync + crate::budget::store::BudgetStore {
     fn bucket_ns(&self) -> u64;
     /// Whether the storage answers.
     fn ping(&self) -> Result<(), LedgerError>;
+
+    /// Whether this collector runs the cluster-wide job `job` (budget evaluation and alerts, MLflow
+    /// write-back, pruning) now: always on an embedded ledger; on a shared database, for one collector at a
+    /// time, moving to another when it dies.
+    fn lead(&self, _job: &str) -> bool {
+        true
+    }
 }

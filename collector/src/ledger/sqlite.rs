@@ -69,6 +69,10 @@ pub trait Engine: Send + Sync + 'static {
     fn connect(&self) -> Result<Self::Conn, LedgerError>;
     /// The statement that begins a write transaction.
     fn begin(&self) -> &'static str;
+    /// Whether this process leads `job` (see [`Ledger::lead`]).
+    fn lead(&self, _job: &str) -> bool {
+        true
+    }
 }
 
 /// The embedded SQLite file.
@@ -248,6 +252,9 @@ fn check_bucket(db: &impl Db, bucket_ns: u64) -> Result<(), LedgerError> {
 #[cfg(feature = "postgres")]
 pub struct PgEngine {
     url: String,
+    /// The session that holds the leadership locks: they live as long as it does, so a collector that dies
+    /// (or loses its database connection) hands its jobs over.
+    leader: Mutex<Option<super::sql::postgres::PgDb>>,
 }
 
 #[cfg(feature = "postgres")]
@@ -261,6 +268,47 @@ impl Engine for PgEngine {
     fn begin(&self) -> &'static str {
         "BEGIN"
     }
+
+    fn lead(&self, job: &str) -> bool {
+        let mut session = self.leader.lock().unwrap_or_else(|e| e.into_inner());
+        if session.is_none() {
+            match super::sql::postgres::PgDb::connect(&self.url) {
+                Ok(db) => *session = Some(db),
+                Err(e) => {
+                    tracing::warn!(job, error = %e, "cannot connect to take part in leader election");
+                    return false;
+                }
+            }
+        }
+        let key = fnv1a(job) as i32;
+        let db = session.as_ref().expect("connected above");
+        // Held already by this session, or taken now (session-level advisory locks are re-entrant, so ask
+        // pg_locks first rather than stacking them).
+        let held = db.one(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 3 AND objid = CAST($1 AS oid)
+               AND objsubid = 2 AND pid = pg_backend_pid() AND granted)::int",
+            sql_params![i64::from(key as u32)],
+            |r| r.get::<i64>(0),
+        );
+        let taken = match held {
+            Ok(1) => return true,
+            Ok(_) => db.one("SELECT pg_try_advisory_lock(3, $1)::int", sql_params![key], |r| r.get::<i64>(0)),
+            Err(e) => Err(e),
+        };
+        match taken {
+            Ok(1) => {
+                tracing::info!(job, "this collector now leads the job");
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                // The session is gone, and with it any lock it held: start again next time.
+                tracing::warn!(job, error = %e, "leader election failed; reconnecting");
+                *session = None;
+                false
+            }
+        }
+    }
 }
 
 #[cfg(feature = "postgres")]
@@ -270,7 +318,7 @@ impl SqlLedger<PgEngine> {
         let conn = super::sql::postgres::PgDb::connect(url)?;
         super::sql::postgres::migrate(&conn)?;
         check_bucket(&conn, bucket_ns)?;
-        Ok(Self::new(PgEngine { url: url.to_string() }, conn, bucket_ns, raw_retention_ns))
+        Ok(Self::new(PgEngine { url: url.to_string(), leader: Mutex::new(None) }, conn, bucket_ns, raw_retention_ns))
     }
 }
 
@@ -1283,6 +1331,10 @@ impl<E: Engine> Ledger for SqlLedger<E> {
 
     fn ping(&self) -> Result<(), LedgerError> {
         self.with_reader(|c| Ok(c.one("SELECT 1", sql_params![], |r| r.get::<i64>(0)).map(|_| ())?))
+    }
+
+    fn lead(&self, job: &str) -> bool {
+        self.engine.lead(job)
     }
 }
 

@@ -42,12 +42,15 @@ impl ToSql for Param<'_> {
                 Type::INT2 => i16::try_from(i)?.to_sql(ty, out),
                 Type::FLOAT8 => (i as f64).to_sql(ty, out),
                 Type::BOOL => (i != 0).to_sql(ty, out),
-                _ => i.to_string().as_str().to_sql(ty, out),
+                Type::OID => u32::try_from(i)?.to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => i.to_string().as_str().to_sql(ty, out),
+                _ => Err(format!("cannot bind the integer {i} to a parameter of type {ty}").into()),
             },
             Param::Real(f) => match *ty {
                 Type::FLOAT4 => (f as f32).to_sql(ty, out),
                 Type::FLOAT8 => f.to_sql(ty, out),
-                _ => f.to_string().as_str().to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => f.to_string().as_str().to_sql(ty, out),
+                _ => Err(format!("cannot bind the number {f} to a parameter of type {ty}").into()),
             },
             Param::Text(s) => match *ty {
                 Type::INT8 => s.parse::<i64>()?.to_sql(ty, out),
