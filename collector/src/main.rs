@@ -52,6 +52,51 @@ enum Command {
     ClosePeriod(ClosePeriodArgs),
     /// Print the SHA-256 of a token read from standard input, for the --auth file.
     HashToken,
+    /// Copy an SQLite ledger into an empty PostgreSQL one, verify the copy and say what was copied.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    /// The SQLite ledger: a file, or sqlite://FILE.
+    #[arg(long)]
+    from: String,
+    /// The PostgreSQL ledger: postgres://user:password@host:5432/db (must hold no data yet).
+    #[arg(long, hide_env_values = true, env = "GPUCOST_MIGRATE_TO")]
+    to: String,
+}
+
+fn migrate(a: MigrateArgs) -> anyhow::Result<()> {
+    #[cfg(feature = "postgres")]
+    {
+        let from = PathBuf::from(a.from.strip_prefix("sqlite://").unwrap_or(&a.from));
+        anyhow::ensure!(
+            a.to.starts_with("postgres://") || a.to.starts_with("postgresql://"),
+            "--to must be a postgres:// URL"
+        );
+        let began = std::time::Instant::now();
+        let report = gpucost_collector::ledger::copy::sqlite_to_postgres(&from, &a.to)?;
+        let rows: u64 = report.tables.iter().map(|(_, n)| n).sum();
+        println!(
+            "copied {rows} rows in {} tables from {} to {} in {:.1} s",
+            report.tables.len(),
+            from.display(),
+            gpucost_collector::ledger::sql::postgres::redact(&a.to),
+            began.elapsed().as_secs_f64()
+        );
+        for (t, n) in &report.tables {
+            println!("  {t}: {n} rows");
+        }
+        for (what, value) in &report.checks {
+            println!("verified: {what} {value} on both sides");
+        }
+        Ok(())
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = a;
+        anyhow::bail!("migrate: this collector was built without the PostgreSQL ledger (cargo feature `postgres`)")
+    }
 }
 
 #[derive(Debug, Args)]
@@ -589,6 +634,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Report(ReportCommand::Chargeback(a)) => report_chargeback(a),
         Command::ClosePeriod(a) => close_period(a),
+        // The PostgreSQL client blocks on its own runtime: not on this one.
+        Command::Migrate(a) => {
+            std::thread::spawn(move || migrate(a)).join().map_err(|_| anyhow::anyhow!("migrate panicked"))?
+        }
         Command::HashToken => {
             let mut token = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut token).context("reading the token from stdin")?;

@@ -434,3 +434,52 @@ fn on_a_shared_ledger_one_collector_sends_each_budget_alert_and_leadership_moves
     assert_eq!(all.len(), 2, "{all:?}");
     assert!(all[1].contains("\"OK\""), "{all:?}");
 }
+
+#[test]
+fn migrate_copies_an_sqlite_ledger_into_postgresql_verifies_it_and_refuses_a_second_time() {
+    use gpucost_collector::cost::split::Policy;
+    use gpucost_collector::ledger::sqlite::SqlLedger;
+    use gpucost_collector::ledger::{CostQuery, Dimension, Ledger, UsageQuery};
+    let Some(pg) = Postgres::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    let now = 1_793_577_600 * NS + 2 * HOUR;
+    {
+        let lite = SqliteLedger::open(&path, HOUR, 7 * 24 * HOUR).unwrap();
+        lite.record(&priced_batches(), now).unwrap();
+    }
+    let run = || {
+        std::process::Command::new(gpucost_e2e::bin("gpucost-collector"))
+            .args(["migrate", "--from"])
+            .arg(format!("sqlite://{}", path.display()))
+            .args(["--to", &pg.url()])
+            .output()
+            .expect("run migrate")
+    };
+    let out = run();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("gpu_buckets: ") && said.contains("verified: cost (µ$)"), "{said}");
+    assert!(!said.contains("gpucost:gpucost@"), "no password in the output: {said}");
+    // Both ledgers answer the same, and the copy takes new batches (identity columns go on).
+    let lite = SqliteLedger::open(&path, HOUR, 7 * 24 * HOUR).unwrap();
+    let post = SqlLedger::open_postgres(&pg.url(), HOUR, 7 * 24 * HOUR).expect("the copy opens");
+    let (from_ns, to_ns) = (1_793_577_600 * NS, 1_793_577_600 * NS + HOUR);
+    let q = UsageQuery { from_ns, to_ns, group_by: vec![Dimension::Gpu, Dimension::Workload] };
+    assert_eq!(lite.usage(&q).unwrap(), post.usage(&q).unwrap());
+    let c = CostQuery { from_ns, to_ns, group_by: vec![Dimension::Team], filters: vec![], policy: Policy::Hybrid };
+    assert_eq!(lite.costs(&c).unwrap(), post.costs(&c).unwrap());
+    let mut later = priced_batches().into_iter().next().unwrap();
+    later.boot_id = "boot-after-migration".into();
+    later.seq = 1;
+    later.first_seq = 1;
+    let (len, start) = (later.end_ns - later.start_ns, later.start_ns + 2 * HOUR);
+    later.start_ns = start;
+    later.end_ns = start + len;
+    let stored = post.record(std::slice::from_ref(&later), now + HOUR).unwrap();
+    assert!(matches!(stored[0], Ok(gpucost_collector::ledger::Recorded::Stored)), "{stored:?}");
+    // Not twice.
+    let again = run();
+    let said = String::from_utf8_lossy(&again.stderr).to_string();
+    assert!(!again.status.success() && said.contains("is not empty"), "{said}");
+}

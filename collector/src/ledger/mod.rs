@@ -6,6 +6,8 @@
 //! fixed buckets (`rollup`), and the raw per-interval rows are kept only for a retention period.
 //! See `docs/ledger.md` for the schema and why.
 
+#[cfg(feature = "postgres")]
+pub mod copy;
 pub mod rollup;
 pub mod rows;
 pub mod sql;
