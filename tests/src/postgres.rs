@@ -26,12 +26,24 @@ pub struct Postgres {
     child: Child,
     _dir: tempfile::TempDir,
     pub port: u16,
+    /// With TLS: the CA that signed the server's certificate (PEM).
+    pub ca: Option<PathBuf>,
 }
 
 impl Postgres {
     /// Starts a fresh server with a `gpucost` database owned by user `gpucost` (password `gpucost`).
     /// `None` when PostgreSQL is not installed (a failure under CI).
     pub fn start() -> Option<Self> {
+        Self::start_with(false)
+    }
+
+    /// A server that takes TCP connections over TLS only (`hostssl` in pg_hba.conf), with a certificate for
+    /// 127.0.0.1 from a CA of the test's own (`ca`).
+    pub fn start_tls() -> Option<Self> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Option<Self> {
         let Some(bin) = bin_dir() else {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -69,6 +81,85 @@ impl Postgres {
             .output()
             .expect("run initdb");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut ca = None;
+        let mut tls_args: Vec<String> = Vec::new();
+        if tls {
+            let d = dir.path();
+            let openssl = |args: &[&str]| {
+                let out = Command::new("openssl").args(args).current_dir(d).output().expect("openssl");
+                assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            };
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=gpucost-test-ca",
+            ]);
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ]);
+            std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ]);
+            if is_root() {
+                let _ = Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(d.join("server.key"))
+                    .arg(d.join("server.pem"))
+                    .status();
+            }
+            let _ = Command::new("chmod").arg("600").arg(d.join("server.key")).status();
+            let hba = data.join("pg_hba.conf");
+            let text = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+            let only_tls: String = text
+                .lines()
+                .map(|l| if l.starts_with("host ") { l.replacen("host ", "hostssl ", 1) } else { l.to_string() })
+                .collect::<Vec<_>>()
+                .join("\n");
+            std::fs::write(&hba, only_tls + "\n").expect("pg_hba.conf");
+            tls_args = vec![
+                "-c".into(),
+                "ssl=on".into(),
+                "-c".into(),
+                format!("ssl_cert_file={}", d.join("server.pem").display()),
+                "-c".into(),
+                format!("ssl_key_file={}", d.join("server.key").display()),
+            ];
+            ca = Some(d.join("ca.pem"));
+        }
         let port = crate::free_port();
         let log = std::fs::File::create(dir.path().join("postgres.log")).expect("log");
         if is_root() {
@@ -82,13 +173,15 @@ impl Postgres {
             .arg(format!("port={port}"))
             .arg("-c")
             .arg(format!("unix_socket_directories={}", dir.path().display()))
+            .args(&tls_args)
             .stderr(log)
             .spawn()
             .expect("start postgres");
-        let mut pg = Self { child, _dir: dir, port };
+        let mut pg = Self { child, _dir: dir, port, ca };
         pg.wait_ready(&bin);
         let out = Command::new(bin.join("psql"))
             .env("PGPASSWORD", "gpucost")
+            .env("PGSSLMODE", if tls { "require" } else { "prefer" })
             .args([
                 "-h",
                 "127.0.0.1",

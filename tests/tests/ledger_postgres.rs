@@ -483,3 +483,26 @@ fn migrate_copies_an_sqlite_ledger_into_postgresql_verifies_it_and_refuses_a_sec
     let said = String::from_utf8_lossy(&again.stderr).to_string();
     assert!(!again.status.success() && said.contains("is not empty"), "{said}");
 }
+
+#[test]
+fn a_postgresql_that_takes_only_tls_is_reached_with_sslmode_require_and_its_ca() {
+    use gpucost_collector::ledger::Ledger;
+    use gpucost_collector::ledger::sqlite::SqlLedger;
+    let Some(pg) = Postgres::start_tls() else { return };
+    let ca = pg.ca.clone().expect("a CA");
+    // Over TLS, the server's certificate verified against the test's CA: the ledger opens and stores.
+    let url = format!("{}?sslmode=verify-full&sslrootcert={}", pg.url(), ca.display());
+    let post = SqlLedger::open_postgres(&url, HOUR, 7 * 24 * HOUR).expect("the ledger over TLS");
+    let batches = priced_batches();
+    let out = post.record(&batches[..5], 1_793_577_600 * NS + 2 * HOUR).unwrap();
+    assert!(out.iter().all(|o| matches!(o, Ok(gpucost_collector::ledger::Recorded::Stored))), "{out:?}");
+    // In plain text the server refuses (hostssl only); with TLS but without its CA the certificate is refused.
+    let plain = PgDb::connect(&pg.url()).err().expect("plain text refused").to_string();
+    assert!(plain.contains("no pg_hba.conf entry") || plain.contains("28000"), "{plain}");
+    let untrusted =
+        PgDb::connect(&format!("{}?sslmode=require", pg.url())).err().expect("unknown CA refused").to_string();
+    assert!(untrusted.to_lowercase().contains("certificate"), "{untrusted}");
+    assert!(!untrusted.contains("gpucost:gpucost@"), "{untrusted}");
+    let bad = PgDb::connect(&format!("{}?sslmode=sometimes", pg.url())).err().expect("bad sslmode").to_string();
+    assert!(bad.contains("sslmode=sometimes is not one of"), "{bad}");
+}

@@ -27,7 +27,11 @@ impl From<postgres::Error> for DbError {
                 db.message(),
                 db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
             )),
-            None => DbError(e.to_string()),
+            // The cause (a TLS or I/O error) says more than the error's own text.
+            None => DbError(match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            }),
         }
     }
 }
@@ -113,10 +117,18 @@ pub struct PgDb {
 }
 
 impl PgDb {
-    /// Connects to `url` (`postgres://user:password@host:port/db?sslmode=…`; without TLS for now).
+    /// Connects to `url`: `postgres://user:password@host:port/db`, in plain text unless it says
+    /// `sslmode=require` (or `verify-ca`, `verify-full`: the same here, the server's certificate is always
+    /// verified, against the system's roots or the PEM file in `sslrootcert=`).
     pub fn connect(url: &str) -> Result<Self, DbError> {
-        let client = Client::connect(url, postgres::NoTls)
-            .map_err(|e| DbError(format!("cannot connect to PostgreSQL at {}: {e}", redact(url))))?;
+        let fail = |e: &dyn std::fmt::Display| DbError(format!("cannot connect to PostgreSQL at {}: {e}", redact(url)));
+        let (url_for_client, tls) = tls_of(url).map_err(|e| fail(&e))?;
+        let client = match tls {
+            Some(tls) => Client::connect(&url_for_client, tls),
+            None => Client::connect(&url_for_client, postgres::NoTls),
+        }
+        // The server's own message (e.g. pg_hba refusing plain text), not only "db error".
+        .map_err(|e| fail(&DbError::from(e)))?;
         Ok(Self { client: RefCell::new(client), statements: RefCell::new(HashMap::new()) })
     }
 
@@ -128,6 +140,57 @@ impl PgDb {
         self.statements.borrow_mut().insert(sql.to_string(), s.clone());
         Ok(s)
     }
+}
+
+/// The URL the client takes (libpq's `sslrootcert` and the `verify-*` modes rewritten) and the TLS to use.
+fn tls_of(url: &str) -> Result<(String, Option<tokio_postgres_rustls::MakeRustlsConnect>), String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut kept = Vec::new();
+    let (mut mode, mut root) = (None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslmode", m)) => mode = Some(m.to_string()),
+            Some(("sslrootcert", f)) => root = Some(f.to_string()),
+            _ => kept.push(pair.to_string()),
+        }
+    }
+    let tls = match mode.as_deref() {
+        None | Some("disable") | Some("allow") | Some("prefer") => None,
+        Some("require") | Some("verify-ca") | Some("verify-full") => {
+            let mut roots = rustls::RootCertStore::empty();
+            match &root {
+                Some(file) => {
+                    use rustls::pki_types::pem::PemObject;
+                    let certs = rustls::pki_types::CertificateDer::pem_file_iter(file)
+                        .map_err(|e| format!("sslrootcert={file}: {e}"))?;
+                    for c in certs {
+                        roots
+                            .add(c.map_err(|e| format!("sslrootcert={file}: {e}"))?)
+                            .map_err(|e| format!("sslrootcert={file}: {e}"))?;
+                    }
+                }
+                None => {
+                    for c in rustls_native_certs::load_native_certs().certs {
+                        let _ = roots.add(c);
+                    }
+                }
+            }
+            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            kept.push("sslmode=require".into());
+            Some(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+        }
+        Some(other) => {
+            return Err(format!("sslmode={other} is not one of disable, prefer, require, verify-ca, verify-full"));
+        }
+    };
+    let url = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    Ok((url, tls))
 }
 
 /// `url` without its password, for messages.
