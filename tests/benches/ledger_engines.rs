@@ -42,7 +42,8 @@ fn postgres_cpu_ns() -> u64 {
             continue;
         }
         let f: Vec<&str> = rest.split_whitespace().collect();
-        let (u, s): (u64, u64) = (f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0), f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0));
+        let (u, s): (u64, u64) =
+            (f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0), f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0));
         total += (u + s) * tick;
     }
     total
@@ -71,7 +72,9 @@ fn batches(hours: u64) -> Vec<Batch> {
             v
         });
         for w in wire {
-            let mut b = validate(&w, START + 48 * HOUR, &Limits { max_clock_skew_ns: u64::MAX / 4, ..Limits::default() }).unwrap();
+            let mut b =
+                validate(&w, START + 48 * HOUR, &Limits { max_clock_skew_ns: u64::MAX / 4, ..Limits::default() })
+                    .unwrap();
             gpucost_collector::cost::priced::price(&book, None, &mut b);
             out.push(b);
         }
@@ -98,10 +101,58 @@ fn run(name: &str, ledger: &dyn Ledger, batches: &[Batch], hours: u64, server_cp
     );
     let to_ns = START + hours * HOUR;
     let queries: Vec<(&str, Box<dyn Fn()>)> = vec![
-        ("usage by GPU and workload", Box::new(|| drop(ledger.usage(&UsageQuery { from_ns: START, to_ns, group_by: vec![Dimension::Gpu, Dimension::Workload] }).unwrap()))),
-        ("usage by cluster", Box::new(|| drop(ledger.usage(&UsageQuery { from_ns: START, to_ns, group_by: vec![Dimension::Cluster] }).unwrap()))),
-        ("costs by namespace", Box::new(|| drop(ledger.costs(&CostQuery { from_ns: START, to_ns, group_by: vec![Dimension::Namespace], filters: vec![], policy: Policy::Hybrid }).unwrap()))),
-        ("costs by team (owner join)", Box::new(|| drop(ledger.costs(&CostQuery { from_ns: START, to_ns, group_by: vec![Dimension::Team], filters: vec![], policy: Policy::Allocation }).unwrap()))),
+        (
+            "usage by GPU and workload",
+            Box::new(|| {
+                drop(
+                    ledger
+                        .usage(&UsageQuery {
+                            from_ns: START,
+                            to_ns,
+                            group_by: vec![Dimension::Gpu, Dimension::Workload],
+                        })
+                        .unwrap(),
+                )
+            }),
+        ),
+        (
+            "usage by cluster",
+            Box::new(|| {
+                drop(ledger.usage(&UsageQuery { from_ns: START, to_ns, group_by: vec![Dimension::Cluster] }).unwrap())
+            }),
+        ),
+        (
+            "costs by namespace",
+            Box::new(|| {
+                drop(
+                    ledger
+                        .costs(&CostQuery {
+                            from_ns: START,
+                            to_ns,
+                            group_by: vec![Dimension::Namespace],
+                            filters: vec![],
+                            policy: Policy::Hybrid,
+                        })
+                        .unwrap(),
+                )
+            }),
+        ),
+        (
+            "costs by team (owner join)",
+            Box::new(|| {
+                drop(
+                    ledger
+                        .costs(&CostQuery {
+                            from_ns: START,
+                            to_ns,
+                            group_by: vec![Dimension::Team],
+                            filters: vec![],
+                            policy: Policy::Allocation,
+                        })
+                        .unwrap(),
+                )
+            }),
+        ),
     ];
     for (what, q) in queries {
         let mut times: Vec<Duration> = (0..15)
@@ -112,14 +163,20 @@ fn run(name: &str, ledger: &dyn Ledger, batches: &[Batch], hours: u64, server_cp
             })
             .collect();
         times.sort();
-        println!("{name}:   {what}: median {:.1} ms, worst {:.1} ms", times[7].as_secs_f64() * 1e3, times[14].as_secs_f64() * 1e3);
+        println!(
+            "{name}:   {what}: median {:.1} ms, worst {:.1} ms",
+            times[7].as_secs_f64() * 1e3,
+            times[14].as_secs_f64() * 1e3
+        );
     }
 }
 
 fn main() {
     let hours: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(6);
     let all = batches(hours);
-    println!("the demo fleet (40 nodes, 195 GPUs), {hours} h of 5-minute intervals, priced; groups of 64 per transaction");
+    println!(
+        "the demo fleet (40 nodes, 195 GPUs), {hours} h of 5-minute intervals, priced; groups of 64 per transaction"
+    );
     let dir = tempfile::tempdir().unwrap();
     let lite = SqliteLedger::open(&dir.path().join("bench.db"), HOUR, 7 * 24 * HOUR).unwrap();
     run("SQLite", &lite, &all, hours, &|| 0);
