@@ -100,7 +100,8 @@ fn run(name: &str, ledger: &dyn Ledger, batches: &[Batch], hours: u64, server_cp
         srv as f64 / samples as f64 / 1e3,
     );
     let to_ns = START + hours * HOUR;
-    let queries: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type Query<'a> = (&'a str, Box<dyn Fn() + 'a>);
+    let queries: Vec<Query> = vec![
         (
             "usage by GPU and workload",
             Box::new(|| {
