@@ -1084,10 +1084,11 @@ impl<E: Engine> Ledger for SqlLedger<E> {
         resolve: &dyn Fn(&Identity) -> Ownership,
         dry_run: bool,
     ) -> Result<ReattributeReport, LedgerError> {
-        self.refuse_if_closed("re-attributing", from_ns, to_ns)?;
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let Writer { conn, ids } = &mut *guard;
         let tx = Tx::begin(&*conn, self.engine.begin())?;
+        tx.exclusive(closing::HISTORY_LOCK, 0)?;
+        self.refuse_if_closed("re-attributing", from_ns, to_ns)?;
         let workloads: Vec<(i64, String)> = tx.all(
             "SELECT w.workload_id, w.identity_json FROM workloads w WHERE EXISTS (SELECT 1 FROM usage_buckets b
                    WHERE b.workload_id = w.workload_id AND b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2)",
@@ -1150,10 +1151,12 @@ impl<E: Engine> Ledger for SqlLedger<E> {
         dry_run: bool,
     ) -> Result<RepriceReport, LedgerError> {
         use crate::cost::reprice::{DeviceBucket, HolderBucket, rescale};
-        self.refuse_if_closed("re-pricing", from_ns, to_ns)?;
+
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let Writer { conn, ids } = &mut *guard;
         let tx = Tx::begin(&*conn, self.engine.begin())?;
+        tx.exclusive(closing::HISTORY_LOCK, 0)?;
+        self.refuse_if_closed("re-pricing", from_ns, to_ns)?;
         struct Row {
             bucket: i64,
             gpu_id: i64,

@@ -6,6 +6,9 @@ use crate::sql_params;
 use super::{Engine, SqlLedger};
 use crate::ledger::rows::{GPU_VALUES, Rows, USAGE_VALUES};
 use crate::ledger::sql::Tx;
+
+/// The advisory-lock space under which closing, re-pricing and re-attributing take turns.
+pub(super) const HISTORY_LOCK: i32 = 4;
 use crate::ledger::{ClosedPeriod, LedgerError};
 use crate::report::period::{Cadence, Period, utc};
 
@@ -23,6 +26,8 @@ impl<E: Engine> SqlLedger<E> {
         }
         let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let tx = Tx::begin(&guard.conn, self.engine.begin())?;
+        // Collectors sharing a ledger close, re-price and re-attribute one at a time.
+        tx.exclusive(HISTORY_LOCK, 0)?;
         let closed = closed_periods(&*tx)?;
         if closed.iter().any(|c| c.period == period.label) {
             return Err(LedgerError::Refused(format!("{} is already closed", period.label)));
@@ -83,6 +88,8 @@ impl<E: Engine> SqlLedger<E> {
     }
 
     /// Refuses a change to stored history (re-pricing, re-attribution) over a closed period.
+    /// Refuses a change to history over [from, to) that reaches into a closed month; call it holding
+    /// [`HISTORY_LOCK`], so that no month closes between the check and the change.
     pub(super) fn refuse_if_closed(&self, what: &str, from_ns: u64, to_ns: u64) -> Result<(), LedgerError> {
         let hit: Option<String> = self.with_reader(|c| {
             Ok(c.opt(
