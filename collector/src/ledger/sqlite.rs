@@ -1,7 +1,9 @@
-//! The SQLite ledger: one file, WAL mode, one write connection and a small pool of readers.
+//! The ledger on an SQL engine (`SqlLedger<E>`): one write connection (group commit, a savepoint per
+//! batch) and a small pool of readers. `SqliteLedger` is the embedded default (one file, WAL mode);
+//! `SqlLedger<PgEngine>` the same ledger on a PostgreSQL database shared by several collectors.
 //!
-//! The SQL is kept portable (`$n` parameters, `INSERT … ON CONFLICT … DO UPDATE`, `RETURNING`, no
-//! SQLite-only functions) so that a PostgreSQL backend can share it.
+//! The SQL is written once for both engines (`ledger/sql.rs` says which dialect); what only a shared
+//! database needs (advisory locks, leader election) goes through `Db::exclusive` and `Engine::lead`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
