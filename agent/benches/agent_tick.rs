@@ -7,6 +7,9 @@
 
 use std::time::Duration;
 
+mod measure;
+use measure::{cpu_ns, peak_rss_kib};
+
 use gpucost_agent::identify::pods::{PodCache, PodInfo};
 use gpucost_agent::identify::proc::write_fake;
 use gpucost_agent::identify::{Identifier, IdentifyConfig};
@@ -63,24 +66,6 @@ impl GpuSource for BusyNode {
         }
         Ok(tick)
     }
-}
-
-fn cpu_ns() -> u64 {
-    // First field of /proc/self/schedstat: time spent on a CPU, in nanoseconds.
-    std::fs::read_to_string("/proc/self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches(" kB").parse().unwrap_or(0)))
-        })
-        .unwrap_or(0)
 }
 
 fn main() {

@@ -12,23 +12,10 @@ use gpucost_agent::spool::{Spool, SpoolConfig, SpoolGauges};
 use gpucost_agent::wire::Framer;
 use gpucost_proto::v1::UsageBatch;
 
+mod measure;
+use measure::{cpu_ns, peak_rss_kib};
+
 const BATCHES: u64 = 2_000;
-
-fn cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn batches() -> Vec<UsageBatch> {
     // Node 1 of this fleet has 8 GPUs.

@@ -528,24 +528,24 @@ impl Spool {
         }
     }
 
-    fn read(&self, e: &Entry) -> Option<UsageBatch> {
+    /// The batch an entry holds, or what is wrong with its record.
+    fn read(&self, e: &Entry) -> Result<UsageBatch, String> {
         match &e.body {
-            Body::Memory(b) => Some((**b).clone()),
-            Body::File(path) => fs::read(path).map_err(|e| e.to_string()).and_then(|d| decode(&d)).ok().map(|(b, _)| b),
+            Body::Memory(b) => Ok((**b).clone()),
+            Body::File(path) => fs::read(path).map_err(|e| e.to_string()).and_then(|d| decode(&d)).map(|(b, _)| b),
         }
     }
 
     /// The batch at `i`; a record that no longer reads back is quarantined and taken out (`None`).
     fn read_at(&mut self, i: usize) -> Option<UsageBatch> {
-        let e = self.entries.get(i)?;
-        if let Some(b) = self.read(e) {
-            return Some(b);
-        }
+        let problem = match self.read(self.entries.get(i)?) {
+            Ok(b) => return Some(b),
+            Err(problem) => problem,
+        };
         let e = self.entries.remove(i)?;
         self.bytes -= e.bytes;
         if let Body::File(path) = &e.body {
-            let problem = fs::read(path).map_err(|e| e.to_string()).and_then(|d| decode(&d).map(|_| ())).err();
-            self.quarantine(path, problem.as_deref().unwrap_or("unreadable"));
+            self.quarantine(path, &problem);
         }
         self.publish();
         None

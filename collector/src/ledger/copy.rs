@@ -106,19 +106,19 @@ pub fn sqlite_to_postgres(from: &Path, to_url: &str) -> Result<CopyReport, Ledge
         }
     }
     for (what, sql) in TOTALS {
-        let read =
-            |db: &dyn Fn(&str) -> Result<Vec<super::sql::Row>, super::sql::DbError>| -> Result<String, LedgerError> {
-                let rows = db(sql)?;
-                Ok(format!("{:?}", rows.first().map(|r| r.0.iter().map(i64_or_zero).collect::<Vec<_>>())))
-            };
-        let here = read(&|q| src.rows(q, sql_params![]))?;
-        let there = read(&|q| dst.rows(q, sql_params![]))?;
+        let (here, there) = (total(&src, sql)?, total(&dst, sql)?);
         if here != there {
             return Err(LedgerError::Io(format!("{what}: {here} in SQLite, {there} in PostgreSQL")));
         }
         report.checks.push((what.to_string(), here));
     }
     Ok(report)
+}
+
+/// The first row of a totals query, as text to compare and print.
+fn total(db: &impl Db, sql: &str) -> Result<String, LedgerError> {
+    let rows = db.rows(sql, sql_params![])?;
+    Ok(format!("{:?}", rows.first().map(|r| r.0.iter().map(i64_or_zero).collect::<Vec<_>>())))
 }
 
 fn i64_or_zero(v: &Value) -> i64 {

@@ -215,8 +215,8 @@ impl SqlLedger<SqliteEngine> {
             std::fs::create_dir_all(dir)
                 .map_err(|e| LedgerError::Io(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let mut conn = open(path)?;
-        migrate(&mut conn)?;
+        let conn = open(path)?;
+        super::sql::migrate(&conn, MIGRATIONS, str::to_string)?;
         check_bucket(&conn, bucket_ns)?;
         Ok(Self::new(SqliteEngine { path: path.to_path_buf() }, conn, bucket_ns, raw_retention_ns))
     }
@@ -347,11 +347,6 @@ impl<E: Engine> SqlLedger<E> {
         }
         out
     }
-}
-
-fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
-    super::sql::migrate(&*conn, MIGRATIONS, str::to_string)?;
-    Ok(())
 }
 
 impl IdCache {
@@ -504,7 +499,10 @@ fn claim_seqs(ids: &mut IdCache, tx: &impl Db, b: &Batch) -> Result<Claim, DbErr
     let key = (b.agent_id.clone(), b.boot_id.clone());
     // Writers sharing the database take turns per boot (an agent may reconnect to another collector while
     // its old stream is still being stored).
-    tx.exclusive(2, fnv1a(&format!("{}\u{0}{}", b.agent_id, b.boot_id)))?;
+    // (Only a shared database needs it: the embedded ledger's hot path does not pay for the key.)
+    if !tx.single_writer() {
+        tx.exclusive(2, fnv1a(&format!("{}\u{0}{}", b.agent_id, b.boot_id)))?;
+    }
     if let Some(&(f, l)) = ids.seqs.get(&key).filter(|_| tx.single_writer())
         && l + 1 == first
     {
