@@ -506,3 +506,53 @@ fn a_postgresql_that_takes_only_tls_is_reached_with_sslmode_require_and_its_ca()
     let bad = PgDb::connect(&format!("{}?sslmode=sometimes", pg.url())).err().expect("bad sslmode").to_string();
     assert!(bad.contains("sslmode=sometimes is not one of"), "{bad}");
 }
+
+/// The ledger's storage suite (`ledger::sqlite::suite`, the SQLite unit tests run the same cases) on
+/// PostgreSQL: each case gets databases of its own on one server.
+#[test]
+fn the_ledgers_storage_suite_passes_on_postgresql() {
+    use gpucost_collector::ledger::LedgerError;
+    use gpucost_collector::ledger::sqlite::suite::{self, Stores};
+    use gpucost_collector::ledger::sqlite::{PgEngine, SqlLedger};
+
+    struct PgStores<'a> {
+        admin: &'a PgDb,
+        port: u16,
+        case: usize,
+    }
+    impl Stores for PgStores<'_> {
+        type E = PgEngine;
+        fn open(&self, name: &str, bucket_ns: u64, retention_ns: u64) -> Result<SqlLedger<PgEngine>, LedgerError> {
+            let db = format!("suite_{}_{name}", self.case);
+            let exists: i64 = self
+                .admin
+                .one("SELECT COUNT(*) FROM pg_database WHERE datname = $1", sql_params![db], |r| r.get(0))
+                .expect("pg_database");
+            if exists == 0 {
+                self.admin.run(&format!("CREATE DATABASE {db}"), sql_params![]).expect("CREATE DATABASE");
+            }
+            SqlLedger::open_postgres(
+                &format!("postgres://gpucost:gpucost@127.0.0.1:{}/{db}", self.port),
+                bucket_ns,
+                retention_ns,
+            )
+        }
+    }
+
+    let Some(pg) = Postgres::start() else { return };
+    let admin = PgDb::connect(&format!("postgres://gpucost:gpucost@127.0.0.1:{}/postgres", pg.port)).expect("connect");
+    let mut failed = Vec::new();
+    let cases = suite::cases::<PgStores>();
+    for (i, (name, case)) in cases.iter().enumerate() {
+        let stores = PgStores { admin: &admin, port: pg.port, case: i };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(&stores))) {
+            Ok(()) => eprintln!("ok      {name}"),
+            Err(_) => {
+                eprintln!("FAILED  {name}");
+                failed.push(*name);
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{} of {} cases failed on PostgreSQL: {failed:?}", failed.len(), cases.len());
+    assert!(cases.len() >= 17, "the whole suite ran: {}", cases.len());
+}

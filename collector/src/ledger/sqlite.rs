@@ -1341,446 +1341,45 @@ impl<E: Engine> Ledger for SqlLedger<E> {
     }
 }
 
+/// The storage suite, run on every engine (see its doc).
+#[cfg(any(test, feature = "storage-suite"))]
+pub mod suite;
+
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::ingest::share;
-    use crate::model::{GpuReading, Identity, ProcessReading, WorkloadKind};
+    use super::suite::{self, SqliteStores};
 
-    const HOUR: u64 = 3_600 * NS;
-    const T0: u64 = 1_800_000_000 * NS / HOUR * HOUR;
+    macro_rules! on_sqlite {
+        ($($case:ident),* $(,)?) => { $(#[test] fn $case() { suite::$case(&SqliteStores::new()) })* };
+    }
+    on_sqlite![
+        a_batch_at_or_below_the_boots_last_sequence_is_a_duplicate_and_changes_nothing,
+        a_batch_arriving_after_later_ones_fills_its_hole_and_a_resend_of_it_is_a_duplicate,
+        a_merged_batch_is_new_whole_a_resend_whole_and_refused_when_partly_stored,
+        an_overlapping_batch_is_rolled_back_alone_and_its_neighbours_commit,
+        an_interval_across_an_hour_is_split_between_two_buckets_and_adds_up,
+        usage_groups_by_namespace_pod_controller_and_any_label,
+        a_relabelled_workload_is_written_again,
+        repricing_history_halves_every_line_and_still_reconciles,
+        usage_groups_by_mlflow_model_version_run_and_experiment,
+        a_cost_line_keeps_the_owner_in_force_when_its_gpu_time_was_used,
+        reattributing_moves_the_window_to_the_new_owner_and_keeps_the_rest,
+        reopening_with_another_bucket_size_is_refused,
+        raw_rows_are_kept_within_the_retention_and_pruned_after_it,
+        closing_freezes_a_month_books_late_rows_in_the_next_and_guards_history,
+        arrival_order_and_resends_change_nothing,
+        the_outbox_retries_a_failure_after_its_backoff_and_never_redelivers,
+        budgets_are_created_replaced_and_deleted,
+    ];
 
-    fn node() -> Node {
-        Node {
-            cluster: "prod".into(),
-            name: "n1".into(),
-            instance_type: "g5.xlarge".into(),
-            capacity_type: "on_demand".into(),
-            region: "us-east-1".into(),
-            zone: "us-east-1a".into(),
-            labels: Default::default(),
+    #[test]
+    fn every_case_of_the_suite_runs_on_sqlite() {
+        // The list above and the suite's own list name the same cases.
+        let ours = include_str!("sqlite.rs");
+        for (name, _) in suite::cases::<SqliteStores>() {
+            assert!(ours.contains(&format!("        {name},\n")), "{name} is not run on SQLite");
         }
     }
-
-    fn batch(boot: &str, seq: u64, start: u64, len: u64, share_ppm: u32) -> Batch {
-        let node = node();
-        let w = Workload::new(
-            &node,
-            Identity {
-                kind: WorkloadKind::KubernetesPod,
-                namespace: "ml".into(),
-                pod: "p".into(),
-                ..Default::default()
-            },
-        );
-        let processes = vec![ProcessReading {
-            gpu_uuid: "GPU-1".into(),
-            pid: 7,
-            workload: w,
-            sm_share_ppm: share_ppm,
-            memory_util_ppm: 0,
-            used_memory_bytes: 1 << 30,
-        }];
-        Batch {
-            agent_id: "n1".into(),
-            boot_id: boot.into(),
-            seq,
-            first_seq: seq,
-            devices: vec![Device {
-                uuid: "GPU-1".into(),
-                model: "NVIDIA A10G".into(),
-                memory_total_bytes: 24 << 30,
-                mig_parent_uuid: None,
-                mig_profile: None,
-            }],
-            start_ns: start,
-            end_ns: start + len,
-            gpus: vec![GpuReading {
-                uuid: "GPU-1".into(),
-                utilization_ppm: share_ppm,
-                memory_used_bytes: 1 << 30,
-                power_milliwatts: 100_000,
-                energy_millijoules: Some(len / NS * 100_000),
-            }],
-            holdings: share::holdings(len, &processes, &[]),
-            processes,
-            node,
-            cost: Default::default(),
-            owners: Vec::new(),
-        }
-    }
-
-    fn ledger(dir: &tempfile::TempDir) -> SqliteLedger {
-        SqliteLedger::open(&dir.path().join("l.db"), HOUR, 7 * 24 * HOUR).unwrap()
-    }
-
-    fn totals(l: &SqliteLedger) -> GpuTime {
-        l.usage(&UsageQuery { from_ns: T0 - HOUR, to_ns: T0 + 4 * HOUR, group_by: vec![] }).unwrap().totals
-    }
-
-    #[test]
-    fn a_batch_at_or_below_the_boots_last_sequence_is_a_duplicate_and_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(&dir);
-        let out = l
-            .record(&[batch("b", 1, T0, 15 * NS, 500_000), batch("b", 2, T0 + 15 * NS, 15 * NS, 500_000)], T0)
-            .unwrap();
-        assert!(out.iter().all(|r| matches!(r, Ok(Recorded::Stored))));
-        let before = totals(&l);
-        assert_eq!(before.used_ns, 15 * u128::from(NS));
-        let again = l.record(&[batch("b", 2, T0 + 15 * NS, 15 * NS, 500_000)], T0).unwrap();
-        assert!(matches!(again[0], Ok(Recorded::Duplicate)));
-        assert_eq!(totals(&l), before);
-    }
-
-    #[test]
-    fn a_batch_arriving_after_later_ones_fills_its_hole_and_a_resend_of_it_is_a_duplicate() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(&dir);
-        let b = |seq: u64| batch("b", seq, T0 + (seq - 1) * 15 * NS, 15 * NS, 500_000);
-        // 1, 3, 4 first; 2 late; then everything again, in another order.
-        let out = l.record(&[b(1), b(3), b(4)], T0).unwrap();
-        assert!(out.iter().all(|r| matches!(r, Ok(Recorded::Stored))), "{out:?}");
-        let late = l.record(&[b(2)], T0).unwrap();
-        assert!(matches!(late[0], Ok(Recorded::Stored)), "the hole is filled, not taken for a resend: {late:?}");
-        let again = l.record(&[b(4), b(2), b(1), b(3)], T0).unwrap();
-        assert!(again.iter().all(|r| matches!(r, Ok(Recorded::Duplicate))), "{again:?}");
-        let t = totals(&l);
-        assert_eq!(t.observed_ns, Some(60 * u128::from(NS)));
-        assert_eq!(t.used_ns, 30 * u128::from(NS));
-        // Coverage and sequence ranges coalesced back to one row each.
-        let rows = |sql: &str| l.writer.lock().unwrap().conn.one(sql, sql_params![], |r| r.get::<i64>(0)).unwrap();
-        assert_eq!(rows("SELECT count(*) FROM gpu_coverage"), 1);
-        assert_eq!(rows("SELECT count(*) FROM boot_seqs"), 1);
-    }
-
-    #[test]
-    fn a_merged_batch_is_new_whole_a_resend_whole_and_refused_when_partly_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(&dir);
-        let mut merged = batch("b", 3, T0, 45 * NS, 500_000);
-        merged.first_seq = 1;
-        assert!(matches!(l.record(std::slice::from_ref(&merged), T0).unwrap()[0], Ok(Recorded::Stored)));
-        assert!(matches!(
-            l.record(&[batch("b", 2, T0 + 15 * NS, 15 * NS, 0)], T0).unwrap()[0],
-            Ok(Recorded::Duplicate)
-        ));
-        let mut straddling = batch("b", 5, T0 + 45 * NS, 15 * NS, 0);
-        straddling.first_seq = 3;
-        assert!(matches!(
-            l.record(&[straddling], T0).unwrap()[0],
-            Err(LedgerError::SeqOverlap { stored_from: 1, stored_to: 3, .. })
-        ));
-        assert_eq!(totals(&l).observed_ns, Some(45 * u128::from(NS)));
-    }
-
-    #[test]
-    fn an_overlapping_batch_is_rolled_back_alone_and_its_neighbours_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(&dir);
-        l.record(&[batch("b", 1, T0, 15 * NS, 100_000)], T0).unwrap();
-        let out = l
-            .record(
-                &[
-                    batch("b", 2, T0 + 15 * NS, 15 * NS, 100_000),
-                    batch("other-boot", 1, T0 + 20 * NS, 15 * NS, 900_000),
-                    batch("b", 3, T0 + 30 * NS, 15 * NS, 100_000),
-                ],
-                T0,
-            )
-            .unwrap();
-        assert!(matches!(out[0], Ok(Recorded::Stored)));
-        assert!(
-            matches!(&out[1], Err(LedgerError::Overlap { covered_from_ns, covered_until_ns, .. }) if (*covered_from_ns, *covered_until_ns) == (T0, T0 + 30 * NS))
-        );
-        assert!(matches!(out[2], Ok(Recorded::Stored)));
-        let t = totals(&l);
-        assert_eq!(t.observed_ns, Some(45 * u128::from(NS)));
-        assert_eq!(t.used_ns, 45 * u128::from(NS) / 10);
-        // The refused batch's boot left no trace: its seq 1 is still new.
-        let retry = l.record(&[batch("other-boot", 1, T0 + 45 * NS, 15 * NS, 0)], T0).unwrap();
-        assert!(matches!(retry[0], Ok(Recorded::Stored)));
-    }
-
-    #[test]
-    fn an_interval_across_an_hour_is_split_between_two_buckets_and_adds_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(&dir);
-        l.record(&[batch("b", 1, T0 + HOUR - 5 * NS, 15 * NS, 333_333)], T0).unwrap();
-        let first =
-            l.usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: vec![Dimension::Workload] }).unwrap();
-        let second = l
-            .usage(&UsageQuery { from_ns: T0 + HOUR, to_ns: T0 + 2 * HOUR, group_by: vec![Dimension::Workload] })
-            .unwrap();
-        assert_eq!(first.rows[0].time.held_ns, 5 * u128::from(NS));
-        assert_eq!(second.rows[0].time.held_ns, 10 * u128::from(NS));
-        let used = 15 * u128::from(NS) * 333_333 / 1_000_000;
-        assert_eq!(first.rows[0].time.used_ns + second.rows[0].time.used_ns, used);
-    }
-
-    #[test]
-    fn usage_groups_by_namespace_pod_controller_and_any_label() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(&dir);
-        let mut b = batch("b", 1, T0, 15 * NS, 400_000);
-        let identity = Identity {
-            kind: WorkloadKind::KubernetesPod,
-            namespace: "team-nlp".into(),
-            pod: "llama-0".into(),
-            container: "trainer".into(),
-            controller_kind: "Job".into(),
-            controller_name: "llama".into(),
-            labels: [("team".to_string(), "nlp".to_string())].into(),
-            ..Default::default()
-        };
-        b.processes[0].workload = Workload::new(&b.node, identity);
-        b.holdings = share::holdings(15 * NS, &b.processes, &[]);
-        l.record(&[b], T0).unwrap();
-        let q =
-            |dims: Vec<Dimension>| l.usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: dims }).unwrap().rows;
-        let rows = q(vec![Dimension::Namespace, Dimension::Pod, Dimension::Controller, Dimension::Container]);
-        assert_eq!(rows[0].group, vec!["team-nlp", "llama-0", "Job/llama", "trainer"]);
-        assert_eq!(rows[0].time.used_ns, 6 * u128::from(NS));
-        assert_eq!(q(vec![Dimension::Label("team".into())])[0].group, vec!["nlp"]);
-        assert_eq!(
-            q(vec![Dimension::Label("cost-center".into())])[0].group,
-            vec![""],
-            "a missing label groups as empty"
-        );
-        assert_eq!(q(vec![Dimension::Kind, Dimension::User])[0].group, vec!["kubernetes_pod", ""]);
-    }
-
-    #[test]
-    fn a_relabelled_workload_is_written_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(&dir);
-        let labelled = |seq: u64, team: &str| {
-            let mut b = batch("b", seq, T0 + (seq - 1) * 15 * NS, 15 * NS, 400_000);
-            let identity = Identity {
-                kind: WorkloadKind::KubernetesPod,
-                namespace: "ml".into(),
-                pod: "p".into(),
-                labels: [("team".to_string(), team.to_string())].into(),
-                ..Default::default()
-            };
-            b.processes[0].workload = Workload::new(&b.node, identity);
-            b.holdings = share::holdings(15 * NS, &b.processes, &[]);
-            b
-        };
-        l.record(&[labelled(1, "nlp")], T0).unwrap();
-        l.record(&[labelled(2, "speech")], T0).unwrap();
-        let rows = l
-            .usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: vec![Dimension::Label("team".into())] })
-            .unwrap()
-            .rows;
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].group, vec!["speech"], "the workload's current labels");
-    }
-
-    #[test]
-    fn repricing_history_halves_every_line_and_still_reconciles() {
-        use crate::cost::book::PriceBook;
-        use crate::cost::priced::price_batch;
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(&dir);
-        let batches: Vec<Batch> = (1..=8)
-            .map(|seq| {
-                let mut b = batch("b", seq, T0 + (seq - 1) * 600 * NS, 600 * NS, 300_000);
-                b.cost = price_batch(&PriceBook::catalogue_only(), &b);
-                b
-            })
-            .collect();
-        l.record(&batches, T0).unwrap();
-        let totals = |l: &SqliteLedger, p: Policy| {
-            let r = l
-                .costs(&CostQuery {
-                    from_ns: T0,
-                    to_ns: T0 + 2 * HOUR,
-                    group_by: vec![Dimension::Workload],
-                    filters: vec![],
-                    policy: p,
-                })
-                .unwrap();
-            (r.rows.iter().map(|x| x.used + x.idle).sum::<u128>(), r.idle.unwrap(), r.unallocated.unwrap(), r.fleet)
-        };
-        let before = totals(&l, Policy::Hybrid);
-        let half = |node: &Node, model: &str, gpus: u32, at: u64| {
-            PriceBook::catalogue_only().price(node, model, gpus, at).ok().map(|mut p| {
-                p.instance_micros_per_hour /= 2;
-                p
-            })
-        };
-        let dry = l.reprice(T0, T0 + 2 * HOUR, &half, true).unwrap();
-        assert_eq!(totals(&l, Policy::Hybrid), before, "a dry run writes nothing");
-        let report = l.reprice(T0, T0 + 2 * HOUR, &half, false).unwrap();
-        assert_eq!(report, dry);
-        assert_eq!(report.old_micros, before.3);
-        assert!(report.new_micros.abs_diff(before.3 / 2) <= 2, "{report:?}");
-        for p in Policy::ALL {
-            let (charged, idle, unallocated, fleet) = totals(&l, p);
-            assert_eq!(fleet, report.new_micros);
-            assert_eq!(charged + idle + unallocated, fleet, "{p:?}");
-        }
-        let recorded: i64 =
-            l.with_reader(|c| Ok(c.one("SELECT COUNT(*) FROM repricings", sql_params![], |r| r.get(0))?)).unwrap();
-        assert_eq!(recorded, 1);
-        // Re-pricing again at the same prices changes nothing: it scales from what was charged.
-        let again = l.reprice(T0, T0 + 2 * HOUR, &half, false).unwrap();
-        assert_eq!(again.buckets, 0, "{again:?}");
-        assert_eq!(totals(&l, Policy::Hybrid).3, report.new_micros);
-    }
-
-    #[test]
-    fn usage_groups_by_mlflow_model_version_run_and_experiment() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(&dir);
-        let with = |seq: u64, pod: &str, labels: &[(&str, &str)], env: &[(&str, &str)]| {
-            let mut b = batch(pod, seq, T0 + seq * 600 * NS, 600 * NS, 500_000);
-            let identity = Identity {
-                kind: WorkloadKind::KubernetesPod,
-                namespace: "ml".into(),
-                pod: pod.into(),
-                labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                ..Default::default()
-            };
-            b.processes[0].workload = Workload::new(&b.node, identity);
-            b.devices[0].uuid = format!("GPU-{pod}");
-            b.gpus[0].uuid = format!("GPU-{pod}");
-            b.processes[0].gpu_uuid = format!("GPU-{pod}");
-            b.holdings = share::holdings(600 * NS, &b.processes, &[]);
-            b
-        };
-        l.record(
-            &[
-                with(1, "serve-v1", &[("mlflow.org/model-name", "ranker"), ("mlflow.org/model-version", "1")], &[]),
-                with(1, "serve-v2", &[("mlflow.org/model-name", "ranker"), ("mlflow.org/model-version", "2")], &[]),
-                with(1, "train", &[], &[("MLFLOW_RUN_ID", "run-abc"), ("MLFLOW_EXPERIMENT_ID", "7")]),
-            ],
-            T0,
-        )
-        .unwrap();
-        let q =
-            |dims: Vec<Dimension>| l.usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: dims }).unwrap().rows;
-        let versions: Vec<Vec<String>> =
-            q(vec![Dimension::Model, Dimension::ModelVersion]).into_iter().map(|r| r.group).collect();
-        assert_eq!(versions, vec![vec!["", ""], vec!["ranker", "1"], vec!["ranker", "2"]]);
-        let runs: Vec<Vec<String>> =
-            q(vec![Dimension::Run, Dimension::Experiment]).into_iter().map(|r| r.group).collect();
-        assert_eq!(runs, vec![vec!["", ""], vec!["run-abc", "7"]]);
-    }
-
-    #[test]
-    fn a_cost_line_keeps_the_owner_in_force_when_its_gpu_time_was_used() {
-        use crate::enrich::owner::Ownership;
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(&dir);
-        let owned = |seq: u64, team: &str| {
-            let mut b = batch("b", seq, T0 + (seq - 1) * HOUR, 600 * NS, 500_000);
-            b.owners = vec![Ownership {
-                owner: format!("group:default/{team}"),
-                team: team.into(),
-                department: "applied-ml".into(),
-                component: "ranker".into(),
-                system: "recommendations".into(),
-                rule: "kubernetes-id",
-            }];
-            b
-        };
-        l.record(&[owned(1, "recsys")], T0).unwrap();
-        l.record(&[owned(2, "vision")], T0).unwrap();
-        let q = |from: u64, to: u64, dims: Vec<Dimension>| {
-            l.usage(&UsageQuery { from_ns: from, to_ns: to, group_by: dims }).unwrap().rows
-        };
-        let both = q(T0, T0 + 2 * HOUR, vec![Dimension::Team]);
-        assert_eq!(both.iter().map(|r| r.group[0].as_str()).collect::<Vec<_>>(), vec!["recsys", "vision"]);
-        assert_eq!(
-            q(T0, T0 + HOUR, vec![Dimension::Owner])[0].group,
-            vec!["group:default/recsys"],
-            "the catalog change did not rewrite the first hour"
-        );
-        let rows = q(T0, T0 + 2 * HOUR, vec![Dimension::Department, Dimension::System, Dimension::Component]);
-        assert_eq!(rows[0].group, vec!["applied-ml", "recommendations", "ranker"]);
-        // A workload with no owner recorded groups as unallocated.
-        let mut other = batch("c", 1, T0 + 3 * HOUR, 600 * NS, 1);
-        let identity = Identity {
-            kind: WorkloadKind::KubernetesPod,
-            namespace: "ml".into(),
-            pod: "q".into(),
-            ..Default::default()
-        };
-        other.processes[0].workload = Workload::new(&other.node, identity);
-        other.holdings = share::holdings(600 * NS, &other.processes, &[]);
-        l.record(&[other], T0).unwrap();
-        assert_eq!(q(T0 + 3 * HOUR, T0 + 4 * HOUR, vec![Dimension::Owner])[0].group, vec!["unallocated"]);
-    }
-
-    #[test]
-    fn reattributing_moves_the_window_to_the_new_owner_and_keeps_the_rest() {
-        use crate::enrich::catalog::Catalog;
-        use crate::enrich::owner::{Rule, resolve};
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(&dir);
-        let labelled = |seq: u64| {
-            let mut b = batch("b", seq, T0 + (seq - 1) * HOUR, 600 * NS, 500_000);
-            let identity = Identity {
-                kind: WorkloadKind::KubernetesPod,
-                namespace: "ml".into(),
-                pod: "p".into(),
-                labels: [("backstage.io/kubernetes-id".to_string(), "ranker".to_string())].into(),
-                ..Default::default()
-            };
-            b.processes[0].workload = Workload::new(&b.node, identity);
-            b.holdings = share::holdings(600 * NS, &b.processes, &[]);
-            b.owners = vec![Ownership {
-                owner: "unallocated".into(),
-                team: String::new(),
-                department: String::new(),
-                component: String::new(),
-                system: String::new(),
-                rule: "unallocated",
-            }];
-            b
-        };
-        l.record(&[labelled(1), labelled(2), labelled(3)], T0).unwrap();
-        let catalog = Catalog::example();
-        let by_catalog = |i: &Identity| resolve(&catalog, &Rule::DEFAULT_ORDER, i, None);
-        // Only the second hour is re-attributed.
-        let report = l.reattribute(T0 + HOUR, T0 + 2 * HOUR, &by_catalog, false).unwrap();
-        assert_eq!(report.moved.get("unallocated -> group:default/recsys"), Some(&1));
-        let team = |h: u64| {
-            l.usage(&UsageQuery { from_ns: T0 + h * HOUR, to_ns: T0 + (h + 1) * HOUR, group_by: vec![Dimension::Team] })
-                .unwrap()
-                .rows[0]
-                .group[0]
-                .clone()
-        };
-        assert_eq!((team(0), team(1), team(2)), (String::new(), "recsys".to_string(), String::new()));
-    }
-
-    #[test]
-    fn reopening_with_another_bucket_size_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(ledger(&dir));
-        let err = SqliteLedger::open(&dir.path().join("l.db"), 300 * NS, HOUR).err().expect("must refuse");
-        assert!(err.to_string().contains("created with 1h buckets"), "{err}");
-    }
-
-    #[test]
-    fn raw_rows_are_kept_within_the_retention_and_pruned_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = ledger(&dir);
-        let now = T0 + 8 * 24 * HOUR;
-        l.record(&[batch("b", 1, T0, 15 * NS, 1), batch("b", 2, now - HOUR, 15 * NS, 1)], now).unwrap();
-        let raw = |l: &SqliteLedger| -> i64 {
-            l.with_reader(|c| Ok(c.one("SELECT COUNT(*) FROM gpu_intervals", sql_params![], |r| r.get(0))?)).unwrap()
-        };
-        assert_eq!(raw(&l), 1, "the week-old batch is rolled up but not kept raw");
-        assert_eq!(l.prune_raw(now).unwrap(), 2, "one GPU row and one process row");
-        assert_eq!(raw(&l), 0);
-        assert_eq!(totals(&l).observed_ns, Some(15 * u128::from(NS)), "rollups are kept");
-    }
-
     mod order {
         //! Property: whatever order batches from several nodes arrive in, and however often they are
         //! resent, the ledger ends up with the same usage and the same money, and every policy still
@@ -1788,60 +1387,10 @@ mod tests {
 
         use proptest::prelude::*;
 
-        use super::*;
-        use crate::cost::book::PriceBook;
-        use crate::cost::priced::price_batch;
-
-        fn node_batches(node: usize, count: u64, shares: &[u32]) -> Vec<Batch> {
-            (1..=count)
-                .map(|seq| {
-                    let mut b = batch(
-                        &format!("boot-{node}"),
-                        seq,
-                        T0 + (seq - 1) * 15 * NS,
-                        15 * NS,
-                        shares[(seq as usize + node) % shares.len()],
-                    );
-                    b.agent_id = format!("n{node}");
-                    b.node.name = format!("n{node}");
-                    b.devices[0].uuid = format!("GPU-{node}");
-                    b.gpus[0].uuid = format!("GPU-{node}");
-                    b.processes[0].gpu_uuid = format!("GPU-{node}");
-                    b.holdings = share::holdings(15 * NS, &b.processes, &[]);
-                    b.cost = price_batch(&PriceBook::catalogue_only(), &b);
-                    b
-                })
-                .collect()
-        }
-
-        fn snapshot(l: &SqliteLedger) -> (Vec<UsageRow>, Vec<(u128, u128)>, u128) {
-            let usage = l
-                .usage(&UsageQuery {
-                    from_ns: T0 - HOUR,
-                    to_ns: T0 + 4 * HOUR,
-                    group_by: vec![Dimension::Gpu, Dimension::Workload],
-                })
-                .unwrap()
-                .rows;
-            let mut money = Vec::new();
-            let mut fleet = 0;
-            for policy in Policy::ALL {
-                let r = l
-                    .costs(&CostQuery {
-                        from_ns: T0 - HOUR,
-                        to_ns: T0 + 4 * HOUR,
-                        group_by: vec![Dimension::Gpu],
-                        filters: vec![],
-                        policy,
-                    })
-                    .unwrap();
-                let charged: u128 = r.rows.iter().map(|x| x.used + x.idle).sum();
-                assert_eq!(charged + r.idle.unwrap() + r.unallocated.unwrap(), r.fleet, "{policy:?} reconciles");
-                money.push((charged, r.fleet));
-                fleet = r.fleet;
-            }
-            (usage, money, fleet)
-        }
+        use super::suite::{HOUR, T0, node_batches, snapshot};
+        use crate::ledger::Ledger;
+        use crate::ledger::sqlite::SqliteLedger;
+        use crate::model::Batch;
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(12))]

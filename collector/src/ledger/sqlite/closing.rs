@@ -45,18 +45,18 @@ impl<E: Engine> SqlLedger<E> {
         let usage_cols = format!("bucket_start_ns, gpu_id, workload_id, node_id, {}", USAGE_VALUES.join(", "));
         let gpu_cols = format!("bucket_start_ns, gpu_id, node_id, {}", GPU_VALUES.join(", "));
         // Late rows of the months closed before, booked here as corrections (computed before this month's
-        // own rows are booked, which they do not overlap).
+        // own rows are booked, which they do not overlap). PostgreSQL before 16 wants the subquery named (`e`).
         let earlier = Rows::Outstanding { closed: closed.iter().map(|c| (c.from_ns, c.to_ns)).collect() };
         tx.run(
             &format!(
-                "INSERT INTO booked_usage (booked_period, correction, {usage_cols}) SELECT $1, 1, {usage_cols} FROM {}",
+                "INSERT INTO booked_usage (booked_period, correction, {usage_cols}) SELECT $1, 1, {usage_cols} FROM {} e",
                 earlier.usage()
             ),
             sql_params![label],
         )?;
         tx.run(
             &format!(
-                "INSERT INTO booked_gpu (booked_period, correction, {gpu_cols}) SELECT $1, 1, {gpu_cols} FROM {}",
+                "INSERT INTO booked_gpu (booked_period, correction, {gpu_cols}) SELECT $1, 1, {gpu_cols} FROM {} e",
                 earlier.gpu()
             ),
             sql_params![label],

@@ -1,0 +1,670 @@
+//! The storage suite: the ledger's own behaviour (deduplication, billing each interval once, rollups,
+//! grouping, owners, closing, re-pricing, re-attribution, raw retention, budgets and the alert outbox),
+//! written once and run on every engine (issue 10). SQLite runs it as unit tests of this crate; the
+//! PostgreSQL run (`tests/tests/ledger_postgres.rs`) gives each case a fresh database on a server the test
+//! starts.
+//!
+//! Each case takes the [`Stores`] it opens ledgers from: the same name opens the same store again.
+
+use super::*;
+use crate::budget::evaluate::{AlertState, Event, Transition};
+use crate::budget::store::{BudgetStore, StoredBudget};
+use crate::ingest::share;
+use crate::model::{GpuReading, Identity, ProcessReading, WorkloadKind};
+use crate::report::period::{Cadence, Period};
+
+/// Where a case's ledgers live.
+pub trait Stores {
+    type E: Engine;
+    /// Opens (creating it when new) the store named `name` with these settings.
+    fn open(&self, name: &str, bucket_ns: u64, raw_retention_ns: u64) -> Result<SqlLedger<Self::E>, LedgerError>;
+}
+
+/// SQLite files in a temporary folder of their own.
+pub struct SqliteStores(tempfile::TempDir);
+
+impl SqliteStores {
+    pub fn new() -> Self {
+        Self(tempfile::tempdir().expect("a temporary folder"))
+    }
+}
+
+impl Default for SqliteStores {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stores for SqliteStores {
+    type E = SqliteEngine;
+    fn open(&self, name: &str, bucket_ns: u64, raw_retention_ns: u64) -> Result<SqliteLedger, LedgerError> {
+        SqliteLedger::open(&self.0.path().join(format!("{name}.db")), bucket_ns, raw_retention_ns)
+    }
+}
+
+/// A case of the suite.
+pub type Case<S> = (&'static str, fn(&S));
+
+/// Every case, by name.
+pub fn cases<S: Stores>() -> Vec<Case<S>> {
+    macro_rules! named {
+        ($($case:ident),* $(,)?) => { vec![$((stringify!($case), $case::<S> as fn(&S))),*] };
+    }
+    named![
+        a_batch_at_or_below_the_boots_last_sequence_is_a_duplicate_and_changes_nothing,
+        a_batch_arriving_after_later_ones_fills_its_hole_and_a_resend_of_it_is_a_duplicate,
+        a_merged_batch_is_new_whole_a_resend_whole_and_refused_when_partly_stored,
+        an_overlapping_batch_is_rolled_back_alone_and_its_neighbours_commit,
+        an_interval_across_an_hour_is_split_between_two_buckets_and_adds_up,
+        usage_groups_by_namespace_pod_controller_and_any_label,
+        a_relabelled_workload_is_written_again,
+        repricing_history_halves_every_line_and_still_reconciles,
+        usage_groups_by_mlflow_model_version_run_and_experiment,
+        a_cost_line_keeps_the_owner_in_force_when_its_gpu_time_was_used,
+        reattributing_moves_the_window_to_the_new_owner_and_keeps_the_rest,
+        reopening_with_another_bucket_size_is_refused,
+        raw_rows_are_kept_within_the_retention_and_pruned_after_it,
+        closing_freezes_a_month_books_late_rows_in_the_next_and_guards_history,
+        arrival_order_and_resends_change_nothing,
+        the_outbox_retries_a_failure_after_its_backoff_and_never_redelivers,
+        budgets_are_created_replaced_and_deleted,
+    ]
+}
+
+pub(super) const HOUR: u64 = 3_600 * NS;
+const WEEK: u64 = 7 * 24 * HOUR;
+pub(super) const T0: u64 = 1_800_000_000 * NS / HOUR * HOUR;
+
+fn node() -> Node {
+    Node {
+        cluster: "prod".into(),
+        name: "n1".into(),
+        instance_type: "g5.xlarge".into(),
+        capacity_type: "on_demand".into(),
+        region: "us-east-1".into(),
+        zone: "us-east-1a".into(),
+        labels: Default::default(),
+    }
+}
+
+pub(super) fn batch(boot: &str, seq: u64, start: u64, len: u64, share_ppm: u32) -> Batch {
+    let node = node();
+    let w = Workload::new(
+        &node,
+        Identity { kind: WorkloadKind::KubernetesPod, namespace: "ml".into(), pod: "p".into(), ..Default::default() },
+    );
+    let processes = vec![ProcessReading {
+        gpu_uuid: "GPU-1".into(),
+        pid: 7,
+        workload: w,
+        sm_share_ppm: share_ppm,
+        memory_util_ppm: 0,
+        used_memory_bytes: 1 << 30,
+    }];
+    Batch {
+        agent_id: "n1".into(),
+        boot_id: boot.into(),
+        seq,
+        first_seq: seq,
+        devices: vec![Device {
+            uuid: "GPU-1".into(),
+            model: "NVIDIA A10G".into(),
+            memory_total_bytes: 24 << 30,
+            mig_parent_uuid: None,
+            mig_profile: None,
+        }],
+        start_ns: start,
+        end_ns: start + len,
+        gpus: vec![GpuReading {
+            uuid: "GPU-1".into(),
+            utilization_ppm: share_ppm,
+            memory_used_bytes: 1 << 30,
+            power_milliwatts: 100_000,
+            energy_millijoules: Some(len / NS * 100_000),
+        }],
+        holdings: share::holdings(len, &processes, &[]),
+        processes,
+        node,
+        cost: Default::default(),
+        owners: Vec::new(),
+    }
+}
+
+pub(super) fn totals<E: Engine>(l: &SqlLedger<E>) -> GpuTime {
+    l.usage(&UsageQuery { from_ns: T0 - HOUR, to_ns: T0 + 4 * HOUR, group_by: vec![] }).unwrap().totals
+}
+
+pub fn a_batch_at_or_below_the_boots_last_sequence_is_a_duplicate_and_changes_nothing<S: Stores>(s: &S) {
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    let out =
+        l.record(&[batch("b", 1, T0, 15 * NS, 500_000), batch("b", 2, T0 + 15 * NS, 15 * NS, 500_000)], T0).unwrap();
+    assert!(out.iter().all(|r| matches!(r, Ok(Recorded::Stored))));
+    let before = totals(&l);
+    assert_eq!(before.used_ns, 15 * u128::from(NS));
+    let again = l.record(&[batch("b", 2, T0 + 15 * NS, 15 * NS, 500_000)], T0).unwrap();
+    assert!(matches!(again[0], Ok(Recorded::Duplicate)));
+    assert_eq!(totals(&l), before);
+}
+
+pub fn a_batch_arriving_after_later_ones_fills_its_hole_and_a_resend_of_it_is_a_duplicate<S: Stores>(s: &S) {
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    let b = |seq: u64| batch("b", seq, T0 + (seq - 1) * 15 * NS, 15 * NS, 500_000);
+    // 1, 3, 4 first; 2 late; then everything again, in another order.
+    let out = l.record(&[b(1), b(3), b(4)], T0).unwrap();
+    assert!(out.iter().all(|r| matches!(r, Ok(Recorded::Stored))), "{out:?}");
+    let late = l.record(&[b(2)], T0).unwrap();
+    assert!(matches!(late[0], Ok(Recorded::Stored)), "the hole is filled, not taken for a resend: {late:?}");
+    let again = l.record(&[b(4), b(2), b(1), b(3)], T0).unwrap();
+    assert!(again.iter().all(|r| matches!(r, Ok(Recorded::Duplicate))), "{again:?}");
+    let t = totals(&l);
+    assert_eq!(t.observed_ns, Some(60 * u128::from(NS)));
+    assert_eq!(t.used_ns, 30 * u128::from(NS));
+    // Coverage and sequence ranges coalesced back to one row each.
+    let rows = |sql: &str| l.writer.lock().unwrap().conn.one(sql, sql_params![], |r| r.get::<i64>(0)).unwrap();
+    assert_eq!(rows("SELECT count(*) FROM gpu_coverage"), 1);
+    assert_eq!(rows("SELECT count(*) FROM boot_seqs"), 1);
+}
+
+pub fn a_merged_batch_is_new_whole_a_resend_whole_and_refused_when_partly_stored<S: Stores>(s: &S) {
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    let mut merged = batch("b", 3, T0, 45 * NS, 500_000);
+    merged.first_seq = 1;
+    assert!(matches!(l.record(std::slice::from_ref(&merged), T0).unwrap()[0], Ok(Recorded::Stored)));
+    assert!(matches!(l.record(&[batch("b", 2, T0 + 15 * NS, 15 * NS, 0)], T0).unwrap()[0], Ok(Recorded::Duplicate)));
+    let mut straddling = batch("b", 5, T0 + 45 * NS, 15 * NS, 0);
+    straddling.first_seq = 3;
+    assert!(matches!(
+        l.record(&[straddling], T0).unwrap()[0],
+        Err(LedgerError::SeqOverlap { stored_from: 1, stored_to: 3, .. })
+    ));
+    assert_eq!(totals(&l).observed_ns, Some(45 * u128::from(NS)));
+}
+
+pub fn an_overlapping_batch_is_rolled_back_alone_and_its_neighbours_commit<S: Stores>(s: &S) {
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    l.record(&[batch("b", 1, T0, 15 * NS, 100_000)], T0).unwrap();
+    let out = l
+        .record(
+            &[
+                batch("b", 2, T0 + 15 * NS, 15 * NS, 100_000),
+                batch("other-boot", 1, T0 + 20 * NS, 15 * NS, 900_000),
+                batch("b", 3, T0 + 30 * NS, 15 * NS, 100_000),
+            ],
+            T0,
+        )
+        .unwrap();
+    assert!(matches!(out[0], Ok(Recorded::Stored)));
+    assert!(
+        matches!(&out[1], Err(LedgerError::Overlap { covered_from_ns, covered_until_ns, .. }) if (*covered_from_ns, *covered_until_ns) == (T0, T0 + 30 * NS))
+    );
+    assert!(matches!(out[2], Ok(Recorded::Stored)));
+    let t = totals(&l);
+    assert_eq!(t.observed_ns, Some(45 * u128::from(NS)));
+    assert_eq!(t.used_ns, 45 * u128::from(NS) / 10);
+    // The refused batch's boot left no trace: its seq 1 is still new.
+    let retry = l.record(&[batch("other-boot", 1, T0 + 45 * NS, 15 * NS, 0)], T0).unwrap();
+    assert!(matches!(retry[0], Ok(Recorded::Stored)));
+}
+
+pub fn an_interval_across_an_hour_is_split_between_two_buckets_and_adds_up<S: Stores>(s: &S) {
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    l.record(&[batch("b", 1, T0 + HOUR - 5 * NS, 15 * NS, 333_333)], T0).unwrap();
+    let first = l.usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: vec![Dimension::Workload] }).unwrap();
+    let second =
+        l.usage(&UsageQuery { from_ns: T0 + HOUR, to_ns: T0 + 2 * HOUR, group_by: vec![Dimension::Workload] }).unwrap();
+    assert_eq!(first.rows[0].time.held_ns, 5 * u128::from(NS));
+    assert_eq!(second.rows[0].time.held_ns, 10 * u128::from(NS));
+    let used = 15 * u128::from(NS) * 333_333 / 1_000_000;
+    assert_eq!(first.rows[0].time.used_ns + second.rows[0].time.used_ns, used);
+}
+
+pub fn usage_groups_by_namespace_pod_controller_and_any_label<S: Stores>(s: &S) {
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    let mut b = batch("b", 1, T0, 15 * NS, 400_000);
+    let identity = Identity {
+        kind: WorkloadKind::KubernetesPod,
+        namespace: "team-nlp".into(),
+        pod: "llama-0".into(),
+        container: "trainer".into(),
+        controller_kind: "Job".into(),
+        controller_name: "llama".into(),
+        labels: [("team".to_string(), "nlp".to_string())].into(),
+        ..Default::default()
+    };
+    b.processes[0].workload = Workload::new(&b.node, identity);
+    b.holdings = share::holdings(15 * NS, &b.processes, &[]);
+    l.record(&[b], T0).unwrap();
+    let q = |dims: Vec<Dimension>| l.usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: dims }).unwrap().rows;
+    let rows = q(vec![Dimension::Namespace, Dimension::Pod, Dimension::Controller, Dimension::Container]);
+    assert_eq!(rows[0].group, vec!["team-nlp", "llama-0", "Job/llama", "trainer"]);
+    assert_eq!(rows[0].time.used_ns, 6 * u128::from(NS));
+    assert_eq!(q(vec![Dimension::Label("team".into())])[0].group, vec!["nlp"]);
+    assert_eq!(q(vec![Dimension::Label("cost-center".into())])[0].group, vec![""], "a missing label groups as empty");
+    assert_eq!(q(vec![Dimension::Kind, Dimension::User])[0].group, vec!["kubernetes_pod", ""]);
+}
+
+pub fn a_relabelled_workload_is_written_again<S: Stores>(s: &S) {
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    let labelled = |seq: u64, team: &str| {
+        let mut b = batch("b", seq, T0 + (seq - 1) * 15 * NS, 15 * NS, 400_000);
+        let identity = Identity {
+            kind: WorkloadKind::KubernetesPod,
+            namespace: "ml".into(),
+            pod: "p".into(),
+            labels: [("team".to_string(), team.to_string())].into(),
+            ..Default::default()
+        };
+        b.processes[0].workload = Workload::new(&b.node, identity);
+        b.holdings = share::holdings(15 * NS, &b.processes, &[]);
+        b
+    };
+    l.record(&[labelled(1, "nlp")], T0).unwrap();
+    l.record(&[labelled(2, "speech")], T0).unwrap();
+    let rows = l
+        .usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: vec![Dimension::Label("team".into())] })
+        .unwrap()
+        .rows;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].group, vec!["speech"], "the workload's current labels");
+}
+
+pub fn repricing_history_halves_every_line_and_still_reconciles<S: Stores>(s: &S) {
+    use crate::cost::book::PriceBook;
+    use crate::cost::priced::price_batch;
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    let batches: Vec<Batch> = (1..=8)
+        .map(|seq| {
+            let mut b = batch("b", seq, T0 + (seq - 1) * 600 * NS, 600 * NS, 300_000);
+            b.cost = price_batch(&PriceBook::catalogue_only(), &b);
+            b
+        })
+        .collect();
+    l.record(&batches, T0).unwrap();
+    let totals = |l: &SqlLedger<S::E>, p: Policy| {
+        let r = l
+            .costs(&CostQuery {
+                from_ns: T0,
+                to_ns: T0 + 2 * HOUR,
+                group_by: vec![Dimension::Workload],
+                filters: vec![],
+                policy: p,
+            })
+            .unwrap();
+        (r.rows.iter().map(|x| x.used + x.idle).sum::<u128>(), r.idle.unwrap(), r.unallocated.unwrap(), r.fleet)
+    };
+    let before = totals(&l, Policy::Hybrid);
+    let half = |node: &Node, model: &str, gpus: u32, at: u64| {
+        PriceBook::catalogue_only().price(node, model, gpus, at).ok().map(|mut p| {
+            p.instance_micros_per_hour /= 2;
+            p
+        })
+    };
+    let dry = l.reprice(T0, T0 + 2 * HOUR, &half, true).unwrap();
+    assert_eq!(totals(&l, Policy::Hybrid), before, "a dry run writes nothing");
+    let report = l.reprice(T0, T0 + 2 * HOUR, &half, false).unwrap();
+    assert_eq!(report, dry);
+    assert_eq!(report.old_micros, before.3);
+    assert!(report.new_micros.abs_diff(before.3 / 2) <= 2, "{report:?}");
+    for p in Policy::ALL {
+        let (charged, idle, unallocated, fleet) = totals(&l, p);
+        assert_eq!(fleet, report.new_micros);
+        assert_eq!(charged + idle + unallocated, fleet, "{p:?}");
+    }
+    let recorded: i64 =
+        l.with_reader(|c| Ok(c.one("SELECT COUNT(*) FROM repricings", sql_params![], |r| r.get(0))?)).unwrap();
+    assert_eq!(recorded, 1);
+    // Re-pricing again at the same prices changes nothing: it scales from what was charged.
+    let again = l.reprice(T0, T0 + 2 * HOUR, &half, false).unwrap();
+    assert_eq!(again.buckets, 0, "{again:?}");
+    assert_eq!(totals(&l, Policy::Hybrid).3, report.new_micros);
+}
+
+pub fn usage_groups_by_mlflow_model_version_run_and_experiment<S: Stores>(s: &S) {
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    let with = |seq: u64, pod: &str, labels: &[(&str, &str)], env: &[(&str, &str)]| {
+        let mut b = batch(pod, seq, T0 + seq * 600 * NS, 600 * NS, 500_000);
+        let identity = Identity {
+            kind: WorkloadKind::KubernetesPod,
+            namespace: "ml".into(),
+            pod: pod.into(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
+        };
+        b.processes[0].workload = Workload::new(&b.node, identity);
+        b.devices[0].uuid = format!("GPU-{pod}");
+        b.gpus[0].uuid = format!("GPU-{pod}");
+        b.processes[0].gpu_uuid = format!("GPU-{pod}");
+        b.holdings = share::holdings(600 * NS, &b.processes, &[]);
+        b
+    };
+    l.record(
+        &[
+            with(1, "serve-v1", &[("mlflow.org/model-name", "ranker"), ("mlflow.org/model-version", "1")], &[]),
+            with(1, "serve-v2", &[("mlflow.org/model-name", "ranker"), ("mlflow.org/model-version", "2")], &[]),
+            with(1, "train", &[], &[("MLFLOW_RUN_ID", "run-abc"), ("MLFLOW_EXPERIMENT_ID", "7")]),
+        ],
+        T0,
+    )
+    .unwrap();
+    let q = |dims: Vec<Dimension>| l.usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: dims }).unwrap().rows;
+    let versions: Vec<Vec<String>> =
+        q(vec![Dimension::Model, Dimension::ModelVersion]).into_iter().map(|r| r.group).collect();
+    assert_eq!(versions, vec![vec!["", ""], vec!["ranker", "1"], vec!["ranker", "2"]]);
+    let runs: Vec<Vec<String>> = q(vec![Dimension::Run, Dimension::Experiment]).into_iter().map(|r| r.group).collect();
+    assert_eq!(runs, vec![vec!["", ""], vec!["run-abc", "7"]]);
+}
+
+pub fn a_cost_line_keeps_the_owner_in_force_when_its_gpu_time_was_used<S: Stores>(s: &S) {
+    use crate::enrich::owner::Ownership;
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    let owned = |seq: u64, team: &str| {
+        let mut b = batch("b", seq, T0 + (seq - 1) * HOUR, 600 * NS, 500_000);
+        b.owners = vec![Ownership {
+            owner: format!("group:default/{team}"),
+            team: team.into(),
+            department: "applied-ml".into(),
+            component: "ranker".into(),
+            system: "recommendations".into(),
+            rule: "kubernetes-id",
+        }];
+        b
+    };
+    l.record(&[owned(1, "recsys")], T0).unwrap();
+    l.record(&[owned(2, "vision")], T0).unwrap();
+    let q = |from: u64, to: u64, dims: Vec<Dimension>| {
+        l.usage(&UsageQuery { from_ns: from, to_ns: to, group_by: dims }).unwrap().rows
+    };
+    let both = q(T0, T0 + 2 * HOUR, vec![Dimension::Team]);
+    assert_eq!(both.iter().map(|r| r.group[0].as_str()).collect::<Vec<_>>(), vec!["recsys", "vision"]);
+    assert_eq!(
+        q(T0, T0 + HOUR, vec![Dimension::Owner])[0].group,
+        vec!["group:default/recsys"],
+        "the catalog change did not rewrite the first hour"
+    );
+    let rows = q(T0, T0 + 2 * HOUR, vec![Dimension::Department, Dimension::System, Dimension::Component]);
+    assert_eq!(rows[0].group, vec!["applied-ml", "recommendations", "ranker"]);
+    // A workload with no owner recorded groups as unallocated.
+    let mut other = batch("c", 1, T0 + 3 * HOUR, 600 * NS, 1);
+    let identity =
+        Identity { kind: WorkloadKind::KubernetesPod, namespace: "ml".into(), pod: "q".into(), ..Default::default() };
+    other.processes[0].workload = Workload::new(&other.node, identity);
+    other.holdings = share::holdings(600 * NS, &other.processes, &[]);
+    l.record(&[other], T0).unwrap();
+    assert_eq!(q(T0 + 3 * HOUR, T0 + 4 * HOUR, vec![Dimension::Owner])[0].group, vec!["unallocated"]);
+}
+
+pub fn reattributing_moves_the_window_to_the_new_owner_and_keeps_the_rest<S: Stores>(s: &S) {
+    use crate::enrich::catalog::Catalog;
+    use crate::enrich::owner::{Rule, resolve};
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    let labelled = |seq: u64| {
+        let mut b = batch("b", seq, T0 + (seq - 1) * HOUR, 600 * NS, 500_000);
+        let identity = Identity {
+            kind: WorkloadKind::KubernetesPod,
+            namespace: "ml".into(),
+            pod: "p".into(),
+            labels: [("backstage.io/kubernetes-id".to_string(), "ranker".to_string())].into(),
+            ..Default::default()
+        };
+        b.processes[0].workload = Workload::new(&b.node, identity);
+        b.holdings = share::holdings(600 * NS, &b.processes, &[]);
+        b.owners = vec![Ownership {
+            owner: "unallocated".into(),
+            team: String::new(),
+            department: String::new(),
+            component: String::new(),
+            system: String::new(),
+            rule: "unallocated",
+        }];
+        b
+    };
+    l.record(&[labelled(1), labelled(2), labelled(3)], T0).unwrap();
+    let catalog = Catalog::example();
+    let by_catalog = |i: &Identity| resolve(&catalog, &Rule::DEFAULT_ORDER, i, None);
+    // Only the second hour is re-attributed.
+    let report = l.reattribute(T0 + HOUR, T0 + 2 * HOUR, &by_catalog, false).unwrap();
+    assert_eq!(report.moved.get("unallocated -> group:default/recsys"), Some(&1));
+    let team = |h: u64| {
+        l.usage(&UsageQuery { from_ns: T0 + h * HOUR, to_ns: T0 + (h + 1) * HOUR, group_by: vec![Dimension::Team] })
+            .unwrap()
+            .rows[0]
+            .group[0]
+            .clone()
+    };
+    assert_eq!((team(0), team(1), team(2)), (String::new(), "recsys".to_string(), String::new()));
+}
+
+pub fn reopening_with_another_bucket_size_is_refused<S: Stores>(s: &S) {
+    drop(s.open("l", HOUR, WEEK).unwrap());
+    let err = s.open("l", 300 * NS, HOUR).err().expect("must refuse");
+    assert!(err.to_string().contains("created with 1h buckets"), "{err}");
+}
+
+pub fn raw_rows_are_kept_within_the_retention_and_pruned_after_it<S: Stores>(s: &S) {
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    let now = T0 + 8 * 24 * HOUR;
+    l.record(&[batch("b", 1, T0, 15 * NS, 1), batch("b", 2, now - HOUR, 15 * NS, 1)], now).unwrap();
+    let raw = |l: &SqlLedger<S::E>| -> i64 {
+        l.with_reader(|c| Ok(c.one("SELECT COUNT(*) FROM gpu_intervals", sql_params![], |r| r.get(0))?)).unwrap()
+    };
+    assert_eq!(raw(&l), 1, "the week-old batch is rolled up but not kept raw");
+    assert_eq!(l.prune_raw(now).unwrap(), 2, "one GPU row and one process row");
+    assert_eq!(raw(&l), 0);
+    assert_eq!(totals(&l).observed_ns, Some(15 * u128::from(NS)), "rollups are kept");
+}
+
+/// Hybrid-policy money of `rows` over [from, to): (charged, idle, unallocated, fleet).
+fn money<E: Engine>(l: &SqlLedger<E>, rows: &Rows, from_ns: u64, to_ns: u64) -> (u128, u128, u128, u128) {
+    let r = l
+        .costs_of(
+            rows,
+            &CostQuery { from_ns, to_ns, group_by: vec![Dimension::Workload], filters: vec![], policy: Policy::Hybrid },
+        )
+        .unwrap();
+    (r.rows.iter().map(|x| x.used + x.idle).sum(), r.idle.unwrap_or(0), r.unallocated.unwrap_or(0), r.fleet)
+}
+
+pub fn closing_freezes_a_month_books_late_rows_in_the_next_and_guards_history<S: Stores>(s: &S) {
+    use crate::cost::book::PriceBook;
+    use crate::cost::priced::price_batch;
+    let l = s.open("l", HOUR, u64::MAX).unwrap();
+    let month = Period::containing(Cadence::Monthly, T0);
+    let next = month.next(Cadence::Monthly);
+    let priced = |boot: &str, seq: u64, start: u64| {
+        let mut b = batch(boot, seq, start, 600 * NS, 400_000);
+        b.cost = price_batch(&PriceBook::catalogue_only(), &b);
+        b
+    };
+    l.record(&[priced("b", 1, T0), priced("b", 2, T0 + 600 * NS)], T0).unwrap();
+    let running = l.close_period(&month, T0).err().expect("a running month is refused");
+    assert!(running.to_string().contains("once it has ended"), "{running}");
+
+    let closed = l.close_period(&month, next.from_ns).unwrap();
+    assert_eq!(
+        (closed.period.as_str(), closed.from_ns, closed.to_ns),
+        (month.label.as_str(), month.from_ns, month.to_ns)
+    );
+    assert_eq!(l.closed_periods().unwrap(), vec![closed.clone()]);
+    let booked = Rows::Booked { period: month.label.clone(), corrections: false };
+    let frozen = money(&l, &booked, month.from_ns, month.to_ns);
+    assert!(frozen.3 > 0, "the month had a cost: {frozen:?}");
+    assert_eq!(frozen, money(&l, &Rows::Live, month.from_ns, month.to_ns), "booked as it stood");
+    assert!(l.close_period(&month, next.to_ns).unwrap_err().to_string().contains("already closed"));
+    let after_next = next.next(Cadence::Monthly);
+    let skipped = l.close_period(&after_next, after_next.to_ns).unwrap_err();
+    assert!(skipped.to_string().contains("in order"), "{skipped}");
+
+    // A batch of the closed month arrives late (another boot of the node, another GPU time): the live rows
+    // grow, the booked ones do not; it is outstanding until the next month closes and books it.
+    let mut late = priced("late", 1, T0 + HOUR);
+    late.devices[0].uuid = "GPU-2".into();
+    late.gpus[0].uuid = "GPU-2".into();
+    late.processes[0].gpu_uuid = "GPU-2".into();
+    late.holdings = share::holdings(600 * NS, &late.processes, &[]);
+    late.cost = price_batch(&PriceBook::catalogue_only(), &late);
+    assert!(matches!(l.record(&[late], next.from_ns + HOUR).unwrap()[0], Ok(Recorded::Stored)));
+    assert_eq!(money(&l, &booked, month.from_ns, month.to_ns), frozen, "a closed month's report never changes");
+    let live = money(&l, &Rows::Live, month.from_ns, month.to_ns);
+    let outstanding = Rows::Outstanding { closed: vec![(month.from_ns, month.to_ns)] };
+    let pending = money(&l, &outstanding, month.from_ns, month.to_ns);
+    assert!(pending.3 > 0);
+    assert_eq!(pending.3 + frozen.3, live.3, "outstanding = live - booked");
+
+    l.close_period(&next, next.to_ns).unwrap();
+    let corrections = Rows::Booked { period: next.label.clone(), corrections: true };
+    assert_eq!(money(&l, &corrections, month.from_ns, month.to_ns), pending, "booked as the next month's correction");
+    assert_eq!(money(&l, &outstanding, month.from_ns, month.to_ns).3, 0, "nothing outstanding any more");
+
+    // History inside closed months is not re-priced or re-attributed.
+    let same =
+        |node: &Node, model: &str, gpus: u32, at: u64| PriceBook::catalogue_only().price(node, model, gpus, at).ok();
+    let err = l.reprice(T0, T0 + HOUR, &same, false).unwrap_err();
+    assert!(err.to_string().contains("closed"), "{err}");
+    let nobody = |_: &Identity| Ownership {
+        owner: "unallocated".into(),
+        team: String::new(),
+        department: String::new(),
+        component: String::new(),
+        system: String::new(),
+        rule: "unallocated",
+    };
+    assert!(l.reattribute(T0, T0 + HOUR, &nobody, false).unwrap_err().to_string().contains("closed"));
+}
+
+/// Whatever order batches from several nodes arrive in, and however often they are resent, the ledger
+/// ends up with the same usage and money, and every policy reconciles to the fleet's cost. (A fixed
+/// interleaving here, to run on every engine; the SQLite unit tests also try random ones.)
+pub fn arrival_order_and_resends_change_nothing<S: Stores>(s: &S) {
+    let per_node: Vec<Vec<Batch>> =
+        [5, 3, 7].iter().enumerate().map(|(n, &c)| node_batches(n, c, &[0, 250_000, 1_000_000, 333_333])).collect();
+    let in_order: Vec<Batch> = per_node.iter().flatten().cloned().collect();
+    let mut shuffled = Vec::new();
+    let mut cursors = [0usize; 3];
+    for step in 0.. {
+        let open: Vec<usize> = (0..3).filter(|&n| cursors[n] < per_node[n].len()).collect();
+        if open.is_empty() {
+            break;
+        }
+        let n = open[(step * 7 + 3) % open.len()];
+        shuffled.push(per_node[n][cursors[n]].clone());
+        cursors[n] += 1;
+        if step % 3 == 1 {
+            shuffled.push(shuffled[step / 2].clone());
+        }
+    }
+    let (a, b) = (s.open("a", HOUR, WEEK).unwrap(), s.open("b", HOUR, WEEK).unwrap());
+    a.record(&in_order, T0).unwrap();
+    for chunk in shuffled.chunks(3) {
+        for r in b.record(chunk, T0).unwrap() {
+            assert!(r.is_ok(), "{r:?}");
+        }
+    }
+    assert_eq!(snapshot(&a), snapshot(&b));
+}
+
+/// `count` consecutive priced batches of node `node`, its one process's share cycling through `shares`.
+pub(super) fn node_batches(node: usize, count: u64, shares: &[u32]) -> Vec<Batch> {
+    use crate::cost::book::PriceBook;
+    use crate::cost::priced::price_batch;
+    (1..=count)
+        .map(|seq| {
+            let mut b = batch(
+                &format!("boot-{node}"),
+                seq,
+                T0 + (seq - 1) * 15 * NS,
+                15 * NS,
+                shares[(seq as usize + node) % shares.len()],
+            );
+            b.agent_id = format!("n{node}");
+            b.node.name = format!("n{node}");
+            b.devices[0].uuid = format!("GPU-{node}");
+            b.gpus[0].uuid = format!("GPU-{node}");
+            b.processes[0].gpu_uuid = format!("GPU-{node}");
+            b.holdings = share::holdings(15 * NS, &b.processes, &[]);
+            b.cost = price_batch(&PriceBook::catalogue_only(), &b);
+            b
+        })
+        .collect()
+}
+
+/// Usage per (GPU, workload), and (charged, fleet) money under each policy, each policy checked to
+/// reconcile.
+pub(super) fn snapshot<E: Engine>(l: &SqlLedger<E>) -> (Vec<UsageRow>, Vec<(u128, u128)>, u128) {
+    let usage = l
+        .usage(&UsageQuery {
+            from_ns: T0 - HOUR,
+            to_ns: T0 + 4 * HOUR,
+            group_by: vec![Dimension::Gpu, Dimension::Workload],
+        })
+        .unwrap()
+        .rows;
+    let mut money = Vec::new();
+    let mut fleet = 0;
+    for policy in Policy::ALL {
+        let r = l
+            .costs(&CostQuery {
+                from_ns: T0 - HOUR,
+                to_ns: T0 + 4 * HOUR,
+                group_by: vec![Dimension::Gpu],
+                filters: vec![],
+                policy,
+            })
+            .unwrap();
+        let charged: u128 = r.rows.iter().map(|x| x.used + x.idle).sum();
+        assert_eq!(charged + r.idle.unwrap() + r.unallocated.unwrap(), r.fleet, "{policy:?} reconciles");
+        money.push((charged, r.fleet));
+        fleet = r.fleet;
+    }
+    (usage, money, fleet)
+}
+
+fn transition(alarm: bool) -> Transition {
+    let e: Event = serde_json::from_value(serde_json::json!({
+        "id": "b/actual-80/2026-11/alarm/1", "budget": "b", "threshold": "actual-80", "type": "actual",
+        "percent": 80, "state": "ALARM", "reason": "r", "period": "2026-11",
+        "period_start": "2026-11-01T00:00:00Z", "period_end": "2026-12-01T00:00:00Z",
+        "spend_usd": null, "forecast_usd": null, "limit_usd": null, "scope": null,
+        "alarm_since": "2026-11-02T00:00:00Z", "at": "2026-11-02T00:00:00Z"
+    }))
+    .unwrap();
+    Transition {
+        state: AlertState {
+            budget: "b".into(),
+            threshold: "actual-80".into(),
+            period: "2026-11".into(),
+            alarm,
+            since_ns: 5,
+        },
+        event: e,
+    }
+}
+
+pub fn the_outbox_retries_a_failure_after_its_backoff_and_never_redelivers<S: Stores>(s: &S) {
+    let l = s.open("l", HOUR, u64::MAX).unwrap();
+    let names = ["webhook".to_string(), "slack".to_string()];
+    l.apply_transitions(&[transition(true)], &names, 100).unwrap();
+    assert_eq!(l.alert_states().unwrap(), vec![transition(true).state]);
+    let due = l.due_notifications(100, 10, &names).unwrap();
+    assert_eq!(due.len(), 2);
+    assert!(l.due_notifications(100, 10, &["slack".to_string()]).unwrap().iter().all(|n| n.notifier == "slack"));
+    l.notification_attempted(due[0].id, Ok(()), 101, 0).unwrap();
+    l.notification_attempted(due[1].id, Err("HTTP 500".into()), 101, 200).unwrap();
+    assert!(l.due_notifications(150, 10, &names).unwrap().is_empty(), "the failure waits for its backoff");
+    let again = l.due_notifications(200, 10, &names).unwrap();
+    assert_eq!((again.len(), again[0].id, again[0].attempts), (1, due[1].id, 1));
+    assert_eq!(l.pending_notifications().unwrap(), 1);
+    l.notification_attempted(again[0].id, Ok(()), 201, 0).unwrap();
+    assert_eq!(l.pending_notifications().unwrap(), 0);
+    assert!(l.due_notifications(u64::MAX / 2, 10, &names).unwrap().is_empty());
+}
+
+pub fn budgets_are_created_replaced_and_deleted<S: Stores>(s: &S) {
+    let l = s.open("l", HOUR, u64::MAX).unwrap();
+    let b = StoredBudget { name: "b".into(), spec: "{}".into(), source: "api".into() };
+    assert!(l.put_budget(&b, 1).unwrap());
+    assert!(!l.put_budget(&StoredBudget { spec: "{\"x\":1}".into(), ..b.clone() }, 2).unwrap());
+    assert_eq!(l.budgets().unwrap()[0].spec, "{\"x\":1}");
+    assert!(l.delete_budget("b").unwrap());
+    assert!(!l.delete_budget("b").unwrap());
+}
