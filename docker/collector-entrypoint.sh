@@ -33,7 +33,7 @@ collector="${GPUCOST_COLLECTOR_BIN:-/usr/local/bin/gpucost-collector}"
 case "${GPUCOST_DB:-}" in
   postgres://* | postgresql://*)
     if ! env -u GPUCOST_DB "$collector" serve --help 2>/dev/null | grep -q 'postgres://'; then
-      echo "gpucost-entrypoint: GPUCOST_DB is a PostgreSQL URL, but this gpucost-collector has only the SQLite ledger; refusing to start (each task would keep its own ledger). Deploy with ledger = \"sqlite-efs\" until the PostgreSQL backend ships." >&2
+      echo "gpucost-entrypoint: GPUCOST_DB is a PostgreSQL URL, but this gpucost-collector has only the SQLite ledger; refusing to start (each task would keep its own ledger). Build the image with the default cargo features (they include postgres), or deploy with ledger = \"sqlite-efs\"." >&2
       exit 64
     fi
     ;;

@@ -23,6 +23,9 @@ RUN groupadd --system --gid 10001 gpucost \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin gpucost \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/gpucost
 COPY --from=build /out/gpucost-collector /usr/local/bin/gpucost-collector
+#checkov:skip=CKV_DOCKER_4:ADD fetches the RDS CA bundle over HTTPS at build time; COPY cannot fetch a URL.
+# The CAs of Amazon RDS, for a PostgreSQL ledger on RDS (sslmode=verify-full&sslrootcert=/etc/ssl/certs/rds-global-bundle.pem).
+ADD --chmod=0644 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/ssl/certs/rds-global-bundle.pem
 COPY --chmod=0755 docker/collector-healthcheck.sh /usr/local/bin/gpucost-healthcheck
 COPY --chmod=0755 docker/collector-entrypoint.sh /usr/local/bin/gpucost-entrypoint
 ENV GPUCOST_DB=/var/lib/gpucost/gpucost.db \

@@ -82,6 +82,7 @@ module "ecs" {
   db_instance_class   = var.db_instance_class
   db_engine_version   = var.db_engine_version
   db_multi_az         = var.db_multi_az
+  db_iam_user         = var.db_iam_user
   deletion_protection = var.deletion_protection
   log_retention_days  = var.log_retention_days
 

@@ -224,6 +224,17 @@ variable "db_multi_az" {
   default     = true
 }
 
+variable "db_iam_user" {
+  description = "When set, the collector logs in to the ledger database as this user with RDS IAM tokens from its task role instead of the master password (create the user once first: docs/deploy-aws.md)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^([a-z_][a-z0-9_]{0,62})?$", var.db_iam_user))
+    error_message = "db_iam_user must be a PostgreSQL user name: lower-case letters, digits and _, not starting with a digit."
+  }
+}
+
 variable "extra_agent_clusters" {
   description = "Clusters other than this EKS cluster whose agents report to this collector (one agent token each)."
   type        = list(string)

@@ -315,6 +315,25 @@ for p, n, b in need(ecs, "aws_db_instance", "ledger", why="the RDS for PostgreSQ
     for key in ("multi_az", "deletion_protection", "kms_key_id"):
         if key not in b:
             problem(p, f"aws_db_instance.ledger sets no {key}")
+for p, n, b in need(ecs, "aws_db_instance", "ledger", why="the RDS for PostgreSQL ledger"):
+    if b.get("iam_database_authentication_enabled") is not True:
+        problem(p, "aws_db_instance.ledger: IAM database authentication must be enabled (db_iam_user)")
+pg_tf = os.path.join(ecs, "postgres.tf")
+pg_text = open(pg_tf).read() if os.path.exists(pg_tf) else ""
+for want in ("sslmode=verify-full", "sslrootcert=/etc/ssl/certs/rds-global-bundle.pem", "auth=rds-iam"):
+    if want not in pg_text:
+        problem(pg_tf, f"the collector's URL must carry {want} (verify RDS's certificate; IAM login with db_iam_user)")
+pdocs = [(p, b) for p, n, b in find(ecs, "aws_iam_policy_document", "rds_connect", kind="data")]
+if not pdocs:
+    problem(os.path.join(ecs, "postgres.tf"), "no data.aws_iam_policy_document.rds_connect (rds-db:connect for db_iam_user)")
+for p, b in pdocs:
+    st = one(b.get("statement", [{}]))
+    res = str(st.get("resources"))
+    if st.get("actions") != ["rds-db:connect"] or ":dbuser:" not in res or "var.db_iam_user" not in res:
+        problem(p, "rds_connect must allow rds-db:connect on this database's db_iam_user only")
+dockerfile = os.path.join(ROOT, "docker", "collector.Dockerfile")
+if not os.path.exists(dockerfile) or "rds-global-bundle.pem" not in open(dockerfile).read():
+    problem("docker/collector.Dockerfile", "the collector image must carry the RDS CA bundle the URL names")
 for p, n, b in need(ecs, "aws_secretsmanager_secret", "db", why="generated database credentials"):
     if "kms_key_id" not in b:
         problem(p, "aws_secretsmanager_secret.db is not encrypted with the module's KMS key")

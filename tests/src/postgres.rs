@@ -34,16 +34,22 @@ impl Postgres {
     /// Starts a fresh server with a `gpucost` database owned by user `gpucost` (password `gpucost`).
     /// `None` when PostgreSQL is not installed (a failure under CI).
     pub fn start() -> Option<Self> {
-        Self::start_with(false)
+        Self::start_with(false, "")
     }
 
     /// A server that takes TCP connections over TLS only (`hostssl` in pg_hba.conf), with a certificate for
     /// 127.0.0.1 from a CA of the test's own (`ca`).
     pub fn start_tls() -> Option<Self> {
-        Self::start_with(true)
+        Self::start_with(true, "")
     }
 
-    fn start_with(tls: bool) -> Option<Self> {
+    /// A TLS-only server whose pg_hba.conf begins with `hba_lines` (the first line that matches a
+    /// connection decides how it authenticates).
+    pub fn start_tls_with_hba(hba_lines: &str) -> Option<Self> {
+        Self::start_with(true, hba_lines)
+    }
+
+    fn start_with(tls: bool, hba_lines: &str) -> Option<Self> {
         let Some(bin) = bin_dir() else {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -149,7 +155,7 @@ impl Postgres {
                 .map(|l| if l.starts_with("host ") { l.replacen("host ", "hostssl ", 1) } else { l.to_string() })
                 .collect::<Vec<_>>()
                 .join("\n");
-            std::fs::write(&hba, only_tls + "\n").expect("pg_hba.conf");
+            std::fs::write(&hba, format!("{hba_lines}\n{only_tls}\n")).expect("pg_hba.conf");
             tls_args = vec![
                 "-c".into(),
                 "ssl=on".into(),

@@ -10,6 +10,8 @@ use std::fmt;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "postgres")]
+pub mod rds_iam;
 
 /// A parameter or a column's value.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,8 +3,15 @@
 # tasks as a secret; nothing is in the task definition in clear. They are also in the Terraform state: keep the
 # state in an encrypted, access-controlled backend.
 #
-# The collector's PostgreSQL backend is its own issue; the URL's shape (postgres://user:password@host:port/db with
-# sslmode=require) is what that issue specifies for --db.
+# The URL verifies the server's certificate against the RDS CA bundle the collector image carries
+# (docker/collector.Dockerfile). With db_iam_user set, the collector logs in as that user with RDS IAM tokens made
+# from its task role (auth=rds-iam): the URL holds no password, and the master password is only for
+# administration.
+
+locals {
+  db_tls = "sslmode=verify-full&sslrootcert=/etc/ssl/certs/rds-global-bundle.pem"
+  db_iam = local.postgres && var.db_iam_user != ""
+}
 
 resource "random_password" "db" {
   count = local.postgres ? 1 : 0
@@ -196,6 +203,28 @@ resource "aws_secretsmanager_secret_version" "db" {
     dbname   = aws_db_instance.ledger[0].db_name
     username = aws_db_instance.ledger[0].username
     password = random_password.db[0].result
-    url      = "postgres://${aws_db_instance.ledger[0].username}:${random_password.db[0].result}@${aws_db_instance.ledger[0].address}:${aws_db_instance.ledger[0].port}/${aws_db_instance.ledger[0].db_name}?sslmode=require"
+    url = (local.db_iam
+      ? "postgres://${var.db_iam_user}@${aws_db_instance.ledger[0].address}:${aws_db_instance.ledger[0].port}/${aws_db_instance.ledger[0].db_name}?${local.db_tls}&auth=rds-iam"
+      : "postgres://${aws_db_instance.ledger[0].username}:${random_password.db[0].result}@${aws_db_instance.ledger[0].address}:${aws_db_instance.ledger[0].port}/${aws_db_instance.ledger[0].db_name}?${local.db_tls}"
+    )
   })
+}
+
+# With db_iam_user: the task role may log in as that user (and no other) with IAM tokens.
+data "aws_iam_policy_document" "rds_connect" {
+  count = local.db_iam ? 1 : 0
+
+  statement {
+    sid       = "LedgerLogin"
+    actions   = ["rds-db:connect"]
+    resources = ["arn:${local.partition}:rds-db:${local.region}:${local.account_id}:dbuser:${aws_db_instance.ledger[0].resource_id}/${var.db_iam_user}"]
+  }
+}
+
+resource "aws_iam_role_policy" "task_rds_connect" {
+  count = local.db_iam ? 1 : 0
+
+  name   = "gpucost-ledger-iam-login"
+  role   = aws_iam_role.task.id
+  policy = data.aws_iam_policy_document.rds_connect[0].json
 }

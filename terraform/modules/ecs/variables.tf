@@ -215,6 +215,12 @@ variable "db_multi_az" {
   default     = true
 }
 
+variable "db_iam_user" {
+  description = "When set, the collector logs in as this database user with RDS IAM tokens (auth=rds-iam) made from its task role, which gets rds-db:connect for it; the URL in the secret then holds no password. Empty: the master user and its password."
+  type        = string
+  default     = ""
+}
+
 variable "db_backup_retention_days" {
   description = "Days of automated backups (point-in-time recovery) of the database."
   type        = number

@@ -119,13 +119,18 @@ pub struct PgDb {
 impl PgDb {
     /// Connects to `url`: `postgres://user:password@host:port/db`, in plain text unless it says
     /// `sslmode=require` (or `verify-ca`, `verify-full`: the same here, the server's certificate is always
-    /// verified, against the system's roots or the PEM file in `sslrootcert=`).
+    /// verified, against the system's roots or the PEM file in `sslrootcert=`). With `auth=rds-iam` the
+    /// password is an RDS IAM token made now from the collector's AWS credentials (see `rds_iam`).
     pub fn connect(url: &str) -> Result<Self, DbError> {
         let fail = |e: &dyn std::fmt::Display| DbError(format!("cannot connect to PostgreSQL at {}: {e}", redact(url)));
-        let (url_for_client, tls) = tls_of(url).map_err(|e| fail(&e))?;
-        let client = match tls {
-            Some(tls) => Client::connect(&url_for_client, tls),
-            None => Client::connect(&url_for_client, postgres::NoTls),
+        let opts = options_of(url).map_err(|e| fail(&e))?;
+        let mut config: postgres::Config = opts.url.parse().map_err(|e| fail(&DbError::from(e)))?;
+        if let Some(region) = opts.iam_region {
+            iam_password(&mut config, region, opts.tls.is_some()).map_err(|e| fail(&e))?;
+        }
+        let client = match opts.tls {
+            Some(tls) => config.connect(tls),
+            None => config.connect(postgres::NoTls),
         }
         // The server's own message (e.g. pg_hba refusing plain text), not only "db error".
         .map_err(|e| fail(&DbError::from(e)))?;
@@ -142,18 +147,33 @@ impl PgDb {
     }
 }
 
-/// The URL the client takes (libpq's `sslrootcert` and the `verify-*` modes rewritten) and the TLS to use.
-fn tls_of(url: &str) -> Result<(String, Option<tokio_postgres_rustls::MakeRustlsConnect>), String> {
+/// How to connect: the URL the client takes (libpq's `sslrootcert` and the `verify-*` modes rewritten,
+/// our own `auth` and `region` taken out), the TLS to use, and with `auth=rds-iam` the region to sign for
+/// (empty: find it).
+struct Options {
+    url: String,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    iam_region: Option<String>,
+}
+
+fn options_of(url: &str) -> Result<Options, String> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut kept = Vec::new();
-    let (mut mode, mut root) = (None, None);
+    let (mut mode, mut root, mut auth, mut region) = (None, None, None, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("sslmode", m)) => mode = Some(m.to_string()),
             Some(("sslrootcert", f)) => root = Some(f.to_string()),
+            Some(("auth", a)) => auth = Some(a.to_string()),
+            Some(("region", r)) => region = Some(r.to_string()),
             _ => kept.push(pair.to_string()),
         }
     }
+    let iam_region = match auth.as_deref() {
+        None | Some("password") => None,
+        Some("rds-iam") => Some(region.unwrap_or_default()),
+        Some(other) => return Err(format!("auth={other} is not one of password, rds-iam")),
+    };
     let tls = match mode.as_deref() {
         None | Some("disable") | Some("allow") | Some("prefer") => None,
         Some("require") | Some("verify-ca") | Some("verify-full") => {
@@ -190,7 +210,35 @@ fn tls_of(url: &str) -> Result<(String, Option<tokio_postgres_rustls::MakeRustls
         }
     };
     let url = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
-    Ok((url, tls))
+    Ok(Options { url, tls, iam_region })
+}
+
+/// Sets the password of `config` to an RDS IAM token for its user, host and port.
+fn iam_password(config: &mut postgres::Config, region: String, tls: bool) -> Result<(), String> {
+    use postgres::config::Host;
+    if !tls {
+        return Err("auth=rds-iam needs TLS (RDS takes IAM tokens over TLS only): add sslmode=verify-full".into());
+    }
+    if config.get_password().is_some() {
+        return Err("auth=rds-iam takes no password in the URL: the token is the password".into());
+    }
+    let user = config.get_user().ok_or("auth=rds-iam needs the database user in the URL (postgres://user@host/db)")?;
+    let host = match config.get_hosts() {
+        [Host::Tcp(h)] => h.clone(),
+        _ => return Err("auth=rds-iam needs exactly one host name in the URL".into()),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let region = Some(region)
+        .filter(|r| !r.is_empty())
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .or_else(|| super::rds_iam::region_of_host(&host).map(str::to_string))
+        .ok_or("auth=rds-iam: no region (add region= to the URL or set AWS_REGION)")?;
+    let creds = super::rds_iam::credentials()?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    config.password(super::rds_iam::auth_token(&host, port, user, &region, &creds, now));
+    Ok(())
 }
 
 /// `url` without its password, for messages.
