@@ -72,6 +72,7 @@ pub struct Metrics {
     sync_up: GaugeVec,
     limit_breaches: IntCounterVec,
     sync_last_success: GaugeVec,
+    catalog_syncs: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -231,8 +232,29 @@ impl Metrics {
                 "When the last successful sync with a peer ended.",
                 &["source"],
             ),
+            catalog_syncs: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "gpucost_catalog_syncs_total",
+                        "Catalogs taken on, by where from: `backstage` (fetched by this collector, the sync's leader) \
+                         or `ledger` (the copy the leader kept in the shared ledger).",
+                    ),
+                    &["via"],
+                )
+                .expect("a valid metric");
+                r.register(Box::new(c.clone())).expect("registered once");
+                for l in ["backstage", "ledger"] {
+                    c.with_label_values(&[l]);
+                }
+                c
+            },
             registry: r,
         }
+    }
+
+    /// A catalog taken on, fetched from its source (`backstage`) or read from the shared ledger (`ledger`).
+    pub fn catalog_synced(&self, via: &str) {
+        self.catalog_syncs.with_label_values(&[via]).inc();
     }
 
     /// A request refused for exceeding `limit` (`streams`, `agent_rate`, `http_timeout`).

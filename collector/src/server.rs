@@ -71,48 +71,110 @@ pub struct BackstageConfig {
 }
 
 /// Syncs the catalog from Backstage now (bounded) and then every `every`; a failed sync keeps the last
-/// good copy, so attribution goes on while Backstage is down.
+/// good copy, so attribution goes on while Backstage is down. On a ledger shared by several collectors one of
+/// them (the `catalog-sync` leader) fetches it and keeps a copy in the ledger; the others take that copy.
 async fn start_backstage_sync(
     b: BackstageConfig,
     owners: crate::enrich::SharedOwners,
+    ledger: Arc<dyn Ledger>,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
     tasks: &mut JoinSet<anyhow::Result<()>>,
 ) {
-    async fn sync(b: &BackstageConfig, owners: &crate::enrich::SharedOwners, metrics: &Metrics) {
-        let (url, token) = (b.url.clone(), b.token.clone());
-        let fetched = tokio::task::spawn_blocking(move || {
-            crate::enrich::backstage::fetch(&url, token.as_deref(), Duration::from_secs(20))
+    /// What one pass found: a catalog fetched by this collector, one the leader kept, or nothing new.
+    enum Found {
+        Fetched(Result<crate::enrich::catalog::Catalog, String>),
+        Kept(Option<(String, u64)>),
+    }
+    async fn sync(
+        b: &BackstageConfig,
+        owners: &crate::enrich::SharedOwners,
+        ledger: &Arc<dyn Ledger>,
+        metrics: &Metrics,
+        applied_ns: &mut u64,
+        fetched_at: &mut Option<std::time::Instant>,
+    ) {
+        let (url, token, l) = (b.url.clone(), b.token.clone(), ledger.clone());
+        let fetch_due = fetched_at.is_none_or(|t| t.elapsed() >= b.every);
+        let found = tokio::task::spawn_blocking(move || {
+            if !l.lead("catalog-sync") {
+                return Found::Kept(l.shared_catalog("backstage").unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot read the shared catalog from the ledger");
+                    None
+                }));
+            }
+            if !fetch_due {
+                return Found::Kept(None);
+            }
+            let fetched = crate::enrich::backstage::fetch(&url, token.as_deref(), Duration::from_secs(20));
+            if let Ok(catalog) = &fetched {
+                let keep = serde_json::to_string(catalog).map_err(|e| e.to_string()).and_then(|json| {
+                    l.put_shared_catalog("backstage", &json, crate::now_ns()).map_err(|e| e.to_string())
+                });
+                if let Err(e) = keep {
+                    tracing::warn!(error = %e, "cannot keep the catalog in the ledger for the other collectors");
+                }
+            }
+            Found::Fetched(fetched)
         })
         .await;
-        match fetched {
-            Ok(Ok(catalog)) => {
+        if matches!(found, Ok(Found::Fetched(_))) {
+            *fetched_at = Some(std::time::Instant::now());
+        }
+        match found {
+            Ok(Found::Fetched(Ok(catalog))) => {
                 tracing::debug!(
                     groups = catalog.groups.len(),
                     components = catalog.components.len(),
                     "catalog synced from Backstage"
                 );
                 owners.write().unwrap_or_else(|e| e.into_inner()).catalog = catalog;
+                *applied_ns = crate::now_ns();
                 metrics.sync("backstage", true);
+                metrics.catalog_synced("backstage");
             }
-            Ok(Err(e)) => {
+            Ok(Found::Fetched(Err(e))) => {
                 metrics.sync("backstage", false);
                 tracing::warn!(error = %e, "cannot sync the catalog from Backstage; keeping the last good copy")
             }
+            Ok(Found::Kept(Some((json, at)))) if at > *applied_ns => {
+                match serde_json::from_str::<crate::enrich::catalog::Catalog>(&json) {
+                    Ok(catalog) => {
+                        tracing::debug!(groups = catalog.groups.len(), "catalog taken from the shared ledger");
+                        owners.write().unwrap_or_else(|e| e.into_inner()).catalog = catalog;
+                        *applied_ns = at;
+                        metrics.sync("backstage", true);
+                        metrics.catalog_synced("ledger");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the shared catalog in the ledger does not parse; keeping ours")
+                    }
+                }
+            }
+            Ok(Found::Kept(_)) => {}
             Err(e) => {
                 metrics.sync("backstage", false);
                 tracing::warn!(error = %e, "Backstage sync panicked; keeping the last good copy")
             }
         }
     }
-    if tokio::time::timeout(Duration::from_secs(30), sync(&b, &owners, &metrics)).await.is_err() {
+    let (mut applied_ns, mut fetched_at) = (0, None);
+    // Followers look for a newer copy in the ledger more often than the leader fetches one.
+    let tick = b.every.min(Duration::from_secs(15));
+    if tokio::time::timeout(
+        Duration::from_secs(30),
+        sync(&b, &owners, &ledger, &metrics, &mut applied_ns, &mut fetched_at),
+    )
+    .await
+    .is_err()
+    {
         metrics.sync("backstage", false);
         tracing::warn!("Backstage did not answer within 30 s at start-up; attributing without its catalog for now");
     }
     tasks.spawn(async move {
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(b.every) => sync(&b, &owners, &metrics).await,
+                _ = tokio::time::sleep(tick) => sync(&b, &owners, &ledger, &metrics, &mut applied_ns, &mut fetched_at).await,
                 _ = wait_for_stop(stop.clone()) => return Ok(()),
             }
         }
@@ -265,7 +327,7 @@ impl Server {
             });
         }
         if let (Some(b), Some(owners)) = (config.backstage.clone(), config.owners.clone()) {
-            start_backstage_sync(b, owners, metrics.clone(), shutdown.clone(), &mut tasks).await;
+            start_backstage_sync(b, owners, ledger.clone(), metrics.clone(), shutdown.clone(), &mut tasks).await;
         }
         #[cfg(feature = "aws")]
         let inventory = match &config.discovery {

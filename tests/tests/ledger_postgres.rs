@@ -556,3 +556,61 @@ fn the_ledgers_storage_suite_passes_on_postgresql() {
     assert!(failed.is_empty(), "{} of {} cases failed on PostgreSQL: {failed:?}", failed.len(), cases.len());
     assert!(cases.len() >= 17, "the whole suite ran: {}", cases.len());
 }
+
+/// Catalog sync on a shared ledger: one collector (the `catalog-sync` leader) fetches from a real Backstage
+/// and keeps a copy in the ledger; the other takes that copy and attributes with it without calling
+/// Backstage; when the leader dies, the survivor fetches.
+#[test]
+fn on_a_shared_ledger_one_collector_syncs_the_catalog_and_the_other_takes_its_copy() {
+    use gpucost_e2e::{Backstage, Collector, free_port};
+    use std::time::{Duration, Instant};
+    let Some(pg) = Postgres::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/catalog").canonicalize().unwrap();
+    let files: Vec<_> = ["org.yaml", "components.yaml", "users.yaml"].iter().map(|f| catalog.join(f)).collect();
+    let example = gpucost_collector::enrich::catalog::Catalog::example();
+    let expected = example.groups.len() + example.users.len() + example.systems.len() + example.components.len();
+    let Some(backstage) = Backstage::start(dir.path(), &files, expected) else { return };
+    let burl = backstage.url();
+    let args = ["--backstage-url", &burl, "--backstage-token", Backstage::TOKEN, "--backstage-sync-interval", "1s"];
+    let url = pg.url();
+    let start = |name: &str| {
+        let log = dir.path().join(format!("{name}.log"));
+        Collector::start_logged(std::path::Path::new(&url), &log, free_port(), free_port(), &args, &[])
+    };
+    let (a, b) = (start("a"), start("b"));
+    // (fetched from Backstage, taken from the ledger) so far.
+    let syncs = |c: &Collector| {
+        let (_, text) = c.get_text("/metrics");
+        let count = |via: &str| {
+            let key = format!("gpucost_catalog_syncs_total{{via=\"{via}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(key.as_str())).map_or(0, |v| v.trim().parse::<u64>().unwrap())
+        };
+        (count("backstage"), count("ledger"))
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: not within 30 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for("both collectors hold a catalog", &|| {
+        let (sa, sb) = (syncs(&a), syncs(&b));
+        sa.0 + sa.1 > 0 && sb.0 + sb.1 > 0
+    });
+    std::thread::sleep(Duration::from_secs(3)); // several sync passes at 1 s
+    let (sa, sb) = (syncs(&a), syncs(&b));
+    let (leader, follower, fetched, taken) = if sa.0 > 0 { (a, b, sa, sb) } else { (b, a, sb, sa) };
+    assert!(fetched.0 >= 2, "the leader fetches every second: {fetched:?}");
+    assert_eq!(taken.0, 0, "the follower never calls Backstage: {taken:?}");
+    assert!(taken.1 >= 1, "the follower takes the leader's copy: {taken:?}");
+    let (_, groups) = follower.get("/api/v1/backstage/user-groups?userId=bob");
+    assert_eq!(
+        groups,
+        serde_json::json!([{ "id": "group:default/nlp" }, { "id": "group:default/research" }]),
+        "the follower knows Backstage's users from the copy"
+    );
+    drop(leader); // SIGKILL: its session and its leadership go with it
+    wait_for("the survivor fetches from Backstage", &|| syncs(&follower).0 > 0);
+}

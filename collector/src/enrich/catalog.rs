@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     /// `group:<namespace>/<name>`.
     pub entity_ref: String,
@@ -17,7 +17,7 @@ pub struct Group {
     pub annotations: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Component {
     /// `component:<namespace>/<name>` (or `resource:…`).
     pub entity_ref: String,
@@ -29,7 +29,7 @@ pub struct Component {
     pub label_selector: Option<Vec<(String, String)>>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalog {
     pub groups: BTreeMap<String, Group>,
     pub components: Vec<Component>,

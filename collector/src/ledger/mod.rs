@@ -389,6 +389,11 @@ pub trait Ledger: Send + Sync + crate::budget::store::BudgetStore {
         price_of: &dyn Fn(&crate::model::Node, &str, u32, u64) -> Option<crate::cost::price::GpuPrice>,
         dry_run: bool,
     ) -> Result<RepriceReport, LedgerError>;
+    /// Keeps the catalog `source` (`backstage`) as fetched at `synced_at_ns`, for the collectors sharing the
+    /// ledger.
+    fn put_shared_catalog(&self, source: &str, catalog_json: &str, synced_at_ns: u64) -> Result<(), LedgerError>;
+    /// The catalog `source` as last kept, and when it was fetched.
+    fn shared_catalog(&self, source: &str) -> Result<Option<(String, u64)>, LedgerError>;
     /// The rollup bucket length.
     fn bucket_ns(&self) -> u64;
     /// Whether the storage answers.

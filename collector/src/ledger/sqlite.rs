@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_budgets.sql"),
     include_str!("migrations/0008_closed_periods.sql"),
     include_str!("migrations/0009_coverage_ranges.sql"),
+    include_str!("migrations/0010_shared_catalog.sql"),
 ];
 
 mod budgets;
@@ -1338,6 +1339,26 @@ impl<E: Engine> Ledger for SqlLedger<E> {
 
     fn lead(&self, job: &str) -> bool {
         self.engine.lead(job)
+    }
+
+    fn put_shared_catalog(&self, source: &str, catalog_json: &str, synced_at_ns: u64) -> Result<(), LedgerError> {
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        guard.conn.run(
+            "INSERT INTO shared_catalogs (source, catalog_json, synced_at_ns) VALUES ($1, $2, $3)
+             ON CONFLICT (source) DO UPDATE SET catalog_json = excluded.catalog_json, synced_at_ns = excluded.synced_at_ns",
+            sql_params![source, catalog_json, synced_at_ns as i64],
+        )?;
+        Ok(())
+    }
+
+    fn shared_catalog(&self, source: &str) -> Result<Option<(String, u64)>, LedgerError> {
+        self.with_reader(|c| {
+            Ok(c.opt(
+                "SELECT catalog_json, synced_at_ns FROM shared_catalogs WHERE source = $1",
+                sql_params![source],
+                |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)? as u64)),
+            )?)
+        })
     }
 }
 
