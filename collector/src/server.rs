@@ -11,6 +11,7 @@ use gpucost_proto::v1::ingest_server::IngestServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{self, AppState};
@@ -392,7 +393,17 @@ impl Server {
                     tonic::transport::Server::builder()
                         .http2_keepalive_interval(Some(Duration::from_secs(30)))
                         .add_service(service)
-                        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), wait_for_stop(stop))
+                        .serve_with_incoming_shutdown(
+                            TcpListenerStream::new(grpc).map(|s| {
+                                // Acks are small: without this, Nagle holds each one back until the
+                                // agent's delayed ACK (~30 ms an ack).
+                                if let Ok(tcp) = &s {
+                                    let _ = tcp.set_nodelay(true);
+                                }
+                                s
+                            }),
+                            wait_for_stop(stop),
+                        )
                         .await
                         .context("gRPC server failed")
                 });

@@ -125,6 +125,8 @@ pub fn incoming(
             if tx.is_closed() {
                 return;
             }
+            // Acks are small: without this, Nagle holds each one back until the agent's delayed ACK.
+            let _ = tcp.set_nodelay(true);
             let (acceptor, tx) = (tls.acceptor(), tx.clone());
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

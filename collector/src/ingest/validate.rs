@@ -62,26 +62,36 @@ impl Check<'_> {
         Err(ValidationError { batch: self.batch.clone(), field: field.into(), problem: problem.into(), later: false })
     }
 
-    fn text(&self, field: &str, value: &str, required: bool) -> Result<(), ValidationError> {
+    /// `field` is only rendered when the value is refused (`format_args!`): naming every field of every
+    /// process up front cost more than the rest of the check.
+    fn text(&self, field: impl std::fmt::Display, value: &str, required: bool) -> Result<(), ValidationError> {
         if required && value.is_empty() {
-            return self.fail(field, "is empty");
+            return self.fail(field.to_string(), "is empty");
         }
         if value.len() > self.limits.max_text_len {
-            return self.fail(field, format!("is {} bytes long; at most {}", value.len(), self.limits.max_text_len));
+            return self.fail(
+                field.to_string(),
+                format!("is {} bytes long; at most {}", value.len(), self.limits.max_text_len),
+            );
         }
         if value.chars().any(char::is_control) {
-            return self.fail(field, "holds control characters");
+            return self.fail(field.to_string(), "holds control characters");
         }
         Ok(())
     }
 
-    fn labels(&self, field: &str, m: &HashMap<String, String>) -> Result<BTreeMap<String, String>, ValidationError> {
+    fn labels(
+        &self,
+        field: impl std::fmt::Display + Copy,
+        m: &HashMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, ValidationError> {
         if m.len() > self.limits.max_labels {
-            return self.fail(field, format!("has {} entries; at most {}", m.len(), self.limits.max_labels));
+            return self
+                .fail(field.to_string(), format!("has {} entries; at most {}", m.len(), self.limits.max_labels));
         }
         for (k, v) in m {
-            self.text(&format!("{field} key {k:?}"), k, true)?;
-            self.text(&format!("{field}[{k:?}]"), v, false)?;
+            self.text(format_args!("{field} key {k:?}"), k, true)?;
+            self.text(format_args!("{field}[{k:?}]"), v, false)?;
         }
         Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
@@ -93,7 +103,11 @@ impl Check<'_> {
         Ok((value * 10_000.0).round().min(PPM as f64) as u32)
     }
 
-    fn identity(&self, field: &str, w: Option<&pb::WorkloadIdentity>) -> Result<Identity, ValidationError> {
+    fn identity(
+        &self,
+        field: impl std::fmt::Display + Copy,
+        w: Option<&pb::WorkloadIdentity>,
+    ) -> Result<Identity, ValidationError> {
         let Some(w) = w else { return Ok(Identity::default()) };
         let texts = [
             ("namespace", &w.namespace),
@@ -113,9 +127,9 @@ impl Check<'_> {
             ("container_runtime", &w.container_runtime),
         ];
         for (name, value) in texts {
-            self.text(&format!("{field}.{name}"), value, false)?;
+            self.text(format_args!("{field}.{name}"), value, false)?;
         }
-        let map = |name: &str, m: &HashMap<String, String>| self.labels(&format!("{field}.{name}"), m);
+        let map = |name: &str, m: &HashMap<String, String>| self.labels(format_args!("{field}.{name}"), m);
         let kind = match pb::WorkloadKind::try_from(w.kind) {
             Ok(pb::WorkloadKind::Unspecified) => WorkloadKind::Unidentified,
             Ok(pb::WorkloadKind::KubernetesPod) => WorkloadKind::KubernetesPod,
@@ -222,9 +236,9 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
     let mut devices = Vec::with_capacity(n.devices.len());
     let mut by_uuid: HashMap<&str, &pb::GpuDevice> = HashMap::new();
     for (i, d) in n.devices.iter().enumerate() {
-        c.text(&format!("node.devices[{i}].uuid"), &d.uuid, true)?;
-        c.text(&format!("node.devices[{i}].model"), &d.model, false)?;
-        c.text(&format!("node.devices[{i}].mig_profile"), &d.mig_profile, false)?;
+        c.text(format_args!("node.devices[{i}].uuid"), &d.uuid, true)?;
+        c.text(format_args!("node.devices[{i}].model"), &d.model, false)?;
+        c.text(format_args!("node.devices[{i}].mig_profile"), &d.mig_profile, false)?;
         if d.memory_total_bytes == 0 {
             return c.fail(format!("node.devices[{i}].memory_total_bytes"), "is 0");
         }
@@ -318,8 +332,8 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
                 format!("{} exceeds the device's {} bytes", p.used_memory_bytes, dev.memory_total_bytes),
             );
         }
-        c.text(&format!("processes[{i}].process_name"), &p.process_name, false)?;
-        let identity = c.identity(&format!("processes[{i}].workload"), p.workload.as_ref())?;
+        c.text(format_args!("processes[{i}].process_name"), &p.process_name, false)?;
+        let identity = c.identity(format_args!("processes[{i}].workload"), p.workload.as_ref())?;
         processes.push(ProcessReading {
             gpu_uuid: p.gpu_uuid.clone(),
             pid: p.pid,
@@ -337,7 +351,7 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
     let mut allocations = Vec::with_capacity(b.allocations.len());
     for (i, a) in b.allocations.iter().enumerate() {
         known(format!("allocations[{i}].gpu_uuid"), &a.gpu_uuid)?;
-        let identity = c.identity(&format!("allocations[{i}].workload"), a.workload.as_ref())?;
+        let identity = c.identity(format_args!("allocations[{i}].workload"), a.workload.as_ref())?;
         allocations.push((a.gpu_uuid.clone(), Workload::new(&node, identity)));
     }
 

@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_closed_periods.sql"),
     include_str!("migrations/0009_coverage_ranges.sql"),
     include_str!("migrations/0010_shared_catalog.sql"),
+    include_str!("migrations/0011_raw_intervals_unkeyed.sql"),
 ];
 
 mod budgets;
@@ -111,6 +112,9 @@ pub type SqliteLedger = SqlLedger<SqliteEngine>;
 fn open(path: &Path) -> Result<Connection, LedgerError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // rusqlite keeps 16 prepared statements by default: fewer than the writer and the queries use, so
+    // they were prepared again and again.
+    conn.set_prepared_statement_cache_capacity(256);
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: a commit is on disk (WAL fsynced) before the writer acks its batches, so an acked batch
     // survives a power loss or an OS crash too, not only a killed process. The writer commits batches in
@@ -617,11 +621,98 @@ fn claim_gpu_time(
     Ok(None)
 }
 
-/// Writes one batch inside the caller's savepoint.
-fn record_one(
+/// Stands for an absent energy reading in a row of integers (written as NULL).
+const NULL_ENERGY: i64 = i64::MIN;
+
+/// Most rows one multi-row statement writes (its parameters stay far below either engine's limit).
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// `head VALUES (…), (…) tail` for the rows in `values` (`width` integers each), a statement per
+/// [`ROWS_PER_STATEMENT`] rows. In column `nullable`, [`NULL_ENERGY`] is written as NULL.
+fn insert_rows(
+    tx: &impl Db,
+    head: &str,
+    width: usize,
+    tail: &str,
+    values: &[i64],
+    nullable: Option<usize>,
+) -> Result<(), DbError> {
+    for chunk in values.chunks(width * ROWS_PER_STATEMENT) {
+        let rows = chunk.len() / width;
+        let mut sql = String::with_capacity(head.len() + tail.len() + rows * width * 6 + 16);
+        sql.push_str(head);
+        sql.push_str(" VALUES ");
+        for r in 0..rows {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..width {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('$');
+                sql.push_str(&(r * width + c + 1).to_string());
+            }
+            sql.push(')');
+        }
+        sql.push(' ');
+        sql.push_str(tail);
+        let params: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if nullable == Some(i % width) && v == NULL_ENERGY { Value::Null } else { Value::Int(v) })
+            .collect();
+        tx.run(&sql, &bind(&params))?;
+    }
+    Ok(())
+}
+
+/// The usual case for a single writer, in one statement: every GPU's latest coverage ends where the
+/// interval starts, so each is extended to its end. `false` (nothing written) when that is not known to be
+/// so; then each GPU is claimed on its own ([`claim_gpu_time`]).
+fn extend_all_coverage(
     ids: &mut IdCache,
     tx: &impl Db,
-    b: &Batch,
+    gpus: impl Iterator<Item = i64>,
+    start: u64,
+    end: u64,
+) -> Result<bool, DbError> {
+    if !tx.single_writer() {
+        return Ok(false);
+    }
+    let gpus: Vec<i64> = gpus.collect();
+    let mut sorted = gpus.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if gpus.is_empty()
+        || sorted.len() != gpus.len()
+        || !gpus.iter().all(|g| ids.coverage.get(g).is_some_and(|&(_, e)| e == start as i64))
+    {
+        return Ok(false);
+    }
+    let list: Vec<String> = (0..gpus.len()).map(|i| format!("${}", i + 3)).collect();
+    let mut params = vec![Value::Int(end as i64), Value::Int(start as i64)];
+    params.extend(gpus.iter().map(|&g| Value::Int(g)));
+    let n = tx.run(
+        &format!("UPDATE gpu_coverage SET end_ns = $1 WHERE end_ns = $2 AND gpu_id IN ({})", list.join(", ")),
+        &bind(&params),
+    )?;
+    if n != gpus.len() {
+        // The cache was wrong: undo nothing here, fail the batch (its savepoint rolls back, the cache is
+        // dropped) so that the agent sends it again and it takes the slow path.
+        return Err(DbError(format!("coverage cache out of step: {n} of {} GPU ranges extended", gpus.len())));
+    }
+    for g in gpus {
+        if let Some(r) = ids.coverage.get_mut(&g) {
+            r.1 = end as i64;
+        }
+    }
+    Ok(true)
+}
+
+/// Writes one batch inside the caller's savepoint.
+fn record_one<'b>(
+    ids: &mut IdCache,
+    tx: &impl Db,
+    b: &'b Batch,
     now_ns: u64,
     bucket_ns: u64,
     keep_raw_after_ns: u64,
@@ -650,18 +741,21 @@ fn record_one(
     let keep_raw = end >= keep_raw_after_ns;
     let mut gpu_ids = HashMap::with_capacity(b.devices.len());
     for d in &b.devices {
-        let id = ids.gpu_id(tx, node_id, d)?;
-        gpu_ids.insert(d.uuid.as_str(), id);
-        // The interval is billed once: refuse it if any of its GPUs already has time recorded in it.
-        if let Some((from, to)) = claim_gpu_time(ids, tx, id, start, end)? {
-            return Err(LedgerError::Overlap {
-                batch: b.id(),
-                gpu: d.uuid.clone(),
-                start_ns: start,
-                end_ns: end,
-                covered_from_ns: from,
-                covered_until_ns: to,
-            });
+        gpu_ids.insert(d.uuid.as_str(), ids.gpu_id(tx, node_id, d)?);
+    }
+    // The interval is billed once: refuse it if any of its GPUs already has time recorded in it.
+    if !extend_all_coverage(ids, tx, b.devices.iter().map(|d| gpu_ids[d.uuid.as_str()]), start, end)? {
+        for d in &b.devices {
+            if let Some((from, to)) = claim_gpu_time(ids, tx, gpu_ids[d.uuid.as_str()], start, end)? {
+                return Err(LedgerError::Overlap {
+                    batch: b.id(),
+                    gpu: d.uuid.clone(),
+                    start_ns: start,
+                    end_ns: end,
+                    covered_from_ns: from,
+                    covered_until_ns: to,
+                });
+            }
         }
     }
 
@@ -689,19 +783,47 @@ fn record_one(
             roll.unpriced = c.unpriced.is_some();
         }
     }
+    // Rows are gathered and written a statement per table (a statement per row was most of the cost).
+    let mut raw_gpus: Vec<i64> = Vec::new();
     for g in &b.gpus {
         let roll = rolls.entry(&g.uuid).or_default();
         roll.observed = !b.devices.iter().any(|d| d.uuid == g.uuid && d.is_mig());
         roll.energy_mj = g.energy_millijoules.unwrap_or(0);
         if keep_raw {
-            tx.run(
-                    "INSERT INTO gpu_intervals (gpu_id, start_ns, end_ns, node_id, utilization_ppm, memory_used_bytes, power_milliwatts, energy_millijoules)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", sql_params![gpu_ids[g.uuid.as_str()], start as i64, end as i64, node_id, g.utilization_ppm, g.memory_used_bytes as i64, g.power_milliwatts as i64, g.energy_millijoules.map(|e| e as i64)])?;
+            raw_gpus.extend([
+                gpu_ids[g.uuid.as_str()],
+                start as i64,
+                end as i64,
+                node_id,
+                i64::from(g.utilization_ppm),
+                g.memory_used_bytes as i64,
+                g.power_milliwatts as i64,
+            ]);
+            raw_gpus.push(g.energy_millijoules.map_or(NULL_ENERGY, |e| e as i64));
         }
     }
+    insert_rows(
+        tx,
+        "INSERT INTO gpu_intervals (gpu_id, start_ns, end_ns, node_id, utilization_ppm, memory_used_bytes, power_milliwatts, energy_millijoules)",
+        8,
+        "",
+        &raw_gpus,
+        Some(7),
+    )?;
+    // A workload appears on every process and holding of it: resolve its id once per batch.
+    let mut workloads: HashMap<&str, i64> = HashMap::new();
+    let mut workload_id = |ids: &mut IdCache, w: &'b Workload| -> Result<i64, LedgerError> {
+        if let Some(&id) = workloads.get(w.key.as_str()) {
+            return Ok(id);
+        }
+        let id = ids.workload_id(tx, w)?;
+        workloads.insert(w.key.as_str(), id);
+        Ok(id)
+    };
+    let mut usage: std::collections::BTreeMap<(i64, i64, i64), [i64; 9]> = std::collections::BTreeMap::new();
     for (k, h) in b.holdings.iter().enumerate() {
         let gpu_id = gpu_ids[h.gpu_uuid.as_str()];
-        let workload_id = ids.workload_id(tx, &h.workload)?;
+        let workload_id = workload_id(ids, &h.workload)?;
         let roll = rolls.entry(&h.gpu_uuid).or_default();
         roll.held = true;
         roll.used_ns += h.used_ns;
@@ -720,32 +842,59 @@ fn record_one(
         ]
         .map(|a| spread(a, &parts));
         for (p, (bucket, len)) in parts.iter().enumerate() {
-            let a = |n: usize| amounts[n][p] as i64;
-            tx.run(
-                    "INSERT INTO usage_buckets (bucket_start_ns, gpu_id, workload_id, node_id, held_ns, used_ns, used_micros, hybrid_idle_micros,
-                       allocation_used_micros, allocation_idle_micros, energy_millijoules, co2e_mg, co2e_known_ns)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-                     ON CONFLICT (bucket_start_ns, gpu_id, workload_id, node_id) DO UPDATE SET
-                       held_ns = usage_buckets.held_ns + excluded.held_ns, used_ns = usage_buckets.used_ns + excluded.used_ns,
-                       used_micros = usage_buckets.used_micros + excluded.used_micros,
-                       hybrid_idle_micros = usage_buckets.hybrid_idle_micros + excluded.hybrid_idle_micros,
-                       allocation_used_micros = usage_buckets.allocation_used_micros + excluded.allocation_used_micros,
-                       allocation_idle_micros = usage_buckets.allocation_idle_micros + excluded.allocation_idle_micros,
-                       energy_millijoules = usage_buckets.energy_millijoules + excluded.energy_millijoules,
-                       co2e_mg = usage_buckets.co2e_mg + excluded.co2e_mg, co2e_known_ns = usage_buckets.co2e_known_ns + excluded.co2e_known_ns", sql_params![
-                    *bucket as i64, gpu_id, workload_id, node_id, *len as i64, a(0), a(1), a(2), a(3), a(4), a(5), a(6),
-                    if c.co2e_mg.is_some() { *len as i64 } else { 0 }
-                ])?;
+            let row = usage.entry((*bucket as i64, gpu_id, workload_id)).or_default();
+            row[0] += *len as i64;
+            for (n, a) in amounts.iter().enumerate() {
+                row[1 + n] += a[p] as i64;
+            }
+            row[8] += if c.co2e_mg.is_some() { *len as i64 } else { 0 };
         }
     }
+    let usage_rows: Vec<i64> = usage
+        .iter()
+        .flat_map(|(&(bucket, gpu_id, workload_id), v)| [bucket, gpu_id, workload_id, node_id].into_iter().chain(*v))
+        .collect();
+    insert_rows(
+        tx,
+        "INSERT INTO usage_buckets (bucket_start_ns, gpu_id, workload_id, node_id, held_ns, used_ns, used_micros, hybrid_idle_micros,
+           allocation_used_micros, allocation_idle_micros, energy_millijoules, co2e_mg, co2e_known_ns)",
+        13,
+        "ON CONFLICT (bucket_start_ns, gpu_id, workload_id, node_id) DO UPDATE SET
+           held_ns = usage_buckets.held_ns + excluded.held_ns, used_ns = usage_buckets.used_ns + excluded.used_ns,
+           used_micros = usage_buckets.used_micros + excluded.used_micros,
+           hybrid_idle_micros = usage_buckets.hybrid_idle_micros + excluded.hybrid_idle_micros,
+           allocation_used_micros = usage_buckets.allocation_used_micros + excluded.allocation_used_micros,
+           allocation_idle_micros = usage_buckets.allocation_idle_micros + excluded.allocation_idle_micros,
+           energy_millijoules = usage_buckets.energy_millijoules + excluded.energy_millijoules,
+           co2e_mg = usage_buckets.co2e_mg + excluded.co2e_mg, co2e_known_ns = usage_buckets.co2e_known_ns + excluded.co2e_known_ns",
+        &usage_rows,
+        None,
+    )?;
     if keep_raw {
+        let mut raw: Vec<i64> = Vec::with_capacity(b.processes.len() * 8);
         for p in &b.processes {
-            let workload_id = ids.workload_id(tx, &p.workload)?;
-            tx.run(
-                    "INSERT INTO process_intervals (gpu_id, start_ns, pid, end_ns, workload_id, sm_util_ppm, memory_util_ppm, used_memory_bytes)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", sql_params![gpu_ids[p.gpu_uuid.as_str()], start as i64, p.pid, end as i64, workload_id, p.sm_share_ppm, p.memory_util_ppm, p.used_memory_bytes as i64])?;
+            let workload_id = workload_id(ids, &p.workload)?;
+            raw.extend([
+                gpu_ids[p.gpu_uuid.as_str()],
+                start as i64,
+                i64::from(p.pid),
+                end as i64,
+                workload_id,
+                i64::from(p.sm_share_ppm),
+                i64::from(p.memory_util_ppm),
+                p.used_memory_bytes as i64,
+            ]);
         }
+        insert_rows(
+            tx,
+            "INSERT INTO process_intervals (gpu_id, start_ns, pid, end_ns, workload_id, sm_util_ppm, memory_util_ppm, used_memory_bytes)",
+            8,
+            "",
+            &raw,
+            None,
+        )?;
     }
+    let mut gpu_rows: Vec<i64> = Vec::with_capacity(rolls.len() * parts.len() * 11);
     for (uuid, roll) in &rolls {
         let amounts = [roll.used_ns, roll.energy_mj, roll.cost, roll.idle, roll.unallocated].map(|a| spread(a, &parts));
         for (p, (bucket, len)) in parts.iter().enumerate() {
@@ -753,17 +902,35 @@ fn record_one(
             let observed_ns = if roll.observed { *len } else { 0 };
             let held_ns = if roll.held { *len } else { 0 };
             let unpriced_ns = if roll.unpriced { observed_ns } else { 0 };
-            tx.run(
-                    "INSERT INTO gpu_buckets (bucket_start_ns, gpu_id, node_id, observed_ns, held_ns, used_ns, energy_millijoules,
-                       cost_micros, idle_micros, unallocated_micros, unpriced_ns) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                     ON CONFLICT (bucket_start_ns, gpu_id, node_id) DO UPDATE SET
-                       observed_ns = gpu_buckets.observed_ns + excluded.observed_ns, held_ns = gpu_buckets.held_ns + excluded.held_ns,
-                       used_ns = gpu_buckets.used_ns + excluded.used_ns, energy_millijoules = gpu_buckets.energy_millijoules + excluded.energy_millijoules,
-                       cost_micros = gpu_buckets.cost_micros + excluded.cost_micros, idle_micros = gpu_buckets.idle_micros + excluded.idle_micros,
-                       unallocated_micros = gpu_buckets.unallocated_micros + excluded.unallocated_micros,
-                       unpriced_ns = gpu_buckets.unpriced_ns + excluded.unpriced_ns", sql_params![*bucket as i64, gpu_ids[uuid], node_id, observed_ns as i64, held_ns as i64, a(0), a(1), a(2), a(3), a(4), unpriced_ns as i64])?;
+            gpu_rows.extend([
+                *bucket as i64,
+                gpu_ids[uuid],
+                node_id,
+                observed_ns as i64,
+                held_ns as i64,
+                a(0),
+                a(1),
+                a(2),
+                a(3),
+                a(4),
+                unpriced_ns as i64,
+            ]);
         }
     }
+    insert_rows(
+        tx,
+        "INSERT INTO gpu_buckets (bucket_start_ns, gpu_id, node_id, observed_ns, held_ns, used_ns, energy_millijoules,
+           cost_micros, idle_micros, unallocated_micros, unpriced_ns)",
+        11,
+        "ON CONFLICT (bucket_start_ns, gpu_id, node_id) DO UPDATE SET
+           observed_ns = gpu_buckets.observed_ns + excluded.observed_ns, held_ns = gpu_buckets.held_ns + excluded.held_ns,
+           used_ns = gpu_buckets.used_ns + excluded.used_ns, energy_millijoules = gpu_buckets.energy_millijoules + excluded.energy_millijoules,
+           cost_micros = gpu_buckets.cost_micros + excluded.cost_micros, idle_micros = gpu_buckets.idle_micros + excluded.idle_micros,
+           unallocated_micros = gpu_buckets.unallocated_micros + excluded.unallocated_micros,
+           unpriced_ns = gpu_buckets.unpriced_ns + excluded.unpriced_ns",
+        &gpu_rows,
+        None,
+    )?;
     Ok(Recorded::Stored)
 }
 

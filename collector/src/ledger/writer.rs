@@ -20,6 +20,8 @@ pub struct WriterHandle {
 
 /// Most batches stored in one transaction.
 const MAX_GROUP: usize = 256;
+/// How long the writer waits for more batches before committing what it has.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl WriterHandle {
     pub fn spawn(ledger: Arc<dyn Ledger>) -> Self {
@@ -29,9 +31,15 @@ impl WriterHandle {
             .spawn(move || {
                 while let Some(first) = rx.blocking_recv() {
                     let mut group = vec![first];
+                    // Gather for a moment: a commit writes every page it touched and syncs, once for the
+                    // group, so a fleet's batches arriving one by one cost far less together (BENCHMARKS.md).
+                    let until = std::time::Instant::now() + GATHER;
                     while group.len() < MAX_GROUP {
                         match rx.try_recv() {
                             Ok(next) => group.push(next),
+                            Err(mpsc::error::TryRecvError::Empty) if std::time::Instant::now() < until => {
+                                std::thread::sleep(std::time::Duration::from_micros(500))
+                            }
                             Err(_) => break,
                         }
                     }
