@@ -150,18 +150,16 @@ async fn node_stream(
     }
 }
 
-/// What Prometheus has appended so far (all sample types), from its own metrics.
+/// What Prometheus has appended so far (all sample types), from its own /metrics.
 fn prometheus_samples(url: &str) -> Option<f64> {
     let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
-    let body: serde_json::Value = agent
-        .get(&format!("{url}/api/v1/query"))
-        .query("query", "sum(prometheus_tsdb_head_samples_appended_total)")
-        .call()
-        .ok()?
-        .body_mut()
-        .read_json()
-        .ok()?;
-    body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    let text = agent.get(&format!("{url}/metrics")).call().ok()?.body_mut().read_to_string().ok()?;
+    let samples: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("prometheus_tsdb_head_samples_appended_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!samples.is_empty()).then(|| samples.iter().sum())
 }
 
 /// A reading of the measured processes at one instant.

@@ -96,9 +96,9 @@ impl Check<'_> {
         Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
-    fn percent(&self, field: &str, value: f64) -> Result<u32, ValidationError> {
+    fn percent(&self, field: impl std::fmt::Display, value: f64) -> Result<u32, ValidationError> {
         if !value.is_finite() || !(0.0..=100.0).contains(&value) {
-            return self.fail(field, format!("{value} is outside 0..=100"));
+            return self.fail(field.to_string(), format!("{value} is outside 0..=100"));
         }
         Ok((value * 10_000.0).round().min(PPM as f64) as u32)
     }
@@ -272,10 +272,10 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
             mig_profile: (!d.mig_profile.is_empty()).then(|| d.mig_profile.clone()),
         });
     }
-    let known = |field: String, uuid: &str| -> Result<&pb::GpuDevice, ValidationError> {
+    let known = |field: std::fmt::Arguments, uuid: &str| -> Result<&pb::GpuDevice, ValidationError> {
         match by_uuid.get(uuid) {
             Some(d) => Ok(*d),
-            None => c.fail(field, format!("GPU {uuid:?} is not among node.devices")),
+            None => c.fail(field.to_string(), format!("GPU {uuid:?} is not among node.devices")),
         }
     };
 
@@ -283,12 +283,12 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
     let mut gpus = Vec::with_capacity(b.gpus.len());
     let mut seen = HashSet::new();
     for (i, g) in b.gpus.iter().enumerate() {
-        let dev = known(format!("gpus[{i}].uuid"), &g.uuid)?;
+        let dev = known(format_args!("gpus[{i}].uuid"), &g.uuid)?;
         if !seen.insert(g.uuid.as_str()) {
             return c.fail(format!("gpus[{i}].uuid"), format!("{} has two readings", g.uuid));
         }
-        let utilization_ppm = c.percent(&format!("gpus[{i}].utilization_percent"), g.utilization_percent)?;
-        c.percent(&format!("gpus[{i}].memory_utilization_percent"), g.memory_utilization_percent)?;
+        let utilization_ppm = c.percent(format_args!("gpus[{i}].utilization_percent"), g.utilization_percent)?;
+        c.percent(format_args!("gpus[{i}].memory_utilization_percent"), g.memory_utilization_percent)?;
         if g.memory_used_bytes > dev.memory_total_bytes {
             return c.fail(
                 format!("gpus[{i}].memory_used_bytes"),
@@ -317,15 +317,15 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
     if b.processes.len() > limits.max_processes {
         return c.fail("processes", format!("{} processes; at most {}", b.processes.len(), limits.max_processes));
     }
-    let mut processes = Vec::with_capacity(b.processes.len());
+    let mut processes: Vec<ProcessReading> = Vec::with_capacity(b.processes.len());
     let mut seen = HashSet::new();
     for (i, p) in b.processes.iter().enumerate() {
-        let dev = known(format!("processes[{i}].gpu_uuid"), &p.gpu_uuid)?;
+        let dev = known(format_args!("processes[{i}].gpu_uuid"), &p.gpu_uuid)?;
         if !seen.insert((p.gpu_uuid.as_str(), p.pid)) {
             return c.fail(format!("processes[{i}].pid"), format!("pid {} appears twice on {}", p.pid, p.gpu_uuid));
         }
-        let sm_share_ppm = c.percent(&format!("processes[{i}].sm_util_percent"), p.sm_util_percent)?;
-        let memory_util_ppm = c.percent(&format!("processes[{i}].memory_util_percent"), p.memory_util_percent)?;
+        let sm_share_ppm = c.percent(format_args!("processes[{i}].sm_util_percent"), p.sm_util_percent)?;
+        let memory_util_ppm = c.percent(format_args!("processes[{i}].memory_util_percent"), p.memory_util_percent)?;
         if p.used_memory_bytes > dev.memory_total_bytes {
             return c.fail(
                 format!("processes[{i}].used_memory_bytes"),
@@ -333,11 +333,15 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
             );
         }
         c.text(format_args!("processes[{i}].process_name"), &p.process_name, false)?;
-        let identity = c.identity(format_args!("processes[{i}].workload"), p.workload.as_ref())?;
+        // An agent sends its pod's identity with every process of it: check and key it once.
+        let workload = match (i.checked_sub(1).map(|j| &b.processes[j]), processes.last()) {
+            (Some(prev), Some(last)) if prev.workload == p.workload => Workload::clone(&last.workload),
+            _ => Workload::new(&node, c.identity(format_args!("processes[{i}].workload"), p.workload.as_ref())?),
+        };
         processes.push(ProcessReading {
             gpu_uuid: p.gpu_uuid.clone(),
             pid: p.pid,
-            workload: Workload::new(&node, identity),
+            workload,
             sm_share_ppm,
             memory_util_ppm,
             used_memory_bytes: p.used_memory_bytes,
@@ -350,7 +354,7 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
     }
     let mut allocations = Vec::with_capacity(b.allocations.len());
     for (i, a) in b.allocations.iter().enumerate() {
-        known(format!("allocations[{i}].gpu_uuid"), &a.gpu_uuid)?;
+        known(format_args!("allocations[{i}].gpu_uuid"), &a.gpu_uuid)?;
         let identity = c.identity(format_args!("allocations[{i}].workload"), a.workload.as_ref())?;
         allocations.push((a.gpu_uuid.clone(), Workload::new(&node, identity)));
     }

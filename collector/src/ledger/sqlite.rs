@@ -939,6 +939,30 @@ impl<E: Engine> Ledger for SqlLedger<E> {
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let Writer { conn, ids } = &mut *guard;
         let keep_raw_after = now_ns.saturating_sub(self.raw_retention_ns);
+        // Most groups store whole: try that first, without a savepoint per batch (each made the engine
+        // journal every page a batch touched). If a batch fails, nothing of the try is kept, and the group is
+        // stored again batch by batch, each in its own savepoint.
+        let whole = (|| -> Result<Option<Vec<Recorded>>, LedgerError> {
+            let tx = Tx::begin(&*conn, self.engine.begin())?;
+            let mut outcomes = Vec::with_capacity(batches.len());
+            for b in batches {
+                match record_one(ids, &*tx, b, now_ns, self.bucket_ns, keep_raw_after) {
+                    Ok(rec) => outcomes.push(rec),
+                    // Rolled back as `tx` drops; the batch-by-batch pass says which batch failed and why.
+                    Err(_) => return Ok(None),
+                }
+            }
+            tx.commit()?;
+            Ok(Some(outcomes))
+        })();
+        match whole {
+            Ok(Some(outcomes)) => return Ok(outcomes.into_iter().map(Ok).collect()),
+            Ok(None) => *ids = IdCache::default(),
+            Err(e) => {
+                *ids = IdCache::default();
+                return Err(e);
+            }
+        }
         let result = (|| {
             let tx = Tx::begin(&*conn, self.engine.begin())?;
             let mut outcomes = Vec::with_capacity(batches.len());
