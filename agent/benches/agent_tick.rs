@@ -2,13 +2,14 @@
 //! `/proc` tree and a filled pod cache, sampled every second and folded into 15-second intervals.
 //!
 //! Prints CPU time per sampling tick (sampling, folding and — once per interval — identifying every
-//! process), peak RSS of the whole process, and the process cache's hit rate. Run it with
-//! `cargo bench -p gpucost-agent --bench agent_tick`; figures and method in BENCHMARKS.md.
+//! process), peak RSS of the whole process, and the process cache's hit rate, over 24 simulated hours
+//! (`GPUCOST_BENCH_HOURS` to change), with CPU per tick and resident memory hour by hour so that any growth
+//! shows. Run it with `cargo bench -p gpucost-agent --bench agent_tick`; figures and method in BENCHMARKS.md.
 
 use std::time::Duration;
 
 mod measure;
-use measure::{cpu_ns, peak_rss_kib};
+use measure::{cpu_ns, peak_rss_kib, rss_kib};
 
 use gpucost_agent::identify::pods::{PodCache, PodInfo};
 use gpucost_agent::identify::proc::write_fake;
@@ -19,8 +20,9 @@ use gpucost_agent::source::{GpuSource, SourceError};
 
 const GPUS: u32 = 8;
 const PROCESSES: u32 = 200;
-const INTERVALS: u64 = 400;
 const TICKS_PER_INTERVAL: u64 = 15;
+/// Intervals in an hour.
+const HOURLY: u64 = 3_600 / TICKS_PER_INTERVAL;
 /// Every interval this many processes exit and are replaced by new ones (new pids: cache misses).
 const CHURN: u32 = 4;
 
@@ -69,11 +71,13 @@ impl GpuSource for BusyNode {
 }
 
 fn main() {
+    let hours: u64 = std::env::var("GPUCOST_BENCH_HOURS").ok().and_then(|h| h.parse().ok()).unwrap_or(24).max(1);
+    let intervals = hours * HOURLY;
     let dir = tempfile::tempdir().expect("temp dir");
     let proc_root = dir.path().join("proc");
     let cache = PodCache::default();
     let mut pods = Vec::new();
-    let generations = INTERVALS as u32 + 1;
+    let generations = intervals as u32 + 1;
     let pids: Vec<u32> = (0..PROCESSES)
         .filter(|&i| i >= CHURN)
         .map(|i| pid_of(i, 0))
@@ -98,7 +102,12 @@ fn main() {
             containers: [(cid, "main".to_string())].into(),
         });
     }
-    cache.replace_pods(pods);
+    // The watcher's view: the steady pods and the first two generations of churned ones; each interval
+    // the next generation is added and the one before the last deleted, as pod events would.
+    let steady = (PROCESSES - CHURN) as usize;
+    let generation = |g: u64| steady + (g as usize) * CHURN as usize..steady + (g as usize + 1) * CHURN as usize;
+    cache.replace_pods(pods[..generation(1).end].to_vec());
+    let watcher = cache.clone();
     cache.replace_namespaces((0..5).map(|t| (format!("team-{t}"), Default::default())).collect());
 
     let devices = (0..GPUS)
@@ -147,25 +156,55 @@ fn main() {
     let rss_before = peak_rss_kib();
     let cpu_before = cpu_ns();
     let mut processes = 0;
+    // (hour, CPU µs per tick in that hour, RSS at its end in KiB)
+    let mut hourly: Vec<(u64, f64, u64)> = Vec::new();
     runtime.block_on(async {
-        for _ in 0..INTERVALS {
+        let mut hour_cpu = cpu_ns();
+        for i in 1..=intervals {
+            if i >= 2 {
+                for p in &pods[generation(i)] {
+                    watcher.apply_pod(p.clone());
+                }
+                for p in &pods[generation(i - 2)] {
+                    watcher.delete_pod(&p.uid);
+                }
+            }
             let r = sampler.next_interval().await.expect("interval");
             assert!(r.processes.iter().all(|p| !p.workload.pod.is_empty()), "every process identified");
             processes += r.processes.len();
+            if i % HOURLY == 0 {
+                let now = cpu_ns();
+                hourly.push((
+                    i / HOURLY,
+                    (now - hour_cpu) as f64 / (HOURLY * TICKS_PER_INTERVAL) as f64 / 1e3,
+                    rss_kib(),
+                ));
+                hour_cpu = now;
+            }
         }
     });
     let cpu = cpu_ns() - cpu_before;
-    let ticks = INTERVALS * TICKS_PER_INTERVAL;
+    let ticks = intervals * TICKS_PER_INTERVAL;
     let stats = sampler.identifier_stats().expect("identifier");
     println!("node: {GPUS} GPUs, {PROCESSES} GPU processes in pods ({CHURN} replaced per interval), fake /proc");
     println!(
-        "{INTERVALS} intervals x {TICKS_PER_INTERVAL} ticks = {ticks} ticks, {processes} process-intervals identified"
+        "{hours} h: {intervals} intervals x {TICKS_PER_INTERVAL} ticks = {ticks} ticks, {processes} process-intervals identified"
     );
     println!(
         "CPU per sampling tick: {:.1} us (sampling + folding + identification, amortised)",
         cpu as f64 / ticks as f64 / 1e3
     );
-    println!("CPU per interval: {:.2} ms", cpu as f64 / INTERVALS as f64 / 1e6);
+    println!("CPU per interval: {:.2} ms", cpu as f64 / intervals as f64 / 1e6);
+    for (hour, us, rss) in hourly.iter().filter(|(h, _, _)| [1, 2, 6, 12, 18, 24].contains(h) || *h == hours) {
+        println!("  hour {hour:>3}: {us:.1} us CPU per tick, RSS {:.1} MiB", *rss as f64 / 1024.0);
+    }
+    if let (Some(first), Some(last)) = (hourly.first(), hourly.last()) {
+        println!(
+            "RSS growth from the end of hour 1 to the end of hour {}: {:+.1} MiB",
+            last.0,
+            (last.2 as f64 - first.2 as f64) / 1024.0
+        );
+    }
     println!(
         "peak RSS: {:.1} MiB (before the run: {:.1} MiB)",
         peak_rss_kib() as f64 / 1024.0,
