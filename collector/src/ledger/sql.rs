@@ -217,6 +217,15 @@ pub trait Db {
         Ok(())
     }
 
+    /// [`exclusive`](Db::exclusive) for several keys, taken in ascending order (so that two writers never
+    /// wait on each other crosswise).
+    fn exclusive_many(&self, space: i32, keys: &[i64]) -> Result<(), DbError> {
+        let mut sorted = keys.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        sorted.into_iter().try_for_each(|k| self.exclusive(space, k))
+    }
+
     /// The first row, or `None`.
     fn opt<T>(
         &self,

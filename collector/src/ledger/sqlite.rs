@@ -676,7 +676,7 @@ fn extend_all_coverage(
     end: u64,
 ) -> Result<bool, DbError> {
     if !tx.single_writer() {
-        return Ok(false);
+        return claim_coverage_shared(tx, &gpus.collect::<Vec<_>>(), start, end);
     }
     let gpus: Vec<i64> = gpus.collect();
     let mut sorted = gpus.clone();
@@ -704,6 +704,71 @@ fn extend_all_coverage(
         if let Some(r) = ids.coverage.get_mut(&g) {
             r.1 = end as i64;
         }
+    }
+    Ok(true)
+}
+
+/// On a database shared by several writers: claims [start, end) on every GPU in a few round trips (lock
+/// them all, read every range that touches the interval, then write), instead of several per GPU. `true`
+/// when claimed on all; `false` (nothing written) when a GPU already has time in the interval, so that
+/// the GPU-by-GPU path names it.
+fn claim_coverage_shared(tx: &impl Db, gpus: &[i64], start: u64, end: u64) -> Result<bool, DbError> {
+    let (start, end) = (start as i64, end as i64);
+    if gpus.is_empty() {
+        return Ok(true);
+    }
+    tx.exclusive_many(1, gpus)?;
+    let list = (0..gpus.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ");
+    let mut params = vec![Value::Int(end), Value::Int(start)];
+    params.extend(gpus.iter().map(|&g| Value::Int(g)));
+    let touching: Vec<(i64, i64, i64)> = tx.all(
+        &format!(
+            "SELECT gpu_id, start_ns, end_ns FROM gpu_coverage WHERE start_ns <= $1 AND end_ns >= $2 AND gpu_id IN ({list})"
+        ),
+        &bind(&params),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    if touching.iter().any(|&(_, s, e)| s < end && e > start) {
+        return Ok(false);
+    }
+    // Per GPU: the range ending where the interval starts, and the one starting where it ends.
+    let mut extend = Vec::new();
+    for &g in gpus {
+        let before = touching.iter().find(|&&(id, _, e)| id == g && e == start).map(|&(_, s, _)| s);
+        let after = touching.iter().find(|&&(id, s, _)| id == g && s == end).map(|&(_, _, e)| e);
+        match (before, after) {
+            (Some(_), None) => extend.push(g),
+            (Some(s), Some(e)) => {
+                tx.run("DELETE FROM gpu_coverage WHERE gpu_id = $1 AND start_ns = $2", sql_params![g, end])?;
+                tx.run(
+                    "UPDATE gpu_coverage SET end_ns = $1 WHERE gpu_id = $2 AND start_ns = $3",
+                    sql_params![e, g, s],
+                )?;
+            }
+            (None, Some(e)) => {
+                tx.run("DELETE FROM gpu_coverage WHERE gpu_id = $1 AND start_ns = $2", sql_params![g, end])?;
+                tx.run(
+                    "INSERT INTO gpu_coverage (gpu_id, start_ns, end_ns) VALUES ($1, $2, $3)",
+                    sql_params![g, start, e],
+                )?;
+            }
+            (None, None) => {
+                tx.run(
+                    "INSERT INTO gpu_coverage (gpu_id, start_ns, end_ns) VALUES ($1, $2, $3)",
+                    sql_params![g, start, end],
+                )?;
+            }
+        }
+    }
+    if !extend.is_empty() {
+        // The usual case, every GPU's latest range reaching the interval: one statement.
+        let list = (0..extend.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ");
+        let mut params = vec![Value::Int(end), Value::Int(start)];
+        params.extend(extend.iter().map(|&g| Value::Int(g)));
+        tx.run(
+            &format!("UPDATE gpu_coverage SET end_ns = $1 WHERE end_ns = $2 AND gpu_id IN ({list})"),
+            &bind(&params),
+        )?;
     }
     Ok(true)
 }

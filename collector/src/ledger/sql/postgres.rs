@@ -286,6 +286,25 @@ impl Db for PgDb {
         let folded = (key ^ (key >> 32)) as i32;
         self.rows("SELECT pg_advisory_xact_lock($1, $2)::text", &[&space, &folded]).map(|_| ())
     }
+
+    fn exclusive_many(&self, space: i32, keys: &[i64]) -> Result<(), DbError> {
+        // One round trip: the folded keys (integers, written into the statement) locked in ascending order.
+        let mut folded: Vec<i32> = keys.iter().map(|&k| (k ^ (k >> 32)) as i32).collect();
+        folded.sort_unstable();
+        folded.dedup();
+        if folded.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<String> = folded.iter().map(|k| format!("({k})")).collect();
+        self.rows(
+            &format!(
+                "SELECT pg_advisory_xact_lock($1, v.k)::text FROM (VALUES {}) AS v(k) ORDER BY v.k",
+                values.join(", ")
+            ),
+            &[&space],
+        )
+        .map(|_| ())
+    }
 }
 
 #[cfg(test)]

@@ -477,7 +477,7 @@ pub fn closing_freezes_a_month_books_late_rows_in_the_next_and_guards_history<S:
         b
     };
     l.record(&[priced("b", 1, T0), priced("b", 2, T0 + 600 * NS)], T0).unwrap();
-    let running = l.close_period(&month, T0).err().expect("a running month is refused");
+    let running = l.close_period(&month, T0).expect_err("a running month is refused");
     assert!(running.to_string().contains("once it has ended"), "{running}");
 
     let closed = l.close_period(&month, next.from_ns).unwrap();
