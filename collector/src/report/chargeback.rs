@@ -205,6 +205,39 @@ pub fn assemble(
     }
 }
 
+/// A report grouped by (group, …) summed by its first dimension alone. Pure.
+pub fn by_first(r: &CostReport) -> CostReport {
+    let mut rows: BTreeMap<&str, CostRow> = BTreeMap::new();
+    for x in &r.rows {
+        let key = x.group.first().map_or("", String::as_str);
+        let row = rows.entry(key).or_insert_with(|| CostRow {
+            group: vec![key.to_string()],
+            used: 0,
+            idle: 0,
+            held_ns: 0,
+            used_ns: 0,
+            energy_mj: 0,
+            co2e_mg: None,
+        });
+        row.used += x.used;
+        row.idle += x.idle;
+        row.held_ns += x.held_ns;
+        row.used_ns += x.used_ns;
+        row.energy_mj += x.energy_mj;
+        row.co2e_mg = match (row.co2e_mg, x.co2e_mg) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+    }
+    CostReport {
+        rows: rows.into_values().collect(),
+        idle: r.idle,
+        unallocated: r.unallocated,
+        unpriced_ns: r.unpriced_ns,
+        fleet: r.fleet,
+    }
+}
+
 /// Reads the ledger for `period` and builds the chargeback. `cost_center` maps a team to its cost centre.
 pub fn build(
     ledger: &dyn Ledger,
@@ -225,15 +258,15 @@ pub fn build(
     let identity = |v: &str| Some(v.to_string());
     let map: &dyn Fn(&str) -> Option<String> = if group_by == GroupBy::CostCenter { cost_center } else { &identity };
     let window = (period.from_ns, period.to_ns);
-    let by_group = ledger.costs_of(&sources.own, &query(window, vec![d.clone()]))?;
-    let by_model = ledger.costs_of(&sources.own, &query(window, vec![d.clone(), Dimension::Model]))?.rows;
-    let mut c = assemble(period.clone(), group_by, policy, &by_group, &by_model, map);
+    // One query by group and model; the group lines are its sums (a second query over the same rows cost
+    // as much again).
+    let by_model = ledger.costs_of(&sources.own, &query(window, vec![d.clone(), Dimension::Model]))?;
+    let mut c = assemble(period.clone(), group_by, policy, &by_first(&by_model), &by_model.rows, map);
     c.closed_at_ns = sources.closed.map(|p| p.closed_at_ns);
     if let Some(rows) = &sources.corrections {
         let all = crate::report::ALL_TIME;
-        let by_group = ledger.costs_of(rows, &query(all, vec![d.clone()]))?;
-        let by_model = ledger.costs_of(rows, &query(all, vec![d, Dimension::Model]))?.rows;
-        let late = assemble(period, group_by, policy, &by_group, &by_model, map);
+        let by_model = ledger.costs_of(rows, &query(all, vec![d, Dimension::Model]))?;
+        let late = assemble(period, group_by, policy, &by_first(&by_model), &by_model.rows, map);
         c.fleet += late.fleet;
         c.unpriced_ns += late.unpriced_ns;
         c.lines.extend(late.lines.into_iter().filter(|l| l.total() > 0 || l.held_ns > 0).map(|mut l| {
@@ -366,6 +399,19 @@ mod tests {
     fn report(rows: Vec<CostRow>, idle: u128, unallocated: u128) -> CostReport {
         let fleet = rows.iter().map(|r| r.used + r.idle).sum::<u128>() + idle + unallocated;
         CostReport { rows, idle: Some(idle), unallocated: Some(unallocated), unpriced_ns: 0, fleet }
+    }
+
+    #[test]
+    fn a_report_by_group_and_model_sums_to_the_report_by_group() {
+        let mut a = row(&["nlp", "m1"], 10, 2, 1);
+        a.co2e_mg = Some(5);
+        let rows = vec![a, row(&["nlp", ""], 3, 1, 2), row(&["vision", "m2"], 7, 0, 4)];
+        let by = by_first(&CostReport { rows, idle: Some(9), unallocated: Some(4), unpriced_ns: 6, fleet: 36 });
+        assert_eq!(by.rows.len(), 2);
+        let nlp = &by.rows[0];
+        assert_eq!((nlp.group[0].as_str(), nlp.used, nlp.idle, nlp.co2e_mg), ("nlp", 13, 3, Some(5)));
+        assert_eq!((by.rows[1].group[0].as_str(), by.rows[1].used, by.rows[1].co2e_mg), ("vision", 7, None));
+        assert_eq!((by.idle, by.unallocated, by.unpriced_ns, by.fleet), (Some(9), Some(4), 6, 36));
     }
 
     #[test]
