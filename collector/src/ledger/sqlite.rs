@@ -1678,34 +1678,8 @@ mod tests {
     macro_rules! on_sqlite {
         ($($case:ident),* $(,)?) => { $(#[test] fn $case() { suite::$case(&SqliteStores::new()) })* };
     }
-    on_sqlite![
-        a_batch_at_or_below_the_boots_last_sequence_is_a_duplicate_and_changes_nothing,
-        a_batch_arriving_after_later_ones_fills_its_hole_and_a_resend_of_it_is_a_duplicate,
-        a_merged_batch_is_new_whole_a_resend_whole_and_refused_when_partly_stored,
-        an_overlapping_batch_is_rolled_back_alone_and_its_neighbours_commit,
-        an_interval_across_an_hour_is_split_between_two_buckets_and_adds_up,
-        usage_groups_by_namespace_pod_controller_and_any_label,
-        a_relabelled_workload_is_written_again,
-        repricing_history_halves_every_line_and_still_reconciles,
-        usage_groups_by_mlflow_model_version_run_and_experiment,
-        a_cost_line_keeps_the_owner_in_force_when_its_gpu_time_was_used,
-        reattributing_moves_the_window_to_the_new_owner_and_keeps_the_rest,
-        reopening_with_another_bucket_size_is_refused,
-        raw_rows_are_kept_within_the_retention_and_pruned_after_it,
-        closing_freezes_a_month_books_late_rows_in_the_next_and_guards_history,
-        arrival_order_and_resends_change_nothing,
-        the_outbox_retries_a_failure_after_its_backoff_and_never_redelivers,
-        budgets_are_created_replaced_and_deleted,
-    ];
+    suite::every_case!(on_sqlite);
 
-    #[test]
-    fn every_case_of_the_suite_runs_on_sqlite() {
-        // The list above and the suite's own list name the same cases.
-        let ours = include_str!("sqlite.rs");
-        for (name, _) in suite::cases::<SqliteStores>() {
-            assert!(ours.contains(&format!("        {name},\n")), "{name} is not run on SQLite");
-        }
-    }
     mod order {
         //! Property: whatever order batches from several nodes arrive in, and however often they are
         //! resent, the ledger ends up with the same usage and the same money, and every policy still

@@ -45,30 +45,40 @@ impl Stores for SqliteStores {
 /// A case of the suite.
 pub type Case<S> = (&'static str, fn(&S));
 
+/// Calls macro `$m` with the name of every case: the one list of them.
+macro_rules! every_case {
+    ($m:ident) => {
+        $m! {
+            a_batch_at_or_below_the_boots_last_sequence_is_a_duplicate_and_changes_nothing,
+            a_batch_arriving_after_later_ones_fills_its_hole_and_a_resend_of_it_is_a_duplicate,
+            a_merged_batch_is_new_whole_a_resend_whole_and_refused_when_partly_stored,
+            an_overlapping_batch_is_rolled_back_alone_and_its_neighbours_commit,
+            an_interval_across_an_hour_is_split_between_two_buckets_and_adds_up,
+            usage_groups_by_namespace_pod_controller_and_any_label,
+            a_relabelled_workload_is_written_again,
+            repricing_history_halves_every_line_and_still_reconciles,
+            usage_groups_by_mlflow_model_version_run_and_experiment,
+            a_cost_line_keeps_the_owner_in_force_when_its_gpu_time_was_used,
+            reattributing_moves_the_window_to_the_new_owner_and_keeps_the_rest,
+            reopening_with_another_bucket_size_is_refused,
+            raw_rows_are_kept_within_the_retention_and_pruned_after_it,
+            closing_freezes_a_month_books_late_rows_in_the_next_and_guards_history,
+            arrival_order_and_resends_change_nothing,
+            the_outbox_retries_a_failure_after_its_backoff_and_never_redelivers,
+            budgets_are_created_replaced_and_deleted,
+        }
+    };
+}
+#[allow(unused_imports)] // used by the SQLite unit tests (`ledger::sqlite::tests`)
+pub(crate) use every_case;
+
 /// Every case, by name.
 pub fn cases<S: Stores>() -> Vec<Case<S>> {
     macro_rules! named {
         ($($case:ident),* $(,)?) => { vec![$((stringify!($case), $case::<S> as fn(&S))),*] };
     }
-    named![
-        a_batch_at_or_below_the_boots_last_sequence_is_a_duplicate_and_changes_nothing,
-        a_batch_arriving_after_later_ones_fills_its_hole_and_a_resend_of_it_is_a_duplicate,
-        a_merged_batch_is_new_whole_a_resend_whole_and_refused_when_partly_stored,
-        an_overlapping_batch_is_rolled_back_alone_and_its_neighbours_commit,
-        an_interval_across_an_hour_is_split_between_two_buckets_and_adds_up,
-        usage_groups_by_namespace_pod_controller_and_any_label,
-        a_relabelled_workload_is_written_again,
-        repricing_history_halves_every_line_and_still_reconciles,
-        usage_groups_by_mlflow_model_version_run_and_experiment,
-        a_cost_line_keeps_the_owner_in_force_when_its_gpu_time_was_used,
-        reattributing_moves_the_window_to_the_new_owner_and_keeps_the_rest,
-        reopening_with_another_bucket_size_is_refused,
-        raw_rows_are_kept_within_the_retention_and_pruned_after_it,
-        closing_freezes_a_month_books_late_rows_in_the_next_and_guards_history,
-        arrival_order_and_resends_change_nothing,
-        the_outbox_retries_a_failure_after_its_backoff_and_never_redelivers,
-        budgets_are_created_replaced_and_deleted,
-    ]
+    let all = every_case!(named);
+    all
 }
 
 pub(super) const HOUR: u64 = 3_600 * NS;
