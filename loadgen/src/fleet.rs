@@ -77,7 +77,8 @@ impl Node {
         let mut node = Self {
             index,
             name,
-            boot: format!("{:016x}", mix(shape.seed ^ index as u64 ^ 0xb007)),
+            // A new boot for every run, as a restarted agent has: runs against the same ledger never collide.
+            boot: format!("{:016x}", mix(shape.seed ^ index as u64 ^ 0xb007 ^ mix(first_interval))),
             gpus,
             pods: Vec::new(),
             at: first_interval,
