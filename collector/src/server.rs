@@ -514,6 +514,20 @@ impl Server {
                     Ok(Err(e)) => tracing::warn!(error = %e, "pruning raw intervals failed"),
                     _ => {}
                 }
+                // The daily rollups of days that have ended (a bounded number a pass; days.rs).
+                let ledger = pruner.clone();
+                match tokio::task::spawn_blocking(move || {
+                    if !ledger.lead("daily-rollups") {
+                        return Ok(0);
+                    }
+                    ledger.build_daily_rollups(crate::now_ns())
+                })
+                .await
+                {
+                    Ok(Ok(n)) if n > 0 => tracing::info!(days = n, "built daily rollups"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "building daily rollups failed"),
+                    _ => {}
+                }
             }
         });
         tracing::info!(%grpc_addr, %http_addr, db = %redacted_db(&config.db), "collector listening");

@@ -389,6 +389,11 @@ pub trait Ledger: Send + Sync + crate::budget::store::BudgetStore {
         price_of: &dyn Fn(&crate::model::Node, &str, u32, u64) -> Option<crate::cost::price::GpuPrice>,
         dry_run: bool,
     ) -> Result<RepriceReport, LedgerError>;
+    /// Builds the daily rollups of days that have ended by `now_ns` and are not built yet (a bounded number a
+    /// call); how many. Reports over whole days read them.
+    fn build_daily_rollups(&self, _now_ns: u64) -> Result<usize, LedgerError> {
+        Ok(0)
+    }
     /// Keeps the catalog `source` (`backstage`) as fetched at `synced_at_ns`, for the collectors sharing the
     /// ledger.
     fn put_shared_catalog(&self, source: &str, catalog_json: &str, synced_at_ns: u64) -> Result<(), LedgerError>;

@@ -63,6 +63,7 @@ macro_rules! every_case {
             reopening_with_another_bucket_size_is_refused,
             raw_rows_are_kept_within_the_retention_and_pruned_after_it,
             closing_freezes_a_month_books_late_rows_in_the_next_and_guards_history,
+            daily_rollups_answer_exactly_as_the_hourly_rows_and_follow_every_change,
             arrival_order_and_resends_change_nothing,
             the_outbox_retries_a_failure_after_its_backoff_and_never_redelivers,
             budgets_are_created_replaced_and_deleted,
@@ -677,4 +678,149 @@ pub fn budgets_are_created_replaced_and_deleted<S: Stores>(s: &S) {
     assert_eq!(l.budgets().unwrap()[0].spec, "{\"x\":1}");
     assert!(l.delete_budget("b").unwrap());
     assert!(!l.delete_budget("b").unwrap());
+}
+
+/// Two pods on two GPUs over three days, priced, the first changing team at noon on the second day.
+fn three_days() -> Vec<Batch> {
+    use crate::cost::book::PriceBook;
+    use crate::cost::priced::price_batch;
+    let day0 = T0 / days::DAY * days::DAY;
+    let owner = |team: &str| Ownership {
+        owner: format!("group:default/{team}"),
+        team: team.into(),
+        department: "applied-ml".into(),
+        component: String::new(),
+        system: String::new(),
+        rule: "kubernetes-id",
+    };
+    let mut out = Vec::new();
+    for (gpu, pod) in [(1, "p"), (2, "q")] {
+        for h in 0..72u64 {
+            let start = day0 + h * HOUR + 600 * NS;
+            let mut b = batch(&format!("boot-{pod}"), h + 1, start, 1_800 * NS, 250_000 + 100_000 * gpu);
+            b.agent_id = format!("n{gpu}");
+            b.node.name = format!("n{gpu}");
+            let uuid = format!("GPU-{gpu}");
+            (b.devices[0].uuid, b.gpus[0].uuid, b.processes[0].gpu_uuid) = (uuid.clone(), uuid.clone(), uuid);
+            let identity = Identity {
+                kind: WorkloadKind::KubernetesPod,
+                namespace: format!("ns-{pod}"),
+                pod: pod.into(),
+                labels: [("mlflow.org/model-name".to_string(), format!("model-{pod}"))].into(),
+                ..Default::default()
+            };
+            b.processes[0].workload = Workload::new(&b.node, identity);
+            b.holdings = share::holdings(1_800 * NS, &b.processes, &[]);
+            b.owners = vec![owner(if pod == "p" && h >= 36 { "vision" } else { "recsys" })];
+            b.cost = price_batch(&PriceBook::catalogue_only(), &b);
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// Costs of `l` under every policy for several groupings and windows (whole days and not).
+fn cost_views<E: Engine>(l: &SqlLedger<E>) -> Vec<CostReport> {
+    let day0 = T0 / days::DAY * days::DAY;
+    let windows = [
+        (day0, day0 + 4 * days::DAY),
+        (day0 + days::DAY, day0 + 2 * days::DAY),
+        (day0 + 5 * HOUR, day0 + 2 * days::DAY + 3 * HOUR),
+    ];
+    let groupings = [
+        vec![],
+        vec![Dimension::Team],
+        vec![Dimension::Namespace, Dimension::Model],
+        vec![Dimension::Day, Dimension::Owner],
+        vec![Dimension::Gpu, Dimension::Workload],
+    ];
+    let mut out = Vec::new();
+    for (from_ns, to_ns) in windows {
+        for group_by in &groupings {
+            for policy in Policy::ALL {
+                let q = CostQuery { from_ns, to_ns, group_by: group_by.clone(), filters: vec![], policy };
+                out.push(l.costs(&q).unwrap());
+            }
+        }
+        let team = CostQuery {
+            from_ns,
+            to_ns,
+            group_by: vec![Dimension::Namespace],
+            filters: vec![(Dimension::Team, "recsys".into())],
+            policy: Policy::Hybrid,
+        };
+        out.push(l.costs(&team).unwrap());
+    }
+    out
+}
+
+pub fn daily_rollups_answer_exactly_as_the_hourly_rows_and_follow_every_change<S: Stores>(s: &S) {
+    use crate::cost::book::PriceBook;
+    use crate::enrich::catalog::Catalog;
+    use crate::enrich::owner::{Rule, resolve};
+    // `a` builds its daily rollups, `b` never does: they must answer alike after every change.
+    let (a, b) = (s.open("a", HOUR, WEEK).unwrap(), s.open("b", HOUR, WEEK).unwrap());
+    let day0 = T0 / days::DAY * days::DAY;
+    let now = day0 + 5 * days::DAY;
+    let batches = three_days();
+    for l in [&a, &b] {
+        assert!(l.record(&batches, now).unwrap().iter().all(|r| matches!(r, Ok(Recorded::Stored))));
+    }
+    let built = a.build_daily_rollups(now).unwrap();
+    assert!(built >= 3, "{built} days built");
+    let daily: i64 =
+        a.with_reader(|c| Ok(c.one("SELECT COUNT(*) FROM usage_days", sql_params![], |r| r.get(0))?)).unwrap();
+    assert!(daily >= 6, "daily rows: {daily}");
+    assert_eq!(cost_views(&a), cost_views(&b), "built days answer as their hours");
+    let rebuild_and_compare = |what: &str| {
+        assert_eq!(cost_views(&a), cost_views(&b), "{what}: unbuilt days answer from their hours");
+        a.build_daily_rollups(now).unwrap();
+        assert_eq!(cost_views(&a), cost_views(&b), "{what}: rebuilt");
+    };
+
+    // Late batches from other nodes' boots: one of the first day (no owner news), then one of the second day
+    // that records another team for pod q (in force from then on: the later days change too).
+    let late = |of: usize, n: u32, owners: Vec<Ownership>| {
+        let mut l = batches[of].clone();
+        l.boot_id = format!("late-{n}");
+        l.agent_id = format!("n{n}");
+        l.node.name = format!("n{n}");
+        let uuid = format!("GPU-{n}");
+        (l.devices[0].uuid, l.gpus[0].uuid, l.processes[0].gpu_uuid) = (uuid.clone(), uuid.clone(), uuid);
+        l.holdings = share::holdings(1_800 * NS, &l.processes, &[]);
+        l.owners = owners;
+        l.cost = crate::cost::priced::price_batch(&PriceBook::catalogue_only(), &l);
+        l
+    };
+    for l in [&a, &b] {
+        assert!(matches!(l.record(&[late(3, 3, vec![])], now).unwrap()[0], Ok(Recorded::Stored)));
+    }
+    rebuild_and_compare("a late batch");
+    let mut vision = batches[72 + 30].owners[0].clone();
+    vision.team = "vision".into();
+    vision.owner = "group:default/vision".into();
+    for l in [&a, &b] {
+        assert!(matches!(l.record(&[late(72 + 30, 4, vec![vision.clone()])], now).unwrap()[0], Ok(Recorded::Stored)));
+    }
+    rebuild_and_compare("a late batch with another owner");
+
+    // Re-pricing the second day at half price.
+    let half = |node: &Node, model: &str, gpus: u32, at: u64| {
+        PriceBook::catalogue_only().price(node, model, gpus, at).ok().map(|mut p| {
+            p.instance_micros_per_hour /= 2;
+            p
+        })
+    };
+    for l in [&a, &b] {
+        l.reprice(day0 + days::DAY, day0 + 2 * days::DAY, &half, false).unwrap();
+    }
+    rebuild_and_compare("re-pricing");
+
+    // Re-attributing the third day by the catalog.
+    let catalog = Catalog::example();
+    let by_catalog = |i: &Identity| resolve(&catalog, &Rule::DEFAULT_ORDER, i, None);
+    for l in [&a, &b] {
+        l.reattribute(day0 + 2 * days::DAY, day0 + 3 * days::DAY, &by_catalog, false).unwrap();
+    }
+    rebuild_and_compare("re-attribution");
 }

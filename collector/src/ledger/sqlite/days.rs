@@ -1,0 +1,155 @@
+//! Daily rollups (migration 0012): a day's hourly rollups summed once the day has ended, so that reports over
+//! whole days read one row per holder and day instead of one per hour. Derived, never the record: a day is
+//! unbuilt (its daily rows deleted) whenever its hourly rows or the owners in force in it change, and queries
+//! read a day's daily rows only while it is built.
+
+use std::collections::HashSet;
+
+use super::closing::HISTORY_LOCK;
+use super::{Engine, SqlLedger};
+use crate::ledger::LedgerError;
+use crate::ledger::rows::{GPU_VALUES, USAGE_VALUES};
+use crate::ledger::sql::{Db, DbError, Tx};
+use crate::sql_params;
+
+pub(super) const DAY: u64 = 86_400 * 1_000_000_000;
+
+/// Unbuilds the built days that overlap [from_ns, to_ns), deleting their daily rows.
+pub(super) fn unbuild(tx: &impl Db, from_ns: u64, to_ns: u64) -> Result<(), DbError> {
+    let from = (from_ns / DAY * DAY) as i64;
+    let to = to_ns.min(i64::MAX as u64) as i64;
+    if tx.run("DELETE FROM built_days WHERE day_start_ns >= $1 AND day_start_ns < $2", sql_params![from, to])? > 0 {
+        tx.run("DELETE FROM usage_days WHERE day_start_ns >= $1 AND day_start_ns < $2", sql_params![from, to])?;
+        tx.run("DELETE FROM gpu_days WHERE day_start_ns >= $1 AND day_start_ns < $2", sql_params![from, to])?;
+    }
+    Ok(())
+}
+
+/// The built days wholly inside [from_ns, to_ns), merged into ranges [start, end) of day starts.
+pub(super) fn built_ranges(c: &impl Db, from_ns: u64, to_ns: u64) -> Result<Vec<(u64, u64)>, DbError> {
+    let days: Vec<i64> = c.all(
+        "SELECT day_start_ns FROM built_days WHERE day_start_ns >= $1 AND day_start_ns + 86400000000000 <= $2
+         ORDER BY day_start_ns",
+        sql_params![from_ns.min(i64::MAX as u64) as i64, to_ns.min(i64::MAX as u64) as i64],
+        |r| r.get(0),
+    )?;
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for d in days.into_iter().map(|d| d as u64) {
+        match ranges.last_mut() {
+            Some(last) if last.1 == d => last.1 = d + DAY,
+            _ => ranges.push((d, d + DAY)),
+        }
+    }
+    Ok(ranges)
+}
+
+/// [from, to) less `ranges` (sorted, inside it).
+pub(super) fn complement(from: u64, to: u64, ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut at = from;
+    for &(s, e) in ranges {
+        if s > at {
+            out.push((at, s));
+        }
+        at = at.max(e);
+    }
+    if at < to {
+        out.push((at, to));
+    }
+    out
+}
+
+/// `col >= a AND col < b OR …` for `ranges` (integers written into the statement); `0 = 1` for none.
+pub(super) fn within(col: &str, ranges: &[(u64, u64)]) -> String {
+    if ranges.is_empty() {
+        return "0 = 1".into();
+    }
+    let parts: Vec<String> = ranges.iter().map(|(a, b)| format!("({col} >= {a} AND {col} < {b})")).collect();
+    format!("({})", parts.join(" OR "))
+}
+
+impl<E: Engine> SqlLedger<E> {
+    /// Builds the daily rollups of up to `max` days that ended by `now_ns` and are not built yet; how many. Each
+    /// day in its own transaction, under the history lock (re-pricing and re-attribution unbuild days).
+    pub(super) fn build_days(&self, now_ns: u64, max: usize) -> Result<usize, LedgerError> {
+        let today = now_ns / DAY * DAY;
+        let first: Option<i64> = {
+            let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            guard.conn.one("SELECT MIN(bucket_start_ns) FROM gpu_buckets", sql_params![], |r| r.get(0))?
+        };
+        let Some(first) = first else { return Ok(0) };
+        let first = first as u64 / DAY * DAY;
+        let built: HashSet<i64> = self.with_reader(|c| {
+            Ok(c.all("SELECT day_start_ns FROM built_days WHERE day_start_ns >= $1", sql_params![first as i64], |r| {
+                r.get(0)
+            })?
+            .into_iter()
+            .collect())
+        })?;
+        let usage_values = USAGE_VALUES.join(", ");
+        let usage_sums = USAGE_VALUES.iter().map(|v| format!("SUM(u.{v})")).collect::<Vec<_>>().join(", ");
+        let gpu_values = GPU_VALUES.join(", ");
+        let gpu_sums = GPU_VALUES.iter().map(|v| format!("SUM(g.{v})")).collect::<Vec<_>>().join(", ");
+        let mut n = 0;
+        let mut day = first;
+        while day < today && n < max {
+            if !built.contains(&(day as i64)) {
+                // The writer is taken a day at a time, so that ingest goes on between days.
+                let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+                let tx = Tx::begin(&guard.conn, self.engine.begin())?;
+                tx.exclusive(HISTORY_LOCK, 0)?;
+                let (from, to) = (day as i64, (day + DAY) as i64);
+                let done: Option<i64> =
+                    tx.opt("SELECT built_at_ns FROM built_days WHERE day_start_ns = $1", sql_params![from], |r| {
+                        r.get(0)
+                    })?;
+                if done.is_none() {
+                    tx.run(
+                        &format!(
+                            "INSERT INTO usage_days (day_start_ns, gpu_id, workload_id, node_id, owner_from, {usage_values})
+                             SELECT CAST($1 AS BIGINT), u.gpu_id, u.workload_id, u.node_id,
+                               COALESCE((SELECT MAX(o2.from_ns) FROM workload_owners o2 WHERE o2.workload_id = u.workload_id
+                                 AND o2.from_ns < u.bucket_start_ns + {}), -1), {usage_sums}
+                             FROM usage_buckets u WHERE u.bucket_start_ns >= $2 AND u.bucket_start_ns < $3
+                             GROUP BY 2, 3, 4, 5",
+                            self.bucket_ns
+                        ),
+                        sql_params![from, from, to],
+                    )?;
+                    tx.run(
+                        &format!(
+                            "INSERT INTO gpu_days (day_start_ns, gpu_id, node_id, {gpu_values})
+                             SELECT CAST($1 AS BIGINT), g.gpu_id, g.node_id, {gpu_sums}
+                             FROM gpu_buckets g WHERE g.bucket_start_ns >= $2 AND g.bucket_start_ns < $3 GROUP BY 2, 3"
+                        ),
+                        sql_params![from, from, to],
+                    )?;
+                    tx.run(
+                        "INSERT INTO built_days (day_start_ns, built_at_ns) VALUES ($1, $2)",
+                        sql_params![from, now_ns as i64],
+                    )?;
+                }
+                tx.commit()?;
+                n += 1;
+            }
+            day += DAY;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_merged_complemented_and_written_as_conditions() {
+        assert_eq!(
+            complement(0, 10 * DAY, &[(2 * DAY, 4 * DAY), (6 * DAY, 7 * DAY)]),
+            vec![(0, 2 * DAY), (4 * DAY, 6 * DAY), (7 * DAY, 10 * DAY)]
+        );
+        assert_eq!(complement(0, 2 * DAY, &[(0, 2 * DAY)]), vec![]);
+        assert_eq!(within("x", &[]), "0 = 1");
+        assert_eq!(within("x", &[(1, 2), (3, 4)]), "((x >= 1 AND x < 2) OR (x >= 3 AND x < 4))");
+    }
+}
