@@ -514,13 +514,14 @@ impl Server {
                     Ok(Err(e)) => tracing::warn!(error = %e, "pruning raw intervals failed"),
                     _ => {}
                 }
-                // The daily rollups of days that have ended (a bounded number a pass; days.rs).
+                // The daily rollups of days that have ended: 8 a pass, so that a ledger with a long history
+                // (each day summed while holding the writer) catches up without stalling ingest (days.rs).
                 let ledger = pruner.clone();
                 match tokio::task::spawn_blocking(move || {
                     if !ledger.lead("daily-rollups") {
                         return Ok(0);
                     }
-                    ledger.build_daily_rollups(crate::now_ns())
+                    ledger.build_daily_rollups(crate::now_ns(), 8)
                 })
                 .await
                 {

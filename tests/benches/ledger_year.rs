@@ -784,7 +784,7 @@ fn main() {
     let t = Instant::now();
     let mut built = 0;
     loop {
-        let n = ledger.build_daily_rollups(now).expect("daily rollups");
+        let n = ledger.build_daily_rollups(now, 400).expect("daily rollups");
         built += n;
         if n == 0 {
             break;

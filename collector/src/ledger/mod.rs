@@ -389,9 +389,9 @@ pub trait Ledger: Send + Sync + crate::budget::store::BudgetStore {
         price_of: &dyn Fn(&crate::model::Node, &str, u32, u64) -> Option<crate::cost::price::GpuPrice>,
         dry_run: bool,
     ) -> Result<RepriceReport, LedgerError>;
-    /// Builds the daily rollups of days that have ended by `now_ns` and are not built yet (a bounded number a
-    /// call); how many. Reports over whole days read them.
-    fn build_daily_rollups(&self, _now_ns: u64) -> Result<usize, LedgerError> {
+    /// Builds the daily rollups of up to `max_days` days that have ended by `now_ns` and are not built yet, each
+    /// holding the writer while it is summed; how many. Reports over whole days read them.
+    fn build_daily_rollups(&self, _now_ns: u64, _max_days: usize) -> Result<usize, LedgerError> {
         Ok(0)
     }
     /// Keeps the catalog `source` (`backstage`) as fetched at `synced_at_ns`, for the collectors sharing the

@@ -1714,8 +1714,8 @@ impl<E: Engine> Ledger for SqlLedger<E> {
         self.engine.lead(job)
     }
 
-    fn build_daily_rollups(&self, now_ns: u64) -> Result<usize, LedgerError> {
-        self.build_days(now_ns, 400)
+    fn build_daily_rollups(&self, now_ns: u64, max_days: usize) -> Result<usize, LedgerError> {
+        self.build_days(now_ns, max_days)
     }
 
     fn put_shared_catalog(&self, source: &str, catalog_json: &str, synced_at_ns: u64) -> Result<(), LedgerError> {

@@ -766,7 +766,7 @@ pub fn daily_rollups_answer_exactly_as_the_hourly_rows_and_follow_every_change<S
     for l in [&a, &b] {
         assert!(l.record(&batches, now).unwrap().iter().all(|r| matches!(r, Ok(Recorded::Stored))));
     }
-    let built = a.build_daily_rollups(now).unwrap();
+    let built = a.build_daily_rollups(now, 400).unwrap();
     assert!(built >= 3, "{built} days built");
     let daily: i64 =
         a.with_reader(|c| Ok(c.one("SELECT COUNT(*) FROM usage_days", sql_params![], |r| r.get(0))?)).unwrap();
@@ -774,7 +774,7 @@ pub fn daily_rollups_answer_exactly_as_the_hourly_rows_and_follow_every_change<S
     assert_eq!(cost_views(&a), cost_views(&b), "built days answer as their hours");
     let rebuild_and_compare = |what: &str| {
         assert_eq!(cost_views(&a), cost_views(&b), "{what}: unbuilt days answer from their hours");
-        a.build_daily_rollups(now).unwrap();
+        a.build_daily_rollups(now, 400).unwrap();
         assert_eq!(cost_views(&a), cost_views(&b), "{what}: rebuilt");
     };
 
