@@ -900,6 +900,24 @@ fn main() {
         http_figures(&path, &month, &dash, runs, &mut figures);
     }
 
+    // The month closed (last: it changes the file): its report reads what closing froze, summed per day.
+    {
+        let ledger = SqliteLedger::open(&path, HOUR, 7 * DAY_NS).unwrap();
+        let t = Instant::now();
+        match ledger.close_period(&month, now) {
+            Ok(_) => println!("closed {} in {:.1} s", month.label, t.elapsed().as_secs_f64()),
+            Err(e) => println!("closing {}: {e}", month.label),
+        }
+        let req = request("team", "csv");
+        let mut lines = 0;
+        let t = time(runs, || lines = render(&ledger, &req, &config, &|_| None).unwrap().0.lines().count() - 1);
+        figures.push(figure(
+            "closed month's chargeback by team (report chargeback, CSV)",
+            &t,
+            format!("{lines} lines"),
+        ));
+    }
+
     println!();
     println!("for BENCHMARKS.md (date, GPUs, workloads, GPU-days, bytes per GPU-day, then the figures):");
     println!(

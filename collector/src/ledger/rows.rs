@@ -40,7 +40,7 @@ pub(crate) const GPU_VALUES: [&str; 8] = [
 ];
 
 /// A period label as it may appear in SQL (`2026-11`): digits, `-` and `W` only.
-fn safe(label: &str) -> &str {
+pub(crate) fn safe(label: &str) -> &str {
     assert!(label.chars().all(|c| c.is_ascii_digit() || c == '-' || c == 'W'), "period label {label:?}");
     label
 }

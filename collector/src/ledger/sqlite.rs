@@ -38,6 +38,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_shared_catalog.sql"),
     include_str!("migrations/0011_raw_intervals_unkeyed.sql"),
     include_str!("migrations/0012_daily_rollups.sql"),
+    include_str!("migrations/0013_booked_days.sql"),
 ];
 
 mod budgets;
@@ -1162,7 +1163,16 @@ impl<E: Engine> Ledger for SqlLedger<E> {
             // Whole days whose daily rollups are built are read from those (days.rs), the rest from the hourly
             // rows; the window's bounds are then written into the statement, else bound as $1 and $2 (they come
             // first in the statement's text).
-            let built = if *source == Rows::Live { days::built_ranges(conn, q.from_ns, q.to_ns)? } else { Vec::new() };
+            // A closed month's report reads the days its closing summed (migration 0013) when it asks for whole days.
+            let (built, usage_days, gpu_days) = match source {
+                Rows::Live => (days::built_ranges(conn, q.from_ns, q.to_ns)?, "usage_days".to_string(), "gpu_days".to_string()),
+                Rows::Booked { period, corrections: false } if days::booked_days(conn, period)? && q.from_ns % days::DAY == 0 && q.to_ns % days::DAY == 0 => (
+                    vec![(q.from_ns, q.to_ns)],
+                    format!("(SELECT * FROM booked_usage_days WHERE booked_period = '{}')", crate::ledger::rows::safe(period)),
+                    format!("(SELECT * FROM booked_gpu_days WHERE booked_period = '{}')", crate::ledger::rows::safe(period)),
+                ),
+                _ => (Vec::new(), String::new(), String::new()),
+            };
             let first = if built.is_empty() { 2 } else { 0 };
             let dims = DimSql::with(&all, self.bucket_ns, first, true);
             let (group_cols, filter_cols) = dims.exprs.split_at(q.group_by.len());
@@ -1213,7 +1223,7 @@ impl<E: Engine> Ledger for SqlLedger<E> {
             } else {
                 // A built day's rows carry the owner in force (-1: none) and the day's start.
                 let daily = format!(
-                    "SELECT d.workload_id, d.gpu_id, d.node_id{}{}, {} FROM usage_days d WHERE {} GROUP BY {keys}",
+                    "SELECT d.workload_id, d.gpu_id, d.node_id{}{}, {} FROM {usage_days} d WHERE {} GROUP BY {keys}",
                     if owner_col.is_empty() { "" } else { ", d.owner_from AS owner_from" },
                     if day_col.is_empty() { "" } else { ", d.day_start_ns AS bucket_start_ns" },
                     sums("d"),
@@ -1275,8 +1285,8 @@ impl<E: Engine> Ledger for SqlLedger<E> {
             } else {
                 let cols = crate::ledger::rows::GPU_VALUES.join(", ");
                 format!(
-                    "(SELECT bucket_start_ns, gpu_id, node_id, {cols} FROM gpu_buckets WHERE {}
-                      UNION ALL SELECT day_start_ns, gpu_id, node_id, {cols} FROM gpu_days WHERE {})",
+                    "(SELECT bucket_start_ns, gpu_id, node_id, {cols} FROM {gpu_rows} x WHERE {}
+                      UNION ALL SELECT day_start_ns, gpu_id, node_id, {cols} FROM {gpu_days} y WHERE {})",
                     days::within("bucket_start_ns", &days::complement(q.from_ns, q.to_ns, &built)),
                     days::within("day_start_ns", &built)
                 )

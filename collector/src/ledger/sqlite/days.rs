@@ -43,6 +43,14 @@ pub(super) fn built_ranges(c: &impl Db, from_ns: u64, to_ns: u64) -> Result<Vec<
     Ok(ranges)
 }
 
+/// Whether closing `period` summed its days (months closed before migration 0013 did not).
+pub(super) fn booked_days(c: &impl Db, period: &str) -> Result<bool, DbError> {
+    Ok(c.opt("SELECT 1 FROM booked_gpu_days WHERE booked_period = $1 LIMIT 1", sql_params![period], |r| {
+        r.get::<i64>(0)
+    })?
+    .is_some())
+}
+
 /// [from, to) less `ranges` (sorted, inside it).
 pub(super) fn complement(from: u64, to: u64, ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let mut out = Vec::new();

@@ -501,6 +501,23 @@ pub fn closing_freezes_a_month_books_late_rows_in_the_next_and_guards_history<S:
     let frozen = money(&l, &booked, month.from_ns, month.to_ns);
     assert!(frozen.3 > 0, "the month had a cost: {frozen:?}");
     assert_eq!(frozen, money(&l, &Rows::Live, month.from_ns, month.to_ns), "booked as it stood");
+    // The closed month is read from the days its closing summed: the same under any grouping and policy.
+    for group_by in [vec![], vec![Dimension::Namespace, Dimension::Model], vec![Dimension::Day, Dimension::Owner]] {
+        for policy in Policy::ALL {
+            let q = CostQuery {
+                from_ns: month.from_ns,
+                to_ns: month.to_ns,
+                group_by: group_by.clone(),
+                filters: vec![],
+                policy,
+            };
+            assert_eq!(
+                l.costs_of(&booked, &q).unwrap(),
+                l.costs_of(&Rows::Live, &q).unwrap(),
+                "{group_by:?} {policy:?}"
+            );
+        }
+    }
     assert!(l.close_period(&month, next.to_ns).unwrap_err().to_string().contains("already closed"));
     let after_next = next.next(Cadence::Monthly);
     let skipped = l.close_period(&after_next, after_next.to_ns).unwrap_err();
