@@ -1166,7 +1166,7 @@ impl<E: Engine> Ledger for SqlLedger<E> {
             // A closed month's report reads the days its closing summed (migration 0013) when it asks for whole days.
             let (built, usage_days, gpu_days) = match source {
                 Rows::Live => (days::built_ranges(conn, q.from_ns, q.to_ns)?, "usage_days".to_string(), "gpu_days".to_string()),
-                Rows::Booked { period, corrections: false } if days::booked_days(conn, period)? && q.from_ns % days::DAY == 0 && q.to_ns % days::DAY == 0 => (
+                Rows::Booked { period, corrections: false } if days::booked_days(conn, period)? && q.from_ns.is_multiple_of(days::DAY) && q.to_ns.is_multiple_of(days::DAY) => (
                     vec![(q.from_ns, q.to_ns)],
                     format!("(SELECT * FROM booked_usage_days WHERE booked_period = '{}')", crate::ledger::rows::safe(period)),
                     format!("(SELECT * FROM booked_gpu_days WHERE booked_period = '{}')", crate::ledger::rows::safe(period)),
