@@ -696,6 +696,14 @@ fn insert_rows(
     Ok(())
 }
 
+/// Extends to `end` the coverage range of each of `gpus` that ends at `start`, in one statement; how many.
+fn extend_ranges(tx: &impl Db, gpus: &[i64], start: i64, end: i64) -> Result<usize, DbError> {
+    let list = (0..gpus.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ");
+    let mut params = vec![Value::Int(end), Value::Int(start)];
+    params.extend(gpus.iter().map(|&g| Value::Int(g)));
+    tx.run(&format!("UPDATE gpu_coverage SET end_ns = $1 WHERE end_ns = $2 AND gpu_id IN ({list})"), &bind(&params))
+}
+
 /// The usual case for a single writer, in one statement: every GPU's latest coverage ends where the
 /// interval starts, so each is extended to its end. `false` (nothing written) when that is not known to be
 /// so; then each GPU is claimed on its own ([`claim_gpu_time`]).
@@ -719,13 +727,7 @@ fn extend_all_coverage(
     {
         return Ok(false);
     }
-    let list: Vec<String> = (0..gpus.len()).map(|i| format!("${}", i + 3)).collect();
-    let mut params = vec![Value::Int(end as i64), Value::Int(start as i64)];
-    params.extend(gpus.iter().map(|&g| Value::Int(g)));
-    let n = tx.run(
-        &format!("UPDATE gpu_coverage SET end_ns = $1 WHERE end_ns = $2 AND gpu_id IN ({})", list.join(", ")),
-        &bind(&params),
-    )?;
+    let n = extend_ranges(tx, &gpus, start as i64, end as i64)?;
     if n != gpus.len() {
         // The cache was wrong: undo nothing here, fail the batch (its savepoint rolls back, the cache is
         // dropped) so that the agent sends it again and it takes the slow path.
@@ -793,13 +795,7 @@ fn claim_coverage_shared(tx: &impl Db, gpus: &[i64], start: u64, end: u64) -> Re
     }
     if !extend.is_empty() {
         // The usual case, every GPU's latest range reaching the interval: one statement.
-        let list = (0..extend.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ");
-        let mut params = vec![Value::Int(end), Value::Int(start)];
-        params.extend(extend.iter().map(|&g| Value::Int(g)));
-        tx.run(
-            &format!("UPDATE gpu_coverage SET end_ns = $1 WHERE end_ns = $2 AND gpu_id IN ({list})"),
-            &bind(&params),
-        )?;
+        extend_ranges(tx, &extend, start, end)?;
     }
     Ok(true)
 }

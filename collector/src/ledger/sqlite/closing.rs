@@ -76,31 +76,9 @@ impl<E: Engine> SqlLedger<E> {
             sql_params![label, period.from_ns as i64, period.to_ns as i64],
         )?;
         // The month's own rows summed per day too (owner in force kept), which its report reads (days.rs).
-        let usage_sums = USAGE_VALUES.iter().map(|v| format!("SUM(u.{v})")).collect::<Vec<_>>().join(", ");
-        let gpu_sums = GPU_VALUES.iter().map(|v| format!("SUM(g.{v})")).collect::<Vec<_>>().join(", ");
-        tx.run(
-            &format!(
-                "INSERT INTO booked_usage_days (booked_period, day_start_ns, gpu_id, workload_id, node_id, owner_from, {})
-                 SELECT CAST($1 AS TEXT), u.bucket_start_ns / {day} * {day}, u.gpu_id, u.workload_id, u.node_id,
-                   COALESCE((SELECT MAX(o2.from_ns) FROM workload_owners o2 WHERE o2.workload_id = u.workload_id
-                     AND o2.from_ns < u.bucket_start_ns + {}), -1), {usage_sums}
-                 FROM usage_buckets u WHERE u.bucket_start_ns >= $2 AND u.bucket_start_ns < $3 GROUP BY 2, 3, 4, 5, 6",
-                USAGE_VALUES.join(", "),
-                self.bucket_ns,
-                day = super::days::DAY
-            ),
-            sql_params![label, period.from_ns as i64, period.to_ns as i64],
-        )?;
-        tx.run(
-            &format!(
-                "INSERT INTO booked_gpu_days (booked_period, day_start_ns, gpu_id, node_id, {})
-                 SELECT CAST($1 AS TEXT), g.bucket_start_ns / {day} * {day}, g.gpu_id, g.node_id, {gpu_sums}
-                 FROM gpu_buckets g WHERE g.bucket_start_ns >= $2 AND g.bucket_start_ns < $3 GROUP BY 2, 3, 4",
-                GPU_VALUES.join(", "),
-                day = super::days::DAY
-            ),
-            sql_params![label, period.from_ns as i64, period.to_ns as i64],
-        )?;
+        let window = sql_params![label, period.from_ns as i64, period.to_ns as i64];
+        tx.run(&super::days::sum_into_days("booked_usage_days", false, true, self.bucket_ns), window)?;
+        tx.run(&super::days::sum_into_days("booked_gpu_days", true, true, self.bucket_ns), window)?;
         tx.run(
             "INSERT INTO closed_periods (period, from_ns, to_ns, closed_at_ns) VALUES ($1, $2, $3, $4)",
             sql_params![label, period.from_ns as i64, period.to_ns as i64, now_ns as i64],

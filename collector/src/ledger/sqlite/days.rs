@@ -43,6 +43,36 @@ pub(super) fn built_ranges(c: &impl Db, from_ns: u64, to_ns: u64) -> Result<Vec<
     Ok(ranges)
 }
 
+/// The statement that sums the hourly rows (of `usage_buckets`, or of `gpu_buckets` with `gpu`) whose bucket
+/// starts in [`$1`, `$2`) per day into `table`, the usage per owner in force too (`owner_from`, -1: none). With
+/// `booked`, the rows are tagged `booked_period = $1` and the window is [`$2`, `$3`).
+pub(super) fn sum_into_days(table: &str, gpu: bool, booked: bool, bucket_ns: u64) -> String {
+    let (values, key, owner) = if gpu {
+        (&GPU_VALUES[..], "gpu_id, node_id", String::new())
+    } else {
+        (
+            &USAGE_VALUES[..],
+            "gpu_id, workload_id, node_id, owner_from",
+            format!(
+                ", COALESCE((SELECT MAX(o2.from_ns) FROM workload_owners o2 WHERE o2.workload_id = u.workload_id
+                   AND o2.from_ns < u.bucket_start_ns + {bucket_ns}), -1)"
+            ),
+        )
+    };
+    let source_key = if gpu { "u.gpu_id, u.node_id" } else { "u.gpu_id, u.workload_id, u.node_id" };
+    let sums = values.iter().map(|v| format!("SUM(u.{v})")).collect::<Vec<_>>().join(", ");
+    let (tag_col, tag, first) = if booked { ("booked_period, ", "CAST($1 AS TEXT), ", 2) } else { ("", "", 1) };
+    let keys = key.split(", ").count() + 1 + usize::from(booked);
+    format!(
+        "INSERT INTO {table} ({tag_col}day_start_ns, {key}, {}) SELECT {tag}u.bucket_start_ns / {DAY} * {DAY}, {source_key}{owner}, {sums}
+         FROM {} u WHERE u.bucket_start_ns >= ${first} AND u.bucket_start_ns < ${} GROUP BY {}",
+        values.join(", "),
+        if gpu { "gpu_buckets" } else { "usage_buckets" },
+        first + 1,
+        (1..=keys).map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+    )
+}
+
 /// Whether closing `period` summed its days (months closed before migration 0013 did not).
 pub(super) fn booked_days(c: &impl Db, period: &str) -> Result<bool, DbError> {
     Ok(c.opt("SELECT 1 FROM booked_gpu_days WHERE booked_period = $1 LIMIT 1", sql_params![period], |r| {
@@ -94,10 +124,10 @@ impl<E: Engine> SqlLedger<E> {
             .into_iter()
             .collect())
         })?;
-        let usage_values = USAGE_VALUES.join(", ");
-        let usage_sums = USAGE_VALUES.iter().map(|v| format!("SUM(u.{v})")).collect::<Vec<_>>().join(", ");
-        let gpu_values = GPU_VALUES.join(", ");
-        let gpu_sums = GPU_VALUES.iter().map(|v| format!("SUM(g.{v})")).collect::<Vec<_>>().join(", ");
+        let (usage, gpus) = (
+            sum_into_days("usage_days", false, false, self.bucket_ns),
+            sum_into_days("gpu_days", true, false, self.bucket_ns),
+        );
         let mut n = 0;
         let mut day = first;
         while day < today && n < max {
@@ -112,26 +142,8 @@ impl<E: Engine> SqlLedger<E> {
                         r.get(0)
                     })?;
                 if done.is_none() {
-                    tx.run(
-                        &format!(
-                            "INSERT INTO usage_days (day_start_ns, gpu_id, workload_id, node_id, owner_from, {usage_values})
-                             SELECT CAST($1 AS BIGINT), u.gpu_id, u.workload_id, u.node_id,
-                               COALESCE((SELECT MAX(o2.from_ns) FROM workload_owners o2 WHERE o2.workload_id = u.workload_id
-                                 AND o2.from_ns < u.bucket_start_ns + {}), -1), {usage_sums}
-                             FROM usage_buckets u WHERE u.bucket_start_ns >= $2 AND u.bucket_start_ns < $3
-                             GROUP BY 2, 3, 4, 5",
-                            self.bucket_ns
-                        ),
-                        sql_params![from, from, to],
-                    )?;
-                    tx.run(
-                        &format!(
-                            "INSERT INTO gpu_days (day_start_ns, gpu_id, node_id, {gpu_values})
-                             SELECT CAST($1 AS BIGINT), g.gpu_id, g.node_id, {gpu_sums}
-                             FROM gpu_buckets g WHERE g.bucket_start_ns >= $2 AND g.bucket_start_ns < $3 GROUP BY 2, 3"
-                        ),
-                        sql_params![from, from, to],
-                    )?;
+                    tx.run(&usage, sql_params![from, to])?;
+                    tx.run(&gpus, sql_params![from, to])?;
                     tx.run(
                         "INSERT INTO built_days (day_start_ns, built_at_ns) VALUES ($1, $2)",
                         sql_params![from, now_ns as i64],
