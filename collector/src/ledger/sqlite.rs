@@ -127,6 +127,15 @@ fn open(path: &Path) -> Result<Connection, LedgerError> {
     Ok(conn)
 }
 
+/// The `from_ns` of the owner in force in the bucket of row `t` (of a rollup): the latest change that began before
+/// the bucket's end; NULL for none.
+fn owner_in_force(t: &str, bucket_ns: u64) -> String {
+    format!(
+        "(SELECT MAX(o2.from_ns) FROM workload_owners o2 WHERE o2.workload_id = {t}.workload_id
+           AND o2.from_ns < {t}.bucket_start_ns + {bucket_ns})"
+    )
+}
+
 /// SQL for grouping or filtering by dimensions: one column expression per dimension, over the aliases
 /// `n` (nodes), `g` (gpus), `w` (workloads) and `b` (a bucket table), plus the joins label dimensions
 /// need. SQLite numbers `$N` parameters in order of first appearance, not by N, so the label keys are
@@ -135,21 +144,13 @@ struct DimSql {
     exprs: Vec<String>,
     joins: String,
     params: Vec<String>,
+    /// Whether a dimension needs the owner in force (joined as `o`).
+    owner: bool,
 }
 
 impl DimSql {
     fn new(dims: &[&Dimension], bucket_ns: u64) -> Self {
         Self::with(dims, bucket_ns, 0, false)
-    }
-
-    /// Whether any of `dims` needs the owner in force.
-    fn needs_owner(dims: &[&Dimension]) -> bool {
-        dims.iter().any(|d| {
-            matches!(
-                d,
-                Dimension::Owner | Dimension::Team | Dimension::Department | Dimension::Component | Dimension::System
-            )
-        })
     }
 
     /// `first`: parameters numbered before the label keys (they come first in the statement's text).
@@ -223,11 +224,11 @@ impl DimSql {
         } else if needs_owner {
             // The owner in force in the bucket: the latest change that began before its end.
             joins.push_str(&format!(
-                " LEFT JOIN workload_owners o ON o.workload_id = b.workload_id AND o.from_ns = (SELECT MAX(o2.from_ns)
-                   FROM workload_owners o2 WHERE o2.workload_id = b.workload_id AND o2.from_ns < b.bucket_start_ns + {bucket_ns})"
+                " LEFT JOIN workload_owners o ON o.workload_id = b.workload_id AND o.from_ns = {}",
+                owner_in_force("b", bucket_ns)
             ));
         }
-        Self { exprs, joins, params }
+        Self { exprs, joins, params, owner: needs_owner }
     }
 }
 
@@ -704,9 +705,9 @@ fn extend_ranges(tx: &impl Db, gpus: &[i64], start: i64, end: i64) -> Result<usi
     tx.run(&format!("UPDATE gpu_coverage SET end_ns = $1 WHERE end_ns = $2 AND gpu_id IN ({list})"), &bind(&params))
 }
 
-/// The usual case for a single writer, in one statement: every GPU's latest coverage ends where the
-/// interval starts, so each is extended to its end. `false` (nothing written) when that is not known to be
-/// so; then each GPU is claimed on its own ([`claim_gpu_time`]).
+/// The usual case for the single writer of an embedded ledger, in one statement: every GPU's latest coverage
+/// (as the writer's cache knows it) ends where the interval starts, so each is extended to its end. `false`
+/// (nothing written) when that is not known to be so; then each GPU is claimed on its own ([`claim_gpu_time`]).
 fn extend_all_coverage(
     ids: &mut IdCache,
     tx: &impl Db,
@@ -714,9 +715,6 @@ fn extend_all_coverage(
     start: u64,
     end: u64,
 ) -> Result<bool, DbError> {
-    if !tx.single_writer() {
-        return claim_coverage_shared(tx, &gpus.collect::<Vec<_>>(), start, end);
-    }
     let gpus: Vec<i64> = gpus.collect();
     let mut sorted = gpus.clone();
     sorted.sort_unstable();
@@ -729,8 +727,8 @@ fn extend_all_coverage(
     }
     let n = extend_ranges(tx, &gpus, start as i64, end as i64)?;
     if n != gpus.len() {
-        // The cache was wrong: undo nothing here, fail the batch (its savepoint rolls back, the cache is
-        // dropped) so that the agent sends it again and it takes the slow path.
+        // The cache was wrong: fail the batch (its writes roll back and the cache is dropped), so that the
+        // agent sends it again and it takes the GPU-by-GPU path.
         return Err(DbError(format!("coverage cache out of step: {n} of {} GPU ranges extended", gpus.len())));
     }
     for g in gpus {
@@ -836,7 +834,14 @@ fn record_one<'b>(
         gpu_ids.insert(d.uuid.as_str(), ids.gpu_id(tx, node_id, d)?);
     }
     // The interval is billed once: refuse it if any of its GPUs already has time recorded in it.
-    if !extend_all_coverage(ids, tx, b.devices.iter().map(|d| gpu_ids[d.uuid.as_str()]), start, end)? {
+    let gpus = b.devices.iter().map(|d| gpu_ids[d.uuid.as_str()]);
+    let claimed = if tx.single_writer() {
+        extend_all_coverage(ids, tx, gpus, start, end)?
+    } else {
+        claim_coverage_shared(tx, &gpus.collect::<Vec<_>>(), start, end)?
+    };
+    // Else GPU by GPU, which names the GPU and the range a refused interval overlaps.
+    if !claimed {
         for d in &b.devices {
             if let Some((from, to)) = claim_gpu_time(ids, tx, gpu_ids[d.uuid.as_str()], start, end)? {
                 return Err(LedgerError::Overlap {
@@ -1179,21 +1184,17 @@ impl<E: Engine> Ledger for SqlLedger<E> {
             let group = if group_cols.is_empty() { String::new() } else { format!("GROUP BY {0} ORDER BY {0}", group_cols.join(", ")) };
             // Grouped by position: an alias that is also a column's name means the column to PostgreSQL.
             let mut keys = vec!["1", "2", "3"];
-            let owner_col = if DimSql::needs_owner(&all) {
+            let owner_col = if dims.owner {
                 keys.push("4");
-                format!(
-                    ", (SELECT MAX(o2.from_ns) FROM workload_owners o2 WHERE o2.workload_id = u.workload_id
-                       AND o2.from_ns < u.bucket_start_ns + {}) AS owner_from",
-                    self.bucket_ns
-                )
+                format!(", {} AS owner_from", owner_in_force("u", self.bucket_ns))
             } else {
                 String::new()
             };
             let day_col = if all.contains(&&Dimension::Day) {
                 keys.push(if keys.len() == 4 { "5" } else { "4" });
-                ", u.bucket_start_ns / 86400000000000 * 86400000000000 AS bucket_start_ns"
+                format!(", u.bucket_start_ns / {d} * {d} AS bucket_start_ns", d = days::DAY)
             } else {
-                ""
+                String::new()
             };
             let keys = keys.join(", ");
             let sums = |t: &str| {

@@ -28,8 +28,7 @@ pub(super) fn unbuild(tx: &impl Db, from_ns: u64, to_ns: u64) -> Result<(), DbEr
 /// The built days wholly inside [from_ns, to_ns), merged into ranges [start, end) of day starts.
 pub(super) fn built_ranges(c: &impl Db, from_ns: u64, to_ns: u64) -> Result<Vec<(u64, u64)>, DbError> {
     let days: Vec<i64> = c.all(
-        "SELECT day_start_ns FROM built_days WHERE day_start_ns >= $1 AND day_start_ns + 86400000000000 <= $2
-         ORDER BY day_start_ns",
+        &format!("SELECT day_start_ns FROM built_days WHERE day_start_ns >= $1 AND day_start_ns + {DAY} <= $2 ORDER BY day_start_ns"),
         sql_params![from_ns.min(i64::MAX as u64) as i64, to_ns.min(i64::MAX as u64) as i64],
         |r| r.get(0),
     )?;
@@ -53,10 +52,7 @@ pub(super) fn sum_into_days(table: &str, gpu: bool, booked: bool, bucket_ns: u64
         (
             &USAGE_VALUES[..],
             "gpu_id, workload_id, node_id, owner_from",
-            format!(
-                ", COALESCE((SELECT MAX(o2.from_ns) FROM workload_owners o2 WHERE o2.workload_id = u.workload_id
-                   AND o2.from_ns < u.bucket_start_ns + {bucket_ns}), -1)"
-            ),
+            format!(", COALESCE({}, -1)", super::owner_in_force("u", bucket_ns)),
         )
     };
     let source_key = if gpu { "u.gpu_id, u.node_id" } else { "u.gpu_id, u.workload_id, u.node_id" };
