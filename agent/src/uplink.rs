@@ -5,9 +5,13 @@
 //! twice. A batch the collector rejects as invalid (INVALID_ARGUMENT, trailer `gpucost-rejected-seq`) is
 //! dropped and logged: sending it again would be rejected again. Connection failures back off
 //! exponentially up to `backoff_max`; a collector that stops acking for `ack_timeout` is reconnected.
+//! On a collector that takes workload references (response header `gpucost-workload-refs`), each batch is
+//! encoded as it is handed to the stream: identities declared once per stream, then named by number
+//! (`gpucost_proto::refs`); spooled batches keep theirs inline.
 
 use std::time::Duration;
 
+use gpucost_proto::refs::{WORKLOAD_REFS_HEADER, WorkloadRefs};
 use gpucost_proto::v1::ingest_client::IngestClient;
 use gpucost_proto::v1::{Ack, UsageBatch};
 use tokio::sync::mpsc;
@@ -15,6 +19,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
 use crate::spool::Spool;
+
+/// Identities an agent keeps declared on one stream (a node runs far fewer workloads at once).
+const WORKLOAD_REFS_PER_STREAM: u32 = 1_024;
 
 /// Trailer naming the batch a collector rejected.
 pub const REJECTED_SEQ_TRAILER: &str = "gpucost-rejected-seq";
@@ -187,8 +194,15 @@ async fn stream(
             Err(_) => tracing::error!("the agent token holds characters a header cannot carry; sending none"),
         }
     }
+    // A collector that takes workload references gets each identity once per stream.
+    let mut refs = None;
     let mut acks = match client.report(request).await {
-        Ok(r) => r.into_inner(),
+        Ok(r) => {
+            if r.metadata().get(WORKLOAD_REFS_HEADER).is_some() {
+                refs = Some(WorkloadRefs::new(WORKLOAD_REFS_PER_STREAM));
+            }
+            r.into_inner()
+        }
         Err(status) => {
             if matches!(status.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) {
                 tracing::error!(collector = %config.endpoint, message = status.message(), "the collector refused this agent's token (--token-file); retrying with backoff");
@@ -202,8 +216,16 @@ async fn stream(
     tokio::pin!(ack_deadline);
     loop {
         while queue.sent < config.window && tx.capacity() > 0 {
-            let Some(b) = queue.spool.take_for_send(queue.sent) else { break };
+            let Some(mut b) = queue.spool.take_for_send(queue.sent) else { break };
+            if let Some(refs) = &mut refs {
+                refs.encode(&mut b);
+            }
             if tx.try_send(b).is_err() {
+                if refs.is_some() {
+                    // The batch may have declared identities that later batches would name: start over on a
+                    // new stream rather than send them references the collector never got.
+                    return StreamEnd::Broken;
+                }
                 break;
             }
             queue.sent += 1;
@@ -265,6 +287,7 @@ mod tests {
             allocations: vec![GpuAllocation {
                 gpu_uuid: "GPU-0".into(),
                 workload: Some(WorkloadIdentity { pod: holder.into(), ..Default::default() }),
+                workload_ref: 0,
             }],
             ..Default::default()
         }

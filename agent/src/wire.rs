@@ -52,16 +52,23 @@ impl Framer {
                     sample_count: p.sample_count,
                     workload: Some(identity(p.workload)),
                     process_name: p.process_name,
+                    // Inline: made a reference per stream as it is sent (`gpucost_proto::refs`).
+                    workload_ref: 0,
                 })
                 .collect(),
             allocations: report
                 .allocations
                 .into_iter()
-                .map(|a| pb::GpuAllocation { gpu_uuid: a.gpu_uuid, workload: Some(identity(a.workload)) })
+                .map(|a| pb::GpuAllocation {
+                    gpu_uuid: a.gpu_uuid,
+                    workload: Some(identity(a.workload)),
+                    workload_ref: 0,
+                })
                 .collect(),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             sample_interval_nanos: report.sample_interval_nanos,
             first_seq: 0,
+            declare_workloads: Vec::new(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! that everything stored is an integer.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -84,7 +85,8 @@ pub struct GpuReading {
 pub struct ProcessReading {
     pub gpu_uuid: String,
     pub pid: u32,
-    pub workload: Workload,
+    /// Shared by every process and holding of the workload (and, on a stream, by its batches).
+    pub workload: Arc<Workload>,
     /// Mean SM utilisation over the interval.
     pub sm_share_ppm: u32,
     pub memory_util_ppm: u32,
@@ -95,7 +97,7 @@ pub struct ProcessReading {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Holding {
     pub gpu_uuid: String,
-    pub workload: Workload,
+    pub workload: Arc<Workload>,
     /// The interval's length: a holder holds the GPU for the whole interval.
     pub held_ns: u64,
     /// GPU time its processes used (their SM share × the interval, normalised per GPU to at most 100 %).

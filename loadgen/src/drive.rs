@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use gpucost_proto::refs::{WORKLOAD_REFS_HEADER, WorkloadRefs};
 use gpucost_proto::v1::ingest_client::IngestClient;
 use gpucost_proto::v1::{AckStatus, UsageBatch};
 use tokio::sync::mpsc;
@@ -29,6 +30,9 @@ pub struct Options {
     /// Intervals before the measured window (new nodes, GPUs and workloads are stored then).
     pub warmup: u64,
     pub streams_per_connection: usize,
+    /// Send every identity with each process, as agents before workload references did, even to a
+    /// collector that takes references.
+    pub inline_identities: bool,
     pub collector_pid: Option<u32>,
     /// Prometheus scraping the exporter in the same run: its pid and its URL.
     pub prometheus: Option<(u32, String)>,
@@ -92,8 +96,15 @@ async fn node_stream(
             *first = Some(format!("node {index}: {e}"));
         }
     };
+    // Identities declared once per stream when the collector takes references, as the agent does.
+    let mut refs = None;
     let mut acks = match IngestClient::new(channel).report(request).await {
-        Ok(r) => r.into_inner(),
+        Ok(r) => {
+            if !o.inline_identities && r.metadata().get(WORKLOAD_REFS_HEADER).is_some() {
+                refs = Some(WorkloadRefs::new(1_024));
+            }
+            r.into_inner()
+        }
         Err(e) => return fail(format!("{} {}", e.code(), e.message()), o.intervals),
     };
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
@@ -131,7 +142,10 @@ async fn node_stream(
             }
         }
         node.advance_to(&shape, k);
-        let batch = node.batch(&shape, k, interval_ns, j + 1);
+        let mut batch = node.batch(&shape, k, interval_ns, j + 1);
+        if let Some(refs) = &mut refs {
+            refs.encode(&mut batch);
+        }
         let processes = batch.processes.len() as u64;
         in_flight.push_back(InFlight { seq: j + 1, sent: Instant::now(), processes, measured: j >= o.warmup });
         stats.sent.fetch_add(1, Ordering::Relaxed);

@@ -159,8 +159,11 @@ impl Node {
         let mut gpus = Vec::with_capacity(shape.gpus_per_node);
         for pod in self.pods() {
             for g in pod.gpus.clone() {
-                allocations
-                    .push(pb::GpuAllocation { gpu_uuid: self.gpus[g].clone(), workload: Some(pod.identity.clone()) });
+                allocations.push(pb::GpuAllocation {
+                    gpu_uuid: self.gpus[g].clone(),
+                    workload: Some(pod.identity.clone()),
+                    workload_ref: 0,
+                });
                 let mut util = 0.0;
                 for p in 0..shape.procs_per_gpu {
                     let sm = self.sm_percent(shape, interval, g, p);
@@ -174,6 +177,7 @@ impl Node {
                         sample_count: 15,
                         workload: Some(pod.identity.clone()),
                         process_name: "python3".into(),
+                        workload_ref: 0,
                     });
                 }
                 gpus.push(pb::GpuUsage {
@@ -192,6 +196,7 @@ impl Node {
             boot_id: self.boot.clone(),
             seq,
             first_seq: 0,
+            declare_workloads: Vec::new(),
             node: Some(pb::NodeInfo {
                 cluster: shape.cluster.clone(),
                 node_name: self.name.clone(),

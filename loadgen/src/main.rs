@@ -48,6 +48,10 @@ struct Args {
     /// Agent streams per HTTP/2 connection.
     #[arg(long, default_value_t = 100)]
     streams_per_connection: usize,
+    /// Send each process's whole identity with it, as agents did before workload references (for
+    /// before/after figures), even to a collector that takes references.
+    #[arg(long)]
+    inline_identities: bool,
     #[arg(long, default_value = "loadgen")]
     cluster: String,
     #[arg(long, default_value_t = 1)]
@@ -108,6 +112,7 @@ fn main() -> anyhow::Result<()> {
             intervals: a.intervals,
             warmup: a.warmup,
             streams_per_connection: a.streams_per_connection,
+            inline_identities: a.inline_identities,
             collector_pid: a.collector_pid,
             prometheus: a.prometheus_pid.zip(a.prometheus_url.clone()),
         })

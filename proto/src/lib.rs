@@ -15,3 +15,5 @@ pub mod podresources {
         tonic::include_proto!("v1");
     }
 }
+
+pub mod refs;

@@ -156,6 +156,8 @@ pub fn merge(a: &UsageBatch, b: &UsageBatch) -> Option<UsageBatch> {
             sample_count: x.sample_count.saturating_add(y.sample_count),
             workload: named.workload.clone(),
             process_name: named.process_name.clone(),
+            // Spooled batches hold their identities inline; references are made per stream, as sent.
+            workload_ref: 0,
         });
     }
 
@@ -174,6 +176,7 @@ pub fn merge(a: &UsageBatch, b: &UsageBatch) -> Option<UsageBatch> {
         allocations,
         agent_version: b.agent_version.clone(),
         sample_interval_nanos: b.sample_interval_nanos,
+        declare_workloads: Vec::new(),
     })
 }
 
@@ -239,10 +242,15 @@ mod tests {
                     ..Default::default()
                 })
                 .collect(),
-            allocations: vec![GpuAllocation { gpu_uuid: "GPU-1".into(), workload: Some(pod("serve")) }],
+            allocations: vec![GpuAllocation {
+                gpu_uuid: "GPU-1".into(),
+                workload: Some(pod("serve")),
+                workload_ref: 0,
+            }],
             agent_version: "t".into(),
             sample_interval_nanos: S,
             first_seq: 0,
+            declare_workloads: Vec::new(),
         }
     }
 

@@ -633,6 +633,7 @@ mod tests {
             allocations: vec![GpuAllocation {
                 gpu_uuid: "GPU-0".into(),
                 workload: Some(WorkloadIdentity { pod: holder.into(), ..Default::default() }),
+                workload_ref: 0,
             }],
             ..Default::default()
         }

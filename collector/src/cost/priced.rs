@@ -174,7 +174,7 @@ mod tests {
             .map(|(i, (gpu, pod, ppm, mem))| ProcessReading {
                 gpu_uuid: gpu.to_string(),
                 pid: i as u32,
-                workload: Workload::new(
+                workload: std::sync::Arc::new(Workload::new(
                     &node,
                     Identity {
                         kind: WorkloadKind::KubernetesPod,
@@ -182,7 +182,7 @@ mod tests {
                         pod: pod.to_string(),
                         ..Default::default()
                     },
-                ),
+                )),
                 sm_share_ppm: *ppm,
                 memory_util_ppm: 0,
                 used_memory_bytes: *mem,

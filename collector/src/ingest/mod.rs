@@ -3,6 +3,7 @@
 //! ack only once the batch is durable.
 
 pub mod limits;
+pub mod refs;
 pub mod service;
 pub mod share;
 pub mod validate;

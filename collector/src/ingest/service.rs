@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use gpucost_proto::refs::WORKLOAD_REFS_HEADER;
 use gpucost_proto::v1::ingest_server::Ingest;
 use gpucost_proto::v1::{Ack, AckStatus, UsageBatch};
 use tokio::sync::{mpsc, oneshot};
@@ -18,7 +19,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::validate::{Limits, validate};
+use super::refs::StreamWorkloads;
+use super::validate::{Limits, Refusal, validate_on_stream};
 use crate::cost::book::PriceBook;
 use crate::cost::priced::price;
 use crate::discover::SharedInventory;
@@ -108,6 +110,8 @@ async fn serve_stream(
     metrics.agents_connected.inc();
     let _connected = Connected(metrics.clone());
     let mut pending: VecDeque<Pending> = VecDeque::new();
+    // The workloads the agent declared on this stream (`gpucost_proto::refs`).
+    let mut workloads = StreamWorkloads::default();
     let mut input_done = false;
     let mut last_word: Option<Status> = None;
     loop {
@@ -139,7 +143,7 @@ async fn serve_stream(
                     )));
                     input_done = true;
                 }
-                Ok(Some(b)) => match (std::time::Instant::now(), validate(&b, crate::now_ns(), &limits)) {
+                Ok(Some(b)) => match (std::time::Instant::now(), validate_on_stream(&b, crate::now_ns(), &limits, &mut workloads)) {
                     (received, Ok(mut batch)) => {
                         {
                             let guard = inventory.as_ref().map(|i| i.read().unwrap_or_else(|e| e.into_inner()));
@@ -158,11 +162,18 @@ async fn serve_stream(
                             stored: writer.submit(batch).await,
                         });
                     }
-                    (_, Err(e)) if e.later => {
+                    (_, Err(e)) if e.refusal == Refusal::Later => {
                         // Kept by the agent and sent again: refused for now, not rejected.
                         metrics.limit_breach("clock_skew");
                         tracing::warn!(agent = %b.agent_id, seq = b.seq, error = %e, "a batch from the future: the agent's clock is ahead");
                         last_word = Some(Status::unavailable(e.to_string()));
+                        input_done = true;
+                    }
+                    (_, Err(e)) if e.refusal == Refusal::Reconnect => {
+                        // Kept by the agent and sent again on a new stream, which declares its workloads anew.
+                        metrics.batch_rejected();
+                        tracing::warn!(agent = %b.agent_id, seq = b.seq, error = %e, declared = workloads.len(), "a batch named an undeclared workload reference");
+                        last_word = Some(Status::failed_precondition(e.to_string()));
                         input_done = true;
                     }
                     (_, Err(e)) => {
@@ -234,6 +245,9 @@ impl Ingest for IngestService {
         }
         let (tx, rx) = mpsc::channel(WINDOW);
         tokio::spawn(serve_stream(request.into_inner(), tx, self.pipeline.clone(), bound));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let mut response: Response<Self::ReportStream> = Response::new(Box::pin(ReceiverStream::new(rx)));
+        // This collector takes workloads by reference (see the proto).
+        response.metadata_mut().insert(WORKLOAD_REFS_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+        Ok(response)
     }
 }

@@ -11,6 +11,7 @@
 //! Pure: no clock, no I/O.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::model::{Holding, PPM, ProcessReading, Workload};
 
@@ -40,12 +41,16 @@ pub fn split_proportionally(total: u64, weights: &[u64]) -> Vec<u64> {
 
 /// The holdings of one interval of `duration_ns`: one per (GPU, workload), from the processes and from
 /// the allocations (GPU, workload) of workloads that may run nothing.
-pub fn holdings(duration_ns: u64, processes: &[ProcessReading], allocations: &[(String, Workload)]) -> Vec<Holding> {
+pub fn holdings(
+    duration_ns: u64,
+    processes: &[ProcessReading],
+    allocations: &[(String, Arc<Workload>)],
+) -> Vec<Holding> {
     let mut per_gpu: BTreeMap<&str, Vec<&ProcessReading>> = BTreeMap::new();
     for p in processes {
         per_gpu.entry(&p.gpu_uuid).or_default().push(p);
     }
-    let mut out: BTreeMap<(String, String), Holding> = BTreeMap::new();
+    let mut out: BTreeMap<(&str, &str), Holding> = BTreeMap::new();
     for (gpu, procs) in per_gpu {
         let shares: Vec<u64> = procs.iter().map(|p| u64::from(p.sm_share_ppm)).collect();
         let total_share: u64 = shares.iter().sum();
@@ -55,7 +60,7 @@ pub fn holdings(duration_ns: u64, processes: &[ProcessReading], allocations: &[(
             shares.iter().map(|&s| (u128::from(duration_ns) * u128::from(s) / u128::from(PPM)) as u64).collect()
         };
         for (p, used_ns) in procs.into_iter().zip(used) {
-            let h = out.entry((gpu.to_string(), p.workload.key.clone())).or_insert_with(|| Holding {
+            let h = out.entry((gpu, p.workload.key.as_str())).or_insert_with(|| Holding {
                 gpu_uuid: gpu.to_string(),
                 workload: p.workload.clone(),
                 held_ns: duration_ns,
@@ -68,7 +73,7 @@ pub fn holdings(duration_ns: u64, processes: &[ProcessReading], allocations: &[(
         }
     }
     for (gpu, workload) in allocations {
-        out.entry((gpu.clone(), workload.key.clone())).or_insert_with(|| Holding {
+        out.entry((gpu.as_str(), workload.key.as_str())).or_insert_with(|| Holding {
             gpu_uuid: gpu.clone(),
             workload: workload.clone(),
             held_ns: duration_ns,
@@ -109,7 +114,7 @@ mod tests {
         ProcessReading {
             gpu_uuid: gpu.into(),
             pid,
-            workload: workload(pod),
+            workload: Arc::new(workload(pod)),
             sm_share_ppm: share_ppm,
             memory_util_ppm: 0,
             used_memory_bytes: mem,
@@ -162,7 +167,7 @@ mod tests {
         let h = holdings(
             100,
             &[proc("g1", 1, "a", 500_000, 5)],
-            &[("g2".into(), workload("idle-pod")), ("g1".into(), workload("a"))],
+            &[("g2".into(), Arc::new(workload("idle-pod"))), ("g1".into(), Arc::new(workload("a")))],
         );
         assert_eq!(h.len(), 2);
         let idle = h.iter().find(|x| x.gpu_uuid == "g2").unwrap();

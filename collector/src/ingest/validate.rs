@@ -2,9 +2,11 @@
 //! wrong with it. A batch is accepted or rejected whole: nothing of a rejected batch is stored.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use gpucost_proto::v1 as pb;
 
+use crate::ingest::refs::{MAX_REFS, StreamWorkloads};
 use crate::ingest::share;
 use crate::model::{Batch, Device, GpuReading, Identity, Node, PPM, ProcessReading, Workload, WorkloadKind};
 
@@ -47,9 +49,21 @@ pub struct ValidationError {
     /// Where in the batch, e.g. `processes[3].sm_util_percent`.
     pub field: String,
     pub problem: String,
+    pub refusal: Refusal,
+}
+
+/// What a refused batch's agent should do with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Refusal {
+    /// Drop it: it is wrong and always will be.
+    #[default]
+    Invalid,
     /// Not wrong, only early: the batch ends in the future by this collector's clock. The agent keeps it
     /// and sends it again later; it is never dropped for it.
-    pub later: bool,
+    Later,
+    /// It names a workload reference not declared on its stream: the agent keeps it and sends it again on
+    /// a new stream, which declares its identities afresh.
+    Reconnect,
 }
 
 struct Check<'a> {
@@ -59,7 +73,12 @@ struct Check<'a> {
 
 impl Check<'_> {
     fn fail<T>(&self, field: impl Into<String>, problem: impl Into<String>) -> Result<T, ValidationError> {
-        Err(ValidationError { batch: self.batch.clone(), field: field.into(), problem: problem.into(), later: false })
+        Err(ValidationError {
+            batch: self.batch.clone(),
+            field: field.into(),
+            problem: problem.into(),
+            refusal: Refusal::Invalid,
+        })
     }
 
     /// `field` is only rendered when the value is refused (`format_args!`): naming every field of every
@@ -166,8 +185,19 @@ impl Check<'_> {
     }
 }
 
-/// Validates `b` as received at `now_ns`.
+/// Validates `b` as received at `now_ns`, on its own: its workloads are inline or declared in it.
 pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batch, ValidationError> {
+    validate_on_stream(b, now_ns, limits, &mut StreamWorkloads::default())
+}
+
+/// Validates `b` as received at `now_ns` on a stream whose declared workloads are `refs`; the batch's own
+/// declarations are added to them (a refused batch ends its stream, and with it `refs`).
+pub fn validate_on_stream(
+    b: &pb::UsageBatch,
+    now_ns: u64,
+    limits: &Limits,
+    refs: &mut StreamWorkloads,
+) -> Result<Batch, ValidationError> {
     let c = Check { batch: format!("agent={} boot={} seq={}", b.agent_id, b.boot_id, b.seq), limits };
     c.text("agent_id", &b.agent_id, true)?;
     c.text("boot_id", &b.boot_id, true)?;
@@ -223,7 +253,7 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
                 ),
             )
             .expect_err("fail always fails");
-        e.later = true;
+        e.refusal = Refusal::Later;
         return Err(e);
     }
 
@@ -317,6 +347,50 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
     if b.processes.len() > limits.max_processes {
         return c.fail("processes", format!("{} processes; at most {}", b.processes.len(), limits.max_processes));
     }
+    if b.declare_workloads.len() > limits.max_processes + limits.max_allocations {
+        return c.fail(
+            "declare_workloads",
+            format!(
+                "{} declarations; at most {}",
+                b.declare_workloads.len(),
+                limits.max_processes + limits.max_allocations
+            ),
+        );
+    }
+    for (i, d) in b.declare_workloads.iter().enumerate() {
+        if d.id == 0 || d.id > MAX_REFS {
+            return c.fail(format!("declare_workloads[{i}].id"), format!("{} is outside 1..={MAX_REFS}", d.id));
+        }
+        let Some(w) = &d.workload else {
+            return c.fail(format!("declare_workloads[{i}].workload"), "is missing");
+        };
+        refs.declare(d.id, c.identity(format_args!("declare_workloads[{i}].workload"), Some(w))?);
+    }
+    // A workload by reference (declared on the stream) or inline.
+    let mut named = |field: std::fmt::Arguments,
+                     id: u32,
+                     inline: Option<&pb::WorkloadIdentity>|
+     -> Result<Option<Arc<Workload>>, ValidationError> {
+        match (id, inline) {
+            (0, _) => Ok(None),
+            (_, Some(_)) => c.fail(field.to_string(), format!("names reference {id} and carries an identity too")),
+            (id, None) => match refs.workload(id, &node) {
+                Some(w) => Ok(Some(w)),
+                None => {
+                    let mut e = c
+                        .fail::<()>(
+                            field.to_string(),
+                            format!(
+                                "reference {id} was not declared on this stream; not stored: send it again on a new stream"
+                            ),
+                        )
+                        .expect_err("fail always fails");
+                    e.refusal = Refusal::Reconnect;
+                    Err(e)
+                }
+            },
+        }
+    };
     let mut processes: Vec<ProcessReading> = Vec::with_capacity(b.processes.len());
     let mut seen = HashSet::new();
     for (i, p) in b.processes.iter().enumerate() {
@@ -333,10 +407,19 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
             );
         }
         c.text(format_args!("processes[{i}].process_name"), &p.process_name, false)?;
-        // An agent sends its pod's identity with every process of it: check and key it once.
-        let workload = match (i.checked_sub(1).map(|j| &b.processes[j]), processes.last()) {
-            (Some(prev), Some(last)) if prev.workload == p.workload => Workload::clone(&last.workload),
-            _ => Workload::new(&node, c.identity(format_args!("processes[{i}].workload"), p.workload.as_ref())?),
+        let workload = match named(format_args!("processes[{i}].workload_ref"), p.workload_ref, p.workload.as_ref())? {
+            Some(w) => w,
+            // An agent without references sends its pod's identity with every process of it: check and key
+            // it once.
+            None => match (i.checked_sub(1).map(|j| &b.processes[j]), processes.last()) {
+                (Some(prev), Some(last)) if prev.workload_ref == 0 && prev.workload == p.workload => {
+                    last.workload.clone()
+                }
+                _ => Arc::new(Workload::new(
+                    &node,
+                    c.identity(format_args!("processes[{i}].workload"), p.workload.as_ref())?,
+                )),
+            },
         };
         processes.push(ProcessReading {
             gpu_uuid: p.gpu_uuid.clone(),
@@ -355,8 +438,15 @@ pub fn validate(b: &pb::UsageBatch, now_ns: u64, limits: &Limits) -> Result<Batc
     let mut allocations = Vec::with_capacity(b.allocations.len());
     for (i, a) in b.allocations.iter().enumerate() {
         known(format_args!("allocations[{i}].gpu_uuid"), &a.gpu_uuid)?;
-        let identity = c.identity(format_args!("allocations[{i}].workload"), a.workload.as_ref())?;
-        allocations.push((a.gpu_uuid.clone(), Workload::new(&node, identity)));
+        let workload = match named(format_args!("allocations[{i}].workload_ref"), a.workload_ref, a.workload.as_ref())?
+        {
+            Some(w) => w,
+            None => Arc::new(Workload::new(
+                &node,
+                c.identity(format_args!("allocations[{i}].workload"), a.workload.as_ref())?,
+            )),
+        };
+        allocations.push((a.gpu_uuid.clone(), workload));
     }
 
     let holdings = share::holdings(end - start, &processes, &allocations);
@@ -478,7 +568,10 @@ mod tests {
         let mut early = good();
         early.interval_start_unix_nanos = NOW + 3_600_000_000_000;
         early.interval_end_unix_nanos = NOW + 3_615_000_000_000;
-        assert!(validate(&early, NOW, &Limits::default()).expect_err("early").later, "early is not invalid");
+        assert!(
+            validate(&early, NOW, &Limits::default()).expect_err("early").refusal == Refusal::Later,
+            "early is not invalid"
+        );
         // Ten minutes ahead is within the default skew.
         early.interval_start_unix_nanos = NOW + 585_000_000_000;
         early.interval_end_unix_nanos = NOW + 600_000_000_000;
@@ -509,6 +602,73 @@ mod tests {
             "at most 1024",
         );
         rejects(|b| b.gpus[0].power_milliwatts = 50_000_000, "gpus[0].power_milliwatts", "beyond");
+    }
+
+    /// `good()` with its process naming reference `id`, declared in the batch when `declare` is set.
+    fn by_reference(id: u32, declare: bool) -> pb::UsageBatch {
+        let mut b = good();
+        let w = b.processes[0].workload.take();
+        b.processes[0].workload_ref = id;
+        if declare {
+            b.declare_workloads.push(pb::DeclaredWorkload { id, workload: w });
+        }
+        b
+    }
+
+    #[test]
+    fn a_workload_declared_once_on_a_stream_is_named_by_reference_in_later_batches() {
+        let mut refs = StreamWorkloads::default();
+        let first = validate_on_stream(&by_reference(7, true), NOW, &Limits::default(), &mut refs).unwrap();
+        assert_eq!(first.processes[0].workload.key, "pod:prod/ml/p");
+        let mut later = by_reference(7, false);
+        later.seq = 2;
+        let second = validate_on_stream(&later, NOW, &Limits::default(), &mut refs).unwrap();
+        assert_eq!(second.processes[0].workload.key, "pod:prod/ml/p");
+        assert!(Arc::ptr_eq(&first.processes[0].workload, &second.processes[0].workload), "shared, not rebuilt");
+        assert_eq!(second.holdings[0].workload.key, "pod:prod/ml/p");
+        // The same batch with its identity inline is the same batch.
+        let mut inline = validate(&good(), NOW, &Limits::default()).unwrap();
+        (inline.seq, inline.first_seq) = (2, 2);
+        assert_eq!(inline, second);
+    }
+
+    #[test]
+    fn a_reference_never_declared_on_the_stream_is_refused_for_a_new_stream_not_rejected() {
+        let e = validate_on_stream(&by_reference(3, false), NOW, &Limits::default(), &mut StreamWorkloads::default())
+            .expect_err("undeclared");
+        assert_eq!(e.refusal, Refusal::Reconnect, "{e}");
+        assert_eq!(e.field, "processes[0].workload_ref");
+        assert!(e.problem.contains("reference 3 was not declared on this stream"), "{e}");
+    }
+
+    #[test]
+    fn bad_references_and_declarations_are_rejected_with_the_field() {
+        rejects(|b| *b = by_reference(0, true), "declare_workloads[0].id", "outside 1..=4096");
+        rejects(|b| *b = by_reference(5000, true), "declare_workloads[0].id", "outside 1..=4096");
+        rejects(
+            |b| {
+                *b = by_reference(2, true);
+                b.processes[0].workload = b.declare_workloads[0].workload.clone();
+            },
+            "processes[0].workload_ref",
+            "carries an identity too",
+        );
+        rejects(
+            |b| {
+                *b = by_reference(2, true);
+                b.declare_workloads[0].workload.as_mut().unwrap().namespace = "bad\u{7}".into();
+            },
+            "declare_workloads[0].workload.namespace",
+            "control characters",
+        );
+        rejects(
+            |b| {
+                *b = by_reference(2, true);
+                b.declare_workloads[0].workload = None;
+            },
+            "declare_workloads[0].workload",
+            "missing",
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::budget::store::{BudgetStore, StoredBudget};
 use crate::ingest::share;
 use crate::model::{GpuReading, Identity, ProcessReading, WorkloadKind};
 use crate::report::period::{Cadence, Period};
+use std::sync::Arc;
 
 /// Where a case's ledgers live.
 pub trait Stores {
@@ -107,7 +108,7 @@ pub(super) fn batch(boot: &str, seq: u64, start: u64, len: u64, share_ppm: u32) 
     let processes = vec![ProcessReading {
         gpu_uuid: "GPU-1".into(),
         pid: 7,
-        workload: w,
+        workload: Arc::new(w),
         sm_share_ppm: share_ppm,
         memory_util_ppm: 0,
         used_memory_bytes: 1 << 30,
@@ -242,7 +243,7 @@ pub fn usage_groups_by_namespace_pod_controller_and_any_label<S: Stores>(s: &S) 
         labels: [("team".to_string(), "nlp".to_string())].into(),
         ..Default::default()
     };
-    b.processes[0].workload = Workload::new(&b.node, identity);
+    b.processes[0].workload = Arc::new(Workload::new(&b.node, identity));
     b.holdings = share::holdings(15 * NS, &b.processes, &[]);
     l.record(&[b], T0).unwrap();
     let q = |dims: Vec<Dimension>| l.usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: dims }).unwrap().rows;
@@ -265,7 +266,7 @@ pub fn a_relabelled_workload_is_written_again<S: Stores>(s: &S) {
             labels: [("team".to_string(), team.to_string())].into(),
             ..Default::default()
         };
-        b.processes[0].workload = Workload::new(&b.node, identity);
+        b.processes[0].workload = Arc::new(Workload::new(&b.node, identity));
         b.holdings = share::holdings(15 * NS, &b.processes, &[]);
         b
     };
@@ -342,7 +343,7 @@ pub fn usage_groups_by_mlflow_model_version_run_and_experiment<S: Stores>(s: &S)
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             ..Default::default()
         };
-        b.processes[0].workload = Workload::new(&b.node, identity);
+        b.processes[0].workload = Arc::new(Workload::new(&b.node, identity));
         b.devices[0].uuid = format!("GPU-{pod}");
         b.gpus[0].uuid = format!("GPU-{pod}");
         b.processes[0].gpu_uuid = format!("GPU-{pod}");
@@ -399,7 +400,7 @@ pub fn a_cost_line_keeps_the_owner_in_force_when_its_gpu_time_was_used<S: Stores
     let mut other = batch("c", 1, T0 + 3 * HOUR, 600 * NS, 1);
     let identity =
         Identity { kind: WorkloadKind::KubernetesPod, namespace: "ml".into(), pod: "q".into(), ..Default::default() };
-    other.processes[0].workload = Workload::new(&other.node, identity);
+    other.processes[0].workload = Arc::new(Workload::new(&other.node, identity));
     other.holdings = share::holdings(600 * NS, &other.processes, &[]);
     l.record(&[other], T0).unwrap();
     assert_eq!(q(T0 + 3 * HOUR, T0 + 4 * HOUR, vec![Dimension::Owner])[0].group, vec!["unallocated"]);
@@ -418,7 +419,7 @@ pub fn reattributing_moves_the_window_to_the_new_owner_and_keeps_the_rest<S: Sto
             labels: [("backstage.io/kubernetes-id".to_string(), "ranker".to_string())].into(),
             ..Default::default()
         };
-        b.processes[0].workload = Workload::new(&b.node, identity);
+        b.processes[0].workload = Arc::new(Workload::new(&b.node, identity));
         b.holdings = share::holdings(600 * NS, &b.processes, &[]);
         b.owners = vec![Ownership {
             owner: "unallocated".into(),
@@ -726,7 +727,7 @@ fn three_days() -> Vec<Batch> {
                 labels: [("mlflow.org/model-name".to_string(), format!("model-{pod}"))].into(),
                 ..Default::default()
             };
-            b.processes[0].workload = Workload::new(&b.node, identity);
+            b.processes[0].workload = Arc::new(Workload::new(&b.node, identity));
             b.holdings = share::holdings(1_800 * NS, &b.processes, &[]);
             b.owners = vec![owner(if pod == "p" && h >= 36 { "vision" } else { "recsys" })];
             b.cost = price_batch(&PriceBook::catalogue_only(), &b);
