@@ -176,3 +176,53 @@ fn the_same_interval_under_a_new_boot_id_is_refused_rather_than_billed_twice() {
     assert!(err.is_none(), "{err:?}");
     assert_eq!(acks.len(), 1);
 }
+
+#[test]
+fn workload_references_hold_for_their_stream_only_and_an_unknown_one_is_refused_for_a_resend_not_rejected() {
+    use gpucost_proto::refs::{WORKLOAD_REFS_HEADER, WorkloadRefs};
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(&dir.path().join("ledger.db"));
+    let rt = runtime();
+    let encoded = |refs: &mut WorkloadRefs, seq: u64| {
+        let mut b = batch("b1", seq, T0 + (seq - 1) * 15 * NS);
+        refs.encode(&mut b);
+        b
+    };
+    // One stream: the first batch declares the pod, the second names it by number only.
+    let mut first_stream = WorkloadRefs::new(16);
+    let (b1, b2) = (encoded(&mut first_stream, 1), encoded(&mut first_stream, 2));
+    assert_eq!(b1.declare_workloads.len(), 1);
+    assert!(b2.declare_workloads.is_empty() && b2.processes[0].workload.is_none() && b2.processes[0].workload_ref > 0);
+    let header = rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(c.grpc_url()).unwrap().connect().await.unwrap();
+        let response = IngestClient::new(channel).report(tokio_stream::iter(vec![b1, b2])).await.unwrap();
+        let header = response.metadata().get(WORKLOAD_REFS_HEADER).map(|v| v.to_str().unwrap().to_string());
+        let mut acks = response.into_inner();
+        for seq in [1, 2] {
+            let ack = acks.message().await.unwrap().expect("an ack");
+            assert_eq!((ack.seq, ack.status), (seq, pb::AckStatus::Stored as i32));
+        }
+        header
+    });
+    assert_eq!(header.as_deref(), Some("1"), "the collector says it takes references");
+    let before = ledger_state(&c);
+
+    // The next batch, encoded for the first stream, sent on a new one: its reference means nothing there.
+    let (acks, err) = rt.block_on(send(&c.grpc_url(), vec![encoded(&mut first_stream, 3)]));
+    assert!(acks.is_empty());
+    let status = err.expect("refused");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "kept by the agent and resent, not dropped");
+    assert!(status.message().contains("processes[0].workload_ref"), "{}", status.message());
+    assert!(status.message().contains("was not declared on this stream"), "{}", status.message());
+    assert!(status.metadata().get("gpucost-rejected-seq").is_none(), "not a rejection");
+    assert_eq!(ledger_state(&c), before, "nothing of the refused batch is stored");
+
+    // Resent on a new stream with its identity declared again: stored, and billed to the same pod.
+    let (acks, err) = rt.block_on(send(&c.grpc_url(), vec![encoded(&mut WorkloadRefs::new(16), 3)]));
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(acks[0].status, pb::AckStatus::Stored as i32);
+    let rows = ledger_state(&c)["rows"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["workload"], "pod:prod/ml/trainer-0");
+    assert_eq!(rows[0]["held_ns"].as_u64(), Some(45 * NS), "three intervals of the one pod");
+}
