@@ -156,12 +156,16 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub fn update(&self, o: &Observation) {
+    pub fn update(&self, o: Observation) {
         let mut g = self.gpus.write().unwrap_or_else(|e| e.into_inner());
-        for gpu in &o.gpus {
-            let newer = g.get(&gpu.uuid).is_none_or(|old| old.interval_end_ns <= gpu.interval_end_ns);
-            if newer {
-                g.insert(gpu.uuid.clone(), gpu.clone());
+        for gpu in o.gpus {
+            // Moved in, not copied: this runs for every stored batch.
+            match g.get_mut(&gpu.uuid) {
+                Some(old) if old.interval_end_ns <= gpu.interval_end_ns => *old = gpu,
+                Some(_) => {}
+                None => {
+                    g.insert(gpu.uuid.clone(), gpu);
+                }
             }
         }
     }

@@ -195,7 +195,7 @@ async fn serve_stream(
                 let status = match outcome {
                     Ok(Ok(Recorded::Stored)) => {
                         metrics.batch_stored(&observed, gpu_ns, !unpriced, received.elapsed(), crate::now_ns() as f64 / 1e9);
-                        fleet.update(&observed);
+                        fleet.update(observed);
                         AckStatus::Stored
                     }
                     Ok(Ok(Recorded::Duplicate)) => {
