@@ -459,11 +459,12 @@ impl Server {
                 }
             });
         }
-        // Each team's efficiency over the last hour, for /metrics (every 10 s: one cheap hourly-bucket query).
+        // Each team's efficiency over the last hour, for /metrics, every minute (at 20 000 nodes the query over the
+        // hour's rows took 8 % of the collector's CPU when it ran every 10 s).
         {
             let (ledger, metrics, stop) = (ledger.clone(), metrics.clone(), shutdown.clone());
             tasks.spawn(async move {
-                let mut every = tokio::time::interval(Duration::from_secs(10));
+                let mut every = tokio::time::interval(Duration::from_secs(60));
                 loop {
                     tokio::select! {
                         _ = every.tick() => {}
