@@ -19,9 +19,8 @@ pub type CostLabels = [String; 5];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Holder {
-    pub workload: String,
-    pub namespace: String,
-    pub pod: String,
+    /// Shared with the batch: its key, namespace and pod are read when the view is sent.
+    pub workload: std::sync::Arc<crate::model::Workload>,
     pub team: String,
     pub owner: String,
     pub model: String,
@@ -69,21 +68,21 @@ impl Observation {
         let (cluster, node) = (b.node.cluster.clone(), b.node.name.clone());
         let len = b.duration_ns();
         let owner = |i: usize| b.owners.get(i);
-        let model_of =
-            |w: &crate::model::Workload| w.identity.labels.get("mlflow.org/model-name").cloned().unwrap_or_default();
-        let mut costs: BTreeMap<CostLabels, (u128, u128)> = BTreeMap::new();
-        let mut time: BTreeMap<[String; 3], (u64, u64)> = BTreeMap::new();
+        let model_of = |w: &crate::model::Workload| {
+            w.identity.labels.get("mlflow.org/model-name").map_or("", String::as_str).to_string()
+        };
+        // Summed under borrowed labels, copied once per distinct set (this runs for every stored batch).
+        let mut costs: BTreeMap<[&str; 5], (u128, u128)> = BTreeMap::new();
+        let mut time: BTreeMap<[&str; 3], (u64, u64)> = BTreeMap::new();
         for (i, h) in b.holdings.iter().enumerate() {
             let id = &h.workload.identity;
-            let (team, own) =
-                owner(i).map_or((String::new(), "unallocated".to_string()), |o| (o.team.clone(), o.owner.clone()));
+            let (team, own) = owner(i).map_or(("", "unallocated"), |o| (o.team.as_str(), o.owner.as_str()));
+            let model = id.labels.get("mlflow.org/model-name").map_or("", String::as_str);
             let c = b.cost.holdings.get(i).copied().unwrap_or_default();
-            let e = costs
-                .entry([cluster.clone(), id.namespace.clone(), team.clone(), own, model_of(&h.workload)])
-                .or_default();
+            let e = costs.entry([&b.node.cluster, &id.namespace, team, own, model]).or_default();
             e.0 += u128::from(c.used + c.hybrid_idle);
             e.1 += u128::from(c.hybrid_idle);
-            let t = time.entry([cluster.clone(), id.namespace.clone(), team]).or_default();
+            let t = time.entry([&b.node.cluster, &id.namespace, team]).or_default();
             t.0 += h.held_ns;
             t.1 += h.used_ns;
         }
@@ -109,9 +108,7 @@ impl Observation {
                     .enumerate()
                     .filter(|(_, h)| on_it(&h.gpu_uuid))
                     .map(|(i, h)| Holder {
-                        workload: h.workload.key.clone(),
-                        namespace: h.workload.identity.namespace.clone(),
-                        pod: h.workload.identity.pod.clone(),
+                        workload: h.workload.clone(),
                         team: owner(i).map(|o| o.team.clone()).unwrap_or_default(),
                         owner: owner(i).map_or("unallocated".into(), |o| o.owner.clone()),
                         model: model_of(&h.workload),
@@ -139,8 +136,8 @@ impl Observation {
         Observation {
             agent: b.agent_id.clone(),
             gpus,
-            costs: costs.into_iter().map(|(k, (c, i))| (k, c, i)).collect(),
-            time: time.into_iter().map(|(k, (h, u))| (k, h, u)).collect(),
+            costs: costs.into_iter().map(|(k, (c, i))| (k.map(str::to_string), c, i)).collect(),
+            time: time.into_iter().map(|(k, (h, u))| (k.map(str::to_string), h, u)).collect(),
             unallocated: b.cost.devices.iter().map(|d| u128::from(d.unallocated)).sum(),
             observed: observed.into_iter().collect(),
             cluster,
@@ -193,7 +190,8 @@ impl Fleet {
                 "power_watts": (x.power_watts * 10.0).round() / 10.0,
                 "interval_end": utc(x.interval_end_ns),
                 "holders": x.holders.iter().map(|h| json!({
-                    "workload": h.workload, "namespace": h.namespace, "pod": h.pod, "team": h.team,
+                    "workload": h.workload.key, "namespace": h.workload.identity.namespace,
+                    "pod": h.workload.identity.pod, "team": h.team,
                     "owner": h.owner, "model": h.model, "sm_pct": (h.sm_pct * 10.0).round() / 10.0,
                     "memory_bytes": h.memory_bytes,
                 })).collect::<Vec<_>>(),
