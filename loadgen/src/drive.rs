@@ -34,6 +34,8 @@ pub struct Options {
     /// collector that takes references.
     pub inline_identities: bool,
     pub collector_pid: Option<u32>,
+    /// The collector's PostgreSQL (its postmaster): its and its backends' CPU over the same window.
+    pub database_pid: Option<u32>,
     /// Prometheus scraping the exporter in the same run: its pid and its URL.
     pub prometheus: Option<(u32, String)>,
 }
@@ -180,6 +182,7 @@ fn prometheus_samples(url: &str) -> Option<f64> {
 #[derive(Debug, Clone, Copy, Default)]
 struct Reading {
     collector_cpu: f64,
+    database_cpu: f64,
     prometheus_cpu: f64,
     prometheus_samples: f64,
     own_cpu: f64,
@@ -196,6 +199,7 @@ async fn read(o: &Options) -> Reading {
     };
     Reading {
         collector_cpu: o.collector_pid.and_then(measure::cpu_seconds).unwrap_or(0.0),
+        database_cpu: o.database_pid.and_then(measure::tree_cpu_seconds).unwrap_or(0.0),
         prometheus_cpu: prom.and_then(|(pid, _)| measure::cpu_seconds(pid)).unwrap_or(0.0),
         prometheus_samples: samples,
         own_cpu: measure::own_cpu_seconds(),
@@ -298,6 +302,14 @@ pub async fn run(o: Options) -> anyhow::Result<serde_json::Value> {
             "cpu_us_per_process_sample": per_sample_us(collector_cpu, samples),
             "peak_rss_mib": mib(measure::status_kib(pid, "VmHWM")),
             "rss_mib_max_sampled": mib(collector_rss_kib.iter().max().copied()),
+        });
+    }
+    if o.database_pid.is_some() {
+        let cpu = at_close.database_cpu - at_open.database_cpu;
+        report["database"] = serde_json::json!({
+            "cpu_s": (cpu * 100.0).round() / 100.0,
+            "cpu_cores": (cpu / window_s * 1000.0).round() / 1000.0,
+            "cpu_us_per_process_sample": per_sample_us(cpu, samples),
         });
     }
     if let Some((pid, _)) = &o.prometheus {

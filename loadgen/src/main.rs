@@ -59,6 +59,9 @@ struct Args {
     /// The collector's pid: its CPU and memory over the measured window are reported.
     #[arg(long)]
     collector_pid: Option<u32>,
+    /// The collector's PostgreSQL postmaster: its and its backends' CPU over the measured window.
+    #[arg(long)]
+    database_pid: Option<u32>,
     /// Serve the fleet's per-process series for Prometheus on this port (and the next shards-1).
     #[arg(long)]
     exporter_port: Option<u16>,
@@ -114,6 +117,7 @@ fn main() -> anyhow::Result<()> {
             streams_per_connection: a.streams_per_connection,
             inline_identities: a.inline_identities,
             collector_pid: a.collector_pid,
+            database_pid: a.database_pid,
             prometheus: a.prometheus_pid.zip(a.prometheus_url.clone()),
         })
         .await?;

@@ -12,6 +12,26 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// The parent of process `pid`.
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU seconds of `root` and its children so far: a PostgreSQL server's postmaster and its backends (a live
+/// backend's time is not in its parent's until it exits).
+pub fn tree_cpu_seconds(root: u32) -> Option<f64> {
+    let mut total = cpu_seconds(root)?;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok())
+            && parent(pid) == Some(root)
+        {
+            total += cpu_seconds(pid).unwrap_or(0.0);
+        }
+    }
+    Some(total)
+}
+
 /// A field of /proc/<pid>/status in KiB (`VmRSS`, `VmHWM`).
 pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -44,6 +64,24 @@ pub fn percentiles(values: &mut [f64]) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_process_tree_has_used_at_least_its_roots_cpu() {
+        let me = std::process::id();
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "i=0; while :; do i=$((i+1)); done"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let (tree, root) = (tree_cpu_seconds(me).unwrap(), cpu_seconds(me).unwrap());
+        let kid = cpu_seconds(child.id()).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(kid > 0.0, "the child counted some CPU");
+        assert!(tree >= root + kid - 0.02, "tree {tree} < root {root} + child {kid}");
+    }
+
     use super::*;
 
     #[test]
