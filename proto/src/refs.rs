@@ -44,31 +44,25 @@ impl WorkloadRefs {
         self.batch += 1;
         let mut declare = Vec::new();
         for p in &mut b.processes {
-            if let Some(w) = p.workload.take() {
-                match self.reference(w, &mut declare) {
-                    Ok(id) => p.workload_ref = id,
-                    Err(w) => p.workload = Some(w),
-                }
-            }
+            p.workload_ref = self.reference(&mut p.workload, &mut declare);
         }
         for a in &mut b.allocations {
-            if let Some(w) = a.workload.take() {
-                match self.reference(w, &mut declare) {
-                    Ok(id) => a.workload_ref = id,
-                    Err(w) => a.workload = Some(w),
-                }
-            }
+            a.workload_ref = self.reference(&mut a.workload, &mut declare);
         }
         b.declare_workloads.extend(declare);
     }
 
-    fn reference(&mut self, w: WorkloadIdentity, declare: &mut Vec<DeclaredWorkload>) -> Result<u32, WorkloadIdentity> {
-        let hash = identity_hash(&w);
+    /// Takes the identity out of `inline` and returns its reference, declaring it in `declare` if new on the
+    /// stream; 0 (and `inline` left as it was) when there is none or the table has no slot for it.
+    fn reference(&mut self, inline: &mut Option<WorkloadIdentity>, declare: &mut Vec<DeclaredWorkload>) -> u32 {
+        let Some(w) = inline.as_ref() else { return 0 };
+        let hash = identity_hash(w);
         if let Some(ids) = self.by_hash.get(&hash)
-            && let Some(&id) = ids.iter().find(|&&id| self.slots[id as usize - 1].identity == w)
+            && let Some(&id) = ids.iter().find(|&&id| self.slots[id as usize - 1].identity == *w)
         {
             self.slots[id as usize - 1].used_in_batch = self.batch;
-            return Ok(id);
+            *inline = None;
+            return id;
         }
         let id = if (self.slots.len() as u32) < self.capacity {
             self.slots.push(Slot { identity: WorkloadIdentity::default(), hash, used_in_batch: 0 });
@@ -82,7 +76,7 @@ impl WorkloadRefs {
                 .filter(|(_, s)| s.used_in_batch != self.batch)
                 .min_by_key(|(_, s)| s.used_in_batch)
             else {
-                return Err(w);
+                return 0;
             };
             let old = self.slots[i].hash;
             if let Some(ids) = self.by_hash.get_mut(&old) {
@@ -93,10 +87,11 @@ impl WorkloadRefs {
             }
             i as u32 + 1
         };
+        let Some(w) = inline.take() else { return 0 };
         declare.push(DeclaredWorkload { id, workload: Some(w.clone()) });
         self.slots[id as usize - 1] = Slot { identity: w, hash, used_in_batch: self.batch };
         self.by_hash.entry(hash).or_default().push(id);
-        Ok(id)
+        id
     }
 
     /// Identities declared on the stream now.

@@ -101,7 +101,7 @@ fn stream_to(refs: bool, break_after: Option<usize>) -> Vec<Vec<UsageBatch>> {
             .expect("a good endpoint");
         assert_eq!(stats.rejected, 0);
         server.abort();
-        let streams = standin.streams.lock().unwrap().clone();
+        let streams: Vec<Vec<UsageBatch>> = std::mem::take(&mut standin.streams.lock().unwrap());
         streams
     })
 }
