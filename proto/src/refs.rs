@@ -16,9 +16,16 @@ pub const WORKLOAD_REFS_HEADER: &str = "gpucost-workload-refs";
 /// The most references a collector keeps per stream; an id is 1 ..= this.
 pub const MAX_WORKLOAD_REFS: u32 = 65_536;
 
-/// Identities declared on one stream, least recently used first out once `capacity` are.
+/// The text the identities declared on one stream may hold together before the least recently used is
+/// replaced (a quarter of what a collector keeps per stream, so that one more identity never crosses it).
+pub const MAX_DECLARED_BYTES: usize = 2 << 20;
+
+/// Identities declared on one stream, least recently used first out once `capacity` are (or once they hold
+/// [`MAX_DECLARED_BYTES`]).
 pub struct WorkloadRefs {
     capacity: u32,
+    /// Text held by the declared identities, bytes.
+    bytes: usize,
     /// Slot `i` holds reference `i + 1`.
     slots: Vec<Slot>,
     by_hash: HashMap<u64, Vec<u32>>,
@@ -29,13 +36,20 @@ pub struct WorkloadRefs {
 struct Slot {
     identity: WorkloadIdentity,
     hash: u64,
+    bytes: usize,
     used_in_batch: u64,
 }
 
 impl WorkloadRefs {
     /// At most `capacity` identities declared at once (1 ..= [`MAX_WORKLOAD_REFS`]).
     pub fn new(capacity: u32) -> Self {
-        Self { capacity: capacity.clamp(1, MAX_WORKLOAD_REFS), slots: Vec::new(), by_hash: HashMap::new(), batch: 0 }
+        Self {
+            capacity: capacity.clamp(1, MAX_WORKLOAD_REFS),
+            bytes: 0,
+            slots: Vec::new(),
+            by_hash: HashMap::new(),
+            batch: 0,
+        }
     }
 
     /// Replaces each inline identity of `b` by a reference, declaring in `b` those not declared on the stream
@@ -64,8 +78,11 @@ impl WorkloadRefs {
             *inline = None;
             return id;
         }
-        let id = if (self.slots.len() as u32) < self.capacity {
-            self.slots.push(Slot { identity: WorkloadIdentity::default(), hash, used_in_batch: 0 });
+        let bytes = text_bytes(w);
+        let id = if (self.slots.len() as u32) < self.capacity
+            && (self.slots.is_empty() || self.bytes + bytes <= MAX_DECLARED_BYTES)
+        {
+            self.slots.push(Slot { identity: WorkloadIdentity::default(), hash, bytes: 0, used_in_batch: 0 });
             self.slots.len() as u32
         } else {
             // The least recently used slot that this batch does not use.
@@ -89,7 +106,8 @@ impl WorkloadRefs {
         };
         let Some(w) = inline.take() else { return 0 };
         declare.push(DeclaredWorkload { id, workload: Some(w.clone()) });
-        self.slots[id as usize - 1] = Slot { identity: w, hash, used_in_batch: self.batch };
+        self.bytes = self.bytes - self.slots[id as usize - 1].bytes + bytes;
+        self.slots[id as usize - 1] = Slot { identity: w, hash, bytes, used_in_batch: self.batch };
         self.by_hash.entry(hash).or_default().push(id);
         id
     }
@@ -102,6 +120,30 @@ impl WorkloadRefs {
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
+}
+
+/// The text an identity holds, bytes (its strings and map entries), as a collector counts it.
+fn text_bytes(w: &WorkloadIdentity) -> usize {
+    let maps: usize =
+        [&w.labels, &w.namespace_labels, &w.env].iter().flat_map(|m| m.iter()).map(|(k, v)| k.len() + v.len()).sum();
+    let texts = [
+        &w.namespace,
+        &w.pod,
+        &w.pod_uid,
+        &w.container,
+        &w.controller_kind,
+        &w.controller_name,
+        &w.ecs_task_arn,
+        &w.ecs_task_family,
+        &w.ecs_cluster,
+        &w.slurm_job_id,
+        &w.slurm_account,
+        &w.user,
+        &w.systemd_unit,
+        &w.container_id,
+        &w.container_runtime,
+    ];
+    maps + texts.iter().map(|t| t.len()).sum::<usize>()
 }
 
 /// A hash of `w` that does not depend on the order of its maps.
@@ -243,5 +285,25 @@ mod tests {
         assert_eq!(inline, 2);
         let got: Vec<String> = decode(&mut HashMap::new(), &b).into_iter().map(|w| w.pod).collect();
         assert_eq!(got, ["a", "b", "c", "d", "a"]);
+    }
+
+    #[test]
+    fn large_identities_are_replaced_before_their_text_passes_the_bound() {
+        let mut refs = WorkloadRefs::new(1_024);
+        let big = |name: &str| {
+            let mut w = pod(name);
+            w.pod_uid = "u".repeat(MAX_DECLARED_BYTES / 3);
+            w
+        };
+        for (k, name) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+            let mut b = UsageBatch {
+                processes: vec![ProcessUsage { workload: Some(big(name)), ..Default::default() }],
+                ..Default::default()
+            };
+            refs.encode(&mut b);
+            assert_eq!(b.declare_workloads.len(), 1, "batch {k}");
+            assert!(refs.bytes <= MAX_DECLARED_BYTES, "batch {k}: {} bytes declared", refs.bytes);
+        }
+        assert!(refs.len() <= 3, "{} identities of a third of the bound each", refs.len());
     }
 }

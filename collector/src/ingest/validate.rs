@@ -364,7 +364,20 @@ pub fn validate_on_stream(
         let Some(w) = &d.workload else {
             return c.fail(format!("declare_workloads[{i}].workload"), "is missing");
         };
-        refs.declare(d.id, c.identity(format_args!("declare_workloads[{i}].workload"), Some(w))?);
+        if let Err(bytes) = refs.declare(d.id, c.identity(format_args!("declare_workloads[{i}].workload"), Some(w))?) {
+            // Not the batch's fault: a new stream starts with nothing declared.
+            let mut e = c
+                .fail::<()>(
+                    format!("declare_workloads[{i}]"),
+                    format!(
+                        "this stream's declared identities would hold {bytes} bytes of text, past the {} a stream may; not stored: send it again on a new stream",
+                        crate::ingest::refs::MAX_DECLARED_BYTES
+                    ),
+                )
+                .expect_err("fail always fails");
+            e.refusal = Refusal::Reconnect;
+            return Err(e);
+        }
     }
     // A workload by reference (declared on the stream) or inline.
     let mut named = |field: std::fmt::Arguments,
@@ -639,6 +652,46 @@ mod tests {
         assert_eq!(e.refusal, Refusal::Reconnect, "{e}");
         assert_eq!(e.field, "processes[0].workload_ref");
         assert!(e.problem.contains("reference 3 was not declared on this stream"), "{e}");
+    }
+
+    #[test]
+    fn a_stream_declaring_more_text_than_it_may_is_told_to_start_a_new_stream() {
+        // Identities as large as the limits let them be: 3 maps of 128 entries of 1 KiB keys and values.
+        let full = |n: u32| {
+            let map: HashMap<String, String> =
+                (0..128).map(|k| (format!("{n}-{k:04}-{}", "k".repeat(1_000)), "v".repeat(1_024))).collect();
+            pb::WorkloadIdentity {
+                kind: pb::WorkloadKind::KubernetesPod as i32,
+                namespace: "ml".into(),
+                pod: format!("p{n}"),
+                labels: map.clone(),
+                namespace_labels: map.clone(),
+                env: map,
+                ..Default::default()
+            }
+        };
+        let mut refs = StreamWorkloads::default();
+        let mut stored = 0;
+        let refused = (1..=20u32).find_map(|n| {
+            let mut b = by_reference(n, true);
+            b.seq = u64::from(n);
+            b.declare_workloads[0].workload = Some(full(n));
+            match validate_on_stream(&b, NOW, &Limits::default(), &mut refs) {
+                Ok(_) => {
+                    stored += 1;
+                    None
+                }
+                Err(e) => Some(e),
+            }
+        });
+        let e = refused.expect("the stream's bound is reached within 20 identities of ~780 KB");
+        assert!(stored >= 10, "{stored} stored first");
+        assert_eq!(e.refusal, Refusal::Reconnect, "{e}");
+        assert!(e.problem.contains("send it again on a new stream"), "{e}");
+        // A new stream takes the same batch.
+        let mut b = by_reference(stored + 1, true);
+        b.declare_workloads[0].workload = Some(full(stored + 1));
+        assert!(validate_on_stream(&b, NOW, &Limits::default(), &mut StreamWorkloads::default()).is_ok());
     }
 
     #[test]
