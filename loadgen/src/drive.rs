@@ -84,13 +84,6 @@ async fn node_stream(
     let interval_ns = o.interval.as_nanos() as u64;
     let offset = Duration::from_nanos(interval_ns / shape.nodes.max(1) as u64 * index as u64);
     let mut node = Node::new(&shape, index, first);
-    let (tx, rx) = mpsc::channel::<UsageBatch>(8);
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    if let Some(t) = &token
-        && let Ok(v) = format!("Bearer {t}").parse()
-    {
-        request.metadata_mut().insert("authorization", v);
-    }
     let fail = |e: String, lost: u64| {
         stats.failed.fetch_add(lost, Ordering::Relaxed);
         let mut first = stats.first_error.lock().unwrap_or_else(|p| p.into_inner());
@@ -100,14 +93,33 @@ async fn node_stream(
     };
     // Identities declared once per stream when the collector takes references, as the agent does.
     let mut refs = None;
-    let mut acks = match IngestClient::new(channel).report(request).await {
-        Ok(r) => {
-            if !o.inline_identities && r.metadata().get(WORKLOAD_REFS_HEADER).is_some() {
-                refs = Some(WorkloadRefs::new(1_024));
-            }
-            r.into_inner()
+    // Opening the stream is retried a few times, as an agent retries with backoff: thousands of nodes connecting at
+    // the same instant can overflow the collector's accept queue.
+    let mut attempt = 0;
+    let (tx, mut acks) = loop {
+        let (tx, rx) = mpsc::channel::<UsageBatch>(8);
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(t) = &token
+            && let Ok(v) = format!("Bearer {t}").parse()
+        {
+            request.metadata_mut().insert("authorization", v);
         }
-        Err(e) => return fail(format!("{} {}", e.code(), e.message()), o.intervals),
+        match IngestClient::new(channel.clone()).report(request).await {
+            Ok(r) => {
+                if !o.inline_identities && r.metadata().get(WORKLOAD_REFS_HEADER).is_some() {
+                    refs = Some(WorkloadRefs::new(1_024));
+                }
+                break (tx, r.into_inner());
+            }
+            Err(e)
+                if matches!(e.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
+                    && attempt < 5 =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+            Err(e) => return fail(format!("{} {}", e.code(), e.message()), o.intervals),
+        }
     };
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let on_ack = |ack: gpucost_proto::v1::Ack, in_flight: &mut VecDeque<InFlight>| {
