@@ -183,13 +183,13 @@ variable "collector_image" {
 }
 
 variable "collector_cpu" {
-  description = "Task CPU units (1024 = 1 vCPU: about 20 000 nodes reporting every 15 s; docs/capacity.md)."
+  description = "Task CPU units (1024 = 1 vCPU: about 30 000 nodes reporting every 15 s; docs/capacity.md)."
   type        = number
   default     = 1024
 }
 
 variable "collector_memory" {
-  description = "Task memory (MiB): about 256 MiB + 100 KiB per node (2048: ~15 000 nodes; docs/capacity.md)."
+  description = "Task memory (MiB): about 256 MiB + 128 KiB per node (2048: ~14 000 nodes; docs/capacity.md)."
   type        = number
   default     = 2048
 }
