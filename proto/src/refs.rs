@@ -122,11 +122,9 @@ impl WorkloadRefs {
     }
 }
 
-/// The text an identity holds, bytes (its strings and map entries), as a collector counts it.
-fn text_bytes(w: &WorkloadIdentity) -> usize {
-    let maps: usize =
-        [&w.labels, &w.namespace_labels, &w.env].iter().flat_map(|m| m.iter()).map(|(k, v)| k.len() + v.len()).sum();
-    let texts = [
+/// An identity's text fields.
+fn texts(w: &WorkloadIdentity) -> [&String; 15] {
+    [
         &w.namespace,
         &w.pod,
         &w.pod_uid,
@@ -142,29 +140,20 @@ fn text_bytes(w: &WorkloadIdentity) -> usize {
         &w.systemd_unit,
         &w.container_id,
         &w.container_runtime,
-    ];
-    maps + texts.iter().map(|t| t.len()).sum::<usize>()
+    ]
+}
+
+/// The text an identity holds, bytes (its strings and map entries), as a collector counts it.
+fn text_bytes(w: &WorkloadIdentity) -> usize {
+    let maps: usize =
+        [&w.labels, &w.namespace_labels, &w.env].iter().flat_map(|m| m.iter()).map(|(k, v)| k.len() + v.len()).sum();
+    maps + texts(w).iter().map(|t| t.len()).sum::<usize>()
 }
 
 /// A hash of `w` that does not depend on the order of its maps.
 fn identity_hash(w: &WorkloadIdentity) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (
-        w.kind,
-        &w.namespace,
-        &w.pod,
-        &w.pod_uid,
-        &w.container,
-        &w.controller_kind,
-        &w.controller_name,
-        &w.ecs_task_arn,
-        &w.ecs_task_family,
-        &w.ecs_cluster,
-        &w.slurm_job_id,
-        &w.slurm_account,
-    )
-        .hash(&mut h);
-    (&w.user, w.uid, &w.systemd_unit, &w.container_id, &w.container_runtime).hash(&mut h);
+    (w.kind, texts(w), w.uid).hash(&mut h);
     for m in [&w.labels, &w.namespace_labels, &w.env] {
         let mut entries: Vec<_> = m.iter().collect();
         entries.sort_unstable();
