@@ -143,8 +143,8 @@ fn texts(w: &WorkloadIdentity) -> [&String; 15] {
     ]
 }
 
-/// The text an identity holds, bytes (its strings and map entries), as a collector counts it.
-fn text_bytes(w: &WorkloadIdentity) -> usize {
+/// The text an identity holds, bytes (its strings and map entries): what both ends count against their bounds.
+pub fn text_bytes(w: &WorkloadIdentity) -> usize {
     let maps: usize =
         [&w.labels, &w.namespace_labels, &w.env].iter().flat_map(|m| m.iter()).map(|(k, v)| k.len() + v.len()).sum();
     maps + texts(w).iter().map(|t| t.len()).sum::<usize>()

@@ -32,11 +32,10 @@ struct Declared {
 }
 
 impl StreamWorkloads {
-    /// Binds `id` (1 ..= [`MAX_REFS`], checked by the caller) to a checked identity, replacing what it named;
-    /// refused (nothing changed) when the stream's identities would then hold more than
-    /// [`MAX_DECLARED_BYTES`], with the bytes they would hold.
-    pub fn declare(&mut self, id: u32, identity: Identity) -> Result<(), usize> {
-        let bytes = text_bytes(&identity);
+    /// Binds `id` (1 ..= [`MAX_REFS`], checked by the caller) to a checked identity holding `bytes` of text
+    /// (`gpucost_proto::refs::text_bytes`), replacing what it named; refused (nothing changed) when the
+    /// stream's identities would then hold more than [`MAX_DECLARED_BYTES`], with the bytes they would hold.
+    pub fn declare(&mut self, id: u32, identity: Identity, bytes: usize) -> Result<(), usize> {
         let replaced = self.declared.get(&id).map_or(0, |d| d.bytes);
         let total = self.bytes - replaced + bytes;
         if total > MAX_DECLARED_BYTES {
@@ -72,33 +71,6 @@ impl StreamWorkloads {
     }
 }
 
-/// The text an identity holds, bytes (its strings and map entries).
-fn text_bytes(i: &Identity) -> usize {
-    let maps = [&i.labels, &i.namespace_labels, &i.env]
-        .iter()
-        .flat_map(|m| m.iter())
-        .map(|(k, v)| k.len() + v.len())
-        .sum::<usize>();
-    let texts = [
-        &i.namespace,
-        &i.pod,
-        &i.pod_uid,
-        &i.container,
-        &i.controller_kind,
-        &i.controller_name,
-        &i.ecs_task_arn,
-        &i.ecs_task_family,
-        &i.ecs_cluster,
-        &i.slurm_job_id,
-        &i.slurm_account,
-        &i.user,
-        &i.systemd_unit,
-        &i.container_id,
-        &i.container_runtime,
-    ];
-    maps + texts.iter().map(|t| t.len()).sum::<usize>()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,13 +92,15 @@ mod tests {
     fn a_declared_identity_is_one_shared_workload_keyed_for_the_streams_node() {
         let mut t = StreamWorkloads::default();
         assert!(t.workload(1, &node("n1")).is_none());
-        t.declare(1, Identity { kind: WorkloadKind::HostProcess, user: "alice".into(), ..Default::default() }).unwrap();
+        t.declare(1, Identity { kind: WorkloadKind::HostProcess, user: "alice".into(), ..Default::default() }, 5)
+            .unwrap();
         let a = t.workload(1, &node("n1")).unwrap();
         let b = t.workload(1, &node("n1")).unwrap();
         assert!(Arc::ptr_eq(&a, &b), "built once");
         assert_eq!(a.key, "user:prod/n1/alice");
         assert_eq!(t.workload(1, &node("n2")).unwrap().key, "user:prod/n2/alice", "keyed again for another node");
-        t.declare(1, Identity { kind: WorkloadKind::HostProcess, user: "bob".into(), ..Default::default() }).unwrap();
+        t.declare(1, Identity { kind: WorkloadKind::HostProcess, user: "bob".into(), ..Default::default() }, 3)
+            .unwrap();
         assert_eq!(t.workload(1, &node("n2")).unwrap().key, "user:prod/n2/bob", "declared again");
         assert_eq!(t.len(), 1);
     }
@@ -134,13 +108,15 @@ mod tests {
     #[test]
     fn what_a_stream_may_declare_is_bounded_in_bytes_and_redeclaring_gives_back_the_old() {
         let mut t = StreamWorkloads::default();
-        let big = |n: usize| Identity { pod: "x".repeat(n), ..Default::default() };
-        t.declare(1, big(MAX_DECLARED_BYTES / 2)).unwrap();
-        t.declare(2, big(MAX_DECLARED_BYTES / 2)).unwrap();
-        assert_eq!(t.declare(3, big(10)), Err(MAX_DECLARED_BYTES + 10), "over the bound: refused");
+        let declare = |t: &mut StreamWorkloads, id: u32, n: usize| {
+            t.declare(id, Identity { pod: "x".repeat(n), ..Default::default() }, n)
+        };
+        declare(&mut t, 1, MAX_DECLARED_BYTES / 2).unwrap();
+        declare(&mut t, 2, MAX_DECLARED_BYTES / 2).unwrap();
+        assert_eq!(declare(&mut t, 3, 10), Err(MAX_DECLARED_BYTES + 10), "over the bound: refused");
         assert!(t.workload(3, &node("n1")).is_none(), "nothing of a refused declaration is kept");
-        t.declare(2, big(10)).unwrap();
+        declare(&mut t, 2, 10).unwrap();
         assert_eq!(t.bytes(), MAX_DECLARED_BYTES / 2 + 10, "id 2's old identity no longer counts");
-        t.declare(3, big(10)).unwrap();
+        declare(&mut t, 3, 10).unwrap();
     }
 }

@@ -73,12 +73,16 @@ struct Check<'a> {
 
 impl Check<'_> {
     fn fail<T>(&self, field: impl Into<String>, problem: impl Into<String>) -> Result<T, ValidationError> {
-        Err(ValidationError {
-            batch: self.batch.clone(),
-            field: field.into(),
-            problem: problem.into(),
-            refusal: Refusal::Invalid,
-        })
+        self.refuse(field, problem, Refusal::Invalid)
+    }
+
+    fn refuse<T>(
+        &self,
+        field: impl Into<String>,
+        problem: impl Into<String>,
+        refusal: Refusal,
+    ) -> Result<T, ValidationError> {
+        Err(ValidationError { batch: self.batch.clone(), field: field.into(), problem: problem.into(), refusal })
     }
 
     /// `field` is only rendered when the value is refused (`format_args!`): naming every field of every
@@ -243,18 +247,15 @@ pub fn validate_on_stream(
         );
     }
     if end > now_ns.saturating_add(limits.max_clock_skew_ns) {
-        let mut e = c
-            .fail::<()>(
-                "interval_end_unix_nanos",
-                format!(
-                    "{} s in the future by the collector's clock, past the {} s allowed (--max-clock-skew): is the agent's clock set? Not stored yet; send it again later",
-                    (end - now_ns) / 1_000_000_000,
-                    limits.max_clock_skew_ns / 1_000_000_000
-                ),
-            )
-            .expect_err("fail always fails");
-        e.refusal = Refusal::Later;
-        return Err(e);
+        return c.refuse(
+            "interval_end_unix_nanos",
+            format!(
+                "{} s in the future by the collector's clock, past the {} s allowed (--max-clock-skew): is the agent's clock set? Not stored yet; send it again later",
+                (end - now_ns) / 1_000_000_000,
+                limits.max_clock_skew_ns / 1_000_000_000
+            ),
+            Refusal::Later,
+        );
     }
 
     if n.devices.is_empty() {
@@ -364,19 +365,17 @@ pub fn validate_on_stream(
         let Some(w) = &d.workload else {
             return c.fail(format!("declare_workloads[{i}].workload"), "is missing");
         };
-        if let Err(bytes) = refs.declare(d.id, c.identity(format_args!("declare_workloads[{i}].workload"), Some(w))?) {
+        let identity = c.identity(format_args!("declare_workloads[{i}].workload"), Some(w))?;
+        if let Err(bytes) = refs.declare(d.id, identity, gpucost_proto::refs::text_bytes(w)) {
             // Not the batch's fault: a new stream starts with nothing declared.
-            let mut e = c
-                .fail::<()>(
-                    format!("declare_workloads[{i}]"),
-                    format!(
-                        "this stream's declared identities would hold {bytes} bytes of text, past the {} a stream may; not stored: send it again on a new stream",
-                        crate::ingest::refs::MAX_DECLARED_BYTES
-                    ),
-                )
-                .expect_err("fail always fails");
-            e.refusal = Refusal::Reconnect;
-            return Err(e);
+            return c.refuse(
+                format!("declare_workloads[{i}]"),
+                format!(
+                    "this stream's declared identities would hold {bytes} bytes of text, past the {} a stream may; not stored: send it again on a new stream",
+                    crate::ingest::refs::MAX_DECLARED_BYTES
+                ),
+                Refusal::Reconnect,
+            );
         }
     }
     // A workload by reference (declared on the stream) or inline.
@@ -389,18 +388,13 @@ pub fn validate_on_stream(
             (_, Some(_)) => c.fail(field.to_string(), format!("names reference {id} and carries an identity too")),
             (id, None) => match refs.workload(id, &node) {
                 Some(w) => Ok(Some(w)),
-                None => {
-                    let mut e = c
-                        .fail::<()>(
-                            field.to_string(),
-                            format!(
-                                "reference {id} was not declared on this stream; not stored: send it again on a new stream"
-                            ),
-                        )
-                        .expect_err("fail always fails");
-                    e.refusal = Refusal::Reconnect;
-                    Err(e)
-                }
+                None => c.refuse(
+                    field.to_string(),
+                    format!(
+                        "reference {id} was not declared on this stream; not stored: send it again on a new stream"
+                    ),
+                    Refusal::Reconnect,
+                ),
             },
         }
     };
