@@ -68,16 +68,15 @@ impl Observation {
         let (cluster, node) = (b.node.cluster.clone(), b.node.name.clone());
         let len = b.duration_ns();
         let owner = |i: usize| b.owners.get(i);
-        let model_of = |w: &crate::model::Workload| {
-            w.identity.labels.get("mlflow.org/model-name").map_or("", String::as_str).to_string()
-        };
+        let model_of =
+            |w: &crate::model::Workload| w.identity.labels.get("mlflow.org/model-name").map_or("", String::as_str);
         // Summed under borrowed labels, copied once per distinct set (this runs for every stored batch).
         let mut costs: BTreeMap<[&str; 5], (u128, u128)> = BTreeMap::new();
         let mut time: BTreeMap<[&str; 3], (u64, u64)> = BTreeMap::new();
         for (i, h) in b.holdings.iter().enumerate() {
             let id = &h.workload.identity;
             let (team, own) = owner(i).map_or(("", "unallocated"), |o| (o.team.as_str(), o.owner.as_str()));
-            let model = id.labels.get("mlflow.org/model-name").map_or("", String::as_str);
+            let model = model_of(&h.workload);
             let c = b.cost.holdings.get(i).copied().unwrap_or_default();
             let e = costs.entry([&b.node.cluster, &id.namespace, team, own, model]).or_default();
             e.0 += u128::from(c.used + c.hybrid_idle);
@@ -111,7 +110,7 @@ impl Observation {
                         workload: h.workload.clone(),
                         team: owner(i).map(|o| o.team.clone()).unwrap_or_default(),
                         owner: owner(i).map_or("unallocated".into(), |o| o.owner.clone()),
-                        model: model_of(&h.workload),
+                        model: model_of(&h.workload).to_string(),
                         sm_pct: if len > 0 { h.used_ns as f64 * 100.0 / len as f64 } else { 0.0 },
                         memory_bytes: h.memory_bytes,
                     })
