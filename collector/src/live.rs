@@ -11,6 +11,11 @@ use crate::cost::price::usd;
 use crate::model::Batch;
 use crate::report::period::utc;
 
+/// The MLflow model a workload serves or trains ("" when none).
+fn model_of(w: &crate::model::Workload) -> &str {
+    w.identity.labels.get("mlflow.org/model-name").map_or("", String::as_str)
+}
+
 /// A GPU not reported for this long leaves the live view.
 const FORGET_NS: u64 = 600 * 1_000_000_000;
 
@@ -68,8 +73,6 @@ impl Observation {
         let (cluster, node) = (b.node.cluster.clone(), b.node.name.clone());
         let len = b.duration_ns();
         let owner = |i: usize| b.owners.get(i);
-        let model_of =
-            |w: &crate::model::Workload| w.identity.labels.get("mlflow.org/model-name").map_or("", String::as_str);
         // Summed under borrowed labels, copied once per distinct set (this runs for every stored batch).
         let mut costs: BTreeMap<[&str; 5], (u128, u128)> = BTreeMap::new();
         let mut time: BTreeMap<[&str; 3], (u64, u64)> = BTreeMap::new();
