@@ -845,7 +845,8 @@ pub struct Truth {
     pub workloads: BTreeMap<(String, String), GpuTime>,
 }
 
-/// The collector's name for a workload: `pod:<cluster>/<namespace>/<pod>/<container>`, `ecs:<task arn>`,
+/// The collector's name for a workload: `pod:<cluster>/<namespace>/<pod>/<container>`,
+/// `ecs:<cluster>/<task family>/<task id>`,
 /// `slurm:<cluster>/<job id>`, `systemd:<cluster>/<node>/<unit>`, `container:<cluster>/<node>/<id>`,
 /// `user:<cluster>/<node>/<user>`, or `unidentified:<cluster>/<node>`. The simulator names its workloads
 /// the same way so that its ground truth can be compared with the ledger.
@@ -853,7 +854,13 @@ pub fn workload_key(node: &NodeInfo, w: &WorkloadIdentity) -> String {
     let (c, n) = (&node.cluster, &node.node_name);
     match w.kind {
         WorkloadKind::KubernetesPod => format!("pod:{c}/{}/{}/{}", w.namespace, w.pod, w.container),
-        WorkloadKind::EcsTask => format!("ecs:{}", w.ecs_task_arn),
+        WorkloadKind::EcsTask => {
+            let id = w.ecs_task_arn.rsplit('/').next().unwrap_or_default();
+            match w.ecs_task_family.as_str() {
+                "" => format!("ecs:{c}/{id}"),
+                family => format!("ecs:{c}/{family}/{id}"),
+            }
+        }
         WorkloadKind::SlurmJob => format!("slurm:{c}/{}", w.slurm_job_id),
         WorkloadKind::SystemdService => format!("systemd:{c}/{n}/{}", w.systemd_unit),
         WorkloadKind::Container => format!("container:{c}/{n}/{}", w.container_id),

@@ -167,7 +167,9 @@ pub struct Workload {
 
 impl Workload {
     /// Names the workload: `pod:<cluster>/<namespace>/<pod>/<container>` (`pod:<cluster>/uid/<pod uid>` while
-    /// the pod's name is unknown), `ecs:<task arn>`, `slurm:<cluster>/<job id>`,
+    /// the pod's name is unknown), `ecs:<cluster>/<task family>/<task id>` (`ecs:<cluster>/<task id>` while the
+    /// family is unknown: a task reads by what it runs, its ARN stays in the `ecs_task` dimension),
+    /// `slurm:<cluster>/<job id>`,
     /// `systemd:<cluster>/<node>/<unit>`, `container:<cluster>/<node>/<id>`, `user:<cluster>/<node>/<user>`,
     /// or `unidentified:<cluster>/<node>`. An identity missing the field its kind is keyed by is
     /// unidentified.
@@ -182,7 +184,16 @@ impl Workload {
                 "" => format!("pod:{c}/{}/{}", identity.namespace, identity.pod),
                 container => format!("pod:{c}/{}/{}/{container}", identity.namespace, identity.pod),
             }),
-            WorkloadKind::EcsTask => keyed(&identity.ecs_task_arn, format!("ecs:{}", identity.ecs_task_arn)),
+            WorkloadKind::EcsTask => {
+                let id = identity.ecs_task_arn.rsplit('/').next().unwrap_or_default();
+                keyed(
+                    id,
+                    match identity.ecs_task_family.as_str() {
+                        "" => format!("ecs:{c}/{id}"),
+                        family => format!("ecs:{c}/{family}/{id}"),
+                    },
+                )
+            }
             WorkloadKind::SlurmJob => keyed(&identity.slurm_job_id, format!("slurm:{c}/{}", identity.slurm_job_id)),
             WorkloadKind::SystemdService => {
                 keyed(&identity.systemd_unit, format!("systemd:{c}/{n}/{}", identity.systemd_unit))
@@ -233,6 +244,23 @@ mod tests {
         assert_eq!(Workload::new(&node(), user).key, "user:prod/ip-10-0-0-1/alice");
         let slurm = Identity { kind: WorkloadKind::SlurmJob, slurm_job_id: "4711".into(), ..Default::default() };
         assert_eq!(Workload::new(&node(), slurm).key, "slurm:prod/4711");
+    }
+
+    #[test]
+    fn an_ecs_task_is_named_by_its_family_with_its_task_id_kept() {
+        let task = Identity {
+            kind: WorkloadKind::EcsTask,
+            ecs_task_arn: "arn:aws:ecs:us-east-1:123456789012:task/gpu-batch/5a8c1d2e3f4b4a5c9d8e7f6a5b4c3d2e".into(),
+            ecs_task_family: "vision-batch-embed".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            Workload::new(&node(), task.clone()).key,
+            "ecs:prod/vision-batch-embed/5a8c1d2e3f4b4a5c9d8e7f6a5b4c3d2e"
+        );
+        // Without the ECS agent's introspection the agent knows only the task id, from the cgroup path.
+        let bare = Identity { ecs_task_arn: "5a8c1d2e".into(), ecs_task_family: String::new(), ..task };
+        assert_eq!(Workload::new(&node(), bare).key, "ecs:prod/5a8c1d2e");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The Backstage catalog, as far as cost attribution needs it: Groups (with their parent, for the team →
 //! department → organisation roll-up), Systems and Components (owner, system, and how Backstage's Kubernetes
 //! plugin finds their pods: the `backstage.io/kubernetes-label-selector` annotation, else
-//! `backstage.io/kubernetes-id`). Read from `catalog-info.yaml` files; the REST client fills the same type.
+//! `backstage.io/kubernetes-id`), and Users with the groups they are members of, so that a person's GPU time
+//! is paid by their team ([`Catalog::team_of_user`]). Read from `catalog-info.yaml` files; the REST client fills
+//! the same type. The type is also kept as JSON in the ledger (the last good Backstage copy): fields added
+//! later default, so a copy kept by an older collector still reads.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +18,9 @@ pub struct Group {
     pub parent: Option<String>,
     /// `metadata.annotations` (a cost centre, for one).
     pub annotations: BTreeMap<String, String>,
+    /// `spec.type` (`team`, `department`, `organization`, …), lower case.
+    #[serde(default)]
+    pub group_type: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +43,14 @@ pub struct Catalog {
     pub systems: BTreeMap<String, String>,
     /// User ref → the groups it is a member of.
     pub users: BTreeMap<String, Vec<String>>,
+    /// User ref → the group named by its [`COST_TEAM_ANNOTATION`], when it has one.
+    #[serde(default)]
+    pub user_cost_teams: BTreeMap<String, String>,
 }
+
+/// The annotation on a catalog User naming the group that pays for that person's GPU time, when the
+/// membership rule of [`Catalog::team_of_user`] would choose another.
+pub const COST_TEAM_ANNOTATION: &str = "gpucost.io/cost-team";
 
 #[derive(Deserialize)]
 struct Entity {
@@ -63,6 +76,8 @@ struct Spec {
     system: Option<String>,
     #[serde(rename = "memberOf", default)]
     member_of: Vec<String>,
+    #[serde(rename = "type", default)]
+    group_type: Option<String>,
 }
 
 /// A full entity reference (`kind:namespace/name`, lower case) from a possibly short one (`name`,
@@ -126,11 +141,18 @@ impl Catalog {
                             name: e.metadata.name,
                             parent,
                             annotations: e.metadata.annotations.clone(),
+                            group_type: e.spec.group_type.unwrap_or_default().to_ascii_lowercase(),
                         },
                     );
                 }
                 "user" => {
                     let groups = e.spec.member_of.iter().map(|g| entity_ref(g, "group", &namespace)).collect();
+                    match e.metadata.annotations.get(COST_TEAM_ANNOTATION).filter(|t| !t.trim().is_empty()) {
+                        Some(team) => {
+                            self.user_cost_teams.insert(this.clone(), entity_ref(team.trim(), "group", &namespace))
+                        }
+                        None => self.user_cost_teams.remove(&this),
+                    };
                     self.users.insert(this, groups);
                 }
                 "system" => {
@@ -186,6 +208,25 @@ impl Catalog {
             c.add_yaml(name, text).expect("the shipped example catalog parses (tested)");
         }
         c
+    }
+
+    /// Whether the catalog has no entity at all (what a Backstage that lost its catalog answers).
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.components.is_empty() && self.systems.is_empty() && self.users.is_empty()
+    }
+
+    /// The group that pays for the GPU time of the catalog User `user` (a full ref, `user:default/bob`): the
+    /// group its `gpucost.io/cost-team` annotation names, else the first group of its `spec.memberOf` whose
+    /// `spec.type` is `team`, else the first group of `spec.memberOf` at all — counting only groups the
+    /// catalog has. `None` for a user the catalog does not know or whose groups it does not have: nobody is
+    /// named to pay, rather than a team invented from a person's name.
+    pub fn team_of_user(&self, user: &str) -> Option<&Group> {
+        let member_of = self.users.get(user)?;
+        if let Some(team) = self.user_cost_teams.get(user).and_then(|t| self.groups.get(t)) {
+            return Some(team);
+        }
+        let known = || member_of.iter().filter_map(|g| self.groups.get(g));
+        known().find(|g| g.group_type == "team").or_else(|| known().next())
     }
 
     /// Whether `owner` is `group` or belongs to it through the group tree.
@@ -250,5 +291,35 @@ mod tests {
         let mut c = Catalog::default();
         c.add_yaml("x", "kind: Group\nmetadata: {name: a}\nspec: {parent: b}\n---\nkind: Group\nmetadata: {name: b}\nspec: {parent: a}\n").unwrap();
         assert_eq!(c.ancestry("group:default/a").len(), 2);
+    }
+
+    #[test]
+    fn a_user_is_paid_for_by_the_annotated_group_else_the_first_team_else_the_first_known_group() {
+        let mut c = Catalog::example();
+        assert_eq!(c.team_of_user("user:default/bob").map(|g| g.name.as_str()), Some("nlp"), "first of two teams");
+        c.add_yaml(
+            "more-users.yaml",
+            "kind: User\nmetadata: {name: dana}\nspec: {memberOf: [applied-ml, ghost, speech]}\n---\n\
+             kind: User\nmetadata: {name: eve}\nspec: {memberOf: [ghost, research-lab]}\n---\n\
+             kind: User\nmetadata: {name: bob, annotations: {gpucost.io/cost-team: research}}\n\
+             spec: {memberOf: [nlp, research]}\n---\n\
+             kind: User\nmetadata: {name: finn}\nspec: {memberOf: [ghost]}\n",
+        )
+        .unwrap();
+        let team = |u: &str| c.team_of_user(u).map(|g| g.name.as_str());
+        assert_eq!(team("user:default/dana"), Some("speech"), "a team before a department listed first");
+        assert_eq!(team("user:default/eve"), Some("research-lab"), "no team: the first group the catalog has");
+        assert_eq!(team("user:default/bob"), Some("research"), "the annotation overrides membership");
+        assert_eq!(team("user:default/finn"), None, "only groups the catalog does not have");
+        assert_eq!(team("user:default/nobody"), None, "a user the catalog does not know");
+    }
+
+    #[test]
+    fn a_catalog_kept_before_group_types_and_cost_teams_existed_still_reads() {
+        let old = r#"{"groups":{"group:default/a":{"entity_ref":"group:default/a","name":"a","parent":null,"annotations":{}}},
+                      "components":[],"systems":{},"users":{"user:default/u":["group:default/a"]}}"#;
+        let c: Catalog = serde_json::from_str(old).unwrap();
+        assert_eq!(c.team_of_user("user:default/u").map(|g| g.name.as_str()), Some("a"));
+        assert!(!c.is_empty() && Catalog::default().is_empty());
     }
 }

@@ -7,13 +7,17 @@
 //!    `backstage.io/kubernetes-id` label;
 //! 3. `namespace-owner` — the pod's namespace label or annotation `backstage.io/owner`;
 //! 4. `ecs-task-tag` — the ECS task's `backstage.io/owner` tag;
-//! 5. `slurm-account` — the Slurm job's account, as a group;
-//! 6. `unix-user` — the process's Unix user, as a user;
-//! 7. otherwise `unallocated`: never dropped, always visible. Pure.
+//! 5. `slurm-account` — the Slurm job's account: a catalog Group of that name, else the team of a catalog
+//!    User of that name;
+//! 6. `unix-user` — the team of the catalog User named like the process's Unix user
+//!    ([`Catalog::team_of_user`]); the owner is that team, the person stays visible as the `user` dimension;
+//! 7. otherwise `unattributed`: the workload held a GPU but no rule names who pays; never dropped, always
+//!    visible. A Slurm account or user the catalog does not know matches no rule: people and accounts are
+//!    never made up into teams. Pure.
 
 use std::collections::BTreeMap;
 
-use super::catalog::{Catalog, entity_ref};
+use super::catalog::{Catalog, Component, entity_ref};
 use crate::model::{Identity, WorkloadKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,26 +59,27 @@ impl Rule {
 /// Who owns a workload, and how that was decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ownership {
-    /// An entity ref (`group:default/vision`, `user:default/alice`) or `unallocated`.
+    /// An entity ref (`group:default/vision`) or `unattributed`.
     pub owner: String,
     /// The team (the owner group's name), its department (the team's parent) and organisation.
     pub team: String,
     pub department: String,
     pub component: String,
     pub system: String,
-    /// The rule that matched, or `unallocated`.
+    /// The rule that matched, or `unattributed`.
     pub rule: &'static str,
 }
 
 impl Ownership {
-    fn unallocated() -> Self {
+    /// A workload no rule names a payer for.
+    pub fn unattributed() -> Self {
         Self {
-            owner: "unallocated".into(),
+            owner: "unattributed".into(),
             team: String::new(),
             department: String::new(),
             component: String::new(),
             system: String::new(),
-            rule: "unallocated",
+            rule: "unattributed",
         }
     }
 }
@@ -112,11 +117,14 @@ pub fn resolve(
                 ecs_tags.and_then(|t| t.get("backstage.io/owner")).map(|o| (entity_ref(o, "group", "default"), None))
             }
             Rule::SlurmAccount if !identity.slurm_account.is_empty() => {
-                Some((entity_ref(&identity.slurm_account, "group", "default"), None))
+                let group = entity_ref(&identity.slurm_account, "group", "default");
+                if catalog.groups.contains_key(&group) {
+                    Some((group, None))
+                } else {
+                    user_team(catalog, &identity.slurm_account)
+                }
             }
-            Rule::UnixUser if !identity.user.is_empty() && !is_pod => {
-                Some((entity_ref(&identity.user, "user", "default"), None))
-            }
+            Rule::UnixUser if !identity.user.is_empty() && !is_pod => user_team(catalog, &identity.user),
             _ => None,
         };
         if let Some((owner, component)) = found {
@@ -133,7 +141,12 @@ pub fn resolve(
             };
         }
     }
-    Ownership::unallocated()
+    Ownership::unattributed()
+}
+
+/// The team that pays for the catalog User named `user`, as a rule's match.
+fn user_team<'c>(catalog: &'c Catalog, user: &str) -> Option<(String, Option<&'c Component>)> {
+    catalog.team_of_user(&entity_ref(user, "user", "default")).map(|g| (g.entity_ref.clone(), None))
 }
 
 #[cfg(test)]
@@ -206,8 +219,55 @@ mod tests {
         );
         let user = Identity { kind: WorkloadKind::HostProcess, user: "alice".into(), ..Default::default() };
         let o = resolve(&c, &Rule::DEFAULT_ORDER, &user, None);
-        assert_eq!((o.owner.as_str(), o.team.as_str(), o.rule), ("user:default/alice", "alice", "unix-user"));
-        assert_eq!(resolve(&c, &Rule::DEFAULT_ORDER, &pod(&[], None), None).owner, "unallocated");
+        assert_eq!((o.owner.as_str(), o.team.as_str(), o.rule), ("group:default/vision", "vision", "unix-user"));
+        assert_eq!(resolve(&c, &Rule::DEFAULT_ORDER, &pod(&[], None), None), Ownership::unattributed());
+    }
+
+    fn host(user: &str) -> Identity {
+        Identity { kind: WorkloadKind::HostProcess, user: user.into(), ..Default::default() }
+    }
+
+    fn slurm(account: &str, user: &str) -> Identity {
+        Identity {
+            kind: WorkloadKind::SlurmJob,
+            slurm_job_id: "42".into(),
+            slurm_account: account.into(),
+            user: user.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_user_in_several_teams_is_paid_for_by_the_first_team_of_its_member_of() {
+        let o = resolve(&Catalog::example(), &Rule::DEFAULT_ORDER, &host("bob"), None);
+        assert_eq!(
+            (o.owner.as_str(), o.team.as_str(), o.department.as_str(), o.rule),
+            ("group:default/nlp", "nlp", "applied-ml", "unix-user")
+        );
+    }
+
+    #[test]
+    fn a_user_the_catalog_does_not_know_is_unattributed_not_a_team() {
+        let o = resolve(&Catalog::example(), &Rule::DEFAULT_ORDER, &host("erin"), None);
+        assert_eq!(o, Ownership::unattributed());
+        assert_eq!((o.owner.as_str(), o.team.as_str(), o.rule), ("unattributed", "", "unattributed"));
+    }
+
+    #[test]
+    fn a_slurm_account_is_a_team_only_when_the_catalog_has_it() {
+        let c = Catalog::example();
+        let o = resolve(&c, &Rule::DEFAULT_ORDER, &slurm("speech", "erin"), None);
+        assert_eq!((o.owner.as_str(), o.team.as_str(), o.rule), ("group:default/speech", "speech", "slurm-account"));
+        assert_eq!(resolve(&c, &Rule::DEFAULT_ORDER, &slurm("physics-2024", "erin"), None), Ownership::unattributed());
+        // An unknown account matches no rule, so the next one (the job's user) is tried.
+        let o = resolve(&c, &Rule::DEFAULT_ORDER, &slurm("physics-2024", "carol"), None);
+        assert_eq!((o.owner.as_str(), o.rule), ("group:default/platform", "unix-user"));
+    }
+
+    #[test]
+    fn a_slurm_account_named_after_a_catalog_user_is_that_users_team() {
+        let o = resolve(&Catalog::example(), &Rule::DEFAULT_ORDER, &slurm("bob", ""), None);
+        assert_eq!((o.owner.as_str(), o.team.as_str(), o.rule), ("group:default/nlp", "nlp", "slurm-account"));
     }
 
     #[test]
@@ -216,6 +276,6 @@ mod tests {
         let p = pod(&[("backstage.io/kubernetes-id", "ranker")], Some("group:default/nlp"));
         let o = resolve(&c, &[Rule::NamespaceOwner, Rule::KubernetesId], &p, None);
         assert_eq!((o.team.as_str(), o.rule), ("nlp", "namespace-owner"));
-        assert_eq!(resolve(&c, &[], &p, None).rule, "unallocated");
+        assert_eq!(resolve(&c, &[], &p, None).rule, "unattributed");
     }
 }

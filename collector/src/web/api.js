@@ -193,7 +193,7 @@ export function clock(isoTime) {
 export const teamName = (t) => (t === '' || t === null || t === undefined ? '(no team)' : t);
 export const modelName = (m) => (m === '' || m === null || m === undefined ? '(no model)' : m);
 
-/** A workload id (`pod:<cluster>/<ns>/<pod>/<container>`, `ecs:<arn>`, …) as a title, a subtitle and a kind. */
+/** A workload id (`pod:<cluster>/<ns>/<pod>/<container>`, `ecs:<cluster>/<family>/<task id>`, …) as a title, a subtitle and a kind. */
 export function workloadLabel(id) {
   const i = (id || '').indexOf(':');
   const kind = i < 0 ? '' : id.slice(0, i);
@@ -201,7 +201,12 @@ export function workloadLabel(id) {
   const parts = rest.split('/');
   switch (kind) {
     case 'pod': return { kind, title: parts[2] ?? rest, sub: `${parts[0]} / ${parts[1]}${parts[3] ? ` · ${parts[3]}` : ''}` };
-    case 'ecs': { const arn = rest.split('/'); return { kind, title: arn.slice(-1)[0], sub: arn.slice(-2, -1)[0] ?? '' }; }
+    case 'ecs': {
+      // `ecs:<task arn>`: how ledgers written before tasks were named by family keep them.
+      if (rest.startsWith('arn:')) { const arn = rest.split('/'); return { kind, title: arn.slice(-1)[0], sub: arn.slice(-2, -1)[0] ?? '' }; }
+      const task = `task ${parts.slice(-1)[0].slice(0, 8)}`;
+      return { kind, title: parts.length > 2 ? parts[1] : task, sub: `${parts[0]} · ${task}` };
+    }
     case 'slurm': return { kind, title: `job ${parts.slice(1).join('/')}`, sub: parts[0] };
     case 'user': return { kind, title: parts[2] ?? rest, sub: `${parts[0]} / ${shortNode(parts[1] ?? '')}` };
     case 'unidentified': return { kind: '?', title: 'unidentified', sub: `${parts[0]} / ${shortNode(parts[1] ?? '')}` };
