@@ -1,6 +1,7 @@
 //! What each stored batch tells the metrics and the live fleet view: the GPUs' latest readings and who is
 //! on them, and the money and GPU time by owner labels. `Observation::of` is pure; `Fleet` keeps the
-//! latest interval of every GPU (forgetting one not heard of for ten minutes) for `/api/v1/fleet`.
+//! latest interval of every GPU (forgetting one not heard of for ten minutes) for `/api/v1/fleet`. A GPU is
+//! numbered as NVML numbers it on its node; its MIG devices are listed under it, never as GPUs of their own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
@@ -31,6 +32,19 @@ pub struct Holder {
     pub model: String,
     pub sm_pct: f64,
     pub memory_bytes: u64,
+    /// The MIG device it holds, when it holds a slice of the GPU rather than the GPU.
+    pub mig: Option<String>,
+}
+
+/// A MIG device of a GPU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigNow {
+    pub uuid: String,
+    /// NVML's index of the MIG device within its GPU.
+    pub index: u32,
+    pub profile: String,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +52,8 @@ pub struct GpuNow {
     pub cluster: String,
     pub node: String,
     pub uuid: String,
-    pub index: usize,
+    /// NVML's index of the GPU on its node.
+    pub index: u32,
     pub model: String,
     pub instance_type: String,
     pub utilization: f64,
@@ -49,6 +64,7 @@ pub struct GpuNow {
     /// What the GPU costs per hour (0 when unpriced).
     pub micros_per_hour: u128,
     pub holders: Vec<Holder>,
+    pub mig: Vec<MigNow>,
 }
 
 /// What one stored batch adds to the metrics and the live view.
@@ -91,19 +107,17 @@ impl Observation {
         let mut observed: BTreeMap<String, u64> = BTreeMap::new();
         let per_hour =
             b.cost.price.as_ref().map_or(0, |p| u128::from(p.instance_micros_per_hour) / u128::from(p.gpus.max(1)));
+        let reading = |uuid: &str| b.gpus.iter().find(|g| g.uuid == uuid);
         let gpus = b
             .devices
             .iter()
-            .enumerate()
-            .filter(|(_, d)| !d.is_mig())
-            .map(|(index, d)| {
+            .filter(|d| !d.is_mig())
+            .map(|d| {
                 *observed.entry(d.model.clone()).or_default() += len;
-                let reading = b.gpus.iter().find(|g| g.uuid == d.uuid);
+                let slices: Vec<_> =
+                    b.devices.iter().filter(|s| s.mig_parent_uuid.as_deref() == Some(d.uuid.as_str())).collect();
                 // The GPU's holders, on it or on its MIG slices.
-                let on_it = |uuid: &str| {
-                    uuid == d.uuid
-                        || b.devices.iter().any(|s| s.uuid == uuid && s.mig_parent_uuid.as_deref() == Some(&d.uuid))
-                };
+                let on_it = |uuid: &str| uuid == d.uuid || slices.iter().any(|s| s.uuid == uuid);
                 let holders = b
                     .holdings
                     .iter()
@@ -116,13 +130,25 @@ impl Observation {
                         model: model_of(&h.workload).to_string(),
                         sm_pct: if len > 0 { h.used_ns as f64 * 100.0 / len as f64 } else { 0.0 },
                         memory_bytes: h.memory_bytes,
+                        mig: (h.gpu_uuid != d.uuid).then(|| h.gpu_uuid.clone()),
                     })
                     .collect();
+                let mig = slices
+                    .iter()
+                    .map(|s| MigNow {
+                        uuid: s.uuid.clone(),
+                        index: s.index,
+                        profile: s.mig_profile.clone().unwrap_or_default(),
+                        memory_used_bytes: reading(&s.uuid).map_or(0, |r| r.memory_used_bytes),
+                        memory_total_bytes: s.memory_total_bytes,
+                    })
+                    .collect();
+                let reading = reading(&d.uuid);
                 GpuNow {
                     cluster: cluster.clone(),
                     node: node.clone(),
                     uuid: d.uuid.clone(),
-                    index,
+                    index: d.index,
                     model: d.model.clone(),
                     instance_type: b.node.instance_type.clone(),
                     utilization: reading.map_or(0.0, |r| f64::from(r.utilization_ppm) / 1e6),
@@ -132,6 +158,7 @@ impl Observation {
                     interval_end_ns: b.end_ns,
                     micros_per_hour: per_hour,
                     holders,
+                    mig,
                 }
             })
             .collect();
@@ -195,7 +222,11 @@ impl Fleet {
                     "workload": h.workload.key, "namespace": h.workload.identity.namespace,
                     "pod": h.workload.identity.pod, "team": h.team,
                     "owner": h.owner, "model": h.model, "sm_pct": (h.sm_pct * 10.0).round() / 10.0,
-                    "memory_bytes": h.memory_bytes,
+                    "memory_bytes": h.memory_bytes, "mig": h.mig,
+                })).collect::<Vec<_>>(),
+                "mig": x.mig.iter().map(|m| json!({
+                    "gpu": m.uuid, "index": m.index, "profile": m.profile,
+                    "memory_used_bytes": m.memory_used_bytes, "memory_total_bytes": m.memory_total_bytes,
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "totals": {
@@ -205,5 +236,90 @@ impl Fleet {
                 "cost_usd_per_hour": usd(per_hour),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gpucost_proto::v1 as pb;
+
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000 * 1_000_000_000;
+
+    /// A node whose GPU 0 is in MIG mode with two slices (listed after it, as the agent lists them) and whose
+    /// GPU 1 is whole; a pod holds the first slice.
+    fn mig_node_batch() -> Batch {
+        let gpu = |uuid: &str, index: u32| pb::GpuDevice {
+            uuid: uuid.into(),
+            model: "NVIDIA A100-SXM4-80GB".into(),
+            memory_total_bytes: 80 << 30,
+            index,
+            ..Default::default()
+        };
+        let slice = |uuid: &str, index: u32, profile: &str| pb::GpuDevice {
+            mig_parent_uuid: "GPU-0".into(),
+            mig_profile: profile.into(),
+            memory_total_bytes: 40 << 30,
+            ..gpu(uuid, index)
+        };
+        let b = pb::UsageBatch {
+            agent_id: "p4de-1".into(),
+            boot_id: "b".into(),
+            seq: 1,
+            node: Some(pb::NodeInfo {
+                cluster: "prod".into(),
+                node_name: "p4de-1".into(),
+                instance_type: "p4de.24xlarge".into(),
+                devices: vec![
+                    gpu("GPU-0", 0),
+                    slice("MIG-a", 0, "3g.40gb"),
+                    slice("MIG-b", 1, "4g.40gb"),
+                    gpu("GPU-1", 1),
+                ],
+                ..Default::default()
+            }),
+            interval_start_unix_nanos: NOW - 15_000_000_000,
+            interval_end_unix_nanos: NOW,
+            processes: vec![pb::ProcessUsage {
+                pid: 7,
+                gpu_uuid: "MIG-a".into(),
+                sm_util_percent: 50.0,
+                used_memory_bytes: 1 << 30,
+                sample_count: 15,
+                workload: Some(pb::WorkloadIdentity {
+                    kind: pb::WorkloadKind::KubernetesPod as i32,
+                    namespace: "ml".into(),
+                    pod: "serve-0".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        crate::ingest::validate::validate(&b, NOW, &Default::default()).expect("a valid batch")
+    }
+
+    #[test]
+    fn a_gpu_keeps_its_nvml_index_and_its_mig_slices_are_listed_under_it() {
+        let fleet = Fleet::default();
+        fleet.update(Observation::of(&mig_node_batch()));
+        let now = fleet.snapshot(NOW);
+        let gpus = now["gpus"].as_array().unwrap();
+        let numbered: Vec<_> =
+            gpus.iter().map(|g| (g["gpu"].as_str().unwrap(), g["index"].as_u64().unwrap())).collect();
+        assert_eq!(numbered, [("GPU-0", 0), ("GPU-1", 1)], "two GPUs numbered 0 and 1, no slice among them");
+        assert_eq!(now["totals"]["gpus"], 2);
+        let slices: Vec<_> = gpus[0]["mig"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["gpu"].as_str().unwrap(), m["index"].as_u64().unwrap(), m["profile"].as_str().unwrap()))
+            .collect();
+        assert_eq!(slices, [("MIG-a", 0, "3g.40gb"), ("MIG-b", 1, "4g.40gb")]);
+        assert_eq!(gpus[0]["holders"][0]["pod"], "serve-0");
+        assert_eq!(gpus[0]["holders"][0]["mig"], "MIG-a", "the holder's slice");
+        assert_eq!(gpus[1]["mig"].as_array().map(Vec::len), Some(0));
+        assert_eq!(now["totals"]["busy"], 1);
     }
 }

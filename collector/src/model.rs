@@ -58,6 +58,8 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Device {
     pub uuid: String,
+    /// NVML's index: the GPU's on the node, or a MIG device's within its parent GPU.
+    pub index: u32,
     pub model: String,
     pub memory_total_bytes: u64,
     pub mig_parent_uuid: Option<String>,

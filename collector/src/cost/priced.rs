@@ -151,6 +151,7 @@ mod tests {
     fn device(uuid: &str, parent: Option<&str>, profile: Option<&str>) -> Device {
         Device {
             uuid: uuid.into(),
+            index: 0,
             model: "NVIDIA A100-SXM4-80GB".into(),
             memory_total_bytes: 80 << 30,
             mig_parent_uuid: parent.map(String::from),

@@ -297,6 +297,7 @@ pub fn validate_on_stream(
         }
         devices.push(Device {
             uuid: d.uuid.clone(),
+            index: d.index,
             model: d.model.clone(),
             memory_total_bytes: d.memory_total_bytes,
             mig_parent_uuid: (!d.mig_parent_uuid.is_empty()).then(|| d.mig_parent_uuid.clone()),

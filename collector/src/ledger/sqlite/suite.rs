@@ -120,6 +120,7 @@ pub(super) fn batch(boot: &str, seq: u64, start: u64, len: u64, share_ppm: u32) 
         first_seq: seq,
         devices: vec![Device {
             uuid: "GPU-1".into(),
+            index: 0,
             model: "NVIDIA A10G".into(),
             memory_total_bytes: 24 << 30,
             mig_parent_uuid: None,
