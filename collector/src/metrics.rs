@@ -73,6 +73,7 @@ pub struct Metrics {
     limit_breaches: IntCounterVec,
     sync_last_success: GaugeVec,
     catalog_syncs: IntCounterVec,
+    catalog_fetched: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -237,7 +238,8 @@ impl Metrics {
                     Opts::new(
                         "gpucost_catalog_syncs_total",
                         "Catalogs taken on, by where from: `backstage` (fetched by this collector, the sync's leader) \
-                         or `ledger` (the copy the leader kept in the shared ledger).",
+                         or `ledger` (the last good copy kept in the ledger: the leader's, or this collector's own \
+                         when it started while Backstage was down).",
                     ),
                     &["via"],
                 )
@@ -248,13 +250,23 @@ impl Metrics {
                 }
                 c
             },
+            catalog_fetched: gauge(
+                &r,
+                "gpucost_catalog_fetched_timestamp_seconds",
+                "When the catalog in force was fetched from Backstage, labelled by where this collector took it \
+                 from (`backstage` or `ledger`); its age is time() minus this.",
+                &["via"],
+            ),
             registry: r,
         }
     }
 
-    /// A catalog taken on, fetched from its source (`backstage`) or read from the shared ledger (`ledger`).
-    pub fn catalog_synced(&self, via: &str) {
+    /// A catalog taken on, fetched from Backstage at `fetched_at_ns`: by this collector (`backstage`) or read
+    /// from the copy kept in the ledger (`ledger`).
+    pub fn catalog_synced(&self, via: &str, fetched_at_ns: u64) {
         self.catalog_syncs.with_label_values(&[via]).inc();
+        self.catalog_fetched.reset();
+        self.catalog_fetched.with_label_values(&[via]).set(fetched_at_ns as f64 / 1e9);
     }
 
     /// A request refused for exceeding `limit` (`streams`, `agent_rate`, `http_timeout`).
