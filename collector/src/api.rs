@@ -21,6 +21,7 @@ use crate::cost::split::Policy;
 use crate::discover::SharedInventory;
 use crate::ledger::{CostQuery, Dimension, GpuTime, Ledger, UsageQuery};
 use crate::metrics::Metrics;
+use crate::report::chargeback::{UNATTRIBUTED, by_leading};
 
 const NS: u64 = 1_000_000_000;
 /// The widest window one query may cover.
@@ -285,6 +286,11 @@ pub(crate) async fn on_ledger<T: Send + 'static>(
         })
 }
 
+/// Whether a dimension says who pays: its value is `unattributed` for GPU time no owner rule named.
+fn names_owner(d: &Dimension) -> bool {
+    matches!(d, Dimension::Owner | Dimension::Team | Dimension::Department | Dimension::Component | Dimension::System)
+}
+
 fn money(micros: u128) -> Value {
     json!({ "usd": usd(micros), "micros": micros })
 }
@@ -301,15 +307,25 @@ fn money(micros: u128) -> Value {
         ("filter" = Option<String>, Query, description = "<dimension>=<value>, comma-separated"),
         ("policy" = Option<String>, Query, description = "allocation, utilization or hybrid (default)"),
     ),
-    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+    responses((status = 200, description = "OK", body = crate::api_doc::CostsBody), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
 async fn costs(
     State(s): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let q = parse_cost_query(&params, crate::now_ns(), s.ledger.bucket_ns())?;
-    let query = q.clone();
-    let report = on_ledger(&s, move |l| l.costs(&query)).await?;
+    // The unattributed money is read from an owner dimension: the request's, or the owner added to its
+    // grouping and summed away again.
+    let owner_at = q.group_by.iter().position(names_owner);
+    let mut query = q.clone();
+    if owner_at.is_none() {
+        query.group_by.push(Dimension::Owner);
+    }
+    let (report, unattributed) = on_ledger(&s, move |l| l.costs(&query)).await.map(|r| {
+        let at = owner_at.unwrap_or(q.group_by.len());
+        let unattributed: u128 = r.rows.iter().filter(|x| x.group[at] == UNATTRIBUTED).map(|x| x.used + x.idle).sum();
+        (if owner_at.is_some() { r } else { by_leading(&r, q.group_by.len()) }, unattributed)
+    })?;
     let rows: Vec<Value> = report
         .rows
         .iter()
@@ -332,6 +348,14 @@ async fn costs(
         })
         .collect();
     let charged: u128 = report.rows.iter().map(|r| r.used + r.idle).sum();
+    let used: u128 = report.rows.iter().map(|r| r.used).sum();
+    // Held but unused GPU time's cost, whoever carries it: the holders' idle, and the idle line no holder
+    // pays (unknown when filtered by workload).
+    let holders_idle: u128 = report.rows.iter().map(|r| r.idle).sum();
+    let idle = match (q.policy, report.idle) {
+        (Policy::Utilization, None) => None,
+        (_, line) => Some(holders_idle + line.unwrap_or(0)),
+    };
     let reconciled = match (report.idle, report.unallocated) {
         (Some(i), Some(u)) => json!(charged + i + u == report.fleet),
         _ => Value::Null,
@@ -344,7 +368,10 @@ async fn costs(
         "filter": q.filters.iter().map(|(d, v)| format!("{}={v}", d.name())).collect::<Vec<_>>(),
         "rows": rows,
         "charged": money(charged),
-        "idle": report.idle.map(money),
+        "used": money(used),
+        "idle": idle.map(money),
+        "idle_uncharged": report.idle.map(money),
+        "unattributed": money(unattributed),
         "unallocated": report.unallocated.map(money),
         "unpriced": { "gpu_seconds": secs(report.unpriced_ns) },
         "fleet": money(report.fleet),

@@ -127,7 +127,8 @@ fn close_period(a: ClosePeriodArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Subcommand)]
 enum ReportCommand {
-    /// The chargeback for a period (month by default) as CSV, JSON or a FinOps FOCUS file.
+    /// The chargeback for a period (month by default) as CSV, JSON or a FinOps FOCUS file. Warns on
+    /// standard error when the ledger holds no data for part of the period; exits 3 when it holds none.
     Chargeback(ChargebackArgs),
 }
 
@@ -346,13 +347,27 @@ fn report_chargeback(a: ChargebackArgs) -> anyhow::Result<()> {
     let catalog = a.catalog_dir.as_deref().map(Catalog::load_dir).transpose().map_err(anyhow::Error::msg)?;
     let config = a.report.config();
     let centers = |team: &str| catalog.as_ref()?.cost_center(team, &config.cost_center_annotation);
-    let (body, _) = render(&ledger, &req, &config, &centers)?;
+    let report = render(&ledger, &req, &config, &centers)?;
     match &a.out {
-        Some(path) => std::fs::write(path, body).with_context(|| format!("writing {}", path.display()))?,
-        None => print!("{body}"),
+        Some(path) => std::fs::write(path, &report.body).with_context(|| format!("writing {}", path.display()))?,
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(report.body.as_bytes()).and_then(|()| out.flush()).context("writing the report")?;
+        }
+    }
+    if let Some(w) = &report.warning {
+        eprintln!("warning: {w}");
+    }
+    if report.coverage.is_empty() {
+        // The report is written (all zero) and says so; scripts tell "no data" from "data" by the code.
+        std::process::exit(NO_DATA_EXIT_CODE);
     }
     Ok(())
 }
+
+/// The exit code of `report chargeback` for a period the ledger holds no GPU time for.
+const NO_DATA_EXIT_CODE: i32 = 3;
 
 #[derive(Debug, Args)]
 struct RepriceArgs {

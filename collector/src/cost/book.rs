@@ -6,7 +6,7 @@
 //! Spot nodes get their spot price or the spot discount; other nodes the commitment (Savings Plan / RI)
 //! discount. Overrides apply from their `effective_from`; stored history is never re-priced implicitly.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -158,10 +158,130 @@ struct ModelOverride {
     from_ns: u64,
 }
 
+/// What a name in the prices file has to match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    InstanceType,
+    Region,
+    /// A region the catalogue has prices for (a `[[region]]` rule's `like`).
+    CatalogueRegion,
+    GpuModel,
+    /// A node label's value, for the key given.
+    Label,
+}
+
+/// A name an entry of the prices file gives, to check that it can ever apply.
+#[derive(Debug, Clone)]
+struct Named {
+    /// `instance[2].instance_type`.
+    at: String,
+    subject: Subject,
+    /// For a label: its key.
+    key: String,
+    value: String,
+}
+
+/// What the ledger's nodes are: the instance types, regions, GPU models and labels a prices file's entries
+/// can match beyond the catalogue's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subjects {
+    pub instance_types: BTreeSet<String>,
+    pub regions: BTreeSet<String>,
+    pub gpu_models: BTreeSet<String>,
+    /// (key, value) of every node label.
+    pub labels: BTreeSet<(String, String)>,
+}
+
+/// An entry of the prices file that can never apply: what it names matches nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmatched {
+    /// The entry and key: `instance[0].instance_type`.
+    pub at: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Unmatched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.at, self.message)
+    }
+}
+
+/// AWS regions (commercial, GovCloud, China), so that a rule for a region the catalogue has no prices for
+/// (the reason to write one) is told from a misspelt one.
+const AWS_REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-west-1",
+    "us-west-2",
+];
+
+/// The known name closest to `name`, when close enough to be a slip (`p5.48xlarg` → `p5.48xlarge`): at most
+/// two edits, or a quarter of the name, or the same but for case.
+pub fn near_miss<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = name.to_lowercase();
+    known
+        .into_iter()
+        .map(|k| (if k.to_lowercase() == lower { 0 } else { edit_distance(&lower, &k.to_lowercase()) }, k))
+        .filter(|(d, k)| *d <= 2.max(k.chars().count() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
 /// Prices in force, from the catalogue and the operator's file.
 #[derive(Debug, Clone)]
 pub struct PriceBook {
     catalogue: HashMap<(String, String), CatalogueEntry>,
+    /// Every name the file's entries give, to tell the entries that can never apply.
+    named: Vec<Named>,
     labels: Vec<LabelOverride>,
     instances: Vec<InstanceOverride>,
     models: Vec<ModelOverride>,
@@ -227,6 +347,29 @@ impl PriceBook {
                 node_label: vec![],
             },
         };
+        let mut named = Vec::new();
+        let mut name = |at: String, subject: Subject, key: &str, value: &str| {
+            named.push(Named { at, subject, key: key.to_string(), value: value.to_string() })
+        };
+        for (i, r) in file.instance.iter().enumerate() {
+            name(format!("instance[{i}].instance_type"), Subject::InstanceType, "", &r.instance_type);
+            if let Some(region) = &r.region {
+                name(format!("instance[{i}].region"), Subject::Region, "", region);
+            }
+        }
+        for (i, r) in file.gpu_model.iter().enumerate() {
+            name(format!("gpu_model[{i}].model"), Subject::GpuModel, "", &r.model);
+        }
+        for (i, r) in file.region.iter().enumerate() {
+            name(format!("region[{i}].region"), Subject::Region, "", &r.region);
+            name(format!("region[{i}].like"), Subject::CatalogueRegion, "", &r.like);
+        }
+        for (i, r) in file.grid.iter().enumerate() {
+            name(format!("grid[{i}].region"), Subject::Region, "", &r.region);
+        }
+        for (i, r) in file.node_label.iter().enumerate() {
+            name(format!("node_label[{i}]"), Subject::Label, &r.key, &r.value);
+        }
         let mut instances = Vec::new();
         for (i, r) in file.instance.iter().enumerate() {
             let at = format!("instance[{i}]");
@@ -292,6 +435,7 @@ impl PriceBook {
         models.sort_by_key(|o| std::cmp::Reverse(o.from_ns));
         Ok(Self {
             catalogue,
+            named,
             labels,
             instances,
             models,
@@ -300,6 +444,63 @@ impl PriceBook {
             spot_discount_bps: bps(file.spot_discount_percent, "spot_discount_percent")?,
             commitment_discount_bps: bps(file.commitment_discount_percent, "commitment_discount_percent")?,
         })
+    }
+
+    /// The prices file's entries that can never apply: an instance type, GPU model or region that neither
+    /// the catalogue nor `ledger` (the nodes stored, when known) has, a `[[region]]` rule `like` a region
+    /// the catalogue has no prices for, a node label no node carries (checked only against `ledger`). Each
+    /// says what it did not match, and the near miss where there is one.
+    pub fn unmatched(&self, ledger: Option<&Subjects>) -> Vec<Unmatched> {
+        let mut types: BTreeSet<&str> = self.catalogue.keys().map(|(t, _)| t.as_str()).collect();
+        let mut models: BTreeSet<&str> = self.catalogue.values().map(|e| e.gpu_model.as_str()).collect();
+        let priced_regions: BTreeSet<&str> = self.catalogue.keys().map(|(_, r)| r.as_str()).collect();
+        let mut regions: BTreeSet<&str> = AWS_REGIONS.iter().copied().chain(priced_regions.iter().copied()).collect();
+        if let Some(l) = ledger {
+            types.extend(l.instance_types.iter().map(String::as_str));
+            models.extend(l.gpu_models.iter().map(String::as_str));
+            regions.extend(l.regions.iter().map(String::as_str));
+        }
+        let whose = if ledger.is_some() { "the catalogue or the ledger's nodes" } else { "the catalogue" };
+        let mut out = Vec::new();
+        for n in &self.named {
+            let (known, what): (Vec<&str>, String) = match n.subject {
+                Subject::InstanceType => (types.iter().copied().collect(), format!("no instance type in {whose}")),
+                Subject::GpuModel => (models.iter().copied().collect(), format!("no GPU model in {whose}")),
+                Subject::Region => {
+                    (regions.iter().copied().collect(), format!("no AWS region and no region of {whose}"))
+                }
+                Subject::CatalogueRegion => {
+                    (priced_regions.iter().copied().collect(), "no region the catalogue has prices for".into())
+                }
+                Subject::Label => match ledger {
+                    None => continue,
+                    Some(l) => {
+                        let values: Vec<&str> =
+                            l.labels.iter().filter(|(k, _)| *k == n.key).map(|(_, v)| v.as_str()).collect();
+                        if values.contains(&n.value.as_str()) {
+                            continue;
+                        }
+                        let message = match near_miss(&n.value, values.iter().copied()) {
+                            Some(m) => {
+                                format!("no node carries the label {}={:?} (did you mean {m:?}?)", n.key, n.value)
+                            }
+                            None => format!("no node carries the label {}={:?}", n.key, n.value),
+                        };
+                        out.push(Unmatched { at: n.at.clone(), message });
+                        continue;
+                    }
+                },
+            };
+            if known.contains(&n.value.as_str()) {
+                continue;
+            }
+            let hint = match near_miss(&n.value, known.iter().copied()) {
+                Some(m) => format!(" (did you mean {m:?}?)"),
+                None => String::new(),
+            };
+            out.push(Unmatched { at: n.at.clone(), message: format!("{:?} matches {what}{hint}", n.value) });
+        }
+        out
     }
 
     /// GPUs of `instance_type`, if the catalogue knows it as a GPU instance type.
@@ -493,6 +694,83 @@ mod tests {
             PriceBook::with_file_text(Some("[[grid]]\nregion = \"eu-west-1\"\ngrams_co2e_per_kwh = 300\n")).unwrap();
         assert_eq!(book.co2e_mg("eu-west-1", 3_600_000_000), Some(300_000), "1 kWh at 300 g/kWh");
         assert_eq!(book.co2e_mg("us-east-1", 3_600_000_000), None);
+    }
+
+    #[test]
+    fn entries_that_match_nothing_are_named_with_the_near_miss() {
+        let file = r#"
+            [[instance]]
+            instance_type = "p5.48xlarg"
+            usd_per_hour = "60"
+            [[instance]]
+            instance_type = "p4d.24xlarge"
+            region = "eu-wset-1"
+            usd_per_hour = "30"
+            [[gpu_model]]
+            model = "nvidia a10g"
+            usd_per_gpu_hour = "1"
+            [[gpu_model]]
+            model = "Acme Tensor 9000"
+            usd_per_gpu_hour = "1"
+            [[region]]
+            region = "eu-west-1"
+            like = "us-east-1"
+            percent = 112
+            [[region]]
+            region = "ap-south-1"
+            like = "eu-west-1"
+            percent = 100
+            [[grid]]
+            region = "us-east-1"
+            grams_co2e_per_kwh = 380
+            [[node_label]]
+            key = "pool"
+            value = "reserverd"
+            usd_per_hour = "20"
+        "#;
+        let book = PriceBook::with_file_text(Some(file)).unwrap();
+        let at_load: Vec<String> = book.unmatched(None).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            at_load,
+            vec![
+                "instance[0].instance_type: \"p5.48xlarg\" matches no instance type in the catalogue (did you mean \"p5.48xlarge\"?)",
+                "instance[1].region: \"eu-wset-1\" matches no AWS region and no region of the catalogue (did you mean \"eu-west-1\"?)",
+                "gpu_model[0].model: \"nvidia a10g\" matches no GPU model in the catalogue (did you mean \"NVIDIA A10G\"?)",
+                "gpu_model[1].model: \"Acme Tensor 9000\" matches no GPU model in the catalogue",
+                "region[1].like: \"eu-west-1\" matches no region the catalogue has prices for",
+            ],
+            "a region rule for a real AWS region and a grid factor match; labels are unknown before nodes are"
+        );
+        let ledger = Subjects {
+            gpu_models: ["Acme Tensor 9000".to_string()].into(),
+            labels: [("pool".to_string(), "reserved".to_string())].into(),
+            ..Default::default()
+        };
+        let with_nodes: Vec<String> = book.unmatched(Some(&ledger)).iter().map(|u| u.at.clone()).collect();
+        assert_eq!(
+            with_nodes,
+            [
+                "instance[0].instance_type",
+                "instance[1].region",
+                "gpu_model[0].model",
+                "region[1].like",
+                "node_label[0]"
+            ],
+            "a model the ledger's GPUs have matches"
+        );
+        assert!(book.unmatched(Some(&ledger))[4].message.contains("did you mean \"reserved\""));
+        let demo = PriceBook::with_file_text(Some(include_str!("../../data/demo-prices.toml"))).unwrap();
+        assert_eq!(demo.unmatched(None), vec![], "the demo's own file matches");
+    }
+
+    #[test]
+    fn near_misses_are_slips_not_guesses() {
+        let known = ["p5.48xlarge", "p4d.24xlarge", "g5.xlarge"];
+        assert_eq!(near_miss("p5.48xlarg", known), Some("p5.48xlarge"));
+        assert_eq!(near_miss("P4D.24XLARGE", known), Some("p4d.24xlarge"));
+        assert_eq!(near_miss("g6.xlarge", known), Some("g5.xlarge"));
+        assert_eq!(near_miss("x9.mega", known), None);
+        assert_eq!(edit_distance("eu-wset-1", "eu-west-1"), 2);
     }
 
     #[test]

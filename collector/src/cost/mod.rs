@@ -4,5 +4,6 @@
 pub mod book;
 pub mod price;
 pub mod priced;
+pub mod reconcile;
 pub mod reprice;
 pub mod split;

@@ -3,10 +3,9 @@
 //! (`3g.40gb` is 3/7); the parent keeps what no slice covers. Pure.
 
 use super::book::PriceBook;
-use super::price::{GpuPrice, mig_slices};
+use super::price::{GpuPrice, mig_parts, mig_slices};
 use super::split::{HolderUse, Micros, Policy, split, split_energy};
 use crate::discover::{Inventory, resolve_instance};
-use crate::ingest::share::split_proportionally;
 use crate::model::Batch;
 
 /// One device's cost over the interval.
@@ -93,15 +92,14 @@ pub fn price_batch(book: &PriceBook, b: &Batch) -> BatchCost {
                 mig_slices(d.mig_profile.as_deref().unwrap_or_default(), &d.model).map(|(n, total)| (i, n, total))
             })
             .collect();
-        let Some(&(_, _, total)) = slices.first() else { continue };
-        let covered: u64 = slices.iter().map(|s| s.1).sum::<u64>().min(total);
-        let mut weights: Vec<u64> = slices.iter().map(|s| s.1).collect();
-        weights.push(total - covered);
-        let parts = split_proportionally(full, &weights);
-        for (s, part) in slices.iter().zip(&parts) {
-            device_cost[s.0] = *part;
+        if slices.is_empty() {
+            continue;
         }
-        device_cost[pi] = *parts.last().unwrap_or(&0);
+        let (parts, own) = mig_parts(full, &slices.iter().map(|s| (s.1, s.2)).collect::<Vec<_>>());
+        for (s, part) in slices.iter().zip(parts) {
+            device_cost[s.0] = part;
+        }
+        device_cost[pi] = own;
     }
 
     let duration = b.duration_ns();

@@ -7,8 +7,57 @@
 //! rescaled and split into used (at most the holder's used cost) and idle. A bucket that had no price
 //! has no stored proportions: it is divided by time (used time, held time) instead.
 
+use super::price::{GpuPrice, mig_parts, mig_slices};
 use super::split::Micros;
 use crate::ingest::share::split_proportionally;
+
+/// One device of a node in one bucket, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeDevice {
+    pub uuid: String,
+    pub model: String,
+    pub mig_parent_uuid: Option<String>,
+    pub mig_profile: Option<String>,
+    /// A MIG device has none of its own: its parent's time is the GPU's time.
+    pub observed_ns: u64,
+}
+
+/// What each of a node's devices costs over the bucket starting at `bucket_start_ns` at `price` (`None`:
+/// unpriced, nothing): a physical GPU its price × its observed time, divided with its MIG slices by their
+/// compute slices as at ingest (`price::mig_parts`). A MIG slice is never priced as a GPU of its own, so
+/// the devices add up to the physical GPUs' price × time whatever the MIG layout. The time is priced with
+/// the cumulative formula from the bucket's start: a whole bucket costs what ingest charged for it. A GPU
+/// whose cost comes out as `stored` had it keeps its stored division with its slices (made interval by
+/// interval at ingest, so rounded differently), so that re-pricing at the same prices changes nothing.
+pub fn node_bucket_costs(
+    price: Option<&GpuPrice>,
+    bucket_start_ns: u64,
+    devices: &[NodeDevice],
+    stored: &[Micros],
+) -> Vec<Micros> {
+    let mut costs = vec![0; devices.len()];
+    let Some(price) = price else { return costs };
+    for (pi, parent) in devices.iter().enumerate().filter(|(_, d)| d.mig_parent_uuid.is_none()) {
+        let full = price.cost(bucket_start_ns, bucket_start_ns + parent.observed_ns);
+        let slices: Vec<(usize, (u64, u64))> = devices
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.mig_parent_uuid.as_deref() == Some(parent.uuid.as_str()))
+            .filter_map(|(i, d)| mig_slices(d.mig_profile.as_deref().unwrap_or_default(), &d.model).map(|s| (i, s)))
+            .collect();
+        let gpu: Vec<usize> = slices.iter().map(|s| s.0).chain([pi]).collect();
+        if gpu.iter().map(|&i| stored.get(i).copied().unwrap_or(0)).sum::<Micros>() == full {
+            gpu.iter().for_each(|&i| costs[i] = stored[i]);
+            continue;
+        }
+        let (parts, own) = mig_parts(full, &slices.iter().map(|s| s.1).collect::<Vec<_>>());
+        for ((i, _), part) in slices.iter().zip(parts) {
+            costs[*i] = part;
+        }
+        costs[pi] = own;
+    }
+    costs
+}
 
 /// What a holder had in one bucket of one device.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -139,6 +188,40 @@ mod tests {
         assert_eq!(new.holders.iter().map(|h| h.hybrid_idle).collect::<Vec<_>>(), vec![50, 150]);
         assert_eq!(new.holders[1].allocation_used + new.holders[1].allocation_idle, 375);
         assert!(conserves(&new));
+    }
+
+    fn gpu(uuid: &str, parent: Option<&str>, profile: Option<&str>, observed_ns: u64) -> NodeDevice {
+        NodeDevice {
+            uuid: uuid.into(),
+            model: "NVIDIA A100-SXM4-80GB".into(),
+            mig_parent_uuid: parent.map(String::from),
+            mig_profile: profile.map(String::from),
+            observed_ns,
+        }
+    }
+
+    #[test]
+    fn a_node_in_mig_mode_costs_its_physical_gpus_and_no_more() {
+        // The demo's p4de: eight A100s, the first in MIG mode as 3g + 4g slices that add no time of their own.
+        let hour = 3_600_000_000_000;
+        let mut devices: Vec<NodeDevice> = (0..8).map(|i| gpu(&format!("GPU-{i}"), None, None, hour)).collect();
+        devices.push(gpu("MIG-a", Some("GPU-0"), Some("3g.40gb"), 0));
+        devices.push(gpu("MIG-b", Some("GPU-0"), Some("4g.40gb"), 0));
+        let p4de = GpuPrice { instance_micros_per_hour: 40_965_700, gpus: 8, source: String::new() };
+        let t0 = 1_800_000_000 * 1_000_000_000 / hour * hour;
+        let full = p4de.cost(t0, t0 + hour);
+        // As a per-device re-pricing stored it: the fully sliced parent as a whole GPU.
+        let mut nine = vec![full; 8];
+        nine.extend([full * 3 / 7, full - full * 3 / 7]);
+        let costs = node_bucket_costs(Some(&p4de), t0, &devices, &nine);
+        assert_eq!(costs.iter().sum::<Micros>(), 8 * full, "eight GPUs, not nine");
+        assert_eq!(costs[0], 0, "the slices cover the whole parent");
+        assert_eq!(costs[8] + costs[9], full, "the slices share their parent's cost");
+        assert!(costs[8].abs_diff(full * 3 / 7) <= 1, "3g is 3/7 of it: {costs:?}");
+        let mut ingested = costs.clone();
+        (ingested[8], ingested[9]) = (ingested[8] + 1, ingested[9] - 1);
+        assert_eq!(node_bucket_costs(Some(&p4de), t0, &devices, &ingested), ingested, "unchanged: kept as stored");
+        assert_eq!(node_bucket_costs(None, t0, &devices, &costs), vec![0; 10], "unpriced: nothing, never a guess");
     }
 
     #[test]

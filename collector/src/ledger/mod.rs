@@ -399,6 +399,9 @@ pub trait Ledger: Send + Sync + crate::budget::store::BudgetStore {
     fn put_shared_catalog(&self, source: &str, catalog_json: &str, synced_at_ns: u64) -> Result<(), LedgerError>;
     /// The catalog `source` as last kept, and when it was fetched.
     fn shared_catalog(&self, source: &str) -> Result<Option<(String, u64)>, LedgerError>;
+    /// The start of every bucket in [from_ns, to_ns) in which `rows` hold observed GPU time, in order:
+    /// when any agent reported (a report's coverage, `report::Coverage`).
+    fn data_buckets(&self, rows: &rows::Rows, from_ns: u64, to_ns: u64) -> Result<Vec<u64>, LedgerError>;
     /// The rollup bucket length.
     fn bucket_ns(&self) -> u64;
     /// Whether the storage answers.

@@ -1744,6 +1744,20 @@ impl<E: Engine> Ledger for SqlLedger<E> {
             )?)
         })
     }
+
+    fn data_buckets(&self, source: &Rows, from_ns: u64, to_ns: u64) -> Result<Vec<u64>, LedgerError> {
+        self.with_reader(|c| {
+            Ok(c.all(
+                &format!(
+                    "SELECT DISTINCT b.bucket_start_ns FROM {} b
+                     WHERE b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2 AND b.observed_ns > 0 ORDER BY 1",
+                    source.gpu()
+                ),
+                sql_params![from_ns as i64, to_ns as i64],
+                |r| Ok(r.get::<i64>(0)? as u64),
+            )?)
+        })
+    }
 }
 
 /// The storage suite, run on every engine (see its doc).

@@ -190,7 +190,9 @@ export function clock(isoTime) {
   return Number.isNaN(d.getTime()) ? '—' : d.toISOString().slice(11, 19);
 }
 
-export const teamName = (t) => (t === '' || t === null || t === undefined ? '(no team)' : t);
+/** A holder's team as the costs API names it: the live view gives workloads no rule names a payer for no team. */
+export const teamKey = (t) => (t === '' || t === null || t === undefined ? 'unattributed' : t);
+export const teamName = (t) => teamKey(t);
 export const modelName = (m) => (m === '' || m === null || m === undefined ? '(no model)' : m);
 
 /** A workload id (`pod:<cluster>/<ns>/<pod>/<container>`, `ecs:<cluster>/<family>/<task id>`, …) as a title, a subtitle and a kind. */

@@ -10,6 +10,7 @@ use super::*;
 use crate::budget::evaluate::{AlertState, Event, Transition};
 use crate::budget::store::{BudgetStore, StoredBudget};
 use crate::ingest::share;
+use crate::ledger::RepriceOptions;
 use crate::model::{GpuReading, Identity, ProcessReading, WorkloadKind};
 use crate::report::period::{Cadence, Period};
 use std::sync::Arc;
@@ -58,6 +59,7 @@ macro_rules! every_case {
             usage_groups_by_namespace_pod_controller_and_any_label,
             a_relabelled_workload_is_written_again,
             repricing_history_halves_every_line_and_still_reconciles,
+            repricing_a_mig_node_bills_its_physical_gpus_and_never_silently_unprices,
             usage_groups_by_mlflow_model_version_run_and_experiment,
             a_cost_line_keeps_the_owner_in_force_when_its_gpu_time_was_used,
             reattributing_moves_the_window_to_the_new_owner_and_keeps_the_rest,
@@ -307,14 +309,14 @@ pub fn repricing_history_halves_every_line_and_still_reconciles<S: Stores>(s: &S
     };
     let before = totals(&l, Policy::Hybrid);
     let half = |node: &Node, model: &str, gpus: u32, at: u64| {
-        PriceBook::catalogue_only().price(node, model, gpus, at).ok().map(|mut p| {
+        PriceBook::catalogue_only().price(node, model, gpus, at).map(|mut p| {
             p.instance_micros_per_hour /= 2;
             p
         })
     };
-    let dry = l.reprice(T0, T0 + 2 * HOUR, &half, true).unwrap();
+    let dry = l.reprice(T0, T0 + 2 * HOUR, &half, RepriceOptions { dry_run: true, ..Default::default() }).unwrap();
     assert_eq!(totals(&l, Policy::Hybrid), before, "a dry run writes nothing");
-    let report = l.reprice(T0, T0 + 2 * HOUR, &half, false).unwrap();
+    let report = l.reprice(T0, T0 + 2 * HOUR, &half, RepriceOptions::default()).unwrap();
     assert_eq!(report, dry);
     assert_eq!(report.old_micros, before.3);
     assert!(report.new_micros.abs_diff(before.3 / 2) <= 2, "{report:?}");
@@ -327,9 +329,170 @@ pub fn repricing_history_halves_every_line_and_still_reconciles<S: Stores>(s: &S
         l.with_reader(|c| Ok(c.one("SELECT COUNT(*) FROM repricings", sql_params![], |r| r.get(0))?)).unwrap();
     assert_eq!(recorded, 1);
     // Re-pricing again at the same prices changes nothing: it scales from what was charged.
-    let again = l.reprice(T0, T0 + 2 * HOUR, &half, false).unwrap();
+    let again = l.reprice(T0, T0 + 2 * HOUR, &half, RepriceOptions::default()).unwrap();
     assert_eq!(again.buckets, 0, "{again:?}");
     assert_eq!(totals(&l, Policy::Hybrid).3, report.new_micros);
+}
+
+/// A batch of `node` with `devices` (a MIG slice named `MIG…` under its parent), the `(GPU, pod, SM ppm)`
+/// holders, priced by `book`.
+fn priced_batch(
+    book: &crate::cost::book::PriceBook,
+    node: &Node,
+    devices: &[Device],
+    holders: &[(&str, &str, u32)],
+    seq: u64,
+    start: u64,
+    len: u64,
+) -> Batch {
+    let processes: Vec<ProcessReading> = holders
+        .iter()
+        .enumerate()
+        .map(|(i, (gpu, pod, ppm))| ProcessReading {
+            gpu_uuid: gpu.to_string(),
+            pid: i as u32,
+            workload: Arc::new(Workload::new(
+                node,
+                Identity {
+                    kind: WorkloadKind::KubernetesPod,
+                    namespace: "ml".into(),
+                    pod: pod.to_string(),
+                    ..Default::default()
+                },
+            )),
+            sm_share_ppm: *ppm,
+            memory_util_ppm: 0,
+            used_memory_bytes: 1 << 30,
+        })
+        .collect();
+    let mut b = Batch {
+        agent_id: node.name.clone(),
+        boot_id: "b".into(),
+        seq,
+        first_seq: seq,
+        devices: devices.to_vec(),
+        start_ns: start,
+        end_ns: start + len,
+        gpus: devices
+            .iter()
+            .map(|d| GpuReading {
+                uuid: d.uuid.clone(),
+                utilization_ppm: 0,
+                memory_used_bytes: 0,
+                power_milliwatts: 0,
+                energy_millijoules: None,
+            })
+            .collect(),
+        holdings: share::holdings(len, &processes, &[]),
+        processes,
+        node: node.clone(),
+        cost: Default::default(),
+        owners: Vec::new(),
+    };
+    b.cost = crate::cost::priced::price_batch(book, &b);
+    b
+}
+
+/// The demo fleet's MIG node (an 8-GPU p4de whose first A100 runs as 3g + 4g slices, which add no time of
+/// their own) and an eu-west-1 node priced by the demo's `[[region]]` rule, re-priced with the demo's own
+/// prices: every node still costs its physical GPUs × price × time (a per-device re-pricing once billed
+/// the p4de's fully sliced parent GPU as a ninth GPU, its unallocated cost doubling), and prices that
+/// lose the region rule are refused rather than silently taking the eu-west-1 node to $0.
+pub fn repricing_a_mig_node_bills_its_physical_gpus_and_never_silently_unprices<S: Stores>(s: &S) {
+    use crate::cost::book::PriceBook;
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    let demo_text = include_str!("../../../data/demo-prices.toml");
+    let demo = PriceBook::with_file_text(Some(demo_text)).unwrap();
+    let a100 = |uuid: &str, parent: Option<&str>, profile: Option<&str>| Device {
+        uuid: uuid.into(),
+        index: 0,
+        model: "NVIDIA A100-SXM4-80GB".into(),
+        memory_total_bytes: 80 << 30,
+        mig_parent_uuid: parent.map(String::from),
+        mig_profile: profile.map(String::from),
+    };
+    let mut p4de_devices: Vec<Device> = (0..8).map(|i| a100(&format!("GPU-p{i}"), None, None)).collect();
+    p4de_devices.push(a100("MIG-a", Some("GPU-p0"), Some("3g.40gb")));
+    p4de_devices.push(a100("MIG-b", Some("GPU-p0"), Some("4g.40gb")));
+    let p4de = Node { name: "p4de-1".into(), instance_type: "p4de.24xlarge".into(), ..node() };
+    let eu = Node { cluster: "eu".into(), name: "eu-1".into(), region: "eu-west-1".into(), ..node() };
+    let a10g = [Device {
+        uuid: "GPU-eu".into(),
+        index: 0,
+        model: "NVIDIA A10G".into(),
+        memory_total_bytes: 24 << 30,
+        mig_parent_uuid: None,
+        mig_profile: None,
+    }];
+    let mut batches = Vec::new();
+    for seq in 1..=4 {
+        let start = T0 + (seq - 1) * 1_800 * NS;
+        let p4de_holders = [("MIG-a", "slice", 0), ("GPU-p3", "train", 600_000)];
+        batches.push(priced_batch(&demo, &p4de, &p4de_devices, &p4de_holders, seq, start, 1_800 * NS));
+        batches.push(priced_batch(&demo, &eu, &a10g, &[("GPU-eu", "serve", 300_000)], seq, start, 1_800 * NS));
+    }
+    assert!(l.record(&batches, T0).unwrap().iter().all(|r| matches!(r, Ok(Recorded::Stored))));
+    let (from, to) = (T0, T0 + 2 * HOUR);
+    let per_gpu = |n: &Node, model: &str, gpus: u32| demo.price(n, model, gpus, T0).unwrap().cost(from, to);
+    let p4de_fleet = 8 * u128::from(per_gpu(&p4de, "NVIDIA A100-SXM4-80GB", 8));
+    let eu_fleet = u128::from(per_gpu(&eu, "NVIDIA A10G", 1));
+    let node_money = |name: &str, p: Policy| {
+        let r = l
+            .costs(&CostQuery {
+                from_ns: from,
+                to_ns: to,
+                group_by: vec![Dimension::Workload],
+                filters: vec![(Dimension::Node, name.to_string())],
+                policy: p,
+            })
+            .unwrap();
+        (r.rows.iter().map(|x| x.used + x.idle).sum::<u128>(), r.idle.unwrap(), r.unallocated.unwrap(), r.fleet)
+    };
+    let ingested = node_money("p4de-1", Policy::Hybrid);
+    assert_eq!(ingested.3, p4de_fleet, "ingest prices eight GPUs");
+    assert_eq!(node_money("eu-1", Policy::Hybrid).3, eu_fleet);
+    assert!(l.price_check(from, to, &[]).unwrap().iter().all(|c| c.holds()));
+
+    let by = |book: &PriceBook| {
+        let book = book.clone();
+        move |n: &Node, model: &str, gpus: u32, at: u64| book.price(n, model, gpus, at)
+    };
+    let report = l.reprice(from, to, &by(&demo), RepriceOptions::default()).unwrap();
+    assert_eq!(report.unreconciled().count(), 0, "{report:?}");
+    assert_eq!(report.checked.len(), 2);
+    for p in Policy::ALL {
+        let (charged, idle, unallocated, fleet) = node_money("p4de-1", p);
+        assert_eq!(fleet, p4de_fleet, "still eight GPUs × price × time under {p:?}, not nine");
+        assert_eq!(charged + idle + unallocated, fleet, "{p:?}");
+    }
+    assert_eq!(node_money("p4de-1", Policy::Hybrid), ingested, "the same prices change nothing");
+    assert_eq!(node_money("eu-1", Policy::Hybrid).3, eu_fleet);
+
+    // The same file without its [[region]] rule would take the eu-west-1 node's priced time to unpriced.
+    let start = demo_text.find("[[region]]").unwrap();
+    let end = demo_text.find("# Grid carbon").unwrap();
+    let no_region = PriceBook::with_file_text(Some(&format!("{}{}", &demo_text[..start], &demo_text[end..]))).unwrap();
+    let dry = l.reprice(from, to, &by(&no_region), RepriceOptions { dry_run: true, ..Default::default() }).unwrap();
+    assert_eq!(dry.unpriced.keys().collect::<Vec<_>>(), ["eu/eu-1"], "the dry run names the node");
+    assert!(dry.unpriced["eu/eu-1"].contains("no price for g5.xlarge in eu-west-1"), "{dry:?}");
+    assert!(dry.refusal(RepriceOptions::default()).is_some());
+    let refused = l.reprice(from, to, &by(&no_region), RepriceOptions::default()).unwrap_err();
+    assert!(matches!(&refused, LedgerError::Refused(m) if m.contains("eu/eu-1")), "{refused}");
+    assert_eq!(node_money("eu-1", Policy::Hybrid).3, eu_fleet, "nothing written");
+    let allowed = RepriceOptions { allow_unpriced: true, ..Default::default() };
+    let report = l.reprice(from, to, &by(&no_region), allowed).unwrap();
+    assert_eq!(report.unreconciled().count(), 0, "{report:?}");
+    let r = l
+        .costs(&CostQuery {
+            from_ns: from,
+            to_ns: to,
+            group_by: vec![],
+            filters: vec![(Dimension::Node, "eu-1".into())],
+            policy: Policy::Hybrid,
+        })
+        .unwrap();
+    assert_eq!((r.fleet, r.unpriced_ns), (0, u128::from(2 * HOUR)), "allowed: unpriced, and said so");
+    assert_eq!(node_money("p4de-1", Policy::Hybrid).3, p4de_fleet);
 }
 
 pub fn usage_groups_by_mlflow_model_version_run_and_experiment<S: Stores>(s: &S) {
@@ -547,9 +710,8 @@ pub fn closing_freezes_a_month_books_late_rows_in_the_next_and_guards_history<S:
     assert_eq!(money(&l, &outstanding, month.from_ns, month.to_ns).3, 0, "nothing outstanding any more");
 
     // History inside closed months is not re-priced or re-attributed.
-    let same =
-        |node: &Node, model: &str, gpus: u32, at: u64| PriceBook::catalogue_only().price(node, model, gpus, at).ok();
-    let err = l.reprice(T0, T0 + HOUR, &same, false).unwrap_err();
+    let same = |node: &Node, model: &str, gpus: u32, at: u64| PriceBook::catalogue_only().price(node, model, gpus, at);
+    let err = l.reprice(T0, T0 + HOUR, &same, RepriceOptions::default()).unwrap_err();
     assert!(err.to_string().contains("closed"), "{err}");
     let nobody = |_: &Identity| Ownership {
         owner: "unallocated".into(),
@@ -825,13 +987,13 @@ pub fn daily_rollups_answer_exactly_as_the_hourly_rows_and_follow_every_change<S
 
     // Re-pricing the second day at half price.
     let half = |node: &Node, model: &str, gpus: u32, at: u64| {
-        PriceBook::catalogue_only().price(node, model, gpus, at).ok().map(|mut p| {
+        PriceBook::catalogue_only().price(node, model, gpus, at).map(|mut p| {
             p.instance_micros_per_hour /= 2;
             p
         })
     };
     for l in [&a, &b] {
-        l.reprice(day0 + days::DAY, day0 + 2 * days::DAY, &half, false).unwrap();
+        l.reprice(day0 + days::DAY, day0 + 2 * days::DAY, &half, RepriceOptions::default()).unwrap();
     }
     rebuild_and_compare("re-pricing");
 
