@@ -356,9 +356,18 @@ async fn costs(
         (Policy::Utilization, None) => None,
         (_, line) => Some(holders_idle + line.unwrap_or(0)),
     };
-    let reconciled = match (report.idle, report.unallocated) {
-        (Some(i), Some(u)) => json!(charged + i + u == report.fleet),
-        _ => Value::Null,
+    // Reconciled: the lines add up to the fleet line, and the fleet line is every node's physical GPUs'
+    // price in force × observed time (`cost::reconcile`); the nodes that are not are named.
+    let (reconciled, unreconciled) = match (report.idle, report.unallocated) {
+        (Some(i), Some(u)) => {
+            let filters: Vec<(Dimension, String)> =
+                q.filters.iter().filter(|(d, _)| !d.is_per_workload()).cloned().collect();
+            let (from, to) = (q.from_ns, q.to_ns);
+            let checks = on_ledger(&s, move |l| l.price_check(from, to, &filters)).await?;
+            let off: Vec<String> = checks.iter().filter(|c| !c.holds()).map(ToString::to_string).collect();
+            (json!(charged + i + u == report.fleet && off.is_empty()), off)
+        }
+        _ => (Value::Null, Vec::new()),
     };
     Ok(Json(json!({
         "from": rfc3339(q.from_ns),
@@ -376,6 +385,7 @@ async fn costs(
         "unpriced": { "gpu_seconds": secs(report.unpriced_ns) },
         "fleet": money(report.fleet),
         "reconciled": reconciled,
+        "unreconciled_nodes": unreconciled,
     })))
 }
 

@@ -386,6 +386,12 @@ struct RepriceArgs {
     /// Show what would change without writing anything.
     #[arg(long)]
     dry_run: bool,
+    /// Apply prices that leave priced GPU time unpriced or at $0 (refused without it, naming the nodes).
+    #[arg(long)]
+    allow_unpriced: bool,
+    /// Re-price with a prices file some of whose entries match nothing known (refused without it).
+    #[arg(long)]
+    allow_unmatched: bool,
 }
 
 #[derive(Debug, Args)]
@@ -742,6 +748,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(a) => {
             let prices = PriceBook::load(a.ledger.prices.as_deref()).map_err(anyhow::Error::msg)?;
+            warn_unmatched(a.ledger.prices.as_deref(), &prices, None);
             let owners = a.ledger.owners(None)?;
             let mut config = a.ledger.serve_config(a.grpc, a.http, a.db.clone(), prices, owners);
             config.budgets = a.ledger.budget_config()?;
@@ -758,6 +765,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(|e| format!("demo prices: {e}")),
             }
             .map_err(anyhow::Error::msg)?;
+            warn_unmatched(a.ledger.prices.as_deref(), &prices, None);
             let mut budgets = a.ledger.budget_config()?;
             if a.ledger.budgets.is_none() {
                 budgets.from_file = gpucost_collector::budget::spec::from_toml(
@@ -792,23 +800,69 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Warns, naming the file, about every entry of the prices file at `path` that matches nothing known (the
+/// catalogue, and `ledger`'s nodes where given); returns them.
+fn warn_unmatched(
+    path: Option<&std::path::Path>,
+    book: &PriceBook,
+    ledger: Option<&gpucost_collector::cost::book::Subjects>,
+) -> Vec<gpucost_collector::cost::book::Unmatched> {
+    let Some(path) = path else { return Vec::new() };
+    let unmatched = book.unmatched(ledger);
+    for u in &unmatched {
+        tracing::warn!(
+            file = %path.display(),
+            entry = %u.at,
+            "prices file {}: {u}: the entry applies to no node unless one reports exactly this",
+            path.display()
+        );
+    }
+    unmatched
+}
+
 fn reprice(a: RepriceArgs) -> anyhow::Result<()> {
-    use gpucost_collector::ledger::Ledger;
+    use gpucost_collector::ledger::{Ledger, RepriceOptions};
     let book = PriceBook::load(a.prices.as_deref()).map_err(anyhow::Error::msg)?;
     let (ledger, from, to) = open_range(&a.db, a.from, a.to)?;
-    let report =
-        ledger.reprice(from, to, &|node, model, gpus, at| book.price(node, model, gpus, at).ok(), a.dry_run)?;
+    let unmatched = warn_unmatched(a.prices.as_deref(), &book, Some(&ledger.price_subjects()?));
+    let unmatched = match (&a.prices, unmatched.is_empty() || a.allow_unmatched) {
+        (Some(path), false) => Some(format!(
+            "re-pricing refused, nothing written: {} entr{} of the prices file {} match nothing in the catalogue or \
+             the ledger: {} (correct them, or re-price anyway with --allow-unmatched)",
+            unmatched.len(),
+            if unmatched.len() == 1 { "y" } else { "ies" },
+            path.display(),
+            unmatched.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        )),
+        _ => None,
+    };
+    if let (Some(why), false) = (&unmatched, a.dry_run) {
+        anyhow::bail!("{why}");
+    }
+    let options = RepriceOptions { dry_run: a.dry_run, allow_unpriced: a.allow_unpriced };
+    let report = ledger.reprice(from, to, &|node, model, gpus, at| book.price(node, model, gpus, at), options)?;
     let usd = gpucost_collector::cost::price::usd;
     for (node, (old, new)) in &report.nodes {
         println!("{node}: {} -> {} USD", usd(*old), usd(*new));
     }
+    for (node, why) in &report.unpriced {
+        println!("{node}: its priced GPU time goes unpriced or to $0: {why}");
+    }
+    let dry = if a.dry_run { "dry run: " } else { "" };
+    println!("{dry}{} buckets re-priced: {} -> {} USD", report.buckets, usd(report.old_micros), usd(report.new_micros));
+    for c in report.unreconciled() {
+        println!("not reconciled: {c}");
+    }
     println!(
-        "{}{} buckets re-priced: {} -> {} USD",
-        if a.dry_run { "dry run: " } else { "" },
-        report.buckets,
-        usd(report.old_micros),
-        usd(report.new_micros)
+        "{dry}reconciled: {} ({} of {} nodes: fleet cost = their physical GPUs × price × time)",
+        report.unreconciled().next().is_none(),
+        report.checked.len() - report.unreconciled().count(),
+        report.checked.len()
     );
+    // A dry run says what the real run would refuse, and fails as it would.
+    if let Some(why) = unmatched.or(report.refusal(options)) {
+        anyhow::bail!("{dry}{why}");
+    }
     Ok(())
 }
 

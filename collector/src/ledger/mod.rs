@@ -276,6 +276,57 @@ pub struct RepriceReport {
     pub new_micros: u128,
     /// Per node (`cluster/name`): old and new cost over the window.
     pub nodes: std::collections::BTreeMap<String, (u128, u128)>,
+    /// Nodes whose priced GPU time the new prices leave unpriced or at $0, and why. A re-pricing with any
+    /// is refused unless `RepriceOptions::allow_unpriced`.
+    pub unpriced: std::collections::BTreeMap<String, String>,
+    /// Every node in the window, re-priced, against its new price history (`cost::reconcile`).
+    pub checked: Vec<crate::cost::reconcile::NodeCheck>,
+}
+
+impl RepriceReport {
+    /// The nodes whose fleet line is not their GPUs' price × time after the re-pricing.
+    pub fn unreconciled(&self) -> impl Iterator<Item = &crate::cost::reconcile::NodeCheck> {
+        self.checked.iter().filter(|c| !c.holds())
+    }
+
+    /// Why a re-pricing with this report must not be written, if it must not: a node that would not
+    /// reconcile, or priced GPU time taken to unpriced or $0 without `allow_unpriced`.
+    pub fn refusal(&self, options: RepriceOptions) -> Option<String> {
+        let unreconciled: Vec<String> = self.unreconciled().map(ToString::to_string).collect();
+        if !unreconciled.is_empty() {
+            return Some(format!(
+                "re-pricing refused, nothing written: the fleet would not be its GPUs' price × time: {}",
+                unreconciled.join("; ")
+            ));
+        }
+        if !options.allow_unpriced && !self.unpriced.is_empty() {
+            let nodes: Vec<String> = self.unpriced.iter().map(|(n, why)| format!("{n} ({why})")).collect();
+            return Some(format!(
+                "re-pricing refused, nothing written: it would take the priced GPU time of {} node(s) to unpriced \
+                 or $0: {} (fix the prices file, or allow it with --allow-unpriced)",
+                nodes.len(),
+                nodes.join("; ")
+            ));
+        }
+        None
+    }
+}
+
+/// The price of a node (its GPU model and physical GPUs) at a time, or why it has none.
+pub type PriceOf = dyn Fn(
+    &crate::model::Node,
+    &str,
+    u32,
+    u64,
+) -> Result<crate::cost::price::GpuPrice, crate::cost::book::Unpriced>;
+
+/// How to re-price.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepriceOptions {
+    /// Work it out and report, write nothing.
+    pub dry_run: bool,
+    /// Let prices that leave priced GPU time unpriced or at $0 apply.
+    pub allow_unpriced: bool,
 }
 
 /// One GPU's cost in one charge period (FOCUS's origin charge) and each holder's part of it (its
@@ -370,9 +421,6 @@ pub trait Ledger: Send + Sync + crate::budget::store::BudgetStore {
     fn prices(&self) -> Result<Vec<NodePrice>, LedgerError>;
     /// Deletes raw per-interval rows that ended before `before_ns`; returns how many.
     fn prune_raw(&self, before_ns: u64) -> Result<u64, LedgerError>;
-    /// Re-prices the buckets in [from_ns, to_ns) with the prices `price_of` gives each node at each
-    /// bucket's start, keeping each split's proportions (`cost::reprice`); records what changed. With
-    /// `dry_run` nothing is written.
     /// Re-resolves the owner of every workload active in [from_ns, to_ns) with `resolve` (the current
     /// catalog and rules), from `from_ns` to `to_ns`; the owners before and after the window stay.
     fn reattribute(
@@ -382,13 +430,31 @@ pub trait Ledger: Send + Sync + crate::budget::store::BudgetStore {
         resolve: &dyn Fn(&crate::model::Identity) -> crate::enrich::owner::Ownership,
         dry_run: bool,
     ) -> Result<ReattributeReport, LedgerError>;
+    /// Re-prices the buckets in [from_ns, to_ns) with the price `price_of` gives each node (its GPU model
+    /// and physical GPUs) at each bucket's start: each physical GPU its price × its observed time, divided
+    /// with its MIG slices (`cost::reprice`), and among holders in each split's proportions; the node's price
+    /// history becomes those prices; records what changed. Every node in the window is then checked against
+    /// its price history (`cost::reconcile`). Refused, nothing written, when a node does not reconcile, or
+    /// when priced GPU time would become unpriced or $0 without `allow_unpriced`. With `dry_run` nothing is
+    /// written and the report says what would be refused.
     fn reprice(
         &self,
         from_ns: u64,
         to_ns: u64,
-        price_of: &dyn Fn(&crate::model::Node, &str, u32, u64) -> Option<crate::cost::price::GpuPrice>,
-        dry_run: bool,
+        price_of: &PriceOf,
+        options: RepriceOptions,
     ) -> Result<RepriceReport, LedgerError>;
+    /// Per node with GPU time in [from_ns, to_ns) (narrowed by GPU-level `filters`), its fleet line against
+    /// its physical GPUs' observed time × its price history (`cost::reconcile`).
+    fn price_check(
+        &self,
+        from_ns: u64,
+        to_ns: u64,
+        filters: &[(Dimension, String)],
+    ) -> Result<Vec<crate::cost::reconcile::NodeCheck>, LedgerError>;
+    /// The instance types, regions, GPU models and node labels of the ledger's nodes: what a prices file's
+    /// entries can match beyond the catalogue.
+    fn price_subjects(&self) -> Result<crate::cost::book::Subjects, LedgerError>;
     /// Builds the daily rollups of up to `max_days` days that have ended by `now_ns` and are not built yet, each
     /// holding the writer while it is summed; how many. Reports over whole days read them.
     fn build_daily_rollups(&self, _now_ns: u64, _max_days: usize) -> Result<usize, LedgerError> {

@@ -44,6 +44,7 @@ pub const MIGRATIONS: &[&str] = &[
 mod budgets;
 mod closing;
 mod days;
+mod reprice;
 
 const NS: u64 = 1_000_000_000;
 
@@ -1527,179 +1528,23 @@ impl<E: Engine> Ledger for SqlLedger<E> {
         &self,
         from_ns: u64,
         to_ns: u64,
-        price_of: &dyn Fn(&Node, &str, u32, u64) -> Option<crate::cost::price::GpuPrice>,
-        dry_run: bool,
+        price_of: &super::PriceOf,
+        options: super::RepriceOptions,
     ) -> Result<RepriceReport, LedgerError> {
-        use crate::cost::reprice::{DeviceBucket, HolderBucket, rescale};
+        self.reprice_window(from_ns, to_ns, price_of, options)
+    }
 
-        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let Writer { conn, ids } = &mut *guard;
-        let tx = Tx::begin(&*conn, self.engine.begin())?;
-        tx.exclusive(closing::HISTORY_LOCK, 0)?;
-        self.refuse_if_closed("re-pricing", from_ns, to_ns)?;
-        struct Row {
-            bucket: i64,
-            gpu_id: i64,
-            node_id: i64,
-            node: Node,
-            model: String,
-            gpus: u32,
-            device: DeviceBucket,
-            workloads: Vec<i64>,
-        }
-        let mut rows: Vec<Row> = Vec::new();
-        {
-            let sql = String::from(
-                "SELECT b.bucket_start_ns, b.gpu_id, b.node_id, n.cluster, n.name, n.instance_type, n.capacity_type, n.region, n.zone,
-                        n.labels_json, g.model, b.observed_ns, b.held_ns, b.cost_micros, b.idle_micros, b.unallocated_micros,
-                        (SELECT COUNT(*) FROM gpus p WHERE p.node_id = n.node_id AND p.mig_parent_uuid IS NULL)
-                 FROM gpu_buckets b JOIN nodes n ON n.node_id = b.node_id JOIN gpus g ON g.gpu_id = b.gpu_id
-                 WHERE b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2 ORDER BY b.bucket_start_ns, b.gpu_id",
-            );
-            for r in tx.rows(&sql, sql_params![from_ns as i64, to_ns as i64])? {
-                let r = &r;
-                let labels: String = r.get(9)?;
-                rows.push(Row {
-                    bucket: r.get(0)?,
-                    gpu_id: r.get(1)?,
-                    node_id: r.get(2)?,
-                    node: Node {
-                        cluster: r.get(3)?,
-                        name: r.get(4)?,
-                        instance_type: r.get(5)?,
-                        capacity_type: r.get(6)?,
-                        region: r.get(7)?,
-                        zone: r.get(8)?,
-                        labels: serde_json::from_str(&labels).unwrap_or_default(),
-                    },
-                    model: r.get(10)?,
-                    gpus: r.get::<i64>(16)? as u32,
-                    device: DeviceBucket {
-                        observed_ns: r.get::<i64>(11)? as u64,
-                        held_ns: r.get::<i64>(12)? as u64,
-                        cost: r.get::<i64>(13)? as u64,
-                        idle: r.get::<i64>(14)? as u64,
-                        unallocated: r.get::<i64>(15)? as u64,
-                        holders: Vec::new(),
-                    },
-                    workloads: Vec::new(),
-                });
-            }
-        }
-        let mut report = RepriceReport::default();
-        let mut repriced_nodes = std::collections::BTreeMap::new();
-        for row in &mut rows {
-            let sql = "SELECT workload_id, held_ns, used_ns, used_micros, hybrid_idle_micros, allocation_used_micros, allocation_idle_micros
-                 FROM usage_buckets WHERE bucket_start_ns = $1 AND gpu_id = $2 AND node_id = $3 ORDER BY workload_id";
-            for r in tx.rows(sql, sql_params![row.bucket, row.gpu_id, row.node_id])? {
-                let r = &r;
-                row.workloads.push(r.get(0)?);
-                row.device.holders.push(HolderBucket {
-                    held_ns: r.get::<i64>(1)? as u64,
-                    used_ns: r.get::<i64>(2)? as u64,
-                    used: r.get::<i64>(3)? as u64,
-                    hybrid_idle: r.get::<i64>(4)? as u64,
-                    allocation_used: r.get::<i64>(5)? as u64,
-                    allocation_idle: r.get::<i64>(6)? as u64,
-                });
-            }
-            // The price the bucket was charged at, to scale from.
-            let old_rate: Option<(i64, u32)> = tx
-                .opt(
-                    "SELECT instance_micros_per_hour, gpus FROM node_prices WHERE node_id = $1 AND effective_from_ns < $2
-                     ORDER BY effective_from_ns DESC LIMIT 1", sql_params![row.node_id, row.bucket + self.bucket_ns as i64], |r| Ok((r.get::<Option<i64>>(0)?, r.get(1)?)))?
-                .and_then(|(m, g)| m.map(|m| (m, g)));
-            let new = price_of(&row.node, &row.model, row.gpus, row.bucket as u64);
-            let new_cost = match (&new, old_rate) {
-                (None, _) => 0,
-                (Some(p), Some((old_micros, old_gpus))) if row.device.cost > 0 && old_micros > 0 => {
-                    // Scale by the ratio of per-GPU rates.
-                    (u128::from(row.device.cost) * u128::from(p.instance_micros_per_hour) * u128::from(old_gpus.max(1))
-                        / (old_micros as u128 * u128::from(p.gpus.max(1)))) as u64
-                }
-                (Some(p), _) => {
-                    (u128::from(p.instance_micros_per_hour) * u128::from(row.device.observed_ns)
-                        / (3_600_000_000_000u128 * u128::from(p.gpus.max(1)))) as u64
-                }
-            };
-            if new_cost == row.device.cost && (new.is_some() || row.device.cost == 0) {
-                continue;
-            }
-            let rescaled = rescale(&row.device, new_cost);
-            report.buckets += 1;
-            report.old_micros += u128::from(row.device.cost);
-            report.new_micros += u128::from(new_cost);
-            let e = report.nodes.entry(format!("{}/{}", row.node.cluster, row.node.name)).or_default();
-            e.0 += u128::from(row.device.cost);
-            e.1 += u128::from(new_cost);
-            if dry_run {
-                continue;
-            }
-            tx.run(
-                "UPDATE gpu_buckets SET cost_micros = $1, idle_micros = $2, unallocated_micros = $3,
-                   unpriced_ns = CASE WHEN $4 = 1 THEN 0 ELSE unpriced_ns END
-                 WHERE bucket_start_ns = $5 AND gpu_id = $6 AND node_id = $7",
-                sql_params![
-                    rescaled.cost as i64,
-                    rescaled.idle as i64,
-                    rescaled.unallocated as i64,
-                    new.is_some() as i64,
-                    row.bucket,
-                    row.gpu_id,
-                    row.node_id
-                ],
-            )?;
-            for (w, h) in row.workloads.iter().zip(&rescaled.holders) {
-                tx.run(
-                    "UPDATE usage_buckets SET used_micros = $1, hybrid_idle_micros = $2, allocation_used_micros = $3, allocation_idle_micros = $4
-                     WHERE bucket_start_ns = $5 AND gpu_id = $6 AND node_id = $7 AND workload_id = $8", sql_params![
-                    h.used as i64,
-                    h.hybrid_idle as i64,
-                    h.allocation_used as i64,
-                    h.allocation_idle as i64,
-                    row.bucket,
-                    row.gpu_id,
-                    row.node_id,
-                    w
-                ])?;
-            }
-            if let Some(p) = new {
-                repriced_nodes.entry(row.node_id).or_insert(p);
-            }
-        }
-        if dry_run {
-            return Ok(report);
-        }
-        // Only now: the rates looked up above are the ones the buckets were charged at. The node's price
-        // history becomes: the new price over the window, then whatever was in force at its end, so that a
-        // later re-pricing scales from the prices actually charged.
-        for (node_id, p) in repriced_nodes {
-            let after: Option<(Option<i64>, u32, String)> = tx
-                .opt(
-                    "SELECT instance_micros_per_hour, gpus, source FROM node_prices WHERE node_id = $1 AND effective_from_ns <= $2
-                     ORDER BY effective_from_ns DESC LIMIT 1", sql_params![node_id, to_ns as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            tx.run(
-                "DELETE FROM node_prices WHERE node_id = $1 AND effective_from_ns >= $2 AND effective_from_ns < $3",
-                sql_params![node_id, from_ns as i64, to_ns as i64],
-            )?;
-            if let Some((micros, gpus, source)) = after {
-                tx.run(
-                    "INSERT INTO node_prices (node_id, effective_from_ns, instance_micros_per_hour, gpus, source) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (node_id, effective_from_ns) DO NOTHING", sql_params![node_id, to_ns as i64, micros, gpus, source])?;
-            }
-            tx.run(
-                "INSERT INTO node_prices (node_id, effective_from_ns, instance_micros_per_hour, gpus, source) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (node_id, effective_from_ns) DO UPDATE SET instance_micros_per_hour = excluded.instance_micros_per_hour,
-                   gpus = excluded.gpus, source = excluded.source", sql_params![node_id, from_ns as i64, p.instance_micros_per_hour as i64, p.gpus, format!("repriced: {}", p.source)])?;
-        }
-        let detail = serde_json::to_string(&report.nodes).map_err(|e| LedgerError::Io(e.to_string()))?;
-        tx.run(
-            "INSERT INTO repricings (ran_at_ns, from_ns, to_ns, buckets, old_micros, new_micros, detail_json) VALUES ($1, $2, $3, $4, $5, $6, $7)", sql_params![crate::now_ns() as i64, from_ns as i64, to_ns as i64, report.buckets as i64, report.old_micros as i64, report.new_micros as i64, detail])?;
-        days::unbuild(&*tx, from_ns, to_ns)?;
-        tx.commit()?;
-        // The writer's cached prices may be stale now.
-        ids.prices.clear();
-        Ok(report)
+    fn price_check(
+        &self,
+        from_ns: u64,
+        to_ns: u64,
+        filters: &[(Dimension, String)],
+    ) -> Result<Vec<crate::cost::reconcile::NodeCheck>, LedgerError> {
+        self.check_prices(from_ns, to_ns, filters)
+    }
+
+    fn price_subjects(&self) -> Result<crate::cost::book::Subjects, LedgerError> {
+        self.subjects()
     }
 
     fn prune_raw(&self, before_ns: u64) -> Result<u64, LedgerError> {
