@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::{ApiError, AppState, bad, on_ledger, parse_time};
 use crate::cost::split::Policy;
+use crate::report::Coverage;
 use crate::report::chargeback::{self, GroupBy};
 use crate::report::focus;
 use crate::report::period::{Cadence, Period, utc};
@@ -142,24 +143,39 @@ pub fn cost_centers(
     move |team: &str| catalog.as_ref()?.cost_center(team, &annotation)
 }
 
-/// The report body and its content type.
+/// A report as written: its body, content type, and how much of the period the ledger holds data for.
+pub struct Rendered {
+    pub body: String,
+    pub content_type: &'static str,
+    pub coverage: Coverage,
+    /// What a reader must be told when data is missing for part or all of the period.
+    pub warning: Option<String>,
+}
+
+/// Writes the report `req` asks for.
 pub fn render(
     ledger: &dyn crate::ledger::Ledger,
     req: &ChargebackRequest,
     config: &ReportConfig,
     cost_center: &dyn Fn(&str) -> Option<String>,
-) -> Result<(String, &'static str), crate::ledger::LedgerError> {
-    Ok(match req.format {
-        Format::Focus => (focus::export(ledger, &req.period, req.policy, &config.parties)?, "text/csv; charset=utf-8"),
+) -> Result<Rendered, crate::ledger::LedgerError> {
+    let (body, content_type, coverage) = match req.format {
+        Format::Focus => {
+            let sources = crate::report::sources(ledger, &req.period)?;
+            let coverage = Coverage::read(ledger, &sources, &req.period)?;
+            (focus::export(ledger, &req.period, req.policy, &config.parties)?, "text/csv; charset=utf-8", coverage)
+        }
         Format::Csv | Format::Json => {
             let c = chargeback::build(ledger, req.period.clone(), req.group_by, req.policy, cost_center)?;
             if req.format == Format::Csv {
-                (c.to_csv(), "text/csv; charset=utf-8")
+                (c.to_csv(), "text/csv; charset=utf-8", c.coverage)
             } else {
-                (c.to_json().to_string(), "application/json")
+                (c.to_json().to_string(), "application/json", c.coverage)
             }
         }
-    })
+    };
+    let warning = coverage.warning(&req.period);
+    Ok(Rendered { body, content_type, coverage, warning })
 }
 
 #[utoipa::path(
@@ -175,7 +191,7 @@ pub fn render(
         ("format" = Option<String>, Query, description = "json (default), csv or focus"),
         ("policy" = Option<String>, Query, description = "allocation, utilization or hybrid (default)"),
     ),
-    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+    responses((status = 200, description = "OK: JSON (`format=json`), or CSV (`csv`, `focus`). A `Warning: 199 gpucost \"…\"` header says when the ledger holds no data for part or all of the period", body = crate::api_doc::ChargebackBody), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
 async fn chargeback(
     State(s): State<AppState>,
@@ -185,23 +201,30 @@ async fn chargeback(
     let config = s.reports.clone();
     let centers = cost_centers(s.owners.as_ref(), &config.cost_center_annotation);
     let r = req.clone();
-    let (body, content_type) = on_ledger(&s, move |l| render(l, &r, &config, &centers)).await?;
-    if req.format == Format::Json {
-        return Ok(([(header::CONTENT_TYPE, content_type)], body).into_response());
+    let Rendered { body, content_type, warning, .. } = on_ledger(&s, move |l| render(l, &r, &config, &centers)).await?;
+    // RFC 7234's miscellaneous warning (199), for any client; the JSON says it in `warning` too.
+    let warning = warning.and_then(|w| header::HeaderValue::from_str(&format!("199 gpucost {w:?}")).ok());
+    let mut response = if req.format == Format::Json {
+        ([(header::CONTENT_TYPE, content_type)], body).into_response()
+    } else {
+        let name = format!(
+            "gpucost-{}-{}.csv",
+            req.period.label.replace([':', '/'], "-"),
+            if req.format == Format::Focus { "focus" } else { req.group_by.name() }
+        );
+        (
+            [
+                (header::CONTENT_TYPE, content_type.to_string()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+            ],
+            body,
+        )
+            .into_response()
+    };
+    if let Some(w) = warning {
+        response.headers_mut().insert(header::WARNING, w);
     }
-    let name = format!(
-        "gpucost-{}-{}.csv",
-        req.period.label.replace([':', '/'], "-"),
-        if req.format == Format::Focus { "focus" } else { req.group_by.name() }
-    );
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type.to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -19,10 +19,9 @@ fn collector_cli(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[test]
-fn a_demo_months_chargeback_adds_up_and_its_focus_file_passes_the_validator() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("demo");
+/// A two-day demo backfill (in the month of yesterday) in `dir`, and a collector serving it.
+fn demo(dir: &Path) -> (PathBuf, Collector) {
+    let data = dir.join("demo");
     collector_cli(&[
         "--log-format",
         "json",
@@ -44,6 +43,13 @@ fn a_demo_months_chargeback_adds_up_and_its_focus_file_passes_the_validator() {
     let db = data.join("gpucost.db");
     let c =
         Collector::start_with(&db, free_port(), free_port(), &["--catalog-dir", catalog_dir().to_str().unwrap()], &[]);
+    (db, c)
+}
+
+#[test]
+fn a_demo_months_chargeback_adds_up_and_its_focus_file_passes_the_validator() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, c) = demo(dir.path());
     // The month the backfill is in (yesterday's, so that a run on the 1st still has a day of it).
     let period = Period::containing(Cadence::Monthly, gpucost_collector::now_ns() - DAY_NS);
     let (from, to) = (period.from_ns / 1_000_000_000, period.to_ns / 1_000_000_000);
@@ -61,7 +67,7 @@ fn a_demo_months_chargeback_adds_up_and_its_focus_file_passes_the_validator() {
     assert_eq!(sum, fleet, "chargeback total vs /api/v1/costs fleet");
     let kinds: Vec<&str> = lines.iter().map(|l| l["line"].as_str()).collect();
     assert_eq!(&kinds[kinds.len() - 2..], ["unallocated", "idle"]);
-    for l in &lines {
+    for l in lines.iter().filter(|l| l["line"] != "unallocated") {
         assert_eq!(micros(&l["total_usd"]), micros(&l["used_usd"]) + micros(&l["idle_usd"]), "{l:?}");
     }
     let vision = lines.iter().find(|l| l["group"] == "vision").expect("the vision team has a line");
@@ -119,4 +125,116 @@ fn a_demo_months_chargeback_adds_up_and_its_focus_file_passes_the_validator() {
     let file = dir.path().join("focus.csv");
     std::fs::write(&file, &focus).unwrap();
     gpucost_e2e::assert_focus_valid(&file);
+}
+
+fn json_lines(report: &serde_json::Value) -> &Vec<serde_json::Value> {
+    report["lines"].as_array().expect("lines")
+}
+
+fn usd_of(v: &serde_json::Value) -> u128 {
+    micros(v.as_str().unwrap_or_else(|| panic!("dollars expected, got {v}")))
+}
+
+#[test]
+fn every_kind_of_money_has_one_name_and_the_same_amount_in_every_grouping() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, c) = demo(dir.path());
+    let period = Period::containing(Cadence::Monthly, gpucost_collector::now_ns() - DAY_NS);
+    let report = |group_by: &str| c.get(&format!("/api/v1/chargeback?period={}&group_by={group_by}", period.label)).1;
+    let line = |r: &serde_json::Value, kind: &str| -> Vec<u128> {
+        json_lines(r).iter().filter(|l| l["line"] == kind).map(|l| micros(l["total_usd"].as_str().unwrap())).collect()
+    };
+    let by_team = report("team");
+    let unallocated = line(&by_team, "unallocated");
+    assert_eq!(unallocated.len(), 1, "{by_team}");
+    let unattributed = line(&by_team, "unattributed");
+    assert!(unattributed.len() == 1 && unattributed[0] > 0, "the demo's ECS tasks are nobody's: {by_team}");
+    for group_by in ["owner", "department", "cost_center", "model", "namespace", "cluster"] {
+        let r = report(group_by);
+        assert_eq!(line(&r, "unallocated"), unallocated, "{group_by}: one unallocated line, the same amount");
+        let groups: Vec<&str> =
+            json_lines(&r).iter().filter(|l| l["line"] == "group").map(|l| l["group"].as_str().unwrap()).collect();
+        assert!(!groups.iter().any(|g| g.is_empty() || *g == "unallocated"), "{group_by}: {groups:?}");
+        assert_eq!(usd_of(&r["totals"]["unattributed_usd"]), unattributed[0], "{group_by}");
+        assert_eq!(usd_of(&r["totals"]["unallocated_usd"]), unallocated[0], "{group_by}");
+        if ["owner", "department", "cost_center"].contains(&group_by) {
+            assert_eq!(line(&r, "unattributed"), unattributed, "{group_by}: one unattributed line, the same amount");
+            assert!(!groups.contains(&"unattributed"), "{group_by}: {groups:?}");
+        } else {
+            assert!(line(&r, "unattributed").is_empty(), "{group_by}: unattributed is a figure, not a line");
+        }
+    }
+    let models = report("model");
+    assert!(json_lines(&models).iter().any(|l| l["group"] == "(no model)"), "workloads without a model: {models}");
+
+    // The costs API names the same money the same way, and its idle is what the dashboard shows as idle
+    // waste: held but unused GPU time, whoever carries it (the holders, under hybrid).
+    let (from, to) = (period.from_ns / 1_000_000_000, period.to_ns / 1_000_000_000);
+    for group_by in ["team", "owner", "namespace"] {
+        let (_, costs) = c.get(&format!("/api/v1/costs?from={from}&to={to}&group_by={group_by}"));
+        let m = |k: &str| u128::from(costs[k]["micros"].as_u64().unwrap_or_else(|| panic!("{k}: {costs}")));
+        let rows_idle: u128 =
+            costs["rows"].as_array().unwrap().iter().map(|r| micros(r["idle_usd"].as_str().unwrap())).sum();
+        assert!(m("idle") > 0 && m("idle") == rows_idle + m("idle_uncharged"), "{group_by}: {costs}");
+        assert_eq!(m("idle"), usd_of(&by_team["totals"]["idle_usd"]), "{group_by}: API idle vs the chargeback's");
+        assert_eq!((m("unattributed"), m("unallocated")), (unattributed[0], unallocated[0]), "{group_by}");
+        assert_eq!(m("used") + m("idle") + m("unallocated"), m("fleet"), "{group_by}");
+        if group_by != "namespace" {
+            // Owner dimensions: GPU time no rule names a payer for is `unattributed`, never "" or unallocated.
+            let named = |r: &serde_json::Value| r[group_by] != "" && r[group_by] != "unallocated";
+            assert!(costs["rows"].as_array().unwrap().iter().all(named), "{group_by}: {costs}");
+        }
+    }
+
+    // Hours: each line's share of the GPU time, split like its dollars, adds up to the GPU time observed.
+    let (_, usage) = c.get(&format!("/api/v1/usage?from={from}&to={to}"));
+    let observed_h = usage["totals"]["gpu_seconds"].as_f64().unwrap() / 3600.0;
+    for group_by in ["team", "owner", "model"] {
+        let r = report(group_by);
+        let charged: f64 = json_lines(&r).iter().map(|l| l["gpu_hours_charged"].as_f64().unwrap()).sum();
+        let uncharged = r["gpu_hours"]["uncharged"].as_f64().unwrap();
+        assert!(
+            observed_h > 0.0 && (charged + uncharged - observed_h).abs() < 1e-6,
+            "{group_by}: {charged} + {uncharged} h vs {observed_h} h observed"
+        );
+        assert!((r["gpu_hours"]["observed"].as_f64().unwrap() - observed_h).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn a_period_with_no_data_or_part_of_it_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, c) = demo(dir.path());
+    let period = Period::containing(Cadence::Monthly, gpucost_collector::now_ns() - DAY_NS);
+
+    // Part of the period: a two-day backfill covers some of the month's hours, and the report says which.
+    let resp = ureq::get(&c.http(&format!("/api/v1/chargeback?period={}", period.label))).call().unwrap();
+    let warning = resp.headers().get("warning").map(|w| w.to_str().unwrap().to_string());
+    let r: serde_json::Value = resp.into_body().read_json().unwrap();
+    let pct = r["coverage"]["pct"].as_f64().unwrap();
+    assert!(pct > 0.0 && pct < 100.0, "{r}");
+    assert!(r["coverage"]["first_data"].as_str().unwrap() >= r["from"].as_str().unwrap());
+    assert!(r["coverage"]["last_data"].as_str().unwrap() <= r["to"].as_str().unwrap());
+    assert!(r["warning"].as_str().unwrap().contains("only part of the period"), "{r}");
+    assert!(warning.is_some_and(|w| w.starts_with("199 gpucost \"") && w.contains("only part")), "the Warning header");
+    let (_, csv_text) = c.get_text(&format!("/api/v1/chargeback?period={}&format=csv", period.label));
+    let rows = csv(&csv_text);
+    assert!(rows.iter().all(|l| l["coverage_pct"] == format!("{pct:.2}") && !l["data_from"].is_empty()), "{csv_text}");
+
+    // No data at all: the CLI writes the (all-zero) report, warns on standard error and exits 3; the API
+    // says so in the JSON and the Warning header.
+    let out = Command::new(bin("gpucost-collector"))
+        .args(["report", "chargeback", "--db", db.to_str().unwrap(), "--period", "2020-01", "--format", "csv"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("warning: the ledger holds no GPU time for 2020-01"), "{stderr}");
+    let rows = csv(&String::from_utf8(out.stdout).unwrap());
+    assert!(!rows.is_empty() && rows.iter().all(|l| l["coverage_pct"] == "0.00" && l["total_usd"] == "0.000000"));
+    let resp = ureq::get(&c.http("/api/v1/chargeback?period=2020-01&format=focus")).call().unwrap();
+    assert!(resp.headers().get("warning").is_some_and(|w| w.to_str().unwrap().contains("no GPU time")));
+    let (_, r) = c.get("/api/v1/chargeback?period=2020-01");
+    assert_eq!((r["coverage"]["pct"].as_f64(), r["coverage"]["first_data"].is_null()), (Some(0.0), true), "{r}");
+    assert!(r["warning"].as_str().unwrap().contains("no GPU time"), "{r}");
 }

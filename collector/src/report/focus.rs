@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::cost::price::usd;
 use crate::cost::split::Policy;
 use crate::ledger::{Ledger, LedgerError, OriginCharge};
-use crate::report::chargeback::csv_field;
+use crate::report::chargeback::{UNATTRIBUTED, csv_field};
 use crate::report::period::{DAY_NS, Period, utc};
 
 /// Who is named as the provider, the billing account and the invoice in the export.
@@ -221,6 +221,9 @@ fn row(p: &Part, period: &Period, policy: Policy, parties: &Parties) -> Vec<Stri
             a.workload.clone(),
             if a.pod.is_empty() { a.workload.clone() } else { a.pod.clone() },
             json!({
+                // Who pays: `unattributed` when no owner rule names a payer (owner, team and department
+                // say so too), docs/chargeback.md.
+                "attribution": if a.owner == UNATTRIBUTED { UNATTRIBUTED } else { "attributed" },
                 "owner": a.owner,
                 "team": a.team,
                 "department": a.department,
@@ -398,7 +401,20 @@ mod tests {
             assert!((unit * qty - cost).abs() < 1e-6, "{unit} × {qty} ≠ {cost}");
         }
         let tags: serde_json::Value = serde_json::from_str(&rows[1][col("AllocatedTags")]).unwrap();
-        assert_eq!(tags["team"], "vision");
+        assert_eq!((&tags["team"], &tags["attribution"]), (&json!("vision"), &json!("attributed")));
+    }
+
+    #[test]
+    fn an_unattributed_workloads_row_says_so_in_its_tags() {
+        let mut nobody = holder("batch", 5_000_000, 4);
+        (nobody.owner, nobody.team, nobody.department) =
+            (UNATTRIBUTED.into(), UNATTRIBUTED.into(), UNATTRIBUTED.into());
+        let o = origin(32_712_000, vec![nobody]);
+        let rows = parse(&to_csv(&[o], &[], &Period::parse("2026-11").unwrap(), Policy::Hybrid, &Parties::default()));
+        let col = |name: &str| COLUMNS.iter().position(|c| *c == name).unwrap();
+        let tags: serde_json::Value = serde_json::from_str(&rows[1][col("AllocatedTags")]).unwrap();
+        assert_eq!((&tags["attribution"], &tags["team"]), (&json!("unattributed"), &json!("unattributed")));
+        assert_eq!(rows[2][col("AllocatedResourceId")], "", "the rest is still the null AllocatedResourceId");
     }
 
     #[test]

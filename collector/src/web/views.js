@@ -3,7 +3,7 @@
 
 import {
   DAY, HOUR, bytes, clock, costSeries, count, efficiency, filterOf, getJSON, gpuHours, iso, kwh, link, modelName,
-  num, pct, shortGpu, shortNode, teamName, timeWindow, usd, workloadLabel,
+  num, pct, shortGpu, shortNode, teamKey, teamName, timeWindow, usd, workloadLabel,
 } from './api.js';
 import { assignColors, colorFor, cssVar, lines, stackedBars, update } from './charts.js';
 import { live, onStatus, subscribe, totals } from './live.js';
@@ -186,7 +186,7 @@ function fleetGrid(ctx, p, keep) {
     p.el.dataset.at = fleet.at;
     p.sub.textContent = `live · ${clock(fleet.at)} UTC`;
     const teams = new Set();
-    for (const g of gpus) for (const x of g.holders || []) teams.add(x.team ?? '');
+    for (const g of gpus) for (const x of g.holders || []) teams.add(teamKey(x.team));
     assignColors(teams);
     p.tools.replaceChildren(h('div.legend-inline', [...teams].sort().map((t) => h('span', swatch(colorFor(t)), teamName(t)))));
     const key = gpus.map((g) => g.gpu).join('|');
@@ -217,7 +217,7 @@ function fleetGrid(ctx, p, keep) {
       const holders = g.holders || [];
       const u = Number(g.utilization_pct ?? 0);
       const first = holders[0];
-      t.href = link(state, 'gpu', g.gpu, holders.length === 1 ? { team: first.team ?? '', workload: first.workload } : {});
+      t.href = link(state, 'gpu', g.gpu, holders.length === 1 ? { team: teamKey(first.team), workload: first.workload } : {});
       t.classList.toggle('free', holders.length === 0);
       t.classList.toggle('low', holders.length > 0 && u < 15);
       t.style.setProperty('--u', `${Math.max(0, Math.min(100, u))}%`);
@@ -228,7 +228,7 @@ function fleetGrid(ctx, p, keep) {
       const whoText = holders.length === 0 ? 'free' : `${teamName(first.team)}${holders.length > 1 ? ` +${holders.length - 1}` : ''}`;
       if (who.dataset.v !== whoText) {
         who.dataset.v = whoText;
-        who.replaceChildren(...(holders.length ? [h('i', { style: { background: colorFor(first.team ?? '') } })] : []), whoText);
+        who.replaceChildren(...(holders.length ? [h('i', { style: { background: colorFor(teamKey(first.team)) } })] : []), whoText);
       }
       t.title = [
         `GPU ${g.index} · ${g.model} · ${shortNode(g.node)}`,
@@ -264,8 +264,8 @@ function fleetTable(ctx, p, keep, { showHolders = true, extra = () => ({}) } = {
     if (showHolders) {
       cols.push({
         title: 'on it',
-        cell: (g) => ((g.holders || []).length ? h('div.stack', g.holders.map((x) => h('div.name', swatch(colorFor(x.team ?? '')),
-          h('a', { href: link(state, 'workload', x.workload, { team: x.team ?? '' }), title: x.workload }, `${teamName(x.team)} · ${x.model || workloadLabel(x.workload).title}`),
+        cell: (g) => ((g.holders || []).length ? h('div.stack', g.holders.map((x) => h('div.name', swatch(colorFor(teamKey(x.team))),
+          h('a', { href: link(state, 'workload', x.workload, { team: teamKey(x.team) }), title: x.workload }, `${teamName(x.team)} · ${x.model || workloadLabel(x.workload).title}`),
           h('span.faint', `SM ${pct(x.sm_pct)}`)))) : h('span.faint', 'free')),
       });
     }
@@ -341,13 +341,15 @@ export function overview(main, ctx) {
     const rows = r.rows.slice().sort((a, b) => num(b.total_usd) - num(a.total_usd));
     assignColors(rows.map((x) => x.team));
     const s = sum(rows);
-    const unalloc = num(r.unallocated?.usd) + num(r.idle?.usd);
-    kCost.set(usd(r.fleet?.usd ?? s.total), `charged ${usd(s.total)} · unallocated ${usd(unalloc)}`);
-    const waste = s.idle + unalloc;
+    // The API's four kinds of money (docs/chargeback.md): idle is held but unused GPU time, whoever
+    // carries it; unattributed is held by workloads no rule names a payer for; unallocated nobody held.
+    const unalloc = num(r.unallocated?.usd);
+    const idle = num(r.idle?.usd);
     const fleetUsd = num(r.fleet?.usd) || s.total;
-    kWaste.set(usd(waste), `${pct(fleetUsd ? (100 * waste) / fleetUsd : 0)} of the cost: idle ${usd(s.idle)} + unallocated ${usd(unalloc)}`);
+    kCost.set(usd(r.fleet?.usd ?? s.total), `used ${usd(r.used?.usd)} · idle ${usd(idle)} · unallocated ${usd(unalloc)} · unattributed ${usd(r.unattributed?.usd)}`);
+    kWaste.set(usd(idle), `${pct(fleetUsd ? (100 * idle) / fleetUsd : 0)} of the cost: GPUs held, not used`);
 
-    // idle waste per team
+    // idle waste per team, then the idle no holder pays (utilization), then GPUs nobody held (not idle)
     const warn = cssVar('--warn');
     const items = rows.filter((x) => num(x.idle_usd) > 0).sort((a, b) => num(b.idle_usd) - num(a.idle_usd)).map((x) => ({
       key: x.team,
@@ -358,8 +360,12 @@ export function overview(main, ctx) {
       color: warn,
       title: `${gpuHours(num(x.held_gpu_seconds) - num(x.used_gpu_seconds))} GPU-h held idle`,
     }));
+    const uncharged = num(r.idle_uncharged?.usd);
+    if (uncharged > 0) {
+      items.push({ key: 'idle', label: [swatch(warn), h('span.muted', 'idle, no holder pays (utilization)')], value: uncharged, amount: usd(uncharged), color: warn });
+    }
     if (unalloc > 0) {
-      items.push({ key: '', label: [swatch(cssVar('--faint')), h('span.muted', 'unallocated (no workload on the GPU)')], value: unalloc, amount: usd(unalloc), color: cssVar('--faint') });
+      items.push({ key: 'unallocated', label: [swatch(cssVar('--faint')), h('span.muted', 'unallocated: nobody held the GPU (not idle)')], value: unalloc, amount: usd(unalloc), color: cssVar('--faint') });
     }
     pWaste.body.classList.remove('loading');
     pWaste.body.replaceChildren(items.length ? barList(items) : empty('No idle GPU time in this period.'));
@@ -477,7 +483,7 @@ function fillSummary(k, s, label) {
 
 export function team(main, ctx) {
   const { state } = ctx;
-  const name = state.id ?? '';
+  const name = teamKey(state.id);
   const win = timeWindow(state);
   const label = periodLabel(state, win);
   const filter = filterOf({ team: name, ...(state.cluster ? { cluster: state.cluster } : {}) });
@@ -506,8 +512,8 @@ export function team(main, ctx) {
       { title: 'total', num: true, cell: (x) => h('b', usd(x.total_usd)) },
     ], rows)));
   });
-  const keep = (g) => (!state.cluster || g.cluster === state.cluster) && (g.holders || []).some((x) => (x.team ?? '') === name);
-  fleetTable(ctx, pLive, keep, { extra: (g) => { const x = g.holders.find((y) => (y.team ?? '') === name); return { team: name, workload: x?.workload }; } });
+  const keep = (g) => (!state.cluster || g.cluster === state.cluster) && (g.holders || []).some((x) => teamKey(x.team) === name);
+  fleetTable(ctx, pLive, keep, { extra: (g) => { const x = g.holders.find((y) => teamKey(y.team) === name); return { team: name, workload: x?.workload }; } });
   ctx.sub(subscribe((fleet) => {
     const gpus = fleet.gpus.filter(keep);
     const util = gpus.length ? gpus.reduce((a, g) => a + num(g.utilization_pct), 0) / gpus.length : 0;
@@ -601,7 +607,7 @@ export function gpu(main, ctx) {
         h('div', h('dt', 'power'), h('dd', `${Math.round(num(g.power_watts))} W`)),
         h('div', h('dt', 'interval ended'), h('dd', `${clock(g.interval_end)} UTC`))),
       h('div', { style: { marginTop: '14px' } }, holders.length ? table([
-        { title: 'on it now', cell: (x) => h('div.stack', workloadCell(state, x.workload, { team: x.team ?? '' }), h('span.s', `${teamName(x.team)} · ${modelName(x.model)}`)) },
+        { title: 'on it now', cell: (x) => h('div.stack', workloadCell(state, x.workload, { team: teamKey(x.team) }), h('span.s', `${teamName(x.team)} · ${modelName(x.model)}`)) },
         { title: 'SM', num: true, cell: (x) => pct(x.sm_pct) },
         { title: 'memory', num: true, cell: (x) => bytes(x.memory_bytes) },
       ], holders) : empty('Nobody holds it right now.')));
