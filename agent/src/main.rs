@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use gpucost_agent::identify::imds;
-use gpucost_agent::identify::labels::{DEFAULT_ALLOW, LabelAllow};
+use gpucost_agent::identify::labels::{CollectorKeys, DEFAULT_ALLOW, LabelAllow};
 use gpucost_agent::identify::node::{DEFAULT_NODE_LABELS, apply_labels};
 use gpucost_agent::identify::pods::PodCache;
 use gpucost_agent::identify::{DEFAULT_ENV_KEYS, Identifier, IdentifyConfig};
@@ -110,6 +110,10 @@ struct Config {
     /// Pod and namespace labels and annotations kept (exact keys, or prefix/* patterns; comma-separated).
     #[arg(long, env = "GPUCOST_LABEL_ALLOW", value_delimiter = ',', default_values_t = DEFAULT_ALLOW.iter().map(|s| s.to_string()).collect::<Vec<_>>())]
     label_allow: Vec<String>,
+    /// Also keep the pod and namespace label keys the collector asks for (those its catalog's label selectors
+    /// and owner rules read; at most 32, keys only): true or false.
+    #[arg(long, env = "GPUCOST_COLLECTOR_LABEL_KEYS", default_value_t = true, action = clap::ArgAction::Set)]
+    collector_label_keys: bool,
     /// The kubelet's pod-resources socket (GPU allocations); ignored when it does not exist.
     #[arg(long, env = "GPUCOST_POD_RESOURCES_SOCKET", default_value = "/var/lib/kubelet/pod-resources/kubelet.sock")]
     pod_resources_socket: PathBuf,
@@ -323,7 +327,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     let virtual_start = config.virtual_start()?;
 
-    let (identifier, node_labels) = identifier(&config).await?;
+    // `--once` opens no stream: no collector to ask.
+    let label_keys = (config.collector_label_keys && !config.once).then(CollectorKeys::default);
+    let (identifier, node_labels) = identifier(&config, label_keys.clone()).await?;
     let node_label_allow = LabelAllow::new(&config.node_label_allow);
     let (source, identifier, agent_id): (Box<dyn GpuSource>, Option<Identifier>, String) = match config.source {
         SourceKind::Nvml => {
@@ -431,6 +437,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let framer = Framer::new(agent_id, boot_id());
     let mut uplink = UplinkConfig::new(config.collector.clone());
     uplink.tls = collector_tls(&config)?;
+    uplink.label_keys = label_keys;
     if let Some(path) = &config.token_file {
         let token =
             std::fs::read_to_string(path).with_context(|| format!("reading --token-file {}", path.display()))?;
@@ -479,10 +486,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The identifier, with the pod watchers started when this is a Kubernetes node.
-/// The identifier, with the pod watchers started when this is a Kubernetes node; and the node's own
-/// labels, read from its Node object.
-async fn identifier(config: &Config) -> anyhow::Result<(Identifier, BTreeMap<String, String>)> {
+/// The identifier, with the pod watchers started when this is a Kubernetes node (keeping the label keys the
+/// collector asks for, when `label_keys`); and the node's own labels, read from its Node object.
+async fn identifier(
+    config: &Config,
+    label_keys: Option<CollectorKeys>,
+) -> anyhow::Result<(Identifier, BTreeMap<String, String>)> {
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() || std::env::var_os("KUBECONFIG").is_some();
     let pods = match (config.kubernetes, in_cluster) {
         (Toggle::Off, _) | (Toggle::Auto, false) => None,
@@ -501,13 +510,16 @@ async fn identifier(config: &Config) -> anyhow::Result<(Identifier, BTreeMap<Str
             };
             let cache = PodCache::default();
             let allow = LabelAllow::new(&config.label_allow);
+            // Without `label_keys`, the watchers get keys nobody changes: the flags alone apply.
+            let keys = label_keys.clone().unwrap_or_default();
             tokio::spawn(gpucost_agent::identify::pods::watch::pods(
                 client.clone(),
                 node,
                 cache.clone(),
                 allow.clone(),
+                keys.clone(),
             ));
-            tokio::spawn(gpucost_agent::identify::pods::watch::namespaces(client, cache.clone(), allow));
+            tokio::spawn(gpucost_agent::identify::pods::watch::namespaces(client, cache.clone(), allow, keys));
             // Attributing before the first list would name running pods by UID only.
             if !cache.wait_ready(Duration::from_secs(30)).await {
                 tracing::warn!("pods and namespaces not listed within 30 s; attributing with what is known so far");
@@ -528,7 +540,13 @@ async fn identifier(config: &Config) -> anyhow::Result<(Identifier, BTreeMap<Str
         gpu_resource_prefix: config.gpu_resource_prefix.clone(),
         ecs_introspection: config.ecs_introspection.clone(),
     };
-    Ok((Identifier::new(identify, pods), node_labels))
+    let watching = pods.is_some();
+    let identifier = Identifier::new(identify, pods);
+    let identifier = match label_keys {
+        Some(keys) if watching => identifier.with_collector_keys(keys),
+        _ => identifier,
+    };
+    Ok((identifier, node_labels))
 }
 
 async fn shutdown_signal() {

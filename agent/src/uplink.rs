@@ -7,10 +7,12 @@
 //! exponentially up to `backoff_max`; a collector that stops acking for `ack_timeout` is reconnected.
 //! On a collector that takes workload references (response header `gpucost-workload-refs`), each batch is
 //! encoded as it is handed to the stream: identities declared once per stream, then named by number
-//! (`gpucost_proto::refs`); spooled batches keep theirs inline.
+//! (`gpucost_proto::refs`); spooled batches keep theirs inline. The label keys a collector asks for (header
+//! `gpucost-label-keys` as the stream opens, an ack's `label_keys` later) are handed to the pod watchers.
 
 use std::time::Duration;
 
+use gpucost_proto::label_keys::{LABEL_KEYS_HEADER, bound, parse_header};
 use gpucost_proto::refs::{WORKLOAD_REFS_HEADER, WorkloadRefs};
 use gpucost_proto::v1::ingest_client::IngestClient;
 use gpucost_proto::v1::{Ack, UsageBatch};
@@ -18,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
+use crate::identify::labels::CollectorKeys;
 use crate::spool::Spool;
 
 /// Identities an agent keeps declared on one stream (a node runs far fewer workloads at once).
@@ -43,6 +46,8 @@ pub struct UplinkConfig {
     pub token: Option<String>,
     /// TLS to the collector (an `https://` endpoint): CA, and client certificate for mutual TLS.
     pub tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Where the label keys the collector asks for go (`None`: they are ignored).
+    pub label_keys: Option<CollectorKeys>,
 }
 
 impl UplinkConfig {
@@ -57,6 +62,7 @@ impl UplinkConfig {
             backoff_max: Duration::from_secs(30),
             token: None,
             tls: None,
+            label_keys: None,
         }
     }
 }
@@ -201,6 +207,10 @@ async fn stream(
             if r.metadata().get(WORKLOAD_REFS_HEADER).is_some() {
                 refs = Some(WorkloadRefs::new(WORKLOAD_REFS_PER_STREAM));
             }
+            if let Some(keys) = &config.label_keys {
+                let header = r.metadata().get(LABEL_KEYS_HEADER).and_then(|v| v.to_str().ok());
+                keys.hear(header.map(parse_header).unwrap_or_default());
+            }
             r.into_inner()
         }
         Err(status) => {
@@ -240,6 +250,9 @@ async fn stream(
             },
             msg = acks.message() => match msg {
                 Ok(Some(ack)) => {
+                    if let (Some(keys), Some(asked)) = (&config.label_keys, &ack.label_keys) {
+                        keys.hear(bound(asked.keys.iter().map(String::as_str)));
+                    }
                     match gpucost_proto::v1::AckStatus::try_from(ack.status) {
                         Ok(gpucost_proto::v1::AckStatus::Duplicate) => queue.stats.duplicates += 1,
                         _ => queue.stats.stored += 1,
@@ -306,7 +319,7 @@ mod tests {
         q.push(batch(3, "c"));
         assert_eq!(q.sent, 1, "batch 2 is still the one sent; batch 3 is next");
         assert_eq!(q.spool.take_for_send(q.sent).map(|b| b.seq), Some(3));
-        assert_eq!(q.ack(&Ack { boot_id: "b".into(), seq: 2, status: 1 }), 1);
+        assert_eq!(q.ack(&Ack { boot_id: "b".into(), seq: 2, status: 1, label_keys: None }), 1);
         assert_eq!(q.sent, 0);
     }
 }

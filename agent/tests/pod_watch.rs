@@ -11,7 +11,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use gpucost_agent::identify::labels::LabelAllow;
+use gpucost_agent::identify::labels::{CollectorKeys, LabelAllow};
 use gpucost_agent::identify::pods::{PodCache, watch};
 use serde_json::{Value, json};
 
@@ -89,7 +89,7 @@ async fn an_expired_watch_relists_and_forgets_pods_deleted_meanwhile() {
     let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
     let client = kube::Client::try_from(config).unwrap();
     let cache = PodCache::default();
-    tokio::spawn(watch::pods(client, "node-a".into(), cache.clone(), LabelAllow::default()));
+    tokio::spawn(watch::pods(client, "node-a".into(), cache.clone(), LabelAllow::default(), CollectorKeys::default()));
 
     eventually("the first list", || cache.by_uid("uid-a").is_some()).await;
     let (a, _) = cache.by_uid("uid-a").unwrap();
@@ -104,4 +104,37 @@ async fn an_expired_watch_relists_and_forgets_pods_deleted_meanwhile() {
     eventually("the re-list", || cache.by_uid("uid-b").is_some()).await;
     assert!(cache.by_uid("uid-a").is_none(), "a pod deleted while the watch was down is forgotten");
     assert!(*api.lists.lock().unwrap() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_keys_the_collector_asks_for_are_kept_after_a_relist() {
+    let api = Arc::new(Api {
+        pods: Mutex::new(vec![pod("ranker-7f9c", "uid-a")]),
+        expire: tokio::sync::watch::Sender::new(false),
+        lists: Mutex::new(0),
+    });
+    let app = Router::new().route("/api/v1/pods", get(pods)).with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let cache = PodCache::default();
+    let keys = CollectorKeys::default();
+    tokio::spawn(watch::pods(client, "node-a".into(), cache.clone(), LabelAllow::default(), keys.clone()));
+    eventually("the first list", || cache.by_uid("uid-a").is_some()).await;
+    assert!(!cache.by_uid("uid-a").unwrap().0.labels.contains_key("pod-template-hash"));
+
+    // The collector's stream opens asking for a key the flags leave out: the pods are listed again with it.
+    keys.hear(gpucost_proto::label_keys::parse_header("pod-template-hash"));
+    eventually("the re-list", || *api.lists.lock().unwrap() >= 2).await;
+    eventually("the asked-for label", || {
+        cache
+            .by_uid("uid-a")
+            .is_some_and(|(p, _)| p.labels.get("pod-template-hash").map(String::as_str) == Some("6b9c7d"))
+    })
+    .await;
+    let (a, _) = cache.by_uid("uid-a").unwrap();
+    assert_eq!(a.labels.get("team").map(String::as_str), Some("nlp"), "the flags' keys stay");
 }

@@ -17,3 +17,4 @@ pub mod podresources {
 }
 
 pub mod refs;
+pub mod label_keys;

@@ -44,7 +44,7 @@ impl Ingest for StandIn {
             if break_after.is_some_and(|k| n > k) {
                 return Err(Status::unavailable("stand-in: breaking the stream"));
             }
-            Ok(Ack { boot_id: b.boot_id, seq: b.seq, status: AckStatus::Stored as i32 })
+            Ok(Ack { boot_id: b.boot_id, seq: b.seq, status: AckStatus::Stored as i32, label_keys: None })
         });
         let mut response: Response<Self::ReportStream> = Response::new(Box::pin(acks));
         if self.refs {

@@ -54,7 +54,12 @@ pub struct Identifier {
     ecs_fetched: Option<Instant>,
     allocations: Vec<GpuAllocation>,
     stats: CacheStats,
+    /// The collector's label keys, waited for before the first interval is identified (then `None`).
+    awaiting_keys: Option<labels::CollectorKeys>,
 }
+
+/// How long the first interval waits for the collector's label keys and the re-list they cause.
+const KEYS_WAIT: Duration = Duration::from_secs(10);
 
 impl Identifier {
     pub fn new(config: IdentifyConfig, pods: Option<PodCache>) -> Self {
@@ -73,7 +78,15 @@ impl Identifier {
             ecs_fetched: None,
             allocations: Vec::new(),
             stats: CacheStats::default(),
+            awaiting_keys: None,
         }
+    }
+
+    /// Keeps the label keys the collector asks for (the watchers add them), and lets the first interval wait
+    /// for them, at most [`KEYS_WAIT`] once: identified before, its pods would lack the keys.
+    pub fn with_collector_keys(mut self, keys: labels::CollectorKeys) -> Self {
+        self.awaiting_keys = Some(keys);
+        self
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -82,8 +95,13 @@ impl Identifier {
 
     /// Refreshes what changes between intervals: reads `/proc` for the processes `pids` not seen before,
     /// lists the kubelet's allocations, and the ECS task list when a process belongs to a task it does not
-    /// know yet (at most every 10 s).
+    /// know yet (at most every 10 s); the first time, it waits for the collector's label keys if asked to.
     pub async fn refresh(&mut self, devices: &[GpuDevice], pids: &[u32]) {
+        if let (Some(keys), Some(pods)) = (self.awaiting_keys.take(), &self.pods)
+            && !pods.wait_listed_with(&keys, KEYS_WAIT).await
+        {
+            tracing::warn!(wait = ?KEYS_WAIT, "no word from the collector on label keys yet; identifying with --label-allow alone until it comes");
+        }
         for &pid in pids {
             self.facts(pid);
         }

@@ -4,8 +4,10 @@
 //! Deployment), and allow-listed labels and annotations.
 //!
 //! The watcher re-lists after API-server restarts and expired watches (`410 Gone`): a re-list replaces
-//! the cache whole, so pods deleted while the watch was down disappear. The cache holds at most
-//! `MAX_PODS` pods, far above a node's pod limit (110 by default on EKS), so memory stays bounded.
+//! the cache whole, so pods deleted while the watch was down disappear. It also re-lists when the collector
+//! asks for other label keys (`labels::CollectorKeys`), since the cached pods hold only the keys kept when
+//! they were listed. The cache holds at most `MAX_PODS` pods, far above a node's pod limit (110 by default
+//! on EKS), so memory stays bounded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -33,6 +35,10 @@ struct Index {
     namespaces: HashMap<String, BTreeMap<String, String>>,
     pods_listed: bool,
     namespaces_listed: bool,
+    /// The generation of the collector's label keys (`labels::Asked`) the last pod and namespace lists
+    /// kept.
+    pods_keys: u64,
+    namespaces_keys: u64,
 }
 
 /// Shared between the watcher tasks (writers) and the identifier (reader).
@@ -77,6 +83,36 @@ impl PodCache {
         let pod = idx.pods.values().find(|p| p.namespace == namespace && p.name == name)?.clone();
         let ns = idx.namespaces.get(namespace).cloned().unwrap_or_default();
         Some((pod, ns))
+    }
+
+    /// Waits until the collector has said which label keys it asks for (a first stream opened) and pods and
+    /// namespaces were listed with them, at most `timeout`; returns whether they were.
+    pub async fn wait_listed_with(&self, keys: &super::labels::CollectorKeys, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut asked = keys.subscribe();
+        loop {
+            let notified = self.listed.notified();
+            let now = asked.borrow_and_update().clone();
+            {
+                let idx = self.inner.read().unwrap_or_else(|e| e.into_inner());
+                if now.heard && idx.pods_keys >= now.generation && idx.namespaces_keys >= now.generation {
+                    return true;
+                }
+            }
+            tokio::select! {
+                () = notified => {}
+                _ = asked.changed() => {}
+                () = tokio::time::sleep_until(deadline) => return false,
+            }
+        }
+    }
+
+    /// Records that the pods (or namespaces) just listed kept the label keys of `generation`.
+    pub fn listed_with(&self, namespaces: bool, generation: u64) {
+        let mut idx = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        *(if namespaces { &mut idx.namespaces_keys } else { &mut idx.pods_keys }) = generation;
+        drop(idx);
+        self.listed.notify_waiters();
     }
 
     pub fn len(&self) -> usize {
@@ -153,8 +189,30 @@ pub mod watch {
     use kube::{Api, Client};
     use tokio_stream::StreamExt;
 
-    use super::super::labels::LabelAllow;
+    use super::super::labels::{CollectorKeys, LabelAllow};
     use super::*;
+
+    /// Runs `watch` with `allow` widened by the keys the collector asks for, and again (a re-list) whenever
+    /// they change; `watch` gets the allow-list and the keys' generation.
+    async fn with_collector_keys<W: Future<Output = ()>>(
+        allow: LabelAllow,
+        keys: CollectorKeys,
+        mut watch: impl FnMut(LabelAllow, u64) -> W,
+    ) {
+        let mut asked = keys.subscribe();
+        loop {
+            let now = asked.borrow_and_update().clone();
+            let watching = watch(allow.with(&now.keys), now.generation);
+            tokio::pin!(watching);
+            loop {
+                tokio::select! {
+                    () = &mut watching => return,
+                    // `keys` is held here, so the channel stays open.
+                    Ok(()) = asked.changed() => if asked.borrow().generation != now.generation { break },
+                }
+            }
+        }
+    }
 
     /// Reduces a Pod object to what the cache keeps.
     pub fn pod_info(pod: &Pod, allow: &LabelAllow) -> Option<PodInfo> {
@@ -186,8 +244,16 @@ pub mod watch {
         })
     }
 
-    /// Watches the pods on `node` into `cache`, for ever (the watcher re-lists and backs off by itself).
-    pub async fn pods(client: Client, node: String, cache: PodCache, allow: LabelAllow) {
+    /// Watches the pods on `node` into `cache`, for ever (the watcher re-lists and backs off by itself),
+    /// keeping the labels `allow` and the collector's `keys` name.
+    pub async fn pods(client: Client, node: String, cache: PodCache, allow: LabelAllow, keys: CollectorKeys) {
+        with_collector_keys(allow, keys, |allow, generation| {
+            watch_pods(client.clone(), node.clone(), cache.clone(), allow, generation)
+        })
+        .await
+    }
+
+    async fn watch_pods(client: Client, node: String, cache: PodCache, allow: LabelAllow, generation: u64) {
         let api: Api<Pod> = Api::all(client);
         let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
         let stream = watcher::watcher(api, config).default_backoff();
@@ -209,6 +275,7 @@ pub mod watch {
                 Ok(Event::InitApply(p)) => relist.extend(pod_info(&p, &allow)),
                 Ok(Event::InitDone) => {
                     cache.replace_pods(std::mem::take(&mut relist));
+                    cache.listed_with(false, generation);
                     tracing::info!(pods = cache.len(), %node, "pod cache (re)listed");
                 }
                 Err(e) => tracing::warn!(error = %e, "pod watch failed; retrying"),
@@ -216,8 +283,16 @@ pub mod watch {
         }
     }
 
-    /// Watches every namespace's allow-listed labels and annotations into `cache`.
-    pub async fn namespaces(client: Client, cache: PodCache, allow: LabelAllow) {
+    /// Watches every namespace's allow-listed labels and annotations (and the collector's `keys`) into
+    /// `cache`.
+    pub async fn namespaces(client: Client, cache: PodCache, allow: LabelAllow, keys: CollectorKeys) {
+        with_collector_keys(allow, keys, |allow, generation| {
+            watch_namespaces(client.clone(), cache.clone(), allow, generation)
+        })
+        .await
+    }
+
+    async fn watch_namespaces(client: Client, cache: PodCache, allow: LabelAllow, generation: u64) {
         let api: Api<Namespace> = Api::all(client);
         let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
         tokio::pin!(stream);
@@ -236,7 +311,10 @@ pub mod watch {
                 Ok(Event::Delete(n)) => cache.delete_namespace(n.metadata.name.as_deref().unwrap_or_default()),
                 Ok(Event::Init) => relist.clear(),
                 Ok(Event::InitApply(n)) => relist.push(reduce(&n)),
-                Ok(Event::InitDone) => cache.replace_namespaces(std::mem::take(&mut relist)),
+                Ok(Event::InitDone) => {
+                    cache.replace_namespaces(std::mem::take(&mut relist));
+                    cache.listed_with(true, generation);
+                }
                 Err(e) => tracing::warn!(error = %e, "namespace watch failed; retrying"),
             }
         }

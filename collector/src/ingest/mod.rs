@@ -2,6 +2,7 @@
 //! readings become per-workload holdings (`share`), and the ledger writer stores it; the agent gets an
 //! ack only once the batch is durable.
 
+pub mod label_keys;
 pub mod limits;
 pub mod refs;
 pub mod service;

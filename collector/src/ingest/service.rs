@@ -4,21 +4,24 @@
 //! acked in arrival order as their transactions commit. A batch that fails validation (or would bill
 //! a GPU-second twice) ends the stream with INVALID_ARGUMENT after the batches before it are acked; the
 //! trailer `gpucost-rejected-seq` names it. A storage failure ends the stream with UNAVAILABLE so that the
-//! agent retries.
+//! agent retries. The stream opens with the label keys the catalog needs (`label_keys`), and an ack carries
+//! them again when they changed.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use gpucost_proto::label_keys::LABEL_KEYS_HEADER;
 use gpucost_proto::refs::WORKLOAD_REFS_HEADER;
 use gpucost_proto::v1::ingest_server::Ingest;
-use gpucost_proto::v1::{Ack, AckStatus, UsageBatch};
+use gpucost_proto::v1::{Ack, AckStatus, LabelKeys as AnnouncedKeys, UsageBatch};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::label_keys::{Announced, LabelKeys};
 use super::refs::StreamWorkloads;
 use super::validate::{Limits, Refusal, validate_on_stream};
 use crate::cost::book::PriceBook;
@@ -56,11 +59,13 @@ pub struct Pipeline {
 
 pub struct IngestService {
     pipeline: Pipeline,
+    label_keys: Arc<LabelKeys>,
 }
 
 impl IngestService {
     pub fn new(pipeline: Pipeline) -> Self {
-        Self { pipeline }
+        let label_keys = Arc::new(LabelKeys::new(pipeline.owners.clone()));
+        Self { pipeline, label_keys }
     }
 }
 
@@ -84,12 +89,15 @@ struct Pending {
     stored: oneshot::Receiver<Result<Recorded, LedgerError>>,
 }
 
-/// Serves one agent stream; `bound` is the cluster the agent's token may write (`None`: any, insecure mode).
+/// Serves one agent stream; `bound` is the cluster the agent's token may write (`None`: any, insecure mode);
+/// `told` the label keys the stream opened with.
 async fn serve_stream(
     mut inbound: Streaming<UsageBatch>,
     out: mpsc::Sender<Result<Ack, Status>>,
     p: Pipeline,
     bound: Option<String>,
+    label_keys: Arc<LabelKeys>,
+    mut told: Announced,
 ) {
     let Pipeline { writer, limits, prices, inventory, owners, metrics, fleet, slots, rate, .. } = p;
     /// Gives the stream's slot back when it ends.
@@ -217,7 +225,11 @@ async fn serve_stream(
                         return;
                     }
                 };
-                if out.send(Ok(Ack { boot_id, seq, status: status as i32 })).await.is_err() {
+                let now = label_keys.current();
+                let changed = !Arc::ptr_eq(&now, &told);
+                let announce = changed.then(|| AnnouncedKeys { keys: now.to_vec() });
+                told = now;
+                if out.send(Ok(Ack { boot_id, seq, status: status as i32, label_keys: announce })).await.is_err() {
                     return;
                 }
             }
@@ -244,10 +256,18 @@ impl Ingest for IngestService {
             )));
         }
         let (tx, rx) = mpsc::channel(WINDOW);
-        tokio::spawn(serve_stream(request.into_inner(), tx, self.pipeline.clone(), bound));
+        let keys = self.label_keys.current();
+        let (p, announcer) = (self.pipeline.clone(), self.label_keys.clone());
+        tokio::spawn(serve_stream(request.into_inner(), tx, p, bound, announcer, keys.clone()));
         let mut response: Response<Self::ReportStream> = Response::new(Box::pin(ReceiverStream::new(rx)));
         // This collector takes workloads by reference (see the proto).
         response.metadata_mut().insert(WORKLOAD_REFS_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+        // The label keys the catalog needs: bounded Kubernetes label keys, so always a valid header value.
+        if !keys.is_empty()
+            && let Ok(v) = keys.join(",").parse()
+        {
+            response.metadata_mut().insert(LABEL_KEYS_HEADER, v);
+        }
         Ok(response)
     }
 }
