@@ -93,7 +93,8 @@ fn each_model_version_run_experiment_and_model_carries_its_gpu_cost_in_mlflow() 
     assert_eq!(run_line(&retrain)["experiment"], "", "the ledger keeps what the workload said");
     let model_line = rows("model").into_iter().find(|r| r["model"] == "ranker").expect("a model line");
 
-    // The write-back puts the same numbers on the versions, the runs, the experiment and the model.
+    // The write-back puts the same numbers on the versions, the runs, the experiment and the model (the
+    // model's last: its GPU-seconds are the pass's last tag).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let v1 = mlflow.get("model-versions/get", &[("name", "ranker"), ("version", "1")]);
@@ -103,8 +104,8 @@ fn each_model_version_run_experiment_and_model_carries_its_gpu_cost_in_mlflow() 
         if tag(&v1["model_version"]["tags"], "gpucost.training_cost_usd").is_some()
             && tag(&v1["model_version"]["tags"], "gpucost.cost_usd").is_some()
             && tag(&r["run"]["data"]["tags"], "gpucost.cost_usd").is_some()
-            && tag(&m["registered_model"]["tags"], "gpucost.cost_usd").is_some()
-            && tag(&e["experiment"]["tags"], "gpucost.cost_usd").is_some()
+            && tag(&m["registered_model"]["tags"], "gpucost.gpu_seconds").is_some()
+            && tag(&e["experiment"]["tags"], "gpucost.gpu_seconds").is_some()
         {
             break;
         }
@@ -120,7 +121,8 @@ fn each_model_version_run_experiment_and_model_carries_its_gpu_cost_in_mlflow() 
         let tags = &mv["model_version"]["tags"];
         assert_eq!(tag(tags, "gpucost.cost_usd").as_deref(), line(v)["total_usd"].as_str(), "version {v}");
         assert_eq!(tag(tags, "gpucost.idle_cost_usd").as_deref(), line(v)["idle_usd"].as_str(), "version {v}");
-        assert_eq!(tag(tags, "gpucost.gpu_hours").as_deref(), Some("1.0000"), "version {v}");
+        assert_eq!(tag(tags, "gpucost.gpu_hours").as_deref(), Some("1.000000000"), "version {v}");
+        assert_eq!(tag(tags, "gpucost.gpu_seconds").as_deref(), Some("3600.000000000"), "version {v}");
         // What training the version cost: the run MLflow says produced it.
         assert_eq!(
             tag(tags, "gpucost.training_cost_usd").as_deref(),
@@ -131,18 +133,29 @@ fn each_model_version_run_experiment_and_model_carries_its_gpu_cost_in_mlflow() 
     }
     // Each version holds a whole GPU (same total under hybrid), but they used it differently.
     assert_ne!(line("1")["used_usd"], line("2")["used_usd"]);
+    // Each run's exact GPU-seconds are the usage API's held nanoseconds, and the experiment's their sum.
+    let (_, usage) = c.get(&format!("/api/v1/usage?{window}&group_by=run"));
+    let held_ns = |id: &str| {
+        usage["rows"].as_array().unwrap().iter().find(|r| r["run"] == id).and_then(|r| r["held_ns"].as_u64()).unwrap()
+    };
+    let ns = |seconds: &str| seconds.replace('.', "").parse::<u64>().unwrap();
+    let mut runs_ns = 0;
     for id in [&run, &retrain] {
         let r = mlflow.get("runs/get", &[("run_id", id)]);
         assert_eq!(tag(&r["run"]["data"]["tags"], "gpucost.cost_usd").as_deref(), run_line(id)["total_usd"].as_str());
+        let seconds = tag(&r["run"]["data"]["tags"], "gpucost.gpu_seconds").expect("the run's GPU-seconds");
+        assert_eq!(ns(&seconds), held_ns(id), "run {id}");
+        runs_ns += ns(&seconds);
     }
     let m = mlflow.get("registered-models/get", &[("name", "ranker")]);
     assert_eq!(tag(&m["registered_model"]["tags"], "gpucost.cost_usd").as_deref(), model_line["total_usd"].as_str());
-    assert_eq!(tag(&m["registered_model"]["tags"], "gpucost.gpu_hours").as_deref(), Some("2.0000"));
+    assert_eq!(tag(&m["registered_model"]["tags"], "gpucost.gpu_hours").as_deref(), Some("2.000000000"));
     // The experiment holds both runs, the one MLflow placed there included.
     let e = mlflow.get("experiments/get", &[("experiment_id", &experiment)]);
     let both = usd_micros(run_line(&run)["total_usd"].as_str().unwrap())
         + usd_micros(run_line(&retrain)["total_usd"].as_str().unwrap());
     assert_eq!(tag(&e["experiment"]["tags"], "gpucost.cost_usd").map(|s| usd_micros(&s)), Some(both));
+    assert_eq!(tag(&e["experiment"]["tags"], "gpucost.gpu_seconds").map(|s| ns(&s)), Some(runs_ns));
 
     // A collector with the wrong password says so in its log and writes nothing.
     let stranger = new_run();

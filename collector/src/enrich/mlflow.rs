@@ -1,9 +1,14 @@
 //! MLflow: checks the runs, experiments, registered models and model versions workloads name against the
 //! tracking server, and writes their GPU cost back onto them as tags (`gpucost.cost_usd`,
-//! `gpucost.gpu_hours`, `gpucost.idle_cost_usd`), so ML engineers see it next to the run and the model
-//! version. A model version also gets the cost of the run that trained it (`gpucost.training_cost_usd`,
-//! `gpucost.training_gpu_hours`), found with `model-versions/search` by `run_id`. Writes are idempotent (the
-//! same tags with the current values) and skipped when nothing changed since the last write.
+//! `gpucost.idle_cost_usd`, `gpucost.gpu_hours`, `gpucost.gpu_seconds`), so ML engineers see it next to the
+//! run and the model version. A model version also gets the cost of the run that trained it
+//! (`gpucost.training_cost_usd`, `gpucost.training_gpu_hours`, `gpucost.training_gpu_seconds`), found with
+//! `model-versions/search` by `run_id`. Writes are idempotent (the same tags with the current values) and
+//! skipped when nothing changed since the last write.
+//!
+//! Every figure is written from the ledger's integers, so that finance can add tags up: dollars to the
+//! micro-dollar (exact), seconds to the nanosecond (exact: the runs' `gpu_seconds` sum to the API's
+//! `held_ns`), hours to nine decimals (3.6 µs, rounded; a sum of n tags is within n × 0.5e-9 h of the API's).
 //!
 //! REST API 2.0 (`/api/2.0/mlflow/…`), as served by MLflow 2.x and 3.x: `runs/get`, `experiments/get`,
 //! `registered-models/get`, `model-versions/get`, `model-versions/search` (GET); `runs/set-tag`,
@@ -47,6 +52,7 @@ pub fn cost_tags(total_micros: u128, idle_micros: u128, held_ns: u128) -> Tags {
         ("gpucost.cost_usd", crate::cost::price::usd(total_micros)),
         ("gpucost.idle_cost_usd", crate::cost::price::usd(idle_micros)),
         ("gpucost.gpu_hours", gpu_hours(held_ns)),
+        ("gpucost.gpu_seconds", gpu_seconds(held_ns)),
     ]
 }
 
@@ -55,12 +61,23 @@ pub fn training_tags(run: &str, total_micros: u128, held_ns: u128) -> Tags {
     vec![
         ("gpucost.training_cost_usd", crate::cost::price::usd(total_micros)),
         ("gpucost.training_gpu_hours", gpu_hours(held_ns)),
+        ("gpucost.training_gpu_seconds", gpu_seconds(held_ns)),
         ("gpucost.training_run_id", run.to_string()),
     ]
 }
 
+/// Nanoseconds in a billionth of an hour.
+const NS_PER_NANO_HOUR: u128 = 3_600;
+
+/// GPU-hours to nine decimals, rounded half up from the integer nanoseconds (no float on the way).
 fn gpu_hours(held_ns: u128) -> String {
-    format!("{:.4}", held_ns as f64 / 3.6e12)
+    let nano_hours = (held_ns + NS_PER_NANO_HOUR / 2) / NS_PER_NANO_HOUR;
+    format!("{}.{:09}", nano_hours / 1_000_000_000, nano_hours % 1_000_000_000)
+}
+
+/// GPU-seconds to the nanosecond: exact.
+fn gpu_seconds(held_ns: u128) -> String {
+    format!("{}.{:09}", held_ns / 1_000_000_000, held_ns % 1_000_000_000)
 }
 
 /// At most this many pages of one search are read.
@@ -444,11 +461,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tags_carry_dollars_idle_dollars_and_gpu_hours() {
+    fn tags_carry_dollars_idle_dollars_gpu_hours_and_exact_gpu_seconds() {
         let t = cost_tags(12_345_678, 2_000_000, 5_400_000_000_000);
         assert_eq!(t[0], ("gpucost.cost_usd", "12.345678".to_string()));
         assert_eq!(t[1], ("gpucost.idle_cost_usd", "2.000000".to_string()));
-        assert_eq!(t[2], ("gpucost.gpu_hours", "1.5000".to_string()));
+        assert_eq!(t[2], ("gpucost.gpu_hours", "1.500000000".to_string()));
+        assert_eq!(t[3], ("gpucost.gpu_seconds", "5400.000000000".to_string()));
+        // 285.12 s held: 0.0792 h, which four decimals wrote; the nine keep what four lost.
+        let odd = cost_tags(0, 0, 285_123_456_789);
+        assert_eq!((odd[2].1.as_str(), odd[3].1.as_str()), ("0.079200960", "285.123456789"));
+        assert_eq!(gpu_hours(1_799), "0.000000000");
+        assert_eq!(gpu_hours(1_800), "0.000000001", "half a billionth of an hour rounds up");
+        let trained = training_tags("r1", 1, 7_200_000_000_001);
+        assert_eq!(trained[1], ("gpucost.training_gpu_hours", "2.000000000".to_string()));
+        assert_eq!(trained[2], ("gpucost.training_gpu_seconds", "7200.000000001".to_string()));
+    }
+
+    /// A tag's decimal as an integer count of its last place.
+    fn units(tag: &str) -> u128 {
+        tag.replace('.', "").parse().unwrap()
+    }
+
+    #[test]
+    fn the_runs_tags_add_up_to_the_held_time_the_api_gives() {
+        // Runs holding odd amounts of GPU time (a 15-second interval's shares, and whole hours).
+        let runs: Vec<u128> =
+            (1..=1_000u128).map(|i| i * 3_600_000_000_000 / 7 + i * 15_000_000_000 / 11 + i).collect();
+        let held: u128 = runs.iter().sum();
+        let seconds: u128 = runs.iter().map(|&ns| units(&gpu_seconds(ns))).sum();
+        assert_eq!(seconds, held, "the seconds add up to the nanosecond");
+        // Each tag is within half a billionth of an hour of its run's time, so n tags within n halves of the
+        // API's hours.
+        let hours: f64 = runs.iter().map(|&ns| gpu_hours(ns).parse::<f64>().unwrap()).sum();
+        let api_hours = held as f64 / 3.6e12;
+        let bound = runs.len() as f64 * 0.5e-9 + 1e-9;
+        assert!((hours - api_hours).abs() <= bound, "{hours} h in tags vs {api_hours} h held");
     }
 
     #[test]
@@ -469,7 +516,7 @@ mod tests {
         assert!(wb.write("run-1", cost_tags(1, 0, 0), set).unwrap());
         assert!(!wb.write("run-1", cost_tags(1, 0, 0), set).unwrap());
         assert!(wb.write("run-1", cost_tags(2, 0, 0), set).unwrap());
-        assert_eq!(writes.get(), 6);
+        assert_eq!(writes.get(), 8, "four tags, written twice");
     }
 
     /// Serves one HTTP request on a loopback port with `answer`, and hands back what the client sent.
