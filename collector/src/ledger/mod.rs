@@ -78,8 +78,8 @@ pub enum Dimension {
     EcsTask,
     SlurmJob,
     User,
-    /// The owner in force when the GPU time was used (`group:default/vision`, `user:default/alice`, or
-    /// `unallocated`), and its team, department, component and system.
+    /// The owner in force when the GPU time was used (`group:default/vision`, `user:default/alice`), and its
+    /// team, department, component and system; `unattributed` in each when no owner rule named one.
     Owner,
     Team,
     Department,

@@ -15,7 +15,8 @@ pub enum Rows {
     Outstanding { closed: Vec<(u64, u64)> },
 }
 
-const USAGE_KEY: [&str; 4] = ["bucket_start_ns", "gpu_id", "workload_id", "node_id"];
+/// A usage row is also keyed by the owner its GPU time was billed to (migration 0014).
+const USAGE_KEY: [&str; 5] = ["bucket_start_ns", "gpu_id", "workload_id", "node_id", "owner_from"];
 pub(crate) const USAGE_VALUES: [&str; 9] = [
     "held_ns",
     "used_ns",

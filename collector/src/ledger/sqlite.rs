@@ -15,7 +15,7 @@ use super::sql::{Db, DbError, Tx, Value, bind};
 use crate::sql_params;
 
 use super::rollup::{buckets, spread};
-use super::rows::Rows;
+use super::rows::{Rows, USAGE_VALUES};
 use super::{
     AllocatedCharge, ClosedPeriod, CostQuery, CostReport, CostRow, Dimension, GpuTime, Ledger, LedgerError, NodePrice,
     OriginCharge, ReattributeReport, Recorded, RepriceReport, UsageQuery, UsageReport, UsageRow,
@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_raw_intervals_unkeyed.sql"),
     include_str!("migrations/0012_daily_rollups.sql"),
     include_str!("migrations/0013_booked_days.sql"),
+    include_str!("migrations/0014_owner_per_interval.sql"),
 ];
 
 mod budgets;
@@ -47,6 +48,8 @@ mod days;
 mod reprice;
 
 const NS: u64 = 1_000_000_000;
+/// `usage_buckets.owner_from` of GPU time stored without owner rules.
+const NO_OWNER: i64 = -1;
 
 /// Ids of rows the writer has already upserted, so a steady stream of batches does not re-write them.
 /// Cleared whenever a transaction or savepoint rolls back, since ids it handed out may be gone.
@@ -57,8 +60,8 @@ struct IdCache {
     workloads: HashMap<String, (i64, Identity)>,
     /// Last price recorded per node: (µ$/h, GPUs, source).
     prices: HashMap<i64, (Option<i64>, u32, String)>,
-    /// Last owner recorded per workload.
-    owners: HashMap<i64, Ownership>,
+    /// Latest owner recorded per workload, and from when (its `workload_owners.from_ns`).
+    owners: HashMap<i64, (u64, Ownership)>,
     /// Per GPU, its latest coverage range (the one with the greatest start): the next interval usually
     /// extends it, one UPDATE.
     coverage: HashMap<i64, (i64, i64)>,
@@ -128,15 +131,6 @@ fn open(path: &Path) -> Result<Connection, LedgerError> {
     Ok(conn)
 }
 
-/// The `from_ns` of the owner in force in the bucket of row `t` (of a rollup): the latest change that began before
-/// the bucket's end; NULL for none.
-fn owner_in_force(t: &str, bucket_ns: u64) -> String {
-    format!(
-        "(SELECT MAX(o2.from_ns) FROM workload_owners o2 WHERE o2.workload_id = {t}.workload_id
-           AND o2.from_ns < {t}.bucket_start_ns + {bucket_ns})"
-    )
-}
-
 /// SQL for grouping or filtering by dimensions: one column expression per dimension, over the aliases
 /// `n` (nodes), `g` (gpus), `w` (workloads) and `b` (a bucket table), plus the joins label dimensions
 /// need. SQLite numbers `$N` parameters in order of first appearance, not by N, so the label keys are
@@ -145,18 +139,30 @@ struct DimSql {
     exprs: Vec<String>,
     joins: String,
     params: Vec<String>,
-    /// Whether a dimension needs the owner in force (joined as `o`).
+    /// Whether a dimension needs the owner the row was billed to (joined as `o`).
     owner: bool,
 }
 
+/// An owner dimension's value: the owner row's `column`, or [`UNATTRIBUTED`] for GPU time no owner rule named
+/// (no row, or a row of no rule; rows stored before issue 18 say `unallocated`).
+fn owner_dim(column: &str) -> String {
+    format!(
+        "CASE WHEN o.owner IS NULL OR o.rule IN ('unattributed', 'unallocated') THEN '{UNATTRIBUTED}' ELSE o.{column} END"
+    )
+}
+
+/// The group value of GPU time that workloads held but no owner rule names (docs/chargeback.md).
+pub const UNATTRIBUTED: &str = "unattributed";
+
 impl DimSql {
-    fn new(dims: &[&Dimension], bucket_ns: u64) -> Self {
-        Self::with(dims, bucket_ns, 0, false)
+    fn new(dims: &[&Dimension]) -> Self {
+        Self::with(dims, 0)
     }
 
-    /// `first`: parameters numbered before the label keys (they come first in the statement's text).
-    /// `aggregated`: `b` holds rows already summed per owner in force, its `from_ns` in `b.owner_from`.
-    fn with(dims: &[&Dimension], bucket_ns: u64, first: usize, aggregated: bool) -> Self {
+    /// `first`: parameters numbered before the label keys (they come first in the statement's text). `b` is a
+    /// usage rollup (hourly, daily, booked or summed) with the key of the owner row it was billed to in
+    /// `b.owner_from`.
+    fn with(dims: &[&Dimension], first: usize) -> Self {
         let mut params = Vec::new();
         let mut joins = String::new();
         let mut needs_owner = false;
@@ -179,7 +185,8 @@ impl DimSql {
                 Dimension::Workload => "w.key".into(),
                 Dimension::Kind => "w.kind".into(),
                 Dimension::Namespace => "w.namespace".into(),
-                Dimension::Pod => "w.pod".into(),
+                // A pod is named with its cluster and namespace: `web-0` runs in many.
+                Dimension::Pod => "CASE WHEN w.pod = '' THEN '' ELSE n.cluster || '/' || w.namespace || '/' || w.pod END".into(),
                 Dimension::Controller => {
                     "CASE WHEN w.controller_kind = '' THEN '' ELSE w.controller_kind || '/' || w.controller_name END"
                         .into()
@@ -190,23 +197,23 @@ impl DimSql {
                 Dimension::User => "w.user_name".into(),
                 Dimension::Owner => {
                     needs_owner = true;
-                    "COALESCE(o.owner, 'unallocated')".into()
+                    owner_dim("owner")
                 }
                 Dimension::Team => {
                     needs_owner = true;
-                    "COALESCE(o.team, '')".into()
+                    owner_dim("team")
                 }
                 Dimension::Department => {
                     needs_owner = true;
-                    "COALESCE(o.department, '')".into()
+                    owner_dim("department")
                 }
                 Dimension::Component => {
                     needs_owner = true;
-                    "COALESCE(o.component, '')".into()
+                    owner_dim("component")
                 }
                 Dimension::System => {
                     needs_owner = true;
-                    "COALESCE(o.system, '')".into()
+                    owner_dim("system")
                 }
                 Dimension::Label(key) => label(key),
                 Dimension::Model => label("mlflow.org/model-name"),
@@ -219,15 +226,9 @@ impl DimSql {
                 Dimension::Day => "CAST(b.bucket_start_ns / 86400000000000 AS TEXT)".into(),
             })
             .collect();
-        if needs_owner && aggregated {
+        if needs_owner {
             joins
                 .push_str(" LEFT JOIN workload_owners o ON o.workload_id = b.workload_id AND o.from_ns = b.owner_from");
-        } else if needs_owner {
-            // The owner in force in the bucket: the latest change that began before its end.
-            joins.push_str(&format!(
-                " LEFT JOIN workload_owners o ON o.workload_id = b.workload_id AND o.from_ns = {}",
-                owner_in_force("b", bucket_ns)
-            ));
         }
         Self { exprs, joins, params, owner: needs_owner }
     }
@@ -380,46 +381,34 @@ impl<E: Engine> SqlLedger<E> {
 }
 
 impl IdCache {
-    /// Records who owns `workload_id` from `from_ns`, when that differs from the owner last recorded.
-    /// Whether a change was recorded.
-    fn record_owner(
-        &mut self,
-        tx: &impl Db,
-        workload_id: i64,
-        from_ns: u64,
-        o: &Ownership,
-    ) -> Result<bool, LedgerError> {
-        let last = match self.owners.get(&workload_id) {
+    /// The owner row (`workload_owners.from_ns`) that GPU time of `workload_id` from `at` is billed to, given
+    /// the owner `o` resolved for it: the latest row when it names `o` and began by `at`; for a batch that arrives
+    /// after a later change, the row in force at `at` when it names `o`; else a new row from `at`. Usage rows
+    /// keep that key (`usage_buckets.owner_from`), so recording a change never moves GPU time already stored.
+    fn owner_from(&mut self, tx: &impl Db, workload_id: i64, at: u64, o: &Ownership) -> Result<i64, LedgerError> {
+        let latest = match self.owners.get(&workload_id) {
             Some(known) => Some(known.clone()),
-            None => tx.opt(
-                "SELECT owner, team, department, component, system, rule FROM workload_owners WHERE workload_id = $1
-                     ORDER BY from_ns DESC LIMIT 1",
-                sql_params![workload_id],
-                |r| {
-                    Ok(Ownership {
-                        owner: r.get(0)?,
-                        team: r.get(1)?,
-                        department: r.get(2)?,
-                        component: r.get(3)?,
-                        system: r.get(4)?,
-                        rule: Rule::parse(&r.get::<String>(5)?).map_or("unallocated", Rule::name),
-                    })
-                },
-            )?,
+            None => owner_row(tx, workload_id, i64::MAX)?,
         };
-        let changed = last.as_ref() != Some(o);
-        if changed {
-            tx.run(
-                "INSERT INTO workload_owners (workload_id, from_ns, owner, team, department, component, system, rule)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workload_id, from_ns) DO UPDATE SET owner = excluded.owner,
-                   team = excluded.team, department = excluded.department, component = excluded.component, system = excluded.system,
-                   rule = excluded.rule", sql_params![workload_id, from_ns as i64, o.owner, o.team, o.department, o.component, o.system, o.rule])?;
+        match &latest {
+            Some((from, known)) if *from <= at && known == o => return Ok(*from as i64),
+            Some((from, _)) if *from > at => {
+                // A late batch: billed to the owner in force when its time was used, the latest row left as it is.
+                if let Some((from, known)) = owner_row(tx, workload_id, at as i64)?
+                    && known == *o
+                {
+                    return Ok(from as i64);
+                }
+                insert_owner(tx, workload_id, at, o)?;
+                return Ok(at as i64);
+            }
+            _ => {}
         }
-        self.owners.insert(workload_id, o.clone());
-        Ok(changed)
+        insert_owner(tx, workload_id, at, o)?;
+        self.owners.insert(workload_id, (at, o.clone()));
+        Ok(at as i64)
     }
 
-    /// Records the price in force for the batch's node when it differs from the last one recorded.
     fn record_price(&mut self, tx: &impl Db, node_id: i64, b: &Batch) -> Result<(), LedgerError> {
         let price = match (&b.cost.price, &b.cost.unpriced) {
             (Some(p), _) => (Some(p.instance_micros_per_hour as i64), p.gpus, p.source.clone()),
@@ -513,6 +502,87 @@ impl IdCache {
 }
 
 /// FNV-1a, 64 bits: a stable key for an advisory lock.
+/// The owner row of `workload_id` in force at `at` (the latest that began by then), and from when.
+fn owner_row(tx: &impl Db, workload_id: i64, at: i64) -> Result<Option<(u64, Ownership)>, LedgerError> {
+    Ok(tx.opt(
+        "SELECT from_ns, owner, team, department, component, system, rule FROM workload_owners
+         WHERE workload_id = $1 AND from_ns <= $2 ORDER BY from_ns DESC LIMIT 1",
+        sql_params![workload_id, at],
+        |r| {
+            Ok((
+                r.get::<i64>(0)? as u64,
+                Ownership {
+                    owner: r.get(1)?,
+                    team: r.get(2)?,
+                    department: r.get(3)?,
+                    component: r.get(4)?,
+                    system: r.get(5)?,
+                    rule: Rule::parse(&r.get::<String>(6)?).map_or("unattributed", Rule::name),
+                },
+            ))
+        },
+    )?)
+}
+
+fn insert_owner(tx: &impl Db, workload_id: i64, from_ns: u64, o: &Ownership) -> Result<(), LedgerError> {
+    tx.run(
+        "INSERT INTO workload_owners (workload_id, from_ns, owner, team, department, component, system, rule)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workload_id, from_ns) DO UPDATE SET owner = excluded.owner,
+           team = excluded.team, department = excluded.department, component = excluded.component, system = excluded.system,
+           rule = excluded.rule",
+        sql_params![workload_id, from_ns as i64, o.owner, o.team, o.department, o.component, o.system, o.rule],
+    )?;
+    Ok(())
+}
+
+/// Bills `workload_id`'s GPU time in the buckets of [from_ns, to_ns) to `owner`: one owner row for the window
+/// (from `from_ns`, or just after it when the row there is still the owner of time outside the window), the
+/// window's usage rows moved onto it (rows of one bucket that were billed to several owners merged), and the
+/// window's owner rows that no usage row names any more deleted. Time outside the window keeps its owner rows.
+fn reattribute_rows(tx: &impl Db, workload_id: i64, from_ns: u64, to_ns: u64, owner: &Ownership) -> Result<(), LedgerError> {
+    let (from, to) = (from_ns as i64, to_ns.min(i64::MAX as u64) as i64);
+    let named_outside = |key: i64| -> Result<bool, LedgerError> {
+        Ok(tx
+            .opt(
+                "SELECT 1 FROM usage_buckets WHERE workload_id = $1 AND owner_from = $2
+                   AND (bucket_start_ns < $3 OR bucket_start_ns >= $4) LIMIT 1",
+                sql_params![workload_id, key, from, to],
+                |r| r.get::<i64>(0),
+            )?
+            .is_some())
+    };
+    let mut key = from;
+    while key < to && named_outside(key)? {
+        key += 1;
+    }
+    insert_owner(tx, workload_id, key as u64, owner)?;
+    let values = USAGE_VALUES.join(", ");
+    let sums = USAGE_VALUES.iter().map(|v| format!("SUM({v})")).collect::<Vec<_>>().join(", ");
+    let adds = USAGE_VALUES.iter().map(|v| format!("{v} = usage_buckets.{v} + excluded.{v}")).collect::<Vec<_>>().join(", ");
+    // Parameters are numbered in order of first appearance (SQLite binds them that way).
+    tx.run(
+        &format!(
+            "INSERT INTO usage_buckets (bucket_start_ns, gpu_id, workload_id, node_id, owner_from, {values})
+             SELECT bucket_start_ns, gpu_id, workload_id, node_id, CAST($1 AS BIGINT), {sums} FROM usage_buckets
+             WHERE workload_id = $2 AND bucket_start_ns >= $3 AND bucket_start_ns < $4 AND owner_from <> $1
+             GROUP BY bucket_start_ns, gpu_id, workload_id, node_id
+             ON CONFLICT (bucket_start_ns, gpu_id, workload_id, node_id, owner_from) DO UPDATE SET {adds}"
+        ),
+        sql_params![key, workload_id, from, to],
+    )?;
+    tx.run(
+        "DELETE FROM usage_buckets WHERE workload_id = $1 AND bucket_start_ns >= $2 AND bucket_start_ns < $3 AND owner_from <> $4",
+        sql_params![workload_id, from, to, key],
+    )?;
+    tx.run(
+        "DELETE FROM workload_owners WHERE workload_id = $1 AND from_ns >= $2 AND from_ns < $3 AND from_ns <> $4
+           AND NOT EXISTS (SELECT 1 FROM usage_buckets u WHERE u.workload_id = $1 AND u.owner_from = workload_owners.from_ns)
+           AND NOT EXISTS (SELECT 1 FROM usage_days d WHERE d.workload_id = $1 AND d.owner_from = workload_owners.from_ns)",
+        sql_params![workload_id, from, to, key],
+    )?;
+    Ok(())
+}
+
 fn fnv1a(s: &str) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {
@@ -923,20 +993,18 @@ fn record_one<'b>(
         workloads.insert(w.key.as_str(), id);
         Ok(id)
     };
-    let mut usage: std::collections::BTreeMap<(i64, i64, i64), [i64; 9]> = std::collections::BTreeMap::new();
+    let mut usage: std::collections::BTreeMap<(i64, i64, i64, i64), [i64; 9]> = std::collections::BTreeMap::new();
     for (k, h) in b.holdings.iter().enumerate() {
         let gpu_id = gpu_ids[h.gpu_uuid.as_str()];
         let workload_id = workload_id(ids, &h.workload)?;
         let roll = rolls.entry(&h.gpu_uuid).or_default();
         roll.held = true;
         roll.used_ns += h.used_ns;
-        if let Some(o) = b.owners.get(k)
-            && ids.record_owner(tx, workload_id, b.start_ns, o)?
-            && late
-        {
-            // An owner recorded late is in force until the next change: every day from it on may differ.
-            days::unbuild(tx, start, u64::MAX)?;
-        }
+        // The owner this interval's time is billed to (-1: no owner rules).
+        let owner_from = match b.owners.get(k) {
+            Some(o) => ids.owner_from(tx, workload_id, b.start_ns, o)?,
+            None => NO_OWNER,
+        };
         let c = b.cost.holdings.get(k).copied().unwrap_or_default();
         let amounts = [
             h.used_ns,
@@ -949,7 +1017,7 @@ fn record_one<'b>(
         ]
         .map(|a| spread(a, &parts));
         for (p, (bucket, len)) in parts.iter().enumerate() {
-            let row = usage.entry((*bucket as i64, gpu_id, workload_id)).or_default();
+            let row = usage.entry((*bucket as i64, gpu_id, workload_id, owner_from)).or_default();
             row[0] += *len as i64;
             for (n, a) in amounts.iter().enumerate() {
                 row[1 + n] += a[p] as i64;
@@ -959,14 +1027,16 @@ fn record_one<'b>(
     }
     let usage_rows: Vec<i64> = usage
         .iter()
-        .flat_map(|(&(bucket, gpu_id, workload_id), v)| [bucket, gpu_id, workload_id, node_id].into_iter().chain(*v))
+        .flat_map(|(&(bucket, gpu_id, workload_id, owner_from), v)| {
+            [bucket, gpu_id, workload_id, node_id, owner_from].into_iter().chain(*v)
+        })
         .collect();
     insert_rows(
         tx,
-        "INSERT INTO usage_buckets (bucket_start_ns, gpu_id, workload_id, node_id, held_ns, used_ns, used_micros, hybrid_idle_micros,
-           allocation_used_micros, allocation_idle_micros, energy_millijoules, co2e_mg, co2e_known_ns)",
-        13,
-        "ON CONFLICT (bucket_start_ns, gpu_id, workload_id, node_id) DO UPDATE SET
+        "INSERT INTO usage_buckets (bucket_start_ns, gpu_id, workload_id, node_id, owner_from, held_ns, used_ns, used_micros,
+           hybrid_idle_micros, allocation_used_micros, allocation_idle_micros, energy_millijoules, co2e_mg, co2e_known_ns)",
+        14,
+        "ON CONFLICT (bucket_start_ns, gpu_id, workload_id, node_id, owner_from) DO UPDATE SET
            held_ns = usage_buckets.held_ns + excluded.held_ns, used_ns = usage_buckets.used_ns + excluded.used_ns,
            used_micros = usage_buckets.used_micros + excluded.used_micros,
            hybrid_idle_micros = usage_buckets.hybrid_idle_micros + excluded.hybrid_idle_micros,
@@ -1099,7 +1169,7 @@ impl<E: Engine> Ledger for SqlLedger<E> {
     fn usage(&self, q: &UsageQuery) -> Result<UsageReport, LedgerError> {
         self.with_reader(|conn| {
             let by_workload = q.group_by.iter().any(Dimension::is_per_workload);
-            let dims = DimSql::new(&q.group_by.iter().collect::<Vec<_>>(), self.bucket_ns);
+            let dims = DimSql::new(&q.group_by.iter().collect::<Vec<_>>());
             let (cols, label_joins, label_keys) = (&dims.exprs, &dims.joins, &dims.params);
             let (from_p, to_p) = (label_keys.len() + 1, label_keys.len() + 2);
             let select_cols = cols.iter().map(|c| format!("{c}, ")).collect::<String>();
@@ -1176,7 +1246,7 @@ impl<E: Engine> Ledger for SqlLedger<E> {
                 _ => (Vec::new(), String::new(), String::new()),
             };
             let first = if built.is_empty() { 2 } else { 0 };
-            let dims = DimSql::with(&all, self.bucket_ns, first, true);
+            let dims = DimSql::with(&all, first);
             let (group_cols, filter_cols) = dims.exprs.split_at(q.group_by.len());
             let k = first + dims.params.len();
             let conds: Vec<String> = filter_cols.iter().enumerate().map(|(i, c)| format!("{c} = ${}", k + i + 1)).collect();
@@ -1187,7 +1257,7 @@ impl<E: Engine> Ledger for SqlLedger<E> {
             let mut keys = vec!["1", "2", "3"];
             let owner_col = if dims.owner {
                 keys.push("4");
-                format!(", {} AS owner_from", owner_in_force("u", self.bucket_ns))
+                ", u.owner_from AS owner_from".to_string()
             } else {
                 String::new()
             };
@@ -1271,7 +1341,7 @@ impl<E: Engine> Ledger for SqlLedger<E> {
             // The lines no workload is charged for, over the GPUs the GPU filters select.
             let gpu_filters: Vec<&(Dimension, String)> = q.filters.iter().filter(|(d, _)| !d.is_per_workload()).collect();
             let by_workload = gpu_filters.len() < q.filters.len();
-            let gdims = DimSql::new(&gpu_filters.iter().map(|(d, _)| d).collect::<Vec<_>>(), self.bucket_ns);
+            let gdims = DimSql::new(&gpu_filters.iter().map(|(d, _)| d).collect::<Vec<_>>());
             let gconds: String = gdims.exprs.iter().enumerate().map(|(i, c)| format!("{c} = ${} AND ", i + 1)).collect();
             let (gf, gt) = (gdims.exprs.len() + 1, gdims.exprs.len() + 2);
             let mut gbound: Vec<Value> = gpu_filters.iter().map(|(_, v)| Value::Text(v.clone())).collect();
@@ -1326,12 +1396,13 @@ impl<E: Engine> Ledger for SqlLedger<E> {
             let mut at: HashMap<(i64, i64, i64), usize> = HashMap::new();
             {
                 let sql = format!(
-                    "SELECT b.bucket_start_ns / {period_ns}, b.gpu_id, b.node_id, n.cluster, n.name, n.instance_type,
+                    // Grouped by the tables' own keys, so that PostgreSQL takes their other columns as determined by them.
+                "SELECT b.bucket_start_ns / {period_ns}, g.gpu_id, n.node_id, n.cluster, n.name, n.instance_type,
                             n.capacity_type, n.region, n.zone, g.uuid, g.model, g.mig_profile, SUM(b.cost_micros),
                             {}, {}, {}, SUM(b.energy_millijoules)
                      FROM {gpu_rows} b JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id
                      WHERE b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2
-                     GROUP BY b.bucket_start_ns / {period_ns}, b.gpu_id, b.node_id
+                     GROUP BY b.bucket_start_ns / {period_ns}, g.gpu_id, n.node_id
                      ORDER BY 1, n.cluster, n.name, g.uuid",
                     split("b.observed_ns"),
                     split("b.held_ns"),
@@ -1379,14 +1450,14 @@ impl<E: Engine> Ledger for SqlLedger<E> {
                 Dimension::Model,
                 Dimension::ModelVersion,
             ];
-            let d = DimSql::new(&dims.iter().collect::<Vec<_>>(), self.bucket_ns);
+            let d = DimSql::new(&dims.iter().collect::<Vec<_>>());
             let k = d.params.len();
             let sql = format!(
-                "SELECT b.bucket_start_ns / {period_ns}, b.gpu_id, b.node_id, {}, SUM({used_col}) + SUM({idle_col}), {}, {}
+                "SELECT b.bucket_start_ns / {period_ns}, g.gpu_id, n.node_id, {}, SUM({used_col}) + SUM({idle_col}), {}, {}
                  FROM {usage_rows} b
                  JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id JOIN workloads w ON w.workload_id = b.workload_id{}
                  WHERE b.bucket_start_ns >= ${} AND b.bucket_start_ns < ${}
-                 GROUP BY b.bucket_start_ns / {period_ns}, b.gpu_id, b.node_id, {}
+                 GROUP BY b.bucket_start_ns / {period_ns}, g.gpu_id, n.node_id, {}
                  ORDER BY 1, 2, 3, 4",
                 d.exprs.join(", "),
                 split("b.held_ns"),
@@ -1475,47 +1546,25 @@ impl<E: Engine> Ledger for SqlLedger<E> {
             sql_params![from_ns as i64, to_ns as i64],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        type Row = (String, String, String, String, String, String);
-        let owner_at = |tx: &E::Conn, workload_id: i64, at: u64| -> Result<Option<Row>, LedgerError> {
-            Ok(tx.opt(
-                "SELECT owner, team, department, component, system, rule FROM workload_owners
-                     WHERE workload_id = $1 AND from_ns <= $2 ORDER BY from_ns DESC LIMIT 1",
-                sql_params![workload_id, at as i64],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-            )?)
-        };
         let mut report = ReattributeReport::default();
         for (workload_id, json) in workloads {
             let identity: Identity =
                 serde_json::from_str(&json).map_err(|e| LedgerError::Io(format!("workload {workload_id}: {e}")))?;
             let new = resolve(&identity);
-            let before = owner_at(&tx, workload_id, from_ns)?;
-            let old_owner = before.as_ref().map_or("unallocated".to_string(), |o| o.0.clone());
+            let old_owner = match owner_row(&*tx, workload_id, from_ns as i64)? {
+                Some((_, o)) if o.rule != UNATTRIBUTED => o.owner,
+                _ => UNATTRIBUTED.to_string(),
+            };
             report.workloads += 1;
             if old_owner != new.owner {
                 *report.moved.entry(format!("{old_owner} -> {}", new.owner)).or_default() += 1;
             }
-            if dry_run {
-                continue;
+            if !dry_run {
+                reattribute_rows(&*tx, workload_id, from_ns, to_ns, &new)?;
             }
-            // What was in force at the window's end stays in force after it.
-            let after = owner_at(&tx, workload_id, to_ns)?;
-            tx.run(
-                "DELETE FROM workload_owners WHERE workload_id = $1 AND from_ns >= $2 AND from_ns < $3",
-                sql_params![workload_id, from_ns as i64, to_ns as i64],
-            )?;
-            if let Some((owner, team, department, component, system, rule)) = after {
-                tx.run(
-                    "INSERT INTO workload_owners (workload_id, from_ns, owner, team, department, component, system, rule)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workload_id, from_ns) DO NOTHING", sql_params![workload_id, to_ns as i64, owner, team, department, component, system, rule])?;
-            }
-            tx.run(
-                "INSERT INTO workload_owners (workload_id, from_ns, owner, team, department, component, system, rule)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (workload_id, from_ns) DO UPDATE SET owner = excluded.owner,
-                   team = excluded.team, department = excluded.department, component = excluded.component,
-                   system = excluded.system, rule = excluded.rule", sql_params![workload_id, from_ns as i64, new.owner, new.team, new.department, new.component, new.system, new.rule])?;
         }
         if !dry_run {
+            // The window's rows moved to another owner row: their days are summed again.
             days::unbuild(&*tx, from_ns, to_ns.saturating_add(days::DAY))?;
             tx.commit()?;
             // The writer's cached owners may be stale now.

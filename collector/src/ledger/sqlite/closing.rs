@@ -42,7 +42,7 @@ impl<E: Engine> SqlLedger<E> {
             }
         }
         let label = &period.label;
-        let usage_cols = format!("bucket_start_ns, gpu_id, workload_id, node_id, {}", USAGE_VALUES.join(", "));
+        let usage_cols = format!("bucket_start_ns, gpu_id, workload_id, node_id, owner_from, {}", USAGE_VALUES.join(", "));
         let gpu_cols = format!("bucket_start_ns, gpu_id, node_id, {}", GPU_VALUES.join(", "));
         // Late rows of the months closed before, booked here as corrections (computed before this month's
         // own rows are booked, which they do not overlap). PostgreSQL before 16 wants the subquery named (`e`).
@@ -75,10 +75,10 @@ impl<E: Engine> SqlLedger<E> {
             ),
             sql_params![label, period.from_ns as i64, period.to_ns as i64],
         )?;
-        // The month's own rows summed per day too (owner in force kept), which its report reads (days.rs).
+        // The month's own rows summed per day too (each row's owner kept), which its report reads (days.rs).
         let window = sql_params![label, period.from_ns as i64, period.to_ns as i64];
-        tx.run(&super::days::sum_into_days("booked_usage_days", false, true, self.bucket_ns), window)?;
-        tx.run(&super::days::sum_into_days("booked_gpu_days", true, true, self.bucket_ns), window)?;
+        tx.run(&super::days::sum_into_days("booked_usage_days", false, true), window)?;
+        tx.run(&super::days::sum_into_days("booked_gpu_days", true, true), window)?;
         tx.run(
             "INSERT INTO closed_periods (period, from_ns, to_ns, closed_at_ns) VALUES ($1, $2, $3, $4)",
             sql_params![label, period.from_ns as i64, period.to_ns as i64, now_ns as i64],

@@ -1,6 +1,6 @@
 //! Daily rollups (migration 0012): a day's hourly rollups summed once the day has ended, so that reports over
 //! whole days read one row per holder and day instead of one per hour. Derived, never the record: a day is
-//! unbuilt (its daily rows deleted) whenever its hourly rows or the owners in force in it change, and queries
+//! unbuilt (its daily rows deleted) whenever its hourly rows or the owners they are billed to change, and queries
 //! read a day's daily rows only while it is built.
 
 use std::collections::HashSet;
@@ -43,24 +43,17 @@ pub(super) fn built_ranges(c: &impl Db, from_ns: u64, to_ns: u64) -> Result<Vec<
 }
 
 /// The statement that sums the hourly rows (of `usage_buckets`, or of `gpu_buckets` with `gpu`) whose bucket
-/// starts in [`$1`, `$2`) per day into `table`, the usage per owner in force too (`owner_from`, -1: none). With
-/// `booked`, the rows are tagged `booked_period = $1` and the window is [`$2`, `$3`).
-pub(super) fn sum_into_days(table: &str, gpu: bool, booked: bool, bucket_ns: u64) -> String {
-    let (values, key, owner) = if gpu {
-        (&GPU_VALUES[..], "gpu_id, node_id", String::new())
-    } else {
-        (
-            &USAGE_VALUES[..],
-            "gpu_id, workload_id, node_id, owner_from",
-            format!(", COALESCE({}, -1)", super::owner_in_force("u", bucket_ns)),
-        )
-    };
-    let source_key = if gpu { "u.gpu_id, u.node_id" } else { "u.gpu_id, u.workload_id, u.node_id" };
+/// starts in [`$1`, `$2`) per day into `table`, the usage per owner it was billed to too (`owner_from`, -1: none).
+/// With `booked`, the rows are tagged `booked_period = $1` and the window is [`$2`, `$3`).
+pub(super) fn sum_into_days(table: &str, gpu: bool, booked: bool) -> String {
+    let (values, key) =
+        if gpu { (&GPU_VALUES[..], "gpu_id, node_id") } else { (&USAGE_VALUES[..], "gpu_id, workload_id, node_id, owner_from") };
+    let source_key = key.split(", ").map(|k| format!("u.{k}")).collect::<Vec<_>>().join(", ");
     let sums = values.iter().map(|v| format!("SUM(u.{v})")).collect::<Vec<_>>().join(", ");
     let (tag_col, tag, first) = if booked { ("booked_period, ", "CAST($1 AS TEXT), ", 2) } else { ("", "", 1) };
     let keys = key.split(", ").count() + 1 + usize::from(booked);
     format!(
-        "INSERT INTO {table} ({tag_col}day_start_ns, {key}, {}) SELECT {tag}u.bucket_start_ns / {DAY} * {DAY}, {source_key}{owner}, {sums}
+        "INSERT INTO {table} ({tag_col}day_start_ns, {key}, {}) SELECT {tag}u.bucket_start_ns / {DAY} * {DAY}, {source_key}, {sums}
          FROM {} u WHERE u.bucket_start_ns >= ${first} AND u.bucket_start_ns < ${} GROUP BY {}",
         values.join(", "),
         if gpu { "gpu_buckets" } else { "usage_buckets" },
@@ -121,8 +114,8 @@ impl<E: Engine> SqlLedger<E> {
             .collect())
         })?;
         let (usage, gpus) = (
-            sum_into_days("usage_days", false, false, self.bucket_ns),
-            sum_into_days("gpu_days", true, false, self.bucket_ns),
+            sum_into_days("usage_days", false, false),
+            sum_into_days("gpu_days", true, false),
         );
         let mut n = 0;
         let mut day = first;

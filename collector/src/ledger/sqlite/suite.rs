@@ -62,6 +62,7 @@ macro_rules! every_case {
             repricing_a_mig_node_bills_its_physical_gpus_and_never_silently_unprices,
             usage_groups_by_mlflow_model_version_run_and_experiment,
             a_cost_line_keeps_the_owner_in_force_when_its_gpu_time_was_used,
+            an_owner_change_mid_hour_splits_the_hour_at_the_change_in_every_report,
             reattributing_moves_the_window_to_the_new_owner_and_keeps_the_rest,
             reopening_with_another_bucket_size_is_refused,
             raw_rows_are_kept_within_the_retention_and_pruned_after_it,
@@ -246,13 +247,31 @@ pub fn usage_groups_by_namespace_pod_controller_and_any_label<S: Stores>(s: &S) 
         labels: [("team".to_string(), "nlp".to_string())].into(),
         ..Default::default()
     };
+    // A pod of the same name in another namespace, the next interval.
+    let mut other = batch("b", 2, T0 + 15 * NS, 15 * NS, 400_000);
+    let twin = Identity { namespace: "team-cv".into(), ..identity.clone() };
+    other.processes[0].workload = Arc::new(Workload::new(&other.node, twin));
+    other.holdings = share::holdings(15 * NS, &other.processes, &[]);
     b.processes[0].workload = Arc::new(Workload::new(&b.node, identity));
     b.holdings = share::holdings(15 * NS, &b.processes, &[]);
-    l.record(&[b], T0).unwrap();
+    l.record(&[b, other], T0).unwrap();
     let q = |dims: Vec<Dimension>| l.usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: dims }).unwrap().rows;
     let rows = q(vec![Dimension::Namespace, Dimension::Pod, Dimension::Controller, Dimension::Container]);
-    assert_eq!(rows[0].group, vec!["team-nlp", "llama-0", "Job/llama", "trainer"]);
-    assert_eq!(rows[0].time.used_ns, 6 * u128::from(NS));
+    assert_eq!(rows[1].group, vec!["team-nlp", "prod/team-nlp/llama-0", "Job/llama", "trainer"]);
+    assert_eq!(rows[1].time.used_ns, 6 * u128::from(NS));
+    // Same-named pods of two namespaces are two pods, in usage and in costs.
+    let pods: Vec<String> = q(vec![Dimension::Pod]).into_iter().map(|r| r.group[0].clone()).collect();
+    assert_eq!(pods, ["prod/team-cv/llama-0", "prod/team-nlp/llama-0"]);
+    let costs = l
+        .costs(&CostQuery {
+            from_ns: T0,
+            to_ns: T0 + HOUR,
+            group_by: vec![Dimension::Pod],
+            filters: vec![],
+            policy: Policy::Hybrid,
+        })
+        .unwrap();
+    assert_eq!(costs.rows.len(), 2, "{costs:?}");
     assert_eq!(q(vec![Dimension::Label("team".into())])[0].group, vec!["nlp"]);
     assert_eq!(q(vec![Dimension::Label("cost-center".into())])[0].group, vec![""], "a missing label groups as empty");
     assert_eq!(q(vec![Dimension::Kind, Dimension::User])[0].group, vec!["kubernetes_pod", ""]);
@@ -560,14 +579,77 @@ pub fn a_cost_line_keeps_the_owner_in_force_when_its_gpu_time_was_used<S: Stores
     );
     let rows = q(T0, T0 + 2 * HOUR, vec![Dimension::Department, Dimension::System, Dimension::Component]);
     assert_eq!(rows[0].group, vec!["applied-ml", "recommendations", "ranker"]);
-    // A workload with no owner recorded groups as unallocated.
+    // A workload with no owner recorded is unattributed (docs/chargeback.md), in every owner dimension.
     let mut other = batch("c", 1, T0 + 3 * HOUR, 600 * NS, 1);
     let identity =
         Identity { kind: WorkloadKind::KubernetesPod, namespace: "ml".into(), pod: "q".into(), ..Default::default() };
     other.processes[0].workload = Arc::new(Workload::new(&other.node, identity));
     other.holdings = share::holdings(600 * NS, &other.processes, &[]);
     l.record(&[other], T0).unwrap();
-    assert_eq!(q(T0 + 3 * HOUR, T0 + 4 * HOUR, vec![Dimension::Owner])[0].group, vec!["unallocated"]);
+    assert_eq!(
+        q(T0 + 3 * HOUR, T0 + 4 * HOUR, vec![Dimension::Owner, Dimension::Team, Dimension::Department])[0].group,
+        vec!["unattributed", "unattributed", "unattributed"]
+    );
+}
+
+pub fn an_owner_change_mid_hour_splits_the_hour_at_the_change_in_every_report<S: Stores>(s: &S) {
+    use crate::cost::book::PriceBook;
+    use crate::cost::priced::price_batch;
+    use crate::enrich::owner::Ownership;
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    let owner = |team: &str| Ownership {
+        owner: format!("group:default/{team}"),
+        team: team.into(),
+        department: "applied-ml".into(),
+        component: String::new(),
+        system: String::new(),
+        rule: "namespace-owner",
+    };
+    // A minute per batch; the namespace moves from recsys to vision at :46.
+    let minute = |seq: u64| {
+        let mut b = batch("b", seq, T0 + (seq - 1) * 60 * NS, 60 * NS, 250_000 + 10_000 * seq as u32);
+        b.cost = price_batch(&PriceBook::catalogue_only(), &b);
+        b.owners = vec![owner(if seq <= 46 { "recsys" } else { "vision" })];
+        b
+    };
+    let charged = |b: &Batch| u128::from(b.cost.holdings[0].used + b.cost.holdings[0].hybrid_idle);
+    let expected = |team: &str| (1..=60).map(minute).filter(|b| b.owners[0].team == team).map(|b| charged(&b)).sum::<u128>();
+    // Minute 10 arrives after the change, still under its own owner.
+    l.record(&(1..=60).filter(|&s| s != 10).map(minute).collect::<Vec<_>>(), T0).unwrap();
+    l.record(&[minute(10)], T0 + HOUR).unwrap();
+    let by_team = |l: &SqlLedger<S::E>, from: u64, to: u64| -> Vec<(String, u128, u128)> {
+        l.costs(&CostQuery {
+            from_ns: from,
+            to_ns: to,
+            group_by: vec![Dimension::Team],
+            filters: vec![],
+            policy: Policy::Hybrid,
+        })
+        .unwrap()
+        .rows
+        .into_iter()
+        .map(|r| (r.group[0].clone(), r.used + r.idle, r.held_ns))
+        .collect()
+    };
+    let want = vec![
+        ("recsys".to_string(), expected("recsys"), 46 * 60 * u128::from(NS)),
+        ("vision".to_string(), expected("vision"), 14 * 60 * u128::from(NS)),
+    ];
+    assert!(want[0].1 > 0 && want[1].1 > 0);
+    assert_eq!(by_team(&l, T0, T0 + HOUR), want, "the hour is split at the change, not billed to the owner at its end");
+    let usage = l.usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: vec![Dimension::Owner] }).unwrap();
+    let held: Vec<(String, u128)> = usage.rows.into_iter().map(|r| (r.group[0].clone(), r.time.held_ns)).collect();
+    assert_eq!(held, vec![("group:default/recsys".into(), want[0].2), ("group:default/vision".into(), want[1].2)]);
+    // FOCUS's allocated rows: one per owner of the GPU's day.
+    let origins = l.allocations(T0 / days::DAY * days::DAY, T0 / days::DAY * days::DAY + days::DAY, days::DAY, Policy::Hybrid).unwrap();
+    let mut allocated: Vec<(String, u128)> =
+        origins.iter().flat_map(|o| o.allocations.iter().map(|a| (a.team.clone(), a.cost))).collect();
+    allocated.sort();
+    assert_eq!(allocated, vec![("recsys".into(), want[0].1), ("vision".into(), want[1].1)]);
+    // The day's daily rollup keeps the split.
+    let day = T0 / days::DAY * days::DAY;
+    assert_eq!(l.build_daily_rollups(day + days::DAY, 8).unwrap(), 1);
+    assert_eq!(by_team(&l, day, day + days::DAY), want, "read from the built day");
 }
 
 pub fn reattributing_moves_the_window_to_the_new_owner_and_keeps_the_rest<S: Stores>(s: &S) {
@@ -600,7 +682,7 @@ pub fn reattributing_moves_the_window_to_the_new_owner_and_keeps_the_rest<S: Sto
     let by_catalog = |i: &Identity| resolve(&catalog, &Rule::DEFAULT_ORDER, i, None);
     // Only the second hour is re-attributed.
     let report = l.reattribute(T0 + HOUR, T0 + 2 * HOUR, &by_catalog, false).unwrap();
-    assert_eq!(report.moved.get("unallocated -> group:default/recsys"), Some(&1));
+    assert_eq!(report.moved.get("unattributed -> group:default/recsys"), Some(&1), "{report:?}");
     let team = |h: u64| {
         l.usage(&UsageQuery { from_ns: T0 + h * HOUR, to_ns: T0 + (h + 1) * HOUR, group_by: vec![Dimension::Team] })
             .unwrap()
@@ -608,7 +690,8 @@ pub fn reattributing_moves_the_window_to_the_new_owner_and_keeps_the_rest<S: Sto
             .group[0]
             .clone()
     };
-    assert_eq!((team(0), team(1), team(2)), (String::new(), "recsys".to_string(), String::new()));
+    let none = || "unattributed".to_string();
+    assert_eq!((team(0), team(1), team(2)), (none(), "recsys".to_string(), none()));
 }
 
 pub fn reopening_with_another_bucket_size_is_refused<S: Stores>(s: &S) {
