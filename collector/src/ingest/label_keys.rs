@@ -35,9 +35,13 @@ impl LabelKeys {
 
     /// The keys to announce now.
     pub fn current(&self) -> Announced {
+        self.current_at(Instant::now())
+    }
+
+    fn current_at(&self, now: Instant) -> Announced {
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         let Some(owners) = &self.owners else { return cached.1.clone() };
-        if cached.0.is_some_and(|at| at.elapsed() < REFRESH) {
+        if cached.0.is_some_and(|at| now.saturating_duration_since(at) < REFRESH) {
             return cached.1.clone();
         }
         let wanted = wanted(&owners.read().unwrap_or_else(|e| e.into_inner()));
@@ -49,7 +53,7 @@ impl LabelKeys {
             tracing::info!(keys = ?b.keys, "label keys announced to agents");
             cached.1 = Arc::new(b.keys);
         }
-        cached.0 = Some(Instant::now());
+        cached.0 = Some(now);
         cached.1.clone()
     }
 }
@@ -115,5 +119,20 @@ mod tests {
         assert!(!first.iter().any(|k| k.contains(' ')));
         assert!(Arc::ptr_eq(&first, &keys.current()));
         assert!(LabelKeys::new(None).current().is_empty(), "no catalog, no keys");
+    }
+
+    #[test]
+    fn a_resynced_catalog_with_other_keys_is_a_new_set_within_the_refresh() {
+        let shared = Arc::new(std::sync::RwLock::new(owners(&component("a", "tier=gold"), &[Rule::LabelSelector])));
+        let keys = LabelKeys::new(Some(shared.clone()));
+        let t0 = Instant::now();
+        let told = keys.current_at(t0);
+        assert_eq!(*told, ["tier"]);
+        assert!(Arc::ptr_eq(&told, &keys.current_at(t0 + REFRESH)), "the same keys after a refresh: no news");
+        shared.write().unwrap().catalog.add_yaml("more.yaml", &component("b", "zone=1")).unwrap();
+        assert!(Arc::ptr_eq(&told, &keys.current_at(t0 + REFRESH)), "not before the next refresh");
+        let now = keys.current_at(t0 + REFRESH * 2);
+        assert!(!Arc::ptr_eq(&told, &now), "a stream's next ack tells it");
+        assert_eq!(*now, ["tier", "zone"]);
     }
 }
