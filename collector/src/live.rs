@@ -9,6 +9,7 @@ use std::sync::RwLock;
 use serde_json::{Value, json};
 
 use crate::cost::price::usd;
+use crate::enrich::owner::UNATTRIBUTED;
 use crate::model::Batch;
 use crate::report::period::utc;
 
@@ -94,7 +95,7 @@ impl Observation {
         let mut time: BTreeMap<[&str; 3], (u64, u64)> = BTreeMap::new();
         for (i, h) in b.holdings.iter().enumerate() {
             let id = &h.workload.identity;
-            let (team, own) = owner(i).map_or(("", "unallocated"), |o| (o.team.as_str(), o.owner.as_str()));
+            let (team, own) = owner(i).map_or((UNATTRIBUTED, UNATTRIBUTED), |o| (o.team.as_str(), o.owner.as_str()));
             let model = model_of(&h.workload);
             let c = b.cost.holdings.get(i).copied().unwrap_or_default();
             let e = costs.entry([&b.node.cluster, &id.namespace, team, own, model]).or_default();
@@ -125,8 +126,8 @@ impl Observation {
                     .filter(|(_, h)| on_it(&h.gpu_uuid))
                     .map(|(i, h)| Holder {
                         workload: h.workload.clone(),
-                        team: owner(i).map(|o| o.team.clone()).unwrap_or_default(),
-                        owner: owner(i).map_or("unallocated".into(), |o| o.owner.clone()),
+                        team: owner(i).map_or(UNATTRIBUTED.into(), |o| o.team.clone()),
+                        owner: owner(i).map_or(UNATTRIBUTED.into(), |o| o.owner.clone()),
                         model: model_of(&h.workload).to_string(),
                         sm_pct: if len > 0 { h.used_ns as f64 * 100.0 / len as f64 } else { 0.0 },
                         memory_bytes: h.memory_bytes,

@@ -840,7 +840,7 @@ fn reprice(a: RepriceArgs) -> anyhow::Result<()> {
         anyhow::bail!("{why}");
     }
     let options = RepriceOptions { dry_run: a.dry_run, allow_unpriced: a.allow_unpriced };
-    let report = ledger.reprice(from, to, &|node, model, gpus, at| book.price(node, model, gpus, at), options)?;
+    let report = ledger.reprice(from, to, &move |node, model, gpus, at| book.price(node, model, gpus, at), options)?;
     let usd = gpucost_collector::cost::price::usd;
     for (node, (old, new)) in &report.nodes {
         println!("{node}: {} -> {} USD", usd(*old), usd(*new));

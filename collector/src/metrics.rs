@@ -338,7 +338,7 @@ impl Metrics {
     pub fn set_efficiency(&self, teams: &[(String, u128, u128)]) {
         self.efficiency.reset();
         for (team, held, used) in teams.iter().filter(|t| t.1 > 0) {
-            let team = if team.is_empty() { "unallocated" } else { team.as_str() };
+            let team = if team.is_empty() { crate::enrich::owner::UNATTRIBUTED } else { team.as_str() };
             self.efficiency.with_label_values(&[team]).set(*used as f64 / *held as f64);
         }
     }

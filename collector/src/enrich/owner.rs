@@ -70,16 +70,20 @@ pub struct Ownership {
     pub rule: &'static str,
 }
 
+/// The owner, team and rule of a workload no rule names a payer for, in the ledger, reports and metrics alike
+/// (docs/chargeback.md, "four kinds of money").
+pub const UNATTRIBUTED: &str = "unattributed";
+
 impl Ownership {
     /// A workload no rule names a payer for.
     pub fn unattributed() -> Self {
         Self {
-            owner: "unattributed".into(),
-            team: String::new(),
+            owner: UNATTRIBUTED.into(),
+            team: UNATTRIBUTED.into(),
             department: String::new(),
             component: String::new(),
             system: String::new(),
-            rule: "unattributed",
+            rule: UNATTRIBUTED,
         }
     }
 }
@@ -250,7 +254,7 @@ mod tests {
     fn a_user_the_catalog_does_not_know_is_unattributed_not_a_team() {
         let o = resolve(&Catalog::example(), &Rule::DEFAULT_ORDER, &host("erin"), None);
         assert_eq!(o, Ownership::unattributed());
-        assert_eq!((o.owner.as_str(), o.team.as_str(), o.rule), ("unattributed", "", "unattributed"));
+        assert_eq!((o.owner.as_str(), o.team.as_str(), o.rule), ("unattributed", "unattributed", "unattributed"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::{
     OriginCharge, ReattributeReport, Recorded, RepriceReport, UsageQuery, UsageReport, UsageRow,
 };
 use crate::cost::split::Policy;
-use crate::enrich::owner::{Ownership, Rule};
+use crate::enrich::owner::{Ownership, Rule, UNATTRIBUTED};
 use crate::model::{Batch, Device, Identity, Node, Workload};
 
 /// Schema migrations, applied in order at start-up; each runs once, in its own transaction.
@@ -150,9 +150,6 @@ fn owner_dim(column: &str) -> String {
         "CASE WHEN o.owner IS NULL OR o.rule IN ('unattributed', 'unallocated') THEN '{UNATTRIBUTED}' ELSE o.{column} END"
     )
 }
-
-/// The group value of GPU time that workloads held but no owner rule names (docs/chargeback.md).
-pub const UNATTRIBUTED: &str = "unattributed";
 
 impl DimSql {
     fn new(dims: &[&Dimension]) -> Self {
@@ -517,7 +514,7 @@ fn owner_row(tx: &impl Db, workload_id: i64, at: i64) -> Result<Option<(u64, Own
                     department: r.get(3)?,
                     component: r.get(4)?,
                     system: r.get(5)?,
-                    rule: Rule::parse(&r.get::<String>(6)?).map_or("unattributed", Rule::name),
+                    rule: Rule::parse(&r.get::<String>(6)?).map_or(UNATTRIBUTED, Rule::name),
                 },
             ))
         },

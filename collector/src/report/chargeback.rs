@@ -30,7 +30,7 @@ pub const TOP_MODELS: usize = 3;
 
 /// The value the ledger gives the owner dimensions (owner, team, department, component, system) for
 /// usage of a workload no owner rule named.
-pub const UNATTRIBUTED: &str = "unattributed";
+pub use crate::enrich::owner::UNATTRIBUTED;
 
 /// What a chargeback is grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
