@@ -244,3 +244,46 @@ fn reattribute_takes_the_catalog_kept_in_the_ledger_when_backstage_cannot_be_rea
     teams.sort();
     assert_eq!(teams, [("nlp".into(), "bob".into()), ("recsys".into(), String::new())], "{usage}");
 }
+
+#[test]
+fn an_empty_answer_from_backstage_does_not_wipe_the_owners() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(backstage) = example_backstage(dir.path()) else { return };
+    let db = dir.path().join("ledger.db");
+    let serve = |url: &str| {
+        let args = ["--backstage-url", url, "--backstage-token", Backstage::TOKEN, "--backstage-sync-interval", "1s"];
+        Collector::start_with(&db, free_port(), free_port(), &args, &[])
+    };
+    let c = serve(&backstage.url());
+    let t0 = 1_793_577_600 * NS;
+    assert_eq!(send_batches(&c.grpc_url(), vec![batch_with_bob(1, t0)]).len(), 1);
+    c.kill();
+    drop(backstage);
+
+    // A Backstage that lost its catalog: it answers, with no entity at all.
+    let nothing = dir.path().join("nothing.yaml");
+    std::fs::write(&nothing, "# no entities\n").unwrap();
+    let Some(empty) = Backstage::start(dir.path(), &[nothing], 0) else { return };
+    let answers = || {
+        ureq::get(&format!("{}/api/catalog/entities/by-query", empty.url()))
+            .header("Authorization", &format!("Bearer {}", Backstage::TOKEN))
+            .call()
+            .is_ok()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !answers() {
+        assert!(std::time::Instant::now() < deadline, "the empty Backstage never answered");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let c = serve(&empty.url());
+    assert_eq!(send_batches(&c.grpc_url(), vec![batch_with_bob(2, t0 + 3_600 * NS)]).len(), 1);
+    assert_eq!(
+        held_by_owner(&c),
+        [
+            ("group:default/nlp".to_string(), "nlp".to_string(), 7_200.0),
+            ("group:default/recsys".to_string(), "recsys".to_string(), 7_200.0)
+        ]
+    );
+    let log = std::fs::read_to_string(&c.log).unwrap();
+    assert!(log.contains("Backstage answered an empty catalog") && log.contains("refused as suspect"), "{log}");
+}
