@@ -817,7 +817,7 @@ fn main() {
     for (what, group_by) in [("team", "team"), ("namespace", "namespace")] {
         let req = request(group_by, "csv");
         let mut lines = 0;
-        let t = time(runs, || lines = render(&ledger, &req, &config, &|_| None).unwrap().0.lines().count() - 1);
+        let t = time(runs, || lines = render(&ledger, &req, &config, &|_| None).unwrap().body.lines().count() - 1);
         figures.push(figure(
             &format!("month chargeback by {what} (report chargeback, CSV)"),
             &t,
@@ -856,7 +856,7 @@ fn main() {
     {
         let req = request("team", "focus");
         let mut size = 0;
-        let t = time(runs.min(5), || size = render(&ledger, &req, &config, &|_| None).unwrap().0.len());
+        let t = time(runs.min(5), || size = render(&ledger, &req, &config, &|_| None).unwrap().body.len());
         figures.push(figure(
             "month FOCUS export (allocations per GPU-day)",
             &t,
@@ -910,7 +910,7 @@ fn main() {
         }
         let req = request("team", "csv");
         let mut lines = 0;
-        let t = time(runs, || lines = render(&ledger, &req, &config, &|_| None).unwrap().0.lines().count() - 1);
+        let t = time(runs, || lines = render(&ledger, &req, &config, &|_| None).unwrap().body.lines().count() - 1);
         figures.push(figure(
             "closed month's chargeback by team (report chargeback, CSV)",
             &t,
