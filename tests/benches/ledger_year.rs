@@ -410,6 +410,8 @@ fn generate(path: &Path, f: &Fleet) -> f64 {
     }
     // Workloads in the order they first appeared, as the collector numbers them.
     let mut workload_ids = Vec::with_capacity(f.runs.len());
+    // Per run, the keys of its owner rows (`usage_buckets.owner_from`): from its start, and from the change.
+    let mut owner_froms: Vec<(u64, Option<u64>)> = Vec::with_capacity(f.runs.len());
     {
         let mut ins = tx
             .prepare(
@@ -461,20 +463,23 @@ fn generate(path: &Path, f: &Fleet) -> f64 {
             };
             let (owner_ref, team, department, comp) = row(o.team);
             owner.execute(params![wid, run.start_ns as i64, owner_ref, team, department, comp, o.rule]).unwrap();
+            let mut change = None;
             if let Some(t) = o.moves_to {
                 let mid = run.start_ns + (run.end_ns - run.start_ns) / 2 / NS * NS;
                 let (owner_ref, team, department, comp) = row(t);
                 owner.execute(params![wid, mid as i64, owner_ref, team, department, comp, o.rule]).unwrap();
+                change = Some(mid);
             }
+            owner_froms.push((run.start_ns, change));
         }
     }
     tx.commit().unwrap();
 
     let mut usage = db
         .prepare(
-            "INSERT INTO usage_buckets (bucket_start_ns, gpu_id, workload_id, node_id, held_ns, used_ns, used_micros, hybrid_idle_micros,
-               allocation_used_micros, allocation_idle_micros, energy_millijoules, co2e_mg, co2e_known_ns)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO usage_buckets (bucket_start_ns, gpu_id, workload_id, node_id, owner_from, held_ns, used_ns, used_micros,
+               hybrid_idle_micros, allocation_used_micros, allocation_idle_micros, energy_millijoules, co2e_mg, co2e_known_ns)
+             VALUES (?1, ?2, ?3, ?4, ?12, ?5, ?6, ?7, ?8, ?7, ?8, ?9, ?10, ?11)",
         )
         .unwrap();
     let mut gpu = db
@@ -512,9 +517,19 @@ fn generate(path: &Path, f: &Fleet) -> f64 {
                     next[g] += 1;
                 }
                 let (mut held, mut used, mut energy, mut charged, mut idle) = (0u64, 0u64, 0u64, 0u64, 0u64);
-                for &r in runs[next[g]..].iter().take_while(|&&r| f.runs[r].start_ns < he) {
+                // A run whose owner changes inside the hour has a row for each owner (as the collector writes it).
+                let parts = runs[next[g]..].iter().take_while(|&&r| f.runs[r].start_ns < he).flat_map(|&r| {
                     let run = &f.runs[r];
                     let (s, e) = (run.start_ns.max(hs), run.end_ns.min(he));
+                    let (first, change) = owner_froms[r];
+                    match change {
+                        Some(m) if m > s && m < e => vec![(r, s, m, first), (r, m, e, m)],
+                        Some(m) if m <= s => vec![(r, s, e, m)],
+                        _ => vec![(r, s, e, first)],
+                    }
+                });
+                for (r, s, e, owner_from) in parts {
+                    let run = &f.runs[r];
                     let len = e - s;
                     let noise = (mix(r as u64 ^ (h << 20)) % 200_001) as i64 - 100_000;
                     let util = (run.util_ppm as i64 + noise).clamp(0, PPM as i64) as u64;
@@ -538,7 +553,8 @@ fn generate(path: &Path, f: &Fleet) -> f64 {
                             (cost - used_micros) as i64,
                             own_energy as i64,
                             co2e_mg as i64,
-                            len as i64
+                            len as i64,
+                            owner_from as i64
                         ])
                         .unwrap();
                     held += len;
