@@ -1,6 +1,9 @@
 //! Folds sampling ticks into one interval report: means over the interval, energy from NVML's
 //! cumulative counter, and the processes seen. Pure: no clock, no I/O.
 //!
+//! Energy is the counter's rise from the last reading of the previous interval to the last of this one; a
+//! GPU that had no reading in an interval (off the bus) starts again from its first reading after.
+//!
 //! A process's SM utilisation is averaged over *every* tick of the interval, with the ticks in which it
 //! was absent (or had no NVML sample) counting as 0, so that `sm_util / 100 × interval` is the GPU time
 //! it actually used. Memory held is averaged the same way.
@@ -108,6 +111,9 @@ impl IntervalAccumulator {
     pub fn close(&mut self, end_ns: u64) -> IntervalReport {
         let ticks = self.ticks.max(1);
         let mean = |sum: u64, n: u32| if n == 0 { 0.0 } else { sum as f64 / f64::from(n) };
+        // A GPU with no energy reading in this interval (lost, or not read) starts from its next reading: the
+        // energy of the time it was not read is not the next interval's.
+        self.energy_baseline.retain(|uuid, _| self.gpus.get(uuid).is_some_and(|g| g.last_energy.is_some()));
         let gpus = std::mem::take(&mut self.gpus)
             .into_iter()
             .map(|(uuid, a)| {
@@ -218,6 +224,22 @@ mod tests {
         assert_eq!(acc.close(2).gpus[0].energy_millijoules, None);
         acc.add(Tick { gpus: vec![gpu("GPU-a", 0, 400)], processes: vec![] });
         assert_eq!(acc.close(3).gpus[0].energy_millijoules, Some(300));
+    }
+
+    #[test]
+    fn energy_after_an_interval_without_readings_counts_from_the_first_reading_back() {
+        let mut acc = IntervalAccumulator::new(0, 1);
+        acc.add(Tick { gpus: vec![gpu("GPU-a", 0, 1_000), gpu("GPU-b", 0, 1_000)], processes: vec![] });
+        acc.close(1);
+        // GPU-a is off the bus for a whole interval while its counter goes on.
+        acc.add(Tick { gpus: vec![gpu("GPU-b", 0, 1_500)], processes: vec![] });
+        assert_eq!(acc.close(2).gpus.len(), 1);
+        acc.add(Tick { gpus: vec![gpu("GPU-a", 0, 2_200), gpu("GPU-b", 0, 2_000)], processes: vec![] });
+        acc.add(Tick { gpus: vec![gpu("GPU-a", 0, 2_400), gpu("GPU-b", 0, 2_500)], processes: vec![] });
+        let back = acc.close(3);
+        let energy = |uuid: &str| back.gpus.iter().find(|g| g.uuid == uuid).unwrap().energy_millijoules;
+        assert_eq!(energy("GPU-a"), Some(200), "from its first reading back, not from before it was lost");
+        assert_eq!(energy("GPU-b"), Some(1_000));
     }
 
     #[test]

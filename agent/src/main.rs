@@ -331,6 +331,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let label_keys = (config.collector_label_keys && !config.once).then(CollectorKeys::default);
     let (identifier, node_labels) = identifier(&config, label_keys.clone()).await?;
     let node_label_allow = LabelAllow::new(&config.node_label_allow);
+    let node_metrics = std::sync::Arc::new(gpucost_agent::node_metrics::NodeMetrics::default());
     let (source, identifier, agent_id): (Box<dyn GpuSource>, Option<Identifier>, String) = match config.source {
         SourceKind::Nvml => {
             let node_name = config.node_name.clone().unwrap_or_else(|| {
@@ -350,7 +351,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             };
             let mut node = node;
             apply_labels(&mut node, &node_labels, &node_label_allow);
-            let mut source = NvmlSource::open(&config.nvml_lib, node)?;
+            let mut source = NvmlSource::open_when_ready(&config.nvml_lib, node, node_metrics.source.clone()).await?;
             if source.node().instance_type.is_empty() && config.imds != Toggle::Off {
                 let endpoint = config.imds_endpoint.clone();
                 match tokio::task::spawn_blocking(move || imds::read(&endpoint, Duration::from_secs(1))).await? {
@@ -379,7 +380,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
             (Box::new(source), config.sim_anonymous.then_some(identifier), agent_id)
         }
     };
-    let node_metrics = std::sync::Arc::new(gpucost_agent::node_metrics::NodeMetrics::default());
     // The spool first: on a resumable (virtual) clock, sampling goes on from where the last run got to.
     let (spool, resume) = if config.once {
         (Spool::memory(1), None)

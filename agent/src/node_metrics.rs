@@ -18,6 +18,8 @@ pub struct NodeMetrics {
     intervals: AtomicU64,
     /// The spool's counters, kept by the uplink.
     pub spool: std::sync::Arc<crate::spool::SpoolGauges>,
+    /// How reading the GPUs goes, kept by the source.
+    pub source: std::sync::Arc<crate::source::SourceHealth>,
 }
 
 fn label(v: &str) -> String {
@@ -36,7 +38,20 @@ impl NodeMetrics {
         let _ = writeln!(out, "# TYPE gpucost_agent_intervals_total counter");
         let _ = writeln!(out, "gpucost_agent_intervals_total {}", self.intervals.load(Ordering::Relaxed));
         let sp = &self.spool;
-        let spool_families: [(&str, &str, &str, f64); 8] = [
+        let src = &self.source;
+        let families: [(&str, &str, &str, f64); 10] = [
+            (
+                "gpucost_agent_gpu_lost_total",
+                "counter",
+                "Times a GPU fell off the bus (NVML GPU_IS_LOST); it is not reported until it answers again.",
+                src.gpus_lost.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "gpucost_agent_gpu_read_errors_total",
+                "counter",
+                "Device readings that failed, one per device per sample (the device is left out of that sample).",
+                src.read_errors.load(Ordering::Relaxed) as f64,
+            ),
             (
                 "gpucost_agent_spool_batches",
                 "gauge",
@@ -86,7 +101,7 @@ impl NodeMetrics {
                 sp.write_errors.load(Ordering::Relaxed) as f64,
             ),
         ];
-        for (name, kind, help, value) in spool_families {
+        for (name, kind, help, value) in families {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {value}");

@@ -9,9 +9,19 @@
 //!   carried forward as the next `lastSeen`;
 //! - utilisation values above 100 have been seen in the field: they are clamped;
 //! - a process absent from the samples had 0 % SM in that period;
-//! - under MIG there is no per-process utilisation, only memory per MIG device.
+//! - under MIG there is no per-process utilisation, only memory per MIG device;
+//! - lists are sized in one call and filled in a second: processes (or samples) that arrive in between
+//!   make the second answer `INSUFFICIENT_SIZE`, so the pair is asked again;
+//! - a GPU can fall off the bus (`GPU_IS_LOST`) and come back: a device that does not answer is skipped
+//!   for that tick, logged and counted once, while the others are read; one that could not be listed at
+//!   start is listed when it answers;
+//! - `nvmlInit` fails while the driver is still loading (a node just booted, the GPU operator's driver
+//!   container not ready): the agent waits for it with backoff rather than exiting.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::enums::gpm::GpmMetricId;
@@ -20,7 +30,7 @@ use nvml_wrapper::gpm::{GpmSample, gpm_metrics_get};
 use nvml_wrapper::{Device, Nvml};
 
 use crate::reading::{GpuDevice, GpuSample, NodeInfo, ProcessSample, Tick};
-use crate::source::{GpuSource, SourceError};
+use crate::source::{GpuSource, SourceError, SourceHealth};
 
 /// One per-process utilisation sample as NVML returns it (timestamp in microseconds, driver clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,14 +148,33 @@ pub struct NvmlSource {
     nvml: &'static Nvml,
     node: NodeInfo,
     paths: Vec<DevicePath>,
+    /// GPUs (NVML indices) that could not be listed yet: asked again every tick until they answer.
+    unlisted: Vec<u32>,
     last_seen_us: HashMap<String, u64>,
     /// Per MIG device: the previous GPM sample of its GPU instance, or `None` once GPM proved
     /// unsupported there (pre-Hopper), so it is not asked again.
     gpm: HashMap<String, Option<GpmSample<'static>>>,
+    /// Devices (UUID, or `index <n>` for one not listed yet) that did not answer their last reading,
+    /// with what went wrong: logged when that changes, not every tick.
+    failing: HashMap<String, Failed>,
+    health: Arc<SourceHealth>,
 }
 
-fn device_err<'a>(call: &'static str, device: &'a str) -> impl FnOnce(NvmlError) -> SourceError + 'a {
-    move |e| SourceError::Device { call, device: device.to_string(), reason: e.to_string() }
+/// An NVML call that failed on one device.
+#[derive(Debug)]
+struct Failed {
+    call: &'static str,
+    error: NvmlError,
+}
+
+impl Failed {
+    fn lost(&self) -> bool {
+        matches!(self.error, NvmlError::GpuLost)
+    }
+}
+
+fn failed(call: &'static str) -> impl FnOnce(NvmlError) -> Failed {
+    move |error| Failed { call, error }
 }
 
 /// `NotFound` / `NotSupported` mean "no value here", not a failure.
@@ -157,16 +186,28 @@ fn optional<T>(r: Result<T, NvmlError>) -> Result<Option<T>, NvmlError> {
     }
 }
 
+/// A list NVML sizes in one call and fills in a second, asked again (up to three times) when entries
+/// arrived between the two (`INSUFFICIENT_SIZE`).
+fn sized<T>(mut call: impl FnMut() -> Result<T, NvmlError>) -> Result<T, NvmlError> {
+    let mut tries = 1;
+    loop {
+        match call() {
+            Err(NvmlError::InsufficientSize(_)) if tries < 3 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
 /// A device's compute processes as (pid, memory held), MPS clients included.
 type Running = Vec<(u32, u64)>;
 
 /// The device's compute processes, and which of their pids are MPS clients.
-fn processes(dev: &Device, uuid: &str) -> Result<(Running, Vec<u32>), SourceError> {
+fn processes(dev: &Device) -> Result<(Running, Vec<u32>), Failed> {
     let mut all = BTreeMap::new();
     let compute =
-        optional(dev.running_compute_processes()).map_err(device_err("nvmlDeviceGetComputeRunningProcesses", uuid))?;
-    let mps = optional(dev.mps_running_compute_processes())
-        .map_err(device_err("nvmlDeviceGetMPSComputeRunningProcesses", uuid))?
+        optional(sized(|| dev.running_compute_processes())).map_err(failed("nvmlDeviceGetComputeRunningProcesses"))?;
+    let mps = optional(sized(|| dev.mps_running_compute_processes()))
+        .map_err(failed("nvmlDeviceGetMPSComputeRunningProcesses"))?
         .unwrap_or_default();
     let clients = mps.iter().map(|p| p.pid).collect();
     for p in compute.into_iter().flatten().chain(mps) {
@@ -187,6 +228,14 @@ fn gpu_instance_id(nvml: &Nvml, mig: &Device) -> Option<u32> {
     (rc == 0).then_some(id)
 }
 
+/// The first wait for a driver that is not ready, doubling up to [`INIT_BACKOFF_MAX`].
+const INIT_BACKOFF: Duration = Duration::from_millis(500);
+const INIT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+fn unavailable(library: &str, e: &NvmlError) -> SourceError {
+    SourceError::NvmlUnavailable { library: library.to_string(), reason: e.to_string() }
+}
+
 impl NvmlSource {
     /// The node as reported (to fill in what instance metadata says after NVML is open).
     pub fn node_mut(&mut self) -> &mut NodeInfo {
@@ -195,72 +244,152 @@ impl NvmlSource {
 
     /// Loads NVML and lists the node's devices. `node` carries what NVML cannot know (cluster, node
     /// name, instance type, ...); its device list is filled here.
-    pub fn open(library: &str, mut node: NodeInfo) -> Result<Self, SourceError> {
-        let nvml: &'static Nvml = Box::leak(Box::new(
-            Nvml::builder()
-                .lib_path(std::ffi::OsStr::new(library))
-                .init()
-                .map_err(|e| SourceError::NvmlUnavailable { library: library.to_string(), reason: e.to_string() })?,
-        ));
-        let mut paths = Vec::new();
-        let mut devices = Vec::new();
-        let count = nvml.device_count().map_err(device_err("nvmlDeviceGetCount", "-"))?;
-        for index in 0..count {
-            let dev = nvml.device_by_index(index).map_err(device_err("nvmlDeviceGetHandleByIndex", "-"))?;
-            let uuid = dev.uuid().map_err(device_err("nvmlDeviceGetUUID", "-"))?;
-            let model = dev.name().map_err(device_err("nvmlDeviceGetName", &uuid))?;
-            let memory = dev.memory_info().map_err(device_err("nvmlDeviceGetMemoryInfo", &uuid))?;
-            devices.push(GpuDevice {
-                uuid: uuid.clone(),
-                model: model.clone(),
-                memory_total_bytes: memory.total,
-                index,
-                mig_parent_uuid: None,
-                mig_profile: None,
-            });
-            paths.push(DevicePath { index, mig_index: None, uuid: uuid.clone() });
-            let mig_on = optional(dev.mig_mode())
-                .map_err(device_err("nvmlDeviceGetMigMode", &uuid))?
-                .is_some_and(|m| m.current == 1);
-            if !mig_on {
-                continue;
-            }
-            let max = dev.mig_device_count().map_err(device_err("nvmlDeviceGetMaxMigDeviceCount", &uuid))?;
-            for mig_index in 0..max {
-                let Some(mig) = optional(dev.mig_device_by_index(mig_index))
-                    .map_err(device_err("nvmlDeviceGetMigDeviceHandleByIndex", &uuid))?
-                else {
-                    continue;
-                };
-                let mig_uuid = mig.uuid().map_err(device_err("nvmlDeviceGetUUID", &uuid))?;
-                let name = mig.name().unwrap_or_default();
-                let mem = mig.memory_info().map_err(device_err("nvmlDeviceGetMemoryInfo", &mig_uuid))?;
-                devices.push(GpuDevice {
-                    uuid: mig_uuid.clone(),
-                    model: model.clone(),
-                    memory_total_bytes: mem.total,
-                    index: mig_index,
-                    mig_parent_uuid: Some(uuid.clone()),
-                    mig_profile: mig_profile_from_name(&name),
-                });
-                paths.push(DevicePath { index, mig_index: Some(mig_index), uuid: mig_uuid });
-            }
-        }
-        node.devices = devices;
-        Ok(Self { nvml, node, paths, last_seen_us: HashMap::new(), gpm: HashMap::new() })
+    pub fn open(library: &str, node: NodeInfo, health: Arc<SourceHealth>) -> Result<Self, SourceError> {
+        let nvml =
+            Nvml::builder().lib_path(std::ffi::OsStr::new(library)).init().map_err(|e| unavailable(library, &e))?;
+        Self::listed(Box::leak(Box::new(nvml)), node, health)
     }
 
-    fn sample_device(&mut self, path: &DevicePath, tick: &mut Tick) -> Result<(), SourceError> {
-        let uuid = path.uuid.as_str();
-        let parent = self.nvml.device_by_index(path.index).map_err(device_err("nvmlDeviceGetHandleByIndex", uuid))?;
-        let dev = match path.mig_index {
-            Some(i) => {
-                parent.mig_device_by_index(i).map_err(device_err("nvmlDeviceGetMigDeviceHandleByIndex", uuid))?
+    /// [`open`](Self::open), waiting with backoff (0.5 s doubling to 30 s) while NVML loads but does not
+    /// initialise (the driver still loading). A library that cannot be loaded at all fails at once.
+    pub async fn open_when_ready(
+        library: &str,
+        node: NodeInfo,
+        health: Arc<SourceHealth>,
+    ) -> Result<Self, SourceError> {
+        let mut wait = INIT_BACKOFF;
+        for attempt in 1u32.. {
+            match Nvml::builder().lib_path(std::ffi::OsStr::new(library)).init() {
+                Ok(nvml) => return Self::listed(Box::leak(Box::new(nvml)), node, health),
+                Err(e @ (NvmlError::LibloadingError(_) | NvmlError::FailedToLoadSymbol(_))) => {
+                    return Err(unavailable(library, &e));
+                }
+                Err(e) => {
+                    tracing::warn!(library, error = %e, attempt, retry_in = ?wait, "NVML is not ready (the driver may still be loading); waiting for it");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(INIT_BACKOFF_MAX);
+                }
             }
+        }
+        unreachable!("the attempts never run out")
+    }
+
+    fn listed(nvml: &'static Nvml, mut node: NodeInfo, health: Arc<SourceHealth>) -> Result<Self, SourceError> {
+        let count = nvml.device_count().map_err(|e| SourceError::Device {
+            call: "nvmlDeviceGetCount",
+            device: "-".into(),
+            reason: e.to_string(),
+        })?;
+        node.devices.clear();
+        let mut source = Self {
+            nvml,
+            node,
+            paths: Vec::new(),
+            unlisted: (0..count).collect(),
+            last_seen_us: HashMap::new(),
+            gpm: HashMap::new(),
+            failing: HashMap::new(),
+            health,
+        };
+        source.list_unlisted();
+        Ok(source)
+    }
+
+    /// Lists the GPUs not listed yet, with their MIG devices; those that do not answer stay unlisted.
+    fn list_unlisted(&mut self) {
+        for index in std::mem::take(&mut self.unlisted) {
+            let key = format!("index {index}");
+            match self.list(index) {
+                Ok((devices, paths)) => {
+                    if self.failing.remove(&key).is_some() {
+                        tracing::info!(index, device = %devices[0].uuid, "the GPU answers: reported from now on");
+                    }
+                    self.node.devices.extend(devices);
+                    self.paths.extend(paths);
+                }
+                Err(e) => {
+                    self.unlisted.push(index);
+                    self.trouble(&key, None, e);
+                }
+            }
+        }
+    }
+
+    /// One GPU and its MIG devices.
+    fn list(&self, index: u32) -> Result<(Vec<GpuDevice>, Vec<DevicePath>), Failed> {
+        let dev = self.nvml.device_by_index(index).map_err(failed("nvmlDeviceGetHandleByIndex"))?;
+        let uuid = dev.uuid().map_err(failed("nvmlDeviceGetUUID"))?;
+        let model = dev.name().map_err(failed("nvmlDeviceGetName"))?;
+        let memory = dev.memory_info().map_err(failed("nvmlDeviceGetMemoryInfo"))?;
+        let mut devices = vec![GpuDevice {
+            uuid: uuid.clone(),
+            model: model.clone(),
+            memory_total_bytes: memory.total,
+            index,
+            mig_parent_uuid: None,
+            mig_profile: None,
+        }];
+        let mut paths = vec![DevicePath { index, mig_index: None, uuid: uuid.clone() }];
+        let mig_on = optional(dev.mig_mode()).map_err(failed("nvmlDeviceGetMigMode"))?.is_some_and(|m| m.current == 1);
+        if !mig_on {
+            return Ok((devices, paths));
+        }
+        let max = dev.mig_device_count().map_err(failed("nvmlDeviceGetMaxMigDeviceCount"))?;
+        for mig_index in 0..max {
+            let Some(mig) =
+                optional(dev.mig_device_by_index(mig_index)).map_err(failed("nvmlDeviceGetMigDeviceHandleByIndex"))?
+            else {
+                continue;
+            };
+            let mig_uuid = mig.uuid().map_err(failed("nvmlDeviceGetUUID"))?;
+            let name = mig.name().unwrap_or_default();
+            let mem = mig.memory_info().map_err(failed("nvmlDeviceGetMemoryInfo"))?;
+            devices.push(GpuDevice {
+                uuid: mig_uuid.clone(),
+                model: model.clone(),
+                memory_total_bytes: mem.total,
+                index: mig_index,
+                mig_parent_uuid: Some(uuid.clone()),
+                mig_profile: mig_profile_from_name(&name),
+            });
+            paths.push(DevicePath { index, mig_index: Some(mig_index), uuid: mig_uuid });
+        }
+        Ok((devices, paths))
+    }
+
+    /// A device that did not answer: counted every time, logged when its trouble starts or changes.
+    fn trouble(&mut self, key: &str, path: Option<&DevicePath>, e: Failed) {
+        self.health.read_errors.fetch_add(1, Ordering::Relaxed);
+        let before = self.failing.get(key);
+        let same = before.is_some_and(|b| b.call == e.call && b.error.to_string() == e.error.to_string());
+        if same {
+            return;
+        }
+        let was_lost = before.is_some_and(Failed::lost);
+        if e.lost() {
+            if !was_lost && path.is_none_or(|p| p.mig_index.is_none()) {
+                self.health.gpus_lost.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::warn!(
+                device = key,
+                call = e.call,
+                "GPU_IS_LOST: the GPU has fallen off the bus or is otherwise inaccessible; not reported until it answers again"
+            );
+        } else {
+            tracing::warn!(device = key, call = e.call, error = %e.error, "cannot read this GPU; not reported until it answers again");
+        }
+        self.failing.insert(key.to_string(), e);
+    }
+
+    fn sample_device(&mut self, path: &DevicePath, tick: &mut Tick) -> Result<(), Failed> {
+        let uuid = path.uuid.as_str();
+        let parent = self.nvml.device_by_index(path.index).map_err(failed("nvmlDeviceGetHandleByIndex"))?;
+        let dev = match path.mig_index {
+            Some(i) => parent.mig_device_by_index(i).map_err(failed("nvmlDeviceGetMigDeviceHandleByIndex"))?,
             None => parent,
         };
-        let memory = dev.memory_info().map_err(device_err("nvmlDeviceGetMemoryInfo", uuid))?;
-        let (running, mps_clients) = processes(&dev, uuid)?;
+        let memory = dev.memory_info().map_err(failed("nvmlDeviceGetMemoryInfo"))?;
+        let (running, mps_clients) = processes(&dev)?;
         let is_mig_parent =
             path.mig_index.is_none() && self.paths.iter().any(|p| p.index == path.index && p.mig_index.is_some());
         if path.mig_index.is_some() {
@@ -289,8 +418,8 @@ impl NvmlSource {
         let last = self.last_seen_us.get(uuid).copied();
         let mut raw: Option<Vec<RawProcessSample>> = None;
         if !is_mig_parent {
-            raw = optional(dev.process_utilization_stats(last))
-                .map_err(device_err("nvmlDeviceGetProcessUtilization", uuid))?
+            raw = optional(sized(|| dev.process_utilization_stats(last)))
+                .map_err(failed("nvmlDeviceGetProcessUtilization"))?
                 .map(|v| {
                     v.into_iter()
                         .map(|s| RawProcessSample {
@@ -302,7 +431,9 @@ impl NvmlSource {
                         .collect()
                 });
         }
-        let util = optional(dev.utilization_rates()).map_err(device_err("nvmlDeviceGetUtilizationRates", uuid))?;
+        let util = optional(dev.utilization_rates()).map_err(failed("nvmlDeviceGetUtilizationRates"))?;
+        let power = optional(dev.power_usage()).map_err(failed("nvmlDeviceGetPowerUsage"))?;
+        let energy = optional(dev.total_energy_consumption()).map_err(failed("nvmlDeviceGetTotalEnergyConsumption"))?;
         if !is_mig_parent {
             let (mut procs, newest) = fold_process_samples(uuid, &running, raw.as_deref(), last);
             if let Some(n) = newest {
@@ -316,11 +447,8 @@ impl NvmlSource {
             utilization_percent: util.as_ref().map(|u| u.gpu.min(100)),
             memory_utilization_percent: util.as_ref().map(|u| u.memory.min(100)),
             memory_used_bytes: memory.used,
-            power_milliwatts: optional(dev.power_usage())
-                .map_err(device_err("nvmlDeviceGetPowerUsage", uuid))?
-                .map(u64::from),
-            energy_counter_millijoules: optional(dev.total_energy_consumption())
-                .map_err(device_err("nvmlDeviceGetTotalEnergyConsumption", uuid))?,
+            power_milliwatts: power.map(u64::from),
+            energy_counter_millijoules: energy,
         });
         Ok(())
     }
@@ -354,10 +482,35 @@ impl GpuSource for NvmlSource {
         &self.node
     }
 
+    /// Reads every device that answers; one that does not is left out of this tick (with its MIG devices,
+    /// when the GPU itself is lost), so the others are still reported.
     fn sample(&mut self, _at_unix_nanos: u64) -> Result<Tick, SourceError> {
+        if !self.unlisted.is_empty() {
+            self.list_unlisted();
+        }
         let mut tick = Tick::default();
+        let mut lost: HashSet<u32> = HashSet::new();
         for path in self.paths.clone() {
-            self.sample_device(&path, &mut tick)?;
+            if lost.contains(&path.index) {
+                self.health.read_errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let mut reading = Tick::default();
+            match self.sample_device(&path, &mut reading) {
+                Ok(()) => {
+                    if let Some(was) = self.failing.remove(&path.uuid) {
+                        tracing::info!(device = %path.uuid, was = %was.error, "the GPU answers again");
+                    }
+                    tick.gpus.extend(reading.gpus);
+                    tick.processes.extend(reading.processes);
+                }
+                Err(e) => {
+                    if e.lost() && path.mig_index.is_none() {
+                        lost.insert(path.index);
+                    }
+                    self.trouble(&path.uuid.clone(), Some(&path), e);
+                }
+            }
         }
         Ok(tick)
     }
@@ -470,7 +623,7 @@ mod tests {
             devices: vec![],
             labels: Default::default(),
         };
-        let opened = NvmlSource::open("libnvidia-ml.so.1", node);
+        let opened = NvmlSource::open("libnvidia-ml.so.1", node, Arc::default());
         if std::path::Path::new("/dev/nvidiactl").exists() {
             // A GPU machine: the driver loads and lists its GPUs.
             assert!(!opened.expect("NVML opens where a driver is installed").node().devices.is_empty());

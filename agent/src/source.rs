@@ -1,6 +1,8 @@
 //! Where GPU readings come from. One trait, two sources: `nvml` (a real node) and `sim` (a
 //! deterministic fleet for demos and tests).
 
+use std::sync::atomic::AtomicU64;
+
 use crate::reading::{GpuAllocation, NodeInfo, Tick};
 
 #[derive(Debug, thiserror::Error)]
@@ -11,6 +13,16 @@ pub enum SourceError {
     NvmlUnavailable { library: String, reason: String },
     #[error("NVML call {call} failed on GPU {device}: {reason}")]
     Device { call: &'static str, device: String, reason: String },
+}
+
+/// How reading the devices goes, for the agent's `/metrics`: a device that does not answer is skipped for
+/// that tick (the others are still read), so these counters are where its trouble shows.
+#[derive(Debug, Default)]
+pub struct SourceHealth {
+    /// Times a GPU fell off the bus (NVML's `GPU_IS_LOST`), counted when it stops answering.
+    pub gpus_lost: AtomicU64,
+    /// Device readings that failed, one per device per tick.
+    pub read_errors: AtomicU64,
 }
 
 /// A source of GPU readings for one node.

@@ -1,0 +1,576 @@
+//! The agent's NVML source through NVML's C interface: the real agent binary loads the NVML stand-in
+//! (`nvml-stub`, a cdylib built with the workspace) with `--source nvml --nvml-lib`, identifies its
+//! processes through a fake `/proc` and the Kubernetes API stand-in, and streams to the real collector.
+//! Each scenario runs on the stub's clock from a start a few seconds ahead, with every change on an
+//! interval boundary, so the test knows the exact truth of every whole interval: held and used
+//! GPU-seconds per GPU and per pod, and energy.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use gpucost_agent::reading::{CapacityType, NodeInfo, WorkloadIdentity, WorkloadKind};
+use gpucost_agent::sim::{Truth, World, workload_key};
+use gpucost_e2e::standins::{Background, kubeconfig};
+use gpucost_e2e::{Agent, Collector, agent_with_env, assert_matches_truth, bin, free_port, stored};
+use serde_json::{Value, json};
+
+/// The report interval (and the collector's bucket), and the sample interval: two ticks an interval, so a
+/// tick that runs up to a second late still reads its own interval's state.
+const R_S: u64 = 2;
+const R_NS: u64 = R_S * 1_000_000_000;
+const NODE: &str = "gpu-node-1";
+const CLUSTER: &str = "lab";
+const GIB: u64 = 1 << 30;
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// A scenario start on an interval boundary at least `ahead_s` from now.
+fn start_ahead(ahead_s: u64) -> u64 {
+    (unix_ms() + ahead_s * 1000).div_ceil(R_S * 1000) * R_S * 1000
+}
+
+/// The built stand-in, next to the binaries.
+fn stub_library() -> PathBuf {
+    let lib = bin("gpucost-agent").with_file_name("libnvml_stub.so");
+    assert!(lib.exists(), "{} is missing: cargo build --workspace --bins --lib (scripts/test does)", lib.display());
+    lib
+}
+
+/// One node: a collector, the Kubernetes API stand-in with its pods, a fake `/proc`, and the agent.
+struct Rig {
+    dir: tempfile::TempDir,
+    bg: Background,
+    collector: Collector,
+    pods: Vec<Value>,
+    namespaces: BTreeMap<String, Value>,
+    node: NodeInfo,
+    metrics_port: u16,
+}
+
+impl Rig {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("proc")).unwrap();
+        std::fs::write(dir.path().join("passwd"), "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+        let db = dir.path().join("ledger.db");
+        let collector = Collector::start_with(&db, free_port(), free_port(), &["--bucket", "2s"], &[]);
+        let node = NodeInfo {
+            cluster: CLUSTER.into(),
+            node_name: NODE.into(),
+            instance_type: String::new(),
+            capacity_type: CapacityType::Unspecified,
+            region: String::new(),
+            zone: String::new(),
+            devices: vec![],
+            labels: Default::default(),
+        };
+        let (pods, namespaces) = (Vec::new(), BTreeMap::new());
+        Self { dir, bg: Background::new(), collector, pods, namespaces, node, metrics_port: free_port() }
+    }
+
+    /// A pod with one container, `main`, known to the API stand-in; returns its identity.
+    fn pod(&mut self, namespace: &str, name: &str) -> WorkloadIdentity {
+        let n = self.pods.len() as u64 + 1;
+        let uid = format!("{n:08x}-0000-4000-8000-{n:012x}");
+        let container_id = format!("{:064x}", 0xc0ffee_0000 + n);
+        self.pods.push(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": name, "namespace": namespace, "uid": uid, "resourceVersion": "1", "labels": { "team": "ml" } },
+            "spec": { "nodeName": NODE, "containers": [{ "name": "main", "image": "registry.example.com/ml/train:1",
+                      "resources": { "limits": { "nvidia.com/gpu": "1" } } }] },
+            "status": { "phase": "Running", "containerStatuses": [{ "name": "main", "ready": true, "restartCount": 0,
+                        "image": "registry.example.com/ml/train:1", "imageID": "registry.example.com/ml/train@sha256:00",
+                        "containerID": format!("containerd://{container_id}") }] },
+        }));
+        self.namespaces.entry(namespace.to_string()).or_insert_with(|| {
+            json!({ "apiVersion": "v1", "kind": "Namespace",
+                    "metadata": { "name": namespace, "uid": format!("ns-{namespace}"), "resourceVersion": "1" },
+                    "status": { "phase": "Active" } })
+        });
+        WorkloadIdentity {
+            kind: WorkloadKind::KubernetesPod,
+            namespace: namespace.into(),
+            pod: name.into(),
+            pod_uid: uid,
+            container: "main".into(),
+            container_id,
+            ..Default::default()
+        }
+    }
+
+    /// Writes `/proc/<pid>` for a process of `who` (a pod's container, or a systemd service).
+    fn process(&self, pid: u32, who: &WorkloadIdentity) {
+        let cgroup = match who.kind {
+            WorkloadKind::KubernetesPod => format!(
+                "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{}.scope",
+                who.pod_uid.replace('-', "_"),
+                who.container_id
+            ),
+            _ => format!("0::/system.slice/{}", who.systemd_unit),
+        };
+        gpucost_agent::identify::proc::write_fake(
+            &self.dir.path().join("proc"),
+            pid,
+            0,
+            u64::from(pid),
+            "python3",
+            &[],
+            &cgroup,
+        )
+        .unwrap();
+    }
+
+    /// The collector's name for `who`'s workload.
+    fn key(&self, who: &WorkloadIdentity) -> String {
+        workload_key(&self.node, who)
+    }
+
+    /// Starts the agent on `scenario` (the stand-in's JSON).
+    fn agent(&self, scenario: &Value) -> Agent {
+        let scenario_file = self.dir.path().join("scenario.json");
+        std::fs::write(&scenario_file, serde_json::to_vec_pretty(scenario).unwrap()).unwrap();
+        let world = World {
+            node: json!({ "apiVersion": "v1", "kind": "Node",
+                          "metadata": { "name": NODE, "uid": "node-1", "resourceVersion": "1", "labels": {} } }),
+            pods: self.pods.clone(),
+            namespaces: self.namespaces.values().cloned().collect(),
+            allocations: vec![],
+            ecs_tasks: vec![],
+        };
+        let api = self.bg.kube_and_ecs(&[world]);
+        let kcfg = self.dir.path().join("kubeconfig");
+        kubeconfig(&kcfg, api);
+        let path = |p: &Path| p.to_str().unwrap().to_string();
+        let args: Vec<String> = [
+            "--source",
+            "nvml",
+            "--nvml-lib",
+            &path(&stub_library()),
+            "--collector",
+            &self.collector.grpc_url(),
+            "--sample-interval",
+            "1s",
+            "--report-interval",
+            "2s",
+            "--cluster",
+            CLUSTER,
+            "--node-name",
+            NODE,
+            "--kubernetes",
+            "on",
+            "--imds",
+            "off",
+            "--proc-root",
+            &path(&self.dir.path().join("proc")),
+            "--passwd",
+            &path(&self.dir.path().join("passwd")),
+            "--pod-resources-socket",
+            &path(&self.dir.path().join("no-kubelet.sock")),
+            "--metrics-addr",
+            &format!("127.0.0.1:{}", self.metrics_port),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        agent_with_env(
+            &args,
+            &[("KUBECONFIG", &kcfg), ("GPUCOST_NVML_STUB_SCENARIO", &scenario_file)],
+            &self.dir.path().join("agent.log"),
+        )
+    }
+
+    fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// The agent's own `/metrics`.
+    fn agent_metrics(&self) -> String {
+        ureq::get(&format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .call()
+            .expect("the agent's /metrics")
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    }
+
+    /// Energy per GPU the ledger stored over [from_ms, to_ms).
+    fn stored_energy(&self, from_ms: u64, to_ms: u64) -> BTreeMap<String, u64> {
+        let db = rusqlite::Connection::open_with_flags(&self.collector.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+        let mut q = db
+            .prepare(
+                "SELECT g.uuid, SUM(b.energy_millijoules) FROM gpu_buckets b JOIN gpus g ON g.gpu_id = b.gpu_id
+                 WHERE b.bucket_start_ns >= ?1 AND b.bucket_start_ns < ?2 GROUP BY g.uuid",
+            )
+            .unwrap();
+        let ns = |ms: u64| (ms * 1_000_000) as i64;
+        q.query_map([ns(from_ms), ns(to_ms)], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// Waits (bounded) until the ledger holds `want` over [from_ms, to_ms), then asserts it exactly,
+    /// GPU by GPU and workload by workload, and the energy per GPU.
+    fn assert_ledger(&self, agent: &mut Agent, from_ms: u64, to_ms: u64, want: &Expected) {
+        let deadline =
+            Instant::now() + Duration::from_millis(to_ms.saturating_sub(unix_ms())) + Duration::from_secs(30);
+        let (from_s, to_s) = (from_ms / 1000, to_ms / 1000);
+        loop {
+            if let Ok(Some(status)) = agent.proc.0.try_wait() {
+                panic!("the agent exited ({status}); its log:\n{}", self.agent_log());
+            }
+            let done = stored(&self.collector, from_s, to_s) == want.truth
+                && self.stored_energy(from_ms, to_ms) == want.energy;
+            if done || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let got = stored(&self.collector, from_s, to_s);
+        if got != want.truth {
+            eprintln!("agent log:\n{}", self.agent_log());
+        }
+        assert_matches_truth(&got, &want.truth);
+        assert_eq!(self.stored_energy(from_ms, to_ms), want.energy, "energy per GPU (mJ)");
+    }
+}
+
+/// The truth of a window, built interval by interval.
+#[derive(Default)]
+struct Expected {
+    truth: Truth,
+    energy: BTreeMap<String, u64>,
+}
+
+impl Expected {
+    /// A GPU (or MIG device) the ledger knows, with nothing booked yet.
+    fn device(&mut self, uuid: &str) {
+        self.truth.gpus.entry(uuid.to_string()).or_default();
+        self.energy.entry(uuid.to_string()).or_default();
+    }
+
+    /// One interval: the physical GPUs that answered, the energy each booked, and each holding
+    /// (device, workload, used ns) — several for one workload add up, as its processes do.
+    fn interval(&mut self, observed: &[&str], energy: &[(&str, u64)], holdings: &[(&str, String, u64)]) {
+        for g in observed {
+            self.truth.gpus.entry(g.to_string()).or_default().observed_ns += R_NS;
+        }
+        for (g, mj) in energy {
+            *self.energy.entry(g.to_string()).or_default() += mj;
+        }
+        let mut held = std::collections::BTreeSet::new();
+        let mut holders = std::collections::BTreeSet::new();
+        for (g, key, used) in holdings {
+            let gpu = self.truth.gpus.entry(g.to_string()).or_default();
+            gpu.used_ns += used;
+            if held.insert(g.to_string()) {
+                gpu.held_ns += R_NS;
+            }
+            let w = self.truth.workloads.entry((g.to_string(), key.clone())).or_default();
+            w.used_ns += used;
+            if holders.insert((g.to_string(), key.clone())) {
+                w.held_ns += R_NS;
+            }
+        }
+    }
+}
+
+/// GPU time used in one interval at `sm` percent.
+fn used(sm: u64) -> u64 {
+    R_NS * sm / 100
+}
+
+fn device(uuid: &str, name: &str, memory_gib: u64, power_mw: u64) -> Value {
+    json!({ "uuid": uuid, "name": name, "memory_total_bytes": memory_gib * GIB, "power_mw": power_mw })
+}
+
+/// A process of the scenario, as the test knows it.
+struct Proc<'a> {
+    pid: u32,
+    gpu: usize,
+    who: &'a WorkloadIdentity,
+    from: Option<u64>,
+    until: Option<u64>,
+    /// SM percent from each time on.
+    sm: Vec<(u64, u64)>,
+    late: bool,
+}
+
+impl Proc<'_> {
+    fn present(&self, t: u64) -> bool {
+        self.from.is_none_or(|f| f <= t) && self.until.is_none_or(|u| t < u)
+    }
+
+    fn sm_at(&self, t: u64) -> u64 {
+        self.sm.iter().take_while(|(f, _)| *f <= t).last().map_or(0, |s| s.1)
+    }
+}
+
+#[test]
+fn eight_time_sliced_gpus_are_charged_to_their_pods_exactly_through_nvmls_c_interface() {
+    let mut rig = Rig::new();
+    let gpus: Vec<String> = (0..8).map(|i| format!("GPU-8a0c1e2f-0000-4000-8000-00000000000{i}")).collect();
+    const P: u64 = 275_000;
+    let shared = [rig.pod("vision", "detector-0"), rig.pod("vision", "detector-1"), rig.pod("nlp", "ranker-0")];
+    let visitor = rig.pod("research", "notebook-7");
+    let two_procs = rig.pod("nlp", "trainer-0");
+    let workers = rig.pod("nlp", "ddp-job-0");
+    let steady: Vec<WorkloadIdentity> = (5..8).map(|i| rig.pod("batch", &format!("job-{i}"))).collect();
+
+    let p = |pid, gpu, who, from, until, sm: &[(u64, u64)]| Proc {
+        pid,
+        gpu,
+        who,
+        from,
+        until,
+        sm: sm.to_vec(),
+        late: false,
+    };
+    let mut procs = vec![
+        // GPU 0: three pods time-sliced.
+        p(1000, 0, &shared[0], None, None, &[(0, 20)]),
+        p(1001, 0, &shared[1], None, None, &[(0, 30)]),
+        p(1002, 0, &shared[2], None, None, &[(0, 40)]),
+        // GPU 1: a notebook that arrives at 4 s and leaves at 8 s.
+        p(1100, 1, &visitor, Some(4), Some(8), &[(0, 55)]),
+        // GPU 2: one pod, two processes.
+        p(1200, 2, &two_procs, None, None, &[(0, 25)]),
+        p(1201, 2, &two_procs, None, None, &[(0, 35)]),
+        // GPU 3: idle.
+        // GPU 4: a data-parallel job: one process, then twelve more at 4 s that arrive between NVML's size and
+        // fill calls, more than the first buffer holds.
+        p(1400, 4, &workers, None, None, &[(0, 10)]),
+    ];
+    for k in 0..12 {
+        procs.push(Proc { late: true, ..p(1401 + k, 4, &workers, Some(4), None, &[(0, 5)]) });
+    }
+    // GPUs 5..7: one pod each, whose use changes at 6 s.
+    for (i, who) in steady.iter().enumerate() {
+        let i64 = i as u64;
+        procs.push(p(1500 + i as u32, 5 + i, who, None, None, &[(0, 60 + i64), (6, 90 - i64)]));
+    }
+    for proc in &procs {
+        rig.process(proc.pid, proc.who);
+    }
+
+    let start = start_ahead(6);
+    const INTERVALS: u64 = 6;
+    let scenario = json!({
+        "start_unix_ms": start,
+        "devices": gpus.iter().map(|g| device(g, "NVIDIA A100-SXM4-80GB", 80, P)).collect::<Vec<_>>(),
+        "processes": procs.iter().map(|p| json!({
+            "pid": p.pid, "device": gpus[p.gpu], "from_s": p.from, "until_s": p.until,
+            "sm": p.sm.iter().map(|(t, v)| json!([t, v])).collect::<Vec<_>>(),
+            "memory_bytes": 2 * GIB, "arrives_between_calls": p.late,
+        })).collect::<Vec<_>>(),
+    });
+
+    let mut want = Expected::default();
+    for k in 0..INTERVALS {
+        let t = k * R_S;
+        let observed: Vec<&str> = gpus.iter().map(String::as_str).collect();
+        let energy: Vec<(&str, u64)> = gpus.iter().map(|g| (g.as_str(), P * R_S)).collect();
+        let holdings: Vec<(&str, String, u64)> = procs
+            .iter()
+            .filter(|p| p.present(t))
+            .map(|p| (gpus[p.gpu].as_str(), rig.key(p.who), used(p.sm_at(t))))
+            .collect();
+        want.interval(&observed, &energy, &holdings);
+    }
+
+    let mut agent = rig.agent(&scenario);
+    rig.assert_ledger(&mut agent, start, start + INTERVALS * R_S * 1000, &want);
+    // Sanity of the scenario itself: the time-sliced GPU carries three pods, the idle one none.
+    assert_eq!(want.truth.workloads.keys().filter(|(g, _)| *g == gpus[0]).count(), 3);
+    assert!(want.truth.workloads.keys().all(|(g, _)| *g != gpus[3]));
+}
+
+#[test]
+fn mps_clients_and_mig_slices_with_and_without_gpm_are_charged_exactly() {
+    let mut rig = Rig::new();
+    let (l40s, h100, a100) = ("GPU-1405a000-0000-4000-8000-000000000000", "GPU-h100", "GPU-a100");
+    let (h1, h2) = ("MIG-1a1a1a1a-0000-4000-8000-000000000001", "MIG-1a1a1a1a-0000-4000-8000-000000000002");
+    let (a1, a2) = ("MIG-2b2b2b2b-0000-4000-8000-000000000001", "MIG-2b2b2b2b-0000-4000-8000-000000000002");
+    let mps_server = WorkloadIdentity {
+        kind: WorkloadKind::SystemdService,
+        systemd_unit: "nvidia-mps.service".into(),
+        ..Default::default()
+    };
+    let (client_a, client_b) = (rig.pod("serving", "embedder-0"), rig.pod("serving", "reranker-0"));
+    let (slice_c, slice_d, slice_e) = (rig.pod("llm", "chat-0"), rig.pod("llm", "chat-1"), rig.pod("llm", "tiny-0"));
+    let (slice_f, slice_g) = (rig.pod("vision", "ocr-0"), rig.pod("vision", "ocr-1"));
+    for (pid, who) in [
+        (900, &mps_server),
+        (901, &client_a),
+        (902, &client_b),
+        (1001, &slice_c),
+        (1002, &slice_d),
+        (1003, &slice_e),
+        (1004, &slice_f),
+        (1005, &slice_g),
+    ] {
+        rig.process(pid, who);
+    }
+    let start = start_ahead(6);
+    const INTERVALS: u64 = 5;
+    const P: u64 = 300_000;
+    let scenario = json!({
+        "start_unix_ms": start,
+        "devices": [
+            // MPS: the server holds the context and has the samples; the device is 80 % busy.
+            { "uuid": l40s, "name": "NVIDIA L40S", "memory_total_bytes": 48 * GIB, "power_mw": P, "utilization": 80 },
+            // Hopper in MIG mode: GPM measures each GPU instance.
+            { "uuid": h100, "name": "NVIDIA H100 80GB HBM3", "memory_total_bytes": 80 * GIB, "power_mw": P, "gpm": true,
+              "mig": { "devices": [
+                { "uuid": h1, "profile": "3g.40gb", "memory_total_bytes": 40 * GIB, "gpu_instance_id": 2, "sm": 60 },
+                { "uuid": h2, "profile": "1g.10gb", "memory_total_bytes": 10 * GIB, "gpu_instance_id": 13, "index": 4, "sm": 30 } ] } },
+            // Ampere in MIG mode: no GPM, so its slices are held with no measured use.
+            { "uuid": a100, "name": "NVIDIA A100-SXM4-40GB", "memory_total_bytes": 40 * GIB, "power_mw": P,
+              "mig": { "devices": [
+                { "uuid": a1, "profile": "1g.5gb", "memory_total_bytes": 5 * GIB, "gpu_instance_id": 7 },
+                { "uuid": a2, "profile": "3g.20gb", "memory_total_bytes": 20 * GIB, "gpu_instance_id": 1 } ] } },
+        ],
+        "processes": [
+            { "pid": 900, "device": l40s, "mps": "server", "sm": 80, "memory_bytes": 300 << 20 },
+            { "pid": 901, "device": l40s, "mps": "client", "memory_bytes": GIB },
+            { "pid": 902, "device": l40s, "mps": "client", "memory_bytes": 3 * GIB },
+            { "pid": 1001, "device": h1, "memory_bytes": GIB },
+            { "pid": 1002, "device": h1, "memory_bytes": 2 * GIB },
+            { "pid": 1003, "device": h2, "memory_bytes": GIB },
+            { "pid": 1004, "device": a1, "memory_bytes": GIB },
+            { "pid": 1005, "device": a2, "memory_bytes": 4 * GIB, "from_s": 4 },
+        ],
+    });
+
+    let mut want = Expected::default();
+    for d in [h1, h2, a1, a2] {
+        want.device(d);
+    }
+    for k in 0..INTERVALS {
+        let t = k * R_S;
+        let mut holdings = vec![
+            // The MPS server holds the GPU with no measured use; its clients share the 80 % by memory.
+            (l40s, rig.key(&mps_server), 0),
+            (l40s, rig.key(&client_a), used(20)),
+            (l40s, rig.key(&client_b), used(60)),
+            // GPM's 60 % on the 3g.40gb instance split by memory 1:2; the 1g.10gb's 30 % to its one pod.
+            (h1, rig.key(&slice_c), used(20)),
+            (h1, rig.key(&slice_d), used(40)),
+            (h2, rig.key(&slice_e), used(30)),
+            (a1, rig.key(&slice_f), 0),
+        ];
+        if t >= 4 {
+            holdings.push((a2, rig.key(&slice_g), 0));
+        }
+        want.interval(&[l40s, h100, a100], &[(l40s, P * R_S), (h100, P * R_S), (a100, P * R_S)], &holdings);
+    }
+
+    let mut agent = rig.agent(&scenario);
+    rig.assert_ledger(&mut agent, start, start + INTERVALS * R_S * 1000, &want);
+}
+
+#[test]
+fn a_gpu_that_falls_off_the_bus_is_counted_and_reported_again_when_it_returns_while_the_others_keep_reporting() {
+    let mut rig = Rig::new();
+    let gpus = ["GPU-0ff0b050-0000-4000-8000-000000000000", "GPU-0ff0b050-0000-4000-8000-000000000001"];
+    let (pascal, resets) = ("GPU-9a5ca100-0000-4000-8000-000000000000", "GPU-4e5e7000-0000-4000-8000-000000000000");
+    let pods: Vec<WorkloadIdentity> = (0..4).map(|i| rig.pod("batch", &format!("job-{i}"))).collect();
+    for (i, who) in pods.iter().enumerate() {
+        rig.process(2000 + i as u32, who);
+    }
+    const P: u64 = 200_000;
+    let start = start_ahead(6);
+    const INTERVALS: u64 = 6;
+    let scenario = json!({
+        "start_unix_ms": start,
+        "devices": [
+            device(gpus[0], "NVIDIA A10G", 24, P),
+            // Off the bus from 4 s to 8 s.
+            json!({ "uuid": gpus[1], "name": "NVIDIA A10G", "memory_total_bytes": 24 * GIB, "power_mw": P, "lost": [[4, 8]] }),
+            // Pascal has no energy counter.
+            json!({ "uuid": pascal, "name": "Tesla P100-PCIE-16GB", "memory_total_bytes": 16 * GIB, "power_mw": P,
+                    "energy": { "supported": false } }),
+            // The driver reloads at 6 s: the counter starts again from zero.
+            json!({ "uuid": resets, "name": "NVIDIA L4", "memory_total_bytes": 24 * GIB, "power_mw": P,
+                    "energy": { "resets_at_s": [6] } }),
+        ],
+        "processes": [
+            { "pid": 2000, "device": gpus[0], "sm": 50, "memory_bytes": GIB },
+            { "pid": 2001, "device": gpus[1], "sm": 70, "memory_bytes": GIB },
+            { "pid": 2002, "device": pascal, "sm": 30, "memory_bytes": GIB },
+            { "pid": 2003, "device": resets, "sm": 40, "memory_bytes": GIB },
+        ],
+    });
+
+    let mut want = Expected::default();
+    for k in 0..INTERVALS {
+        let t = k * R_S;
+        let lost = (4..8).contains(&t);
+        let mut observed = vec![gpus[0], pascal, resets];
+        let mut holdings = vec![
+            (gpus[0], rig.key(&pods[0]), used(50)),
+            (pascal, rig.key(&pods[2]), used(30)),
+            (resets, rig.key(&pods[3]), used(40)),
+        ];
+        // Energy is the counter's rise from the last reading of the previous interval to the last of this one
+        // (readings at t and t + 1 s): none across the reset, and after the GPU that was lost comes back, only
+        // from its first reading on, not the time it was gone.
+        let mut energy = vec![(gpus[0], P * R_S), (resets, if t == 6 { 0 } else { P * R_S })];
+        if !lost {
+            observed.push(gpus[1]);
+            holdings.push((gpus[1], rig.key(&pods[1]), used(70)));
+            energy.push((gpus[1], if t == 8 { P } else { P * R_S }));
+        }
+        want.interval(&observed, &energy, &holdings);
+    }
+    want.device(pascal);
+
+    let mut agent = rig.agent(&scenario);
+    rig.assert_ledger(&mut agent, start, start + INTERVALS * R_S * 1000, &want);
+    let metrics = rig.agent_metrics();
+    assert!(metrics.contains("gpucost_agent_gpu_lost_total 1\n"), "{metrics}");
+    let log = rig.agent_log();
+    assert!(log.lines().any(|l| l.contains("WARN") && l.contains(gpus[1]) && l.contains("GPU_IS_LOST")), "{log}");
+    assert!(log.lines().any(|l| l.contains(gpus[1]) && l.contains("answers again")), "{log}");
+}
+
+#[test]
+fn an_agent_started_before_the_driver_is_ready_waits_for_nvml_and_then_reports() {
+    let mut rig = Rig::new();
+    let gpu = "GPU-5107d417-0000-4000-8000-000000000000";
+    let pod = rig.pod("ml", "train-0");
+    rig.process(3000, &pod);
+    const P: u64 = 150_000;
+    // The driver is still loading for the agent's first 3 seconds.
+    let scenario = json!({
+        "start_unix_ms": unix_ms(),
+        "init": { "fail_until_s": 3, "error": "DRIVER_NOT_LOADED" },
+        "devices": [device(gpu, "NVIDIA L4", 24, P)],
+        "processes": [{ "pid": 3000, "device": gpu, "sm": 65, "memory_bytes": GIB }],
+    });
+    let mut agent = rig.agent(&scenario);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !rig.agent_log().contains("agent started") {
+        if let Ok(Some(status)) = agent.proc.0.try_wait() {
+            panic!("the agent exited ({status}) instead of waiting for NVML; its log:\n{}", rig.agent_log());
+        }
+        assert!(Instant::now() < deadline, "NVML never opened; the agent's log:\n{}", rig.agent_log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = rig.agent_log();
+    let waits = log.lines().filter(|l| l.contains("WARN") && l.contains("NVML is not ready")).count();
+    assert!(waits >= 2, "the agent retried with backoff while the driver loaded:\n{log}");
+
+    // From the first whole interval after NVML opened, every interval is exact.
+    let from = start_ahead(R_S);
+    const INTERVALS: u64 = 3;
+    let mut want = Expected::default();
+    for _ in 0..INTERVALS {
+        want.interval(&[gpu], &[(gpu, P * R_S)], &[(gpu, rig.key(&pod), used(65))]);
+    }
+    rig.assert_ledger(&mut agent, from, from + INTERVALS * R_S * 1000, &want);
+}
