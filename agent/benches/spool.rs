@@ -59,8 +59,10 @@ fn main() {
     for i in 0..all.len() {
         spool.take_for_send(i).expect("batch");
     }
-    let last = all.last().expect("batches");
-    spool.ack(&last.boot_id, last.seq);
+    // One ack per batch, as a collector sends them.
+    for (i, b) in all.iter().enumerate() {
+        spool.ack(&b.boot_id, b.seq, all.len() - i);
+    }
     let (drain_cpu, drain_wall) = (cpu_ns() - cpu, wall.elapsed());
     let n = all.len() as u64;
     println!(

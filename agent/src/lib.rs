@@ -4,6 +4,7 @@
 //! Data flow: `source` (nvml | sim) → `sampler` (clock) → `interval` (fold) → `identify` →
 //! `wire` (frame) → `uplink` (gRPC, acked).
 
+pub mod fit;
 pub mod identify;
 pub mod interval;
 pub mod node_metrics;

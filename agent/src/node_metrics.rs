@@ -39,7 +39,7 @@ impl NodeMetrics {
         let _ = writeln!(out, "gpucost_agent_intervals_total {}", self.intervals.load(Ordering::Relaxed));
         let sp = &self.spool;
         let src = &self.source;
-        let families: [(&str, &str, &str, f64); 10] = [
+        let families: [(&str, &str, &str, f64); 12] = [
             (
                 "gpucost_agent_gpu_lost_total",
                 "counter",
@@ -99,6 +99,18 @@ impl NodeMetrics {
                 "counter",
                 "Batches the spool could not write to disk (kept in memory instead).",
                 sp.write_errors.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "gpucost_agent_batches_trimmed_total",
+                "counter",
+                "Batches sent without their least used processes: over the collector's message limit or the contract's counts.",
+                sp.trimmed_batches.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "gpucost_agent_processes_trimmed_total",
+                "counter",
+                "Processes left out of trimmed batches (the least used first; their GPUs' time is still sent).",
+                sp.trimmed_processes.load(Ordering::Relaxed) as f64,
             ),
         ];
         for (name, kind, help, value) in families {

@@ -2,8 +2,12 @@
 //!
 //! Batches wait in the spool (on disk, or in memory), oldest first. On (re)connect every unacked batch is sent again in
 //! order; the collector recognises resends by (agent, boot, seq) and acks them without counting them
-//! twice. A batch the collector rejects as invalid (INVALID_ARGUMENT, trailer `gpucost-rejected-seq`) is
-//! dropped and logged: sending it again would be rejected again. Connection failures back off
+//! twice. A batch is forgotten only for an ack of that batch on the stream that carried it. A batch the
+//! collector rejects as invalid (INVALID_ARGUMENT, trailer `gpucost-rejected-seq` naming a batch sent on that
+//! stream) is dropped and logged: sending it again would be rejected again; a rejection that names no batch
+//! sent there drops nothing (the stream is started again). Each batch is kept within the collector's bounds
+//! as it is sent (`fit`): its message limit (header `gpucost-max-batch-bytes`, else the contract's), learned
+//! again from a refusal for size. Connection failures back off
 //! exponentially up to `backoff_max`; a collector that stops acking for `ack_timeout` is reconnected.
 //! On a collector that takes workload references (response header `gpucost-workload-refs`), each batch is
 //! encoded as it is handed to the stream: identities declared once per stream, then named by number
@@ -12,7 +16,9 @@
 
 use std::time::Duration;
 
+use gpucost_proto::codec::REJECTED_SEQ_TRAILER;
 use gpucost_proto::label_keys::{LABEL_KEYS_HEADER, bound, parse_header};
+use gpucost_proto::limits::{MAX_BATCH_BYTES, MAX_BATCH_BYTES_HEADER};
 use gpucost_proto::refs::{WORKLOAD_REFS_HEADER, WorkloadRefs};
 use gpucost_proto::v1::ingest_client::IngestClient;
 use gpucost_proto::v1::{Ack, UsageBatch};
@@ -25,9 +31,6 @@ use crate::spool::Spool;
 
 /// Identities an agent keeps declared on one stream (a node runs far fewer workloads at once).
 const WORKLOAD_REFS_PER_STREAM: u32 = 1_024;
-
-/// Trailer naming the batch a collector rejected.
-pub const REJECTED_SEQ_TRAILER: &str = "gpucost-rejected-seq";
 
 #[derive(Debug, Clone)]
 pub struct UplinkConfig {
@@ -107,7 +110,7 @@ pub async fn run(
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
         .tcp_nodelay(true);
-    let mut queue = Queue { spool, sent: 0, stats: UplinkStats::default(), acked_since_connect: false };
+    let mut queue = Queue::new(spool);
     let mut input_open = true;
     let mut backoff = config.backoff_min;
     loop {
@@ -153,9 +156,46 @@ struct Queue {
     stats: UplinkStats,
     /// Whether the current stream has acked anything: only then is the backoff reset.
     acked_since_connect: bool,
+    /// The largest message the collector reads, bytes, as it last said (else the contract's).
+    max_bytes: usize,
 }
 
 impl Queue {
+    fn new(spool: Spool) -> Self {
+        Self { spool, sent: 0, stats: UplinkStats::default(), acked_since_connect: false, max_bytes: MAX_BATCH_BYTES }
+    }
+
+    /// The batch at `i` of the spool as it goes on a stream: within the collector's bounds, its identities
+    /// declared by reference where the stream takes them.
+    fn take_for_send(&mut self, i: usize, refs: Option<&mut WorkloadRefs>) -> Option<UsageBatch> {
+        let mut b = self.spool.take_for_send(i)?;
+        let left_out = crate::fit::sanitize(&mut b);
+        if let Some(refs) = refs {
+            refs.encode(&mut b);
+        }
+        let trimmed = crate::fit::trim(&mut b, self.max_bytes);
+        if left_out > 0 {
+            tracing::warn!(
+                seq = b.seq,
+                labels = left_out,
+                "left out label entries the collector would refuse (too long, control characters, over 128 in a map)"
+            );
+        }
+        if trimmed != crate::fit::Trimmed::default() {
+            let g = self.spool.gauges();
+            g.trimmed_batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            g.trimmed_processes.fetch_add(trimmed.processes as u64, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(
+                seq = b.seq,
+                processes = trimmed.processes,
+                allocations = trimmed.allocations,
+                max_bytes = self.max_bytes,
+                "a batch was over the collector's limits: sending it without its least used processes (their per-process detail is lost; the GPUs' time is not)"
+            );
+        }
+        Some(b)
+    }
+
     /// Whether to take another batch now: always, unless holding back with a full spool.
     fn has_room(&self, hold_back: bool) -> bool {
         !hold_back || !self.spool.is_full()
@@ -167,16 +207,18 @@ impl Queue {
         self.sent = self.sent.saturating_sub(dropped);
     }
 
-    /// Forgets every pending batch up to and including `ack`.
-    fn ack(&mut self, ack: &Ack) -> usize {
-        let n = self.spool.ack(&ack.boot_id, ack.seq);
-        self.sent = self.sent.saturating_sub(n);
-        n
+    /// Forgets the batch `ack` names if it was sent on this stream; whether it was.
+    fn ack(&mut self, ack: &Ack) -> bool {
+        let forgot = self.spool.ack(&ack.boot_id, ack.seq, self.sent);
+        if forgot {
+            self.sent -= 1;
+        }
+        forgot
     }
 
-    fn drop_rejected(&mut self, seq: Option<u64>) -> Option<(String, u64)> {
+    fn drop_rejected(&mut self, seq: u64) -> Option<(String, u64)> {
         let dropped = self.spool.remove_rejected(seq, self.sent)?;
-        self.sent = self.sent.saturating_sub(1);
+        self.sent -= 1;
         Some(dropped)
     }
 }
@@ -207,6 +249,9 @@ async fn stream(
             if r.metadata().get(WORKLOAD_REFS_HEADER).is_some() {
                 refs = Some(WorkloadRefs::new(WORKLOAD_REFS_PER_STREAM));
             }
+            if let Some(max) = max_bytes(r.metadata()) {
+                queue.max_bytes = max;
+            }
             if let Some(keys) = &config.label_keys {
                 let header = r.metadata().get(LABEL_KEYS_HEADER).and_then(|v| v.to_str().ok());
                 keys.hear(header.map(parse_header).unwrap_or_default());
@@ -226,10 +271,7 @@ async fn stream(
     tokio::pin!(ack_deadline);
     loop {
         while queue.sent < config.window && tx.capacity() > 0 {
-            let Some(mut b) = queue.spool.take_for_send(queue.sent) else { break };
-            if let Some(refs) = &mut refs {
-                refs.encode(&mut b);
-            }
+            let Some(b) = queue.take_for_send(queue.sent, refs.as_mut()) else { break };
             if tx.try_send(b).is_err() {
                 if refs.is_some() {
                     // The batch may have declared identities that later batches would name: start over on a
@@ -257,9 +299,11 @@ async fn stream(
                         Ok(gpucost_proto::v1::AckStatus::Duplicate) => queue.stats.duplicates += 1,
                         _ => queue.stats.stored += 1,
                     }
-                    if queue.ack(&ack) > 0 {
+                    if queue.ack(&ack) {
                         queue.acked_since_connect = true;
                         ack_deadline.as_mut().reset(tokio::time::Instant::now() + config.ack_timeout);
+                    } else {
+                        tracing::warn!(collector = %config.endpoint, boot = %ack.boot_id.escape_debug(), seq = ack.seq, "an ack of a batch not sent on this stream; ignored");
                     }
                 }
                 Ok(None) => {
@@ -268,9 +312,18 @@ async fn stream(
                 }
                 Err(status) if status.code() == tonic::Code::InvalidArgument => {
                     let seq = status.metadata().get(REJECTED_SEQ_TRAILER).and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok());
-                    let dropped = queue.drop_rejected(seq);
-                    queue.stats.rejected += 1;
-                    tracing::error!(seq = ?dropped.as_ref().map(|d| d.1), reason = status.message(), "collector rejected a batch as invalid; dropping it");
+                    match seq.and_then(|seq| queue.drop_rejected(seq)) {
+                        Some((_, seq)) => {
+                            queue.stats.rejected += 1;
+                            tracing::error!(seq, reason = status.message(), "collector rejected a batch as invalid; dropping it");
+                        }
+                        None => tracing::error!(named = ?seq, reason = status.message(), "collector rejected a batch it does not name among those sent on the stream; keeping them all and starting a new stream"),
+                    }
+                    return StreamEnd::Broken;
+                }
+                Err(status) if status.code() == tonic::Code::ResourceExhausted && max_bytes(status.metadata()).is_some() => {
+                    queue.max_bytes = max_bytes(status.metadata()).unwrap_or(queue.max_bytes);
+                    tracing::error!(collector = %config.endpoint, max_bytes = queue.max_bytes, reason = status.message(), "collector refused a message as too large; sending it again trimmed to its limit");
                     return StreamEnd::Broken;
                 }
                 Err(status) => {
@@ -284,6 +337,13 @@ async fn stream(
             }
         }
     }
+}
+
+/// The message limit a collector names in `md` (`gpucost-max-batch-bytes`), if any and sane.
+fn max_bytes(md: &tonic::metadata::MetadataMap) -> Option<usize> {
+    let max: usize = md.get(MAX_BATCH_BYTES_HEADER)?.to_str().ok()?.parse().ok()?;
+    // Below a kilobyte nothing could be sent at all: not a limit to follow.
+    (max >= 1 << 10).then_some(max)
 }
 
 #[cfg(test)]
@@ -308,8 +368,7 @@ mod tests {
 
     #[test]
     fn a_drop_under_pressure_keeps_the_sent_count_on_the_batches_actually_sent() {
-        let mut q =
-            Queue { spool: Spool::memory(2), sent: 0, stats: UplinkStats::default(), acked_since_connect: false };
+        let mut q = Queue::new(Spool::memory(2));
         q.push(batch(1, "a"));
         q.push(batch(2, "b"));
         assert_eq!(q.spool.take_for_send(0).map(|b| b.seq), Some(1));
@@ -319,7 +378,7 @@ mod tests {
         q.push(batch(3, "c"));
         assert_eq!(q.sent, 1, "batch 2 is still the one sent; batch 3 is next");
         assert_eq!(q.spool.take_for_send(q.sent).map(|b| b.seq), Some(3));
-        assert_eq!(q.ack(&Ack { boot_id: "b".into(), seq: 2, status: 1, label_keys: None }), 1);
+        assert!(q.ack(&Ack { boot_id: "b".into(), seq: 2, status: 1, label_keys: None }));
         assert_eq!(q.sent, 0);
     }
 }

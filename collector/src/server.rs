@@ -399,7 +399,8 @@ impl Server {
             slots: Arc::new(crate::ingest::limits::StreamSlots::new(config.max_streams)),
             rate: Arc::new(crate::ingest::limits::RateLimit::new(config.max_agent_batches_per_minute)),
         }))
-        .max_decoding_message_size(32 << 20);
+        // The largest valid batch and a margin (`gpucost_proto::limits`); a larger message is refused unread.
+        .max_decoding_message_size(gpucost_proto::limits::MAX_BATCH_BYTES);
         let stop = shutdown.clone();
         match &config.tls {
             Some(files) => {

@@ -16,5 +16,7 @@ pub mod podresources {
     }
 }
 
-pub mod refs;
+pub mod codec;
 pub mod label_keys;
+pub mod limits;
+pub mod refs;

@@ -13,18 +13,25 @@ use crate::v1::{DeclaredWorkload, UsageBatch, WorkloadIdentity};
 /// The response header a collector that takes workload references answers a stream with.
 pub const WORKLOAD_REFS_HEADER: &str = "gpucost-workload-refs";
 
-/// The most references a collector keeps per stream; an id is 1 ..= this.
+/// The largest reference: an id is 1 ..= this. A collector takes every id in that range; what it keeps per
+/// stream is bounded by bytes ([`held_bytes`]), not by ids.
 pub const MAX_WORKLOAD_REFS: u32 = 65_536;
 
-/// The text the identities declared on one stream may hold together before the least recently used is
-/// replaced (a quarter of what a collector keeps per stream, so that one more identity never crosses it).
+/// What the identities declared on one stream may cost together ([`held_bytes`]) before the least recently
+/// used is replaced (a quarter of what a collector keeps per stream, so that one more identity never crosses
+/// it).
 pub const MAX_DECLARED_BYTES: usize = 2 << 20;
+
+/// What holding one identity costs besides its text and map entries, bytes: its fields and its table entry.
+const IDENTITY_OVERHEAD: usize = 512;
+/// What one label, namespace label or environment entry costs besides its text, bytes.
+const ENTRY_OVERHEAD: usize = 64;
 
 /// Identities declared on one stream, least recently used first out once `capacity` are (or once they hold
 /// [`MAX_DECLARED_BYTES`]).
 pub struct WorkloadRefs {
     capacity: u32,
-    /// Text held by the declared identities, bytes.
+    /// What the declared identities cost together ([`held_bytes`]), bytes.
     bytes: usize,
     /// Slot `i` holds reference `i + 1`.
     slots: Vec<Slot>,
@@ -78,7 +85,7 @@ impl WorkloadRefs {
             *inline = None;
             return id;
         }
-        let bytes = text_bytes(w);
+        let bytes = held_bytes(w);
         let id = if (self.slots.len() as u32) < self.capacity
             && (self.slots.is_empty() || self.bytes + bytes <= MAX_DECLARED_BYTES)
         {
@@ -143,11 +150,14 @@ fn texts(w: &WorkloadIdentity) -> [&String; 15] {
     ]
 }
 
-/// The text an identity holds, bytes (its strings and map entries): what both ends count against their bounds.
-pub fn text_bytes(w: &WorkloadIdentity) -> usize {
-    let maps: usize =
-        [&w.labels, &w.namespace_labels, &w.env].iter().flat_map(|m| m.iter()).map(|(k, v)| k.len() + v.len()).sum();
-    maps + texts(w).iter().map(|t| t.len()).sum::<usize>()
+/// What holding an identity costs, bytes: its text (strings, map keys and values) and an allowance for its
+/// fields and each map entry, so that many tiny entries cost what they take in memory. What both ends count
+/// against their bounds.
+pub fn held_bytes(w: &WorkloadIdentity) -> usize {
+    let maps = [&w.labels, &w.namespace_labels, &w.env];
+    let entries: usize = maps.iter().map(|m| m.len()).sum();
+    let text: usize = maps.iter().flat_map(|m| m.iter()).map(|(k, v)| k.len() + v.len()).sum();
+    IDENTITY_OVERHEAD + ENTRY_OVERHEAD * entries + text + texts(w).iter().map(|t| t.len()).sum::<usize>()
 }
 
 /// A hash of `w` that does not depend on the order of its maps.

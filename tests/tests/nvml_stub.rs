@@ -474,11 +474,12 @@ fn mps_clients_and_mig_slices_with_and_without_gpm_are_charged_exactly() {
 }
 
 #[test]
-fn a_gpu_that_falls_off_the_bus_is_counted_and_reported_again_when_it_returns_while_the_others_keep_reporting() {
+fn gpus_that_fall_off_the_bus_are_counted_and_reported_again_when_they_return_while_the_others_keep_reporting() {
     let mut rig = Rig::new();
     let gpus = ["GPU-0ff0b050-0000-4000-8000-000000000000", "GPU-0ff0b050-0000-4000-8000-000000000001"];
     let (pascal, resets) = ("GPU-9a5ca100-0000-4000-8000-000000000000", "GPU-4e5e7000-0000-4000-8000-000000000000");
-    let pods: Vec<WorkloadIdentity> = (0..4).map(|i| rig.pod("batch", &format!("job-{i}"))).collect();
+    let late = "GPU-1a7e0000-0000-4000-8000-000000000000";
+    let pods: Vec<WorkloadIdentity> = (0..5).map(|i| rig.pod("batch", &format!("job-{i}"))).collect();
     for (i, who) in pods.iter().enumerate() {
         rig.process(2000 + i as u32, who);
     }
@@ -497,12 +498,15 @@ fn a_gpu_that_falls_off_the_bus_is_counted_and_reported_again_when_it_returns_wh
             // The driver reloads at 6 s: the counter starts again from zero.
             json!({ "uuid": resets, "name": "NVIDIA L4", "memory_total_bytes": 24 * GIB, "power_mw": P,
                     "energy": { "resets_at_s": [6] } }),
+            // Already off the bus when the agent starts; answers from 2 s on.
+            json!({ "uuid": late, "name": "NVIDIA A10G", "memory_total_bytes": 24 * GIB, "power_mw": P, "lost": [[-1000, 2]] }),
         ],
         "processes": [
             { "pid": 2000, "device": gpus[0], "sm": 50, "memory_bytes": GIB },
             { "pid": 2001, "device": gpus[1], "sm": 70, "memory_bytes": GIB },
             { "pid": 2002, "device": pascal, "sm": 30, "memory_bytes": GIB },
             { "pid": 2003, "device": resets, "sm": 40, "memory_bytes": GIB },
+            { "pid": 2004, "device": late, "sm": 45, "memory_bytes": GIB },
         ],
     });
 
@@ -525,6 +529,11 @@ fn a_gpu_that_falls_off_the_bus_is_counted_and_reported_again_when_it_returns_wh
             holdings.push((gpus[1], rig.key(&pods[1]), used(70)));
             energy.push((gpus[1], if t == 8 { P } else { P * R_S }));
         }
+        if t >= 2 {
+            observed.push(late);
+            holdings.push((late, rig.key(&pods[4]), used(45)));
+            energy.push((late, if t == 2 { P } else { P * R_S }));
+        }
         want.interval(&observed, &energy, &holdings);
     }
     want.device(pascal);
@@ -532,10 +541,11 @@ fn a_gpu_that_falls_off_the_bus_is_counted_and_reported_again_when_it_returns_wh
     let mut agent = rig.agent(&scenario);
     rig.assert_ledger(&mut agent, start, start + INTERVALS * R_S * 1000, &want);
     let metrics = rig.agent_metrics();
-    assert!(metrics.contains("gpucost_agent_gpu_lost_total 1\n"), "{metrics}");
+    assert!(metrics.contains("gpucost_agent_gpu_lost_total 2\n"), "one lost at start, one while running:\n{metrics}");
     let log = rig.agent_log();
     assert!(log.lines().any(|l| l.contains("WARN") && l.contains(gpus[1]) && l.contains("GPU_IS_LOST")), "{log}");
     assert!(log.lines().any(|l| l.contains(gpus[1]) && l.contains("answers again")), "{log}");
+    assert!(log.lines().any(|l| l.contains(late) && l.contains("reported from now on")), "{log}");
 }
 
 #[test]

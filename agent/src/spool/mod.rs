@@ -71,6 +71,9 @@ pub struct SpoolGauges {
     pub dropped_observed_gpu_ns: AtomicU64,
     pub quarantined: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Batches the uplink trimmed to the collector's bounds (`fit`), and the processes it left out of them.
+    pub trimmed_batches: AtomicU64,
+    pub trimmed_processes: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -283,6 +286,11 @@ impl Spool {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The counters it keeps (and the uplink adds to).
+    pub fn gauges(&self) -> &SpoolGauges {
+        &self.gauges
     }
 
     pub fn is_empty(&self) -> bool {
@@ -574,34 +582,28 @@ impl Spool {
         }
     }
 
-    /// Forgets every batch up to and including (boot, seq), oldest first; how many.
-    pub fn ack(&mut self, boot_id: &str, seq: u64) -> usize {
-        let n = self.entries.iter().take_while(|e| e.boot_id == boot_id && e.seq <= seq).count();
-        // One progress write for the lot, before their files go.
-        if let Some(end) =
-            self.entries.iter().take(n).filter(|e| matches!(e.body, Body::File(_))).map(|e| e.end_ns).max()
-        {
-            self.advance_progress(end);
+    /// Forgets the batch (boot, seq) if it is among the first `sent` (those handed to the stream the ack came
+    /// on); whether it was. An ack of anything else (a batch never sent on that stream, or far ahead of what
+    /// was) forgets nothing: only an ack of a batch on the stream that carried it does.
+    pub fn ack(&mut self, boot_id: &str, seq: u64, sent: usize) -> bool {
+        let Some(at) = self.entries.iter().take(sent).position(|e| e.boot_id == boot_id && e.seq == seq) else {
+            return false;
+        };
+        // Its progress written before its file goes.
+        if matches!(self.entries[at].body, Body::File(_)) {
+            self.advance_progress(self.entries[at].end_ns);
         }
-        for _ in 0..n {
-            let e = self.entries.pop_front().expect("counted");
-            self.bytes -= e.bytes;
-            self.remove_body(&e);
-        }
-        if n > 0 {
-            self.publish();
-        }
-        n
+        let e = self.entries.remove(at).expect("found");
+        self.bytes -= e.bytes;
+        self.remove_body(&e);
+        self.publish();
+        true
     }
 
-    /// Takes out the batch with `seq` among the first `sent` (one the collector rejected), else the
-    /// oldest; its (boot, seq).
-    pub fn remove_rejected(&mut self, seq: Option<u64>, sent: usize) -> Option<(String, u64)> {
-        let at = match seq {
-            Some(seq) => self.entries.iter().take(sent.max(1)).position(|e| e.seq == seq)?,
-            None if self.entries.is_empty() => return None,
-            None => 0,
-        };
+    /// Takes out the batch with `seq` among the first `sent` (one the collector rejected on the stream that
+    /// carried it); its (boot, seq). `None`, and nothing taken out, when no batch sent there has that seq.
+    pub fn remove_rejected(&mut self, seq: u64, sent: usize) -> Option<(String, u64)> {
+        let at = self.entries.iter().take(sent).position(|e| e.seq == seq)?;
         let e = self.entries.remove(at)?;
         self.bytes -= e.bytes;
         self.remove_body(&e);
@@ -664,14 +666,15 @@ mod tests {
             s.push(batch("b1", i + 1, i * 15, "p"));
         }
         assert_eq!(s.take_for_send(0).map(|b| b.seq), Some(1));
-        assert_eq!(s.ack("b1", 2), 2);
+        assert_eq!(s.take_for_send(1).map(|b| b.seq), Some(2));
+        assert!(s.ack("b1", 1, 2) && s.ack("b1", 2, 1));
         drop(s);
         let (mut s, resume, _) = open(dir.path(), 100);
         assert_eq!(resume, Some(75 * S), "the newest batch still spooled ends at 75 s");
         assert_eq!(s.len(), 3);
         let seqs: Vec<u64> = (0..3).map(|i| s.take_for_send(i).expect("batch").seq).collect();
         assert_eq!(seqs, vec![3, 4, 5]);
-        assert_eq!(s.ack("b1", 5), 3);
+        assert!([3, 4, 5].iter().enumerate().all(|(i, &seq)| s.ack("b1", seq, 3 - i)));
         assert!(s.is_empty());
         drop(s);
         let (s, resume, _) = open(dir.path(), 100);
@@ -682,6 +685,33 @@ mod tests {
             .filter(|e| e.path().extension().is_some_and(|x| x == "batch"))
             .collect();
         assert!(left.is_empty(), "acked batches are deleted: {left:?}");
+    }
+
+    #[test]
+    fn an_ack_of_a_batch_never_sent_on_the_stream_forgets_nothing() {
+        let mut s = Spool::memory(100);
+        for i in 0..5 {
+            s.push(batch("b1", i + 1, i * 15, "p"));
+        }
+        assert_eq!(s.take_for_send(0).map(|b| b.seq), Some(1));
+        assert!(!s.ack("b1", 5, 1), "far ahead of what was sent");
+        assert!(!s.ack("b0", 1, 1), "another boot");
+        assert_eq!(s.len(), 5);
+        assert!(s.ack("b1", 1, 1));
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.take_for_send(0).map(|b| b.seq), Some(2), "the next one is still there to send");
+    }
+
+    #[test]
+    fn a_rejection_takes_out_only_the_sent_batch_it_names() {
+        let mut s = Spool::memory(100);
+        for i in 0..3 {
+            s.push(batch("b1", i + 1, i * 15, "p"));
+        }
+        assert!(s.take_for_send(0).is_some() && s.take_for_send(1).is_some());
+        assert_eq!(s.remove_rejected(3, 2), None, "seq 3 was never sent");
+        assert_eq!(s.remove_rejected(2, 2), Some(("b1".into(), 2)));
+        assert_eq!(s.len(), 2);
     }
 
     #[test]

@@ -7,19 +7,21 @@ use std::sync::Arc;
 
 use crate::model::{Identity, Node, Workload};
 
-/// The most references one stream may hold (ids 1 ..= this): bounds what an agent can make the collector
-/// keep for it.
-pub const MAX_REFS: u32 = 4_096;
+/// The largest reference (ids 1 ..= this), as the contract says: what a stream may make the collector keep
+/// is bounded by bytes ([`MAX_DECLARED_BYTES`]), whatever ids it uses.
+pub const MAX_REFS: u32 = gpucost_proto::refs::MAX_WORKLOAD_REFS;
 
-/// The most bytes of text the identities declared on one stream may hold together (a pod's identity is a
-/// few KiB): what an agent can make the collector keep for it stays bounded, however it declares.
+/// The most the identities declared on one stream may cost together (`gpucost_proto::refs::held_bytes`: their
+/// text and an allowance per identity and per map entry): at most 16 384 identities, however small, and a few
+/// thousand pods' worth of labels; what an agent can make the collector keep for it stays bounded, however it
+/// declares.
 pub const MAX_DECLARED_BYTES: usize = 8 << 20;
 
 /// One stream's declared identities. A new stream starts empty.
 #[derive(Default)]
 pub struct StreamWorkloads {
     declared: HashMap<u32, Declared>,
-    /// Text held by the declared identities, bytes.
+    /// What the declared identities cost together, bytes.
     bytes: usize,
     /// The node the cached workloads were keyed for (a workload's key names its cluster and node).
     node: Option<(String, String)>,
@@ -32,8 +34,8 @@ struct Declared {
 }
 
 impl StreamWorkloads {
-    /// Binds `id` (1 ..= [`MAX_REFS`], checked by the caller) to a checked identity holding `bytes` of text
-    /// (`gpucost_proto::refs::text_bytes`), replacing what it named; refused (nothing changed) when the
+    /// Binds `id` (1 ..= [`MAX_REFS`], checked by the caller) to a checked identity costing `bytes`
+    /// (`gpucost_proto::refs::held_bytes`), replacing what it named; refused (nothing changed) when the
     /// stream's identities would then hold more than [`MAX_DECLARED_BYTES`], with the bytes they would hold.
     pub fn declare(&mut self, id: u32, identity: Identity, bytes: usize) -> Result<(), usize> {
         let replaced = self.declared.get(&id).map_or(0, |d| d.bytes);
@@ -57,7 +59,7 @@ impl StreamWorkloads {
         Some(d.workload.get_or_insert_with(|| Arc::new(Workload::new(node, d.identity.clone()))).clone())
     }
 
-    /// Text held by the declared identities, bytes.
+    /// What the declared identities cost together, bytes.
     pub fn bytes(&self) -> usize {
         self.bytes
     }

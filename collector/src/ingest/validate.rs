@@ -4,13 +4,15 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use gpucost_proto::limits as contract;
 use gpucost_proto::v1 as pb;
 
 use crate::ingest::refs::{MAX_REFS, StreamWorkloads};
 use crate::ingest::share;
 use crate::model::{Batch, Device, GpuReading, Identity, Node, PPM, ProcessReading, Workload, WorkloadKind};
 
-/// Bounds on what one batch may hold.
+/// Bounds on what one batch may hold: the contract's counts and lengths (`gpucost_proto::limits`, which the
+/// codec also checks before decoding), and the interval and clock bounds this collector is configured with.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_interval_ns: u64,
@@ -27,11 +29,11 @@ impl Default for Limits {
         Self {
             max_interval_ns: 3_600 * 1_000_000_000,
             max_clock_skew_ns: 900 * 1_000_000_000,
-            max_devices: 512,
-            max_processes: 16_384,
-            max_allocations: 4_096,
-            max_text_len: 1_024,
-            max_labels: 128,
+            max_devices: contract::MAX_DEVICES,
+            max_processes: contract::MAX_PROCESSES,
+            max_allocations: contract::MAX_ALLOCATIONS,
+            max_text_len: contract::MAX_TEXT_LEN,
+            max_labels: contract::MAX_LABELS,
         }
     }
 }
@@ -88,14 +90,22 @@ impl Check<'_> {
     /// `field` is only rendered when the value is refused (`format_args!`): naming every field of every
     /// process up front cost more than the rest of the check.
     fn text(&self, field: impl std::fmt::Display, value: &str, required: bool) -> Result<(), ValidationError> {
+        self.text_of(field, value, required, self.limits.max_text_len)
+    }
+
+    /// [`Self::text`] of at most `max` bytes.
+    fn text_of(
+        &self,
+        field: impl std::fmt::Display,
+        value: &str,
+        required: bool,
+        max: usize,
+    ) -> Result<(), ValidationError> {
         if required && value.is_empty() {
             return self.fail(field.to_string(), "is empty");
         }
-        if value.len() > self.limits.max_text_len {
-            return self.fail(
-                field.to_string(),
-                format!("is {} bytes long; at most {}", value.len(), self.limits.max_text_len),
-            );
+        if value.len() > max {
+            return self.fail(field.to_string(), format!("is {} bytes long; at most {max}", value.len()));
         }
         if value.chars().any(char::is_control) {
             return self.fail(field.to_string(), "holds control characters");
@@ -202,7 +212,11 @@ pub fn validate_on_stream(
     limits: &Limits,
     refs: &mut StreamWorkloads,
 ) -> Result<Batch, ValidationError> {
-    let c = Check { batch: format!("agent={} boot={} seq={}", b.agent_id, b.boot_id, b.seq), limits };
+    // Escaped: the agent's own words end up in logs.
+    let c = Check {
+        batch: format!("agent={} boot={} seq={}", b.agent_id.escape_debug(), b.boot_id.escape_debug(), b.seq),
+        limits,
+    };
     c.text("agent_id", &b.agent_id, true)?;
     c.text("boot_id", &b.boot_id, true)?;
     if b.seq == 0 {
@@ -267,9 +281,20 @@ pub fn validate_on_stream(
     let mut devices = Vec::with_capacity(n.devices.len());
     let mut by_uuid: HashMap<&str, &pb::GpuDevice> = HashMap::new();
     for (i, d) in n.devices.iter().enumerate() {
-        c.text(format_args!("node.devices[{i}].uuid"), &d.uuid, true)?;
-        c.text(format_args!("node.devices[{i}].model"), &d.model, false)?;
-        c.text(format_args!("node.devices[{i}].mig_profile"), &d.mig_profile, false)?;
+        c.text_of(format_args!("node.devices[{i}].uuid"), &d.uuid, true, contract::MAX_UUID_LEN)?;
+        c.text_of(format_args!("node.devices[{i}].model"), &d.model, false, contract::MAX_UUID_LEN)?;
+        c.text_of(
+            format_args!("node.devices[{i}].mig_parent_uuid"),
+            &d.mig_parent_uuid,
+            false,
+            contract::MAX_UUID_LEN,
+        )?;
+        c.text_of(
+            format_args!("node.devices[{i}].mig_profile"),
+            &d.mig_profile,
+            false,
+            contract::MAX_PROCESS_NAME_LEN,
+        )?;
         if d.memory_total_bytes == 0 {
             return c.fail(format!("node.devices[{i}].memory_total_bytes"), "is 0");
         }
@@ -367,12 +392,12 @@ pub fn validate_on_stream(
             return c.fail(format!("declare_workloads[{i}].workload"), "is missing");
         };
         let identity = c.identity(format_args!("declare_workloads[{i}].workload"), Some(w))?;
-        if let Err(bytes) = refs.declare(d.id, identity, gpucost_proto::refs::text_bytes(w)) {
+        if let Err(bytes) = refs.declare(d.id, identity, gpucost_proto::refs::held_bytes(w)) {
             // Not the batch's fault: a new stream starts with nothing declared.
             return c.refuse(
                 format!("declare_workloads[{i}]"),
                 format!(
-                    "this stream's declared identities would hold {bytes} bytes of text, past the {} a stream may; not stored: send it again on a new stream",
+                    "this stream's declared identities would cost {bytes} bytes, past the {} a stream may hold; not stored: send it again on a new stream",
                     crate::ingest::refs::MAX_DECLARED_BYTES
                 ),
                 Refusal::Reconnect,
@@ -414,7 +439,7 @@ pub fn validate_on_stream(
                 format!("{} exceeds the device's {} bytes", p.used_memory_bytes, dev.memory_total_bytes),
             );
         }
-        c.text(format_args!("processes[{i}].process_name"), &p.process_name, false)?;
+        c.text_of(format_args!("processes[{i}].process_name"), &p.process_name, false, contract::MAX_PROCESS_NAME_LEN)?;
         let workload = match named(format_args!("processes[{i}].workload_ref"), p.workload_ref, p.workload.as_ref())? {
             Some(w) => w,
             // An agent without references sends its pod's identity with every process of it: check and key
@@ -691,8 +716,8 @@ mod tests {
 
     #[test]
     fn bad_references_and_declarations_are_rejected_with_the_field() {
-        rejects(|b| *b = by_reference(0, true), "declare_workloads[0].id", "outside 1..=4096");
-        rejects(|b| *b = by_reference(5000, true), "declare_workloads[0].id", "outside 1..=4096");
+        rejects(|b| *b = by_reference(0, true), "declare_workloads[0].id", "outside 1..=65536");
+        rejects(|b| *b = by_reference(65_537, true), "declare_workloads[0].id", "outside 1..=65536");
         rejects(
             |b| {
                 *b = by_reference(2, true);
@@ -717,6 +742,35 @@ mod tests {
             "declare_workloads[0].workload",
             "missing",
         );
+    }
+
+    #[test]
+    fn every_reference_the_contract_allows_is_taken() {
+        for id in [1, 4_097, 5_000, gpucost_proto::refs::MAX_WORKLOAD_REFS] {
+            let mut refs = StreamWorkloads::default();
+            let b = validate_on_stream(&by_reference(id, true), NOW, &Limits::default(), &mut refs)
+                .unwrap_or_else(|e| panic!("reference {id}: {e}"));
+            assert_eq!(b.processes[0].workload.key, "pod:prod/ml/p");
+        }
+    }
+
+    #[test]
+    fn uuids_and_names_longer_than_nvml_makes_them_are_rejected() {
+        rejects(
+            |b| b.node.as_mut().unwrap().devices[1].uuid = format!("GPU-{}", "f".repeat(93)),
+            "node.devices[1].uuid",
+            "97 bytes long; at most 96",
+        );
+        rejects(|b| b.processes[0].process_name = "p".repeat(65), "processes[0].process_name", "at most 64");
+    }
+
+    #[test]
+    fn an_agents_own_words_are_escaped_in_the_error() {
+        let mut b = good();
+        b.agent_id = "n1\nFORGED line".into();
+        let e = validate(&b, NOW, &Limits::default()).expect_err("control characters");
+        assert!(!e.to_string().contains('\n'), "{e}");
+        assert!(e.to_string().starts_with("batch agent=n1\\nFORGED line boot=b1"), "{e}");
     }
 
     #[test]
