@@ -2,7 +2,8 @@
 //!
 //! Batches are validated as they arrive and handed to the ledger writer, up to `WINDOW` at a time and
 //! [`MAX_BATCH_BYTES`] of them (so that what one stream holds stays a small multiple of the largest valid
-//! batch, `docs/security.md`), and acked in arrival order as their transactions commit. A batch that fails validation (or would bill
+//! batch, `docs/security.md`), and acked in arrival order as their transactions commit. A batch that fails
+//! validation (or would bill
 //! a GPU-second twice) ends the stream with INVALID_ARGUMENT after the batches before it are acked; the
 //! trailer `gpucost-rejected-seq` names it. A storage failure ends the stream with UNAVAILABLE so that the
 //! agent retries. The stream opens with the label keys the catalog needs (`label_keys`), and an ack carries
