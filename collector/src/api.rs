@@ -140,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(usage))
         .routes(routes!(costs))
         .routes(routes!(prices))
+        .routes(routes!(conflicts))
         .routes(routes!(inventory))
         .routes(routes!(metrics))
         .merge(crate::api_backstage::router())
@@ -441,6 +442,29 @@ async fn prices(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
         })
         .collect();
     Ok(Json(json!({ "nodes": nodes })))
+}
+
+/// GPU UUIDs two clusters reported over the same time (docs/security.md, "Trust zones").
+#[utoipa::path(
+    get,
+    path = "/api/v1/conflicts",
+    tag = "usage",
+    summary = "GPU UUIDs two clusters reported over the same time; each cluster is billed its own",
+    responses((status = 200, description = "OK", body = crate::api_doc::ConflictsBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+)]
+async fn conflicts(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let all = on_ledger(&s, |l| l.conflicts()).await?;
+    let rows: Vec<Value> = all
+        .iter()
+        .map(|c| {
+            json!({
+                "gpu": c.gpu_uuid, "cluster": c.cluster, "other_cluster": c.other_cluster,
+                "from": rfc3339(c.start_ns), "to": rfc3339(c.end_ns), "batches": c.batches,
+                "first_seen": rfc3339(c.first_seen_ns), "last_seen": rfc3339(c.last_seen_ns),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "conflicts": rows })))
 }
 
 fn secs(ns: u128) -> f64 {

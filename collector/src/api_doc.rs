@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
         title = "gpucost collector API",
         description = "GPU usage and cost per workload, owner, team and model; chargeback, FinOps FOCUS export, budgets, the live fleet and Backstage Cost Insights. Errors are always {\"error\": \"...\"}."
     ),
-    components(schemas(ErrorBody, BudgetBody, ThresholdBody, Money, CostsBody, ChargebackBody)),
+    components(schemas(ErrorBody, BudgetBody, ThresholdBody, Money, CostsBody, ChargebackBody, ConflictsBody, ConflictBody)),
     tags(
         (name = "usage", description = "GPU time"),
         (name = "costs", description = "GPU dollars, prices and discovery"),
@@ -111,6 +111,34 @@ pub struct CostsBody {
     reconciled: Option<bool>,
     /// The nodes whose fleet line does not match their price × time.
     unreconciled_nodes: Vec<String>,
+}
+
+/// `GET /api/v1/conflicts`: every GPU UUID that two clusters reported over the same time, oldest first. Both
+/// clusters' batches were stored, each billed to its own cluster (a GPU is its cluster's), so neither moved or
+/// erased the other's GPU time; a pair here means one of them reports a GPU that is not its own (docs/security.md).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ConflictsBody {
+    conflicts: Vec<ConflictBody>,
+}
+
+/// One GPU UUID and two clusters: `cluster`'s batches found `other_cluster`'s GPU time on it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ConflictBody {
+    /// The GPU (or MIG device) UUID.
+    gpu: String,
+    /// The cluster whose batches came second over the overlapping time.
+    cluster: String,
+    /// The cluster that had time on the same UUID there already.
+    other_cluster: String,
+    /// The span of `cluster`'s overlapping intervals (RFC 3339).
+    from: String,
+    to: String,
+    /// How many of `cluster`'s batches overlapped.
+    batches: u64,
+    first_seen: String,
+    last_seen: String,
 }
 
 /// `GET /api/v1/chargeback?format=json` (docs/chargeback.md).

@@ -81,6 +81,13 @@ impl Auth {
             let h = hash(i, "[[agent]]", t)?;
             let cluster = t.get("cluster").and_then(toml::Value::as_str).filter(|c| !c.is_empty());
             let cluster = cluster.ok_or_else(|| format!("{source}: [[agent]] {}: cluster is missing", i + 1))?;
+            // Workload keys are `<kind>:<cluster>/…`: a cluster named `a/b` could name workloads of cluster `a`.
+            if cluster.contains('/') || cluster.chars().any(char::is_control) {
+                return Err(format!(
+                    "{source}: [[agent]] {}: cluster {cluster:?} holds a '/' or a control character; a cluster name is one segment of a workload's key",
+                    i + 1
+                ));
+            }
             if auth.agents.insert(h, cluster.to_string()).is_some() {
                 return Err(format!("{source}: [[agent]] {}: the same token is listed twice", i + 1));
             }
@@ -185,6 +192,10 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("scope must be \"read\" or \"admin\""), "{e}");
         assert!(Auth::default().check_complete().unwrap_err().contains("--insecure"));
+        let e =
+            Auth::from_toml("auth.toml", &format!("[[agent]]\ncluster = \"a/b\"\nsha256 = \"{}\"\n", hash_token("x")))
+                .unwrap_err();
+        assert!(e.contains("cluster \"a/b\" holds a '/'"), "{e}");
         assert_eq!(hash_token("test"), "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
     }
 }

@@ -176,10 +176,11 @@ impl Observation {
     }
 }
 
-/// The latest interval of every GPU.
+/// The latest interval of every GPU, by cluster and UUID (a GPU is its cluster's: another cluster reporting the
+/// same UUID does not replace it).
 #[derive(Debug, Default)]
 pub struct Fleet {
-    gpus: RwLock<HashMap<String, GpuNow>>,
+    gpus: RwLock<HashMap<String, HashMap<String, GpuNow>>>,
 }
 
 impl Fleet {
@@ -187,11 +188,15 @@ impl Fleet {
         let mut g = self.gpus.write().unwrap_or_else(|e| e.into_inner());
         for gpu in o.gpus {
             // Moved in, not copied: this runs for every stored batch.
-            match g.get_mut(&gpu.uuid) {
+            let cluster = match g.get_mut(&gpu.cluster) {
+                Some(c) => c,
+                None => g.entry(gpu.cluster.clone()).or_default(),
+            };
+            match cluster.get_mut(&gpu.uuid) {
                 Some(old) if old.interval_end_ns <= gpu.interval_end_ns => *old = gpu,
                 Some(_) => {}
                 None => {
-                    g.insert(gpu.uuid.clone(), gpu);
+                    cluster.insert(gpu.uuid.clone(), gpu);
                 }
             }
         }
@@ -200,8 +205,11 @@ impl Fleet {
     /// The fleet now, as `/api/v1/fleet` and `/api/v1/live` send it.
     pub fn snapshot(&self, now_ns: u64) -> Value {
         let mut g = self.gpus.write().unwrap_or_else(|e| e.into_inner());
-        g.retain(|_, x| x.interval_end_ns + FORGET_NS >= now_ns);
-        let mut gpus: Vec<&GpuNow> = g.values().collect();
+        for cluster in g.values_mut() {
+            cluster.retain(|_, x| x.interval_end_ns + FORGET_NS >= now_ns);
+        }
+        g.retain(|_, c| !c.is_empty());
+        let mut gpus: Vec<&GpuNow> = g.values().flat_map(HashMap::values).collect();
         gpus.sort_by(|a, b| (&a.cluster, &a.node, a.index).cmp(&(&b.cluster, &b.node, b.index)));
         let busy = gpus.iter().filter(|x| !x.holders.is_empty()).count();
         let util = if gpus.is_empty() {

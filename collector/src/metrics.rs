@@ -74,6 +74,8 @@ pub struct Metrics {
     sync_last_success: GaugeVec,
     catalog_syncs: IntCounterVec,
     catalog_fetched: GaugeVec,
+    conflicts: IntCounterVec,
+    conflict_labels: Bounded,
 }
 
 impl Default for Metrics {
@@ -257,8 +259,28 @@ impl Metrics {
                  from (`backstage` or `ledger`); its age is time() minus this.",
                 &["via"],
             ),
+            conflicts: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "gpucost_ingest_conflicts_total",
+                        "Batches of `cluster` stored while `other_cluster` has GPU time on one of their GPU UUIDs over \
+                         the same time (each cluster is billed its own; GET /api/v1/conflicts lists them), per GPU.",
+                    ),
+                    &["cluster", "other_cluster"],
+                )
+                .expect("a valid metric");
+                r.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
+            conflict_labels: Bounded::new(max_series),
             registry: r,
         }
+    }
+
+    /// A batch of `cluster` stored on a GPU UUID on which `other_cluster` has time over the same interval.
+    pub fn conflict(&self, cluster: &str, other_cluster: &str) {
+        let labels = [cluster.to_string(), other_cluster.to_string()];
+        self.conflicts.with_label_values(&self.conflict_labels.admit(&labels)).inc();
     }
 
     /// A catalog taken on, fetched from Backstage at `fetched_at_ns`: by this collector (`backstage`) or read

@@ -19,12 +19,31 @@ use serde::Serialize;
 use crate::model::Batch;
 
 /// What became of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
     /// Stored now.
     Stored,
+    /// Stored now, while another cluster holds GPU time on one of its GPU UUIDs over the same time. Each cluster
+    /// keeps its own (GPUs are per cluster), so neither moves or erases the other's; the pairs are kept for an
+    /// operator ([`Ledger::conflicts`]).
+    Contested(Vec<Conflict>),
     /// Stored before (same agent, boot and sequence numbers): acknowledged, not counted again.
     Duplicate,
+}
+
+/// The same GPU UUID reported by two clusters over the same time: `cluster`'s batches found `other_cluster`'s
+/// GPU time there (over [start_ns, end_ns), the span of those batches' intervals).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    pub gpu_uuid: String,
+    pub cluster: String,
+    pub other_cluster: String,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// How many of `cluster`'s batches overlapped `other_cluster`'s time.
+    pub batches: u64,
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -387,6 +406,8 @@ pub trait Ledger: Send + Sync + crate::budget::store::BudgetStore {
     /// rejected with none of its rows kept; the outer error means nothing at all was stored.
     fn record(&self, batches: &[Batch], now_ns: u64) -> Result<Vec<Result<Recorded, LedgerError>>, LedgerError>;
     fn usage(&self, query: &UsageQuery) -> Result<UsageReport, LedgerError>;
+    /// Every GPU UUID two clusters reported over the same time, oldest first.
+    fn conflicts(&self) -> Result<Vec<Conflict>, LedgerError>;
     /// Costs from the live rollups.
     fn costs(&self, query: &CostQuery) -> Result<CostReport, LedgerError> {
         self.costs_of(&rows::Rows::Live, query)

@@ -5,7 +5,7 @@
 //! The SQL is written once for both engines (`ledger/sql.rs` says which dialect); what only a shared
 //! database needs (advisory locks, leader election) goes through `Db::exclusive` and `Engine::lead`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -17,8 +17,8 @@ use crate::sql_params;
 use super::rollup::{buckets, spread};
 use super::rows::{Rows, USAGE_VALUES};
 use super::{
-    AllocatedCharge, ClosedPeriod, CostQuery, CostReport, CostRow, Dimension, GpuTime, Ledger, LedgerError, NodePrice,
-    OriginCharge, ReattributeReport, Recorded, RepriceReport, UsageQuery, UsageReport, UsageRow,
+    AllocatedCharge, ClosedPeriod, Conflict, CostQuery, CostReport, CostRow, Dimension, GpuTime, Ledger, LedgerError,
+    NodePrice, OriginCharge, ReattributeReport, Recorded, RepriceReport, UsageQuery, UsageReport, UsageRow,
 };
 use crate::cost::split::Policy;
 use crate::enrich::owner::{Ownership, Rule, UNATTRIBUTED};
@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0012_daily_rollups.sql"),
     include_str!("migrations/0013_booked_days.sql"),
     include_str!("migrations/0014_owner_per_interval.sql"),
+    include_str!("migrations/0015_cluster_scoped_claims.sql"),
 ];
 
 mod budgets;
@@ -56,7 +57,11 @@ const NO_OWNER: i64 = -1;
 #[derive(Default)]
 struct IdCache {
     nodes: HashMap<(String, String), (i64, Node)>,
-    gpus: HashMap<String, (i64, i64, Device)>,
+    /// Per (cluster, GPU UUID): its id, the node it was last seen on, and what it is.
+    gpus: HashMap<(String, String), (i64, i64, Device)>,
+    /// GPU UUIDs the ledger holds under more than one cluster: only their batches look for other clusters'
+    /// time on the same UUID (a single writer sees every GPU row made, so the set is complete).
+    contested: HashSet<String>,
     workloads: HashMap<String, (i64, Identity)>,
     /// Last price recorded per node: (µ$/h, GPUs, source).
     prices: HashMap<i64, (Option<i64>, u32, String)>,
@@ -65,8 +70,8 @@ struct IdCache {
     /// Per GPU, its latest coverage range (the one with the greatest start): the next interval usually
     /// extends it, one UPDATE.
     coverage: HashMap<i64, (i64, i64)>,
-    /// Per (agent, boot), its latest range of stored batch numbers, likewise.
-    seqs: HashMap<(String, String), (i64, i64)>,
+    /// Per (cluster, agent, boot), its latest range of stored batch numbers, likewise.
+    seqs: HashMap<(String, String, String), (i64, i64)>,
 }
 
 struct Writer<C> {
@@ -244,7 +249,7 @@ impl SqlLedger<SqliteEngine> {
                 .map_err(|e| LedgerError::Io(format!("cannot create {}: {e}", dir.display())))?;
         }
         let conn = open(path)?;
-        super::sql::migrate(&conn, MIGRATIONS, str::to_string)?;
+        migrate_sqlite(&conn)?;
         check_bucket(&conn, bucket_ns)?;
         Ok(Self::new(SqliteEngine { path: path.to_path_buf() }, conn, bucket_ns, raw_retention_ns))
     }
@@ -254,6 +259,23 @@ impl SqlLedger<SqliteEngine> {
         let conn = open(path)?;
         let s: String = conn.one("SELECT value FROM settings WHERE name = 'bucket_ns'", sql_params![], |r| r.get(0))?;
         s.parse().map_err(|_| LedgerError::Io(format!("the ledger's bucket setting {s:?} is not a number")))
+    }
+}
+
+/// Applies pending migrations with foreign keys off, as SQLite's way of rebuilding a table others refer to
+/// requires (migration 0015 rebuilds `gpus`), then checks every foreign key before turning them on again.
+fn migrate_sqlite(conn: &Connection) -> Result<(), LedgerError> {
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let migrated = super::sql::migrate(conn, MIGRATIONS, str::to_string);
+    let broken: Option<String> =
+        conn.opt("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1", sql_params![], |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrated?;
+    match broken {
+        Some(table) => Err(LedgerError::Io(format!(
+            "after its migrations, the ledger's table {table} names rows that do not exist"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -452,19 +474,26 @@ impl IdCache {
         Ok(id)
     }
 
-    fn gpu_id(&mut self, tx: &impl Db, node_id: i64, d: &Device) -> Result<i64, LedgerError> {
-        if let Some((id, on_node, known)) = self.gpus.get(&d.uuid)
+    /// The id of GPU `d` of `cluster` (a GPU is its cluster's: the same UUID reported by another cluster is
+    /// another row), seen now on `node_id`.
+    fn gpu_id(&mut self, tx: &impl Db, cluster: &str, node_id: i64, d: &Device) -> Result<i64, LedgerError> {
+        let key = (cluster.to_string(), d.uuid.clone());
+        if let Some((id, on_node, known)) = self.gpus.get(&key)
             && *on_node == node_id
             && known == d
         {
             return Ok(*id);
         }
         let id: i64 = tx.one(
-            "INSERT INTO gpus (uuid, node_id, model, memory_total_bytes, mig_parent_uuid, mig_profile) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (uuid) DO UPDATE SET node_id = excluded.node_id, model = excluded.model,
+            "INSERT INTO gpus (cluster, uuid, node_id, model, memory_total_bytes, mig_parent_uuid, mig_profile) VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (cluster, uuid) DO UPDATE SET node_id = excluded.node_id, model = excluded.model,
                memory_total_bytes = excluded.memory_total_bytes, mig_parent_uuid = excluded.mig_parent_uuid, mig_profile = excluded.mig_profile
-             RETURNING gpu_id", sql_params![d.uuid, node_id, d.model, d.memory_total_bytes as i64, d.mig_parent_uuid, d.mig_profile], |r| r.get(0))?;
-        self.gpus.insert(d.uuid.clone(), (id, node_id, d.clone()));
+             RETURNING gpu_id", sql_params![cluster, d.uuid, node_id, d.model, d.memory_total_bytes as i64, d.mig_parent_uuid, d.mig_profile], |r| r.get(0))?;
+        let clusters: i64 = tx.one("SELECT COUNT(*) FROM gpus WHERE uuid = $1", sql_params![d.uuid], |r| r.get(0))?;
+        if clusters > 1 {
+            self.contested.insert(d.uuid.clone());
+        }
+        self.gpus.insert(key, (id, node_id, d.clone()));
         Ok(id)
     }
 
@@ -598,31 +627,33 @@ enum Claim {
     Overlaps { from: u64, to: u64 },
 }
 
-/// Records the batch's sequence numbers (first_seq..=seq) for its boot, coalescing ranges.
+/// Records the batch's sequence numbers (first_seq..=seq) for its boot, coalescing ranges. A boot is its
+/// cluster's: the same agent and boot ids under another cluster are another boot.
 fn claim_seqs(ids: &mut IdCache, tx: &impl Db, b: &Batch) -> Result<Claim, DbError> {
     let (first, last) = (b.first_seq as i64, b.seq as i64);
-    let key = (b.agent_id.clone(), b.boot_id.clone());
+    let cluster = &b.node.cluster;
+    let key = (cluster.clone(), b.agent_id.clone(), b.boot_id.clone());
     // Writers sharing the database take turns per boot (an agent may reconnect to another collector while
     // its old stream is still being stored).
     // (Only a shared database needs it: the embedded ledger's hot path does not pay for the key.)
     if !tx.single_writer() {
-        tx.exclusive(2, fnv1a(&format!("{}\u{0}{}", b.agent_id, b.boot_id)))?;
+        tx.exclusive(2, fnv1a(&format!("{cluster}\u{0}{}\u{0}{}", b.agent_id, b.boot_id)))?;
     }
     if let Some(&(f, l)) = ids.seqs.get(&key).filter(|_| tx.single_writer())
         && l + 1 == first
     {
         // The next batch of the boot's latest range: nothing can lie beyond it.
         tx.run(
-            "UPDATE boot_seqs SET last_seq = $1 WHERE agent_id = $2 AND boot_id = $3 AND first_seq = $4",
-            sql_params![last, b.agent_id, b.boot_id, f],
+            "UPDATE boot_seqs SET last_seq = $1 WHERE cluster = $2 AND agent_id = $3 AND boot_id = $4 AND first_seq = $5",
+            sql_params![last, cluster, b.agent_id, b.boot_id, f],
         )?;
         ids.seqs.insert(key, (f, last));
         return Ok(Claim::Taken);
     }
     let before: Option<(i64, i64)> = tx.opt(
-        "SELECT first_seq, last_seq FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 AND first_seq <= $3
+        "SELECT first_seq, last_seq FROM boot_seqs WHERE cluster = $1 AND agent_id = $2 AND boot_id = $3 AND first_seq <= $4
              ORDER BY first_seq DESC LIMIT 1",
-        sql_params![b.agent_id, b.boot_id, last],
+        sql_params![cluster, b.agent_id, b.boot_id, last],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     if let Some((f, l)) = before
@@ -636,30 +667,30 @@ fn claim_seqs(ids: &mut IdCache, tx: &impl Db, b: &Batch) -> Result<Claim, DbErr
     }
     let joins_before = before.filter(|&(_, l)| l + 1 == first);
     let after: Option<i64> = tx.opt(
-        "SELECT last_seq FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 AND first_seq = $3",
-        sql_params![b.agent_id, b.boot_id, last + 1],
+        "SELECT last_seq FROM boot_seqs WHERE cluster = $1 AND agent_id = $2 AND boot_id = $3 AND first_seq = $4",
+        sql_params![cluster, b.agent_id, b.boot_id, last + 1],
         |r| r.get(0),
     )?;
     if after.is_some() {
         tx.run(
-            "DELETE FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 AND first_seq = $3",
-            sql_params![b.agent_id, b.boot_id, last + 1],
+            "DELETE FROM boot_seqs WHERE cluster = $1 AND agent_id = $2 AND boot_id = $3 AND first_seq = $4",
+            sql_params![cluster, b.agent_id, b.boot_id, last + 1],
         )?;
     }
     let new_last = after.unwrap_or(last);
     match joins_before {
         Some((f, _)) => tx.run(
-            "UPDATE boot_seqs SET last_seq = $1 WHERE agent_id = $2 AND boot_id = $3 AND first_seq = $4",
-            sql_params![new_last, b.agent_id, b.boot_id, f],
+            "UPDATE boot_seqs SET last_seq = $1 WHERE cluster = $2 AND agent_id = $3 AND boot_id = $4 AND first_seq = $5",
+            sql_params![new_last, cluster, b.agent_id, b.boot_id, f],
         )?,
         None => tx.run(
-            "INSERT INTO boot_seqs (agent_id, boot_id, first_seq, last_seq) VALUES ($1, $2, $3, $4)",
-            sql_params![b.agent_id, b.boot_id, first, new_last],
+            "INSERT INTO boot_seqs (cluster, agent_id, boot_id, first_seq, last_seq) VALUES ($1, $2, $3, $4, $5)",
+            sql_params![cluster, b.agent_id, b.boot_id, first, new_last],
         )?,
     };
     let latest: (i64, i64) = tx
         .one(
-            "SELECT first_seq, last_seq FROM boot_seqs WHERE agent_id = $1 AND boot_id = $2 ORDER BY first_seq DESC LIMIT 1", sql_params![b.agent_id, b.boot_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            "SELECT first_seq, last_seq FROM boot_seqs WHERE cluster = $1 AND agent_id = $2 AND boot_id = $3 ORDER BY first_seq DESC LIMIT 1", sql_params![cluster, b.agent_id, b.boot_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     ids.seqs.insert(key, latest);
     Ok(Claim::Taken)
 }
@@ -888,10 +919,10 @@ fn record_one<'b>(
         }
     }
     tx.run(
-        "INSERT INTO agent_boots (agent_id, boot_id, last_seq, first_seen_ns, last_seen_ns) VALUES ($1, $2, $3, $4, $4)
-         ON CONFLICT (agent_id, boot_id) DO UPDATE SET last_seq = CASE WHEN agent_boots.last_seq > excluded.last_seq
+        "INSERT INTO agent_boots (cluster, agent_id, boot_id, last_seq, first_seen_ns, last_seen_ns) VALUES ($1, $2, $3, $4, $5, $5)
+         ON CONFLICT (cluster, agent_id, boot_id) DO UPDATE SET last_seq = CASE WHEN agent_boots.last_seq > excluded.last_seq
            THEN agent_boots.last_seq ELSE excluded.last_seq END, last_seen_ns = excluded.last_seen_ns",
-        sql_params![b.agent_id, b.boot_id, b.seq as i64, now_ns as i64],
+        sql_params![b.node.cluster, b.agent_id, b.boot_id, b.seq as i64, now_ns as i64],
     )?;
     let node_id = ids.node_id(tx, &b.node)?;
     let (start, end) = (b.start_ns, b.end_ns);
@@ -899,7 +930,7 @@ fn record_one<'b>(
     let keep_raw = end >= keep_raw_after_ns;
     let mut gpu_ids = HashMap::with_capacity(b.devices.len());
     for d in &b.devices {
-        gpu_ids.insert(d.uuid.as_str(), ids.gpu_id(tx, node_id, d)?);
+        gpu_ids.insert(d.uuid.as_str(), ids.gpu_id(tx, &b.node.cluster, node_id, d)?);
     }
     // The interval is billed once: refuse it if any of its GPUs already has time recorded in it.
     let gpus = b.devices.iter().map(|d| gpu_ids[d.uuid.as_str()]);
@@ -923,6 +954,7 @@ fn record_one<'b>(
             }
         }
     }
+    let conflicts = other_clusters_time(ids, tx, b, now_ns)?;
 
     ids.record_price(tx, node_id, b)?;
     // A batch of a day that has ended may change a day whose daily rollups are built: unbuild it (days.rs).
@@ -1105,7 +1137,57 @@ fn record_one<'b>(
         &gpu_rows,
         None,
     )?;
-    Ok(Recorded::Stored)
+    Ok(if conflicts.is_empty() { Recorded::Stored } else { Recorded::Contested(conflicts) })
+}
+
+/// The GPUs of `b` that another cluster has time on over `b`'s interval, each kept in `gpu_conflicts` for an
+/// operator. Looked for only where the ledger holds the UUID under another cluster (on a shared database, always:
+/// another collector may have just written it).
+fn other_clusters_time(ids: &IdCache, tx: &impl Db, b: &Batch, now_ns: u64) -> Result<Vec<Conflict>, LedgerError> {
+    let uuids: Vec<&str> = b
+        .devices
+        .iter()
+        .map(|d| d.uuid.as_str())
+        .filter(|u| !tx.single_writer() || ids.contested.contains(*u))
+        .collect();
+    if uuids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (cluster, start, end) = (&b.node.cluster, b.start_ns as i64, b.end_ns as i64);
+    let list = (0..uuids.len()).map(|i| format!("${}", i + 4)).collect::<Vec<_>>().join(", ");
+    let mut params = vec![Value::Text(cluster.clone()), Value::Int(end), Value::Int(start)];
+    params.extend(uuids.iter().map(|u| Value::Text(u.to_string())));
+    let found: Vec<(String, String)> = tx.all(
+        &format!(
+            "SELECT DISTINCT g.uuid, g.cluster FROM gpus g JOIN gpu_coverage c ON c.gpu_id = g.gpu_id
+             WHERE g.cluster <> $1 AND c.start_ns < $2 AND c.end_ns > $3 AND g.uuid IN ({list}) ORDER BY 1, 2"
+        ),
+        &bind(&params),
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut conflicts = Vec::with_capacity(found.len());
+    for (gpu_uuid, other_cluster) in found {
+        tx.run(
+            "INSERT INTO gpu_conflicts (gpu_uuid, cluster, other_cluster, start_ns, end_ns, batches, first_seen_ns, last_seen_ns)
+             VALUES ($1, $2, $3, $4, $5, 1, $6, $6)
+             ON CONFLICT (gpu_uuid, cluster, other_cluster) DO UPDATE SET
+               start_ns = CASE WHEN gpu_conflicts.start_ns < excluded.start_ns THEN gpu_conflicts.start_ns ELSE excluded.start_ns END,
+               end_ns = CASE WHEN gpu_conflicts.end_ns > excluded.end_ns THEN gpu_conflicts.end_ns ELSE excluded.end_ns END,
+               batches = gpu_conflicts.batches + 1, last_seen_ns = excluded.last_seen_ns",
+            sql_params![gpu_uuid, cluster, other_cluster, start, end, now_ns as i64],
+        )?;
+        conflicts.push(Conflict {
+            gpu_uuid,
+            cluster: cluster.clone(),
+            other_cluster,
+            start_ns: b.start_ns,
+            end_ns: b.end_ns,
+            batches: 1,
+            first_seen_ns: now_ns,
+            last_seen_ns: now_ns,
+        });
+    }
+    Ok(conflicts)
 }
 
 impl<E: Engine> Ledger for SqlLedger<E> {
@@ -1214,6 +1296,28 @@ impl<E: Engine> Ledger for SqlLedger<E> {
                 ), sql_params![q.from_ns as i64, q.to_ns as i64],
                 |r| read_time(r, 0, true))?;
             Ok(UsageReport { rows, totals })
+        })
+    }
+
+    fn conflicts(&self) -> Result<Vec<Conflict>, LedgerError> {
+        self.with_reader(|c| {
+            Ok(c.all(
+                "SELECT gpu_uuid, cluster, other_cluster, start_ns, end_ns, batches, first_seen_ns, last_seen_ns
+                 FROM gpu_conflicts ORDER BY first_seen_ns, gpu_uuid, cluster, other_cluster",
+                sql_params![],
+                |r| {
+                    Ok(Conflict {
+                        gpu_uuid: r.get(0)?,
+                        cluster: r.get(1)?,
+                        other_cluster: r.get(2)?,
+                        start_ns: r.get::<i64>(3)? as u64,
+                        end_ns: r.get::<i64>(4)? as u64,
+                        batches: r.get::<i64>(5)? as u64,
+                        first_seen_ns: r.get::<i64>(6)? as u64,
+                        last_seen_ns: r.get::<i64>(7)? as u64,
+                    })
+                },
+            )?)
         })
     }
 
@@ -1663,6 +1767,53 @@ mod tests {
         ($($case:ident),* $(,)?) => { $(#[test] fn $case() { suite::$case(&SqliteStores::new()) })* };
     }
     suite::every_case!(on_sqlite);
+
+    /// Migration 0015 keeps what was stored: GPUs take their node's cluster, batch numbers their agent's, so a
+    /// batch stored before it is still a duplicate after it and its GPU time still refuses an overlap.
+    #[test]
+    fn scoping_claims_by_cluster_keeps_the_ledgers_rows() {
+        use super::suite::{HOUR, T0, batch};
+        use crate::ledger::sql::Db;
+        use crate::ledger::{Ledger, LedgerError, Recorded};
+        const NS: u64 = 1_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = super::open(&path).unwrap();
+            crate::ledger::sql::migrate(&conn, &super::MIGRATIONS[..14], str::to_string).unwrap();
+            conn.script(&format!(
+                "INSERT INTO settings (name, value) VALUES ('bucket_ns', '{HOUR}');
+                 INSERT INTO nodes (node_id, cluster, name, instance_type, capacity_type, region, zone) VALUES (1, 'prod', 'n1', 'g5.xlarge', 'on_demand', 'us-east-1', 'us-east-1a');
+                 INSERT INTO gpus (gpu_id, uuid, node_id, model, memory_total_bytes) VALUES (7, 'GPU-1', 1, 'NVIDIA A10G', 1);
+                 INSERT INTO gpu_buckets (bucket_start_ns, gpu_id, node_id, observed_ns, held_ns, used_ns, energy_millijoules) VALUES ({T0}, 7, 1, {}, 0, 0, 0);
+                 INSERT INTO gpu_coverage (gpu_id, start_ns, end_ns) VALUES (7, {T0}, {});
+                 INSERT INTO agent_boots (agent_id, boot_id, last_seq, first_seen_ns, last_seen_ns) VALUES ('n1', 'b', 1, 0, 0);
+                 INSERT INTO boot_seqs (agent_id, boot_id, first_seq, last_seq) VALUES ('n1', 'b', 1, 1);",
+                15 * NS,
+                T0 + 15 * NS
+            ))
+            .unwrap();
+        }
+        let l = super::SqliteLedger::open(&path, HOUR, 7 * 24 * HOUR).unwrap();
+        let gpus: Vec<(i64, String, String)> = l
+            .with_reader(|c| {
+                Ok(c.all("SELECT gpu_id, cluster, uuid FROM gpus", crate::sql_params![], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?)
+            })
+            .unwrap();
+        assert_eq!(gpus, [(7, "prod".to_string(), "GPU-1".to_string())]);
+        assert_eq!(l.record(&[batch("b", 1, T0, 15 * NS, 0)], T0).unwrap()[0].as_ref().unwrap(), &Recorded::Duplicate);
+        assert!(matches!(
+            l.record(&[batch("new-boot", 1, T0, 15 * NS, 0)], T0).unwrap()[0],
+            Err(LedgerError::Overlap { .. })
+        ));
+        assert_eq!(
+            l.record(&[batch("b", 2, T0 + 15 * NS, 15 * NS, 0)], T0).unwrap()[0].as_ref().unwrap(),
+            &Recorded::Stored
+        );
+        assert_eq!(super::suite::totals(&l).observed_ns, Some(30 * u128::from(NS)), "the old row and the new one");
+    }
 
     mod order {
         //! Property: whatever order batches from several nodes arrive in, and however often they are

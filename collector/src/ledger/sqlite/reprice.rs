@@ -308,7 +308,7 @@ fn price_check(
                       CASE WHEN d.mig_parent_uuid IS NULL THEN b.observed_ns % 1000000000 ELSE 0 END AS observed_r,
                       CASE WHEN d.mig_parent_uuid IS NULL THEN 1 ELSE 0 END AS physical, b.cost_micros AS cost
                FROM gpu_buckets b JOIN gpus d ON d.gpu_id = b.gpu_id
-                 JOIN gpus g ON g.uuid = COALESCE(d.mig_parent_uuid, d.uuid) JOIN nodes n ON n.node_id = b.node_id
+                 JOIN gpus g ON g.cluster = d.cluster AND g.uuid = COALESCE(d.mig_parent_uuid, d.uuid) JOIN nodes n ON n.node_id = b.node_id
                WHERE {conds}b.bucket_start_ns >= ${f} AND b.bucket_start_ns < ${t}) x
          GROUP BY x.cluster, x.name, x.node_id, x.at_start, x.at_end ORDER BY x.cluster, x.name",
         in_force("<= b.bucket_start_ns"),

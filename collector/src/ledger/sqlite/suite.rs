@@ -71,6 +71,8 @@ macro_rules! every_case {
             arrival_order_and_resends_change_nothing,
             the_outbox_retries_a_failure_after_its_backoff_and_never_redelivers,
             budgets_are_created_replaced_and_deleted,
+            a_gpu_another_cluster_claims_moves_or_erases_none_of_its_clusters_time,
+            a_boot_id_another_cluster_learnt_cannot_make_a_batch_a_duplicate,
         }
     };
 }
@@ -144,6 +146,16 @@ pub(super) fn batch(boot: &str, seq: u64, start: u64, len: u64, share_ppm: u32) 
         cost: Default::default(),
         owners: Vec::new(),
     }
+}
+
+/// `b` as an agent of `cluster` sends it: its node in that cluster, its workloads keyed under it.
+fn in_cluster(mut b: Batch, cluster: &str) -> Batch {
+    b.node.cluster = cluster.into();
+    for p in &mut b.processes {
+        p.workload = Arc::new(Workload::new(&b.node, p.workload.identity.clone()));
+    }
+    b.holdings = share::holdings(b.end_ns - b.start_ns, &b.processes, &[]);
+    b
 }
 
 pub(super) fn totals<E: Engine>(l: &SqlLedger<E>) -> GpuTime {
@@ -1087,4 +1099,91 @@ pub fn daily_rollups_answer_exactly_as_the_hourly_rows_and_follow_every_change<S
         l.reattribute(day0 + 2 * days::DAY, day0 + 3 * days::DAY, &by_catalog, false).unwrap();
     }
     rebuild_and_compare("re-attribution");
+}
+
+/// Issue 19: an agent of cluster alpha reporting a GPU UUID of cluster beta (under beta's agent and boot ids)
+/// bills alpha, never beta; beta's batches are stored, the pair is kept for an operator, and no beta GPU-second
+/// vanishes or moves, whichever cluster reports first.
+pub fn a_gpu_another_cluster_claims_moves_or_erases_none_of_its_clusters_time<S: Stores>(s: &S) {
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    let forged = in_cluster(batch("b", 1, T0, 30 * NS, 900_000), "alpha");
+    assert_eq!(l.record(&[forged], T0).unwrap()[0].as_ref().unwrap(), &Recorded::Stored);
+    let beta = |seq: u64| in_cluster(batch("b", seq, T0 + (seq - 1) * 15 * NS, 15 * NS, 500_000), "beta");
+    let out = l.record(&[beta(1), beta(2)], T0 + NS).unwrap();
+    for (o, seq) in out.iter().zip(1u64..) {
+        let Ok(Recorded::Contested(c)) = o else { panic!("beta's batch {seq} is stored, contested: {o:?}") };
+        assert_eq!(
+            (c[0].gpu_uuid.as_str(), c[0].cluster.as_str(), c[0].other_cluster.as_str()),
+            ("GPU-1", "beta", "alpha")
+        );
+    }
+    let per_cluster = |l: &SqlLedger<S::E>| -> Vec<(Vec<String>, GpuTime)> {
+        l.usage(&UsageQuery { from_ns: T0, to_ns: T0 + HOUR, group_by: vec![Dimension::Cluster, Dimension::Node] })
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| (r.group, r.time))
+            .collect()
+    };
+    let s30 = 30 * u128::from(NS);
+    let time = |used_ns: u128| GpuTime { observed_ns: Some(s30), held_ns: s30, used_ns };
+    let apart = vec![
+        (vec!["alpha".to_string(), "n1".to_string()], time(s30 * 9 / 10)),
+        (vec!["beta".to_string(), "n1".to_string()], time(s30 / 2)),
+    ];
+    assert_eq!(per_cluster(&l), apart, "each cluster has its own GPU time on its own node");
+    // Each cluster's resend is a duplicate of its own batch; the next beta batch, beyond alpha's time, is plain.
+    assert_eq!(l.record(&[beta(2)], T0).unwrap()[0].as_ref().unwrap(), &Recorded::Duplicate);
+    assert_eq!(l.record(&[beta(3)], T0).unwrap()[0].as_ref().unwrap(), &Recorded::Stored);
+    let c = l.conflicts().unwrap();
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(
+        (c[0].cluster.as_str(), c[0].other_cluster.as_str(), c[0].start_ns, c[0].end_ns, c[0].batches),
+        ("beta", "alpha", T0, T0 + 30 * NS, 2)
+    );
+
+    // The other order: beta's time is stored first, alpha's claim over it is alpha's own and leaves beta's alone.
+    let first = s.open("first", HOUR, WEEK).unwrap();
+    assert!(first.record(&[beta(1), beta(2)], T0).unwrap().iter().all(|o| o.as_ref().ok() == Some(&Recorded::Stored)));
+    let late = first.record(&[in_cluster(batch("b", 1, T0, 30 * NS, 900_000), "alpha")], T0).unwrap();
+    assert!(matches!(&late[0], Ok(Recorded::Contested(c)) if c[0].other_cluster == "beta"), "{late:?}");
+    assert_eq!(per_cluster(&first), apart);
+    let costs = first
+        .costs(&CostQuery {
+            from_ns: T0,
+            to_ns: T0 + HOUR,
+            group_by: vec![Dimension::Cluster],
+            filters: vec![],
+            policy: Policy::Hybrid,
+        })
+        .unwrap();
+    assert_eq!(
+        costs.rows.iter().map(|r| (r.group[0].as_str(), r.held_ns)).collect::<Vec<_>>(),
+        [("alpha", s30), ("beta", s30)]
+    );
+}
+
+/// Issue 19: batch numbers are kept per (cluster, agent, boot), so an agent of another cluster sending under a
+/// beta agent's boot id turns none of beta's batches into a duplicate.
+pub fn a_boot_id_another_cluster_learnt_cannot_make_a_batch_a_duplicate<S: Stores>(s: &S) {
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    // alpha's own GPU, beta's agent and boot ids, sequence numbers 1..=5 at once.
+    let mut forged = in_cluster(batch("b", 5, T0, 15 * NS, 100_000), "alpha");
+    forged.first_seq = 1;
+    for uuid in forged.devices.iter_mut().map(|d| &mut d.uuid).chain(forged.gpus.iter_mut().map(|g| &mut g.uuid)) {
+        *uuid = "GPU-alpha".into();
+    }
+    for p in &mut forged.processes {
+        p.gpu_uuid = "GPU-alpha".into();
+    }
+    forged.holdings = share::holdings(15 * NS, &forged.processes, &[]);
+    assert_eq!(l.record(&[forged], T0).unwrap()[0].as_ref().unwrap(), &Recorded::Stored);
+    let beta = in_cluster(batch("b", 3, T0 + 15 * NS, 15 * NS, 500_000), "beta");
+    assert_eq!(l.record(std::slice::from_ref(&beta), T0).unwrap()[0].as_ref().unwrap(), &Recorded::Stored);
+    assert_eq!(
+        l.record(&[beta], T0).unwrap()[0].as_ref().unwrap(),
+        &Recorded::Duplicate,
+        "beta's own resend still is one"
+    );
+    assert!(l.conflicts().unwrap().is_empty(), "two GPUs, no conflict");
 }
