@@ -1,7 +1,9 @@
 //! `gpucost.v1.Ingest/Report`: one bidirectional stream per agent connection.
 //!
-//! Batches are validated as they arrive and handed to the ledger writer, up to `WINDOW` at a time, and
-//! acked in arrival order as their transactions commit. A batch that fails validation (or would bill
+//! Batches are validated as they arrive and handed to the ledger writer, up to `WINDOW` at a time and
+//! [`MAX_BATCH_BYTES`] of them (so that what one stream holds stays a small multiple of the largest valid
+//! batch, `docs/security.md`), and acked in arrival order as their transactions commit. A batch that fails
+//! validation (or would bill
 //! a GPU-second twice) ends the stream with INVALID_ARGUMENT after the batches before it are acked; the
 //! trailer `gpucost-rejected-seq` names it. A storage failure ends the stream with UNAVAILABLE so that the
 //! agent retries. The stream opens with the label keys the catalog needs (`label_keys`), and an ack carries
@@ -12,6 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use gpucost_proto::label_keys::LABEL_KEYS_HEADER;
+use gpucost_proto::limits::{MAX_BATCH_BYTES, MAX_BATCH_BYTES_HEADER};
 use gpucost_proto::refs::WORKLOAD_REFS_HEADER;
 use gpucost_proto::v1::ingest_server::Ingest;
 use gpucost_proto::v1::{Ack, AckStatus, LabelKeys as AnnouncedKeys, UsageBatch};
@@ -35,7 +38,7 @@ use crate::metrics::Metrics;
 /// Batches of one stream in the writer's hands at once.
 const WINDOW: usize = 64;
 
-pub const REJECTED_SEQ_TRAILER: &str = "gpucost-rejected-seq";
+use gpucost_proto::codec::REJECTED_SEQ_TRAILER;
 
 /// What every stream shares: where batches go, how they are checked, priced and attributed, and the
 /// counters. Cheap to clone.
@@ -77,11 +80,48 @@ fn rejected(seq: u64, message: String) -> Status {
     Status::with_metadata(tonic::Code::InvalidArgument, message, md)
 }
 
+/// The answer to a message refused before it was decoded, logged and counted: one over the size limit
+/// (RESOURCE_EXHAUSTED naming the limit and the size, and the trailer `gpucost-max-batch-bytes`: the agent trims
+/// what it sends and sends it again), one whose counts no valid batch has (the codec's INVALID_ARGUMENT,
+/// naming the batch), or one that does not decode. `None`: the stream broke (the agent went away).
+fn refused_unread(status: &Status, metrics: &Metrics) -> Option<Status> {
+    match status.code() {
+        tonic::Code::InvalidArgument => {
+            metrics.batch_rejected();
+            tracing::warn!(error = status.message(), "rejected a batch before decoding it");
+            Some(status.clone())
+        }
+        // tonic's words: "decoded message length too large: found {len} bytes, the limit is: {limit} bytes".
+        tonic::Code::OutOfRange => {
+            metrics.limit_breach("message_size");
+            let found = status.message().split("found ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or("?");
+            tracing::warn!(bytes = found, limit = MAX_BATCH_BYTES, "refused a message over the size limit");
+            let mut md = MetadataMap::new();
+            md.insert(MAX_BATCH_BYTES_HEADER, MAX_BATCH_BYTES.into());
+            Some(Status::with_metadata(
+                tonic::Code::ResourceExhausted,
+                format!(
+                    "a message of {found} bytes is over this collector's limit of {MAX_BATCH_BYTES} bytes (the largest valid batch and a margin); not stored: trim the batch below the limit and send it again"
+                ),
+                md,
+            ))
+        }
+        tonic::Code::Internal if status.message().starts_with("failed to decode") => {
+            metrics.batch_rejected();
+            tracing::warn!(error = status.message(), "rejected a message that is not a batch");
+            Some(Status::invalid_argument(format!("not a UsageBatch: {}", status.message())))
+        }
+        _ => None,
+    }
+}
+
 /// A batch in the writer's hands: its boot and sequence, its GPU time and whether it was priced (for the
 /// metrics, once stored), and the answer to come.
 struct Pending {
     boot_id: String,
     seq: u64,
+    /// Its size on the wire.
+    bytes: usize,
     gpu_ns: u64,
     unpriced: bool,
     observed: crate::live::Observation,
@@ -118,6 +158,8 @@ async fn serve_stream(
     metrics.agents_connected.inc();
     let _connected = Connected(metrics.clone());
     let mut pending: VecDeque<Pending> = VecDeque::new();
+    // Wire bytes of the batches in `pending`: the next is read only while under one largest message.
+    let mut pending_bytes = 0;
     // The workloads the agent declared on this stream (`gpucost_proto::refs`).
     let mut workloads = StreamWorkloads::default();
     let mut input_done = false;
@@ -130,7 +172,7 @@ async fn serve_stream(
             return;
         }
         tokio::select! {
-            msg = inbound.message(), if !input_done && pending.len() < WINDOW => match msg {
+            msg = inbound.message(), if !input_done && pending.len() < WINDOW && pending_bytes < MAX_BATCH_BYTES => match msg {
                 Ok(Some(b)) if !rate.admit(&b.agent_id, crate::now_ns()) => {
                     metrics.limit_breach("agent_rate");
                     tracing::warn!(agent = %b.agent_id, seq = b.seq, per_minute = rate.per_minute(), "an agent is over its batch rate");
@@ -153,6 +195,8 @@ async fn serve_stream(
                 }
                 Ok(Some(b)) => match (std::time::Instant::now(), validate_on_stream(&b, crate::now_ns(), &limits, &mut workloads)) {
                     (received, Ok(mut batch)) => {
+                        let bytes = prost::Message::encoded_len(&b);
+                        pending_bytes += bytes;
                         {
                             let guard = inventory.as_ref().map(|i| i.read().unwrap_or_else(|e| e.into_inner()));
                             price(&prices, guard.as_deref(), &mut batch);
@@ -163,6 +207,7 @@ async fn serve_stream(
                         pending.push_back(Pending {
                             boot_id: batch.boot_id.clone(),
                             seq: batch.seq,
+                            bytes,
                             gpu_ns: batch.duration_ns() * batch.devices.iter().filter(|d| !d.is_mig()).count() as u64,
                             unpriced: batch.cost.unpriced.is_some(),
                             observed: crate::live::Observation::of(&batch),
@@ -193,13 +238,17 @@ async fn serve_stream(
                 },
                 Ok(None) => input_done = true,
                 Err(status) => {
-                    tracing::debug!(code = ?status.code(), message = status.message(), "agent stream ended");
+                    last_word = refused_unread(&status, &metrics);
+                    if last_word.is_none() {
+                        tracing::debug!(code = ?status.code(), message = status.message(), "agent stream ended");
+                    }
                     input_done = true;
                 }
             },
             outcome = async { (&mut pending.front_mut().expect("guarded by the branch condition").stored).await }, if !pending.is_empty() => {
-                let Pending { boot_id, seq, gpu_ns, unpriced, observed, received, .. } =
+                let Pending { boot_id, seq, bytes, gpu_ns, unpriced, observed, received, .. } =
                     pending.pop_front().expect("front was just awaited");
+                pending_bytes -= bytes;
                 let status = match outcome {
                     Ok(Ok(stored @ (Recorded::Stored | Recorded::Contested(_)))) => {
                         // Another cluster's time on the same GPU UUIDs: both are kept, each billed to its own cluster.
@@ -270,6 +319,8 @@ impl Ingest for IngestService {
         let mut response: Response<Self::ReportStream> = Response::new(Box::pin(ReceiverStream::new(rx)));
         // This collector takes workloads by reference (see the proto).
         response.metadata_mut().insert(WORKLOAD_REFS_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+        // The largest message it reads.
+        response.metadata_mut().insert(MAX_BATCH_BYTES_HEADER, MAX_BATCH_BYTES.into());
         // The label keys the catalog needs: bounded Kubernetes label keys, so always a valid header value.
         if !keys.is_empty()
             && let Ok(v) = keys.join(",").parse()
