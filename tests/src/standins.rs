@@ -1,12 +1,13 @@
 //! Stand-ins for the peers that cannot run here, each speaking the real protocol with real-format data:
-//! the Kubernetes API server (pod and namespace list + watch, honouring `fieldSelector=spec.nodeName=`),
+//! the Kubernetes API server (pod and namespace list + watch, honouring `fieldSelector=spec.nodeName=`;
+//! it records every request, and can refuse some as a role without them would, for the RBAC checks),
 //! the ECS agent's introspection API (`/v1/tasks`), and the kubelet's pod-resources gRPC service over a
 //! real Unix socket.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -40,6 +41,12 @@ impl Background {
     /// Serves the Kubernetes API (pods of every node, namespaces) and the ECS introspection API on a
     /// loopback port; returns its address.
     pub fn kube_and_ecs(&self, worlds: &[World]) -> SocketAddr {
+        self.kube_api(worlds, &[]).0
+    }
+
+    /// [`kube_and_ecs`](Self::kube_and_ecs), recording every Kubernetes API request, and answering
+    /// `403 Forbidden` (the API server's Status) to the `(verb, resource)` pairs in `forbid`.
+    pub fn kube_api(&self, worlds: &[World], forbid: &[(&str, &str)]) -> (SocketAddr, ApiLog) {
         let mut pods = Vec::new();
         let mut namespaces: HashMap<String, Value> = HashMap::new();
         let mut tasks = Vec::new();
@@ -54,19 +61,30 @@ impl Background {
             .iter()
             .map(|w| (w.node["metadata"]["name"].as_str().unwrap_or_default().to_string(), w.node.clone()))
             .collect();
-        let state = Arc::new(Objects { pods, namespaces: namespaces.into_values().collect(), tasks, nodes });
+        let log = ApiLog::default();
+        let forbid = forbid.iter().map(|(v, r)| (v.to_string(), r.to_string())).collect();
+        let state = Arc::new(Objects {
+            pods,
+            namespaces: namespaces.into_values().collect(),
+            tasks,
+            nodes,
+            log: log.clone(),
+            forbid,
+        });
         let app = Router::new()
             .route("/api/v1/pods", get(list_pods))
             .route("/api/v1/namespaces", get(list_namespaces))
             .route("/api/v1/nodes/{name}", get(get_node))
             .route("/v1/tasks", get(|State(s): State<Arc<Objects>>| async move { Json(json!({ "Tasks": s.tasks })) }))
+            .fallback(unserved)
             .with_state(state);
-        self.runtime.block_on(async {
+        let addr = self.runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the API stand-in");
             let addr = listener.local_addr().expect("address");
             tokio::spawn(async move { axum::serve(listener, app).await });
             addr
-        })
+        });
+        (addr, log)
     }
 
     /// Serves `v1.PodResourcesLister` on a Unix socket at `socket`.
@@ -92,14 +110,80 @@ pub fn kubeconfig(path: &Path, api: SocketAddr) {
     std::fs::write(path, text).expect("write kubeconfig");
 }
 
+/// One request to the Kubernetes API stand-in, in RBAC's terms.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiRequest {
+    /// `get`, `list` or `watch` (`unserved <METHOD>` for a path the stand-in does not serve).
+    pub verb: String,
+    /// The API group: empty for the core group (`/api/v1`).
+    pub group: String,
+    pub resource: String,
+    /// Empty for a cluster-wide request.
+    pub namespace: String,
+    pub field_selector: String,
+}
+
+/// Every request the stand-in received, in order.
+pub type ApiLog = Arc<Mutex<Vec<ApiRequest>>>;
+
 struct Objects {
     pods: Vec<Value>,
     namespaces: Vec<Value>,
     tasks: Vec<Value>,
     nodes: HashMap<String, Value>,
+    log: ApiLog,
+    forbid: Vec<(String, String)>,
+}
+
+impl Objects {
+    /// Records a request to a core-group resource; the API server's 403 when the role lacks it.
+    fn record(&self, verb: &str, resource: &str, params: &HashMap<String, String>) -> Option<Response> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).push(ApiRequest {
+            verb: verb.into(),
+            group: String::new(),
+            resource: resource.into(),
+            namespace: String::new(),
+            field_selector: params.get("fieldSelector").cloned().unwrap_or_default(),
+        });
+        self.forbid.iter().any(|(v, r)| v == verb && r == resource).then(|| {
+            let message = format!(
+                "{resource} is forbidden: User \"system:serviceaccount:gpucost:gpucost-agent\" cannot {verb} resource \"{resource}\" in API group \"\" at the cluster scope"
+            );
+            (
+                axum::http::StatusCode::FORBIDDEN,
+                Json(json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                             "message": message, "reason": "Forbidden", "details": { "kind": resource }, "code": 403 })),
+            )
+                .into_response()
+        })
+    }
+}
+
+fn verb(params: &HashMap<String, String>) -> &'static str {
+    if params.get("watch").is_some_and(|w| w == "true" || w == "1") { "watch" } else { "list" }
+}
+
+/// A path the stand-in does not serve: recorded (so a test sees the agent asked for it) and answered 404.
+async fn unserved(State(s): State<Arc<Objects>>, method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    s.log.lock().unwrap_or_else(|e| e.into_inner()).push(ApiRequest {
+        verb: format!("unserved {method}"),
+        group: String::new(),
+        resource: uri.path().to_string(),
+        namespace: String::new(),
+        field_selector: String::new(),
+    });
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        Json(json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                                    "reason": "NotFound", "code": 404 })),
+    )
+        .into_response()
 }
 
 async fn get_node(State(s): State<Arc<Objects>>, axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    if let Some(refused) = s.record("get", "nodes", &HashMap::new()) {
+        return refused;
+    }
     match s.nodes.get(&name) {
         Some(n) => Json(n.clone()).into_response(),
         None => (
@@ -125,12 +209,18 @@ fn list_or_watch(params: &HashMap<String, String>, kind: &str, items: Vec<Value>
 }
 
 async fn list_pods(State(s): State<Arc<Objects>>, Query(params): Query<HashMap<String, String>>) -> Response {
+    if let Some(refused) = s.record(verb(&params), "pods", &params) {
+        return refused;
+    }
     let node = params.get("fieldSelector").and_then(|f| f.strip_prefix("spec.nodeName=")).map(str::to_string);
     let items = s.pods.iter().filter(|p| node.as_deref().is_none_or(|n| p["spec"]["nodeName"] == n)).cloned().collect();
     list_or_watch(&params, "PodList", items)
 }
 
 async fn list_namespaces(State(s): State<Arc<Objects>>, Query(params): Query<HashMap<String, String>>) -> Response {
+    if let Some(refused) = s.record(verb(&params), "namespaces", &params) {
+        return refused;
+    }
     list_or_watch(&params, "NamespaceList", s.namespaces.clone())
 }
 

@@ -214,6 +214,29 @@ pub mod watch {
         }
     }
 
+    /// Logs a failed list or watch of `resource` (the watcher retries with backoff). When the agent's role
+    /// does not allow the call (403), says which verb on which resource is missing, as an error: otherwise
+    /// the only sign would be workloads named by pod UID alone.
+    fn watch_failed(resource: &str, e: &watcher::Error) {
+        let (verb, status) = match e {
+            watcher::Error::InitialListFailed(kube::Error::Api(s)) => ("list", s.as_ref()),
+            watcher::Error::WatchStartFailed(kube::Error::Api(s))
+            | watcher::Error::WatchFailed(kube::Error::Api(s)) => ("watch", s.as_ref()),
+            watcher::Error::WatchError(s) => ("watch", s.as_ref()),
+            _ => return tracing::warn!(resource, error = %e, "watch failed; retrying"),
+        };
+        if status.code == 403 {
+            tracing::error!(
+                resource,
+                verb,
+                error = %status.message,
+                "the agent's role does not allow it to {verb} {resource} (cluster-wide): grant it, as the gpucost-agent chart's ClusterRole does; until then its workloads go unnamed"
+            );
+        } else {
+            tracing::warn!(resource, verb, error = %e, "watch failed; retrying");
+        }
+    }
+
     /// Reduces a Pod object to what the cache keeps.
     pub fn pod_info(pod: &Pod, allow: &LabelAllow) -> Option<PodInfo> {
         let meta = &pod.metadata;
@@ -278,7 +301,7 @@ pub mod watch {
                     cache.listed_with(false, generation);
                     tracing::info!(pods = cache.len(), %node, "pod cache (re)listed");
                 }
-                Err(e) => tracing::warn!(error = %e, "pod watch failed; retrying"),
+                Err(e) => watch_failed("pods", &e),
             }
         }
     }
@@ -315,7 +338,7 @@ pub mod watch {
                     cache.replace_namespaces(std::mem::take(&mut relist));
                     cache.listed_with(true, generation);
                 }
-                Err(e) => tracing::warn!(error = %e, "namespace watch failed; retrying"),
+                Err(e) => watch_failed("namespaces", &e),
             }
         }
     }
