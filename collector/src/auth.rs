@@ -129,6 +129,11 @@ impl Auth {
         Ok(t.trim())
     }
 
+    /// How many clusters agent tokens write: the trust zones that share the agent streams (one when insecure).
+    pub fn agent_clusters(&self) -> usize {
+        self.agents.values().collect::<std::collections::HashSet<_>>().len().max(1)
+    }
+
     /// The cluster an agent with this `authorization` header may write; `None` when insecure (any).
     pub fn agent_cluster(&self, header: Option<&str>) -> Result<Option<String>, Refusal> {
         if self.insecure {

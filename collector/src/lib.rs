@@ -19,6 +19,7 @@ pub mod discover;
 pub mod enrich;
 pub mod ingest;
 pub mod ledger;
+pub mod listen;
 pub mod live;
 pub mod metrics;
 pub mod model;

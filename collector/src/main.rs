@@ -445,6 +445,21 @@ struct LedgerArgs {
     /// Longest an HTTP request may take (the live stream excepted); past it, 503.
     #[arg(long, env = "GPUCOST_HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     http_request_timeout: Duration,
+    /// An agent stream on which nothing is sent or acked for this long is closed (agents send every 15 s and
+    /// open a new stream when they have a batch): idle streams hold no slot for long.
+    #[arg(long, env = "GPUCOST_STREAM_IDLE_TIMEOUT", default_value = "45s", value_parser = humantime::parse_duration)]
+    stream_idle_timeout: Duration,
+    /// Longest a gRPC connection may take for its TLS handshake and its HTTP/2 preface, and an HTTP connection
+    /// to send a request's headers (idle keep-alive included); past it the connection is closed.
+    #[arg(long, env = "GPUCOST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    handshake_timeout: Duration,
+    /// Connections the gRPC port holds at once (one per agent); past it the port stops accepting until one
+    /// closes. Lowered at start-up, with a warning, when the open-file limit cannot hold it.
+    #[arg(long, env = "GPUCOST_MAX_GRPC_CONNECTIONS", default_value_t = 10_240)]
+    max_grpc_connections: usize,
+    /// Connections the HTTP port holds at once; past it the port stops accepting until one closes.
+    #[arg(long, env = "GPUCOST_MAX_HTTP_CONNECTIONS", default_value_t = 1_024)]
+    max_http_connections: usize,
     /// Serve gRPC in plain text while still requiring tokens, when a proxy in front (an ALB) terminates TLS.
     #[arg(long, env = "GPUCOST_GRPC_PLAINTEXT", conflicts_with = "tls_cert")]
     grpc_plaintext: bool,
@@ -682,6 +697,10 @@ impl LedgerArgs {
             max_streams: self.max_streams,
             max_agent_batches_per_minute: self.max_agent_batches_per_minute,
             http_timeout: self.http_request_timeout,
+            stream_idle_timeout: self.stream_idle_timeout,
+            handshake_timeout: self.handshake_timeout,
+            max_grpc_connections: self.max_grpc_connections,
+            max_http_connections: self.max_http_connections,
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(gpucost_collector::tls::TlsFiles {
                     cert: cert.clone(),

@@ -11,8 +11,6 @@ use gpucost_proto::v1::ingest_server::IngestServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_stream::StreamExt as _;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{self, AppState};
 use crate::cost::book::PriceBook;
@@ -62,6 +60,14 @@ pub struct ServeConfig {
     pub max_agent_batches_per_minute: u32,
     /// Longest an HTTP request may take (the live stream excepted).
     pub http_timeout: Duration,
+    /// An agent stream on which nothing is sent or acked for this long is closed.
+    pub stream_idle_timeout: Duration,
+    /// Longest a gRPC connection may take for its TLS handshake and its HTTP/2 preface, and an HTTP one for
+    /// a request's headers.
+    pub handshake_timeout: Duration,
+    /// Connections each port holds at once, at most (checked against the open-file limit at start).
+    pub max_grpc_connections: usize,
+    pub max_http_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -387,6 +393,12 @@ impl Server {
         // Refused above: nothing to discover with.
         #[cfg(not(feature = "aws"))]
         let inventory: Option<SharedInventory> = None;
+        // File descriptors for both ports' connections: silent connections to one cannot starve the other.
+        let (grpc_cap, http_cap) =
+            crate::listen::fd_budget(config.max_grpc_connections, config.max_http_connections, 128);
+        let (grpc_admission, http_admission) =
+            (crate::listen::Admission::new(grpc_cap), crate::listen::Admission::new(http_cap));
+        let handshake = config.handshake_timeout;
         let service = IngestServer::new(IngestService::new(Pipeline {
             writer,
             limits: config.limits.clone(),
@@ -396,12 +408,14 @@ impl Server {
             metrics: metrics.clone(),
             fleet: fleet.clone(),
             auth: config.auth.clone(),
-            slots: Arc::new(crate::ingest::limits::StreamSlots::new(config.max_streams)),
+            slots: Arc::new(crate::ingest::limits::StreamSlots::new(config.max_streams, config.auth.agent_clusters())),
             rate: Arc::new(crate::ingest::limits::RateLimit::new(config.max_agent_batches_per_minute)),
+            idle_timeout: config.stream_idle_timeout,
         }))
         // The largest valid batch and a margin (`gpucost_proto::limits`); a larger message is refused unread.
         .max_decoding_message_size(gpucost_proto::limits::MAX_BATCH_BYTES);
         let stop = shutdown.clone();
+        let metrics_for_grpc = metrics.clone();
         match &config.tls {
             Some(files) => {
                 let tls = crate::tls::Reloading::new(files.clone()).map_err(anyhow::Error::msg)?;
@@ -423,7 +437,10 @@ impl Server {
                     tonic::transport::Server::builder()
                         .http2_keepalive_interval(Some(Duration::from_secs(30)))
                         .add_service(service)
-                        .serve_with_incoming_shutdown(crate::tls::incoming(grpc, tls), wait_for_stop(stop))
+                        .serve_with_incoming_shutdown(
+                            crate::tls::incoming(grpc, tls, grpc_admission, handshake, metrics_for_grpc),
+                            wait_for_stop(stop),
+                        )
                         .await
                         .context("gRPC server failed")
                 });
@@ -442,14 +459,7 @@ impl Server {
                         .http2_keepalive_interval(Some(Duration::from_secs(30)))
                         .add_service(service)
                         .serve_with_incoming_shutdown(
-                            TcpListenerStream::new(grpc).map(|s| {
-                                // Acks are small: without this, Nagle holds each one back until the
-                                // agent's delayed ACK (~30 ms an ack).
-                                if let Ok(tcp) = &s {
-                                    let _ = tcp.set_nodelay(true);
-                                }
-                                s
-                            }),
+                            crate::listen::grpc_plain(grpc, grpc_admission, handshake, metrics_for_grpc),
                             wait_for_stop(stop),
                         )
                         .await
@@ -470,7 +480,8 @@ impl Server {
         });
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            axum::serve(http, app).with_graceful_shutdown(wait_for_stop(stop)).await.context("HTTP server failed")
+            crate::listen::serve_http(http, app, http_admission, handshake, wait_for_stop(stop)).await;
+            Ok(())
         });
         if let Some(m) = config.mlflow.clone() {
             let (ledger, stop, metrics) = (ledger.clone(), shutdown.clone(), metrics.clone());

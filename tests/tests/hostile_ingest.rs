@@ -4,11 +4,14 @@
 //! answer as a broken or hostile one would; every load is bounded (a few megabytes, a few hundred connections).
 
 use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use gpucost_e2e::{Collector, g5_batch};
+use gpucost_collector::auth::hash_token;
+use gpucost_e2e::{Collector, Proc, bin, free_port, g5_batch};
 use gpucost_proto::limits::{MAX_BATCH_BYTES, MAX_BATCH_BYTES_HEADER, MAX_PROCESSES};
 use gpucost_proto::v1 as pb;
 use prost::Message;
@@ -437,4 +440,174 @@ fn an_agent_with_more_processes_than_the_contract_allows_sends_the_busiest_and_t
     assert_eq!((stats.stored, stats.rejected), (1, 0));
     let (_, usage) = c.get("/api/v1/usage?group_by=node");
     assert_eq!(usage["totals"]["used_ns"].as_u64().unwrap(), 100 * 60 * NS / 200, "the busy ones' use: {usage}");
+}
+
+const ALPHA: &str = "agent-token-of-cluster-alpha-01";
+const BETA: &str = "agent-token-of-cluster-beta-001";
+const READER: &str = "read-token-of-the-hostile-suite";
+
+/// A collector with agent tokens for clusters alpha and beta (plain-text gRPC, tokens required) and `args`.
+fn zoned(dir: &Path, args: &[&str]) -> Collector {
+    let auth = dir.join("auth.toml");
+    let agent = |cluster: &str, token: &str| {
+        format!("[[agent]]\ncluster = \"{cluster}\"\nsha256 = \"{}\"\n", hash_token(token))
+    };
+    let api = format!("[[api]]\nname = \"reader\"\nscope = \"read\"\nsha256 = \"{}\"\n", hash_token(READER));
+    std::fs::write(&auth, agent("alpha", ALPHA) + &agent("beta", BETA) + &api).unwrap();
+    let mut all = vec!["--auth", auth.to_str().unwrap(), "--grpc-plaintext"];
+    all.extend_from_slice(args);
+    Collector::start_with(&dir.join("l.db"), free_port(), free_port(), &all, &[])
+}
+
+/// `batch` for node `node` of `cluster`.
+fn of_cluster(cluster: &str, node: &str, seq: u64) -> pb::UsageBatch {
+    let mut b = batch(node, seq);
+    b.node.as_mut().unwrap().cluster = cluster.into();
+    b
+}
+
+fn metric_with(c: &Collector, token: &str, series: &str) -> u64 {
+    let text = ureq::get(&c.http("/metrics"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
+}
+
+/// Opens a Report stream with `token` that sends nothing (until its sender is dropped).
+async fn silent_stream(
+    url: &str,
+    token: &str,
+) -> Result<(tokio::sync::mpsc::Sender<pb::UsageBatch>, tonic::Streaming<pb::Ack>), tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string()).unwrap().connect().await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let acks = pb::ingest_client::IngestClient::new(channel).report(request).await?.into_inner();
+    Ok((tx, acks))
+}
+
+#[test]
+fn one_clusters_idle_streams_leave_another_cluster_a_slot_and_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = zoned(dir.path(), &["--max-streams", "4", "--stream-idle-timeout", "2s"]);
+    let url = c.grpc_url();
+    let rt = runtime();
+    let mut held = Vec::new();
+    let refused = rt.block_on(async {
+        for _ in 0..4 {
+            match silent_stream(&url, ALPHA).await {
+                Ok(s) => held.push(s),
+                Err(status) => return Some(status),
+            }
+        }
+        None
+    });
+    // Two zones share 4 slots: each is guaranteed one; alpha borrows the rest but not beta's.
+    assert_eq!(held.len(), 3, "alpha's streams");
+    let refused = refused.expect("the fourth alpha stream is refused");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("kept for other clusters"), "{refused:?}");
+    let (acks, status) = send_raw(&url, Some(BETA), vec![of_cluster("beta", "b1", 1).encode_to_vec()]);
+    assert!(status.is_none() && acks.len() == 1, "beta's agent gets its slot: {status:?}");
+    // Alpha's silent streams are closed after the idle timeout, with a status that says so.
+    rt.block_on(async {
+        for (_tx, acks) in &mut held {
+            let end =
+                tokio::time::timeout(Duration::from_secs(30), acks.message()).await.expect("closed in bounded time");
+            let status = end.expect_err("closed with a status");
+            assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+            assert!(status.message().contains("no batch on this stream for 2 s"), "{status:?}");
+        }
+    });
+    assert_eq!(metric_with(&c, READER, "gpucost_limit_breaches_total{limit=\"stream_idle\"}"), 3);
+    assert_eq!(metric_with(&c, READER, "gpucost_limit_breaches_total{limit=\"stream_share\"}"), 1);
+}
+
+#[test]
+fn a_token_rotating_agent_ids_does_not_escape_the_batch_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = zoned(dir.path(), &["--max-agent-batches-per-minute", "20"]);
+    // 40 batches on one stream, each from a different agent (and node) of cluster alpha.
+    let batches = (0..40).map(|i| of_cluster("alpha", &format!("rotating-{i}"), 1).encode_to_vec()).collect();
+    let (acks, status) = send_raw(&c.grpc_url(), Some(ALPHA), batches);
+    assert_eq!(acks.len(), 20, "a minute's burst for the one stream, whatever the agent ids");
+    let status = status.expect("refused past the rate");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("more than 20 batches a minute"), "{status:?}");
+}
+
+/// A collector started by `sh` with at most `files` open files, plain text and no tokens.
+fn with_open_files(dir: &Path, files: u32, args: &[&str]) -> Collector {
+    let (grpc_port, http_port) = (free_port(), free_port());
+    let (db, log) = (dir.join("l.db"), dir.join("collector.log"));
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+        .arg(bin("gpucost-collector"))
+        .args(["--log-format", "json", "serve", "--insecure"])
+        .args(["--grpc", &format!("127.0.0.1:{grpc_port}"), "--http", &format!("127.0.0.1:{http_port}")])
+        .arg("--db")
+        .arg(&db)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let c = Collector { proc: Proc(child), grpc_port, http_port, db: PathBuf::from(&db), log };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !healthy(&c) {
+        assert!(Instant::now() < deadline, "not ready: {}", log_of(&c));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c
+}
+
+fn healthy(c: &Collector) -> bool {
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
+    agent.get(&c.http("/healthz")).call().is_ok_and(|r| r.status() == 200)
+}
+
+/// Whether the peer closed `s` (EOF or reset) before `limit`; anything the server says first is read past.
+fn closed_within(s: &mut std::net::TcpStream, limit: Duration) -> bool {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn hundreds_of_silent_connections_are_closed_and_do_not_take_healthz_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = with_open_files(dir.path(), 256, &["--handshake-timeout", "2s"]);
+    let addr = format!("127.0.0.1:{}", c.grpc_port);
+    let mut silent: Vec<_> = (0..300).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    assert!(healthy(&c), "/healthz answers while 300 silent connections wait on the gRPC port");
+    // Each is closed once the port takes it and it sends no HTTP/2 preface in time.
+    for (i, s) in silent.iter_mut().enumerate() {
+        assert!(closed_within(s, Duration::from_secs(30)), "silent connection {i} still open");
+    }
+    assert!(healthy(&c));
+    // An agent is served as before.
+    assert_eq!(send_raw(&c.grpc_url(), None, vec![batch("n1", 1).encode_to_vec()]).0.len(), 1);
+}
+
+#[test]
+fn an_http_connection_that_never_finishes_its_headers_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let c =
+        Collector::start_with(&dir.path().join("l.db"), free_port(), free_port(), &["--handshake-timeout", "2s"], &[]);
+    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{}", c.http_port)).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: collector\r\nX-Slow: ").unwrap();
+    assert!(closed_within(&mut s, Duration::from_secs(30)), "the connection is still open");
+    assert!(healthy(&c));
 }

@@ -37,7 +37,7 @@ fn an_agent_over_its_batch_rate_is_told_so_and_loses_nothing() {
     let all = batches("n1", 5);
     let e = try_send_batches(&c.grpc_url(), None, all.clone()).unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
-    assert!(e.message().contains("more than 3 batches a minute from this agent"), "{e:?}");
+    assert!(e.message().contains("more than 3 batches a minute per stream"), "{e:?}");
     assert!(e.message().contains("seq=4"), "the first three were taken: {e:?}");
     assert_eq!(breaches(&c, "agent_rate"), 1);
     // The agent sends the rest again once its bucket refills (one batch per 20 s here): nothing lost.

@@ -25,6 +25,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::label_keys::{Announced, LabelKeys};
+use super::limits::Full;
 use super::refs::StreamWorkloads;
 use super::validate::{Limits, Refusal, validate_on_stream};
 use crate::cost::book::PriceBook;
@@ -54,10 +55,12 @@ pub struct Pipeline {
     pub fleet: Arc<crate::live::Fleet>,
     /// Which agent tokens may write which cluster.
     pub auth: Arc<crate::auth::Auth>,
-    /// Streams open at once, at most.
+    /// Streams open at once, at most, with each cluster's share.
     pub slots: Arc<super::limits::StreamSlots>,
-    /// Batches per agent per minute, at most.
+    /// Batches per stream per minute, at most, per cluster.
     pub rate: Arc<super::limits::RateLimit>,
+    /// A stream on which nothing is sent or acked for this long is closed (it holds a slot).
+    pub idle_timeout: std::time::Duration,
 }
 
 pub struct IngestService {
@@ -139,15 +142,18 @@ async fn serve_stream(
     label_keys: Arc<LabelKeys>,
     mut told: Announced,
 ) {
-    let Pipeline { writer, limits, prices, inventory, owners, metrics, fleet, slots, rate, .. } = p;
+    let Pipeline { writer, limits, prices, inventory, owners, metrics, fleet, slots, rate, idle_timeout, .. } = p;
+    // The trust zone the stream's token authenticates: its cluster (all one zone when insecure). Slots and the
+    // batch rate are kept per zone, never per what a batch says of itself.
+    let zone = bound.clone().unwrap_or_default();
     /// Gives the stream's slot back when it ends.
-    struct Release(Arc<super::limits::StreamSlots>);
+    struct Release(Arc<super::limits::StreamSlots>, String);
     impl Drop for Release {
         fn drop(&mut self) {
-            self.0.give_back();
+            self.0.give_back(&self.1);
         }
     }
-    let _slot = Release(slots);
+    let _slot = Release(slots.clone(), zone.clone());
     /// Counts the stream as a connected agent while it lasts.
     struct Connected(Arc<Metrics>);
     impl Drop for Connected {
@@ -164,6 +170,9 @@ async fn serve_stream(
     let mut workloads = StreamWorkloads::default();
     let mut input_done = false;
     let mut last_word: Option<Status> = None;
+    // Reset by every batch received and every ack sent.
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
     loop {
         if input_done && pending.is_empty() {
             if let Some(status) = last_word.take() {
@@ -172,13 +181,22 @@ async fn serve_stream(
             return;
         }
         tokio::select! {
+            _ = &mut idle, if !input_done && pending.is_empty() => {
+                metrics.limit_breach("stream_idle");
+                tracing::info!(cluster = %zone.escape_debug(), ?idle_timeout, "closed an agent stream that sent nothing");
+                last_word = Some(Status::unavailable(format!(
+                    "no batch on this stream for {} s (--stream-idle-timeout): closed, so that an idle stream holds no slot; open a new one when there is a batch to send",
+                    idle_timeout.as_secs()
+                )));
+                input_done = true;
+            }
             msg = inbound.message(), if !input_done && pending.len() < WINDOW && pending_bytes < MAX_BATCH_BYTES => match msg {
-                Ok(Some(b)) if !rate.admit(&b.agent_id, crate::now_ns()) => {
+                Ok(Some(b)) if !rate.admit(&zone, slots.held(&zone), crate::now_ns()) => {
                     metrics.limit_breach("agent_rate");
-                    tracing::warn!(agent = %b.agent_id, seq = b.seq, per_minute = rate.per_minute(), "an agent is over its batch rate");
+                    tracing::warn!(agent = %b.agent_id.escape_debug(), cluster = %zone.escape_debug(), seq = b.seq, per_minute = rate.per_minute(), "a cluster's agents are over their batch rate");
                     last_word = Some(Status::resource_exhausted(format!(
-                        "batch agent={} seq={}: more than {} batches a minute from this agent (--max-agent-batches-per-minute); it was not stored, send it again later",
-                        b.agent_id, b.seq, rate.per_minute()
+                        "batch agent={} seq={}: more than {} batches a minute per stream from this token's agents (--max-agent-batches-per-minute); it was not stored, send it again later",
+                        b.agent_id.escape_debug(), b.seq, rate.per_minute()
                     )));
                     input_done = true;
                 }
@@ -195,6 +213,7 @@ async fn serve_stream(
                 }
                 Ok(Some(b)) => match (std::time::Instant::now(), validate_on_stream(&b, crate::now_ns(), &limits, &mut workloads)) {
                     (received, Ok(mut batch)) => {
+                        idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                         let bytes = prost::Message::encoded_len(&b);
                         pending_bytes += bytes;
                         {
@@ -289,6 +308,7 @@ async fn serve_stream(
                 if out.send(Ok(Ack { boot_id, seq, status: status as i32, label_keys: announce })).await.is_err() {
                     return;
                 }
+                idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
             }
         }
     }
@@ -305,12 +325,25 @@ impl Ingest for IngestService {
             tracing::warn!(error = %e, "refused an agent stream");
             Status::unauthenticated(format!("agent token: {e}"))
         })?;
-        if !self.pipeline.slots.take() {
-            self.pipeline.metrics.limit_breach("streams");
-            return Err(Status::resource_exhausted(format!(
-                "{} agent streams are open, the most this collector takes (--max-streams); retry later",
-                self.pipeline.slots.max()
-            )));
+        let zone = bound.clone().unwrap_or_default();
+        match self.pipeline.slots.take(&zone) {
+            Ok(()) => {}
+            Err(Full::All) => {
+                self.pipeline.metrics.limit_breach("streams");
+                return Err(Status::resource_exhausted(format!(
+                    "{} agent streams are open, the most this collector takes (--max-streams); retry later",
+                    self.pipeline.slots.max()
+                )));
+            }
+            Err(Full::Share { held }) => {
+                self.pipeline.metrics.limit_breach("stream_share");
+                tracing::warn!(cluster = %zone.escape_debug(), held, "refused an agent stream past its cluster's share of the slots");
+                return Err(Status::resource_exhausted(format!(
+                    "this token's cluster holds {held} agent streams; the free ones are kept for other clusters (each is guaranteed {} of --max-streams {}); retry later",
+                    self.pipeline.slots.guaranteed(),
+                    self.pipeline.slots.max()
+                )));
+            }
         }
         let (tx, rx) = mpsc::channel(WINDOW);
         let keys = self.label_keys.current();
