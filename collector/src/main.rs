@@ -717,21 +717,6 @@ impl LedgerArgs {
     }
 }
 
-fn init_logs(format: &str) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let json = match format {
-        "json" => true,
-        "text" => false,
-        _ => !std::io::stderr().is_terminal(),
-    };
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
 
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -908,7 +893,7 @@ fn reattribute(a: ReattributeArgs) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli.log_format);
+    gpucost_collector::logs::init(&cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

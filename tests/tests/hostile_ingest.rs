@@ -542,13 +542,20 @@ fn a_token_rotating_agent_ids_does_not_escape_the_batch_rate() {
 
 /// A collector started by `sh` with at most `files` open files, plain text and no tokens.
 fn with_open_files(dir: &Path, files: u32, args: &[&str]) -> Collector {
+    let mut all = vec!["--insecure"];
+    all.extend_from_slice(args);
+    spawned(dir, &format!("ulimit -n {files} &&"), "json", &all)
+}
+
+/// A collector started by `sh` after `prefix`, logging in `log_format`, with `args`.
+fn spawned(dir: &Path, prefix: &str, log_format: &str, args: &[&str]) -> Collector {
     let (grpc_port, http_port) = (free_port(), free_port());
     let (db, log) = (dir.join("l.db"), dir.join("collector.log"));
     let child = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+        .arg(format!("{prefix} exec \"$0\" \"$@\""))
         .arg(bin("gpucost-collector"))
-        .args(["--log-format", "json", "serve", "--insecure"])
+        .args(["--log-format", log_format, "serve"])
         .args(["--grpc", &format!("127.0.0.1:{grpc_port}"), "--http", &format!("127.0.0.1:{http_port}")])
         .arg("--db")
         .arg(&db)
@@ -610,4 +617,23 @@ fn an_http_connection_that_never_finishes_its_headers_is_closed() {
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: collector\r\nX-Slow: ").unwrap();
     assert!(closed_within(&mut s, Duration::from_secs(30)), "the connection is still open");
     assert!(healthy(&c));
+}
+
+#[test]
+fn an_agents_control_characters_cannot_forge_a_line_in_text_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.toml");
+    std::fs::write(&auth, format!("[[agent]]\ncluster = \"alpha\"\nsha256 = \"{}\"\n[[api]]\nname = \"r\"\nscope = \"read\"\nsha256 = \"{}\"\n", hash_token(ALPHA), hash_token(READER))).unwrap();
+    let c = spawned(dir.path(), "", "text", &["--auth", auth.to_str().unwrap(), "--grpc-plaintext"]);
+    let forged = "INFO gpucost_collector: all batches stored";
+    // A batch for another cluster (refused and logged with its agent id), and one over the rate's key.
+    let mut b = of_cluster("beta", &format!("n1\n{forged}\u{1b}[2K"), 1);
+    b.agent_id = b.node.as_ref().unwrap().node_name.clone();
+    let (_, status) = send_raw(&c.grpc_url(), Some(ALPHA), vec![b.encode_to_vec()]);
+    assert_eq!(status.expect("refused").code(), tonic::Code::PermissionDenied);
+    let log = log_of(&c);
+    assert!(log.contains("refused a batch for a cluster its token does not cover"), "{log}");
+    assert!(log.lines().all(|l| !l.starts_with(forged)), "a forged line:\n{log}");
+    assert!(log.contains(&format!("n1\\n{forged}")), "escaped on its own line:\n{log}");
+    assert!(!log.contains('\u{1b}'), "no terminal escape reaches the log");
 }
