@@ -438,8 +438,9 @@ struct LedgerArgs {
     /// Agent streams open at once, at most; more are refused (RESOURCE_EXHAUSTED) until one ends.
     #[arg(long, env = "GPUCOST_MAX_STREAMS", default_value_t = 10_000)]
     max_streams: usize,
-    /// Batches one agent may send per minute (bursts up to a minute's worth; 0: no limit). A live agent sends
-    /// 4; a backlog drains at this rate.
+    /// Batches per minute per agent stream, kept per cluster: a token's agents share a bucket of this many for
+    /// each stream they hold, whatever agent ids their batches name (bursts up to a minute's worth; 0: no
+    /// limit). A live agent sends 4; a backlog drains at this rate.
     #[arg(long, env = "GPUCOST_MAX_AGENT_BATCHES_PER_MINUTE", default_value_t = 600)]
     max_agent_batches_per_minute: u32,
     /// Longest an HTTP request may take (the live stream excepted); past it, 503.

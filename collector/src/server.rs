@@ -56,7 +56,7 @@ pub struct ServeConfig {
     pub grpc_plaintext: bool,
     /// Agent streams open at once, at most.
     pub max_streams: usize,
-    /// Batches per agent per minute, at most (0: no limit).
+    /// Batches per agent stream per minute, at most, kept per cluster (0: no limit).
     pub max_agent_batches_per_minute: u32,
     /// Longest an HTTP request may take (the live stream excepted).
     pub http_timeout: Duration,
