@@ -382,13 +382,13 @@ fn generate(path: &Path, f: &Fleet) -> f64 {
         // One agent per node, one boot, a batch every 15 s all year.
         let last_seq = ((to - from) / (15 * NS)) as i64;
         tx.execute(
-            "INSERT INTO agent_boots (agent_id, boot_id, last_seq, first_seen_ns, last_seen_ns) VALUES (?1, 'boot-1', ?2, ?3, ?4)",
-            params![n.name, last_seq, from as i64, to as i64],
+            "INSERT INTO agent_boots (cluster, agent_id, boot_id, last_seq, first_seen_ns, last_seen_ns) VALUES (?1, ?2, 'boot-1', ?3, ?4, ?5)",
+            params![n.cluster, n.name, last_seq, from as i64, to as i64],
         )
         .unwrap();
         tx.execute(
-            "INSERT INTO boot_seqs (agent_id, boot_id, first_seq, last_seq) VALUES (?1, 'boot-1', 1, ?2)",
-            params![n.name, last_seq],
+            "INSERT INTO boot_seqs (cluster, agent_id, boot_id, first_seq, last_seq) VALUES (?1, ?2, 'boot-1', 1, ?3)",
+            params![n.cluster, n.name, last_seq],
         )
         .unwrap();
     }
@@ -396,8 +396,8 @@ fn generate(path: &Path, f: &Fleet) -> f64 {
     for (node, uuid) in &f.gpus {
         let (_, model, gib, _) = INSTANCES[f.node_kind[*node]];
         tx.execute(
-            "INSERT INTO gpus (uuid, node_id, model, memory_total_bytes) VALUES (?1, ?2, ?3, ?4)",
-            params![uuid, node_ids[*node], model, (gib << 30) as i64],
+            "INSERT INTO gpus (cluster, uuid, node_id, model, memory_total_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![f.nodes[*node].cluster, uuid, node_ids[*node], model, (gib << 30) as i64],
         )
         .unwrap();
         let id = tx.last_insert_rowid();
