@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,7 +21,18 @@ pub struct AlbOidc {
     /// Users (their `email` claim) with admin scope; everyone else signed in reads.
     pub admins: Vec<String>,
     keys: Mutex<HashMap<String, Vec<u8>>>,
+    /// Key ids whose fetch failed, and when: anyone can send a made-up key id, so a failure is remembered
+    /// ([`FAILED_FOR`]) and only a few fetches may fail a minute ([`FAILURES_PER_MINUTE`]); at most
+    /// [`FAILED_KEPT`] are kept.
+    failed: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a key id whose fetch failed is refused without asking the key server again.
+const FAILED_FOR: Duration = Duration::from_secs(300);
+/// Fetches that may fail in a minute; past that, unknown key ids are refused without a fetch until it passes.
+const FAILURES_PER_MINUTE: usize = 10;
+/// Most failed key ids remembered.
+const FAILED_KEPT: usize = 1024;
 
 /// Who the ALB says the user is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,10 +53,30 @@ impl AlbOidc {
             alb_arn: alb_arn.to_string(),
             admins,
             keys: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The key id's P-256 public key (the uncompressed point), fetched once and kept.
+    /// Whether a fetch of `kid` may be tried now: not failed lately, and not too many failures this minute.
+    fn may_fetch(&self, kid: &str, now: Instant) -> bool {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.retain(|_, at| now.duration_since(*at) < FAILED_FOR);
+        let last_minute = failed.values().filter(|at| now.duration_since(**at) < Duration::from_secs(60)).count();
+        !failed.contains_key(kid) && last_minute < FAILURES_PER_MINUTE
+    }
+
+    fn fetch_failed(&self, kid: &str, now: Instant) {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if failed.len() >= FAILED_KEPT
+            && let Some(oldest) = failed.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone())
+        {
+            failed.remove(&oldest);
+        }
+        failed.insert(kid.to_string(), now);
+    }
+
+    /// The key id's P-256 public key (the uncompressed point), fetched once and kept; a failed fetch is not
+    /// tried again for a while (see `failed`).
     fn key(&self, kid: &str) -> Result<Vec<u8>, String> {
         if let Some(k) = self.keys.lock().unwrap_or_else(|e| e.into_inner()).get(kid) {
             return Ok(k.clone());
@@ -53,6 +84,23 @@ impl AlbOidc {
         if kid.is_empty() || !kid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(format!("key id {kid:?} is not a key id"));
         }
+        // The caller learns that the key is not the ALB's, never where keys come from or why (that is logged).
+        let unknown = || format!("key id {kid:?} is not one of the ALB's keys");
+        let now = Instant::now();
+        if !self.may_fetch(kid, now) {
+            return Err(unknown());
+        }
+        let point = self.fetch(kid).map_err(|e| {
+            tracing::warn!(kid, error = %e, "could not fetch an ALB public key");
+            self.fetch_failed(kid, now);
+            unknown()
+        })?;
+        self.keys.lock().unwrap_or_else(|e| e.into_inner()).insert(kid.to_string(), point.clone());
+        Ok(point)
+    }
+
+    /// Fetches the key id's public key from the key server.
+    fn fetch(&self, kid: &str) -> Result<Vec<u8>, String> {
         let agent: ureq::Agent =
             ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
         let url = format!("{}/{kid}", self.key_url);
@@ -68,9 +116,7 @@ impl AlbOidc {
         // An EC P-256 SubjectPublicKeyInfo ends with the 65-byte uncompressed point.
         let der = spki.as_ref();
         let point = der.get(der.len().saturating_sub(65)..).filter(|p| p.len() == 65 && p[0] == 4);
-        let point = point.ok_or_else(|| format!("the ALB key {url} is not a P-256 key"))?.to_vec();
-        self.keys.lock().unwrap_or_else(|e| e.into_inner()).insert(kid.to_string(), point.clone());
-        Ok(point)
+        Ok(point.ok_or_else(|| format!("the ALB key {url} is not a P-256 key"))?.to_vec())
     }
 
     /// Checks the `x-amzn-oidc-data` JWT at `now_s`: signature (ES256, the ALB's key), signer, expiry.

@@ -19,13 +19,16 @@ use serde_json::{Value, json};
 use crate::cost::price::usd;
 use crate::cost::split::Policy;
 use crate::discover::SharedInventory;
-use crate::ledger::{CostQuery, Dimension, GpuTime, Ledger, UsageQuery};
+use crate::ledger::{CostQuery, Dimension, GpuTime, Ledger, MAX_FILTER_TERMS, MAX_LABEL_DIMENSIONS, UsageQuery};
 use crate::metrics::Metrics;
 use crate::report::chargeback::{UNATTRIBUTED, by_leading};
 
 const NS: u64 = 1_000_000_000;
 /// The widest window one query may cover.
 const MAX_WINDOW_NS: u64 = 400 * 86_400 * NS;
+/// The latest time a query may name, 2262-01-01T00:00:00Z: the ledger keeps signed 64-bit nanoseconds (which end
+/// in April 2262), and a later time must not wrap around to an earlier one.
+const LATEST_S: u64 = 9_183_110_400;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -65,6 +68,24 @@ async fn time_limit(State(s): State<AppState>, req: axum::extract::Request, next
             .into_response()
         }
     }
+}
+
+/// Every API error is `{"error": …}`: what axum answers by itself (a body over the limit, 413; a query string
+/// that does not parse, 400) comes as text and is rewritten here.
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let r = next.run(req).await;
+    let json = r
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !api || json || !(r.status().is_client_error() || r.status().is_server_error()) {
+        return r;
+    }
+    let status = r.status();
+    let text = axum::body::to_bytes(r.into_body(), 64 * 1024).await.unwrap_or_default();
+    ApiError(status, String::from_utf8_lossy(&text).trim().to_string()).into_response()
 }
 
 /// API and dashboard access: health checks and the OpenAPI description are open; changing budgets and closing periods need an
@@ -161,6 +182,7 @@ pub fn router(state: AppState) -> Router {
     .method_not_allowed_fallback(crate::api_doc::method_not_allowed)
     .layer(axum::middleware::from_fn_with_state(state.clone(), time_limit))
     .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
+    .layer(axum::middleware::from_fn(json_errors))
     .with_state(state)
 }
 
@@ -193,15 +215,30 @@ async fn readyz(State(s): State<AppState>) -> Response {
 
 /// A time parameter: RFC 3339 (`2026-11-01T00:00:00Z`) or Unix seconds.
 pub(crate) fn parse_time(name: &str, value: &str) -> Result<u64, ApiError> {
+    let late = || bad(format!("{name}={value}: too far in the future; the latest time is 2262-01-01T00:00:00Z"));
     if let Ok(secs) = value.parse::<u64>() {
-        return secs.checked_mul(NS).ok_or_else(|| bad(format!("{name}={value}: too far in the future")));
+        return if secs <= LATEST_S { Ok(secs * NS) } else { Err(late()) };
     }
     let t = humantime::parse_rfc3339_weak(value).map_err(|e| {
         bad(format!("{name}={value:?}: {e}; expected RFC 3339 (e.g. 2026-11-01T00:00:00Z) or Unix seconds"))
     })?;
     let ns = t.duration_since(UNIX_EPOCH).map_err(|_| bad(format!("{name}={value}: before 1970")))?.as_nanos();
-    // Unix nanoseconds end in 2554: a later time must not wrap around to an earlier one.
-    u64::try_from(ns).map_err(|_| bad(format!("{name}={value}: too far in the future")))
+    if ns > u128::from(LATEST_S * NS) {
+        return Err(late());
+    }
+    Ok(ns as u64)
+}
+
+/// Refuses a query that reads more labels than [`MAX_LABEL_DIMENSIONS`]: each is a join, and past SQLite's 64
+/// tables a join is the database's error, not the caller's.
+fn check_label_dimensions<'a>(dims: impl Iterator<Item = &'a Dimension>) -> Result<(), ApiError> {
+    let labels = dims.filter(|d| d.reads_labels()).count();
+    if labels > MAX_LABEL_DIMENSIONS {
+        return Err(bad(format!(
+            "group_by and filter read {labels} labels (label:<key>, model, model_version, run, experiment); at most {MAX_LABEL_DIMENSIONS}"
+        )));
+    }
+    Ok(())
 }
 
 fn rfc3339(ns: u64) -> String {
@@ -244,6 +281,7 @@ fn parse_window(
         }
         group_by.push(d);
     }
+    check_label_dimensions(group_by.iter())?;
     let from_ns = from / bucket_ns * bucket_ns;
     let to_ns = to.div_ceil(bucket_ns) * bucket_ns;
     Ok(UsageQuery { from_ns, to_ns, group_by })
@@ -262,8 +300,12 @@ fn parse_cost_query(params: &HashMap<String, String>, now_ns: u64, bucket_ns: u6
         let (name, value) = f
             .split_once('=')
             .ok_or_else(|| bad(format!("filter: {f:?} is not <dimension>=<value> (e.g. namespace=team-nlp)")))?;
+        if filters.len() == MAX_FILTER_TERMS {
+            return Err(bad(format!("filter: more than {MAX_FILTER_TERMS} terms")));
+        }
         filters.push((dimension("filter", name.trim())?, value.trim().to_string()));
     }
+    check_label_dimensions(w.group_by.iter().chain(filters.iter().map(|(d, _)| d)))?;
     let policy = match params.get("policy") {
         None => Policy::Hybrid,
         Some(p) => Policy::parse(p)
@@ -302,10 +344,10 @@ fn money(micros: u128) -> Value {
     tag = "costs",
     summary = "GPU dollars per group under a split policy, reconciled to the fleet",
     params(
-        ("from" = Option<String>, Query, description = "RFC 3339 time or Unix seconds (default: 24 hours before `to`)"),
-        ("to" = Option<String>, Query, description = "RFC 3339 time or Unix seconds (default: now); exclusive"),
-        ("group_by" = Option<String>, Query, description = "comma-separated dimensions: cluster, node, gpu, workload, kind, namespace, pod, controller, container, ecs_task, slurm_job, user, owner, team, department, component, system, model, model_version, run, experiment, day, label:<key>"),
-        ("filter" = Option<String>, Query, description = "<dimension>=<value>, comma-separated"),
+        ("from" = Option<String>, Query, description = "RFC 3339 time or Unix seconds, until 2262-01-01T00:00:00Z (default: 24 hours before `to`)"),
+        ("to" = Option<String>, Query, description = "RFC 3339 time or Unix seconds, until 2262-01-01T00:00:00Z (default: now); exclusive"),
+        ("group_by" = Option<String>, Query, description = "comma-separated dimensions: cluster, node, gpu, workload, kind, namespace, pod, controller, container, ecs_task, slurm_job, user, owner, team, department, component, system, model, model_version, run, experiment, day, label:<key>; at most 16 of them, with any filter's, read labels (label:<key>, model, model_version, run, experiment)"),
+        ("filter" = Option<String>, Query, description = "<dimension>=<value>, comma-separated; at most 32"),
         ("policy" = Option<String>, Query, description = "allocation, utilization or hybrid (default)"),
     ),
     responses((status = 200, description = "OK", body = crate::api_doc::CostsBody), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
@@ -496,9 +538,9 @@ fn time_json(t: &GpuTime) -> serde_json::Map<String, Value> {
     tag = "usage",
     summary = "GPU-seconds observed, held and used per group",
     params(
-        ("from" = Option<String>, Query, description = "RFC 3339 time or Unix seconds (default: 24 hours before `to`)"),
-        ("to" = Option<String>, Query, description = "RFC 3339 time or Unix seconds (default: now); exclusive"),
-        ("group_by" = Option<String>, Query, description = "comma-separated dimensions: cluster, node, gpu, workload, kind, namespace, pod, controller, container, ecs_task, slurm_job, user, owner, team, department, component, system, model, model_version, run, experiment, day, label:<key>"),
+        ("from" = Option<String>, Query, description = "RFC 3339 time or Unix seconds, until 2262-01-01T00:00:00Z (default: 24 hours before `to`)"),
+        ("to" = Option<String>, Query, description = "RFC 3339 time or Unix seconds, until 2262-01-01T00:00:00Z (default: now); exclusive"),
+        ("group_by" = Option<String>, Query, description = "comma-separated dimensions: cluster, node, gpu, workload, kind, namespace, pod, controller, container, ecs_task, slurm_job, user, owner, team, department, component, system, model, model_version, run, experiment, day, label:<key>; at most 16 of them, with any filter's, read labels (label:<key>, model, model_version, run, experiment)"),
     ),
     responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
@@ -564,5 +606,18 @@ mod tests {
         assert!(q(&[("from", "1700003600"), ("to", "1700000000")]).unwrap_err().contains("must be before"));
         assert!(q(&[("form", "1")]).unwrap_err().contains("unknown parameter \"form\""));
         assert!(q(&[("from", "1000000000"), ("to", "1700000000")]).unwrap_err().contains("400 days"));
+    }
+
+    #[test]
+    fn times_past_2262_are_refused_rather_than_wrapped() {
+        for (name, value) in [("to", "18446744073"), ("from", "18446744073709551615"), ("to", "2300-01-01T00:00:00Z")] {
+            let e = q(&[(name, value)]).unwrap_err();
+            assert!(
+                e.contains("too far in the future; the latest time is 2262-01-01T00:00:00Z"),
+                "{name}={value}: {e}"
+            );
+        }
+        let last = q(&[("from", "9183106800"), ("to", "9183110400")]).unwrap();
+        assert!(last.to_ns <= i64::MAX as u64 && last.from_ns < last.to_ns, "{last:?}");
     }
 }

@@ -83,7 +83,7 @@ async fn from_config(s: &AppState, name: &str) -> Result<(), ApiError> {
     tag = "budgets",
     summary = "Create or replace a budget",
     params(
-        ("name" = String, Path, description = "1 to 64 letters, digits, '.', '_' or '-'"),
+        ("name" = String, Path, description = "1 to 64 letters, digits, '.', '_' or '-'; not `.` or `..` (a URL cannot name them)"),
     ),
     request_body(content = crate::api_doc::BudgetBody, content_type = "application/json"),
     responses((status = 200, description = "Replaced"), (status = 201, description = "Created"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 409, description = "The budget is defined in the config file", body = crate::api_doc::ErrorBody))

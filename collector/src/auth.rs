@@ -123,10 +123,13 @@ impl Auth {
         Ok(())
     }
 
+    /// The token of an `authorization: Bearer <token>` header; the scheme's name in any case (RFC 7235).
     fn bearer(header: Option<&str>) -> Result<&str, Refusal> {
-        let h = header.ok_or(Refusal::Missing)?;
-        let t = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")).ok_or(Refusal::Missing)?;
-        Ok(t.trim())
+        let (scheme, token) = header.ok_or(Refusal::Missing)?.trim_start().split_once(' ').ok_or(Refusal::Missing)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(Refusal::Missing);
+        }
+        Ok(token.trim())
     }
 
     /// How many clusters agent tokens write: the trust zones that share the agent streams (one when insecure).
@@ -178,6 +181,10 @@ mod tests {
         assert_eq!(a.agent_cluster(Some("Bearer nope")), Err(Refusal::Unknown));
         assert_eq!(a.agent_cluster(None), Err(Refusal::Missing));
         assert_eq!(a.agent_cluster(Some("Basic eA==")), Err(Refusal::Missing));
+        for scheme in ["BEARER", "bearer", "BeArEr"] {
+            assert_eq!(a.agent_cluster(Some(&format!("{scheme} agent-a"))).unwrap().as_deref(), Some("a"), "{scheme}");
+            assert!(a.api(Some(&format!("{scheme} reader")), Scope::Read).is_ok(), "{scheme}");
+        }
         assert!(a.api(Some("Bearer reader"), Scope::Read).is_ok());
         assert_eq!(a.api(Some("Bearer reader"), Scope::Admin), Err(Refusal::NeedsAdmin("viewer".into())));
         assert!(a.api(Some("Bearer admin"), Scope::Admin).is_ok());

@@ -352,7 +352,7 @@ impl Server {
             )
         } else {
             Arc::new(
-                SqliteLedger::open(&config.db, bucket_ns, raw_retention)
+                SqliteLedger::open_serving(&config.db, bucket_ns, raw_retention)
                     .with_context(|| format!("opening the ledger at {}", config.db.display()))?,
             )
         };

@@ -62,7 +62,7 @@ impl TlsFiles {
                 let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                     .build()
                     .map_err(|e| format!("--tls-client-ca {}: {e}", ca.display()))?;
-                builder.with_client_cert_verifier(verifier)
+                builder.with_client_cert_verifier(Arc::new(ClientAuthOnly(verifier)))
             }
         };
         let mut config = builder
@@ -136,4 +136,117 @@ pub fn incoming(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// A client certificate must say it is one: webpki takes a certificate without an extended key usage for any
+/// purpose, so a server's certificate from the same CA (or one made with no usage at all) would pass for an
+/// agent's. This verifier asks, after the chain is verified, for the clientAuth extended key usage.
+#[derive(Debug)]
+struct ClientAuthOnly(Arc<dyn rustls::server::danger::ClientCertVerifier>);
+
+/// id-kp-clientAuth (1.3.6.1.5.5.7.3.2), as DER content.
+const CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+
+impl rustls::server::danger::ClientCertVerifier for ClientAuthOnly {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self.0.verify_client_cert(end_entity, intermediates, now)?;
+        match extended_key_usages(end_entity) {
+            Some(usages) if usages.contains(&CLIENT_AUTH) => Ok(verified),
+            _ => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(Arc::new(
+                NotForClients,
+            ))))),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// Why a client certificate was refused; rustls logs it by `Debug`, so that says it in words.
+#[derive(thiserror::Error)]
+#[error("the client certificate has no clientAuth extended key usage (extendedKeyUsage=clientAuth)")]
+struct NotForClients;
+
+impl std::fmt::Debug for NotForClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// One DER element of `input`: its tag, its content and what follows it.
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        n if n < 0x80 => (usize::from(n), rest),
+        n => {
+            let bytes = usize::from(n & 0x7f);
+            if bytes == 0 || bytes > 4 || rest.len() < bytes {
+                return None;
+            }
+            (rest[..bytes].iter().fold(0usize, |l, &b| (l << 8) | usize::from(b)), &rest[bytes..])
+        }
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The extended key usages of an X.509 certificate (the OIDs' DER content), `None` when it has none.
+fn extended_key_usages(cert: &[u8]) -> Option<Vec<&[u8]>> {
+    let (_, cert, _) = der(cert)?;
+    let (_, mut tbs, _) = der(cert)?;
+    while let Some((tag, content, rest)) = der(tbs) {
+        tbs = rest;
+        // [3] EXPLICIT Extensions: SEQUENCE OF Extension { extnID, critical BOOLEAN DEFAULT FALSE, extnValue }
+        if tag != 0xa3 {
+            continue;
+        }
+        let (_, mut extensions, _) = der(content)?;
+        while let Some((_, extension, rest)) = der(extensions) {
+            extensions = rest;
+            let (_, id, value) = der(extension)?;
+            if id != [0x55, 0x1d, 0x25] {
+                continue;
+            }
+            let (tag, mut value, after) = der(value)?;
+            if tag == 0x01 {
+                value = der(after)?.1;
+            }
+            let (_, mut purposes, _) = der(value)?;
+            let mut out = Vec::new();
+            while let Some((_, oid, rest)) = der(purposes) {
+                out.push(oid);
+                purposes = rest;
+            }
+            return Some(out);
+        }
+    }
+    None
 }

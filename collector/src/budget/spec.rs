@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::cost::price::usd;
 use crate::cost::split::Policy;
-use crate::ledger::Dimension;
+use crate::ledger::{Dimension, MAX_FILTER_TERMS, MAX_LABEL_DIMENSIONS};
 use crate::report::period::Cadence;
 
 /// What a threshold compares with the budget's amount.
@@ -70,6 +70,12 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if name == "status" {
         return Err("budget name \"status\" is reserved (GET /api/v1/budgets/status)".into());
     }
+    // A URL's dot segments: /api/v1/budgets/.. is /api/v1, so such a budget could never be read or deleted.
+    if name == "." || name == ".." {
+        return Err(format!(
+            "budget name {name:?} is a path's dot segment, which no URL can name; use a letter or digit too"
+        ));
+    }
     if name.is_empty()
         || name.len() > 64
         || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
@@ -126,6 +132,13 @@ fn parse_scope(v: &Value) -> Result<Vec<(Dimension, String)>, String> {
                 .filter(|d| *d != Dimension::Day)
                 .ok_or_else(|| format!("scope.filter: unknown dimension {:?}", d.trim()))?;
             out.push((dim, val.trim().to_string()));
+        }
+        let labels = out.iter().filter(|(d, _)| d.reads_labels()).count();
+        if out.len() > MAX_FILTER_TERMS || labels > MAX_LABEL_DIMENSIONS {
+            return Err(format!(
+                "scope.filter: {} terms, {labels} of them labels; at most {MAX_FILTER_TERMS} terms and {MAX_LABEL_DIMENSIONS} labels",
+                out.len()
+            ));
         }
         return Ok(out);
     }

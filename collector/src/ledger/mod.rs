@@ -80,6 +80,12 @@ impl LedgerError {
     }
 }
 
+/// Most dimensions that read labels (`label:<key>`, model, model_version, run, experiment) one query may group or
+/// filter by: each is a join, and SQLite joins at most 64 tables.
+pub const MAX_LABEL_DIMENSIONS: usize = 16;
+/// Most filter terms one query may have.
+pub const MAX_FILTER_TERMS: usize = 32;
+
 /// What usage can be grouped by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Dimension {
@@ -176,6 +182,11 @@ impl Dimension {
             return (!key.is_empty()).then(|| Self::Label(key.to_string()));
         }
         Self::FIXED.into_iter().find(|d| d.name() == s)
+    }
+
+    /// Whether this reads a workload's labels (a join per label in a query).
+    pub fn reads_labels(&self) -> bool {
+        matches!(self, Self::Label(_) | Self::Model | Self::ModelVersion | Self::Run | Self::Experiment)
     }
 
     /// Whether grouping by this needs the per-workload rollup.

@@ -94,6 +94,9 @@ pub trait Engine: Send + Sync + 'static {
 /// The embedded SQLite file.
 pub struct SqliteEngine {
     path: PathBuf,
+    /// `serve`'s exclusive hold on `<db>.lock` (see [`SqlLedger::open_serving`]), released when the ledger drops
+    /// or the process ends, however it ends.
+    _serving: Option<std::fs::File>,
 }
 
 impl Engine for SqliteEngine {
@@ -251,7 +254,18 @@ impl SqlLedger<SqliteEngine> {
         let conn = open(path)?;
         migrate_sqlite(&conn)?;
         check_bucket(&conn, bucket_ns)?;
-        Ok(Self::new(SqliteEngine { path: path.to_path_buf() }, conn, bucket_ns, raw_retention_ns))
+        Ok(Self::new(SqliteEngine { path: path.to_path_buf(), _serving: None }, conn, bucket_ns, raw_retention_ns))
+    }
+
+    /// Opens the ledger for `serve`: as [`Self::open`], holding an exclusive lock on `<db>.lock` for as long as
+    /// the ledger lives. A second collector on the same file is refused: each writer trusts its cache of what it
+    /// wrote last (coverage, sequence ranges, ids), which another writer would make wrong. Offline commands
+    /// (reports, closing, re-pricing, re-attributing) do not take the lock.
+    pub fn open_serving(path: &Path, bucket_ns: u64, raw_retention_ns: u64) -> Result<Self, LedgerError> {
+        let lock = serving_lock(path)?;
+        let mut ledger = Self::open(path, bucket_ns, raw_retention_ns)?;
+        ledger.engine._serving = Some(lock);
+        Ok(ledger)
     }
 
     /// The bucket length an existing ledger was created with.
@@ -276,6 +290,39 @@ fn migrate_sqlite(conn: &Connection) -> Result<(), LedgerError> {
             "after its migrations, the ledger's table {table} names rows that do not exist"
         ))),
         None => Ok(()),
+    }
+}
+
+/// Takes `<db>.lock` exclusively (an advisory `flock`, which the kernel releases when the process ends) and
+/// writes this process's id in it; refused, naming the holder, while another collector holds it.
+fn serving_lock(db: &Path) -> Result<std::fs::File, LedgerError> {
+    use std::io::{Read, Seek, Write};
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| LedgerError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let io = |e: std::io::Error| LedgerError::Io(format!("the ledger's lock file {}: {e}", path.display()));
+    let mut file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(io)?;
+            file.rewind().map_err(io)?;
+            writeln!(file, "{}", std::process::id()).map_err(io)?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Err(LedgerError::Refused(format!(
+                "another collector (process {}) serves the ledger {}: an SQLite ledger takes one collector at a time (it holds {}); to run several collectors, share a PostgreSQL ledger (--db postgres://…, docs/ledger.md)",
+                holder.trim(),
+                db.display(),
+                path.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
     }
 }
 
@@ -1813,6 +1860,22 @@ mod tests {
             &Recorded::Stored
         );
         assert_eq!(super::suite::totals(&l).observed_ns, Some(30 * u128::from(NS)), "the old row and the new one");
+    }
+
+    /// Issue 19: a second collector on one SQLite file is refused, naming the first and PostgreSQL; the lock
+    /// goes with the first.
+    #[test]
+    fn a_second_collector_on_one_sqlite_file_is_refused_until_the_first_is_gone() {
+        use super::suite::HOUR;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let first = super::SqliteLedger::open_serving(&path, HOUR, HOUR).unwrap();
+        let e = super::SqliteLedger::open_serving(&path, HOUR, HOUR).err().expect("refused").to_string();
+        assert!(e.contains(&format!("another collector (process {}) serves the ledger", std::process::id())), "{e}");
+        assert!(e.contains("share a PostgreSQL ledger"), "{e}");
+        assert!(super::SqliteLedger::open(&path, HOUR, HOUR).is_ok(), "offline commands still open it");
+        drop(first);
+        super::SqliteLedger::open_serving(&path, HOUR, HOUR).expect("free again");
     }
 
     mod order {
