@@ -277,12 +277,17 @@ impl SqlLedger<SqliteEngine> {
 }
 
 /// Applies pending migrations with foreign keys off, as SQLite's way of rebuilding a table others refer to
-/// requires (migration 0015 rebuilds `gpus`), then checks every foreign key before turning them on again.
+/// requires (migration 0015 rebuilds `gpus`), then, when any was applied, checks every foreign key (a scan of
+/// the rollups, so not on every start) before turning them on again.
 fn migrate_sqlite(conn: &Connection) -> Result<(), LedgerError> {
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     let migrated = super::sql::migrate(conn, MIGRATIONS, str::to_string);
-    let broken: Option<String> =
-        conn.opt("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1", sql_params![], |r| r.get(0))?;
+    let broken: Option<String> = match migrated {
+        Ok(applied) if applied > 0 => {
+            conn.opt("SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1", sql_params![], |r| r.get(0))?
+        }
+        _ => None,
+    };
     conn.pragma_update(None, "foreign_keys", "ON")?;
     migrated?;
     match broken {
