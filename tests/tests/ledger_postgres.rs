@@ -88,9 +88,9 @@ fn statements_bind_and_read_the_same_values_on_postgresql_and_sqlite() {
         )?;
         let none: Option<String> = None;
         let gpu: i64 = db.one(
-            "INSERT INTO gpus (uuid, node_id, model, memory_total_bytes, mig_parent_uuid, mig_profile) VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO gpus (cluster, uuid, node_id, model, memory_total_bytes, mig_parent_uuid, mig_profile) VALUES ($1, $2, $3, $4, $5, $6, $7)
              RETURNING gpu_id",
-            sql_params!["GPU-1", node, "NVIDIA A10G", 24i64 << 30, none, none],
+            sql_params!["c1", "GPU-1", node, "NVIDIA A10G", 24i64 << 30, none, none],
             |r| r.get(0),
         )?;
         // Nanoseconds past i32, and a month of a big fleet past i64 when summed whole: the ledger sums seconds
@@ -116,10 +116,10 @@ fn statements_bind_and_read_the_same_values_on_postgresql_and_sqlite() {
         })?;
         let missing = db.opt("SELECT node_id FROM nodes WHERE name = $1", sql_params!["nope"], |r| r.get::<i64>(0))?;
         let upserted = db.run(
-            "INSERT INTO agent_boots (agent_id, boot_id, last_seq, first_seen_ns, last_seen_ns) VALUES ($1, $2, $3, $4, $4)
-             ON CONFLICT (agent_id, boot_id) DO UPDATE SET last_seq = CASE WHEN agent_boots.last_seq > excluded.last_seq
+            "INSERT INTO agent_boots (cluster, agent_id, boot_id, last_seq, first_seen_ns, last_seen_ns) VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (cluster, agent_id, boot_id) DO UPDATE SET last_seq = CASE WHEN agent_boots.last_seq > excluded.last_seq
                THEN agent_boots.last_seq ELSE excluded.last_seq END, last_seen_ns = excluded.last_seen_ns",
-            sql_params!["a", "b", 7i64, 1i64],
+            sql_params!["c1", "a", "b", 7i64, 1i64],
         )?;
         Ok(vec![sums, empty, text, format!("{missing:?}"), upserted.to_string()])
     }
