@@ -309,7 +309,8 @@ fn serving_lock(db: &Path) -> Result<std::fs::File, LedgerError> {
     name.push(".lock");
     let path = PathBuf::from(name);
     let io = |e: std::io::Error| LedgerError::Io(format!("the ledger's lock file {}: {e}", path.display()));
-    let mut file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io)?;
+    let mut file =
+        std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(io)?;
     match file.try_lock() {
         Ok(()) => {
             file.set_len(0).map_err(io)?;
