@@ -191,7 +191,9 @@ impl DimSql {
                 Dimension::Kind => "w.kind".into(),
                 Dimension::Namespace => "w.namespace".into(),
                 // A pod is named with its cluster and namespace: `web-0` runs in many.
-                Dimension::Pod => "CASE WHEN w.pod = '' THEN '' ELSE n.cluster || '/' || w.namespace || '/' || w.pod END".into(),
+                Dimension::Pod => {
+                    "CASE WHEN w.pod = '' THEN '' ELSE n.cluster || '/' || w.namespace || '/' || w.pod END".into()
+                }
                 Dimension::Controller => {
                     "CASE WHEN w.controller_kind = '' THEN '' ELSE w.controller_kind || '/' || w.controller_name END"
                         .into()
@@ -618,7 +620,13 @@ fn insert_owner(tx: &impl Db, workload_id: i64, from_ns: u64, o: &Ownership) -> 
 /// (from `from_ns`, or just after it when the row there is still the owner of time outside the window), the
 /// window's usage rows moved onto it (rows of one bucket that were billed to several owners merged), and the
 /// window's owner rows that no usage row names any more deleted. Time outside the window keeps its owner rows.
-fn reattribute_rows(tx: &impl Db, workload_id: i64, from_ns: u64, to_ns: u64, owner: &Ownership) -> Result<(), LedgerError> {
+fn reattribute_rows(
+    tx: &impl Db,
+    workload_id: i64,
+    from_ns: u64,
+    to_ns: u64,
+    owner: &Ownership,
+) -> Result<(), LedgerError> {
     let (from, to) = (from_ns as i64, to_ns.min(i64::MAX as u64) as i64);
     let named_outside = |key: i64| -> Result<bool, LedgerError> {
         Ok(tx
@@ -637,7 +645,8 @@ fn reattribute_rows(tx: &impl Db, workload_id: i64, from_ns: u64, to_ns: u64, ow
     insert_owner(tx, workload_id, key as u64, owner)?;
     let values = USAGE_VALUES.join(", ");
     let sums = USAGE_VALUES.iter().map(|v| format!("SUM({v})")).collect::<Vec<_>>().join(", ");
-    let adds = USAGE_VALUES.iter().map(|v| format!("{v} = usage_buckets.{v} + excluded.{v}")).collect::<Vec<_>>().join(", ");
+    let adds =
+        USAGE_VALUES.iter().map(|v| format!("{v} = usage_buckets.{v} + excluded.{v}")).collect::<Vec<_>>().join(", ");
     // Parameters are numbered in order of first appearance (SQLite binds them that way).
     tx.run(
         &format!(
@@ -1390,15 +1399,7 @@ impl<E: Engine> Ledger for SqlLedger<E> {
             // rows; the window's bounds are then written into the statement, else bound as $1 and $2 (they come
             // first in the statement's text).
             // A closed month's report reads the days its closing summed (migration 0013) when it asks for whole days.
-            let (built, usage_days, gpu_days) = match source {
-                Rows::Live => (days::built_ranges(conn, q.from_ns, q.to_ns)?, "usage_days".to_string(), "gpu_days".to_string()),
-                Rows::Booked { period, corrections: false } if days::booked_days(conn, period)? && q.from_ns.is_multiple_of(days::DAY) && q.to_ns.is_multiple_of(days::DAY) => (
-                    vec![(q.from_ns, q.to_ns)],
-                    format!("(SELECT * FROM booked_usage_days WHERE booked_period = '{}')", crate::ledger::rows::safe(period)),
-                    format!("(SELECT * FROM booked_gpu_days WHERE booked_period = '{}')", crate::ledger::rows::safe(period)),
-                ),
-                _ => (Vec::new(), String::new(), String::new()),
-            };
+            let (built, usage_days, gpu_days) = days::summed_days(conn, source, q.from_ns, q.to_ns)?;
             let first = if built.is_empty() { 2 } else { 0 };
             let dims = DimSql::with(&all, first);
             let (group_cols, filter_cols) = dims.exprs.split_at(q.group_by.len());
@@ -1542,8 +1543,26 @@ impl<E: Engine> Ledger for SqlLedger<E> {
         period_ns: u64,
         policy: Policy,
     ) -> Result<Vec<OriginCharge>, LedgerError> {
-        let (usage_rows, gpu_rows) = (source.usage(), source.gpu());
         self.with_reader(|conn| {
+            // Periods of whole days read the days summed by the daily rollups where they are built (as costs do).
+            let (mut usage_rows, mut gpu_rows) = (source.usage(), source.gpu());
+            if period_ns.is_multiple_of(days::DAY) {
+                let (built, usage_days, gpu_days) = days::summed_days(conn, source, from_ns, to_ns)?;
+                if !built.is_empty() {
+                    let rest = days::within("bucket_start_ns", &days::complement(from_ns, to_ns, &built));
+                    let (usage_cols, gpu_cols) = (USAGE_VALUES.join(", "), crate::ledger::rows::GPU_VALUES.join(", "));
+                    usage_rows = format!(
+                        "(SELECT bucket_start_ns, gpu_id, workload_id, node_id, owner_from, {usage_cols} FROM {usage_rows} x WHERE {rest}
+                          UNION ALL SELECT day_start_ns, gpu_id, workload_id, node_id, owner_from, {usage_cols} FROM {usage_days} y WHERE {})",
+                        days::within("day_start_ns", &built)
+                    );
+                    gpu_rows = format!(
+                        "(SELECT bucket_start_ns, gpu_id, node_id, {gpu_cols} FROM {gpu_rows} x WHERE {rest}
+                          UNION ALL SELECT day_start_ns, gpu_id, node_id, {gpu_cols} FROM {gpu_days} y WHERE {})",
+                        days::within("day_start_ns", &built)
+                    );
+                }
+            }
             let split = |c: &str| format!("SUM({c} / 1000000000), SUM({c} % 1000000000)");
             let amount = |r: &crate::ledger::sql::Row, i: usize| r.get::<Option<i64>>(i).map(|v| v.unwrap_or(0) as u128);
             let mut origins: Vec<OriginCharge> = Vec::new();

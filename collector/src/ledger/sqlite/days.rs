@@ -46,8 +46,11 @@ pub(super) fn built_ranges(c: &impl Db, from_ns: u64, to_ns: u64) -> Result<Vec<
 /// starts in [`$1`, `$2`) per day into `table`, the usage per owner it was billed to too (`owner_from`, -1: none).
 /// With `booked`, the rows are tagged `booked_period = $1` and the window is [`$2`, `$3`).
 pub(super) fn sum_into_days(table: &str, gpu: bool, booked: bool) -> String {
-    let (values, key) =
-        if gpu { (&GPU_VALUES[..], "gpu_id, node_id") } else { (&USAGE_VALUES[..], "gpu_id, workload_id, node_id, owner_from") };
+    let (values, key) = if gpu {
+        (&GPU_VALUES[..], "gpu_id, node_id")
+    } else {
+        (&USAGE_VALUES[..], "gpu_id, workload_id, node_id, owner_from")
+    };
     let source_key = key.split(", ").map(|k| format!("u.{k}")).collect::<Vec<_>>().join(", ");
     let sums = values.iter().map(|v| format!("SUM(u.{v})")).collect::<Vec<_>>().join(", ");
     let (tag_col, tag, first) = if booked { ("booked_period, ", "CAST($1 AS TEXT), ", 2) } else { ("", "", 1) };
@@ -68,6 +71,31 @@ pub(super) fn booked_days(c: &impl Db, period: &str) -> Result<bool, DbError> {
         r.get::<i64>(0)
     })?
     .is_some())
+}
+
+/// The whole days of [from_ns, to_ns) that a report over `rows` can read from summed days, and the daily sources
+/// of its usage and GPU rows (same columns as `usage_days` and `gpu_days`): the live rows' built days, or the days a
+/// closed month's closing summed when the window is whole days. No ranges: read the hourly rows only.
+pub(super) fn summed_days(
+    c: &impl Db,
+    rows: &crate::ledger::rows::Rows,
+    from_ns: u64,
+    to_ns: u64,
+) -> Result<(Vec<(u64, u64)>, String, String), DbError> {
+    use crate::ledger::rows::{Rows, safe};
+    Ok(match rows {
+        Rows::Live => (built_ranges(c, from_ns, to_ns)?, "usage_days".to_string(), "gpu_days".to_string()),
+        Rows::Booked { period, corrections: false }
+            if booked_days(c, period)? && from_ns.is_multiple_of(DAY) && to_ns.is_multiple_of(DAY) =>
+        {
+            (
+                vec![(from_ns, to_ns)],
+                format!("(SELECT * FROM booked_usage_days WHERE booked_period = '{}')", safe(period)),
+                format!("(SELECT * FROM booked_gpu_days WHERE booked_period = '{}')", safe(period)),
+            )
+        }
+        _ => (Vec::new(), String::new(), String::new()),
+    })
 }
 
 /// [from, to) less `ranges` (sorted, inside it).
@@ -113,10 +141,7 @@ impl<E: Engine> SqlLedger<E> {
             .into_iter()
             .collect())
         })?;
-        let (usage, gpus) = (
-            sum_into_days("usage_days", false, false),
-            sum_into_days("gpu_days", true, false),
-        );
+        let (usage, gpus) = (sum_into_days("usage_days", false, false), sum_into_days("gpu_days", true, false));
         let mut n = 0;
         let mut day = first;
         while day < today && n < max {

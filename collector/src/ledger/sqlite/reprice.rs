@@ -226,6 +226,8 @@ impl<E: Engine> SqlLedger<E> {
                 )?;
             }
         }
+        // The window's days are summed again from the re-priced hours (and the check reads those hours).
+        days::unbuild(&*tx, from_ns, to_ns)?;
         report.checked = price_check(&*tx, self.bucket_ns, from_ns, to_ns, &[])?;
         let detail = serde_json::to_string(&report.nodes).map_err(|e| LedgerError::Io(e.to_string()))?;
         tx.run(
@@ -240,7 +242,6 @@ impl<E: Engine> SqlLedger<E> {
                 detail
             ],
         )?;
-        days::unbuild(&*tx, from_ns, to_ns)?;
         if options.dry_run {
             // Dropped: rolled back. The report says what would be refused.
             return Ok(report);
@@ -295,7 +296,45 @@ fn price_check(
     let (f, t) = (dims.exprs.len() + 1, dims.exprs.len() + 2);
     let mut params: Vec<Value> = filters.iter().map(|(_, v)| Value::Text(v.clone())).collect();
     params.extend([Value::Int(from_ns as i64), Value::Int(to_ns as i64)]);
-    // The price in force at a bucket's start and at its end: the latest change at or before each.
+    // Built days are read from their daily rows (a day per row instead of 24), except the days in which a node's
+    // price changed, whose hours are each checked at their own price; `hours` is the hourly rows a row stands for.
+    let built = days::built_ranges(c, from_ns, to_ns)?;
+    let mut changed: Vec<String> = Vec::new();
+    if !built.is_empty() {
+        let changes: Vec<(i64, i64)> = c.all(
+            "SELECT node_id, effective_from_ns FROM node_prices WHERE effective_from_ns > $1 AND effective_from_ns < $2",
+            sql_params![from_ns as i64, to_ns.min(i64::MAX as u64) as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        for (node, at) in changes {
+            let day = at as u64 / days::DAY * days::DAY;
+            if at as u64 != day && built.iter().any(|&(s, e)| day >= s && day < e) {
+                changed.push(format!(
+                    "(node_id = {node} AND bucket_start_ns >= {day} AND bucket_start_ns < {})",
+                    day + days::DAY
+                ));
+            }
+        }
+    }
+    let source = if built.is_empty() {
+        format!(
+            "(SELECT bucket_start_ns, {bucket_ns} AS len_ns, 1 AS hours, gpu_id, node_id, observed_ns, cost_micros FROM gpu_buckets)"
+        )
+    } else {
+        let hourly = days::within("bucket_start_ns", &days::complement(from_ns, to_ns, &built));
+        let changed_hours = if changed.is_empty() { "0 = 1".to_string() } else { changed.join(" OR ") };
+        let changed_days = changed_hours.replace("bucket_start_ns", "day_start_ns");
+        format!(
+            "(SELECT bucket_start_ns, {bucket_ns} AS len_ns, 1 AS hours, gpu_id, node_id, observed_ns, cost_micros FROM gpu_buckets
+               WHERE {hourly} OR {changed_hours}
+              UNION ALL SELECT day_start_ns, {} AS len_ns, {} AS hours, gpu_id, node_id, observed_ns, cost_micros FROM gpu_days
+               WHERE {} AND NOT ({changed_days}))",
+            days::DAY,
+            days::DAY / bucket_ns.max(1),
+            days::within("day_start_ns", &built)
+        )
+    };
+    // The price in force at a row's start and at its end: the latest change at or before each.
     let in_force = |bound: &str| {
         format!(
             "(SELECT MAX(q.effective_from_ns) FROM node_prices q WHERE q.node_id = b.node_id AND q.effective_from_ns {bound})"
@@ -306,13 +345,13 @@ fn price_check(
          FROM (SELECT n.cluster, n.name, b.node_id, {} AS at_start, {} AS at_end,
                       CASE WHEN d.mig_parent_uuid IS NULL THEN b.observed_ns / 1000000000 ELSE 0 END AS observed_s,
                       CASE WHEN d.mig_parent_uuid IS NULL THEN b.observed_ns % 1000000000 ELSE 0 END AS observed_r,
-                      CASE WHEN d.mig_parent_uuid IS NULL THEN 1 ELSE 0 END AS physical, b.cost_micros AS cost
-               FROM gpu_buckets b JOIN gpus d ON d.gpu_id = b.gpu_id
+                      CASE WHEN d.mig_parent_uuid IS NULL THEN b.hours ELSE 0 END AS physical, b.cost_micros AS cost
+               FROM {source} b JOIN gpus d ON d.gpu_id = b.gpu_id
                  JOIN gpus g ON g.cluster = d.cluster AND g.uuid = COALESCE(d.mig_parent_uuid, d.uuid) JOIN nodes n ON n.node_id = b.node_id
                WHERE {conds}b.bucket_start_ns >= ${f} AND b.bucket_start_ns < ${t}) x
          GROUP BY x.cluster, x.name, x.node_id, x.at_start, x.at_end ORDER BY x.cluster, x.name",
         in_force("<= b.bucket_start_ns"),
-        in_force(&format!("< b.bucket_start_ns + {bucket_ns}"))
+        in_force("< b.bucket_start_ns + b.len_ns")
     );
     let groups = c.all(&sql, &bind(&params), |r| {
         Ok((

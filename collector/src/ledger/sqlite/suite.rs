@@ -625,7 +625,8 @@ pub fn an_owner_change_mid_hour_splits_the_hour_at_the_change_in_every_report<S:
         b
     };
     let charged = |b: &Batch| u128::from(b.cost.holdings[0].used + b.cost.holdings[0].hybrid_idle);
-    let expected = |team: &str| (1..=60).map(minute).filter(|b| b.owners[0].team == team).map(|b| charged(&b)).sum::<u128>();
+    let expected =
+        |team: &str| (1..=60).map(minute).filter(|b| b.owners[0].team == team).map(|b| charged(&b)).sum::<u128>();
     // Minute 10 arrives after the change, still under its own owner.
     l.record(&(1..=60).filter(|&s| s != 10).map(minute).collect::<Vec<_>>(), T0).unwrap();
     l.record(&[minute(10)], T0 + HOUR).unwrap();
@@ -653,15 +654,30 @@ pub fn an_owner_change_mid_hour_splits_the_hour_at_the_change_in_every_report<S:
     let held: Vec<(String, u128)> = usage.rows.into_iter().map(|r| (r.group[0].clone(), r.time.held_ns)).collect();
     assert_eq!(held, vec![("group:default/recsys".into(), want[0].2), ("group:default/vision".into(), want[1].2)]);
     // FOCUS's allocated rows: one per owner of the GPU's day.
-    let origins = l.allocations(T0 / days::DAY * days::DAY, T0 / days::DAY * days::DAY + days::DAY, days::DAY, Policy::Hybrid).unwrap();
+    let origins = l
+        .allocations(T0 / days::DAY * days::DAY, T0 / days::DAY * days::DAY + days::DAY, days::DAY, Policy::Hybrid)
+        .unwrap();
     let mut allocated: Vec<(String, u128)> =
         origins.iter().flat_map(|o| o.allocations.iter().map(|a| (a.team.clone(), a.cost))).collect();
     allocated.sort();
     assert_eq!(allocated, vec![("recsys".into(), want[0].1), ("vision".into(), want[1].1)]);
-    // The day's daily rollup keeps the split.
+    // The day's daily rollup keeps the split, and the fleet line still checks against the price history.
     let day = T0 / days::DAY * days::DAY;
+    let hourly_check = l.price_check(day, day + days::DAY, &[]).unwrap();
+    assert!(hourly_check.iter().all(|c| c.holds()) && !hourly_check.is_empty(), "{hourly_check:?}");
     assert_eq!(l.build_daily_rollups(day + days::DAY, 8).unwrap(), 1);
+    let daily_check = l.price_check(day, day + days::DAY, &[]).unwrap();
+    assert_eq!(
+        daily_check.iter().map(|c| (c.fleet, c.expected_min, c.expected_max)).collect::<Vec<_>>(),
+        hourly_check.iter().map(|c| (c.fleet, c.expected_min, c.expected_max)).collect::<Vec<_>>()
+    );
+    assert!(daily_check.iter().all(|c| c.holds()), "{daily_check:?}");
     assert_eq!(by_team(&l, day, day + days::DAY), want, "read from the built day");
+    let from_days = l.allocations(day, day + days::DAY, days::DAY, Policy::Hybrid).unwrap();
+    assert_eq!(
+        from_days, origins,
+        "FOCUS allocations read from the built day are the hourly rows' to the micro-dollar"
+    );
 }
 
 pub fn reattributing_moves_the_window_to_the_new_owner_and_keeps_the_rest<S: Stores>(s: &S) {
@@ -996,6 +1012,16 @@ fn three_days() -> Vec<Batch> {
 }
 
 /// Costs of `l` under every policy for several groupings and windows (whole days and not).
+/// FOCUS's origin and allocated charges per GPU-day over whole and partial days, under every policy.
+fn allocation_views<E: Engine>(l: &SqlLedger<E>) -> Vec<Vec<OriginCharge>> {
+    let day0 = T0 / days::DAY * days::DAY;
+    let windows = [(day0, day0 + 4 * days::DAY), (day0 + 5 * HOUR, day0 + 2 * days::DAY + 3 * HOUR)];
+    windows
+        .iter()
+        .flat_map(|&(from, to)| Policy::ALL.into_iter().map(move |p| l.allocations(from, to, days::DAY, p).unwrap()))
+        .collect()
+}
+
 fn cost_views<E: Engine>(l: &SqlLedger<E>) -> Vec<CostReport> {
     let day0 = T0 / days::DAY * days::DAY;
     let windows = [
@@ -1048,10 +1074,13 @@ pub fn daily_rollups_answer_exactly_as_the_hourly_rows_and_follow_every_change<S
         a.with_reader(|c| Ok(c.one("SELECT COUNT(*) FROM usage_days", sql_params![], |r| r.get(0))?)).unwrap();
     assert!(daily >= 6, "daily rows: {daily}");
     assert_eq!(cost_views(&a), cost_views(&b), "built days answer as their hours");
+    assert_eq!(allocation_views(&a), allocation_views(&b), "built days answer as their hours");
     let rebuild_and_compare = |what: &str| {
         assert_eq!(cost_views(&a), cost_views(&b), "{what}: unbuilt days answer from their hours");
+        assert_eq!(allocation_views(&a), allocation_views(&b), "{what}: unbuilt days answer from their hours");
         a.build_daily_rollups(now, 400).unwrap();
         assert_eq!(cost_views(&a), cost_views(&b), "{what}: rebuilt");
+        assert_eq!(allocation_views(&a), allocation_views(&b), "{what}: rebuilt");
     };
 
     // Late batches from other nodes' boots: one of the first day (no owner news), then one of the second day
