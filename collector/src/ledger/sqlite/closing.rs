@@ -42,7 +42,8 @@ impl<E: Engine> SqlLedger<E> {
             }
         }
         let label = &period.label;
-        let usage_cols = format!("bucket_start_ns, gpu_id, workload_id, node_id, owner_from, {}", USAGE_VALUES.join(", "));
+        let usage_cols =
+            format!("bucket_start_ns, gpu_id, workload_id, node_id, owner_from, {}", USAGE_VALUES.join(", "));
         let gpu_cols = format!("bucket_start_ns, gpu_id, node_id, {}", GPU_VALUES.join(", "));
         // Late rows of the months closed before, booked here as corrections (computed before this month's
         // own rows are booked, which they do not overlap). PostgreSQL before 16 wants the subquery named (`e`).
