@@ -718,7 +718,6 @@ impl LedgerArgs {
     }
 }
 
-
 async fn shutdown_signal() {
     #[cfg(unix)]
     {

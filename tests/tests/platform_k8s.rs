@@ -347,16 +347,11 @@ fn agent_chart_passes_the_agents_real_flags_and_mounts_what_they_name() {
                 }
             }
         }
-        let expected: BTreeSet<String> = [
-            "pods:list",
-            "pods:watch",
-            "namespaces:list",
-            "namespaces:watch",
-            "nodes:get",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect();
+        let expected: BTreeSet<String> =
+            ["pods:list", "pods:watch", "namespaces:list", "namespaces:watch", "nodes:get"]
+                .into_iter()
+                .map(String::from)
+                .collect();
         assert_eq!(granted, expected, "{ctx}: the ClusterRole grants more or less than the agent uses");
         let binding = one(&docs, "ClusterRoleBinding");
         assert_eq!(

@@ -343,12 +343,8 @@ impl RepriceReport {
 }
 
 /// The price of a node (its GPU model and physical GPUs) at a time, or why it has none.
-pub type PriceOf = dyn Fn(
-    &crate::model::Node,
-    &str,
-    u32,
-    u64,
-) -> Result<crate::cost::price::GpuPrice, crate::cost::book::Unpriced>;
+pub type PriceOf =
+    dyn Fn(&crate::model::Node, &str, u32, u64) -> Result<crate::cost::price::GpuPrice, crate::cost::book::Unpriced>;
 
 /// How to re-price.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
