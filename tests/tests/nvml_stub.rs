@@ -75,7 +75,7 @@ impl Rig {
     fn pod(&mut self, namespace: &str, name: &str) -> WorkloadIdentity {
         let n = self.pods.len() as u64 + 1;
         let uid = format!("{n:08x}-0000-4000-8000-{n:012x}");
-        let container_id = format!("{:064x}", 0xc0ffee_0000 + n);
+        let container_id = format!("{:064x}", 0x00c0_ffee_0000 + n);
         self.pods.push(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": { "name": name, "namespace": namespace, "uid": uid, "resourceVersion": "1", "labels": { "team": "ml" } },

@@ -1399,7 +1399,8 @@ impl<E: Engine> Ledger for SqlLedger<E> {
             // rows; the window's bounds are then written into the statement, else bound as $1 and $2 (they come
             // first in the statement's text).
             // A closed month's report reads the days its closing summed (migration 0013) when it asks for whole days.
-            let (built, usage_days, gpu_days) = days::summed_days(conn, source, q.from_ns, q.to_ns)?;
+            let days::SummedDays { built, usage: usage_days, gpu: gpu_days } =
+                days::summed_days(conn, source, q.from_ns, q.to_ns)?;
             let first = if built.is_empty() { 2 } else { 0 };
             let dims = DimSql::with(&all, first);
             let (group_cols, filter_cols) = dims.exprs.split_at(q.group_by.len());
@@ -1547,7 +1548,8 @@ impl<E: Engine> Ledger for SqlLedger<E> {
             // Periods of whole days read the days summed by the daily rollups where they are built (as costs do).
             let (mut usage_rows, mut gpu_rows) = (source.usage(), source.gpu());
             if period_ns.is_multiple_of(days::DAY) {
-                let (built, usage_days, gpu_days) = days::summed_days(conn, source, from_ns, to_ns)?;
+                let days::SummedDays { built, usage: usage_days, gpu: gpu_days } =
+                    days::summed_days(conn, source, from_ns, to_ns)?;
                 if !built.is_empty() {
                     let rest = days::within("bucket_start_ns", &days::complement(from_ns, to_ns, &built));
                     let (usage_cols, gpu_cols) = (USAGE_VALUES.join(", "), crate::ledger::rows::GPU_VALUES.join(", "));

@@ -73,6 +73,15 @@ pub(super) fn booked_days(c: &impl Db, period: &str) -> Result<bool, DbError> {
     .is_some())
 }
 
+/// Whole days a report can read summed, and where: see [`summed_days`].
+pub(super) struct SummedDays {
+    /// The ranges of whole days (none: read the hourly rows only).
+    pub built: Vec<(u64, u64)>,
+    /// The `FROM` sources of their usage and GPU rows (columns of `usage_days` and `gpu_days`).
+    pub usage: String,
+    pub gpu: String,
+}
+
 /// The whole days of [from_ns, to_ns) that a report over `rows` can read from summed days, and the daily sources
 /// of its usage and GPU rows (same columns as `usage_days` and `gpu_days`): the live rows' built days, or the days a
 /// closed month's closing summed when the window is whole days. No ranges: read the hourly rows only.
@@ -81,20 +90,24 @@ pub(super) fn summed_days(
     rows: &crate::ledger::rows::Rows,
     from_ns: u64,
     to_ns: u64,
-) -> Result<(Vec<(u64, u64)>, String, String), DbError> {
+) -> Result<SummedDays, DbError> {
     use crate::ledger::rows::{Rows, safe};
     Ok(match rows {
-        Rows::Live => (built_ranges(c, from_ns, to_ns)?, "usage_days".to_string(), "gpu_days".to_string()),
+        Rows::Live => SummedDays {
+            built: built_ranges(c, from_ns, to_ns)?,
+            usage: "usage_days".to_string(),
+            gpu: "gpu_days".to_string(),
+        },
         Rows::Booked { period, corrections: false }
             if booked_days(c, period)? && from_ns.is_multiple_of(DAY) && to_ns.is_multiple_of(DAY) =>
         {
-            (
-                vec![(from_ns, to_ns)],
-                format!("(SELECT * FROM booked_usage_days WHERE booked_period = '{}')", safe(period)),
-                format!("(SELECT * FROM booked_gpu_days WHERE booked_period = '{}')", safe(period)),
-            )
+            SummedDays {
+                built: vec![(from_ns, to_ns)],
+                usage: format!("(SELECT * FROM booked_usage_days WHERE booked_period = '{}')", safe(period)),
+                gpu: format!("(SELECT * FROM booked_gpu_days WHERE booked_period = '{}')", safe(period)),
+            }
         }
-        _ => (Vec::new(), String::new(), String::new()),
+        _ => SummedDays { built: Vec::new(), usage: String::new(), gpu: String::new() },
     })
 }
 
