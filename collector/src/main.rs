@@ -447,7 +447,8 @@ struct LedgerArgs {
     #[arg(long, env = "GPUCOST_HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     http_request_timeout: Duration,
     /// An agent stream on which nothing is sent or acked for this long is closed (agents send every 15 s and
-    /// open a new stream when they have a batch): idle streams hold no slot for long.
+    /// open a new stream when they have a batch): idle streams hold no slot for long. After a batch whose
+    /// interval is longer than a third of this, three of its intervals.
     #[arg(long, env = "GPUCOST_STREAM_IDLE_TIMEOUT", default_value = "45s", value_parser = humantime::parse_duration)]
     stream_idle_timeout: Duration,
     /// Longest a gRPC connection may take for its TLS handshake and its HTTP/2 preface, and an HTTP connection

@@ -528,6 +528,25 @@ fn one_clusters_idle_streams_leave_another_cluster_a_slot_and_are_closed() {
 }
 
 #[test]
+fn an_agent_whose_intervals_outlast_the_idle_timeout_keeps_its_stream_between_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = zoned(dir.path(), &["--stream-idle-timeout", "2s"]);
+    let rt = runtime();
+    rt.block_on(async {
+        let (tx, mut acks) = silent_stream(&c.grpc_url(), ALPHA).await.expect("a stream");
+        // One-minute intervals: the stream may stay silent for three of them, not just the 2 s timeout.
+        tx.send(of_cluster("alpha", "slow", 1)).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(30), acks.message()).await.unwrap().unwrap();
+        assert!(first.is_some_and(|a| a.seq == 1));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        tx.send(of_cluster("alpha", "slow", 2)).await.unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(30), acks.message()).await.unwrap();
+        assert!(second.as_ref().is_ok_and(|a| a.as_ref().is_some_and(|a| a.seq == 2)), "{second:?}");
+    });
+    assert_eq!(metric_with(&c, READER, "gpucost_limit_breaches_total{limit=\"stream_idle\"}"), 0);
+}
+
+#[test]
 fn a_token_rotating_agent_ids_does_not_escape_the_batch_rate() {
     let dir = tempfile::tempdir().unwrap();
     let c = zoned(dir.path(), &["--max-agent-batches-per-minute", "20"]);

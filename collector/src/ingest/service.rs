@@ -170,7 +170,9 @@ async fn serve_stream(
     let mut workloads = StreamWorkloads::default();
     let mut input_done = false;
     let mut last_word: Option<Status> = None;
-    // Reset by every batch received and every ack sent.
+    // Reset by every batch received and every ack sent. An agent whose intervals are longer than the timeout's
+    // third is allowed three of its own intervals between batches, so that its stream is not closed each time.
+    let mut allowed_idle = idle_timeout;
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
     loop {
@@ -183,10 +185,10 @@ async fn serve_stream(
         tokio::select! {
             _ = &mut idle, if !input_done && pending.is_empty() => {
                 metrics.limit_breach("stream_idle");
-                tracing::info!(cluster = %zone.escape_debug(), ?idle_timeout, "closed an agent stream that sent nothing");
+                tracing::info!(cluster = %zone.escape_debug(), ?allowed_idle, "closed an agent stream that sent nothing");
                 last_word = Some(Status::unavailable(format!(
                     "no batch on this stream for {} s (--stream-idle-timeout): closed, so that an idle stream holds no slot; open a new one when there is a batch to send",
-                    idle_timeout.as_secs()
+                    allowed_idle.as_secs()
                 )));
                 input_done = true;
             }
@@ -213,7 +215,8 @@ async fn serve_stream(
                 }
                 Ok(Some(b)) => match (std::time::Instant::now(), validate_on_stream(&b, crate::now_ns(), &limits, &mut workloads)) {
                     (received, Ok(mut batch)) => {
-                        idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                        allowed_idle = idle_allowance(idle_timeout, batch.end_ns.saturating_sub(batch.start_ns));
+                        idle.as_mut().reset(tokio::time::Instant::now() + allowed_idle);
                         let bytes = prost::Message::encoded_len(&b);
                         pending_bytes += bytes;
                         {
@@ -308,10 +311,18 @@ async fn serve_stream(
                 if out.send(Ok(Ack { boot_id, seq, status: status as i32, label_keys: announce })).await.is_err() {
                     return;
                 }
-                idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                idle.as_mut().reset(tokio::time::Instant::now() + allowed_idle);
             }
         }
     }
+}
+
+/// How long a stream may stay silent after a batch of `interval_ns`: the configured timeout, or three of the
+/// agent's intervals when those are longer (at most three hours: an interval is at most an hour).
+fn idle_allowance(timeout: std::time::Duration, interval_ns: u64) -> std::time::Duration {
+    let three =
+        std::time::Duration::from_nanos(interval_ns.saturating_mul(3)).min(std::time::Duration::from_secs(3 * 3_600));
+    timeout.max(three)
 }
 
 #[tonic::async_trait]
@@ -361,5 +372,19 @@ impl Ingest for IngestService {
             response.metadata_mut().insert(LABEL_KEYS_HEADER, v);
         }
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::idle_allowance;
+    use std::time::Duration;
+
+    #[test]
+    fn an_agent_with_long_intervals_may_stay_silent_for_three_of_them() {
+        let timeout = Duration::from_secs(45);
+        assert_eq!(idle_allowance(timeout, 15_000_000_000), timeout, "15 s intervals: the timeout");
+        assert_eq!(idle_allowance(timeout, 60_000_000_000), Duration::from_secs(180));
+        assert_eq!(idle_allowance(timeout, u64::MAX), Duration::from_secs(3 * 3_600), "bounded");
     }
 }
