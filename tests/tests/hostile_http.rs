@@ -315,50 +315,6 @@ fn a_second_collector_on_the_same_sqlite_file_is_refused_naming_postgresql() {
     assert_eq!(get(&first, "/api/v1/usage").0, 200, "the first serves on");
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA and, signed by it, certificates named after `certs` with those extensions.
-fn pki(dir: &Path, certs: &[(&str, &str)]) {
-    let p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(p256);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=ca", "-days", "2"]);
-    ca.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
-    openssl(dir, &ca);
-    for (name, ext) in certs {
-        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-        let (key, csr, pem, extfile) =
-            (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
-        let mut req = vec!["req"];
-        req.extend(p256);
-        req.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=gpucost"]);
-        openssl(dir, &req);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-extfile",
-                &extfile,
-            ],
-        );
-    }
-}
-
 /// A simulated agent (cluster prod-us-east-1) over mutual TLS with certificate `cert`.
 fn tls_agent(dir: &Path, grpc: u16, cert: &str) -> gpucost_e2e::Agent {
     let s = |p: &str| dir.join(p).display().to_string();
@@ -393,12 +349,13 @@ fn under_mutual_tls_a_certificate_without_the_client_auth_usage_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // "any": a certificate that names no usage (which webpki takes for any); "server": the collector's own.
-    pki(
+    gpucost_e2e::pki::pki(
         d,
+        "ca",
         &[
             ("server", "subjectAltName=IP:127.0.0.1\n"),
             ("any", "subjectAltName=IP:127.0.0.1\n"),
-            ("client", "extendedKeyUsage=clientAuth\n"),
+            ("client", gpucost_e2e::pki::CLIENT),
         ],
     );
     std::fs::write(d.join("token"), AGENT).unwrap();

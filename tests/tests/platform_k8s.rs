@@ -386,52 +386,11 @@ fn agent_chart_passes_the_agents_real_flags_and_mounts_what_they_name() {
 const AGENT_TOKEN: &str = "agent-token-0123456789";
 const READ_TOKEN: &str = "read-token-0123456789";
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let (ok, text) = run(Command::new("openssl").current_dir(dir).args(args));
-    assert!(ok, "openssl {args:?}: {text}");
-}
-
 /// A CA, a server certificate for 127.0.0.1 and a client certificate signed by it (ca.pem, server.pem/.key,
-/// client.pem/.key), made by the openssl command line.
+/// client.pem/.key).
 fn pki(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=gpucost-test-ca", "-days", "2"]);
-    ca.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
-    openssl(dir, &ca);
-    for (who, ext) in [
-        ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        std::fs::write(dir.join(format!("{who}.ext")), ext).unwrap();
-        let mut req = vec!["req"];
-        req.extend(ec);
-        let (key, csr, pem, extf) =
-            (format!("{who}.key"), format!("{who}.csr"), format!("{who}.pem"), format!("{who}.ext"));
-        req.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=gpucost-test"]);
-        openssl(dir, &req);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-extfile",
-                &extf,
-            ],
-        );
-    }
+    use gpucost_e2e::pki::{CLIENT, SERVER};
+    gpucost_e2e::pki::pki(dir, "ca", &[("server", SERVER), ("client", CLIENT)]);
 }
 
 /// Writes what the pod's Secret and ConfigMap volumes would hold under `root` (at the mount paths): ConfigMap items

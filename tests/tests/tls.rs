@@ -3,91 +3,19 @@
 //! Certificates come from the real `openssl` command line.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gpucost_collector::auth::hash_token;
+use gpucost_e2e::pki::{CLIENT, SERVER};
 use gpucost_e2e::{Collector, free_port};
 
 const TOKEN: &str = "agent-token-for-prod-0001";
 const READER: &str = "read-token-finance-000001";
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA `name` and, signed by it, a certificate `name-server` for 127.0.0.1 and `name-client`.
+/// A CA `name-ca` and, signed by it, a certificate `name-server` for 127.0.0.1 and `name-client`.
 fn pki(dir: &Path, name: &str) {
-    let ca = format!("{name}-ca");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.pem"),
-            "-subj",
-            &format!("/CN={ca}"),
-            "-days",
-            "2",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ],
-    );
-    for (who, ext) in [
-        ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        let base = format!("{name}-{who}");
-        std::fs::write(dir.join(format!("{base}.ext")), ext).unwrap();
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{base}.key"),
-                "-out",
-                &format!("{base}.csr"),
-                "-subj",
-                &format!("/CN={base}"),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{base}.csr"),
-                "-CA",
-                &format!("{ca}.pem"),
-                "-CAkey",
-                &format!("{ca}.key"),
-                "-CAcreateserial",
-                "-out",
-                &format!("{base}.pem"),
-                "-days",
-                "2",
-                "-extfile",
-                &format!("{base}.ext"),
-            ],
-        );
-    }
+    let (server, client) = (format!("{name}-server"), format!("{name}-client"));
+    gpucost_e2e::pki::pki(dir, &format!("{name}-ca"), &[(&server, SERVER), (&client, CLIENT)]);
 }
 
 fn observed_ns(c: &Collector) -> u64 {
