@@ -329,11 +329,6 @@ pub(crate) async fn on_ledger<T: Send + 'static>(
         })
 }
 
-/// Whether a dimension says who pays: its value is `unattributed` for GPU time no owner rule named.
-fn names_owner(d: &Dimension) -> bool {
-    matches!(d, Dimension::Owner | Dimension::Team | Dimension::Department | Dimension::Component | Dimension::System)
-}
-
 fn money(micros: u128) -> Value {
     json!({ "usd": usd(micros), "micros": micros })
 }
@@ -359,7 +354,7 @@ async fn costs(
     let q = parse_cost_query(&params, crate::now_ns(), s.ledger.bucket_ns())?;
     // The unattributed money is read from an owner dimension: the request's, or the owner added to its
     // grouping and summed away again.
-    let owner_at = q.group_by.iter().position(names_owner);
+    let owner_at = q.group_by.iter().position(Dimension::names_owner);
     let mut query = q.clone();
     if owner_at.is_none() {
         query.group_by.push(Dimension::Owner);

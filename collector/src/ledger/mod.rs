@@ -189,6 +189,12 @@ impl Dimension {
         matches!(self, Self::Label(_) | Self::Model | Self::ModelVersion | Self::Run | Self::Experiment)
     }
 
+    /// Whether this says who pays (owner, team, department, component, system: the owner row's column of that
+    /// name); its value is `unattributed` for GPU time no owner rule named.
+    pub fn names_owner(&self) -> bool {
+        matches!(self, Self::Owner | Self::Team | Self::Department | Self::Component | Self::System)
+    }
+
     /// Whether grouping by this needs the per-workload rollup.
     pub fn is_per_workload(&self) -> bool {
         !matches!(self, Self::Cluster | Self::Node | Self::Gpu | Self::Day)

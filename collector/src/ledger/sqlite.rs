@@ -202,25 +202,14 @@ impl DimSql {
                 Dimension::EcsTask => "w.ecs_task_arn".into(),
                 Dimension::SlurmJob => "w.slurm_job_id".into(),
                 Dimension::User => "w.user_name".into(),
-                Dimension::Owner => {
+                // The owner row's column of the dimension's name (`Dimension::names_owner`).
+                Dimension::Owner
+                | Dimension::Team
+                | Dimension::Department
+                | Dimension::Component
+                | Dimension::System => {
                     needs_owner = true;
-                    owner_dim("owner")
-                }
-                Dimension::Team => {
-                    needs_owner = true;
-                    owner_dim("team")
-                }
-                Dimension::Department => {
-                    needs_owner = true;
-                    owner_dim("department")
-                }
-                Dimension::Component => {
-                    needs_owner = true;
-                    owner_dim("component")
-                }
-                Dimension::System => {
-                    needs_owner = true;
-                    owner_dim("system")
+                    owner_dim(&d.name())
                 }
                 Dimension::Label(key) => label(key),
                 Dimension::Model => label("mlflow.org/model-name"),

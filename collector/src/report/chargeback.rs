@@ -201,7 +201,7 @@ impl Line {
         match (self.correction, self.kind) {
             (true, _) => "correction",
             (_, LineKind::Group) => "group",
-            (_, LineKind::Unattributed) => "unattributed",
+            (_, LineKind::Unattributed) => UNATTRIBUTED,
             (_, LineKind::Unallocated) => "unallocated",
             (_, LineKind::Idle) => "idle",
         }
