@@ -63,3 +63,48 @@ fn in_the_demo_people_are_never_teams_and_ecs_tasks_read_by_their_family() {
         );
     }
 }
+
+/// Issue 18's check, as a client of the wire contract and the HTTP API would make it: a namespace whose
+/// `backstage.io/owner` changes at :46 bills 46 minutes to the old owner and 14 to the new, not the hour to one.
+#[test]
+fn a_namespace_that_changes_owner_mid_hour_bills_each_owner_its_own_minutes() {
+    use gpucost_e2e::{g5_batch, send_batches};
+    use gpucost_proto::v1 as pb;
+    const NS: u64 = 1_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog");
+    std::fs::create_dir(&catalog).unwrap();
+    let c = Collector::start_with(
+        &dir.path().join("l.db"),
+        free_port(),
+        free_port(),
+        &["--catalog-dir", catalog.to_str().unwrap()],
+        &[],
+    );
+    let hour = 1_793_577_600 * NS; // 2026-11-02T00:00:00Z
+    let minute = |seq: u64| {
+        let owner = if seq <= 46 { "team-a" } else { "team-b" };
+        let pod = pb::WorkloadIdentity {
+            kind: pb::WorkloadKind::KubernetesPod as i32,
+            namespace: "shared".into(),
+            pod: "web-0".into(),
+            namespace_labels: [("backstage.io/owner".to_string(), owner.to_string())].into(),
+            ..Default::default()
+        };
+        let start = hour + (seq - 1) * 60 * NS;
+        g5_batch("n1", seq, start, start + 60 * NS, vec![(0, 40.0, pod)])
+    };
+    assert_eq!(send_batches(&c.grpc_url(), (1..=60).map(minute).collect()).len(), 60);
+    let (status, body) = c.get("/api/v1/costs?from=2026-11-02T00:00:00Z&to=2026-11-02T01:00:00Z&group_by=owner");
+    assert_eq!(status, 200, "{body}");
+    let rows: Vec<(String, f64)> = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["owner"].as_str().unwrap().to_string(), r["held_gpu_seconds"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(rows, [("group:default/team-a".to_string(), 2_760.0), ("group:default/team-b".to_string(), 840.0)]);
+    let micros = |r: &serde_json::Value| r["total_micros"].as_u64().unwrap();
+    let rows = body["rows"].as_array().unwrap();
+    assert!(micros(&rows[0]) > 3 * micros(&rows[1]), "46 minutes cost more than three times 14: {body}");
+}
