@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use gpucost_agent::identify::dra::{self, SliceCache};
 use gpucost_agent::identify::imds;
 use gpucost_agent::identify::labels::{CollectorKeys, DEFAULT_ALLOW, LabelAllow};
 use gpucost_agent::identify::node::{DEFAULT_NODE_LABELS, apply_labels};
@@ -120,6 +121,10 @@ struct Config {
     /// Device-plugin resources that are GPUs start with this.
     #[arg(long, env = "GPUCOST_GPU_RESOURCE_PREFIX", default_value = "nvidia.com/")]
     gpu_resource_prefix: String,
+    /// The DRA driver whose GPUs pods hold through ResourceClaims (resource.k8s.io/v1): its ResourceSlices
+    /// for this node are watched to tell which GPU each claimed device is. Empty: no DRA holders.
+    #[arg(long, env = "GPUCOST_DRA_DRIVER", default_value = gpucost_agent::identify::dra::NVIDIA_GPU_DRIVER)]
+    dra_driver: String,
     /// The ECS agent's introspection API, on ECS container instances (e.g. http://localhost:51678).
     #[arg(long, env = "GPUCOST_ECS_INTROSPECTION")]
     ecs_introspection: Option<String>,
@@ -514,22 +519,44 @@ async fn identifier(
             let keys = label_keys.clone().unwrap_or_default();
             tokio::spawn(gpucost_agent::identify::pods::watch::pods(
                 client.clone(),
-                node,
+                node.clone(),
                 cache.clone(),
                 allow.clone(),
                 keys.clone(),
             ));
-            tokio::spawn(gpucost_agent::identify::pods::watch::namespaces(client, cache.clone(), allow, keys));
+            tokio::spawn(gpucost_agent::identify::pods::watch::namespaces(client.clone(), cache.clone(), allow, keys));
+            let dra = (!config.dra_driver.is_empty()).then(|| {
+                let slices = SliceCache::default();
+                tokio::spawn(dra::watch::resource_slices(
+                    client.clone(),
+                    node.clone(),
+                    config.dra_driver.clone(),
+                    slices.clone(),
+                ));
+                let claims: Box<dyn dra::ClaimReader> = Box::new(dra::watch::KubeClaims(client.clone()));
+                dra::Dra::new(config.dra_driver.clone(), slices, Some(claims))
+            });
             // Attributing before the first list would name running pods by UID only.
-            if !cache.wait_ready(Duration::from_secs(30)).await {
-                tracing::warn!("pods and namespaces not listed within 30 s; attributing with what is known so far");
+            let slices_listed = async {
+                match &dra {
+                    Some(d) => d.slices().wait_listed(Duration::from_secs(30)).await,
+                    None => true,
+                }
+            };
+            let (pods_ready, slices_ready) = tokio::join!(cache.wait_ready(Duration::from_secs(30)), slices_listed);
+            if !pods_ready || !slices_ready {
+                tracing::warn!(
+                    pods_ready,
+                    slices_ready,
+                    "pods, namespaces and DRA ResourceSlices not all listed within 30 s; attributing with what is known so far"
+                );
             }
-            Some((cache, node_labels))
+            Some((cache, node_labels, dra))
         }
     };
-    let (pods, node_labels) = match pods {
-        Some((cache, labels)) => (Some(cache), labels),
-        None => (None, BTreeMap::new()),
+    let (pods, node_labels, dra) = match pods {
+        Some((cache, labels, dra)) => (Some(cache), labels, dra),
+        None => (None, BTreeMap::new(), None),
     };
     let socket = config.pod_resources_socket.exists().then(|| config.pod_resources_socket.clone());
     let identify = IdentifyConfig {
@@ -542,6 +569,10 @@ async fn identifier(
     };
     let watching = pods.is_some();
     let identifier = Identifier::new(identify, pods);
+    let identifier = match dra {
+        Some(dra) => identifier.with_dra(dra),
+        None => identifier,
+    };
     let identifier = match label_keys {
         Some(keys) if watching => identifier.with_collector_keys(keys),
         _ => identifier,

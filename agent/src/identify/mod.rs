@@ -1,11 +1,13 @@
 //! Names the workload behind every GPU process: process → container (`cgroup`) → Kubernetes pod
 //! (`pods`, a watcher's cache), ECS task (`ecs`), Slurm job, systemd service, or Unix user (`proc`); and
-//! GPU → holder (`pod_resources`), so an allocated GPU that runs nothing still has its pod.
+//! GPU → holder (`pod_resources` for device-plugin allocations, `dra` for claims), so an allocated GPU that
+//! runs nothing still has its pod.
 //!
 //! What `/proc` says about a process is read once per (pid, start time) and cached; the pod and task
 //! lookups are hash-map reads on every interval, so a pod the watcher learns about later is picked up.
 
 pub mod cgroup;
+pub mod dra;
 pub mod ecs;
 pub mod imds;
 pub mod labels;
@@ -53,6 +55,8 @@ pub struct Identifier {
     ecs_tasks: HashMap<String, ecs::EcsTask>,
     ecs_fetched: Option<Instant>,
     allocations: Vec<GpuAllocation>,
+    /// Holders of GPUs allocated through DRA, on a Kubernetes node whose API serves ResourceSlices.
+    dra: Option<dra::Dra>,
     stats: CacheStats,
     /// The collector's label keys, waited for before the first interval is identified (then `None`).
     awaiting_keys: Option<labels::CollectorKeys>,
@@ -77,6 +81,7 @@ impl Identifier {
             ecs_tasks: HashMap::new(),
             ecs_fetched: None,
             allocations: Vec::new(),
+            dra: None,
             stats: CacheStats::default(),
             awaiting_keys: None,
         }
@@ -86,6 +91,12 @@ impl Identifier {
     /// for them, at most [`KEYS_WAIT`] once: identified before, its pods would lack the keys.
     pub fn with_collector_keys(mut self, keys: labels::CollectorKeys) -> Self {
         self.awaiting_keys = Some(keys);
+        self
+    }
+
+    /// Also names the holders of GPUs allocated through DRA (the pod-resources API's claims).
+    pub fn with_dra(mut self, dra: dra::Dra) -> Self {
+        self.dra = Some(dra);
         self
     }
 
@@ -108,7 +119,12 @@ impl Identifier {
         if let Some(socket) = &self.config.pod_resources_socket {
             match pod_resources::list(socket, Duration::from_secs(2)).await {
                 Ok(resp) => {
-                    self.allocations = pod_resources::allocations(&resp, devices, &self.config.gpu_resource_prefix)
+                    let mut allocations = pod_resources::allocations(&resp, devices, &self.config.gpu_resource_prefix);
+                    if let Some(dra) = &mut self.dra {
+                        let claimed = pod_resources::claimed_devices(&resp, dra.driver());
+                        allocations.extend(dra.holders(&claimed, devices).await);
+                    }
+                    self.allocations = allocations
                         .into_iter()
                         .map(|a| GpuAllocation {
                             workload: self.pod_by_name(&a.namespace, &a.pod, &a.container),

@@ -2,7 +2,9 @@
 //! allocated to a pod that runs nothing is still that pod's (a holder), and its idle time is visible.
 //!
 //! Device IDs come as the NVIDIA device plugin writes them: `GPU-<uuid>` (`::N` appended per replica under
-//! time-slicing), `MIG-<uuid>` for a MIG device, or a bare index with `DEVICE_ID_STRATEGY=index`.
+//! time-slicing), `MIG-<uuid>` for a MIG device, or a bare index with `DEVICE_ID_STRATEGY=index`. Devices
+//! allocated through Dynamic Resource Allocation come as claims (`dynamic_resources`: claim, driver, pool,
+//! device), which `dra` resolves to GPUs.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -61,6 +63,56 @@ pub fn allocations(
     }
     out.sort_by(|a, b| {
         (&a.gpu_uuid, &a.namespace, &a.pod, &a.container).cmp(&(&b.gpu_uuid, &b.namespace, &b.pod, &b.container))
+    });
+    out.dedup();
+    out
+}
+
+/// One container's use of a device allocated to a ResourceClaim (DRA).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedDevice {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub claim_namespace: String,
+    pub claim: String,
+    pub pool: String,
+    pub device: String,
+}
+
+/// Every device of `driver` (e.g. `gpu.nvidia.com`) that a `List` answer's `dynamic_resources` names.
+pub fn claimed_devices(resp: &pr::ListPodResourcesResponse, driver: &str) -> Vec<ClaimedDevice> {
+    let mut out = Vec::new();
+    for pod in &resp.pod_resources {
+        for c in &pod.containers {
+            for claim in &c.dynamic_resources {
+                for r in claim.claim_resources.iter().filter(|r| r.driver_name == driver) {
+                    out.push(ClaimedDevice {
+                        namespace: pod.namespace.clone(),
+                        pod: pod.name.clone(),
+                        container: c.name.clone(),
+                        // A claim is in its pod's namespace; older kubelets may leave the field empty.
+                        claim_namespace: if claim.claim_namespace.is_empty() {
+                            pod.namespace.clone()
+                        } else {
+                            claim.claim_namespace.clone()
+                        },
+                        claim: claim.claim_name.clone(),
+                        pool: r.pool_name.clone(),
+                        device: r.device_name.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (&a.namespace, &a.pod, &a.container, &a.pool, &a.device).cmp(&(
+            &b.namespace,
+            &b.pod,
+            &b.container,
+            &b.pool,
+            &b.device,
+        ))
     });
     out.dedup();
     out
@@ -170,5 +222,45 @@ mod tests {
                 ("m".into(), "MIG-cccc".into())
             ]
         );
+    }
+
+    #[test]
+    fn dra_claims_are_read_per_container_for_one_driver() {
+        let claim = |name: &str, ns: &str, driver: &str, device: &str| pr::DynamicResource {
+            claim_name: name.into(),
+            claim_namespace: ns.into(),
+            claim_resources: vec![pr::ClaimResource {
+                cdi_devices: vec![pr::CdiDevice { name: format!("k8s.gpu.nvidia.com/claim=uid-{device}") }],
+                driver_name: driver.into(),
+                pool_name: "node-a".into(),
+                device_name: device.into(),
+                share_id: None,
+            }],
+        };
+        let resp = pr::ListPodResourcesResponse {
+            pod_resources: vec![pr::PodResources {
+                name: "trainer-0".into(),
+                namespace: "ml".into(),
+                containers: vec![
+                    pr::ContainerResources {
+                        name: "main".into(),
+                        dynamic_resources: vec![
+                            claim("trainer-0-gpu-x2k", "ml", "gpu.nvidia.com", "gpu-0"),
+                            claim("nic", "ml", "net.example.com", "eth1"),
+                        ],
+                        ..Default::default()
+                    },
+                    pr::ContainerResources {
+                        name: "sidecar".into(),
+                        dynamic_resources: vec![claim("trainer-0-gpu-x2k", "", "gpu.nvidia.com", "gpu-0")],
+                        ..Default::default()
+                    },
+                ],
+            }],
+        };
+        let got = claimed_devices(&resp, "gpu.nvidia.com");
+        let short: Vec<_> =
+            got.iter().map(|c| (c.container.as_str(), c.claim_namespace.as_str(), c.device.as_str())).collect();
+        assert_eq!(short, [("main", "ml", "gpu-0"), ("sidecar", "ml", "gpu-0")]);
     }
 }

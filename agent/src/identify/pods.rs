@@ -214,10 +214,10 @@ pub mod watch {
         }
     }
 
-    /// Logs a failed list or watch of `resource` (the watcher retries with backoff). When the agent's role
-    /// does not allow the call (403), says which verb on which resource is missing, as an error: otherwise
-    /// the only sign would be workloads named by pod UID alone.
-    fn watch_failed(resource: &str, e: &watcher::Error) {
+    /// Logs a failed list or watch of `resource` in API `group` (the watcher retries with backoff). When the
+    /// agent's role does not allow the call (403), says which verb on which resource is missing, as an error,
+    /// and what goes wrong until then (`consequence`): otherwise the only sign would be a quietly empty cache.
+    pub(crate) fn watch_failed(resource: &str, group: &str, e: &watcher::Error, consequence: &str) {
         let (verb, status) = match e {
             watcher::Error::InitialListFailed(kube::Error::Api(s)) => ("list", s.as_ref()),
             watcher::Error::WatchStartFailed(kube::Error::Api(s))
@@ -225,12 +225,14 @@ pub mod watch {
             watcher::Error::WatchError(s) => ("watch", s.as_ref()),
             _ => return tracing::warn!(resource, error = %e, "watch failed; retrying"),
         };
+        let group = if group.is_empty() { "core".to_string() } else { group.to_string() };
         if status.code == 403 {
             tracing::error!(
                 resource,
                 verb,
+                api_group = %group,
                 error = %status.message,
-                "the agent's role does not allow it to {verb} {resource} (cluster-wide): grant it, as the gpucost-agent chart's ClusterRole does; until then its workloads go unnamed"
+                "the agent's role does not allow it to {verb} {resource} (API group {group}, cluster-wide): grant it, as the gpucost-agent chart's ClusterRole does; until then {consequence}"
             );
         } else {
             tracing::warn!(resource, verb, error = %e, "watch failed; retrying");
@@ -301,7 +303,7 @@ pub mod watch {
                     cache.listed_with(false, generation);
                     tracing::info!(pods = cache.len(), %node, "pod cache (re)listed");
                 }
-                Err(e) => watch_failed("pods", &e),
+                Err(e) => watch_failed("pods", "", &e, "its workloads go unnamed"),
             }
         }
     }
@@ -338,7 +340,7 @@ pub mod watch {
                     cache.replace_namespaces(std::mem::take(&mut relist));
                     cache.listed_with(true, generation);
                 }
-                Err(e) => watch_failed("namespaces", &e),
+                Err(e) => watch_failed("namespaces", "", &e, "namespace owners and labels are unknown"),
             }
         }
     }
