@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: the real `gpucost-collector` and `gpucost-agent` binaries run as
 //! separate processes, on loopback only, and are killed when a test ends.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -212,7 +213,44 @@ impl Agent {
         }
     }
 }
+
+/// (API group, resource, verb) of every rule of the agent chart's ClusterRole, as helm renders it.
+pub fn agent_cluster_role_grants(helm: &Path) -> BTreeSet<(String, String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = Command::new(helm)
+        .args(["template", "gpucost-agent", "charts/gpucost-agent", "--namespace", "gpucost"])
+        .env("HELM_CONFIG_HOME", std::env::temp_dir().join("gpucost-rbac-helm/config"))
+        .env("HELM_CACHE_HOME", std::env::temp_dir().join("gpucost-rbac-helm/cache"))
+        .env("HELM_DATA_HOME", std::env::temp_dir().join("gpucost-rbac-helm/data"))
+        .current_dir(root)
+        .output()
+        .expect("run helm");
+    assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut grants = BTreeSet::new();
+    for doc in text.split("\n---\n") {
+        let doc: serde_json::Value = serde_norway::from_str(doc).expect("a YAML document");
+        if doc["kind"] != "ClusterRole" {
+            continue;
+        }
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
+        };
+        for rule in doc["rules"].as_array().expect("rules") {
+            for group in strings(&rule["apiGroups"]) {
+                for resource in strings(&rule["resources"]) {
+                    for verb in strings(&rule["verbs"]) {
+                        grants.insert((group.clone(), resource.clone(), verb));
+                    }
+                }
+            }
+        }
+    }
+    grants
+}
+
 pub mod browser;
+pub mod nvml_rig;
 pub mod standins;
 
 /// What the collector's API says it stored over [from_s, to_s): per GPU and per (GPU, workload), in
@@ -319,15 +357,31 @@ impl Moto {
     /// `~/.cache/gpucost/venv/bin/moto_server`). `None` when it is not installed — which fails the test
     /// run when `CI=true`: under CI a missing peer is an error, never a skip.
     pub fn start() -> Option<Self> {
+        Self::start_with(None, &[])
+    }
+
+    /// moto_server started by `launcher` (a Python script run by the venv's interpreter, taking moto_server's
+    /// arguments) when given, with `env` (e.g. `MOTO_RECORDER_FILEPATH`).
+    pub fn start_with(launcher: Option<&Path>, env: &[(&str, &str)]) -> Option<Self> {
         let server = installed_peer("moto", "GPUCOST_MOTO_SERVER", "venv/bin/moto_server", "")?;
+        let python = server.with_file_name("python");
+        let mut command = match launcher {
+            Some(script) => {
+                let mut c = Command::new(&python);
+                c.arg(script);
+                c
+            }
+            None => Command::new(&server),
+        };
         let port = free_port();
-        let child = Command::new(&server)
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server");
-        let moto = Self { proc: Proc(child), port, python: server.with_file_name("python") };
+        let moto = Self { proc: Proc(child), port, python };
         let deadline = Instant::now() + Duration::from_secs(30);
         while ureq::get(&format!("{}/moto-api/", moto.url())).call().is_err() {
             assert!(Instant::now() < deadline, "moto_server did not answer on port {port} within 30 s");

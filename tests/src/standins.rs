@@ -1,8 +1,9 @@
 //! Stand-ins for the peers that cannot run here, each speaking the real protocol with real-format data:
 //! the Kubernetes API server (pod and namespace list + watch, honouring `fieldSelector=spec.nodeName=`;
+//! DRA's ResourceSlices, list + watch honouring `spec.nodeName` and `spec.driver`, and ResourceClaims, get;
 //! it records every request, and can refuse some as a role without them would, for the RBAC checks),
 //! the ECS agent's introspection API (`/v1/tasks`), and the kubelet's pod-resources gRPC service over a
-//! real Unix socket.
+//! real Unix socket (device-plugin allocations and DRA claims, `List` and `Get`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,6 +48,12 @@ impl Background {
     /// [`kube_and_ecs`](Self::kube_and_ecs), recording every Kubernetes API request, and answering
     /// `403 Forbidden` (the API server's Status) to the `(verb, resource)` pairs in `forbid`.
     pub fn kube_api(&self, worlds: &[World], forbid: &[(&str, &str)]) -> (SocketAddr, ApiLog) {
+        self.kube_api_with_dra(worlds, &[], forbid)
+    }
+
+    /// [`kube_api`](Self::kube_api), also serving `dra`: ResourceSlice and ResourceClaim objects
+    /// (resource.k8s.io/v1).
+    pub fn kube_api_with_dra(&self, worlds: &[World], dra: &[Value], forbid: &[(&str, &str)]) -> (SocketAddr, ApiLog) {
         let mut pods = Vec::new();
         let mut namespaces: HashMap<String, Value> = HashMap::new();
         let mut tasks = Vec::new();
@@ -68,6 +75,8 @@ impl Background {
             namespaces: namespaces.into_values().collect(),
             tasks,
             nodes,
+            slices: dra.iter().filter(|o| o["kind"] == "ResourceSlice").cloned().collect(),
+            claims: dra.iter().filter(|o| o["kind"] == "ResourceClaim").cloned().collect(),
             log: log.clone(),
             forbid,
         });
@@ -75,6 +84,8 @@ impl Background {
             .route("/api/v1/pods", get(list_pods))
             .route("/api/v1/namespaces", get(list_namespaces))
             .route("/api/v1/nodes/{name}", get(get_node))
+            .route("/apis/resource.k8s.io/v1/resourceslices", get(list_resource_slices))
+            .route("/apis/resource.k8s.io/v1/namespaces/{namespace}/resourceclaims/{name}", get(get_resource_claim))
             .route("/v1/tasks", get(|State(s): State<Arc<Objects>>| async move { Json(json!({ "Tasks": s.tasks })) }))
             .fallback(unserved)
             .with_state(state);
@@ -89,7 +100,14 @@ impl Background {
 
     /// Serves `v1.PodResourcesLister` on a Unix socket at `socket`.
     pub fn pod_resources(&self, socket: &Path, allocations: &[WorldAllocation]) {
-        let service = PodResourcesListerServer::new(Kubelet { allocations: allocations.to_vec() });
+        self.pod_resources_with_claims(socket, allocations, &[]);
+    }
+
+    /// [`pod_resources`](Self::pod_resources), also naming the devices each container uses through DRA
+    /// claims (`dynamic_resources`).
+    pub fn pod_resources_with_claims(&self, socket: &Path, allocations: &[WorldAllocation], claims: &[ClaimUse]) {
+        let service =
+            PodResourcesListerServer::new(Kubelet { allocations: allocations.to_vec(), claims: claims.to_vec() });
         let socket: PathBuf = socket.to_path_buf();
         self.runtime.block_on(async move {
             let listener = tokio::net::UnixListener::bind(&socket).expect("bind the pod-resources socket");
@@ -108,6 +126,18 @@ pub fn kubeconfig(path: &Path, api: SocketAddr) {
         "apiVersion: v1\nkind: Config\nclusters:\n- name: standin\n  cluster:\n    server: http://{api}\nusers:\n- name: standin\n  user:\n    token: standin-token\ncontexts:\n- name: standin\n  context:\n    cluster: standin\n    user: standin\ncurrent-context: standin\n"
     );
     std::fs::write(path, text).expect("write kubeconfig");
+}
+
+/// A container's use of a device allocated to a ResourceClaim, as the kubelet reports it.
+#[derive(Debug, Clone)]
+pub struct ClaimUse {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub claim: String,
+    pub driver: String,
+    pub pool: String,
+    pub device: String,
 }
 
 /// One request to the Kubernetes API stand-in, in RBAC's terms.
@@ -131,6 +161,8 @@ struct Objects {
     namespaces: Vec<Value>,
     tasks: Vec<Value>,
     nodes: HashMap<String, Value>,
+    slices: Vec<Value>,
+    claims: Vec<Value>,
     log: ApiLog,
     forbid: Vec<(String, String)>,
 }
@@ -138,21 +170,39 @@ struct Objects {
 impl Objects {
     /// Records a request to a core-group resource; the API server's 403 when the role lacks it.
     fn record(&self, verb: &str, resource: &str, params: &HashMap<String, String>) -> Option<Response> {
+        self.record_in("", "", verb, resource, params)
+    }
+
+    /// Records a request to `resource` of API `group` (in `namespace`, empty for cluster-wide); the API
+    /// server's 403 when the role lacks it.
+    fn record_in(
+        &self,
+        group: &str,
+        namespace: &str,
+        verb: &str,
+        resource: &str,
+        params: &HashMap<String, String>,
+    ) -> Option<Response> {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).push(ApiRequest {
             verb: verb.into(),
-            group: String::new(),
+            group: group.into(),
             resource: resource.into(),
-            namespace: String::new(),
+            namespace: namespace.into(),
             field_selector: params.get("fieldSelector").cloned().unwrap_or_default(),
         });
         self.forbid.iter().any(|(v, r)| v == verb && r == resource).then(|| {
+            let scope = if namespace.is_empty() {
+                "at the cluster scope".to_string()
+            } else {
+                format!("in the namespace \"{namespace}\"")
+            };
             let message = format!(
-                "{resource} is forbidden: User \"system:serviceaccount:gpucost:gpucost-agent\" cannot {verb} resource \"{resource}\" in API group \"\" at the cluster scope"
+                "{resource} is forbidden: User \"system:serviceaccount:gpucost:gpucost-agent\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}"
             );
             (
                 axum::http::StatusCode::FORBIDDEN,
                 Json(json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                             "message": message, "reason": "Forbidden", "details": { "kind": resource }, "code": 403 })),
+                             "message": message, "reason": "Forbidden", "details": { "kind": resource, "group": group }, "code": 403 })),
             )
                 .into_response()
         })
@@ -224,8 +274,122 @@ async fn list_namespaces(State(s): State<Arc<Objects>>, Query(params): Query<Has
     list_or_watch(&params, "NamespaceList", s.namespaces.clone())
 }
 
+/// The field selector's `field=value` pairs (comma-separated, as the API server takes them).
+fn field_selector(params: &HashMap<String, String>) -> HashMap<String, String> {
+    let text = params.get("fieldSelector").map(String::as_str).unwrap_or_default();
+    text.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+async fn list_resource_slices(
+    State(s): State<Arc<Objects>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = s.record_in("resource.k8s.io", "", verb(&params), "resourceslices", &params) {
+        return refused;
+    }
+    let fields = field_selector(&params);
+    let items = s
+        .slices
+        .iter()
+        .filter(|o| {
+            fields.iter().all(|(k, v)| match k.as_str() {
+                "spec.nodeName" => o["spec"]["nodeName"] == v.as_str(),
+                "spec.driver" => o["spec"]["driver"] == v.as_str(),
+                _ => false,
+            })
+        })
+        .cloned()
+        .collect();
+    if verb(&params) == "watch" {
+        return list_or_watch(&params, "ResourceSliceList", items);
+    }
+    Json(json!({ "apiVersion": "resource.k8s.io/v1", "kind": "ResourceSliceList",
+                 "metadata": { "resourceVersion": "100" }, "items": items }))
+    .into_response()
+}
+
+async fn get_resource_claim(
+    State(s): State<Arc<Objects>>,
+    axum::extract::Path((namespace, name)): axum::extract::Path<(String, String)>,
+) -> Response {
+    if let Some(refused) = s.record_in("resource.k8s.io", &namespace, "get", "resourceclaims", &HashMap::new()) {
+        return refused;
+    }
+    let found = s
+        .claims
+        .iter()
+        .find(|c| c["metadata"]["namespace"] == namespace.as_str() && c["metadata"]["name"] == name.as_str());
+    match found {
+        Some(c) => Json(c.clone()).into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            Json(json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
+                         "message": format!("resourceclaims.resource.k8s.io \"{name}\" not found") })),
+        )
+            .into_response(),
+    }
+}
+
 struct Kubelet {
     allocations: Vec<WorldAllocation>,
+    claims: Vec<ClaimUse>,
+}
+
+impl Kubelet {
+    /// Every pod with an allocation, as `List` answers.
+    fn pods(&self) -> Vec<pr::PodResources> {
+        fn container<'a>(
+            pods: &'a mut Vec<pr::PodResources>,
+            namespace: &str,
+            pod: &str,
+            name: &str,
+        ) -> &'a mut pr::ContainerResources {
+            let p = match pods.iter().position(|p| p.namespace == namespace && p.name == pod) {
+                Some(i) => i,
+                None => {
+                    pods.push(pr::PodResources { name: pod.into(), namespace: namespace.into(), containers: vec![] });
+                    pods.len() - 1
+                }
+            };
+            let containers = &mut pods[p].containers;
+            let c = match containers.iter().position(|c| c.name == name) {
+                Some(i) => i,
+                None => {
+                    containers.push(pr::ContainerResources { name: name.into(), ..Default::default() });
+                    containers.len() - 1
+                }
+            };
+            &mut containers[c]
+        }
+        let mut pods: Vec<pr::PodResources> = Vec::new();
+        for a in &self.allocations {
+            container(&mut pods, &a.namespace, &a.pod, &a.container).devices.push(pr::ContainerDevices {
+                resource_name: "nvidia.com/gpu".into(),
+                device_ids: vec![a.device_id.clone()],
+                topology: None,
+            });
+        }
+        for u in &self.claims {
+            let c = container(&mut pods, &u.namespace, &u.pod, &u.container);
+            let resource = pr::ClaimResource {
+                // The CDI device the driver's kubelet plugin names for the claim's device.
+                cdi_devices: vec![pr::CdiDevice { name: format!("k8s.{}/claim={}-{}", u.driver, u.claim, u.device) }],
+                driver_name: u.driver.clone(),
+                pool_name: u.pool.clone(),
+                device_name: u.device.clone(),
+                share_id: None,
+            };
+            match c.dynamic_resources.iter_mut().find(|d| d.claim_name == u.claim) {
+                Some(d) => d.claim_resources.push(resource),
+                None => c.dynamic_resources.push(pr::DynamicResource {
+                    claim_name: u.claim.clone(),
+                    claim_namespace: u.namespace.clone(),
+                    claim_resources: vec![resource],
+                }),
+            }
+        }
+        pods
+    }
 }
 
 #[tonic::async_trait]
@@ -234,30 +398,7 @@ impl PodResourcesLister for Kubelet {
         &self,
         _: tonic::Request<pr::ListPodResourcesRequest>,
     ) -> Result<tonic::Response<pr::ListPodResourcesResponse>, tonic::Status> {
-        let mut pods: Vec<pr::PodResources> = Vec::new();
-        for a in &self.allocations {
-            let idx = match pods.iter().position(|p| p.namespace == a.namespace && p.name == a.pod) {
-                Some(i) => i,
-                None => {
-                    pods.push(pr::PodResources {
-                        name: a.pod.clone(),
-                        namespace: a.namespace.clone(),
-                        containers: vec![],
-                    });
-                    pods.len() - 1
-                }
-            };
-            pods[idx].containers.push(pr::ContainerResources {
-                name: a.container.clone(),
-                devices: vec![pr::ContainerDevices {
-                    resource_name: "nvidia.com/gpu".into(),
-                    device_ids: vec![a.device_id.clone()],
-                    topology: None,
-                }],
-                ..Default::default()
-            });
-        }
-        Ok(tonic::Response::new(pr::ListPodResourcesResponse { pod_resources: pods }))
+        Ok(tonic::Response::new(pr::ListPodResourcesResponse { pod_resources: self.pods() }))
     }
 
     async fn get_allocatable_resources(
@@ -269,8 +410,16 @@ impl PodResourcesLister for Kubelet {
 
     async fn get(
         &self,
-        _: tonic::Request<pr::GetPodResourcesRequest>,
+        req: tonic::Request<pr::GetPodResourcesRequest>,
     ) -> Result<tonic::Response<pr::GetPodResourcesResponse>, tonic::Status> {
-        Err(tonic::Status::unimplemented("not used by the agent"))
+        let req = req.into_inner();
+        // Like the kubelet: a pod it does not run is an error; a pod it runs with no devices has none.
+        match self.pods().into_iter().find(|p| p.namespace == req.pod_namespace && p.name == req.pod_name) {
+            Some(p) => Ok(tonic::Response::new(pr::GetPodResourcesResponse { pod_resources: Some(p) })),
+            None => Err(tonic::Status::not_found(format!(
+                "pod {} in namespace {} not found",
+                req.pod_name, req.pod_namespace
+            ))),
+        }
     }
 }

@@ -335,23 +335,32 @@ fn agent_chart_passes_the_agents_real_flags_and_mounts_what_they_name() {
         assert_eq!(sc["readOnlyRootFilesystem"], json!(true), "{ctx}");
         assert!(strs(&sc["capabilities"]["drop"]).contains(&"ALL".to_string()), "{ctx}: capabilities not dropped");
 
-        // RBAC: watch pods and namespaces, get nodes, nothing else (tests/tests/rbac.rs proves it from the
-        // requests the real agent makes).
+        // RBAC: watch pods and namespaces, get nodes, watch DRA's ResourceSlices and read ResourceClaims, nothing
+        // else (tests/tests/rbac.rs and dra.rs prove it from the requests the real agent makes).
         let role = one(&docs, "ClusterRole");
         let mut granted = BTreeSet::new();
         for r in role["rules"].as_array().unwrap() {
-            assert_eq!(strs(&r["apiGroups"]), vec![String::new()], "{ctx}: core API group only");
-            for res in strs(&r["resources"]) {
-                for verb in strs(&r["verbs"]) {
-                    granted.insert(format!("{res}:{verb}"));
+            for group in strs(&r["apiGroups"]) {
+                for res in strs(&r["resources"]) {
+                    for verb in strs(&r["verbs"]) {
+                        granted.insert(format!("{group}/{res}:{verb}"));
+                    }
                 }
             }
         }
-        let expected: BTreeSet<String> =
-            ["pods:list", "pods:watch", "namespaces:list", "namespaces:watch", "nodes:get"]
-                .into_iter()
-                .map(String::from)
-                .collect();
+        let expected: BTreeSet<String> = [
+            "/pods:list",
+            "/pods:watch",
+            "/namespaces:list",
+            "/namespaces:watch",
+            "/nodes:get",
+            "resource.k8s.io/resourceslices:list",
+            "resource.k8s.io/resourceslices:watch",
+            "resource.k8s.io/resourceclaims:get",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
         assert_eq!(granted, expected, "{ctx}: the ClusterRole grants more or less than the agent uses");
         let binding = one(&docs, "ClusterRoleBinding");
         assert_eq!(

@@ -5,12 +5,11 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gpucost_agent::sim::{Fleet, FleetSpec, World};
 use gpucost_e2e::standins::{ApiLog, Background, kubeconfig};
-use gpucost_e2e::{Agent, Collector, agent_with_env, installed_peer};
+use gpucost_e2e::{Agent, Collector, agent_cluster_role_grants, agent_with_env, installed_peer};
 
 /// 2026-11-01T00:00:00Z
 const START_S: u64 = 1_793_491_200;
@@ -68,41 +67,6 @@ fn agent_on_a_kubernetes_node(
     (agent, log, node.info.node_name.clone())
 }
 
-/// (API group, resource, verb) of every rule of the agent chart's ClusterRole, as helm renders it.
-fn cluster_role_grants(helm: &Path) -> BTreeSet<(String, String, String)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let out = Command::new(helm)
-        .args(["template", "gpucost-agent", "charts/gpucost-agent", "--namespace", "gpucost"])
-        .env("HELM_CONFIG_HOME", std::env::temp_dir().join("gpucost-rbac-helm/config"))
-        .env("HELM_CACHE_HOME", std::env::temp_dir().join("gpucost-rbac-helm/cache"))
-        .env("HELM_DATA_HOME", std::env::temp_dir().join("gpucost-rbac-helm/data"))
-        .current_dir(root)
-        .output()
-        .expect("run helm");
-    assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut grants = BTreeSet::new();
-    for doc in text.split("\n---\n") {
-        let doc: serde_json::Value = serde_norway::from_str(doc).expect("a YAML document");
-        if doc["kind"] != "ClusterRole" {
-            continue;
-        }
-        let strings = |v: &serde_json::Value| -> Vec<String> {
-            v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
-        };
-        for rule in doc["rules"].as_array().expect("rules") {
-            for group in strings(&rule["apiGroups"]) {
-                for resource in strings(&rule["resources"]) {
-                    for verb in strings(&rule["verbs"]) {
-                        grants.insert((group.clone(), resource.clone(), verb));
-                    }
-                }
-            }
-        }
-    }
-    grants
-}
-
 #[test]
 fn the_agent_charts_cluster_role_grants_exactly_the_calls_the_agent_makes() {
     let Some(helm) = installed_peer("helm 3", "GPUCOST_HELM", "helm/helm", "") else { return };
@@ -115,22 +79,30 @@ fn the_agent_charts_cluster_role_grants_exactly_the_calls_the_agent_makes() {
     let requests = log.lock().unwrap().clone();
     let called: BTreeSet<(String, String, String)> =
         requests.iter().map(|r| (r.group.clone(), r.resource.clone(), r.verb.clone())).collect();
-    assert_eq!(
-        cluster_role_grants(&helm),
-        called,
-        "the ClusterRole against the requests the agent made: {requests:#?}"
-    );
+    // Reading a ResourceClaim is the one call this node has no cause for (no DRA device left unnamed by its
+    // slice); tests/tests/dra.rs makes it and checks the whole role against those calls.
+    let mut granted = agent_cluster_role_grants(&helm);
+    let claims = ("resource.k8s.io".to_string(), "resourceclaims".to_string(), "get".to_string());
+    assert!(granted.remove(&claims), "the ClusterRole lets the agent read ResourceClaims");
+    assert_eq!(granted, called, "the ClusterRole against the requests the agent made: {requests:#?}");
     // Cluster-wide (the role is a ClusterRole), and pods only this node's.
     assert!(requests.iter().all(|r| r.namespace.is_empty()), "{requests:#?}");
     let pods: Vec<_> = requests.iter().filter(|r| r.resource == "pods").collect();
     assert!(!pods.is_empty() && pods.iter().all(|r| r.field_selector == format!("spec.nodeName={node}")), "{pods:#?}");
+    // ResourceSlices only this node's, of NVIDIA's driver.
+    let slices: Vec<_> = requests.iter().filter(|r| r.resource == "resourceslices").collect();
+    assert!(
+        !slices.is_empty()
+            && slices.iter().all(|r| r.field_selector == format!("spec.nodeName={node},spec.driver=gpu.nvidia.com")),
+        "{slices:#?}"
+    );
 }
 
-#[test]
-fn an_agent_whose_role_may_not_list_pods_says_which_verb_on_which_resource_it_lacks() {
+/// Runs an agent whose role lacks `verb` on `resource`, and returns its log line saying so.
+fn refused_line(verb: &str, resource: &str) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let c = Collector::start(&dir.path().join("ledger.db"));
-    let (mut agent, _log, _) = agent_on_a_kubernetes_node(dir.path(), &c, &[("list", "pods")], 1);
+    let (mut agent, _log, _) = agent_on_a_kubernetes_node(dir.path(), &c, &[(verb, resource)], 1);
     let deadline = Instant::now() + Duration::from_secs(20);
     let said = loop {
         let text = std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default();
@@ -143,8 +115,21 @@ fn an_agent_whose_role_may_not_list_pods_says_which_verb_on_which_resource_it_la
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let line: serde_json::Value =
-        serde_json::from_str(&said).unwrap_or_else(|_| panic!("no error naming the missing grant:\n{said}"));
+    serde_json::from_str(&said).unwrap_or_else(|_| panic!("no error naming the missing grant:\n{said}"))
+}
+
+#[test]
+fn an_agent_whose_role_may_not_list_pods_says_which_verb_on_which_resource_it_lacks() {
+    let line = refused_line("list", "pods");
     assert_eq!(line["fields"]["verb"], "list", "{line}");
     assert_eq!(line["fields"]["resource"], "pods", "{line}");
+}
+
+#[test]
+fn an_agent_whose_role_may_not_watch_resourceslices_says_so_naming_the_api_group() {
+    let line = refused_line("watch", "resourceslices");
+    assert_eq!(line["fields"]["verb"], "watch", "{line}");
+    assert_eq!(line["fields"]["resource"], "resourceslices", "{line}");
+    assert_eq!(line["fields"]["api_group"], "resource.k8s.io", "{line}");
+    assert!(line["fields"]["message"].as_str().unwrap_or_default().contains("DRA"), "{line}");
 }
