@@ -1,11 +1,13 @@
 //! Discovery through the AWS APIs: EKS clusters and managed node groups, ECS clusters, GPU container
 //! instances and their tasks (with tags). Credentials and region come from the standard AWS chain;
 //! `endpoint_url` points it at an emulator (moto) in tests. Every list is paginated and every call is
-//! bounded by a timeout.
+//! bounded by a timeout. Each call's error names its IAM action; the IAM policy in
+//! `terraform/modules/discovery-policy` grants exactly these actions (`tests/tests/iam.rs` proves it against moto).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use aws_sdk_ecs::error::SdkError;
 use aws_sdk_ecs::types::TaskField;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
@@ -18,14 +20,22 @@ pub struct DiscoveryError {
     pub reason: String,
 }
 
-fn err<E: std::error::Error>(call: &'static str) -> impl FnOnce(E) -> DiscoveryError {
+/// `call` is the IAM action of the SDK call that failed. A 403 says so plainly, whatever the body (AWS answers
+/// JSON services with a JSON `AccessDeniedException`; moto answers them with an XML body the SDK cannot parse).
+fn err<E: std::error::Error + 'static>(call: &'static str) -> impl FnOnce(SdkError<E>) -> DiscoveryError {
     move |e| {
         // The SDK's errors print their cause only in the chain.
         let mut reason = e.to_string();
-        let mut source = e.source();
+        let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
             reason.push_str(&format!(": {s}"));
             source = s.source();
+        }
+        if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) {
+            reason = format!(
+                "access denied (HTTP 403): the collector's AWS identity may not call {call}; grant it \
+                 (terraform/modules/discovery-policy grants every action discovery makes): {reason}"
+            );
         }
         DiscoveryError { call, reason }
     }
