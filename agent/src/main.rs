@@ -274,7 +274,8 @@ fn init_logs(format: &str) {
     if json {
         builder.json().init();
     } else {
-        builder.init();
+        // Colours only for a terminal: a file or a pipe gets the text alone.
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
 }
 

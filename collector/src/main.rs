@@ -101,8 +101,8 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 struct ClosePeriodArgs {
-    /// SQLite ledger file.
-    #[arg(long, env = "GPUCOST_DB", default_value = "./gpucost.db")]
+    /// The ledger: an SQLite file, or a PostgreSQL URL (postgres://user:password@host:5432/db).
+    #[arg(long, env = "GPUCOST_DB", default_value = "./gpucost.db", hide_env_values = true)]
     db: PathBuf,
     /// The month, e.g. 2026-10.
     #[arg(long)]
@@ -110,11 +110,8 @@ struct ClosePeriodArgs {
 }
 
 fn close_period(a: ClosePeriodArgs) -> anyhow::Result<()> {
-    use gpucost_collector::ledger::Ledger;
-    use gpucost_collector::ledger::sqlite::SqliteLedger;
     let period = gpucost_collector::report::period::Period::parse(&a.period).map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(a.db.exists(), "no ledger at {} (--db)", a.db.display());
-    let ledger = SqliteLedger::open(&a.db, SqliteLedger::stored_bucket_ns(&a.db)?, u64::MAX)?;
+    let ledger = open_existing(&a.db)?;
     let closed = ledger.close_period(&period, gpucost_collector::now_ns())?;
     println!(
         "closed {} ({} to {})",
@@ -134,8 +131,8 @@ enum ReportCommand {
 
 #[derive(Debug, Args)]
 struct ChargebackArgs {
-    /// SQLite ledger file.
-    #[arg(long, env = "GPUCOST_DB", default_value = "./gpucost.db")]
+    /// The ledger: an SQLite file, or a PostgreSQL URL (postgres://user:password@host:5432/db).
+    #[arg(long, env = "GPUCOST_DB", default_value = "./gpucost.db", hide_env_values = true)]
     db: PathBuf,
     /// A month (2026-11) or an ISO week (2026-W48); default: the current month. Or --from/--to.
     #[arg(long)]
@@ -206,16 +203,34 @@ fn parse_rules(names: &[String]) -> anyhow::Result<Vec<Rule>> {
 }
 
 /// Opens the ledger at `db` for an offline command and widens [`from`, `to` or now) to whole buckets.
+/// The ledger `--db` names, for a one-off command: an existing SQLite file, or a PostgreSQL URL; opened with the
+/// bucket length it was made with, and no retention pruning.
+fn open_existing(db: &std::path::Path) -> anyhow::Result<Box<dyn gpucost_collector::ledger::Ledger>> {
+    use gpucost_collector::ledger::sqlite::SqliteLedger;
+    let url = db.to_string_lossy();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        {
+            let redacted = gpucost_collector::ledger::sql::postgres::redact(&url);
+            let ledger = gpucost_collector::ledger::sqlite::SqlLedger::open_postgres_existing(&url, u64::MAX)
+                .with_context(|| format!("opening the PostgreSQL ledger at {redacted} (--db)"))?;
+            return Ok(Box::new(ledger));
+        }
+        #[cfg(not(feature = "postgres"))]
+        anyhow::bail!("--db: this collector was built without the PostgreSQL ledger (cargo feature `postgres`)");
+    }
+    anyhow::ensure!(db.exists(), "no ledger at {} (--db)", db.display());
+    Ok(Box::new(SqliteLedger::open(db, SqliteLedger::stored_bucket_ns(db)?, u64::MAX)?))
+}
+
 fn open_range(
     db: &std::path::Path,
     from: std::time::SystemTime,
     to: Option<std::time::SystemTime>,
-) -> anyhow::Result<(gpucost_collector::ledger::sqlite::SqliteLedger, u64, u64)> {
-    use gpucost_collector::ledger::sqlite::SqliteLedger;
+) -> anyhow::Result<(Box<dyn gpucost_collector::ledger::Ledger>, u64, u64)> {
     let ns = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64);
-    anyhow::ensure!(db.exists(), "no ledger at {} (--db)", db.display());
-    let bucket = SqliteLedger::stored_bucket_ns(db)?;
-    let ledger = SqliteLedger::open(db, bucket, u64::MAX)?;
+    let ledger = open_existing(db)?;
+    let bucket = ledger.bucket_ns();
     let from = ns(from)? / bucket * bucket;
     let to = to.map(ns).transpose()?.unwrap_or_else(gpucost_collector::now_ns).div_ceil(bucket) * bucket;
     anyhow::ensure!(from < to, "--from must be before --to");
@@ -224,8 +239,8 @@ fn open_range(
 
 #[derive(Debug, Args)]
 struct ReattributeArgs {
-    /// SQLite ledger file.
-    #[arg(long, env = "GPUCOST_DB", default_value = "./gpucost.db")]
+    /// The ledger: an SQLite file, or a PostgreSQL URL (postgres://user:password@host:5432/db).
+    #[arg(long, env = "GPUCOST_DB", default_value = "./gpucost.db", hide_env_values = true)]
     db: PathBuf,
     /// From this time on (RFC 3339; widened to the bucket it falls in).
     #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
@@ -331,7 +346,6 @@ impl ReattributeArgs {
 
 fn report_chargeback(a: ChargebackArgs) -> anyhow::Result<()> {
     use gpucost_collector::api_reports::{parse_request, render};
-    use gpucost_collector::ledger::sqlite::SqliteLedger;
     let mut params = std::collections::HashMap::new();
     for (k, v) in [("period", &a.period), ("from", &a.from), ("to", &a.to)] {
         if let Some(v) = v {
@@ -342,12 +356,11 @@ fn report_chargeback(a: ChargebackArgs) -> anyhow::Result<()> {
     params.insert("format".into(), a.format.clone());
     params.insert("policy".into(), a.policy.clone());
     let req = parse_request(&params, gpucost_collector::now_ns()).map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(a.db.exists(), "no ledger at {} (--db)", a.db.display());
-    let ledger = SqliteLedger::open(&a.db, SqliteLedger::stored_bucket_ns(&a.db)?, u64::MAX)?;
+    let ledger = open_existing(&a.db)?;
     let catalog = a.catalog_dir.as_deref().map(Catalog::load_dir).transpose().map_err(anyhow::Error::msg)?;
     let config = a.report.config();
     let centers = |team: &str| catalog.as_ref()?.cost_center(team, &config.cost_center_annotation);
-    let report = render(&ledger, &req, &config, &centers)?;
+    let report = render(ledger.as_ref(), &req, &config, &centers)?;
     match &a.out {
         Some(path) => std::fs::write(path, &report.body).with_context(|| format!("writing {}", path.display()))?,
         None => {
@@ -371,8 +384,8 @@ const NO_DATA_EXIT_CODE: i32 = 3;
 
 #[derive(Debug, Args)]
 struct RepriceArgs {
-    /// SQLite ledger file.
-    #[arg(long, env = "GPUCOST_DB", default_value = "./gpucost.db")]
+    /// The ledger: an SQLite file, or a PostgreSQL URL (postgres://user:password@host:5432/db).
+    #[arg(long, env = "GPUCOST_DB", default_value = "./gpucost.db", hide_env_values = true)]
     db: PathBuf,
     /// Re-price from this time on (RFC 3339; widened to the bucket it falls in).
     #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
@@ -548,8 +561,10 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct DemoArgs {
+    /// gRPC listen address the simulated agents stream to (loopback).
     #[arg(long, default_value = "127.0.0.1:50051")]
     grpc: SocketAddr,
+    /// HTTP listen address of the dashboard and the API (loopback).
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
     /// Keep the ledger here (default: a fresh temporary folder, removed on exit).
@@ -564,14 +579,19 @@ struct DemoArgs {
     /// Exit once the backfill is stored (for benchmarks and scripted set-ups).
     #[arg(long, requires = "backfill")]
     backfill_only: bool,
+    /// How often each simulated agent samples its GPUs.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     sample_interval: Duration,
+    /// How often each simulated agent sends a batch (the live part, after any backfill).
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     report_interval: Duration,
+    /// Seed of the simulated fleet: the same seed gives the same nodes, GPUs and workloads.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Kubernetes clusters the simulated nodes are spread over.
     #[arg(long, default_value_t = 3)]
     clusters: u32,
+    /// Simulated GPU nodes, each streaming as its own agent over gRPC.
     #[arg(long, default_value_t = 40)]
     nodes: u32,
     #[command(flatten)]
@@ -738,12 +758,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
     match cli.command {
-        Command::Report(ReportCommand::Chargeback(a)) => report_chargeback(a),
-        Command::ClosePeriod(a) => close_period(a),
-        // The PostgreSQL client blocks on its own runtime: not on this one.
-        Command::Migrate(a) => {
-            std::thread::spawn(move || migrate(a)).join().map_err(|_| anyhow::anyhow!("migrate panicked"))?
-        }
+        // The one-off commands block, and the PostgreSQL client on a runtime of its own: not on this one.
+        Command::Report(ReportCommand::Chargeback(a)) => off_runtime("report chargeback", move || report_chargeback(a)),
+        Command::ClosePeriod(a) => off_runtime("close-period", move || close_period(a)),
+        Command::Migrate(a) => off_runtime("migrate", move || migrate(a)),
         Command::HashToken => {
             let mut token = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut token).context("reading the token from stdin")?;
@@ -760,8 +778,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.auth = Arc::new(a.ledger.auth_config(false)?);
             Server::start(&config, stop_rx).await?.wait().await
         }
-        Command::Reprice(a) => reprice(a),
-        Command::Reattribute(a) => reattribute(a),
+        Command::Reprice(a) => off_runtime("reprice", move || reprice(a)),
+        Command::Reattribute(a) => off_runtime("reattribute", move || reattribute(a)),
         Command::Demo(a) => {
             anyhow::ensure!(a.nodes > 0, "--nodes must be at least 1");
             let prices = match &a.ledger.prices {
@@ -826,7 +844,7 @@ fn warn_unmatched(
 }
 
 fn reprice(a: RepriceArgs) -> anyhow::Result<()> {
-    use gpucost_collector::ledger::{Ledger, RepriceOptions};
+    use gpucost_collector::ledger::RepriceOptions;
     let book = PriceBook::load(a.prices.as_deref()).map_err(anyhow::Error::msg)?;
     let (ledger, from, to) = open_range(&a.db, a.from, a.to)?;
     let unmatched = warn_unmatched(a.prices.as_deref(), &book, Some(&ledger.price_subjects()?));
@@ -872,10 +890,9 @@ fn reprice(a: RepriceArgs) -> anyhow::Result<()> {
 }
 
 fn reattribute(a: ReattributeArgs) -> anyhow::Result<()> {
-    use gpucost_collector::ledger::Ledger;
     let rules = parse_rules(&a.owner_rules)?;
     let (ledger, from, to) = open_range(&a.db, a.from, a.to)?;
-    let catalog = a.catalog(&ledger)?;
+    let catalog = a.catalog(ledger.as_ref())?;
     let resolve = |identity: &gpucost_collector::model::Identity| {
         gpucost_collector::enrich::owner::resolve(&catalog, &rules, identity, None)
     };
@@ -890,6 +907,11 @@ fn reattribute(a: ReattributeArgs) -> anyhow::Result<()> {
         report.moved.values().sum::<u64>()
     );
     Ok(())
+}
+
+/// Runs a blocking one-off command on a thread of its own, outside the async runtime.
+fn off_runtime(name: &str, f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> anyhow::Result<()> {
+    std::thread::spawn(f).join().map_err(|_| anyhow::anyhow!("{name} panicked"))?
 }
 
 fn main() -> ExitCode {

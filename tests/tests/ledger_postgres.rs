@@ -614,3 +614,53 @@ fn on_a_shared_ledger_one_collector_syncs_the_catalog_and_the_other_takes_its_co
     drop(leader); // SIGKILL: its session and its leadership go with it
     wait_for("the survivor fetches from Backstage", &|| syncs(&follower).0 > 0);
 }
+
+#[test]
+fn the_one_off_commands_take_a_postgresql_ledger_as_they_take_an_sqlite_file() {
+    use gpucost_collector::ledger::Ledger;
+    let Some(pg) = Postgres::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    let now = 1_793_577_600 * NS + 2 * HOUR;
+    SqliteLedger::open(&path, HOUR, 7 * 24 * HOUR).unwrap().record(&priced_batches(), now).unwrap();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(gpucost_e2e::bin("gpucost-collector")).args(args).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string(), text)
+    };
+    let url = pg.url();
+    let lite = path.to_str().unwrap();
+
+    // A database no collector has served is refused, and left as it was.
+    let (ok, _, said) = cli(&["close-period", "--db", &url, "--period", "2026-11"]);
+    assert!(!ok && said.contains("no gpucost ledger in") && !said.contains("gpucost:gpucost@"), "{said}");
+    let (ok, _, said) = cli(&["migrate", "--from", &format!("sqlite://{lite}"), "--to", &url]);
+    assert!(ok, "{said}");
+
+    // The same chargeback from both, and a dry-run re-pricing that reconciles on PostgreSQL.
+    let chargeback = |db: &str| {
+        let (ok, out, said) = cli(&[
+            "report",
+            "chargeback",
+            "--db",
+            db,
+            "--from",
+            "2026-11-02T00:00:00Z",
+            "--to",
+            "2026-11-02T02:00:00Z",
+            "--group-by",
+            "team",
+            "--format",
+            "csv",
+        ]);
+        assert!(ok, "chargeback on {db}: {said}");
+        out
+    };
+    let (on_sqlite, on_postgres) = (chargeback(lite), chargeback(&url));
+    assert!(on_sqlite.lines().count() > 1, "{on_sqlite}");
+    assert_eq!(on_postgres, on_sqlite);
+    let (ok, out, said) = cli(&["reprice", "--db", &url, "--from", "2026-11-02T00:00:00Z", "--dry-run"]);
+    assert!(ok && out.contains("dry run: reconciled: true"), "{said}");
+    let (ok, out, said) = cli(&["close-period", "--db", &url, "--period", "2026-11"]);
+    assert!(ok && out.starts_with("closed 2026-11"), "{said}");
+}

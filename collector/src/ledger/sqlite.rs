@@ -416,6 +416,24 @@ impl SqlLedger<PgEngine> {
         check_bucket(&conn, bucket_ns)?;
         Ok(Self::new(PgEngine { url: url.to_string(), leader: Mutex::new(None) }, conn, bucket_ns, raw_retention_ns))
     }
+
+    /// Connects to an existing PostgreSQL ledger with the bucket length it was made with (for one-off commands:
+    /// a database no collector has served is refused, not turned into an empty ledger).
+    pub fn open_postgres_existing(url: &str, raw_retention_ns: u64) -> Result<Self, LedgerError> {
+        let conn = super::sql::postgres::PgDb::connect(url)?;
+        let redacted = super::sql::postgres::redact(url);
+        let stored: Option<String> =
+            conn.opt("SELECT value FROM settings WHERE name = 'bucket_ns'", sql_params![], |r| r.get(0)).map_err(
+                |e| LedgerError::Io(format!("no gpucost ledger in {redacted} (start `serve` on it first): {e}")),
+            )?;
+        let stored = stored
+            .ok_or_else(|| LedgerError::Io(format!("no gpucost ledger in {redacted}: it has no bucket setting")))?;
+        let bucket_ns = stored
+            .parse()
+            .map_err(|_| LedgerError::Io(format!("the ledger's bucket setting {stored:?} is not a number")))?;
+        drop(conn);
+        Self::open_postgres(url, bucket_ns, raw_retention_ns)
+    }
 }
 
 impl<E: Engine> SqlLedger<E> {
