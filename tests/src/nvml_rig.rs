@@ -55,6 +55,12 @@ pub struct Rig {
     pub api_log: Option<ApiLog>,
 }
 
+impl Default for Rig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Rig {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
