@@ -21,7 +21,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod listen;
 pub mod live;
-pub mod logs;
+pub use gpucost_cli::logs;
 pub mod metrics;
 pub mod model;
 pub mod report;

@@ -30,6 +30,10 @@ struct Cli {
     /// Log format: text, json, or auto (json when stderr is not a terminal).
     #[arg(long, global = true, env = "GPUCOST_LOG_FORMAT", default_value = "auto")]
     log_format: String,
+    /// A TOML file that sets any flag of the command (keys are the flags' long names; `config example` prints
+    /// one); flags and environment variables override it.
+    #[arg(long, global = true, env = "GPUCOST_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +58,85 @@ enum Command {
     HashToken,
     /// Copy an SQLite ledger into an empty PostgreSQL one, verify the copy and say what was copied.
     Migrate(MigrateArgs),
+    /// Configuration files: check one without starting, or print a commented one with every setting.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file as `serve` (or --command) would read it, with the environment, opening
+    /// nothing: every key, every value, the files it names and the settings together.
+    Check {
+        /// The file.
+        file: PathBuf,
+        /// The command the file is for.
+        #[arg(long, default_value = "serve", value_parser = ["serve", "demo"])]
+        command: String,
+    },
+    /// Print a configuration file with every setting of `serve` (or the command given) and its default, commented out.
+    Example {
+        /// The command the file is for.
+        #[arg(default_value = "serve", value_parser = ["serve", "demo", "reprice", "reattribute", "close-period"])]
+        command: String,
+    },
+}
+
+/// The global flags that take a value (so the subcommand can be found among the arguments).
+const GLOBALS_WITH_VALUE: &[&str] = &["--log-format", "--config"];
+
+/// Parses the command line over the configuration file it (or GPUCOST_CONFIG) names, if any.
+fn parse_cli(argv: &[std::ffi::OsString]) -> Result<Cli, String> {
+    use clap::{CommandFactory, FromArgMatches};
+    use gpucost_cli::config_file::{self, ConfigFile};
+    let mut command = Cli::command();
+    if let Some(path) = config_file::path_from(argv, "GPUCOST_CONFIG") {
+        let sub = config_file::subcommand_from(argv, GLOBALS_WITH_VALUE).map(|s| s.to_string_lossy().to_string());
+        // `config check FILE` reads its own file; the others apply theirs to the command they run.
+        if sub.as_deref() != Some("config") {
+            let file = ConfigFile::load(&path).map_err(|e| e.to_string())?;
+            command = config_file::apply(command, sub.as_deref(), &file).map_err(|e| e.to_string())?;
+        }
+    }
+    let matches = command.try_get_matches_from(argv).unwrap_or_else(|e| e.exit());
+    Cli::from_arg_matches(&matches).map_err(|e| e.to_string())
+}
+
+/// `config check`: the file applied to `command`, parsed with the environment, and everything `serve` (or
+/// `demo`) checks before it opens anything.
+fn config_check(file: &std::path::Path, command: &str) -> anyhow::Result<()> {
+    use clap::{CommandFactory, FromArgMatches};
+    use gpucost_cli::config_file::{self, ConfigFile};
+    let parsed = ConfigFile::load(file)?;
+    let cmd = config_file::apply(Cli::command(), Some(command), &parsed)?;
+    let matches = cmd
+        .try_get_matches_from(["gpucost-collector", command])
+        .map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.to_string().trim_start_matches("error: ").trim()))?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    match cli.command {
+        Command::Serve(a) => {
+            serve_config(&a)?.validate()?;
+        }
+        Command::Demo(a) => {
+            anyhow::ensure!(a.nodes > 0, "--nodes must be at least 1");
+            a.ledger.owners(None)?;
+            a.ledger.budget_config()?;
+        }
+        _ => unreachable!("config check reads serve and demo files"),
+    }
+    println!("{}: valid for `gpucost-collector {command}` ({} settings)", file.display(), parsed.keys().count());
+    Ok(())
+}
+
+/// What `serve` runs with, read and checked: the prices, owner rules, budgets and auth files loaded.
+fn serve_config(a: &ServeArgs) -> anyhow::Result<ServeConfig> {
+    let prices = PriceBook::load(a.ledger.prices.as_deref()).map_err(anyhow::Error::msg)?;
+    warn_unmatched(a.ledger.prices.as_deref(), &prices, None);
+    let owners = a.ledger.owners(None)?;
+    let mut config = a.ledger.serve_config(a.grpc, a.http, a.db.clone(), prices, owners);
+    config.budgets = a.ledger.budget_config()?;
+    config.auth = Arc::new(a.ledger.auth_config(false)?);
+    Ok(config)
 }
 
 #[derive(Debug, Args)]
@@ -739,21 +822,10 @@ impl LedgerArgs {
     }
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        gpucost_cli::shutdown::signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });
@@ -770,13 +842,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(a) => {
-            let prices = PriceBook::load(a.ledger.prices.as_deref()).map_err(anyhow::Error::msg)?;
-            warn_unmatched(a.ledger.prices.as_deref(), &prices, None);
-            let owners = a.ledger.owners(None)?;
-            let mut config = a.ledger.serve_config(a.grpc, a.http, a.db.clone(), prices, owners);
-            config.budgets = a.ledger.budget_config()?;
-            config.auth = Arc::new(a.ledger.auth_config(false)?);
+            let config = serve_config(&a)?;
+            // Every check that needs no file, port or peer, before any is opened, bound or waited on.
+            config.validate()?;
             Server::start(&config, stop_rx).await?.wait().await
+        }
+        Command::Config(ConfigCommand::Check { file, command }) => config_check(&file, &command),
+        Command::Config(ConfigCommand::Example { command }) => {
+            use clap::CommandFactory;
+            print!("{}", gpucost_cli::config_file::example(&Cli::command(), Some(&command)));
+            Ok(())
         }
         Command::Reprice(a) => off_runtime("reprice", move || reprice(a)),
         Command::Reattribute(a) => off_runtime("reattribute", move || reattribute(a)),
@@ -915,7 +990,14 @@ fn off_runtime(name: &str, f: impl FnOnce() -> anyhow::Result<()> + Send + 'stat
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match parse_cli(&argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     gpucost_collector::logs::init(&cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

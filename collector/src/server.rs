@@ -318,19 +318,37 @@ async fn wait_for_stop(mut rx: watch::Receiver<bool>) {
     }
 }
 
-impl Server {
-    /// Opens the ledger and binds both listeners; serving starts at once and stops when `shutdown` turns true.
-    pub async fn start(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<Self> {
+impl ServeConfig {
+    /// Refuses a configuration that cannot serve, before anything is opened, bound or waited on: every check
+    /// that needs no file, port or peer.
+    pub fn validate(&self) -> anyhow::Result<()> {
         #[cfg(not(feature = "aws"))]
-        if config.discovery.is_some() {
+        if self.discovery.is_some() {
             anyhow::bail!(
                 "--aws-discovery: this collector was built without AWS discovery (cargo feature `aws` of gpucost-collector)"
             );
         }
-        let bucket_ns = config.bucket.as_nanos() as u64;
+        let bucket_ns = self.bucket.as_nanos() as u64;
         if bucket_ns == 0 || (86_400 * 1_000_000_000) % bucket_ns != 0 {
-            anyhow::bail!("--bucket {:?} must divide a day evenly (e.g. 5m, 15m, 1h)", config.bucket);
+            anyhow::bail!("--bucket {:?} must divide a day evenly (e.g. 5m, 15m, 1h)", self.bucket);
         }
+        if self.tls.is_none() && !self.auth.insecure && !self.grpc_plaintext {
+            anyhow::bail!(
+                "gRPC without TLS: give --tls-cert and --tls-key (agents' tokens must not travel in clear), --grpc-plaintext when a proxy in front terminates TLS, or --insecure"
+            );
+        }
+        if self.tls.is_some() && self.grpc_plaintext {
+            anyhow::bail!("--grpc-plaintext and --tls-cert: choose one (TLS here, or TLS at a proxy in front)");
+        }
+        Ok(())
+    }
+}
+
+impl Server {
+    /// Opens the ledger and binds both listeners; serving starts at once and stops when `shutdown` turns true.
+    pub async fn start(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<Self> {
+        config.validate()?;
+        let bucket_ns = config.bucket.as_nanos() as u64;
         let raw_retention = config.raw_retention.as_nanos() as u64;
         let db = config.db.to_string_lossy();
         let ledger: Arc<dyn Ledger> = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
@@ -446,11 +464,6 @@ impl Server {
                 });
             }
             None => {
-                if !config.auth.insecure && !config.grpc_plaintext {
-                    anyhow::bail!(
-                        "gRPC without TLS: give --tls-cert and --tls-key (agents' tokens must not travel in clear), --grpc-plaintext when a proxy in front terminates TLS, or --insecure"
-                    );
-                }
                 if config.grpc_plaintext {
                     tracing::warn!("--grpc-plaintext: gRPC without TLS here; a proxy in front must terminate TLS");
                 }
