@@ -196,6 +196,16 @@ struct Config {
     /// Log format: text, json, or auto (json when stderr is not a terminal).
     #[arg(long, env = "GPUCOST_LOG_FORMAT", default_value = "auto")]
     log_format: String,
+    /// A TOML file that sets any flag (keys are the flags' long names; --config-example prints one); flags and
+    /// environment variables override it.
+    #[arg(long, env = "GPUCOST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Check the configuration (the file, the flags and the environment) and exit, starting nothing.
+    #[arg(long)]
+    check_config: bool,
+    /// Print a configuration file with every setting and its default, commented out, and exit.
+    #[arg(long)]
+    config_example: bool,
 }
 
 impl Config {
@@ -262,23 +272,6 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
 }
 
-fn init_logs(format: &str) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let json = match format {
-        "json" => true,
-        "text" => false,
-        _ => !std::io::stderr().is_terminal(),
-    };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        // Colours only for a terminal: a file or a pipe gets the text alone.
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
-    }
-}
-
 /// TLS for an `https://` collector; a plain-text `http://` one only with `--insecure`.
 fn collector_tls(config: &Config) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
@@ -309,9 +302,46 @@ fn boot_id() -> String {
     format!("{:x}-{:x}", t, std::process::id())
 }
 
+/// The command line over the configuration file it (or GPUCOST_CONFIG) names, if any.
+fn parse_config() -> Result<Config, String> {
+    use clap::{CommandFactory, FromArgMatches};
+    use gpucost_cli::config_file::{self, ConfigFile};
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut command = Config::command();
+    if let Some(path) = config_file::path_from(&argv, "GPUCOST_CONFIG") {
+        let file = ConfigFile::load(&path).map_err(|e| e.to_string())?;
+        command = config_file::apply(command, None, &file).map_err(|e| e.to_string())?;
+    }
+    let matches = command.try_get_matches_from(&argv).unwrap_or_else(|e| e.exit());
+    Config::from_arg_matches(&matches).map_err(|e| e.to_string())
+}
+
 fn main() -> std::process::ExitCode {
-    let config = Config::parse();
-    init_logs(&config.log_format);
+    let config = match parse_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if config.config_example {
+        use clap::CommandFactory;
+        print!("{}", gpucost_cli::config_file::example(&Config::command(), None));
+        return std::process::ExitCode::SUCCESS;
+    }
+    if config.check_config {
+        return match config.validate().and_then(|()| config.virtual_start().map(|_| ())) {
+            Ok(()) => {
+                println!("configuration valid");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    gpucost_cli::logs::init(&config.log_format);
     // Two workers whatever the node's size: the agent's work is small, and a thread per core on a
     // 192-core GPU node would cost memory for nothing.
     let result = tokio::runtime::Builder::new_multi_thread()
@@ -475,7 +505,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tokio::pin!(run);
     let stats = tokio::select! {
         r = &mut run => r??,
-        _ = shutdown_signal() => {
+        _ = gpucost_cli::shutdown::signal() => {
             tracing::info!("shutting down: sending the current interval");
             let _ = stop_tx.send(true);
             match tokio::time::timeout(config.drain_timeout, &mut run).await {
@@ -579,18 +609,4 @@ async fn identifier(
         _ => identifier,
     };
     Ok((identifier, node_labels))
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
-        };
-        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
-    }
-    #[cfg(not(unix))]
-    ctrl_c.await.unwrap_or(());
 }

@@ -125,7 +125,8 @@ pub fn subcommand_from<'a>(argv: &'a [OsString], globals_with_value: &[&str]) ->
 }
 
 /// The flags of `command` (a subcommand of it when `subcommand` is given, with the root's global flags) the
-/// file may set: every flag with a long name but `--help`, `--version` and `--config`.
+/// file may set: every flag with a long name but `--help`, `--version`, and `--config` with its
+/// `--check-config` and `--config-example`.
 fn settable<'a>(root: &'a Command, subcommand: Option<&str>) -> Vec<&'a Arg> {
     let target = subcommand.and_then(|s| root.find_subcommand(s)).unwrap_or(root);
     let globals = root.get_arguments().filter(|a| a.is_global_set());
@@ -134,7 +135,12 @@ fn settable<'a>(root: &'a Command, subcommand: Option<&str>) -> Vec<&'a Arg> {
     if subcommand.is_some() {
         args.extend(globals.filter(|g| !own.iter().any(|a| a.get_id() == g.get_id())));
     }
-    args.into_iter().filter(|a| a.get_long().is_some_and(|l| !matches!(l, "help" | "version" | "config"))).collect()
+    args.into_iter()
+        .filter(|a| {
+            a.get_long()
+                .is_some_and(|l| !matches!(l, "help" | "version" | "config" | "check-config" | "config-example"))
+        })
+        .collect()
 }
 
 fn takes_values(arg: &Arg) -> bool {

@@ -156,3 +156,42 @@ fn the_example_file_names_every_flag_of_serve_and_is_valid_toml() {
     let check = collector(&["config", "check", file.to_str().unwrap()], &[]);
     assert!(check.status.success(), "{}\n{settings}", said(&check));
 }
+
+fn agent(args: &[&str]) -> Output {
+    Command::new(bin("gpucost-agent")).args(args).env_remove("GPUCOST_CONFIG").output().unwrap()
+}
+
+#[test]
+fn the_agent_reads_the_same_kind_of_file_and_checks_it_without_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let good = write(
+        "agent.toml",
+        "source = \"sim\"\ncollector = \"http://127.0.0.1:1\"\ninsecure = true\nreport_interval = \"30s\"\n\
+         env-keys = [\"MLFLOW_RUN_ID\", \"TEAM\"]\n",
+    );
+    let out = agent(&["--config", &good, "--check-config"]);
+    assert!(out.status.success() && said(&out).contains("configuration valid"), "{}", said(&out));
+    // A value the file allows but the agent refuses, overridden by the command line.
+    let short = write("short.toml", "source = \"sim\"\ninsecure = true\nsample-interval = \"10ms\"\n");
+    let out = agent(&["--config", &short, "--check-config"]);
+    assert!(!out.status.success() && said(&out).contains("--sample-interval 10ms is too short"), "{}", said(&out));
+    let out = agent(&["--config", &short, "--check-config", "--sample-interval", "1s"]);
+    assert!(out.status.success(), "the command line overrides the file: {}", said(&out));
+
+    let misspelt = write("misspelt.toml", "colector = \"http://127.0.0.1:1\"\n");
+    let out = agent(&["--config", &misspelt, "--check-config"]);
+    let expected = format!("{misspelt}: unknown key `colector` for `gpucost-agent` (did you mean `collector`?)");
+    assert!(!out.status.success() && said(&out).contains(&expected), "{}", said(&out));
+
+    let out = agent(&["--config-example"]);
+    let example = String::from_utf8_lossy(&out.stdout).to_string();
+    for key in ["source", "collector", "nvml-lib", "dra-driver", "spool-dir", "label-allow", "log-format"] {
+        assert!(example.contains(&format!("# {key} = ")), "{key} missing:\n{example}");
+    }
+    assert!(!example.contains("# check-config = "), "{example}");
+}
