@@ -168,3 +168,34 @@ fn filling_a_command_line_leaves_out_optional_flags_and_runs_each_alternative() 
     let joined: Vec<String> = runs.iter().map(|r| r.join(" ")).collect();
     assert_eq!(joined, ["report chargeback --db l.db --format csv", "report chargeback --db l.db --format json"]);
 }
+
+#[test]
+fn the_readmes_configuration_file_is_one_the_collector_accepts() {
+    let text = readme();
+    let block = text
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README shows a configuration file");
+    // Its files, in a folder of the test's: the auth tokens and a prices file.
+    let dir = tempfile::tempdir().unwrap();
+    let folder = format!("{}/", dir.path().display());
+    let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    std::fs::write(
+        dir.path().join("auth.toml"),
+        format!("[[agent]]\ncluster = \"prod\"\nsha256 = \"{hash}\"\n[[api]]\nname = \"ci\"\nscope = \"read\"\nsha256 = \"{hash}\"\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("prices.toml"), "").unwrap();
+    gpucost_e2e::pki::pki(dir.path(), "ca", &[("tls", "subjectAltName=DNS:localhost\n")]);
+    std::fs::rename(dir.path().join("tls.pem"), dir.path().join("tls.crt")).unwrap();
+    let file = dir.path().join("collector.toml");
+    std::fs::write(&file, block.replace("/etc/gpucost/", &folder)).unwrap();
+    let out = std::process::Command::new(bin("gpucost-collector"))
+        .args(["config", "check", file.to_str().unwrap()])
+        .env_remove("GPUCOST_CONFIG")
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.contains("valid for `gpucost-collector serve`"), "{said}\n{block}");
+}
