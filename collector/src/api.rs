@@ -4,17 +4,22 @@
 //! by any of `cluster`, `node`, `gpu`, `workload` (comma-separated). `from`/`to` are RFC 3339 times or Unix
 //! seconds; they default to the last 24 hours and are widened to the ledger's bucket boundaries (the
 //! answer says which window it covers). Bad parameters get 400 with a message that names them.
+//!
+//! Each endpoint's parameters are a struct (`Params<T>` reads them, and the same struct documents them) and
+//! each answer a type the OpenAPI description shows as its schema, so a client can be generated from it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::extract::{Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::cost::price::usd;
 use crate::cost::split::Policy;
@@ -133,7 +138,7 @@ async fn authorize(State(s): State<AppState>, req: axum::extract::Request, next:
     }
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "health", summary = "200 while the process runs", responses((status = 200, description = "ok")))]
+#[utoipa::path(get, path = "/healthz", tag = "health", summary = "200 while the process runs", responses((status = 200, description = "ok", body = String, content_type = "text/plain")))]
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -143,7 +148,7 @@ async fn healthz() -> &'static str {
     path = "/metrics",
     tag = "health",
     summary = "Prometheus metrics (docs/metrics.md)",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
 )]
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     ([("content-type", "text/plain; version=0.0.4")], s.metrics.render())
@@ -190,7 +195,45 @@ pub(crate) struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(crate::api_doc::ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+/// An endpoint's query parameters: the fields of a struct, which `IntoParams` describes in the OpenAPI
+/// document and which names the parameters the endpoint takes.
+pub(crate) trait QueryParams: serde::de::DeserializeOwned + IntoParams {
+    /// Whether a parameter the struct does not name is refused (400, naming it) rather than ignored.
+    const STRICT: bool = true;
+
+    /// The parameters from a query string read into a map (a repeated parameter keeps its last value).
+    fn from_map(params: HashMap<String, String>) -> Result<Self, ApiError> {
+        if Self::STRICT {
+            let names: Vec<String> = Self::into_params(|| Some(utoipa::openapi::path::ParameterIn::Query))
+                .into_iter()
+                .map(|p| p.name)
+                .collect();
+            if let Some(unknown) = params.keys().find(|k| !names.contains(k)) {
+                return Err(bad(format!("unknown parameter {unknown:?}; expected {}", names.join(", "))));
+            }
+        }
+        // Every field is text that its handler parses and checks (naming the parameter), so the map reads
+        // into the struct as a JSON object of strings.
+        let object = params.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+        serde_json::from_value(Value::Object(object)).map_err(|e| bad(format!("parameters: {e}")))
+    }
+}
+
+/// Extracts a [`QueryParams`] struct from the query string.
+pub(crate) struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: QueryParams> FromRequestParts<S> for Params<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Response> {
+        let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        T::from_map(map).map(Params).map_err(IntoResponse::into_response)
     }
 }
 
@@ -203,7 +246,7 @@ pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     path = "/readyz",
     tag = "health",
     summary = "Ready when the ledger answers",
-    responses((status = 200, description = "Ready"), (status = 503, description = "The ledger does not answer"))
+    responses((status = 200, description = "Ready", body = String, content_type = "text/plain"), (status = 503, description = "The ledger does not answer", body = String, content_type = "text/plain"))
 )]
 async fn readyz(State(s): State<AppState>) -> Response {
     match tokio::task::spawn_blocking(move || s.ledger.ping()).await {
@@ -252,51 +295,77 @@ fn dimension(param: &str, name: &str) -> Result<Dimension, ApiError> {
     })
 }
 
-/// The parameters a window query shares: `from`, `to` (widened to buckets) and `group_by`. Any
-/// parameter outside `allowed` is refused by name.
+/// `GET /api/v1/usage`'s parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct UsageParams {
+    /// RFC 3339 time or Unix seconds, until 2262-01-01T00:00:00Z (default: 24 hours before `to`)
+    from: Option<String>,
+    /// RFC 3339 time or Unix seconds, until 2262-01-01T00:00:00Z (default: now); exclusive
+    to: Option<String>,
+    /// comma-separated dimensions: cluster, node, gpu, workload, kind, namespace, pod, controller, container, ecs_task, slurm_job, user, owner, team, department, component, system, model, model_version, run, experiment, day, label:<key>; at most 16 of them, with any filter's, read labels (label:<key>, model, model_version, run, experiment)
+    group_by: Option<String>,
+}
+
+impl QueryParams for UsageParams {}
+
+/// `GET /api/v1/costs`'s parameters: the window and grouping of [`UsageParams`], a filter and a policy.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CostsParams {
+    /// RFC 3339 time or Unix seconds, until 2262-01-01T00:00:00Z (default: 24 hours before `to`)
+    from: Option<String>,
+    /// RFC 3339 time or Unix seconds, until 2262-01-01T00:00:00Z (default: now); exclusive
+    to: Option<String>,
+    /// comma-separated dimensions: cluster, node, gpu, workload, kind, namespace, pod, controller, container, ecs_task, slurm_job, user, owner, team, department, component, system, model, model_version, run, experiment, day, label:<key>; at most 16 of them, with any filter's, read labels (label:<key>, model, model_version, run, experiment)
+    group_by: Option<String>,
+    /// <dimension>=<value>, comma-separated; at most 32
+    filter: Option<String>,
+    /// allocation, utilization or hybrid (default)
+    policy: Option<String>,
+}
+
+impl QueryParams for CostsParams {}
+
+/// The window (`from`, `to`, widened to buckets) and the grouping that usage and cost queries share.
 fn parse_window(
-    params: &HashMap<String, String>,
-    allowed: &[&str],
+    from: Option<&str>,
+    to: Option<&str>,
+    group_by: Option<&str>,
     now_ns: u64,
     bucket_ns: u64,
 ) -> Result<UsageQuery, ApiError> {
-    if let Some(unknown) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(bad(format!("unknown parameter {unknown:?}; expected {}", allowed.join(", "))));
-    }
-    let to = params.get("to").map(|v| parse_time("to", v)).transpose()?.unwrap_or(now_ns);
-    let from = params.get("from").map(|v| parse_time("from", v)).transpose()?.unwrap_or(to.saturating_sub(86_400 * NS));
+    let to = to.map(|v| parse_time("to", v)).transpose()?.unwrap_or(now_ns);
+    let from = from.map(|v| parse_time("from", v)).transpose()?.unwrap_or(to.saturating_sub(86_400 * NS));
     if from >= to {
         return Err(bad(format!("from ({}) must be before to ({})", rfc3339(from), rfc3339(to))));
     }
     if to - from > MAX_WINDOW_NS {
         return Err(bad("the window from..to is longer than 400 days"));
     }
-    let mut group_by = Vec::new();
-    for name in
-        params.get("group_by").map(String::as_str).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty())
-    {
+    let mut dims = Vec::new();
+    for name in group_by.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let d = dimension("group_by", name)?;
-        if group_by.contains(&d) {
+        if dims.contains(&d) {
             return Err(bad(format!("group_by: {name} is given twice")));
         }
-        group_by.push(d);
+        dims.push(d);
     }
-    check_label_dimensions(group_by.iter())?;
+    check_label_dimensions(dims.iter())?;
     let from_ns = from / bucket_ns * bucket_ns;
     let to_ns = to.div_ceil(bucket_ns) * bucket_ns;
-    Ok(UsageQuery { from_ns, to_ns, group_by })
+    Ok(UsageQuery { from_ns, to_ns, group_by: dims })
 }
 
-fn parse_query(params: &HashMap<String, String>, now_ns: u64, bucket_ns: u64) -> Result<UsageQuery, ApiError> {
-    parse_window(params, &["from", "to", "group_by"], now_ns, bucket_ns)
+fn parse_query(p: &UsageParams, now_ns: u64, bucket_ns: u64) -> Result<UsageQuery, ApiError> {
+    parse_window(p.from.as_deref(), p.to.as_deref(), p.group_by.as_deref(), now_ns, bucket_ns)
 }
 
 /// `/api/v1/costs`: the window and grouping, `filter=<dimension>=<value>,…` and `policy=` (default hybrid).
-fn parse_cost_query(params: &HashMap<String, String>, now_ns: u64, bucket_ns: u64) -> Result<CostQuery, ApiError> {
-    let w = parse_window(params, &["from", "to", "group_by", "filter", "policy"], now_ns, bucket_ns)?;
+fn parse_cost_query(p: &CostsParams, now_ns: u64, bucket_ns: u64) -> Result<CostQuery, ApiError> {
+    let w = parse_window(p.from.as_deref(), p.to.as_deref(), p.group_by.as_deref(), now_ns, bucket_ns)?;
     let mut filters = Vec::new();
-    for f in params.get("filter").map(String::as_str).unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty())
-    {
+    for f in p.filter.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, value) = f
             .split_once('=')
             .ok_or_else(|| bad(format!("filter: {f:?} is not <dimension>=<value> (e.g. namespace=team-nlp)")))?;
@@ -306,7 +375,7 @@ fn parse_cost_query(params: &HashMap<String, String>, now_ns: u64, bucket_ns: u6
         filters.push((dimension("filter", name.trim())?, value.trim().to_string()));
     }
     check_label_dimensions(w.group_by.iter().chain(filters.iter().map(|(d, _)| d)))?;
-    let policy = match params.get("policy") {
+    let policy = match &p.policy {
         None => Policy::Hybrid,
         Some(p) => Policy::parse(p)
             .ok_or_else(|| bad(format!("policy: unknown policy {p:?}; expected allocation, utilization or hybrid")))?,
@@ -329,8 +398,87 @@ pub(crate) async fn on_ledger<T: Send + 'static>(
         })
 }
 
-fn money(micros: u128) -> Value {
-    json!({ "usd": usd(micros), "micros": micros })
+/// An amount of money: exact integer micro-dollars, and the same as a decimal string of dollars.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Money {
+    /// Dollars with six decimals, e.g. `"12.345678"`.
+    pub usd: String,
+    pub micros: u128,
+}
+
+impl Money {
+    pub fn of(micros: u128) -> Self {
+        Self { usd: usd(micros), micros }
+    }
+}
+
+/// A group's values: one per `group_by` dimension, keyed by the dimension's name (`team`, `label:app`…).
+fn group(dims: &[Dimension], values: &[String]) -> BTreeMap<String, String> {
+    dims.iter().zip(values).map(|(d, v)| (d.name(), d.display(v))).collect()
+}
+
+/// `GET /api/v1/costs`. The four kinds of money (docs/chargeback.md, "Four kinds of money"): `used` +
+/// `idle` + `unallocated` = `fleet`; `unattributed` is the part of `used` + `idle` that workloads no owner
+/// rule names a payer for; `charged` + `idle_uncharged` + `unallocated` = `fleet`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CostsBody {
+    /// The window, widened to the ledger's buckets (RFC 3339).
+    from: String,
+    to: String,
+    policy: String,
+    group_by: Vec<String>,
+    /// The filter terms, `<dimension>=<value>`.
+    filter: Vec<String>,
+    rows: Vec<CostsRow>,
+    /// What the rows are charged (used + their idle).
+    charged: Money,
+    /// What the holders' SM use cost.
+    used: Money,
+    /// Held but unused GPU time's cost under the policy, whoever carries it: the holders under `hybrid` and
+    /// `allocation`, nobody under `utilization`. Null under `utilization` with a per-workload filter. Before
+    /// issue 18 this field was what `idle_uncharged` is now.
+    idle: Option<Money>,
+    /// The part of `idle` no holder pays: the `utilization` policy's idle line, 0 under `hybrid` and
+    /// `allocation`. Null with a per-workload filter (team, namespace…).
+    idle_uncharged: Option<Money>,
+    /// Cost of workloads that held a GPU but that no owner rule names a payer for (within the filters).
+    unattributed: Money,
+    /// Cost of GPUs nobody held. Null with a per-workload filter.
+    unallocated: Option<Money>,
+    /// Observed GPU time without a price: in no amount.
+    unpriced: Unpriced,
+    /// What the GPUs in the window (and the GPU filters) cost.
+    fleet: Money,
+    /// Whether the amounts add up to the fleet line and the fleet line to each node's GPUs' price × time
+    /// (docs/cost-model.md); null with a per-workload filter.
+    reconciled: Option<bool>,
+    /// The nodes whose fleet line does not match their price × time.
+    unreconciled_nodes: Vec<String>,
+}
+
+/// One group of `GET /api/v1/costs`: its value per `group_by` dimension, by the dimension's name (e.g.
+/// `"team": "vision"`), and its money and GPU time. Under an owner dimension (owner, team, department,
+/// component, system) the group `unattributed` is GPU time no owner rule named.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CostsRow {
+    #[serde(flatten)]
+    group: BTreeMap<String, String>,
+    used_usd: String,
+    idle_usd: String,
+    total_usd: String,
+    used_micros: u128,
+    idle_micros: u128,
+    total_micros: u128,
+    held_gpu_seconds: f64,
+    used_gpu_seconds: f64,
+    energy_kwh: f64,
+    /// Null when no grid factor covered any of its energy.
+    co2e_kg: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Unpriced {
+    gpu_seconds: f64,
 }
 
 #[utoipa::path(
@@ -338,19 +486,10 @@ fn money(micros: u128) -> Value {
     path = "/api/v1/costs",
     tag = "costs",
     summary = "GPU dollars per group under a split policy, reconciled to the fleet",
-    params(
-        ("from" = Option<String>, Query, description = "RFC 3339 time or Unix seconds, until 2262-01-01T00:00:00Z (default: 24 hours before `to`)"),
-        ("to" = Option<String>, Query, description = "RFC 3339 time or Unix seconds, until 2262-01-01T00:00:00Z (default: now); exclusive"),
-        ("group_by" = Option<String>, Query, description = "comma-separated dimensions: cluster, node, gpu, workload, kind, namespace, pod, controller, container, ecs_task, slurm_job, user, owner, team, department, component, system, model, model_version, run, experiment, day, label:<key>; at most 16 of them, with any filter's, read labels (label:<key>, model, model_version, run, experiment)"),
-        ("filter" = Option<String>, Query, description = "<dimension>=<value>, comma-separated; at most 32"),
-        ("policy" = Option<String>, Query, description = "allocation, utilization or hybrid (default)"),
-    ),
-    responses((status = 200, description = "OK", body = crate::api_doc::CostsBody), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+    params(CostsParams),
+    responses((status = 200, description = "OK", body = CostsBody), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
-async fn costs(
-    State(s): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+async fn costs(State(s): State<AppState>, Params(params): Params<CostsParams>) -> Result<Json<CostsBody>, ApiError> {
     let q = parse_cost_query(&params, crate::now_ns(), s.ledger.bucket_ns())?;
     // The unattributed money is read from an owner dimension: the request's, or the owner added to its
     // grouping and summed away again.
@@ -364,25 +503,21 @@ async fn costs(
         let unattributed: u128 = r.rows.iter().filter(|x| x.group[at] == UNATTRIBUTED).map(|x| x.used + x.idle).sum();
         (if owner_at.is_some() { r } else { by_leading(&r, q.group_by.len()) }, unattributed)
     })?;
-    let rows: Vec<Value> = report
+    let rows = report
         .rows
         .iter()
-        .map(|r| {
-            let mut m = serde_json::Map::new();
-            for (d, v) in q.group_by.iter().zip(&r.group) {
-                m.insert(d.name(), json!(d.display(v)));
-            }
-            m.insert("used_usd".into(), json!(usd(r.used)));
-            m.insert("idle_usd".into(), json!(usd(r.idle)));
-            m.insert("total_usd".into(), json!(usd(r.used + r.idle)));
-            m.insert("used_micros".into(), json!(r.used));
-            m.insert("idle_micros".into(), json!(r.idle));
-            m.insert("total_micros".into(), json!(r.used + r.idle));
-            m.insert("held_gpu_seconds".into(), json!(secs(r.held_ns)));
-            m.insert("used_gpu_seconds".into(), json!(secs(r.used_ns)));
-            m.insert("energy_kwh".into(), json!(r.energy_mj as f64 / 3.6e9));
-            m.insert("co2e_kg".into(), json!(r.co2e_mg.map(|mg| mg as f64 / 1e6)));
-            Value::Object(m)
+        .map(|r| CostsRow {
+            group: group(&q.group_by, &r.group),
+            used_usd: usd(r.used),
+            idle_usd: usd(r.idle),
+            total_usd: usd(r.used + r.idle),
+            used_micros: r.used,
+            idle_micros: r.idle,
+            total_micros: r.used + r.idle,
+            held_gpu_seconds: secs(r.held_ns),
+            used_gpu_seconds: secs(r.used_ns),
+            energy_kwh: r.energy_mj as f64 / 3.6e9,
+            co2e_kg: r.co2e_mg.map(|mg| mg as f64 / 1e6),
         })
         .collect();
     let charged: u128 = report.rows.iter().map(|r| r.used + r.idle).sum();
@@ -396,35 +531,35 @@ async fn costs(
     };
     // Reconciled: the lines add up to the fleet line, and the fleet line is every node's physical GPUs'
     // price in force × observed time (`cost::reconcile`); the nodes that are not are named.
-    let (reconciled, unreconciled) = match (report.idle, report.unallocated) {
+    let (reconciled, unreconciled_nodes) = match (report.idle, report.unallocated) {
         (Some(i), Some(u)) => {
             let filters: Vec<(Dimension, String)> =
                 q.filters.iter().filter(|(d, _)| !d.is_per_workload()).cloned().collect();
             let (from, to) = (q.from_ns, q.to_ns);
             let checks = on_ledger(&s, move |l| l.price_check(from, to, &filters)).await?;
             let off: Vec<String> = checks.iter().filter(|c| !c.holds()).map(ToString::to_string).collect();
-            (json!(charged + i + u == report.fleet && off.is_empty()), off)
+            (Some(charged + i + u == report.fleet && off.is_empty()), off)
         }
-        _ => (Value::Null, Vec::new()),
+        _ => (None, Vec::new()),
     };
-    Ok(Json(json!({
-        "from": rfc3339(q.from_ns),
-        "to": rfc3339(q.to_ns),
-        "policy": q.policy.name(),
-        "group_by": q.group_by.iter().map(Dimension::name).collect::<Vec<_>>(),
-        "filter": q.filters.iter().map(|(d, v)| format!("{}={v}", d.name())).collect::<Vec<_>>(),
-        "rows": rows,
-        "charged": money(charged),
-        "used": money(used),
-        "idle": idle.map(money),
-        "idle_uncharged": report.idle.map(money),
-        "unattributed": money(unattributed),
-        "unallocated": report.unallocated.map(money),
-        "unpriced": { "gpu_seconds": secs(report.unpriced_ns) },
-        "fleet": money(report.fleet),
-        "reconciled": reconciled,
-        "unreconciled_nodes": unreconciled,
-    })))
+    Ok(Json(CostsBody {
+        from: rfc3339(q.from_ns),
+        to: rfc3339(q.to_ns),
+        policy: q.policy.name().to_string(),
+        group_by: q.group_by.iter().map(Dimension::name).collect(),
+        filter: q.filters.iter().map(|(d, v)| format!("{}={v}", d.name())).collect(),
+        rows,
+        charged: Money::of(charged),
+        used: Money::of(used),
+        idle: idle.map(Money::of),
+        idle_uncharged: report.idle.map(Money::of),
+        unattributed: Money::of(unattributed),
+        unallocated: report.unallocated.map(Money::of),
+        unpriced: Unpriced { gpu_seconds: secs(report.unpriced_ns) },
+        fleet: Money::of(report.fleet),
+        reconciled,
+        unreconciled_nodes,
+    }))
 }
 
 /// What AWS discovery found: EKS node groups, ECS GPU container instances and their tasks with tags.
@@ -433,27 +568,44 @@ async fn costs(
     path = "/api/v1/inventory",
     tag = "costs",
     summary = "What AWS discovery found",
-    responses((status = 200, description = "OK"), (status = 404, description = "Discovery is off", body = crate::api_doc::ErrorBody))
+    responses((status = 200, description = "OK", body = crate::discover::Inventory), (status = 404, description = "Discovery is off", body = crate::api_doc::ErrorBody))
 )]
-async fn inventory(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn inventory(State(s): State<AppState>) -> Result<Json<crate::discover::Inventory>, ApiError> {
     let Some(shared) = &s.inventory else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             "AWS discovery is off (start the collector with --aws-discovery)".into(),
         ));
     };
-    let inv = shared.read().unwrap_or_else(|e| e.into_inner()).clone();
-    Ok(Json(json!({
-        "node_groups": inv.node_groups.iter().map(|g| json!({
-            "cluster": g.cluster, "name": g.name, "instance_types": g.instance_types, "capacity_type": g.capacity_type, "labels": g.labels,
-        })).collect::<Vec<_>>(),
-        "ecs_instances": inv.ecs_instances.iter().map(|i| json!({
-            "cluster": i.cluster, "ec2_instance_id": i.ec2_instance_id, "instance_type": i.instance_type, "gpus": i.gpus,
-        })).collect::<Vec<_>>(),
-        "ecs_tasks": inv.ecs_tasks.iter().map(|t| json!({
-            "cluster": t.cluster, "task_arn": t.task_arn, "family": t.family, "tags": t.tags,
-        })).collect::<Vec<_>>(),
-    })))
+    Ok(Json(shared.read().unwrap_or_else(|e| e.into_inner()).clone()))
+}
+
+/// `GET /api/v1/prices`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PricesBody {
+    nodes: Vec<NodePriceBody>,
+}
+
+/// The price in force for a node.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodePriceBody {
+    cluster: String,
+    node: String,
+    instance_type: String,
+    /// `on_demand`, `spot`…
+    capacity_type: String,
+    region: String,
+    /// Since when (RFC 3339).
+    effective_from: String,
+    /// False when no price is known (`source` says why).
+    priced: bool,
+    /// Null when unpriced.
+    usd_per_instance_hour: Option<String>,
+    /// The instance's price over its GPUs; null when unpriced.
+    usd_per_gpu_hour: Option<String>,
+    gpus: u32,
+    /// Where the price came from.
+    source: String,
 }
 
 #[utoipa::path(
@@ -461,24 +613,53 @@ async fn inventory(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     path = "/api/v1/prices",
     tag = "costs",
     summary = "The price in force for every node, and where it came from",
-    responses((status = 200, description = "OK"), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+    responses((status = 200, description = "OK", body = PricesBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
-async fn prices(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn prices(State(s): State<AppState>) -> Result<Json<PricesBody>, ApiError> {
     let rows = on_ledger(&s, |l| l.prices()).await?;
-    let nodes: Vec<Value> = rows
-        .iter()
-        .map(|p| {
-            json!({
-                "cluster": p.cluster, "node": p.node, "instance_type": p.instance_type, "capacity_type": p.capacity_type,
-                "region": p.region, "effective_from": rfc3339(p.effective_from_ns),
-                "priced": p.instance_micros_per_hour.is_some(),
-                "usd_per_instance_hour": p.instance_micros_per_hour.map(|m| usd(m.into())),
-                "usd_per_gpu_hour": p.instance_micros_per_hour.map(|m| usd((m / u64::from(p.gpus.max(1))).into())),
-                "gpus": p.gpus, "source": p.source,
-            })
+    let nodes = rows
+        .into_iter()
+        .map(|p| NodePriceBody {
+            effective_from: rfc3339(p.effective_from_ns),
+            priced: p.instance_micros_per_hour.is_some(),
+            usd_per_instance_hour: p.instance_micros_per_hour.map(|m| usd(m.into())),
+            usd_per_gpu_hour: p.instance_micros_per_hour.map(|m| usd((m / u64::from(p.gpus.max(1))).into())),
+            cluster: p.cluster,
+            node: p.node,
+            instance_type: p.instance_type,
+            capacity_type: p.capacity_type,
+            region: p.region,
+            gpus: p.gpus,
+            source: p.source,
         })
         .collect();
-    Ok(Json(json!({ "nodes": nodes })))
+    Ok(Json(PricesBody { nodes }))
+}
+
+/// `GET /api/v1/conflicts`: every GPU UUID that two clusters reported over the same time, oldest first. Both
+/// clusters' batches were stored, each billed to its own cluster (a GPU is its cluster's), so neither moved or
+/// erased the other's GPU time; a pair here means one of them reports a GPU that is not its own (docs/security.md).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConflictsBody {
+    conflicts: Vec<ConflictBody>,
+}
+
+/// One GPU UUID and two clusters: `cluster`'s batches found `other_cluster`'s GPU time on it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConflictBody {
+    /// The GPU (or MIG device) UUID.
+    gpu: String,
+    /// The cluster whose batches came second over the overlapping time.
+    cluster: String,
+    /// The cluster that had time on the same UUID there already.
+    other_cluster: String,
+    /// The span of `cluster`'s overlapping intervals (RFC 3339).
+    from: String,
+    to: String,
+    /// How many of `cluster`'s batches overlapped.
+    batches: u64,
+    first_seen: String,
+    last_seen: String,
 }
 
 /// GPU UUIDs two clusters reported over the same time (docs/security.md, "Trust zones").
@@ -487,44 +668,79 @@ async fn prices(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     path = "/api/v1/conflicts",
     tag = "usage",
     summary = "GPU UUIDs two clusters reported over the same time; each cluster is billed its own",
-    responses((status = 200, description = "OK", body = crate::api_doc::ConflictsBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+    responses((status = 200, description = "OK", body = ConflictsBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
-async fn conflicts(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn conflicts(State(s): State<AppState>) -> Result<Json<ConflictsBody>, ApiError> {
     let all = on_ledger(&s, |l| l.conflicts()).await?;
-    let rows: Vec<Value> = all
-        .iter()
-        .map(|c| {
-            json!({
-                "gpu": c.gpu_uuid, "cluster": c.cluster, "other_cluster": c.other_cluster,
-                "from": rfc3339(c.start_ns), "to": rfc3339(c.end_ns), "batches": c.batches,
-                "first_seen": rfc3339(c.first_seen_ns), "last_seen": rfc3339(c.last_seen_ns),
-            })
+    let conflicts = all
+        .into_iter()
+        .map(|c| ConflictBody {
+            from: rfc3339(c.start_ns),
+            to: rfc3339(c.end_ns),
+            first_seen: rfc3339(c.first_seen_ns),
+            last_seen: rfc3339(c.last_seen_ns),
+            gpu: c.gpu_uuid,
+            cluster: c.cluster,
+            other_cluster: c.other_cluster,
+            batches: c.batches,
         })
         .collect();
-    Ok(Json(json!({ "conflicts": rows })))
+    Ok(Json(ConflictsBody { conflicts }))
 }
 
 fn secs(ns: u128) -> f64 {
     ns as f64 / NS as f64
 }
 
-fn time_json(t: &GpuTime) -> serde_json::Map<String, Value> {
-    let mut m = serde_json::Map::new();
-    match t.observed_ns {
-        Some(o) => {
-            m.insert("gpu_seconds".into(), json!(secs(o)));
-            m.insert("idle_gpu_seconds".into(), json!(secs(o.saturating_sub(t.used_ns))));
-            m.insert("observed_ns".into(), json!(o));
-        }
-        None => {
-            m.insert("gpu_seconds".into(), Value::Null);
+/// `GET /api/v1/usage`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageBody {
+    /// The window, widened to the ledger's buckets (RFC 3339).
+    from: String,
+    to: String,
+    /// The ledger's bucket length.
+    bucket_seconds: u64,
+    group_by: Vec<String>,
+    rows: Vec<UsageRow>,
+    /// Every GPU in the window, whatever the grouping (no group values).
+    totals: UsageRow,
+}
+
+/// GPU time in seconds and in exact nanoseconds: of one group of `GET /api/v1/usage`, with its value per
+/// `group_by` dimension by the dimension's name (e.g. `"node": "ip-10-0-0-1"`), or of the totals.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageRow {
+    #[serde(flatten)]
+    group: BTreeMap<String, String>,
+    /// Observed: null when grouped by workload (a workload does not own a GPU's clock).
+    #[schema(required = true)]
+    gpu_seconds: Option<f64>,
+    /// Observed but not used; absent when grouped by workload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_gpu_seconds: Option<f64>,
+    /// Observed; absent when grouped by workload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observed_ns: Option<u128>,
+    /// Held: by any workload when grouped by GPU, node or cluster; by this workload when grouped by workload.
+    held_gpu_seconds: f64,
+    used_gpu_seconds: f64,
+    held_ns: u128,
+    used_ns: u128,
+}
+
+impl UsageRow {
+    fn of(group: BTreeMap<String, String>, t: &GpuTime) -> Self {
+        Self {
+            group,
+            gpu_seconds: t.observed_ns.map(secs),
+            idle_gpu_seconds: t.observed_ns.map(|o| secs(o.saturating_sub(t.used_ns))),
+            observed_ns: t.observed_ns,
+            held_gpu_seconds: secs(t.held_ns),
+            used_gpu_seconds: secs(t.used_ns),
+            held_ns: t.held_ns,
+            used_ns: t.used_ns,
         }
     }
-    m.insert("held_gpu_seconds".into(), json!(secs(t.held_ns)));
-    m.insert("used_gpu_seconds".into(), json!(secs(t.used_ns)));
-    m.insert("held_ns".into(), json!(t.held_ns));
-    m.insert("used_ns".into(), json!(t.used_ns));
-    m
 }
 
 #[utoipa::path(
@@ -532,39 +748,22 @@ fn time_json(t: &GpuTime) -> serde_json::Map<String, Value> {
     path = "/api/v1/usage",
     tag = "usage",
     summary = "GPU-seconds observed, held and used per group",
-    params(
-        ("from" = Option<String>, Query, description = "RFC 3339 time or Unix seconds, until 2262-01-01T00:00:00Z (default: 24 hours before `to`)"),
-        ("to" = Option<String>, Query, description = "RFC 3339 time or Unix seconds, until 2262-01-01T00:00:00Z (default: now); exclusive"),
-        ("group_by" = Option<String>, Query, description = "comma-separated dimensions: cluster, node, gpu, workload, kind, namespace, pod, controller, container, ecs_task, slurm_job, user, owner, team, department, component, system, model, model_version, run, experiment, day, label:<key>; at most 16 of them, with any filter's, read labels (label:<key>, model, model_version, run, experiment)"),
-    ),
-    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+    params(UsageParams),
+    responses((status = 200, description = "OK", body = UsageBody), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
-async fn usage(
-    State(s): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+async fn usage(State(s): State<AppState>, Params(params): Params<UsageParams>) -> Result<Json<UsageBody>, ApiError> {
     let q = parse_query(&params, crate::now_ns(), s.ledger.bucket_ns())?;
     let query = q.clone();
     let report = on_ledger(&s, move |l| l.usage(&query)).await?;
-    let rows: Vec<Value> = report
-        .rows
-        .iter()
-        .map(|r| {
-            let mut m = time_json(&r.time);
-            for (d, v) in q.group_by.iter().zip(&r.group) {
-                m.insert(d.name(), json!(d.display(v)));
-            }
-            Value::Object(m)
-        })
-        .collect();
-    Ok(Json(json!({
-        "from": rfc3339(q.from_ns),
-        "to": rfc3339(q.to_ns),
-        "bucket_seconds": s.ledger.bucket_ns() / NS,
-        "group_by": q.group_by.iter().map(Dimension::name).collect::<Vec<_>>(),
-        "rows": rows,
-        "totals": Value::Object(time_json(&report.totals)),
-    })))
+    let rows = report.rows.iter().map(|r| UsageRow::of(group(&q.group_by, &r.group), &r.time)).collect();
+    Ok(Json(UsageBody {
+        from: rfc3339(q.from_ns),
+        to: rfc3339(q.to_ns),
+        bucket_seconds: s.ledger.bucket_ns() / NS,
+        group_by: q.group_by.iter().map(Dimension::name).collect(),
+        rows,
+        totals: UsageRow::of(BTreeMap::new(), &report.totals),
+    }))
 }
 
 #[cfg(test)]
@@ -573,7 +772,7 @@ mod tests {
 
     fn q(pairs: &[(&str, &str)]) -> Result<UsageQuery, String> {
         let params = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        parse_query(&params, 1_800_000_000 * NS, 3_600 * NS).map_err(|e| e.1)
+        UsageParams::from_map(params).and_then(|p| parse_query(&p, 1_800_000_000 * NS, 3_600 * NS)).map_err(|e| e.1)
     }
 
     #[test]

@@ -2,16 +2,15 @@
 //! shapes). Owners come from the configured catalog; costs use the `hybrid` policy, so a team's cost
 //! includes its share of the idle GPUs it holds.
 
-use std::collections::HashMap;
-
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::{ApiError, AppState, on_ledger};
+use crate::api::{ApiError, AppState, Params, QueryParams, on_ledger};
 use crate::cost::split::Policy;
 use crate::cost_insights::{Cost, Intervals, daily_cost};
 use crate::enrich::catalog::{Catalog, entity_ref};
@@ -29,11 +28,93 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(catalog_entity_daily_cost))
 }
 
-fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
-    q.get(name)
-        .map(String::as_str)
+/// The parameters of the Cost Insights calls. Each call needs some of them (an empty one is missing);
+/// a parameter none of them names is ignored, as Cost Insights may send more.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct UserParams {
+    /// user entity reference
+    #[serde(rename = "userId")]
+    #[param(required = true)]
+    user_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct GroupParams {
+    /// group entity reference
+    #[param(required = true)]
+    group: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct GroupCostParams {
+    /// group entity reference
+    #[param(required = true)]
+    group: Option<String>,
+    /// ISO 8601 repeating interval, e.g. R2/P30D/2026-11-01
+    #[param(required = true)]
+    intervals: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ProjectCostParams {
+    /// component name
+    #[param(required = true)]
+    project: Option<String>,
+    /// e.g. R2/P30D/2026-11-01
+    #[param(required = true)]
+    intervals: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct EntityCostParams {
+    /// entity reference
+    #[serde(rename = "entityRef")]
+    #[param(required = true)]
+    entity_ref: Option<String>,
+    /// e.g. R2/P30D/2026-11-01
+    #[param(required = true)]
+    intervals: Option<String>,
+}
+
+impl QueryParams for UserParams {
+    const STRICT: bool = false;
+}
+impl QueryParams for GroupParams {
+    const STRICT: bool = false;
+}
+impl QueryParams for GroupCostParams {
+    const STRICT: bool = false;
+}
+impl QueryParams for ProjectCostParams {
+    const STRICT: bool = false;
+}
+impl QueryParams for EntityCostParams {
+    const STRICT: bool = false;
+}
+
+/// A parameter a call needs: missing (or empty) is a 400 naming it.
+fn param<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiError> {
+    value
+        .as_deref()
         .filter(|v| !v.is_empty())
         .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("missing parameter {name:?}")))
+}
+
+/// A group or project of Cost Insights, by its id (an entity reference or a component name).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdBody {
+    id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DateBody {
+    /// `YYYY-MM-DD`.
+    date: String,
 }
 
 /// A snapshot of the catalog in force.
@@ -48,11 +129,11 @@ fn owners(s: &AppState) -> Result<Catalog, ApiError> {
     path = "/api/v1/backstage/last-complete-billing-date",
     tag = "backstage",
     summary = "Cost Insights: the last complete billing date",
-    responses((status = 200, description = "OK"))
+    responses((status = 200, description = "OK", body = DateBody))
 )]
-async fn last_complete_billing_date() -> Json<Value> {
+async fn last_complete_billing_date() -> Json<DateBody> {
     let yesterday = crate::now_ns() / DAY_NS - 1;
-    Json(json!({ "date": Dimension::Day.display(&yesterday.to_string()) }))
+    Json(DateBody { date: Dimension::Day.display(&yesterday.to_string()) })
 }
 
 #[utoipa::path(
@@ -60,18 +141,13 @@ async fn last_complete_billing_date() -> Json<Value> {
     path = "/api/v1/backstage/user-groups",
     tag = "backstage",
     summary = "Cost Insights: the groups a user belongs to",
-    params(
-        ("userId" = String, Query, description = "user entity reference"),
-    ),
-    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 404, description = "No catalog configured", body = crate::api_doc::ErrorBody))
+    params(UserParams),
+    responses((status = 200, description = "OK", body = Vec<IdBody>), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 404, description = "No catalog configured", body = crate::api_doc::ErrorBody))
 )]
-async fn user_groups(
-    State(s): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
-    let (catalog, user) = (owners(&s)?, param(&q, "userId")?);
+async fn user_groups(State(s): State<AppState>, Params(q): Params<UserParams>) -> Result<Json<Vec<IdBody>>, ApiError> {
+    let (catalog, user) = (owners(&s)?, param(&q.user_id, "userId")?);
     let groups = catalog.users.get(&entity_ref(user, "user", "default")).cloned().unwrap_or_default();
-    Ok(Json(json!(groups.into_iter().map(|g| json!({ "id": g })).collect::<Vec<_>>())))
+    Ok(Json(groups.into_iter().map(|id| IdBody { id }).collect()))
 }
 
 #[utoipa::path(
@@ -79,23 +155,21 @@ async fn user_groups(
     path = "/api/v1/backstage/group-projects",
     tag = "backstage",
     summary = "Cost Insights: the components a group owns",
-    params(
-        ("group" = String, Query, description = "group entity reference"),
-    ),
-    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 404, description = "No catalog configured", body = crate::api_doc::ErrorBody))
+    params(GroupParams),
+    responses((status = 200, description = "OK", body = Vec<IdBody>), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 404, description = "No catalog configured", body = crate::api_doc::ErrorBody))
 )]
 async fn group_projects(
     State(s): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
-    let (catalog, group) = (owners(&s)?, entity_ref(param(&q, "group")?, "group", "default"));
-    let projects: Vec<Value> = catalog
+    Params(q): Params<GroupParams>,
+) -> Result<Json<Vec<IdBody>>, ApiError> {
+    let (catalog, group) = (owners(&s)?, entity_ref(param(&q.group, "group")?, "group", "default"));
+    let projects = catalog
         .components
         .iter()
         .filter(|c| catalog.rolls_up_to(&c.owner, &group))
-        .map(|c| json!({ "id": c.name }))
+        .map(|c| IdBody { id: c.name.clone() })
         .collect();
-    Ok(Json(json!(projects)))
+    Ok(Json(projects))
 }
 
 /// Daily hybrid cost over the intervals, grouped by day and `extra`, filtered by `filters`.
@@ -122,8 +196,8 @@ async fn daily(
         .collect())
 }
 
-fn intervals(q: &HashMap<String, String>) -> Result<Intervals, ApiError> {
-    Intervals::parse(param(q, "intervals")?).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
+fn intervals(value: &Option<String>) -> Result<Intervals, ApiError> {
+    Intervals::parse(param(value, "intervals")?).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
 }
 
 #[utoipa::path(
@@ -131,17 +205,15 @@ fn intervals(q: &HashMap<String, String>) -> Result<Intervals, ApiError> {
     path = "/api/v1/backstage/group-daily-cost",
     tag = "backstage",
     summary = "Cost Insights: a group's daily GPU cost (its sub-groups included)",
-    params(
-        ("group" = String, Query, description = "group entity reference"),
-        ("intervals" = String, Query, description = "ISO 8601 repeating interval, e.g. R2/P30D/2026-11-01"),
-    ),
-    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody), (status = 404, description = "No catalog configured", body = crate::api_doc::ErrorBody))
+    params(GroupCostParams),
+    responses((status = 200, description = "OK", body = Cost), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody), (status = 404, description = "No catalog configured", body = crate::api_doc::ErrorBody))
 )]
 async fn group_daily_cost(
     State(s): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params<GroupCostParams>,
 ) -> Result<Json<Cost>, ApiError> {
-    let (catalog, group, iv) = (owners(&s)?, entity_ref(param(&q, "group")?, "group", "default"), intervals(&q)?);
+    let (catalog, group, iv) =
+        (owners(&s)?, entity_ref(param(&q.group, "group")?, "group", "default"), intervals(&q.intervals)?);
     // A group's cost includes its sub-groups' (team → department → organisation).
     let rows = daily(&s, &iv, Some(Dimension::Owner), vec![]).await?;
     let mine: Vec<(u64, u128)> =
@@ -159,17 +231,14 @@ async fn entity_cost(s: &AppState, id: &str, component: &str, iv: &Intervals) ->
     path = "/api/v1/backstage/project-daily-cost",
     tag = "backstage",
     summary = "Cost Insights: a project's (component's) daily GPU cost",
-    params(
-        ("project" = String, Query, description = "component name"),
-        ("intervals" = String, Query, description = "e.g. R2/P30D/2026-11-01"),
-    ),
-    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+    params(ProjectCostParams),
+    responses((status = 200, description = "OK", body = Cost), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
 async fn project_daily_cost(
     State(s): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params<ProjectCostParams>,
 ) -> Result<Json<Cost>, ApiError> {
-    let (project, iv) = (param(&q, "project")?, intervals(&q)?);
+    let (project, iv) = (param(&q.project, "project")?, intervals(&q.intervals)?);
     entity_cost(&s, project, project, &iv).await
 }
 
@@ -178,17 +247,15 @@ async fn project_daily_cost(
     path = "/api/v1/backstage/catalog-entity-daily-cost",
     tag = "backstage",
     summary = "Cost Insights: a catalog entity's daily GPU cost",
-    params(
-        ("entityRef" = String, Query, description = "entity reference"),
-        ("intervals" = String, Query, description = "e.g. R2/P30D/2026-11-01"),
-    ),
-    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+    params(EntityCostParams),
+    responses((status = 200, description = "OK", body = Cost), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
 async fn catalog_entity_daily_cost(
     State(s): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params<EntityCostParams>,
 ) -> Result<Json<Cost>, ApiError> {
-    let (entity, iv) = (entity_ref(param(&q, "entityRef")?, "component", "default"), intervals(&q)?);
+    let (entity, iv) =
+        (entity_ref(param(&q.entity_ref, "entityRef")?, "component", "default"), intervals(&q.intervals)?);
     let name = entity.rsplit('/').next().unwrap_or_default().to_string();
     entity_cost(&s, &entity, &name, &iv).await
 }

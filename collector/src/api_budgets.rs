@@ -13,11 +13,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::api::{ApiError, AppState, bad, on_ledger};
 use crate::budget::engine;
-use crate::budget::spec::{Budget, check_name};
+use crate::budget::evaluate::StatusBody;
+use crate::budget::spec::{Budget, BudgetSpec, check_name};
 use crate::budget::store::StoredBudget;
 
 pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
@@ -28,10 +31,37 @@ pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(one, put, delete))
 }
 
-fn shown(s: &StoredBudget) -> Value {
-    let mut v: Value = serde_json::from_str(&s.spec).unwrap_or(Value::Null);
-    v["source"] = json!(s.source);
-    v
+/// A budget, and where it comes from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BudgetView {
+    #[serde(flatten)]
+    spec: BudgetSpec,
+    /// `api`, or `config:<file>` (changed in that file only).
+    source: String,
+}
+
+/// `GET /api/v1/budgets`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BudgetsBody {
+    budgets: Vec<BudgetView>,
+}
+
+/// `GET /api/v1/budgets/status`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusesBody {
+    /// How `forecast_usd` is computed.
+    forecast_method: &'static str,
+    budgets: Vec<StatusBody>,
+}
+
+fn shown(s: &StoredBudget) -> Result<BudgetView, ApiError> {
+    let spec = serde_json::from_str(&s.spec).map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("budget {:?}: the stored budget does not read: {e}", s.name),
+        )
+    })?;
+    Ok(BudgetView { spec, source: s.source.clone() })
 }
 
 #[utoipa::path(
@@ -39,11 +69,11 @@ fn shown(s: &StoredBudget) -> Value {
     path = "/api/v1/budgets",
     tag = "budgets",
     summary = "Every budget, with its source",
-    responses((status = 200, description = "OK"), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+    responses((status = 200, description = "OK", body = BudgetsBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
-async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn list(State(s): State<AppState>) -> Result<Json<BudgetsBody>, ApiError> {
     let all = on_ledger(&s, |l| l.budgets()).await?;
-    Ok(Json(json!({ "budgets": all.iter().map(shown).collect::<Vec<_>>() })))
+    Ok(Json(BudgetsBody { budgets: all.iter().map(shown).collect::<Result<_, _>>()? }))
 }
 
 #[utoipa::path(
@@ -54,14 +84,15 @@ async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     params(
         ("name" = String, Path, description = "the budget's name"),
     ),
-    responses((status = 200, description = "OK"), (status = 404, description = "No such budget", body = crate::api_doc::ErrorBody))
+    responses((status = 200, description = "OK", body = BudgetView), (status = 404, description = "No such budget", body = crate::api_doc::ErrorBody))
 )]
-async fn one(State(s): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn one(State(s): State<AppState>, Path(name): Path<String>) -> Result<Json<BudgetView>, ApiError> {
     let all = on_ledger(&s, |l| l.budgets()).await?;
-    all.iter()
+    let b = all
+        .iter()
         .find(|b| b.name == name)
-        .map(|b| Json(shown(b)))
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no budget {name:?}")))
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no budget {name:?}")))?;
+    Ok(Json(shown(b)?))
 }
 
 /// The stored budget `name` when it comes from the config file (the API may not change it).
@@ -86,7 +117,7 @@ async fn from_config(s: &AppState, name: &str) -> Result<(), ApiError> {
         ("name" = String, Path, description = "1 to 64 letters, digits, '.', '_' or '-'; not `.` or `..` (a URL cannot name them)"),
     ),
     request_body(content = crate::api_doc::BudgetBody, content_type = "application/json"),
-    responses((status = 200, description = "Replaced"), (status = 201, description = "Created"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 409, description = "The budget is defined in the config file", body = crate::api_doc::ErrorBody))
+    responses((status = 200, description = "Replaced", body = BudgetView), (status = 201, description = "Created", body = BudgetView), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 409, description = "The budget is defined in the config file", body = crate::api_doc::ErrorBody))
 )]
 async fn put(State(s): State<AppState>, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
     check_name(&name).map_err(bad)?;
@@ -94,7 +125,7 @@ async fn put(State(s): State<AppState>, Path(name): Path<String>, body: Bytes) -
     let budget = Budget::from_json(&name, &v).map_err(|e| bad(format!("budget {name:?}: {e}")))?;
     from_config(&s, &name).await?;
     let stored = StoredBudget { name: name.clone(), spec: budget.to_json().to_string(), source: "api".into() };
-    let shown_budget = shown(&stored);
+    let shown_budget = BudgetView { spec: budget.spec(), source: stored.source.clone() };
     let created = on_ledger(&s, move |l| l.put_budget(&stored, crate::now_ns())).await?;
     s.budget_poke.notify_one();
     let code = if created { StatusCode::CREATED } else { StatusCode::OK };
@@ -127,16 +158,16 @@ async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> Result<S
     path = "/api/v1/budgets/status",
     tag = "budgets",
     summary = "Where each budget stands: spend, limit, forecast and thresholds",
-    responses((status = 200, description = "OK"), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+    responses((status = 200, description = "OK", body = StatusesBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
-async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn status(State(s): State<AppState>) -> Result<Json<StatusesBody>, ApiError> {
     let statuses = on_ledger(&s, |l| {
         let budgets = engine::budgets(l)?;
         engine::statuses(l, &budgets, crate::now_ns())
     })
     .await?;
-    Ok(Json(json!({
-        "forecast_method": crate::budget::evaluate::FORECAST_METHOD,
-        "budgets": statuses.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
-    })))
+    Ok(Json(StatusesBody {
+        forecast_method: crate::budget::evaluate::FORECAST_METHOD,
+        budgets: statuses.iter().map(|s| s.body()).collect(),
+    }))
 }

@@ -25,9 +25,9 @@ pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
     path = "/api/v1/fleet",
     tag = "live",
     summary = "Every GPU's latest interval and who is on it",
-    responses((status = 200, description = "OK"))
+    responses((status = 200, description = "OK", body = crate::live::FleetBody))
 )]
-async fn fleet(State(s): State<AppState>) -> Json<serde_json::Value> {
+async fn fleet(State(s): State<AppState>) -> Json<crate::live::FleetBody> {
     Json(s.fleet.snapshot(crate::now_ns()))
 }
 
@@ -36,7 +36,7 @@ async fn fleet(State(s): State<AppState>) -> Json<serde_json::Value> {
     path = "/api/v1/live",
     tag = "live",
     summary = "The fleet as server-sent events (event: fleet) every 2 s",
-    responses((status = 200, description = "text/event-stream"))
+    responses((status = 200, description = "Server-sent events: each `event: fleet` carries, as its data, what `GET /api/v1/fleet` answers", body = String, content_type = "text/event-stream"))
 )]
 async fn live(State(s): State<AppState>) -> impl axum::response::IntoResponse {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(2);
@@ -44,7 +44,8 @@ async fn live(State(s): State<AppState>) -> impl axum::response::IntoResponse {
         let mut tick = tokio::time::interval(EVERY);
         loop {
             tick.tick().await;
-            let event = Event::default().event("fleet").data(s.fleet.snapshot(crate::now_ns()).to_string());
+            let fleet = serde_json::to_string(&s.fleet.snapshot(crate::now_ns())).expect("the fleet serialises");
+            let event = Event::default().event("fleet").data(fleet);
             if tx.send(Ok(event)).await.is_err() {
                 return; // the client left
             }

@@ -8,11 +8,11 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::{ApiError, AppState, bad, on_ledger, parse_time};
+use crate::api::{ApiError, AppState, Params, QueryParams, bad, on_ledger, parse_time};
 use crate::cost::split::Policy;
 use crate::report::Coverage;
 use crate::report::chargeback::{self, GroupBy};
@@ -41,8 +41,26 @@ pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(close))
 }
 
-fn closed_json(c: &crate::ledger::ClosedPeriod) -> serde_json::Value {
-    serde_json::json!({ "period": c.period, "from": utc(c.from_ns), "to": utc(c.to_ns), "closed_at": utc(c.closed_at_ns) })
+/// `GET /api/v1/periods`: the closed months.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PeriodsBody {
+    closed: Vec<ClosedBody>,
+}
+
+/// A closed month (RFC 3339 times).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ClosedBody {
+    /// The month, e.g. `2026-10`.
+    period: String,
+    from: String,
+    to: String,
+    closed_at: String,
+}
+
+impl ClosedBody {
+    fn of(c: &crate::ledger::ClosedPeriod) -> Self {
+        Self { period: c.period.clone(), from: utc(c.from_ns), to: utc(c.to_ns), closed_at: utc(c.closed_at_ns) }
+    }
 }
 
 /// `GET /api/v1/periods`: the closed months.
@@ -51,11 +69,11 @@ fn closed_json(c: &crate::ledger::ClosedPeriod) -> serde_json::Value {
     path = "/api/v1/periods",
     tag = "chargeback",
     summary = "The closed months",
-    responses((status = 200, description = "OK"), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+    responses((status = 200, description = "OK", body = PeriodsBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
-async fn periods(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn periods(State(s): State<AppState>) -> Result<Json<PeriodsBody>, ApiError> {
     let closed = on_ledger(&s, |l| l.closed_periods()).await?;
-    Ok(Json(serde_json::json!({ "closed": closed.iter().map(closed_json).collect::<Vec<_>>() })))
+    Ok(Json(PeriodsBody { closed: closed.iter().map(ClosedBody::of).collect() }))
 }
 
 /// `POST /api/v1/periods/{month}/close`: closes an ended month (409 when it runs still, is closed, or
@@ -68,16 +86,16 @@ async fn periods(State(s): State<AppState>) -> Result<Json<serde_json::Value>, A
     params(
         ("period" = String, Path, description = "the month, e.g. 2026-10"),
     ),
-    responses((status = 200, description = "OK"), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 409, description = "The month runs still, is closed, or is out of order", body = crate::api_doc::ErrorBody))
+    responses((status = 200, description = "OK", body = ClosedBody), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 409, description = "The month runs still, is closed, or is out of order", body = crate::api_doc::ErrorBody))
 )]
 async fn close(
     State(s): State<AppState>,
     axum::extract::Path(period): axum::extract::Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ClosedBody>, ApiError> {
     let p = Period::parse(&period).map_err(bad)?;
     let closed = on_ledger(&s, move |l| l.close_period(&p, crate::now_ns())).await?;
     tracing::info!(period = closed.period, "closed a billing period");
-    Ok(Json(closed_json(&closed)))
+    Ok(Json(ClosedBody::of(&closed)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,41 +114,64 @@ pub struct ChargebackRequest {
     pub policy: Policy,
 }
 
+/// `GET /api/v1/chargeback`'s parameters (and `gpucost-collector report chargeback`'s).
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ChargebackParams {
+    /// a month (2026-11) or ISO week (2026-W48); default: this month
+    period: Option<String>,
+    /// start of a window (with to)
+    from: Option<String>,
+    /// end of a window, exclusive
+    to: Option<String>,
+    /// team (default), department, owner, cost_center, model, namespace or cluster
+    group_by: Option<String>,
+    /// json (default), csv or focus
+    format: Option<String>,
+    /// allocation, utilization or hybrid (default)
+    policy: Option<String>,
+}
+
+impl QueryParams for ChargebackParams {}
+
 /// Parses the query; every error names the parameter.
 pub fn parse_request(params: &HashMap<String, String>, now_ns: u64) -> Result<ChargebackRequest, String> {
-    const ALLOWED: [&str; 6] = ["period", "from", "to", "group_by", "format", "policy"];
-    if let Some(unknown) = params.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
-        return Err(format!("unknown parameter {unknown:?}; expected {}", ALLOWED.join(", ")));
+    ChargebackParams::from_map(params.clone()).map_err(|e| e.1)?.check(now_ns)
+}
+
+impl ChargebackParams {
+    /// The request these parameters make at `now_ns`; every error names the parameter.
+    fn check(&self, now_ns: u64) -> Result<ChargebackRequest, String> {
+        let period = match (&self.period, &self.from, &self.to) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => return Err("give period, or from and to, not both".into()),
+            (Some(p), None, None) => Period::parse(p)?,
+            (None, Some(f), Some(t)) => {
+                let (from_ns, to_ns) = (parse_time("from", f).map_err(|e| e.1)?, parse_time("to", t).map_err(|e| e.1)?);
+                if from_ns >= to_ns {
+                    return Err(format!("from ({}) must be before to ({})", utc(from_ns), utc(to_ns)));
+                }
+                if to_ns - from_ns > 400 * 86_400 * 1_000_000_000 {
+                    return Err("the window from..to is longer than 400 days".into());
+                }
+                Period { label: format!("{}/{}", utc(from_ns), utc(to_ns)), from_ns, to_ns }
+            }
+            (None, Some(_), None) | (None, None, Some(_)) => return Err("from and to go together".into()),
+            (None, None, None) => Period::containing(Cadence::Monthly, now_ns),
+        };
+        let group_by = GroupBy::parse(self.group_by.as_deref().unwrap_or("team"))?;
+        let format = match self.format.as_deref().unwrap_or("json") {
+            "json" => Format::Json,
+            "csv" => Format::Csv,
+            "focus" => Format::Focus,
+            other => return Err(format!("format: unknown format {other:?}; expected json, csv or focus")),
+        };
+        let policy = match &self.policy {
+            None => Policy::Hybrid,
+            Some(p) => Policy::parse(p)
+                .ok_or_else(|| format!("policy: unknown policy {p:?}; expected allocation, utilization or hybrid"))?,
+        };
+        Ok(ChargebackRequest { period, group_by, format, policy })
     }
-    let period = match (params.get("period"), params.get("from"), params.get("to")) {
-        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => return Err("give period, or from and to, not both".into()),
-        (Some(p), None, None) => Period::parse(p)?,
-        (None, Some(f), Some(t)) => {
-            let (from_ns, to_ns) = (parse_time("from", f).map_err(|e| e.1)?, parse_time("to", t).map_err(|e| e.1)?);
-            if from_ns >= to_ns {
-                return Err(format!("from ({}) must be before to ({})", utc(from_ns), utc(to_ns)));
-            }
-            if to_ns - from_ns > 400 * 86_400 * 1_000_000_000 {
-                return Err("the window from..to is longer than 400 days".into());
-            }
-            Period { label: format!("{}/{}", utc(from_ns), utc(to_ns)), from_ns, to_ns }
-        }
-        (None, Some(_), None) | (None, None, Some(_)) => return Err("from and to go together".into()),
-        (None, None, None) => Period::containing(Cadence::Monthly, now_ns),
-    };
-    let group_by = GroupBy::parse(params.get("group_by").map_or("team", String::as_str))?;
-    let format = match params.get("format").map_or("json", String::as_str) {
-        "json" => Format::Json,
-        "csv" => Format::Csv,
-        "focus" => Format::Focus,
-        other => return Err(format!("format: unknown format {other:?}; expected json, csv or focus")),
-    };
-    let policy = match params.get("policy") {
-        None => Policy::Hybrid,
-        Some(p) => Policy::parse(p)
-            .ok_or_else(|| format!("policy: unknown policy {p:?}; expected allocation, utilization or hybrid"))?,
-    };
-    Ok(ChargebackRequest { period, group_by, format, policy })
 }
 
 /// A team → cost centre lookup over the catalog in force (none configured: no cost centres).
@@ -170,7 +211,7 @@ pub fn render(
             if req.format == Format::Csv {
                 (c.to_csv(), "text/csv; charset=utf-8", c.coverage)
             } else {
-                (c.to_json().to_string(), "application/json", c.coverage)
+                (serde_json::to_string(&c.body()).expect("a chargeback serialises"), "application/json", c.coverage)
             }
         }
     };
@@ -183,21 +224,14 @@ pub fn render(
     path = "/api/v1/chargeback",
     tag = "chargeback",
     summary = "The chargeback for a period as JSON or CSV, or a FinOps FOCUS file",
-    params(
-        ("period" = Option<String>, Query, description = "a month (2026-11) or ISO week (2026-W48); default: this month"),
-        ("from" = Option<String>, Query, description = "start of a window (with to)"),
-        ("to" = Option<String>, Query, description = "end of a window, exclusive"),
-        ("group_by" = Option<String>, Query, description = "team (default), department, owner, cost_center, model, namespace or cluster"),
-        ("format" = Option<String>, Query, description = "json (default), csv or focus"),
-        ("policy" = Option<String>, Query, description = "allocation, utilization or hybrid (default)"),
-    ),
-    responses((status = 200, description = "OK: JSON (`format=json`), or CSV (`csv`, `focus`). A `Warning: 199 gpucost \"…\"` header says when the ledger holds no data for part or all of the period", body = crate::api_doc::ChargebackBody), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
+    params(ChargebackParams),
+    responses((status = 200, description = "OK: JSON (`format=json`), or CSV (`csv`, `focus`). A `Warning: 199 gpucost \"…\"` header says when the ledger holds no data for part or all of the period", content(
+        (crate::report::chargeback::ChargebackBody = "application/json"),
+        (String = "text/csv; charset=utf-8")
+    )), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
-async fn chargeback(
-    State(s): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let req = parse_request(&params, crate::now_ns()).map_err(bad)?;
+async fn chargeback(State(s): State<AppState>, Params(params): Params<ChargebackParams>) -> Result<Response, ApiError> {
+    let req = params.check(crate::now_ns()).map_err(bad)?;
     let config = s.reports.clone();
     let centers = cost_centers(s.owners.as_ref(), &config.cost_center_annotation);
     let r = req.clone();

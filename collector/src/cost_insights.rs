@@ -46,13 +46,13 @@ impl Intervals {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DateAggregation {
     pub date: String,
     pub amount: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ChangeStatistic {
     /// (last period − the one before) / the one before; absent when the one before cost nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,13 +60,13 @@ pub struct ChangeStatistic {
     pub amount: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Trendline {
     pub slope: f64,
     pub intercept: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Cost {
     pub id: String,
     pub aggregation: Vec<DateAggregation>,

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::cost::price::usd;
 use crate::enrich::owner::UNATTRIBUTED;
@@ -203,7 +203,7 @@ impl Fleet {
     }
 
     /// The fleet now, as `/api/v1/fleet` and `/api/v1/live` send it.
-    pub fn snapshot(&self, now_ns: u64) -> Value {
+    pub fn snapshot(&self, now_ns: u64) -> FleetBody {
         let mut g = self.gpus.write().unwrap_or_else(|e| e.into_inner());
         for cluster in g.values_mut() {
             cluster.retain(|_, x| x.interval_end_ns + FORGET_NS >= now_ns);
@@ -218,34 +218,129 @@ impl Fleet {
             gpus.iter().map(|x| x.utilization).sum::<f64>() * 100.0 / gpus.len() as f64
         };
         let per_hour: u128 = gpus.iter().map(|x| x.micros_per_hour).sum();
-        json!({
-            "at": utc(now_ns),
-            "gpus": gpus.iter().map(|x| json!({
-                "cluster": x.cluster, "node": x.node, "gpu": x.uuid, "index": x.index, "model": x.model,
-                "instance_type": x.instance_type,
-                "utilization_pct": (x.utilization * 1000.0).round() / 10.0,
-                "memory_used_bytes": x.memory_used_bytes, "memory_total_bytes": x.memory_total_bytes,
-                "power_watts": (x.power_watts * 10.0).round() / 10.0,
-                "interval_end": utc(x.interval_end_ns),
-                "holders": x.holders.iter().map(|h| json!({
-                    "workload": h.workload.key, "namespace": h.workload.identity.namespace,
-                    "pod": h.workload.identity.pod, "team": h.team,
-                    "owner": h.owner, "model": h.model, "sm_pct": (h.sm_pct * 10.0).round() / 10.0,
-                    "memory_bytes": h.memory_bytes, "mig": h.mig,
-                })).collect::<Vec<_>>(),
-                "mig": x.mig.iter().map(|m| json!({
-                    "gpu": m.uuid, "index": m.index, "profile": m.profile,
-                    "memory_used_bytes": m.memory_used_bytes, "memory_total_bytes": m.memory_total_bytes,
-                })).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "totals": {
-                "gpus": gpus.len(),
-                "busy": busy,
-                "utilization_pct": (util * 10.0).round() / 10.0,
-                "cost_usd_per_hour": usd(per_hour),
+        FleetBody {
+            at: utc(now_ns),
+            gpus: gpus.iter().map(|x| GpuBody::of(x)).collect(),
+            totals: FleetTotals {
+                gpus: gpus.len(),
+                busy,
+                utilization_pct: (util * 10.0).round() / 10.0,
+                cost_usd_per_hour: usd(per_hour),
             },
-        })
+        }
     }
+}
+
+/// `GET /api/v1/fleet`, and each `fleet` event of `/api/v1/live`: every GPU reported in the last ten minutes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FleetBody {
+    /// Now (RFC 3339).
+    pub at: String,
+    /// By cluster, node and index.
+    pub gpus: Vec<GpuBody>,
+    pub totals: FleetTotals,
+}
+
+/// A GPU's latest interval and who is on it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GpuBody {
+    pub cluster: String,
+    pub node: String,
+    /// The GPU's UUID.
+    pub gpu: String,
+    /// NVML's index of the GPU on its node.
+    pub index: u32,
+    pub model: String,
+    pub instance_type: String,
+    pub utilization_pct: f64,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    pub power_watts: f64,
+    /// The end of its latest interval (RFC 3339).
+    pub interval_end: String,
+    pub holders: Vec<HolderBody>,
+    /// Its MIG devices (none when it is not in MIG mode).
+    pub mig: Vec<MigBody>,
+}
+
+impl GpuBody {
+    fn of(x: &GpuNow) -> Self {
+        Self {
+            cluster: x.cluster.clone(),
+            node: x.node.clone(),
+            gpu: x.uuid.clone(),
+            index: x.index,
+            model: x.model.clone(),
+            instance_type: x.instance_type.clone(),
+            utilization_pct: (x.utilization * 1000.0).round() / 10.0,
+            memory_used_bytes: x.memory_used_bytes,
+            memory_total_bytes: x.memory_total_bytes,
+            power_watts: (x.power_watts * 10.0).round() / 10.0,
+            interval_end: utc(x.interval_end_ns),
+            holders: x
+                .holders
+                .iter()
+                .map(|h| HolderBody {
+                    workload: h.workload.key.clone(),
+                    namespace: h.workload.identity.namespace.clone(),
+                    pod: h.workload.identity.pod.clone(),
+                    team: h.team.clone(),
+                    owner: h.owner.clone(),
+                    model: h.model.clone(),
+                    sm_pct: (h.sm_pct * 10.0).round() / 10.0,
+                    memory_bytes: h.memory_bytes,
+                    mig: h.mig.clone(),
+                })
+                .collect(),
+            mig: x
+                .mig
+                .iter()
+                .map(|m| MigBody {
+                    gpu: m.uuid.clone(),
+                    index: m.index,
+                    profile: m.profile.clone(),
+                    memory_used_bytes: m.memory_used_bytes,
+                    memory_total_bytes: m.memory_total_bytes,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A workload on a GPU.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HolderBody {
+    pub workload: String,
+    pub namespace: String,
+    pub pod: String,
+    pub team: String,
+    pub owner: String,
+    pub model: String,
+    pub sm_pct: f64,
+    pub memory_bytes: u64,
+    /// The MIG device it holds, when it holds a slice of the GPU rather than the GPU.
+    pub mig: Option<String>,
+}
+
+/// A MIG device of a GPU.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MigBody {
+    /// The MIG device's UUID.
+    pub gpu: String,
+    pub index: u32,
+    pub profile: String,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FleetTotals {
+    pub gpus: usize,
+    /// GPUs with at least one holder.
+    pub busy: usize,
+    pub utilization_pct: f64,
+    /// What the GPUs cost per hour, together.
+    pub cost_usd_per_hour: String,
 }
 
 #[cfg(test)]
@@ -313,7 +408,7 @@ mod tests {
     fn a_gpu_keeps_its_nvml_index_and_its_mig_slices_are_listed_under_it() {
         let fleet = Fleet::default();
         fleet.update(Observation::of(&mig_node_batch()));
-        let now = fleet.snapshot(NOW);
+        let now = serde_json::to_value(fleet.snapshot(NOW)).unwrap();
         let gpus = now["gpus"].as_array().unwrap();
         let numbered: Vec<_> =
             gpus.iter().map(|g| (g["gpu"].as_str().unwrap(), g["index"].as_u64().unwrap())).collect();

@@ -47,28 +47,71 @@ pub fn status(budget: &Budget, period: Period, now_ns: u64, spend: u128, trailin
 }
 
 impl Status {
-    pub fn to_json(&self) -> serde_json::Value {
+    /// Where the budget stands, as `GET /api/v1/budgets/status` shows it.
+    pub fn body(&self) -> StatusBody {
         let pct = |v: u128| (v as f64 * 100.0 / self.budget.amount_micros as f64 * 100.0).round() / 100.0;
-        serde_json::json!({
-            "budget": self.budget.name,
-            "scope": self.budget.to_json()["scope"],
-            "period": self.period.label,
-            "period_start": utc(self.period.from_ns),
-            "period_end": utc(self.period.to_ns),
-            "at": utc(self.now_ns),
-            "spend_usd": usd(self.spend),
-            "limit_usd": usd(self.budget.amount_micros),
-            "forecast_usd": usd(self.forecast),
-            "spend_pct": pct(self.spend),
-            "forecast_pct": pct(self.forecast),
-            "forecast_method": FORECAST_METHOD,
-            "trailing_7d_usd": usd(self.trailing),
-            "thresholds": self.thresholds.iter().map(|(t, crossed)| serde_json::json!({
-                "id": t.id(), "type": t.basis.name(), "percent": t.percent,
-                "state": if *crossed { "ALARM" } else { "OK" },
-            })).collect::<Vec<_>>(),
-        })
+        StatusBody {
+            budget: self.budget.name.clone(),
+            scope: self.budget.scope_spec(),
+            period: self.period.label.clone(),
+            period_start: utc(self.period.from_ns),
+            period_end: utc(self.period.to_ns),
+            at: utc(self.now_ns),
+            spend_usd: usd(self.spend),
+            limit_usd: usd(self.budget.amount_micros),
+            forecast_usd: usd(self.forecast),
+            spend_pct: pct(self.spend),
+            forecast_pct: pct(self.forecast),
+            forecast_method: FORECAST_METHOD,
+            trailing_7d_usd: usd(self.trailing),
+            thresholds: self
+                .thresholds
+                .iter()
+                .map(|(t, crossed)| ThresholdStatus {
+                    id: t.id(),
+                    kind: t.basis.name(),
+                    percent: t.percent,
+                    state: if *crossed { "ALARM" } else { "OK" },
+                })
+                .collect(),
+        }
     }
+}
+
+/// A budget's standing in its current period.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StatusBody {
+    /// The budget's name.
+    pub budget: String,
+    pub scope: crate::budget::spec::ScopeSpec,
+    /// `2026-11` or `2026-W48`.
+    pub period: String,
+    pub period_start: String,
+    pub period_end: String,
+    /// When it was evaluated (RFC 3339).
+    pub at: String,
+    pub spend_usd: String,
+    pub limit_usd: String,
+    pub forecast_usd: String,
+    /// Of the limit, two decimals.
+    pub spend_pct: f64,
+    pub forecast_pct: f64,
+    pub forecast_method: &'static str,
+    /// Spend over the trailing 7 days, which the forecast extends.
+    pub trailing_7d_usd: String,
+    pub thresholds: Vec<ThresholdStatus>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ThresholdStatus {
+    /// `actual-80`, `forecast-100`…
+    pub id: String,
+    /// `actual` or `forecast`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub percent: u32,
+    /// `OK` or `ALARM`.
+    pub state: &'static str,
 }
 
 /// A stored alert state: one per budget, threshold and period that has ever been in ALARM.

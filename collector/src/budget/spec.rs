@@ -1,7 +1,7 @@
 //! A budget: its scope, cadence, amount and thresholds, as the API (JSON) and the config file (TOML)
 //! give it. Parsing checks every field and names the one that is wrong.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::cost::price::usd;
 use crate::cost::split::Policy;
@@ -210,21 +210,88 @@ impl Budget {
 
     /// The budget's JSON form (what `from_json` reads back).
     pub fn to_json(&self) -> Value {
-        let scope = match self.scope.as_slice() {
-            [(d, v)] if SCOPES.contains(&d.name().as_str()) => json!({ d.name(): v }),
-            list => {
-                json!({ "filter": list.iter().map(|(d, v)| format!("{}={v}", d.name())).collect::<Vec<_>>().join(",") })
-            }
-        };
-        json!({
-            "name": self.name,
-            "scope": scope,
-            "period": match self.cadence { Cadence::Monthly => "monthly", Cadence::Weekly => "weekly" },
-            "amount_usd": usd(self.amount_micros),
-            "thresholds": self.thresholds.iter().map(|t| json!({ "type": t.basis.name(), "percent": t.percent })).collect::<Vec<_>>(),
-            "policy": self.policy.name(),
-        })
+        serde_json::to_value(self.spec()).expect("a budget serialises")
     }
+
+    /// The budget as the API shows it (its JSON form, typed).
+    pub fn spec(&self) -> BudgetSpec {
+        BudgetSpec {
+            name: self.name.clone(),
+            scope: self.scope_spec(),
+            period: match self.cadence {
+                Cadence::Monthly => "monthly",
+                Cadence::Weekly => "weekly",
+            }
+            .to_string(),
+            amount_usd: usd(self.amount_micros),
+            thresholds: self
+                .thresholds
+                .iter()
+                .map(|t| ThresholdSpec { kind: t.basis.name().to_string(), percent: t.percent })
+                .collect(),
+            policy: self.policy.name().to_string(),
+        }
+    }
+
+    /// The scope as one of [`SCOPES`]: a dimension, or a `filter` of several.
+    pub fn scope_spec(&self) -> ScopeSpec {
+        let mut scope = ScopeSpec::default();
+        match self.scope.as_slice() {
+            [(Dimension::Team, v)] => scope.team = Some(v.clone()),
+            [(Dimension::Department, v)] => scope.department = Some(v.clone()),
+            [(Dimension::Owner, v)] => scope.owner = Some(v.clone()),
+            [(Dimension::Model, v)] => scope.model = Some(v.clone()),
+            [(Dimension::Namespace, v)] => scope.namespace = Some(v.clone()),
+            [(Dimension::Cluster, v)] => scope.cluster = Some(v.clone()),
+            list => {
+                scope.filter = Some(list.iter().map(|(d, v)| format!("{}={v}", d.name())).collect::<Vec<_>>().join(","))
+            }
+        }
+        scope
+    }
+}
+
+/// A budget's JSON form: as the API shows it and stores it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct BudgetSpec {
+    pub name: String,
+    pub scope: ScopeSpec,
+    /// `monthly` or `weekly`.
+    pub period: String,
+    /// USD with six decimals, e.g. `"25000.000000"`.
+    pub amount_usd: String,
+    pub thresholds: Vec<ThresholdSpec>,
+    /// `allocation`, `utilization` or `hybrid`.
+    pub policy: String,
+}
+
+/// The cost lines a budget covers: exactly one of these is set.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ScopeSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// `<dimension>=<value>,…`: every term must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ThresholdSpec {
+    /// `actual` or `forecast`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Percent of the amount, 1 to 1000.
+    pub percent: u32,
 }
 
 /// The budgets of a config file (TOML: `[[budget]]` tables with `name` and the JSON form's fields).
@@ -248,6 +315,8 @@ pub fn from_toml(source: &str, text: &str) -> Result<Vec<Budget>, String> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

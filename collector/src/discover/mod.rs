@@ -15,7 +15,7 @@ use crate::cost::book::PriceBook;
 use crate::model::Node;
 
 /// An EKS managed node group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct NodeGroup {
     pub cluster: String,
     pub name: String,
@@ -26,7 +26,7 @@ pub struct NodeGroup {
 }
 
 /// An ECS container instance with GPUs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct EcsInstance {
     pub cluster: String,
     pub ec2_instance_id: String,
@@ -35,7 +35,7 @@ pub struct EcsInstance {
 }
 
 /// An ECS task on a GPU container instance, with its tags (for owners, later).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct EcsTask {
     pub cluster: String,
     pub task_arn: String,
@@ -43,8 +43,8 @@ pub struct EcsTask {
     pub tags: BTreeMap<String, String>,
 }
 
-/// Everything discovered in one pass.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Everything discovered in one pass (`GET /api/v1/inventory` answers it as it is).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Inventory {
     pub node_groups: Vec<NodeGroup>,
     pub ecs_instances: Vec<EcsInstance>,

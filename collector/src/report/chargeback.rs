@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::cost::price::usd;
 use crate::cost::split::Policy;
@@ -507,56 +507,136 @@ impl Chargeback {
         out
     }
 
-    pub fn to_json(&self) -> Value {
-        let lines: Vec<Value> = self
+    /// The report as `GET /api/v1/chargeback?format=json` answers it.
+    pub fn body(&self) -> ChargebackBody {
+        let lines = self
             .lines
             .iter()
-            .map(|l| {
-                json!({
-                    "line": l.label(),
-                    "group": l.name,
-                    "gpu_hours_charged": l.charged_ns as f64 / 3.6e12,
-                    "gpu_hours_held": l.held_ns as f64 / 3.6e12,
-                    "gpu_hours_used": l.used_ns as f64 / 3.6e12,
-                    "efficiency_pct": l.efficiency_pct(),
-                    "used_usd": usd(l.used),
-                    "idle_usd": usd(l.idle),
-                    "total_usd": usd(l.total()),
-                    "total_micros": l.total(),
-                    "energy_kwh": l.energy_mj as f64 / 3.6e9,
-                    "top_models": l.top_models.iter().map(|(m, c)| json!({ "model": m, "total_usd": usd(*c) })).collect::<Vec<_>>(),
-                })
+            .map(|l| LineBody {
+                line: l.label(),
+                group: l.name.clone(),
+                gpu_hours_charged: l.charged_ns as f64 / 3.6e12,
+                gpu_hours_held: l.held_ns as f64 / 3.6e12,
+                gpu_hours_used: l.used_ns as f64 / 3.6e12,
+                efficiency_pct: l.efficiency_pct(),
+                used_usd: usd(l.used),
+                idle_usd: usd(l.idle),
+                total_usd: usd(l.total()),
+                total_micros: l.total(),
+                energy_kwh: l.energy_mj as f64 / 3.6e9,
+                top_models: l
+                    .top_models
+                    .iter()
+                    .map(|(m, c)| TopModel { model: m.clone(), total_usd: usd(*c) })
+                    .collect(),
             })
             .collect();
         let t = self.totals();
-        json!({
-            "period": self.period.label,
-            "closed_at": self.closed_at_ns.map(utc),
-            "from": utc(self.period.from_ns),
-            "to": utc(self.period.to_ns),
-            "group_by": self.group_by.name(),
-            "policy": self.policy.name(),
-            "lines": lines,
-            "total_usd": usd(self.lines.iter().map(Line::total).sum()),
-            "fleet_usd": usd(self.fleet),
-            "totals": {
-                "used_usd": usd(t.used),
-                "idle_usd": usd(t.idle),
-                "idle_uncharged_usd": usd(t.idle_uncharged),
-                "unattributed_usd": usd(t.unattributed),
-                "unallocated_usd": usd(t.unallocated),
-                "fleet_usd": usd(self.fleet),
+        ChargebackBody {
+            period: self.period.label.clone(),
+            closed_at: self.closed_at_ns.map(utc),
+            from: utc(self.period.from_ns),
+            to: utc(self.period.to_ns),
+            group_by: self.group_by.name(),
+            policy: self.policy.name(),
+            lines,
+            total_usd: usd(self.lines.iter().map(Line::total).sum()),
+            fleet_usd: usd(self.fleet),
+            totals: TotalsBody {
+                used_usd: usd(t.used),
+                idle_usd: usd(t.idle),
+                idle_uncharged_usd: usd(t.idle_uncharged),
+                unattributed_usd: usd(t.unattributed),
+                unallocated_usd: usd(t.unallocated),
+                fleet_usd: usd(self.fleet),
             },
-            "gpu_hours": {
-                "observed": self.observed_ns as f64 / 3.6e12,
-                "charged": self.lines.iter().map(|l| l.charged_ns).sum::<u128>() as f64 / 3.6e12,
-                "uncharged": self.uncharged_ns as f64 / 3.6e12,
+            gpu_hours: GpuHours {
+                observed: self.observed_ns as f64 / 3.6e12,
+                charged: self.lines.iter().map(|l| l.charged_ns).sum::<u128>() as f64 / 3.6e12,
+                uncharged: self.uncharged_ns as f64 / 3.6e12,
             },
-            "unpriced_gpu_hours": self.unpriced_ns as f64 / 3.6e12,
-            "coverage": self.coverage.to_json(),
-            "warning": self.coverage.warning(&self.period),
-        })
+            unpriced_gpu_hours: self.unpriced_ns as f64 / 3.6e12,
+            coverage: self.coverage.body(),
+            warning: self.coverage.warning(&self.period),
+        }
     }
+}
+
+/// `GET /api/v1/chargeback?format=json` (docs/chargeback.md).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChargebackBody {
+    /// `2026-11`, `2026-W48`, or `<from>/<to>`.
+    pub period: String,
+    /// When the period was closed (its report no longer changes), or null.
+    pub closed_at: Option<String>,
+    pub from: String,
+    pub to: String,
+    pub group_by: &'static str,
+    pub policy: &'static str,
+    /// Group lines by descending total, then `unattributed` (owner groupings), `unallocated`, `idle` and
+    /// `correction` lines.
+    pub lines: Vec<LineBody>,
+    /// The sum of the lines: the fleet's cost.
+    pub total_usd: String,
+    pub fleet_usd: String,
+    pub totals: TotalsBody,
+    pub gpu_hours: GpuHours,
+    /// Observed GPU time without a price.
+    pub unpriced_gpu_hours: f64,
+    pub coverage: crate::report::CoverageBody,
+    /// Set when the ledger holds no data for part or all of the period (also the `Warning` header).
+    pub warning: Option<String>,
+}
+
+/// A line of the chargeback.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LineBody {
+    /// `group`, `unattributed`, `unallocated`, `idle` or `correction`.
+    pub line: &'static str,
+    pub group: String,
+    /// Its share of each GPU's observed time, split as its dollars are: the lines add up to
+    /// `gpu_hours.charged`.
+    pub gpu_hours_charged: f64,
+    /// Time its workloads held GPUs, a shared GPU counted for each holder.
+    pub gpu_hours_held: f64,
+    pub gpu_hours_used: f64,
+    /// Used over held; null when it held nothing.
+    pub efficiency_pct: Option<f64>,
+    pub used_usd: String,
+    pub idle_usd: String,
+    pub total_usd: String,
+    pub total_micros: u128,
+    pub energy_kwh: f64,
+    pub top_models: Vec<TopModel>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TopModel {
+    pub model: String,
+    pub total_usd: String,
+}
+
+/// The money by kind (docs/chargeback.md, "Four kinds of money").
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TotalsBody {
+    pub used_usd: String,
+    /// Held but unused GPU time's cost, whoever carries it.
+    pub idle_usd: String,
+    /// The `idle` line: the part of `idle_usd` no holder pays.
+    pub idle_uncharged_usd: String,
+    /// Workloads no owner rule names a payer for, under any grouping.
+    pub unattributed_usd: String,
+    pub unallocated_usd: String,
+    pub fleet_usd: String,
+}
+
+/// `observed` (every GPU's observed time) = `charged` (the lines' sum) + `uncharged` (time that cost
+/// nothing: no price, or a price of $0).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GpuHours {
+    pub observed: f64,
+    pub charged: f64,
+    pub uncharged: f64,
 }
 
 /// The rows of CSV text as these reports write it (RFC 4180, CRLF rows, no line breaks inside a field), each

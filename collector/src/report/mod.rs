@@ -53,6 +53,17 @@ pub struct Coverage {
     pub last_ns: Option<u64>,
 }
 
+/// The hours of the period in which any agent reported (docs/chargeback.md, "Coverage").
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CoverageBody {
+    pub pct: f64,
+    pub covered_hours: f64,
+    pub period_hours: f64,
+    /// The start of the first hour with data, and the end of the last one (RFC 3339); null without data.
+    pub first_data: Option<String>,
+    pub last_data: Option<String>,
+}
+
 impl Coverage {
     /// The coverage of `period` by the buckets starting at `starts` (each `bucket_ns` long). Pure.
     pub fn of(period: &Period, starts: &[u64], bucket_ns: u64) -> Self {
@@ -100,14 +111,15 @@ impl Coverage {
         }
     }
 
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "pct": self.pct(),
-            "covered_hours": self.covered_ns as f64 / 3.6e12,
-            "period_hours": self.period_ns as f64 / 3.6e12,
-            "first_data": self.first_ns.map(period::utc),
-            "last_data": self.last_ns.map(period::utc),
-        })
+    /// The coverage as the chargeback's JSON gives it.
+    pub fn body(&self) -> CoverageBody {
+        CoverageBody {
+            pct: self.pct(),
+            covered_hours: self.covered_ns as f64 / 3.6e12,
+            period_hours: self.period_ns as f64 / 3.6e12,
+            first_data: self.first_ns.map(period::utc),
+            last_data: self.last_ns.map(period::utc),
+        }
     }
 }
 
