@@ -266,3 +266,21 @@ fn an_unpriced_instance_type_is_reported_unpriced_not_as_zero_dollars() {
     assert_eq!(body["unpriced"]["gpu_seconds"].as_f64(), Some(0.0), "{body}");
     assert_eq!(body["reconciled"], true, "{body}");
 }
+
+#[test]
+fn a_gpu_the_node_lists_without_a_reading_is_billed_and_observed_so_the_fleet_reconciles() {
+    use gpucost_e2e::{detector_pod, g5_batch};
+    // An hour of a g5.12xlarge whose agent sent no device readings (a GPU off the bus, or a client that sends
+    // processes only): its four GPUs are still on the node, and billed.
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(&dir.path().join("l.db"));
+    let s = 1_793_577_600u64; // 2026-11-02T00:00:00Z
+    let batch = g5_batch("n1", 1, s * 1_000_000_000, (s + 3600) * 1_000_000_000, vec![(0, 80.0, detector_pod("d-0"))]);
+    assert!(batch.gpus.is_empty());
+    assert_eq!(send_batches(&c.grpc_url(), vec![batch]).len(), 1);
+    let (_, costs) = c.get("/api/v1/costs?from=2026-11-02T00:00:00Z&to=2026-11-02T01:00:00Z");
+    assert_eq!(micros(&costs["fleet"]), 5_672_000, "four A10Gs of a g5.12xlarge for an hour: {costs}");
+    assert_eq!(costs["reconciled"], true, "{costs}");
+    let (_, usage) = c.get("/api/v1/usage?from=2026-11-02T00:00:00Z&to=2026-11-02T01:00:00Z&group_by=gpu");
+    assert_eq!(usage["totals"]["gpu_seconds"].as_f64(), Some(4.0 * 3600.0), "{usage}");
+}

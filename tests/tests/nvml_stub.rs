@@ -237,7 +237,9 @@ fn gpus_that_fall_off_the_bus_are_counted_and_reported_again_when_they_return_wh
     for k in 0..INTERVALS {
         let t = k * R_S;
         let lost = (4..8).contains(&t);
-        let mut observed = vec![gpus[0], pascal, resets];
+        // A GPU off the bus is still on the node, listed and billed: its time is observed (idle, held by no one)
+        // while it is lost, so the fleet stays its GPUs' price × time.
+        let mut observed = vec![gpus[0], gpus[1], pascal, resets];
         let mut holdings = vec![
             (gpus[0], rig.key(&pods[0]), used(50)),
             (pascal, rig.key(&pods[2]), used(30)),
@@ -248,7 +250,6 @@ fn gpus_that_fall_off_the_bus_are_counted_and_reported_again_when_they_return_wh
         // from its first reading on, not the time it was gone.
         let mut energy = vec![(gpus[0], P * R_S), (resets, if t == 6 { 0 } else { P * R_S })];
         if !lost {
-            observed.push(gpus[1]);
             holdings.push((gpus[1], rig.key(&pods[1]), used(70)));
             energy.push((gpus[1], if t == 8 { P } else { P * R_S }));
         }

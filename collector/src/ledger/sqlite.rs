@@ -1043,10 +1043,12 @@ fn record_one<'b>(
         unallocated: u64,
         unpriced: bool,
     }
-    // Every device of the node is part of the interval (and of its cost), read or not.
+    // Every device of the node is part of the interval (and of its cost), read or not: a physical GPU the node
+    // lists is observed for the interval (the time it is billed for), so that the fleet is its GPUs' price × time.
     let mut rolls: std::collections::BTreeMap<&str, GpuRoll> = std::collections::BTreeMap::new();
     for (i, d) in b.devices.iter().enumerate() {
         let roll = rolls.entry(&d.uuid).or_default();
+        roll.observed = !d.is_mig();
         if let Some(c) = b.cost.devices.get(i) {
             roll.cost = c.cost;
             roll.idle = c.idle;
