@@ -199,6 +199,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A JSON answer whose objects have their keys in alphabetical order, as the API wrote them when its answers
+/// were built as `serde_json::Value`s: a typed answer serialises byte for byte as it did then.
+pub(crate) struct SortedJson<T>(pub T);
+
+impl<T: Serialize> IntoResponse for SortedJson<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_value(&self.0) {
+            Ok(v) => Json(v).into_response(),
+            Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("the answer does not serialise: {e}"))
+                .into_response(),
+        }
+    }
+}
+
 /// An endpoint's query parameters: the fields of a struct, which `IntoParams` describes in the OpenAPI
 /// document and which names the parameters the endpoint takes.
 pub(crate) trait QueryParams: serde::de::DeserializeOwned + IntoParams {
@@ -489,7 +503,10 @@ pub struct Unpriced {
     params(CostsParams),
     responses((status = 200, description = "OK", body = CostsBody), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
-async fn costs(State(s): State<AppState>, Params(params): Params<CostsParams>) -> Result<Json<CostsBody>, ApiError> {
+async fn costs(
+    State(s): State<AppState>,
+    Params(params): Params<CostsParams>,
+) -> Result<SortedJson<CostsBody>, ApiError> {
     let q = parse_cost_query(&params, crate::now_ns(), s.ledger.bucket_ns())?;
     // The unattributed money is read from an owner dimension: the request's, or the owner added to its
     // grouping and summed away again.
@@ -542,7 +559,7 @@ async fn costs(State(s): State<AppState>, Params(params): Params<CostsParams>) -
         }
         _ => (None, Vec::new()),
     };
-    Ok(Json(CostsBody {
+    Ok(SortedJson(CostsBody {
         from: rfc3339(q.from_ns),
         to: rfc3339(q.to_ns),
         policy: q.policy.name().to_string(),
@@ -570,14 +587,14 @@ async fn costs(State(s): State<AppState>, Params(params): Params<CostsParams>) -
     summary = "What AWS discovery found",
     responses((status = 200, description = "OK", body = crate::discover::Inventory), (status = 404, description = "Discovery is off", body = crate::api_doc::ErrorBody))
 )]
-async fn inventory(State(s): State<AppState>) -> Result<Json<crate::discover::Inventory>, ApiError> {
+async fn inventory(State(s): State<AppState>) -> Result<SortedJson<crate::discover::Inventory>, ApiError> {
     let Some(shared) = &s.inventory else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             "AWS discovery is off (start the collector with --aws-discovery)".into(),
         ));
     };
-    Ok(Json(shared.read().unwrap_or_else(|e| e.into_inner()).clone()))
+    Ok(SortedJson(shared.read().unwrap_or_else(|e| e.into_inner()).clone()))
 }
 
 /// `GET /api/v1/prices`.
@@ -615,7 +632,7 @@ pub struct NodePriceBody {
     summary = "The price in force for every node, and where it came from",
     responses((status = 200, description = "OK", body = PricesBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
-async fn prices(State(s): State<AppState>) -> Result<Json<PricesBody>, ApiError> {
+async fn prices(State(s): State<AppState>) -> Result<SortedJson<PricesBody>, ApiError> {
     let rows = on_ledger(&s, |l| l.prices()).await?;
     let nodes = rows
         .into_iter()
@@ -633,7 +650,7 @@ async fn prices(State(s): State<AppState>) -> Result<Json<PricesBody>, ApiError>
             source: p.source,
         })
         .collect();
-    Ok(Json(PricesBody { nodes }))
+    Ok(SortedJson(PricesBody { nodes }))
 }
 
 /// `GET /api/v1/conflicts`: every GPU UUID that two clusters reported over the same time, oldest first. Both
@@ -670,7 +687,7 @@ pub struct ConflictBody {
     summary = "GPU UUIDs two clusters reported over the same time; each cluster is billed its own",
     responses((status = 200, description = "OK", body = ConflictsBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
-async fn conflicts(State(s): State<AppState>) -> Result<Json<ConflictsBody>, ApiError> {
+async fn conflicts(State(s): State<AppState>) -> Result<SortedJson<ConflictsBody>, ApiError> {
     let all = on_ledger(&s, |l| l.conflicts()).await?;
     let conflicts = all
         .into_iter()
@@ -685,7 +702,7 @@ async fn conflicts(State(s): State<AppState>) -> Result<Json<ConflictsBody>, Api
             batches: c.batches,
         })
         .collect();
-    Ok(Json(ConflictsBody { conflicts }))
+    Ok(SortedJson(ConflictsBody { conflicts }))
 }
 
 fn secs(ns: u128) -> f64 {
@@ -751,12 +768,15 @@ impl UsageRow {
     params(UsageParams),
     responses((status = 200, description = "OK", body = UsageBody), (status = 400, description = "A parameter is wrong; the message names it", body = crate::api_doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
-async fn usage(State(s): State<AppState>, Params(params): Params<UsageParams>) -> Result<Json<UsageBody>, ApiError> {
+async fn usage(
+    State(s): State<AppState>,
+    Params(params): Params<UsageParams>,
+) -> Result<SortedJson<UsageBody>, ApiError> {
     let q = parse_query(&params, crate::now_ns(), s.ledger.bucket_ns())?;
     let query = q.clone();
     let report = on_ledger(&s, move |l| l.usage(&query)).await?;
     let rows = report.rows.iter().map(|r| UsageRow::of(group(&q.group_by, &r.group), &r.time)).collect();
-    Ok(Json(UsageBody {
+    Ok(SortedJson(UsageBody {
         from: rfc3339(q.from_ns),
         to: rfc3339(q.to_ns),
         bucket_seconds: s.ledger.bucket_ns() / NS,

@@ -8,7 +8,6 @@
 //!
 //! A budget from the config file is changed there: the API answers 409 for it.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -17,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::api::{ApiError, AppState, bad, on_ledger};
+use crate::api::{ApiError, AppState, SortedJson, bad, on_ledger};
 use crate::budget::engine;
 use crate::budget::evaluate::StatusBody;
 use crate::budget::spec::{Budget, BudgetSpec, check_name};
@@ -71,9 +70,9 @@ fn shown(s: &StoredBudget) -> Result<BudgetView, ApiError> {
     summary = "Every budget, with its source",
     responses((status = 200, description = "OK", body = BudgetsBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
-async fn list(State(s): State<AppState>) -> Result<Json<BudgetsBody>, ApiError> {
+async fn list(State(s): State<AppState>) -> Result<SortedJson<BudgetsBody>, ApiError> {
     let all = on_ledger(&s, |l| l.budgets()).await?;
-    Ok(Json(BudgetsBody { budgets: all.iter().map(shown).collect::<Result<_, _>>()? }))
+    Ok(SortedJson(BudgetsBody { budgets: all.iter().map(shown).collect::<Result<_, _>>()? }))
 }
 
 #[utoipa::path(
@@ -86,13 +85,13 @@ async fn list(State(s): State<AppState>) -> Result<Json<BudgetsBody>, ApiError> 
     ),
     responses((status = 200, description = "OK", body = BudgetView), (status = 404, description = "No such budget", body = crate::api_doc::ErrorBody))
 )]
-async fn one(State(s): State<AppState>, Path(name): Path<String>) -> Result<Json<BudgetView>, ApiError> {
+async fn one(State(s): State<AppState>, Path(name): Path<String>) -> Result<SortedJson<BudgetView>, ApiError> {
     let all = on_ledger(&s, |l| l.budgets()).await?;
     let b = all
         .iter()
         .find(|b| b.name == name)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no budget {name:?}")))?;
-    Ok(Json(shown(b)?))
+    Ok(SortedJson(shown(b)?))
 }
 
 /// The stored budget `name` when it comes from the config file (the API may not change it).
@@ -129,7 +128,7 @@ async fn put(State(s): State<AppState>, Path(name): Path<String>, body: Bytes) -
     let created = on_ledger(&s, move |l| l.put_budget(&stored, crate::now_ns())).await?;
     s.budget_poke.notify_one();
     let code = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((code, Json(shown_budget)).into_response())
+    Ok((code, SortedJson(shown_budget)).into_response())
 }
 
 #[utoipa::path(
@@ -160,13 +159,13 @@ async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> Result<S
     summary = "Where each budget stands: spend, limit, forecast and thresholds",
     responses((status = 200, description = "OK", body = StatusesBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
-async fn status(State(s): State<AppState>) -> Result<Json<StatusesBody>, ApiError> {
+async fn status(State(s): State<AppState>) -> Result<SortedJson<StatusesBody>, ApiError> {
     let statuses = on_ledger(&s, |l| {
         let budgets = engine::budgets(l)?;
         engine::statuses(l, &budgets, crate::now_ns())
     })
     .await?;
-    Ok(Json(StatusesBody {
+    Ok(SortedJson(StatusesBody {
         forecast_method: crate::budget::evaluate::FORECAST_METHOD,
         budgets: statuses.iter().map(|s| s.body()).collect(),
     }))

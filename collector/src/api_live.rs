@@ -5,12 +5,11 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::api::AppState;
+use crate::api::{AppState, SortedJson};
 
 /// How often the live stream sends the fleet.
 const EVERY: Duration = Duration::from_secs(2);
@@ -27,8 +26,8 @@ pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
     summary = "Every GPU's latest interval and who is on it",
     responses((status = 200, description = "OK", body = crate::live::FleetBody))
 )]
-async fn fleet(State(s): State<AppState>) -> Json<crate::live::FleetBody> {
-    Json(s.fleet.snapshot(crate::now_ns()))
+async fn fleet(State(s): State<AppState>) -> SortedJson<crate::live::FleetBody> {
+    SortedJson(s.fleet.snapshot(crate::now_ns()))
 }
 
 #[utoipa::path(
@@ -44,7 +43,9 @@ async fn live(State(s): State<AppState>) -> impl axum::response::IntoResponse {
         let mut tick = tokio::time::interval(EVERY);
         loop {
             tick.tick().await;
-            let fleet = serde_json::to_string(&s.fleet.snapshot(crate::now_ns())).expect("the fleet serialises");
+            // Through a `Value`, as `/api/v1/fleet` answers it (keys in alphabetical order).
+            let fleet =
+                serde_json::to_value(s.fleet.snapshot(crate::now_ns())).expect("the fleet serialises").to_string();
             let event = Event::default().event("fleet").data(fleet);
             if tx.send(Ok(event)).await.is_err() {
                 return; // the client left

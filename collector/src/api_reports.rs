@@ -7,12 +7,11 @@
 
 use std::collections::HashMap;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::{ApiError, AppState, Params, QueryParams, bad, on_ledger, parse_time};
+use crate::api::{ApiError, AppState, Params, QueryParams, SortedJson, bad, on_ledger, parse_time};
 use crate::cost::split::Policy;
 use crate::report::Coverage;
 use crate::report::chargeback::{self, GroupBy};
@@ -71,9 +70,9 @@ impl ClosedBody {
     summary = "The closed months",
     responses((status = 200, description = "OK", body = PeriodsBody), (status = 503, description = "The ledger does not answer", body = crate::api_doc::ErrorBody))
 )]
-async fn periods(State(s): State<AppState>) -> Result<Json<PeriodsBody>, ApiError> {
+async fn periods(State(s): State<AppState>) -> Result<SortedJson<PeriodsBody>, ApiError> {
     let closed = on_ledger(&s, |l| l.closed_periods()).await?;
-    Ok(Json(PeriodsBody { closed: closed.iter().map(ClosedBody::of).collect() }))
+    Ok(SortedJson(PeriodsBody { closed: closed.iter().map(ClosedBody::of).collect() }))
 }
 
 /// `POST /api/v1/periods/{month}/close`: closes an ended month (409 when it runs still, is closed, or
@@ -91,11 +90,11 @@ async fn periods(State(s): State<AppState>) -> Result<Json<PeriodsBody>, ApiErro
 async fn close(
     State(s): State<AppState>,
     axum::extract::Path(period): axum::extract::Path<String>,
-) -> Result<Json<ClosedBody>, ApiError> {
+) -> Result<SortedJson<ClosedBody>, ApiError> {
     let p = Period::parse(&period).map_err(bad)?;
     let closed = on_ledger(&s, move |l| l.close_period(&p, crate::now_ns())).await?;
     tracing::info!(period = closed.period, "closed a billing period");
-    Ok(Json(ClosedBody::of(&closed)))
+    Ok(SortedJson(ClosedBody::of(&closed)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,7 +210,9 @@ pub fn render(
             if req.format == Format::Csv {
                 (c.to_csv(), "text/csv; charset=utf-8", c.coverage)
             } else {
-                (serde_json::to_string(&c.body()).expect("a chargeback serialises"), "application/json", c.coverage)
+                // Through a `Value`: its keys in alphabetical order, as this JSON has always had them.
+                let json = serde_json::to_value(c.body()).expect("a chargeback serialises").to_string();
+                (json, "application/json", c.coverage)
             }
         }
     };
