@@ -18,6 +18,7 @@ pub mod demo;
 pub mod discover;
 pub mod enrich;
 pub mod ingest;
+pub mod jobs;
 pub mod ledger;
 pub mod listen;
 pub mod live;

@@ -76,6 +76,10 @@ pub struct Metrics {
     catalog_fetched: GaugeVec,
     conflicts: IntCounterVec,
     conflict_labels: Bounded,
+    job_runs: IntCounterVec,
+    job_failures: IntCounterVec,
+    job_duration: GaugeVec,
+    job_last_success: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -273,7 +277,51 @@ impl Metrics {
                 c
             },
             conflict_labels: Bounded::new(max_series),
+            job_runs: {
+                let c = IntCounterVec::new(
+                    Opts::new("gpucost_job_runs_total", "Runs of each background job (`jobs/`), failed or not."),
+                    &["job"],
+                )
+                .expect("a valid metric");
+                r.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
+            job_failures: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "gpucost_job_failures_total",
+                        "Runs of each background job that failed (logged as WARN).",
+                    ),
+                    &["job"],
+                )
+                .expect("a valid metric");
+                r.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
+            job_duration: gauge(
+                &r,
+                "gpucost_job_duration_seconds",
+                "How long each background job's last run took.",
+                &["job"],
+            ),
+            job_last_success: gauge(
+                &r,
+                "gpucost_job_last_success_timestamp_seconds",
+                "When each background job last ran without failing (Unix seconds).",
+                &["job"],
+            ),
             registry: r,
+        }
+    }
+
+    /// A run of the background job `job` took `took`; `ok` when it did not fail.
+    pub fn job_ran(&self, job: &str, took: std::time::Duration, ok: bool) {
+        self.job_runs.with_label_values(&[job]).inc();
+        self.job_duration.with_label_values(&[job]).set(took.as_secs_f64());
+        if ok {
+            self.job_last_success.with_label_values(&[job]).set(crate::now_ns() as f64 / 1e9);
+        } else {
+            self.job_failures.with_label_values(&[job]).inc();
         }
     }
 

@@ -14,9 +14,8 @@ use tokio::task::JoinSet;
 
 use crate::api::{self, AppState};
 use crate::cost::book::PriceBook;
+#[cfg(not(feature = "aws"))]
 use crate::discover::SharedInventory;
-#[cfg(feature = "aws")]
-use crate::discover::aws::AwsDiscovery;
 use crate::ingest::service::{IngestService, Pipeline};
 use crate::ingest::validate::Limits;
 use crate::ledger::Ledger;
@@ -77,164 +76,6 @@ pub struct BackstageConfig {
     pub every: Duration,
 }
 
-/// Syncs the catalog from Backstage now (bounded) and then every `every`. Every catalog fetched is kept in the
-/// ledger as the last good copy (`enrich::backstage`); a failed sync keeps the catalog in force, so attribution
-/// goes on while Backstage is down, and a collector that starts while Backstage cannot be reached (or answers an
-/// error) starts from the kept copy. This returns before ingest starts: no batch is attributed with an empty
-/// catalog while a kept one exists. An empty answer after a catalog that named owners is refused as suspect. On
-/// a ledger shared by several collectors one of them (the `catalog-sync` leader) fetches; the others take the
-/// copy it keeps.
-async fn start_backstage_sync(
-    b: BackstageConfig,
-    owners: crate::enrich::SharedOwners,
-    ledger: Arc<dyn Ledger>,
-    metrics: Arc<Metrics>,
-    stop: watch::Receiver<bool>,
-    tasks: &mut JoinSet<anyhow::Result<()>>,
-) {
-    use crate::enrich::backstage;
-    use crate::enrich::catalog::Catalog;
-    /// What one pass found: a catalog fetched by this collector (and when), the kept copy when it is newer
-    /// than the catalog in force, or nothing new.
-    enum Found {
-        Fetched(Result<(Catalog, u64), String>),
-        Kept(Result<Option<(Catalog, u64)>, String>),
-    }
-    fn take(owners: &crate::enrich::SharedOwners, catalog: Catalog) {
-        owners.write().unwrap_or_else(|e| e.into_inner()).catalog = catalog;
-    }
-    /// One pass; `Err` says why this collector, due to fetch, has no new catalog.
-    async fn sync(
-        b: &BackstageConfig,
-        owners: &crate::enrich::SharedOwners,
-        ledger: &Arc<dyn Ledger>,
-        metrics: &Metrics,
-        applied_ns: &mut u64,
-        fetched_at: &mut Option<std::time::Instant>,
-    ) -> Result<(), String> {
-        let (url, token, l, o, applied) = (b.url.clone(), b.token.clone(), ledger.clone(), owners.clone(), *applied_ns);
-        let fetch_due = fetched_at.is_none_or(|t| t.elapsed() >= b.every);
-        let found = tokio::task::spawn_blocking(move || {
-            if !l.lead("catalog-sync") {
-                return Found::Kept(backstage::kept(l.as_ref()).map(|k| k.filter(|(_, at)| *at > applied)));
-            }
-            if !fetch_due {
-                return Found::Kept(Ok(None));
-            }
-            let fetched = backstage::fetch(&url, token.as_deref(), Duration::from_secs(20)).and_then(|catalog| {
-                if catalog.is_empty() {
-                    let in_force = o.read().unwrap_or_else(|e| e.into_inner()).catalog.clone();
-                    let kept = backstage::kept(l.as_ref()).ok().flatten().map(|(c, _)| c);
-                    if let Some(why) = backstage::suspect(&catalog, Some(&in_force))
-                        .or_else(|| backstage::suspect(&catalog, kept.as_ref()))
-                    {
-                        return Err(format!("{why}; keeping the last good copy"));
-                    }
-                }
-                let at = crate::now_ns();
-                if let Err(e) = backstage::keep(l.as_ref(), &catalog, at) {
-                    tracing::warn!(error = %e, "cannot keep the catalog in the ledger");
-                }
-                Ok((catalog, at))
-            });
-            Found::Fetched(fetched)
-        })
-        .await;
-        if matches!(found, Ok(Found::Fetched(_))) {
-            *fetched_at = Some(std::time::Instant::now());
-        }
-        match found {
-            Ok(Found::Fetched(Ok((catalog, at)))) => {
-                tracing::debug!(
-                    groups = catalog.groups.len(),
-                    components = catalog.components.len(),
-                    "catalog synced from Backstage"
-                );
-                take(owners, catalog);
-                *applied_ns = at;
-                metrics.sync("backstage", true);
-                metrics.catalog_synced("backstage", at);
-                Ok(())
-            }
-            Ok(Found::Fetched(Err(e))) => {
-                metrics.sync("backstage", false);
-                Err(e)
-            }
-            Ok(Found::Kept(Ok(Some((catalog, at))))) => {
-                tracing::debug!(groups = catalog.groups.len(), "catalog taken from the shared ledger");
-                take(owners, catalog);
-                *applied_ns = at;
-                metrics.sync("backstage", true);
-                metrics.catalog_synced("ledger", at);
-                Ok(())
-            }
-            Ok(Found::Kept(Ok(None))) => Ok(()),
-            Ok(Found::Kept(Err(e))) => {
-                tracing::warn!(error = %e, "cannot take the shared catalog from the ledger; keeping ours");
-                Ok(())
-            }
-            Err(e) => {
-                metrics.sync("backstage", false);
-                Err(format!("Backstage sync panicked: {e}"))
-            }
-        }
-    }
-    let (mut applied_ns, mut fetched_at) = (0, None);
-    let first = tokio::time::timeout(
-        Duration::from_secs(30),
-        sync(&b, &owners, &ledger, &metrics, &mut applied_ns, &mut fetched_at),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        metrics.sync("backstage", false);
-        Err(format!("Backstage at {} did not answer within 30 s", b.url))
-    });
-    if let Err(error) = first {
-        let l = ledger.clone();
-        match tokio::task::spawn_blocking(move || backstage::kept(l.as_ref())).await {
-            Ok(Ok(Some((catalog, at)))) => {
-                let age = Duration::from_secs(crate::now_ns().saturating_sub(at) / 1_000_000_000);
-                tracing::warn!(
-                    %error,
-                    fetched = %crate::report::period::utc(at),
-                    age = %humantime::format_duration(age),
-                    age_s = age.as_secs(),
-                    "cannot sync the catalog from Backstage at start-up; attributing with the last good copy, kept in the ledger"
-                );
-                take(&owners, catalog);
-                applied_ns = at;
-                metrics.catalog_synced("ledger", at);
-            }
-            Ok(Ok(None)) => tracing::warn!(
-                %error,
-                "cannot sync the catalog from Backstage at start-up, and the ledger keeps no copy of it; attributing \
-                 without it (with --catalog-dir's, if given) until a sync succeeds"
-            ),
-            Ok(Err(kept)) => tracing::warn!(
-                %error,
-                %kept,
-                "cannot sync the catalog from Backstage at start-up, nor read the copy kept in the ledger; attributing \
-                 without it (with --catalog-dir's, if given) until a sync succeeds"
-            ),
-            Err(e) => tracing::warn!(%error, panic = %e, "reading the kept catalog panicked"),
-        }
-    }
-    // Followers look for a newer copy in the ledger more often than the leader fetches one.
-    let tick = b.every.min(Duration::from_secs(15));
-    tasks.spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(tick) => {
-                    if let Err(e) = sync(&b, &owners, &ledger, &metrics, &mut applied_ns, &mut fetched_at).await {
-                        tracing::warn!(error = %e, "cannot sync the catalog from Backstage; keeping the last good copy");
-                    }
-                }
-                _ = wait_for_stop(stop.clone()) => return Ok(()),
-            }
-        }
-    });
-}
-
 #[derive(Debug, Clone)]
 pub struct MlflowConfig {
     pub url: String,
@@ -255,51 +96,6 @@ fn redacted_db(db: &std::path::Path) -> String {
     return crate::ledger::sql::postgres::redact(&db.to_string_lossy());
     #[cfg(not(feature = "postgres"))]
     db.display().to_string()
-}
-
-/// Runs discovery once now (bounded), then every `every`, keeping the last good inventory.
-#[cfg(feature = "aws")]
-async fn start_discovery(
-    prices: Arc<PriceBook>,
-    config: &DiscoveryConfig,
-    metrics: Arc<Metrics>,
-    stop: watch::Receiver<bool>,
-    tasks: &mut JoinSet<anyhow::Result<()>>,
-) -> SharedInventory {
-    async fn refresh(aws: &AwsDiscovery, shared: &SharedInventory, prices: &PriceBook, metrics: &Metrics) {
-        match aws.inventory(&|t| prices.gpus_of(t)).await {
-            Ok(inv) => {
-                tracing::info!(
-                    node_groups = inv.node_groups.len(),
-                    ecs_instances = inv.ecs_instances.len(),
-                    ecs_tasks = inv.ecs_tasks.len(),
-                    "AWS discovery"
-                );
-                *shared.write().unwrap_or_else(|e| e.into_inner()) = inv;
-                metrics.sync("aws", true);
-            }
-            Err(e) => {
-                metrics.sync("aws", false);
-                tracing::warn!(error = %e, "AWS discovery failed; keeping the last inventory")
-            }
-        }
-    }
-    let inventory = SharedInventory::default();
-    let aws = AwsDiscovery::new(config.endpoint_url.as_deref()).await;
-    if tokio::time::timeout(Duration::from_secs(60), refresh(&aws, &inventory, &prices, &metrics)).await.is_err() {
-        metrics.sync("aws", false);
-        tracing::warn!("AWS discovery took over 60 s at start-up; going on without it for now");
-    }
-    let (every, shared) = (config.every, inventory.clone());
-    tasks.spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => refresh(&aws, &shared, &prices, &metrics).await,
-                _ = wait_for_stop(stop.clone()) => return Ok(()),
-            }
-        }
-    });
-    inventory
 }
 
 /// A started collector: where it listens, and its tasks.
@@ -390,21 +186,33 @@ impl Server {
             .context("storing the config file's budgets")?;
         let budget_poke = Arc::new(tokio::sync::Notify::new());
         {
-            let (ledger, budgets, metrics, poke, stop) =
-                (ledger.clone(), config.budgets.clone(), metrics.clone(), budget_poke.clone(), shutdown.clone());
+            let budgets = Arc::new(config.budgets.clone());
             let generator_url = format!("http://{http_addr}/api/v1/budgets/status");
-            tasks.spawn(async move {
-                crate::budget::engine::run(ledger, budgets, generator_url, metrics, poke, stop).await;
-                Ok(())
-            });
+            let delivery = Arc::new(tokio::sync::Notify::new());
+            let evaluation = crate::jobs::budget_evaluation::BudgetEvaluation::new(
+                ledger.clone(),
+                budgets.clone(),
+                generator_url.clone(),
+                metrics.clone(),
+                budget_poke.clone(),
+                delivery.clone(),
+            );
+            let alerts =
+                crate::jobs::alert_delivery::AlertDelivery::new(ledger.clone(), budgets, generator_url, delivery);
+            crate::jobs::supervise(Box::new(evaluation), ledger.clone(), metrics.clone(), shutdown.clone(), &mut tasks);
+            crate::jobs::supervise(Box::new(alerts), ledger.clone(), metrics.clone(), shutdown.clone(), &mut tasks);
         }
         if let (Some(b), Some(owners)) = (config.backstage.clone(), config.owners.clone()) {
-            start_backstage_sync(b, owners, ledger.clone(), metrics.clone(), shutdown.clone(), &mut tasks).await;
+            let sync = crate::jobs::catalog_sync::CatalogSync::start(b, owners, ledger.clone(), metrics.clone()).await;
+            crate::jobs::supervise(Box::new(sync), ledger.clone(), metrics.clone(), shutdown.clone(), &mut tasks);
         }
         #[cfg(feature = "aws")]
         let inventory = match &config.discovery {
             Some(d) => {
-                Some(start_discovery(config.prices.clone(), d, metrics.clone(), shutdown.clone(), &mut tasks).await)
+                let (job, inventory) =
+                    crate::jobs::aws_discovery::AwsDiscoveryJob::start(config.prices.clone(), d, metrics.clone()).await;
+                crate::jobs::supervise(Box::new(job), ledger.clone(), metrics.clone(), shutdown.clone(), &mut tasks);
+                Some(inventory)
             }
             None => None,
         };
@@ -437,20 +245,13 @@ impl Server {
         match &config.tls {
             Some(files) => {
                 let tls = crate::tls::Reloading::new(files.clone()).map_err(anyhow::Error::msg)?;
-                let (reloader, stop_reload) = (tls.clone(), shutdown.clone());
-                tasks.spawn(async move {
-                    loop {
-                        tokio::select! {
-                            _ = tokio::time::sleep(crate::tls::RELOAD_EVERY) => {}
-                            _ = wait_for_stop(stop_reload.clone()) => return Ok(()),
-                        }
-                        match reloader.reload_if_changed() {
-                            Some(Ok(())) => tracing::info!("TLS certificate reloaded"),
-                            Some(Err(e)) => tracing::warn!(error = %e, "TLS files changed but do not load; keeping the last good ones"),
-                            None => {}
-                        }
-                    }
-                });
+                crate::jobs::supervise(
+                    Box::new(crate::jobs::tls_reload::TlsReload::new(tls.clone())),
+                    ledger.clone(),
+                    metrics.clone(),
+                    shutdown.clone(),
+                    &mut tasks,
+                );
                 tasks.spawn(async move {
                     tonic::transport::Server::builder()
                         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -496,130 +297,21 @@ impl Server {
             crate::listen::serve_http(http, app, http_admission, handshake, wait_for_stop(stop)).await;
             Ok(())
         });
-        if let Some(m) = config.mlflow.clone() {
-            let (ledger, stop, metrics) = (ledger.clone(), shutdown.clone(), metrics.clone());
-            tasks.spawn(async move {
-                let client =
-                    Arc::new(crate::enrich::mlflow::MlflowClient::new(&m.url, m.auth.clone(), Duration::from_secs(10)));
-                let state = Arc::new(std::sync::Mutex::new(crate::enrich::mlflow::WriteBack::default()));
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(m.every) => {}
-                        _ = wait_for_stop(stop.clone()) => return Ok(()),
-                    }
-                    let (ledger, client, state) = (ledger.clone(), client.clone(), state.clone());
-                    let pass = tokio::task::spawn_blocking(move || {
-                        if !ledger.lead("mlflow-write-back") {
-                            return Ok(Default::default());
-                        }
-                        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                        crate::enrich::mlflow::write_back(ledger.as_ref(), &client, &mut state)
-                    });
-                    match pass.await {
-                        Ok(Ok(s)) => {
-                            metrics.sync("mlflow", s.failed == 0);
-                            if s.written + s.failed > 0 {
-                                tracing::info!(written = s.written, refused = s.failed, "wrote GPU cost to MLflow")
-                            }
-                        }
-                        Ok(Err(e)) => {
-                            metrics.sync("mlflow", false);
-                            tracing::warn!(error = %e, "MLflow write-back failed; retrying next time")
-                        }
-                        Err(_) => metrics.sync("mlflow", false),
-                    }
-                }
-            });
+        let mut jobs: Vec<Box<dyn crate::jobs::Job>> = vec![
+            Box::new(crate::jobs::team_efficiency::TeamEfficiency::new(ledger.clone(), metrics.clone())),
+            Box::new(crate::jobs::prune_raw::PruneRaw::new(ledger.clone(), config.raw_retention)),
+            Box::new(crate::jobs::daily_rollups::DailyRollups::new(ledger.clone())),
+        ];
+        if let Some(m) = &config.mlflow {
+            jobs.push(Box::new(crate::jobs::mlflow_write_back::MlflowWriteBack::new(
+                m,
+                ledger.clone(),
+                metrics.clone(),
+            )));
         }
-        // Each team's efficiency over the last hour, for /metrics: every minute once it has teams to show, every
-        // 10 s until then (at 20 000 nodes the query over the hour's rows took 8 % of the collector's CPU when it
-        // ran every 10 s).
-        {
-            let (ledger, metrics, stop) = (ledger.clone(), metrics.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                let mut every = tokio::time::interval(Duration::from_secs(10));
-                let mut shown: Option<std::time::Instant> = None;
-                loop {
-                    tokio::select! {
-                        _ = every.tick() => {}
-                        _ = wait_for_stop(stop.clone()) => return Ok(()),
-                    }
-                    if shown.is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
-                        continue;
-                    }
-                    let (ledger, metrics) = (ledger.clone(), metrics.clone());
-                    let teams = tokio::task::spawn_blocking(move || {
-                        let bucket = ledger.bucket_ns();
-                        let to = crate::now_ns().div_ceil(bucket) * bucket;
-                        let q = crate::ledger::CostQuery {
-                            from_ns: to.saturating_sub(3_600_000_000_000) / bucket * bucket,
-                            to_ns: to,
-                            group_by: vec![crate::ledger::Dimension::Team],
-                            filters: vec![],
-                            policy: crate::cost::split::Policy::Hybrid,
-                        };
-                        match ledger.costs(&q) {
-                            Ok(r) => {
-                                metrics.set_efficiency(
-                                    &r.rows
-                                        .iter()
-                                        .map(|r| (r.group[0].clone(), r.held_ns, r.used_ns))
-                                        .collect::<Vec<_>>(),
-                                );
-                                r.rows.len()
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cannot measure team efficiency");
-                                0
-                            }
-                        }
-                    })
-                    .await
-                    .unwrap_or(0);
-                    shown = (teams > 0).then(std::time::Instant::now);
-                }
-            });
+        for job in jobs {
+            crate::jobs::supervise(job, ledger.clone(), metrics.clone(), shutdown.clone(), &mut tasks);
         }
-        let pruner = ledger.clone();
-        let retention = config.raw_retention.as_nanos() as u64;
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(300));
-            loop {
-                tokio::select! {
-                    _ = every.tick() => {}
-                    _ = wait_for_stop(stop.clone()) => return Ok(()),
-                }
-                let ledger = pruner.clone();
-                match tokio::task::spawn_blocking(move || {
-                    if !ledger.lead("prune-raw") {
-                        return Ok(0);
-                    }
-                    ledger.prune_raw(crate::now_ns().saturating_sub(retention))
-                })
-                .await
-                {
-                    Ok(Ok(n)) if n > 0 => tracing::info!(rows = n, "pruned raw intervals past retention"),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "pruning raw intervals failed"),
-                    _ => {}
-                }
-                // The daily rollups of days that have ended: 8 a pass, so that a ledger with a long history
-                // (each day summed while holding the writer) catches up without stalling ingest (days.rs).
-                let ledger = pruner.clone();
-                match tokio::task::spawn_blocking(move || {
-                    if !ledger.lead("daily-rollups") {
-                        return Ok(0);
-                    }
-                    ledger.build_daily_rollups(crate::now_ns(), 8)
-                })
-                .await
-                {
-                    Ok(Ok(n)) if n > 0 => tracing::info!(days = n, "built daily rollups"),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "building daily rollups failed"),
-                    _ => {}
-                }
-            }
-        });
         tracing::info!(%grpc_addr, %http_addr, db = %redacted_db(&config.db), "collector listening");
         Ok(Self { grpc_addr, http_addr, ledger, tasks })
     }

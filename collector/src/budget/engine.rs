@@ -2,7 +2,6 @@
 //! alert transitions with their notifications (one transaction), and keep Alertmanager's firing alerts
 //! fresh; beside it, deliver the outbox with retries and backoff until each notification is delivered.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::evaluate::{self, Event, Status, TRAILING_NS};
@@ -128,7 +127,7 @@ pub fn evaluate_once(
 }
 
 /// The budgets' statuses without evaluating transitions (a collector that does not lead the evaluation).
-fn statuses_only(ledger: &dyn Ledger, _config: &BudgetConfig, now_ns: u64) -> Result<Vec<Status>, LedgerError> {
+pub fn statuses_only(ledger: &dyn Ledger, _config: &BudgetConfig, now_ns: u64) -> Result<Vec<Status>, LedgerError> {
     let all = budgets(ledger)?;
     statuses(ledger, &all, now_ns)
 }
@@ -168,82 +167,4 @@ pub fn deliver_due(
         ledger.notification_attempted(n.id, result, crate::now_ns(), retry_at)?;
     }
     Ok(delivered)
-}
-
-/// Runs the evaluation and delivery loops until `stop`; `poke` runs an evaluation now.
-pub async fn run(
-    ledger: Arc<dyn Ledger>,
-    config: BudgetConfig,
-    generator_url: String,
-    metrics: Arc<crate::metrics::Metrics>,
-    poke: Arc<tokio::sync::Notify>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let config = Arc::new(config);
-    let delivery = Arc::new(tokio::sync::Notify::new());
-    // Delivery: every second, or as soon as an evaluation queued something.
-    {
-        let (ledger, config, generator_url, delivery, mut stop) =
-            (ledger.clone(), config.clone(), generator_url.clone(), delivery.clone(), stop.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = delivery.notified() => {}
-                    _ = stop.changed() => return,
-                }
-                let (ledger, config, url) = (ledger.clone(), config.clone(), generator_url.clone());
-                // One collector delivers: several sharing a ledger would send each notification more than once.
-                match tokio::task::spawn_blocking(move || {
-                    if !ledger.lead("alert-delivery") {
-                        return Ok(0);
-                    }
-                    deliver_due(ledger.as_ref(), &config, &url, crate::now_ns())
-                })
-                .await
-                {
-                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the alert outbox"),
-                    Err(e) => tracing::warn!(error = %e, "alert delivery did not finish"),
-                    Ok(Ok(_)) => {}
-                }
-            }
-        });
-    }
-    loop {
-        let (l, c, url) = (ledger.clone(), config.clone(), generator_url.clone());
-        let pass = tokio::task::spawn_blocking(move || {
-            let now = crate::now_ns();
-            // One collector evaluates (and records transitions); the others only read the status.
-            if !l.lead("budget-evaluation") {
-                return Ok((statuses_only(l.as_ref(), &c, now)?, 0, l.pending_notifications()?));
-            }
-            let (statuses, events) = evaluate_once(l.as_ref(), &c, now)?;
-            // Keep Alertmanager's firing alerts alive (it dedups them by labels).
-            if let Some(am) = c.notifiers.iter().find(|n| matches!(n, Notifier::Alertmanager { .. })) {
-                for e in firing(l.as_ref(), &statuses)? {
-                    if let Err(err) = notify::send(am, &e, &url, c.firing_for(), c.timeout) {
-                        tracing::warn!(error = %err, budget = e.budget, "cannot refresh the alert in Alertmanager");
-                    }
-                }
-            }
-            let pending = l.pending_notifications()?;
-            Ok::<_, LedgerError>((statuses, events.len(), pending))
-        })
-        .await;
-        match pass {
-            Ok(Ok((statuses, transitions, pending))) => {
-                metrics.set_budgets(&statuses, pending);
-                if transitions > 0 {
-                    delivery.notify_one();
-                }
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "budget evaluation failed; retrying next interval"),
-            Err(e) => tracing::warn!(error = %e, "budget evaluation did not finish"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(config.every) => {}
-            _ = poke.notified() => {}
-            _ = stop.changed() => return,
-        }
-    }
 }
