@@ -197,19 +197,14 @@ pub fn apply(mut command: Command, subcommand: Option<&str>, file: &ConfigFile) 
                 });
             };
             let values: Vec<String> = match (value, takes_values(arg)) {
-                (Value::Flag(b), false) => vec![b.to_string()],
-                (Value::Flag(_), true) | (Value::One(_) | Value::Many(_), false) if !takes_values(arg) => {
-                    return Err(bad("an on/off setting: give true or false".into()));
-                }
-                (Value::One(v), true) if many(arg) => match arg.get_value_delimiter() {
-                    Some(d) => v.split(d).map(str::to_string).collect(),
-                    None => vec![v.clone()],
+                (Value::Flag(b), _) => vec![b.to_string()],
+                (_, false) => return Err(bad("an on/off setting: give true or false".into())),
+                (Value::One(v), true) => match arg.get_value_delimiter() {
+                    Some(d) if many(arg) => v.split(d).map(str::to_string).collect(),
+                    _ => vec![v.clone()],
                 },
-                (Value::One(v), true) => vec![v.clone()],
                 (Value::Many(vs), true) if many(arg) => vs.clone(),
                 (Value::Many(_), true) => return Err(bad("takes one value, not an array".into())),
-                (Value::Flag(b), true) => vec![b.to_string()],
-                _ => return Err(bad("an on/off setting: give true or false".into())),
             };
             if takes_values(arg) {
                 // The flag's own parser, alone: without its environment variable, default or relations.

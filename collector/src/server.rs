@@ -107,11 +107,7 @@ pub struct Server {
 }
 
 async fn wait_for_stop(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow_and_update() {
-        if rx.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
+    crate::jobs::stopped(&mut rx).await
 }
 
 impl ServeConfig {

@@ -98,7 +98,8 @@ pub fn supervise(
     });
 }
 
-async fn stopped(rx: &mut watch::Receiver<bool>) {
+/// Resolves once `rx` reads true; never, if its sender is gone without saying so.
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     while !*rx.borrow_and_update() {
         if rx.changed().await.is_err() {
             std::future::pending::<()>().await;

@@ -1059,8 +1059,8 @@ fn record_one<'b>(
     // Rows are gathered and written a statement per table (a statement per row was most of the cost).
     let mut raw_gpus: Vec<i64> = Vec::new();
     for g in &b.gpus {
+        // Validation made every reading one of the node's devices: observed above.
         let roll = rolls.entry(&g.uuid).or_default();
-        roll.observed = !b.devices.iter().any(|d| d.uuid == g.uuid && d.is_mig());
         roll.energy_mj = g.energy_millijoules.unwrap_or(0);
         if keep_raw {
             raw_gpus.extend([
