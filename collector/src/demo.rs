@@ -34,7 +34,7 @@ pub struct DemoConfig {
 async fn backfill(config: &DemoConfig, endpoint: &str, span: Duration) -> anyhow::Result<()> {
     let step = config.backfill_interval.as_nanos() as u64;
     let intervals = (span.as_nanos() as u64 / step).max(1);
-    let end = crate::now_ns() / step * step;
+    let end = gpucost_types::clock::now_ns() / step * step;
     let start = end - intervals * step;
     let began = Instant::now();
     println!(
@@ -110,7 +110,7 @@ pub async fn run(mut config: DemoConfig, shutdown: watch::Receiver<bool>) -> any
     }
     let mut nodes = JoinSet::new();
     for node in fleet.nodes {
-        let framer = Framer::new(node.agent_id.clone(), format!("demo-{}", crate::now_ns()));
+        let framer = Framer::new(node.agent_id.clone(), format!("demo-{}", gpucost_types::clock::now_ns()));
         let sampler = Sampler::new(
             Box::new(SimSource::new(node, config.report_interval.as_nanos() as u64)),
             None,

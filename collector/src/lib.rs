@@ -1,36 +1,27 @@
-//! `gpucost-collector`: ingests agent streams, stores GPU time in the ledger, serves the API.
+//! `gpucost-collector`: the collector service, on top of its crates (`docs/architecture.md`).
 //!
-//! Data flow: `ingest` (gRPC: validate → share) → `ledger` (writer → SQLite) → `api` (HTTP).
-//! `server` wires them together; `demo` adds a simulated fleet streaming over real gRPC.
+//! Data flow: [`ingest`] (gRPC: each batch validated → held → priced → attributed → stored, `ingest/stages.rs`)
+//! → the ledger (`gpucost-ledger`) → [`http`] (the API, the dashboard) and the reports (`gpucost-report`).
+//! Around it: [`jobs`] (background work under one supervisor), the integrations ([`discover`]: AWS,
+//! [`enrich`]: Backstage and MLflow, [`budget`]: budget alerts and their notifiers), [`live`] (the latest
+//! interval of every GPU), [`metrics`], [`auth`], [`tls`] and [`listen`]; [`server`] wires them together and
+//! [`demo`] adds a simulated fleet streaming over real gRPC. The rules are pure code in `gpucost-rules`, the types
+//! in `gpucost-types`.
 
-pub mod alb_oidc;
-pub mod api;
-pub mod api_backstage;
-pub mod api_budgets;
-pub mod api_doc;
-pub mod api_live;
-pub mod api_reports;
 pub mod auth;
 pub mod budget;
-pub mod cost;
-pub mod cost_insights;
 pub mod demo;
+#[cfg(feature = "aws")]
 pub mod discover;
 pub mod enrich;
+pub mod http;
 pub mod ingest;
 pub mod jobs;
-pub mod ledger;
 pub mod listen;
 pub mod live;
 pub use gpucost_cli::logs;
 pub mod metrics;
-pub mod model;
-pub mod report;
 pub mod server;
 pub mod tls;
-pub mod web;
 
-/// Wall-clock time, Unix nanoseconds.
-pub fn now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
+pub use gpucost_types::clock::now_ns;

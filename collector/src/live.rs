@@ -8,13 +8,13 @@ use std::sync::RwLock;
 
 use serde::Serialize;
 
-use crate::cost::price::usd;
-use crate::enrich::owner::UNATTRIBUTED;
-use crate::model::Batch;
-use crate::report::period::utc;
+use gpucost_rules::owner::UNATTRIBUTED;
+use gpucost_types::money::usd;
+use gpucost_types::period::utc;
+use gpucost_types::stage::Attributed;
 
 /// The MLflow model a workload serves or trains ("" when none).
-fn model_of(w: &crate::model::Workload) -> &str {
+fn model_of(w: &gpucost_types::batch::Workload) -> &str {
     w.identity.labels.get("mlflow.org/model-name").map_or("", String::as_str)
 }
 
@@ -27,7 +27,7 @@ pub type CostLabels = [String; 5];
 #[derive(Debug, Clone, PartialEq)]
 pub struct Holder {
     /// Shared with the batch: its key, namespace and pod are read when the view is sent.
-    pub workload: std::sync::Arc<crate::model::Workload>,
+    pub workload: std::sync::Arc<gpucost_types::batch::Workload>,
     pub team: String,
     pub owner: String,
     pub model: String,
@@ -86,7 +86,7 @@ pub struct Observation {
 }
 
 impl Observation {
-    pub fn of(b: &Batch) -> Self {
+    pub fn of(b: &Attributed) -> Self {
         let (cluster, node) = (b.node.cluster.clone(), b.node.name.clone());
         let len = b.duration_ns();
         let owner = |i: usize| b.owners.get(i);
@@ -353,7 +353,7 @@ mod tests {
 
     /// A node whose GPU 0 is in MIG mode with two slices (listed after it, as the agent lists them) and whose
     /// GPU 1 is whole; a pod holds the first slice.
-    fn mig_node_batch() -> Batch {
+    fn mig_node_batch() -> Attributed {
         let gpu = |uuid: &str, index: u32| pb::GpuDevice {
             uuid: uuid.into(),
             model: "NVIDIA A100-SXM4-80GB".into(),
@@ -401,7 +401,9 @@ mod tests {
             }],
             ..Default::default()
         };
-        crate::ingest::validate::validate(&b, NOW, &Default::default()).expect("a valid batch")
+        let batch = crate::ingest::validate::validate(&b, NOW, &Default::default()).expect("a valid batch");
+        let priced = gpucost_types::stage::Priced { held: gpucost_rules::share::hold(batch), cost: Default::default() };
+        Attributed { priced, owners: Vec::new() }
     }
 
     #[test]

@@ -14,14 +14,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gpucost_agent::sim::FleetSpec;
-use gpucost_collector::cost::book::PriceBook;
 use gpucost_collector::demo::{self, DemoConfig};
-use gpucost_collector::enrich::Owners;
-use gpucost_collector::enrich::catalog::Catalog;
 use gpucost_collector::enrich::mlflow::Auth;
-use gpucost_collector::enrich::owner::Rule;
 use gpucost_collector::ingest::validate::Limits;
 use gpucost_collector::server::{BackstageConfig, DiscoveryConfig, MlflowConfig, ServeConfig, Server};
+use gpucost_rules::attribute::Owners;
+use gpucost_rules::book::PriceBook;
+use gpucost_rules::catalog::Catalog;
+use gpucost_rules::owner::Rule;
 
 /// The gpucost collector: ingests GPU usage from agents, stores it, serves the API.
 #[derive(Debug, Parser)]
@@ -158,13 +158,13 @@ fn migrate(a: MigrateArgs) -> anyhow::Result<()> {
             "--to must be a postgres:// URL"
         );
         let began = std::time::Instant::now();
-        let report = gpucost_collector::ledger::copy::sqlite_to_postgres(&from, &a.to)?;
+        let report = gpucost_ledger::copy::sqlite_to_postgres(&from, &a.to)?;
         let rows: u64 = report.tables.iter().map(|(_, n)| n).sum();
         println!(
             "copied {rows} rows in {} tables from {} to {} in {:.1} s",
             report.tables.len(),
             from.display(),
-            gpucost_collector::ledger::sql::postgres::redact(&a.to),
+            gpucost_ledger::sql::postgres::redact(&a.to),
             began.elapsed().as_secs_f64()
         );
         for (t, n) in &report.tables {
@@ -193,14 +193,14 @@ struct ClosePeriodArgs {
 }
 
 fn close_period(a: ClosePeriodArgs) -> anyhow::Result<()> {
-    let period = gpucost_collector::report::period::Period::parse(&a.period).map_err(anyhow::Error::msg)?;
+    let period = gpucost_types::period::Period::parse(&a.period).map_err(anyhow::Error::msg)?;
     let ledger = open_existing(&a.db)?;
-    let closed = ledger.close_period(&period, gpucost_collector::now_ns())?;
+    let closed = ledger.close_period(&period, gpucost_types::clock::now_ns())?;
     println!(
         "closed {} ({} to {})",
         closed.period,
-        gpucost_collector::report::period::utc(closed.from_ns),
-        gpucost_collector::report::period::utc(closed.to_ns)
+        gpucost_types::period::utc(closed.from_ns),
+        gpucost_types::period::utc(closed.to_ns)
     );
     Ok(())
 }
@@ -260,10 +260,10 @@ struct ReportArgs {
 }
 
 impl ReportArgs {
-    fn config(&self) -> gpucost_collector::api_reports::ReportConfig {
-        gpucost_collector::api_reports::ReportConfig {
+    fn config(&self) -> gpucost_collector::http::reports::ReportConfig {
+        gpucost_collector::http::reports::ReportConfig {
             cost_center_annotation: self.cost_center_annotation.clone(),
-            parties: gpucost_collector::report::focus::Parties {
+            parties: gpucost_report::focus::Parties {
                 provider: self.focus_provider.clone(),
                 billing_account_id: self.focus_billing_account.clone(),
                 billing_account_name: self.focus_billing_account.clone(),
@@ -288,14 +288,14 @@ fn parse_rules(names: &[String]) -> anyhow::Result<Vec<Rule>> {
 /// Opens the ledger at `db` for an offline command and widens [`from`, `to` or now) to whole buckets.
 /// The ledger `--db` names, for a one-off command: an existing SQLite file, or a PostgreSQL URL; opened with the
 /// bucket length it was made with, and no retention pruning.
-fn open_existing(db: &std::path::Path) -> anyhow::Result<Box<dyn gpucost_collector::ledger::Ledger>> {
-    use gpucost_collector::ledger::sqlite::SqliteLedger;
+fn open_existing(db: &std::path::Path) -> anyhow::Result<Box<dyn gpucost_ledger::Ledger>> {
+    use gpucost_ledger::SqliteLedger;
     let url = db.to_string_lossy();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         #[cfg(feature = "postgres")]
         {
-            let redacted = gpucost_collector::ledger::sql::postgres::redact(&url);
-            let ledger = gpucost_collector::ledger::sqlite::SqlLedger::open_postgres_existing(&url, u64::MAX)
+            let redacted = gpucost_ledger::sql::postgres::redact(&url);
+            let ledger = gpucost_ledger::SqlLedger::open_postgres_existing(&url, u64::MAX)
                 .with_context(|| format!("opening the PostgreSQL ledger at {redacted} (--db)"))?;
             return Ok(Box::new(ledger));
         }
@@ -310,7 +310,7 @@ fn open_range(
     db: &std::path::Path,
     from: std::time::SystemTime,
     to: Option<std::time::SystemTime>,
-) -> anyhow::Result<(Box<dyn gpucost_collector::ledger::Ledger>, u64, u64)> {
+) -> anyhow::Result<(Box<dyn gpucost_ledger::Ledger>, u64, u64)> {
     let ns = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64);
     let ledger = open_existing(db)?;
     let bucket = ledger.bucket_ns();
@@ -368,7 +368,7 @@ enum CatalogFrom {
 impl ReattributeArgs {
     /// The catalog to re-attribute with, from the source chosen; refuses an empty one, which would make every
     /// workload of the window unattributed.
-    fn catalog(&self, ledger: &dyn gpucost_collector::ledger::Ledger) -> anyhow::Result<Catalog> {
+    fn catalog(&self, ledger: &dyn gpucost_ledger::Ledger) -> anyhow::Result<Catalog> {
         use gpucost_collector::enrich::backstage;
         let from = match (self.catalog_from, &self.catalog_dir, &self.backstage_url) {
             (Some(from), _, _) => from,
@@ -395,7 +395,7 @@ impl ReattributeArgs {
                     let hint = match kept() {
                         Ok(Some((_, at))) => format!(
                             "; --catalog-from ledger re-attributes with the copy a collector kept, fetched {}",
-                            gpucost_collector::report::period::utc(at)
+                            gpucost_types::period::utc(at)
                         ),
                         _ => String::new(),
                     };
@@ -407,7 +407,7 @@ impl ReattributeArgs {
                 Some((catalog, at)) => {
                     println!(
                         "catalog: the copy kept in the ledger, fetched from Backstage {}",
-                        gpucost_collector::report::period::utc(at)
+                        gpucost_types::period::utc(at)
                     );
                     (catalog, "the copy kept in the ledger".to_string())
                 }
@@ -428,7 +428,7 @@ impl ReattributeArgs {
 }
 
 fn report_chargeback(a: ChargebackArgs) -> anyhow::Result<()> {
-    use gpucost_collector::api_reports::{parse_request, render};
+    use gpucost_collector::http::reports::{parse_request, render};
     let mut params = std::collections::HashMap::new();
     for (k, v) in [("period", &a.period), ("from", &a.from), ("to", &a.to)] {
         if let Some(v) = v {
@@ -438,7 +438,7 @@ fn report_chargeback(a: ChargebackArgs) -> anyhow::Result<()> {
     params.insert("group_by".into(), a.group_by.clone());
     params.insert("format".into(), a.format.clone());
     params.insert("policy".into(), a.policy.clone());
-    let req = parse_request(&params, gpucost_collector::now_ns()).map_err(anyhow::Error::msg)?;
+    let req = parse_request(&params, gpucost_types::clock::now_ns()).map_err(anyhow::Error::msg)?;
     let ledger = open_existing(&a.db)?;
     let catalog = a.catalog_dir.as_deref().map(Catalog::load_dir).transpose().map_err(anyhow::Error::msg)?;
     let config = a.report.config();
@@ -707,7 +707,7 @@ impl LedgerArgs {
             None => Auth::default(),
         };
         if let Some(keys) = &self.alb_oidc_keys {
-            auth.alb = Some(Arc::new(gpucost_collector::alb_oidc::AlbOidc::new(
+            auth.alb = Some(Arc::new(gpucost_collector::auth::alb_oidc::AlbOidc::new(
                 keys,
                 self.alb_arn.as_deref().unwrap_or_default(),
                 self.alb_oidc_admins.clone(),
@@ -730,7 +730,7 @@ impl LedgerArgs {
         if let Some(path) = &self.budgets {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("reading --budgets {}", path.display()))?;
-            c.from_file = gpucost_collector::budget::spec::from_toml(&path.display().to_string(), &text)
+            c.from_file = gpucost_rules::budget_spec::from_toml(&path.display().to_string(), &text)
                 .map_err(anyhow::Error::msg)?;
             c.file = Some(path.display().to_string());
         }
@@ -859,14 +859,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(a.nodes > 0, "--nodes must be at least 1");
             let prices = match &a.ledger.prices {
                 Some(path) => PriceBook::load(Some(path)),
-                None => PriceBook::with_file_text(Some(include_str!("../data/demo-prices.toml")))
+                None => PriceBook::with_file_text(Some(include_str!("../../rules/data/demo-prices.toml")))
                     .map_err(|e| format!("demo prices: {e}")),
             }
             .map_err(anyhow::Error::msg)?;
             warn_unmatched(a.ledger.prices.as_deref(), &prices, None);
             let mut budgets = a.ledger.budget_config()?;
             if a.ledger.budgets.is_none() {
-                budgets.from_file = gpucost_collector::budget::spec::from_toml(
+                budgets.from_file = gpucost_rules::budget_spec::from_toml(
                     "examples/budgets.toml",
                     include_str!("../../examples/budgets.toml"),
                 )
@@ -903,8 +903,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn warn_unmatched(
     path: Option<&std::path::Path>,
     book: &PriceBook,
-    ledger: Option<&gpucost_collector::cost::book::Subjects>,
-) -> Vec<gpucost_collector::cost::book::Unmatched> {
+    ledger: Option<&gpucost_rules::book::Subjects>,
+) -> Vec<gpucost_rules::book::Unmatched> {
     let Some(path) = path else { return Vec::new() };
     let unmatched = book.unmatched(ledger);
     for u in &unmatched {
@@ -919,7 +919,7 @@ fn warn_unmatched(
 }
 
 fn reprice(a: RepriceArgs) -> anyhow::Result<()> {
-    use gpucost_collector::ledger::RepriceOptions;
+    use gpucost_ledger::RepriceOptions;
     let book = PriceBook::load(a.prices.as_deref()).map_err(anyhow::Error::msg)?;
     let (ledger, from, to) = open_range(&a.db, a.from, a.to)?;
     let unmatched = warn_unmatched(a.prices.as_deref(), &book, Some(&ledger.price_subjects()?));
@@ -939,7 +939,7 @@ fn reprice(a: RepriceArgs) -> anyhow::Result<()> {
     }
     let options = RepriceOptions { dry_run: a.dry_run, allow_unpriced: a.allow_unpriced };
     let report = ledger.reprice(from, to, &move |node, model, gpus, at| book.price(node, model, gpus, at), options)?;
-    let usd = gpucost_collector::cost::price::usd;
+    let usd = gpucost_types::money::usd;
     for (node, (old, new)) in &report.nodes {
         println!("{node}: {} -> {} USD", usd(*old), usd(*new));
     }
@@ -968,9 +968,8 @@ fn reattribute(a: ReattributeArgs) -> anyhow::Result<()> {
     let rules = parse_rules(&a.owner_rules)?;
     let (ledger, from, to) = open_range(&a.db, a.from, a.to)?;
     let catalog = a.catalog(ledger.as_ref())?;
-    let resolve = |identity: &gpucost_collector::model::Identity| {
-        gpucost_collector::enrich::owner::resolve(&catalog, &rules, identity, None)
-    };
+    let resolve =
+        |identity: &gpucost_types::batch::Identity| gpucost_rules::owner::resolve(&catalog, &rules, identity, None);
     let report = ledger.reattribute(from, to, &resolve, a.dry_run)?;
     for (change, n) in &report.moved {
         println!("{change}: {n} workloads");
@@ -999,6 +998,9 @@ fn main() -> ExitCode {
         }
     };
     gpucost_collector::logs::init(&cli.log_format);
+    // RDS IAM tokens sign with the AWS SDK's credential chain (the ledger, without the SDK, reads the environment).
+    #[cfg(feature = "aws")]
+    gpucost_collector::discover::use_aws_credential_chain();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

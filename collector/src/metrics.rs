@@ -319,7 +319,7 @@ impl Metrics {
         self.job_runs.with_label_values(&[job]).inc();
         self.job_duration.with_label_values(&[job]).set(took.as_secs_f64());
         if ok {
-            self.job_last_success.with_label_values(&[job]).set(crate::now_ns() as f64 / 1e9);
+            self.job_last_success.with_label_values(&[job]).set(gpucost_types::clock::now_ns() as f64 / 1e9);
         } else {
             self.job_failures.with_label_values(&[job]).inc();
         }
@@ -388,7 +388,7 @@ impl Metrics {
     }
 
     /// Replaces the budget gauges with the latest evaluation.
-    pub fn set_budgets(&self, statuses: &[crate::budget::evaluate::Status], pending_notifications: u64) {
+    pub fn set_budgets(&self, statuses: &[gpucost_rules::budget_status::Status], pending_notifications: u64) {
         for g in [&self.budget_spend, &self.budget_limit, &self.budget_forecast, &self.budget_alarm] {
             g.reset();
         }
@@ -408,7 +408,7 @@ impl Metrics {
     pub fn set_efficiency(&self, teams: &[(String, u128, u128)]) {
         self.efficiency.reset();
         for (team, held, used) in teams.iter().filter(|t| t.1 > 0) {
-            let team = if team.is_empty() { crate::enrich::owner::UNATTRIBUTED } else { team.as_str() };
+            let team = if team.is_empty() { gpucost_rules::owner::UNATTRIBUTED } else { team.as_str() };
             self.efficiency.with_label_values(&[team]).set(*used as f64 / *held as f64);
         }
     }
@@ -417,7 +417,7 @@ impl Metrics {
     pub fn sync(&self, source: &str, ok: bool) {
         self.sync_up.with_label_values(&[source]).set(f64::from(u8::from(ok)));
         if ok {
-            self.sync_last_success.with_label_values(&[source]).set(crate::now_ns() as f64 / 1e9);
+            self.sync_last_success.with_label_values(&[source]).set(gpucost_types::clock::now_ns() as f64 / 1e9);
         }
     }
 

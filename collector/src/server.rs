@@ -12,16 +12,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::api::{self, AppState};
-use crate::cost::book::PriceBook;
-#[cfg(not(feature = "aws"))]
-use crate::discover::SharedInventory;
+use crate::http::AppState;
 use crate::ingest::service::{IngestService, Pipeline};
 use crate::ingest::validate::Limits;
-use crate::ledger::Ledger;
-use crate::ledger::sqlite::SqliteLedger;
-use crate::ledger::writer::WriterHandle;
 use crate::metrics::Metrics;
+use gpucost_ledger::Ledger;
+use gpucost_ledger::SqliteLedger;
+use gpucost_ledger::writer::WriterHandle;
+use gpucost_rules::book::PriceBook;
+#[cfg(not(feature = "aws"))]
+use gpucost_rules::inventory::SharedInventory;
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -42,7 +42,7 @@ pub struct ServeConfig {
     /// Syncing the catalog from Backstage, when configured (needs `owners`).
     pub backstage: Option<BackstageConfig>,
     /// Cost centres and the parties of the FOCUS export.
-    pub reports: crate::api_reports::ReportConfig,
+    pub reports: crate::http::reports::ReportConfig,
     /// Budgets from the config file, the evaluation interval and the notifiers.
     pub budgets: crate::budget::engine::BudgetConfig,
     /// At most this many series per labelled metric family on `/metrics`.
@@ -93,7 +93,7 @@ pub struct DiscoveryConfig {
 /// The ledger's location for logs: a PostgreSQL URL without its password.
 fn redacted_db(db: &std::path::Path) -> String {
     #[cfg(feature = "postgres")]
-    return crate::ledger::sql::postgres::redact(&db.to_string_lossy());
+    return gpucost_ledger::sql::postgres::redact(&db.to_string_lossy());
     #[cfg(not(feature = "postgres"))]
     db.display().to_string()
 }
@@ -147,10 +147,10 @@ impl Server {
             #[cfg(feature = "postgres")]
             {
                 let url = db.to_string();
-                let redacted = crate::ledger::sql::postgres::redact(&url);
+                let redacted = gpucost_ledger::sql::postgres::redact(&url);
                 Arc::new(
                     tokio::task::spawn_blocking(move || {
-                        crate::ledger::sqlite::SqlLedger::open_postgres(&url, bucket_ns, raw_retention)
+                        gpucost_ledger::SqlLedger::open_postgres(&url, bucket_ns, raw_retention)
                     })
                     .await?
                     .with_context(|| format!("opening the PostgreSQL ledger at {redacted}"))?,
@@ -178,7 +178,7 @@ impl Server {
         let metrics = Arc::new(Metrics::new(config.metrics_max_series));
         let fleet = Arc::new(crate::live::Fleet::default());
         let mut tasks = JoinSet::new();
-        crate::budget::engine::sync_config_budgets(ledger.as_ref(), &config.budgets, crate::now_ns())
+        crate::budget::engine::sync_config_budgets(ledger.as_ref(), &config.budgets, gpucost_types::clock::now_ns())
             .context("storing the config file's budgets")?;
         let budget_poke = Arc::new(tokio::sync::Notify::new());
         {
@@ -222,11 +222,13 @@ impl Server {
             (crate::listen::Admission::new(grpc_cap), crate::listen::Admission::new(http_cap));
         let handshake = config.handshake_timeout;
         let service = IngestServer::new(IngestService::new(Pipeline {
-            writer,
-            limits: config.limits.clone(),
-            prices: config.prices.clone(),
-            inventory: inventory.clone(),
-            owners: config.owners.clone(),
+            stages: crate::ingest::stages::Stages {
+                limits: config.limits.clone(),
+                prices: config.prices.clone(),
+                inventory: inventory.clone(),
+                owners: config.owners.clone(),
+                writer,
+            },
             metrics: metrics.clone(),
             fleet: fleet.clone(),
             auth: config.auth.clone(),
@@ -277,7 +279,7 @@ impl Server {
                 });
             }
         }
-        let app = api::router(AppState {
+        let app = crate::http::router(AppState {
             ledger: ledger.clone(),
             metrics: metrics.clone(),
             inventory,

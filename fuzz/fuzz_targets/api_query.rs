@@ -7,12 +7,12 @@
 
 use std::collections::HashMap;
 
-use gpucost_collector::api_reports::parse_request;
-use gpucost_collector::cost::split::Policy;
-use gpucost_collector::cost_insights::Intervals;
-use gpucost_collector::ledger::Dimension;
-use gpucost_collector::report::chargeback::{GroupBy, csv_field, csv_rows};
-use gpucost_collector::report::period::{Cadence, DAY_NS, Period, civil_from_days, utc};
+use gpucost_collector::http::reports::parse_request;
+use gpucost_types::policy::Policy;
+use gpucost_collector::http::cost_insights::Intervals;
+use gpucost_ledger::Dimension;
+use gpucost_report::chargeback::{GroupBy, csv_field, csv_rows};
+use gpucost_types::period::{Cadence, DAY_NS, Period, civil_from_days, utc};
 use libfuzzer_sys::fuzz_target;
 
 /// 2027-01-15T08:00:00Z: the default period is the month holding it.

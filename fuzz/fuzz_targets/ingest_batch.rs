@@ -7,11 +7,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
-use gpucost_collector::cost::book::PriceBook;
-use gpucost_collector::cost::priced::price_batch;
-use gpucost_collector::ingest::share::split_proportionally;
+use gpucost_rules::book::PriceBook;
+use gpucost_rules::priced::price_batch;
+use gpucost_rules::share::split_proportionally;
 use gpucost_collector::ingest::validate::{Limits, validate};
-use gpucost_collector::model::PPM;
+use gpucost_types::batch::PPM;
 use gpucost_proto::v1 as pb;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
 
     // Devices: some, each once, every MIG slice's parent a physical device of this node.
     assert!(!b.devices.is_empty() && b.devices.len() <= limits.max_devices);
-    let devices: HashMap<&str, &gpucost_collector::model::Device> =
+    let devices: HashMap<&str, &gpucost_types::batch::Device> =
         b.devices.iter().map(|d| (d.uuid.as_str(), d)).collect();
     assert_eq!(devices.len(), b.devices.len(), "device uuids are unique");
     for d in &b.devices {

@@ -7,17 +7,19 @@
 //! the tests do. Run: `cargo bench -p gpucost-e2e --bench ledger_engines [HOURS]` (default 6). Figures in
 //! BENCHMARKS.md.
 
+use gpucost_collector::ingest::stages;
+use gpucost_ledger::prelude::*;
 use std::time::{Duration, Instant};
 
 use gpucost_agent::sampler::{Clock, Sampler};
 use gpucost_agent::sim::{Fleet, FleetSpec, SimSource};
 use gpucost_agent::wire::Framer;
-use gpucost_collector::cost::book::PriceBook;
-use gpucost_collector::cost::split::Policy;
 use gpucost_collector::ingest::validate::{Limits, validate};
-use gpucost_collector::ledger::sqlite::{SqlLedger, SqliteLedger};
-use gpucost_collector::ledger::{CostQuery, Dimension, Ledger, UsageQuery};
-use gpucost_collector::model::Batch;
+use gpucost_ledger::{CostQuery, Dimension, UsageQuery};
+use gpucost_ledger::{SqlLedger, SqliteLedger};
+use gpucost_rules::book::PriceBook;
+use gpucost_types::policy::Policy;
+use gpucost_types::stage::Attributed;
 
 const NS: u64 = 1_000_000_000;
 const HOUR: u64 = 3_600 * NS;
@@ -49,7 +51,7 @@ fn postgres_cpu_ns() -> u64 {
     total
 }
 
-fn batches(hours: u64) -> Vec<Batch> {
+fn batches(hours: u64) -> Vec<Attributed> {
     let book = PriceBook::catalogue_only();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut out = Vec::new();
@@ -72,11 +74,9 @@ fn batches(hours: u64) -> Vec<Batch> {
             v
         });
         for w in wire {
-            let mut b =
-                validate(&w, START + 48 * HOUR, &Limits { max_clock_skew_ns: u64::MAX / 4, ..Limits::default() })
-                    .unwrap();
-            gpucost_collector::cost::priced::price(&book, None, &mut b);
-            out.push(b);
+            let b = validate(&w, START + 48 * HOUR, &Limits { max_clock_skew_ns: u64::MAX / 4, ..Limits::default() })
+                .unwrap();
+            out.push(stages::attribute(None, None, stages::price(&book, None, stages::hold(b))));
         }
     }
     // As agents send: interleaved in time.
@@ -84,7 +84,7 @@ fn batches(hours: u64) -> Vec<Batch> {
     out
 }
 
-fn run(name: &str, ledger: &dyn Ledger, batches: &[Batch], hours: u64, server_cpu: &dyn Fn() -> u64) {
+fn run(name: &str, ledger: &dyn Ledger, batches: &[Attributed], hours: u64, server_cpu: &dyn Fn() -> u64) {
     let samples: usize = batches.iter().map(|b| b.processes.len()).sum();
     let (cpu0, srv0, wall) = (own_cpu_ns(), server_cpu(), Instant::now());
     for group in batches.chunks(64) {

@@ -22,18 +22,19 @@
 //! a warm-up; fewer for a query slower than a second), `LEDGER_YEAR_DB` (keep the ledger at this path, or
 //! reuse it when it exists), `LEDGER_YEAR_HTTP=0` (skip the HTTP figures). Figures in BENCHMARKS.md.
 
+use gpucost_ledger::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gpucost_collector::api_reports::{ReportConfig, parse_request, render};
-use gpucost_collector::cost::book::PriceBook;
-use gpucost_collector::cost::price::GpuPrice;
-use gpucost_collector::cost::split::Policy;
-use gpucost_collector::ledger::sqlite::SqliteLedger;
-use gpucost_collector::ledger::{CostQuery, Dimension, Ledger, UsageQuery};
-use gpucost_collector::model::{Identity, Node, Workload, WorkloadKind};
-use gpucost_collector::report::period::{Cadence, DAY_NS, Period};
+use gpucost_collector::http::reports::{ReportConfig, parse_request, render};
+use gpucost_ledger::SqliteLedger;
+use gpucost_ledger::{CostQuery, Dimension, UsageQuery};
+use gpucost_rules::book::PriceBook;
+use gpucost_types::batch::{Identity, Node, Workload, WorkloadKind};
+use gpucost_types::money::GpuPrice;
+use gpucost_types::period::{Cadence, DAY_NS, Period};
+use gpucost_types::policy::Policy;
 use rusqlite::{Connection, params};
 
 const NS: u64 = 1_000_000_000;
@@ -717,7 +718,7 @@ fn main() {
     let path = keep.clone().unwrap_or_else(|| scratch.path().join("year.db"));
 
     // The year ends at the last whole hour, so that the dashboard's windows (relative to now) hold data.
-    let now = gpucost_collector::now_ns();
+    let now = gpucost_types::clock::now_ns();
     let mut to_ns = now / HOUR * HOUR;
     println!(
         "ledger_year: {gpus} GPUs ({} nodes × 8), {workloads} workloads, {days} days of hourly rollups",

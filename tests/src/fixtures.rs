@@ -62,7 +62,7 @@ pub fn usd_micros(usd: &str) -> u128 {
 
 /// RFC 4180 CSV rows (no line breaks inside fields) as maps from the header's names.
 pub fn parse_csv(text: &str) -> Vec<std::collections::BTreeMap<String, String>> {
-    let mut rows = gpucost_collector::report::chargeback::csv_rows(text).into_iter();
+    let mut rows = gpucost_report::chargeback::csv_rows(text).into_iter();
     let header = rows.next().expect("a header");
     rows.map(|fields| {
         assert_eq!(fields.len(), header.len(), "{fields:?}");

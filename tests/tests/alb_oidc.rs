@@ -125,7 +125,7 @@ fn people_signed_in_by_the_alb_read_and_listed_ones_administer() {
     .map(|s| s.to_string());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let c = Collector::start_with(&d.join("l.db"), free_port(), free_port(), &args, &[]);
-    let later = gpucost_collector::now_ns() / 1_000_000_000 + 600;
+    let later = gpucost_types::clock::now_ns() / 1_000_000_000 + 600;
 
     let alice = jwt(d, ALB, "alice@example.com", later);
     assert_eq!(call(&c, "GET", "/", Some(&alice)).0, 200, "the dashboard");

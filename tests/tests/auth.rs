@@ -67,7 +67,7 @@ fn agents_and_api_clients_need_tokens_and_a_token_writes_only_its_cluster() {
         &["--auth", auth.to_str().unwrap(), "--grpc-plaintext"],
         &[],
     );
-    let now = gpucost_collector::now_ns() / NS * NS;
+    let now = gpucost_types::clock::now_ns() / NS * NS;
     let batch = |node: &str| g5_batch(node, 1, now - 60 * NS, now, vec![(0, 50.0, pb::WorkloadIdentity::default())]);
     let mut staging = batch("s1");
     staging.node.as_mut().unwrap().cluster = "staging".into();

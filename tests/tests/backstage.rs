@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use gpucost_collector::enrich::catalog::Catalog;
 use gpucost_e2e::{Backstage, Collector, bin, free_port, send_batches};
 use gpucost_proto::v1 as pb;
+use gpucost_rules::catalog::Catalog;
 
 const NS: u64 = 1_000_000_000;
 
@@ -55,7 +55,7 @@ fn owners_come_from_backstage_and_survive_it_going_down() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/catalog")).canonicalize().unwrap();
     let files: Vec<PathBuf> = ["org.yaml", "components.yaml", "users.yaml"].iter().map(|f| catalog.join(f)).collect();
-    let example = gpucost_collector::enrich::catalog::Catalog::example();
+    let example = gpucost_rules::catalog::Catalog::example();
     let expected = example.groups.len() + example.users.len() + example.systems.len() + example.components.len();
     let Some(backstage) = Backstage::start(dir.path(), &files, expected) else { return };
     let c = Collector::start_with(
@@ -178,7 +178,7 @@ fn a_collector_restarted_while_backstage_is_down_keeps_every_owner() {
     assert_eq!(metric(&metrics, "gpucost_catalog_syncs_total{via=\"backstage\"}"), Some(0.0), "{metrics}");
     let fetched =
         metric(&metrics, "gpucost_catalog_fetched_timestamp_seconds{via=\"ledger\"}").expect("the copy's age");
-    assert!(fetched > 1.7e9 && fetched <= gpucost_collector::now_ns() as f64 / 1e9, "{metrics}");
+    assert!(fetched > 1.7e9 && fetched <= gpucost_types::clock::now_ns() as f64 / 1e9, "{metrics}");
     assert_eq!(metric(&metrics, "gpucost_sync_up{source=\"backstage\"}"), Some(0.0), "{metrics}");
     let log = std::fs::read_to_string(&c.log).unwrap();
     let warn = log
@@ -221,7 +221,7 @@ fn reattribute_takes_the_catalog_kept_in_the_ledger_when_backstage_cannot_be_rea
 
     // What a collector syncing from Backstage keeps after each fetch.
     {
-        let ledger = gpucost_collector::ledger::sqlite::SqliteLedger::open(&db, 3_600 * NS, u64::MAX).unwrap();
+        let ledger = gpucost_ledger::SqliteLedger::open(&db, 3_600 * NS, u64::MAX).unwrap();
         gpucost_collector::enrich::backstage::keep(&ledger, &Catalog::example(), 1_793_500_000 * NS).unwrap();
     }
     let (ok, out) = reattribute(&db, &["--backstage-url", &nowhere]);

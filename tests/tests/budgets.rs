@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gpucost_collector::report::period::{Cadence, Period};
 use gpucost_e2e::{
     Alertmanager, Collector, Receiver, detector_pod, free_port, g5_batch, send_batches, usd_micros as micros,
 };
+use gpucost_types::period::{Cadence, Period};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 
@@ -74,12 +74,12 @@ fn a_team_past_80_percent_alerts_once_everywhere_and_raising_the_budget_resolves
     let c = Collector::start_with(&db, grpc, http, &args, &env);
 
     // Half an hour of the vision team's detector on one GPU, this month.
-    let now = gpucost_collector::now_ns() / NS * NS;
+    let now = gpucost_types::clock::now_ns() / NS * NS;
     let month = Period::containing(Cadence::Monthly, now);
     if now - month.from_ns < 120 * NS {
         std::thread::sleep(Duration::from_secs(120));
     }
-    let now = gpucost_collector::now_ns() / NS * NS;
+    let now = gpucost_types::clock::now_ns() / NS * NS;
     let from = (now - 1800 * NS).max(month.from_ns);
     let first = g5_batch("n1", 1, from, now, vec![(0, 90.0, detector_pod("detector-0"))]);
     assert_eq!(send_batches(&c.grpc_url(), vec![first]).len(), 1);

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use gpucost_collector::report::period::{Cadence, DAY_NS, Period};
 use gpucost_e2e::{Collector, bin, free_port, parse_csv as csv, usd_micros as micros};
+use gpucost_types::period::{Cadence, DAY_NS, Period};
 
 fn catalog_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/catalog")
@@ -51,7 +51,7 @@ fn a_demo_months_chargeback_adds_up_and_its_focus_file_passes_the_validator() {
     let dir = tempfile::tempdir().unwrap();
     let (db, c) = demo(dir.path());
     // The month the backfill is in (yesterday's, so that a run on the 1st still has a day of it).
-    let period = Period::containing(Cadence::Monthly, gpucost_collector::now_ns() - DAY_NS);
+    let period = Period::containing(Cadence::Monthly, gpucost_types::clock::now_ns() - DAY_NS);
     let (from, to) = (period.from_ns / 1_000_000_000, period.to_ns / 1_000_000_000);
 
     let (status, costs) = c.get(&format!("/api/v1/costs?from={from}&to={to}&group_by=team"));
@@ -113,7 +113,7 @@ fn a_demo_months_chargeback_adds_up_and_its_focus_file_passes_the_validator() {
         o.1 = micros(&r["x_OriginCost"]);
         assert_eq!(r["BilledCost"], r["EffectiveCost"]);
         assert!(r["ChargePeriodStart"].ends_with('Z') && r["ChargePeriodStart"].len() == 20, "{r:?}");
-        assert_eq!(r["BillingPeriodStart"], gpucost_collector::report::period::utc(period.from_ns));
+        assert_eq!(r["BillingPeriodStart"], gpucost_types::period::utc(period.from_ns));
     }
     for ((resource, day), (allocated, origin)) in &origins {
         assert_eq!(allocated, origin, "{resource} on {day}: allocated rows vs origin charge");
@@ -139,7 +139,7 @@ fn usd_of(v: &serde_json::Value) -> u128 {
 fn every_kind_of_money_has_one_name_and_the_same_amount_in_every_grouping() {
     let dir = tempfile::tempdir().unwrap();
     let (_db, c) = demo(dir.path());
-    let period = Period::containing(Cadence::Monthly, gpucost_collector::now_ns() - DAY_NS);
+    let period = Period::containing(Cadence::Monthly, gpucost_types::clock::now_ns() - DAY_NS);
     let report = |group_by: &str| c.get(&format!("/api/v1/chargeback?period={}&group_by={group_by}", period.label)).1;
     let line = |r: &serde_json::Value, kind: &str| -> Vec<u128> {
         json_lines(r).iter().filter(|l| l["line"] == kind).map(|l| micros(l["total_usd"].as_str().unwrap())).collect()
@@ -205,7 +205,7 @@ fn every_kind_of_money_has_one_name_and_the_same_amount_in_every_grouping() {
 fn a_period_with_no_data_or_part_of_it_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let (db, c) = demo(dir.path());
-    let period = Period::containing(Cadence::Monthly, gpucost_collector::now_ns() - DAY_NS);
+    let period = Period::containing(Cadence::Monthly, gpucost_types::clock::now_ns() - DAY_NS);
 
     // Part of the period: a two-day backfill covers some of the month's hours, and the report says which.
     let resp = ureq::get(&c.http(&format!("/api/v1/chargeback?period={}", period.label))).call().unwrap();

@@ -44,9 +44,9 @@ fn a_closed_month_never_changes_and_late_gpu_time_is_billed_next_month_as_a_corr
     assert_eq!(status, 200, "{closed}");
     assert_eq!(closed["to"], "2026-10-01T00:00:00Z");
     assert_eq!(post(&c, "/api/v1/periods/2026-09/close").0, 409);
-    let now = gpucost_collector::report::period::Period::containing(
-        gpucost_collector::report::period::Cadence::Monthly,
-        gpucost_collector::now_ns(),
+    let now = gpucost_types::period::Period::containing(
+        gpucost_types::period::Cadence::Monthly,
+        gpucost_types::clock::now_ns(),
     );
     let (status, err) = post(&c, &format!("/api/v1/periods/{}/close", now.label));
     assert_eq!(status, 409);

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use gpucost_agent::sim::{Fleet, FleetSpec};
-use gpucost_collector::cost::book::PriceBook;
-use gpucost_collector::model::Node;
 use gpucost_e2e::{Collector, agent, free_port, send_batches};
 use gpucost_proto::v1 as pb;
+use gpucost_rules::book::PriceBook;
+use gpucost_types::batch::Node;
 use serde_json::Value;
 
 const NODES: u32 = 5;

@@ -207,7 +207,7 @@ fn report(url: &str, header: &str, batches: Vec<pb::UsageBatch>) -> Result<Vec<p
 fn the_bearer_scheme_is_taken_in_any_case_over_http_and_grpc() {
     let dir = tempfile::tempdir().unwrap();
     let c = collector(dir.path(), &[]);
-    let now = gpucost_collector::now_ns() / NS * NS;
+    let now = gpucost_types::clock::now_ns() / NS * NS;
     for (i, scheme) in ["BEARER", "bearer", "BeArEr"].into_iter().enumerate() {
         let header = format!("{scheme} {READER}");
         let (code, _, body) = raw(&c, "GET", "/api/v1/usage", &[("Authorization", &header)], b"");

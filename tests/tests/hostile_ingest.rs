@@ -22,7 +22,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 const NS: u64 = 1_000_000_000;
 
 fn now_s() -> u64 {
-    gpucost_collector::now_ns() / NS
+    gpucost_types::clock::now_ns() / NS
 }
 
 /// A one-minute batch of node `node` ending a few minutes ago, one process of `pod` on GPU 0.

@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
-use gpucost_collector::ledger::sql::rds_iam::{Credentials, auth_token};
 use gpucost_e2e::{Collector, Moto, free_port, installed_peer, send_batches};
+use gpucost_ledger::sql::rds_iam::{Credentials, auth_token};
 use gpucost_proto::v1 as pb;
 use serde_json::{Value, json};
 

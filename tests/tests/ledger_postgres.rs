@@ -2,13 +2,15 @@
 //! same schema there; the engine-neutral statements bind and read back the same values on both engines.
 //! The server is started by the test (initdb on a temporary folder, 127.0.0.1, a free port).
 
+use gpucost_collector::ingest::stages;
+use gpucost_ledger::prelude::*;
 use std::collections::BTreeMap;
 
-use gpucost_collector::ledger::sql::postgres::{self, PgDb};
-use gpucost_collector::ledger::sql::{Db, DbError};
-use gpucost_collector::ledger::sqlite::SqliteLedger;
-use gpucost_collector::sql_params;
 use gpucost_e2e::postgres::Postgres;
+use gpucost_ledger::SqliteLedger;
+use gpucost_ledger::sql::postgres::{self, PgDb};
+use gpucost_ledger::sql::{Db, DbError};
+use gpucost_ledger::sql_params;
 
 /// Table → its columns, in order.
 type Schema = BTreeMap<String, Vec<String>>;
@@ -54,7 +56,7 @@ fn the_ledgers_migrations_build_the_same_schema_on_postgresql_and_run_once() {
     let Some(pg) = Postgres::start() else { return };
     let db = PgDb::connect(&pg.url()).expect("connect");
     let applied = postgres::migrate(&db).expect("migrations on PostgreSQL");
-    let versions = gpucost_collector::ledger::sqlite::MIGRATIONS.len();
+    let versions = gpucost_ledger::migrations::MIGRATIONS.len();
     assert_eq!(applied, versions, "every migration applied once");
     assert_eq!(postgres::migrate(&db).expect("again"), 0, "a second start applies nothing");
 
@@ -146,12 +148,12 @@ const HOUR: u64 = 3_600_000_000_000;
 const NS: u64 = 1_000_000_000;
 
 /// An hour of three simulated nodes, one-minute intervals, validated and priced as the ingest does.
-fn priced_batches() -> Vec<gpucost_collector::model::Batch> {
+fn priced_batches() -> Vec<gpucost_types::stage::Attributed> {
     use gpucost_agent::sampler::{Clock, Sampler};
     use gpucost_agent::sim::{Fleet, FleetSpec, SimSource};
     use gpucost_agent::wire::Framer;
-    use gpucost_collector::cost::book::PriceBook;
     use gpucost_collector::ingest::validate::{Limits, validate};
+    use gpucost_rules::book::PriceBook;
     let start = 1_793_577_600 * NS; // 2026-11-02T00:00:00Z
     let book = PriceBook::catalogue_only();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -175,9 +177,8 @@ fn priced_batches() -> Vec<gpucost_collector::model::Batch> {
             v
         });
         for w in wire {
-            let mut b = validate(&w, start + 2 * HOUR, &Limits::default()).expect("valid");
-            gpucost_collector::cost::priced::price(&book, None, &mut b);
-            out.push(b);
+            let b = validate(&w, start + 2 * HOUR, &Limits::default()).expect("valid");
+            out.push(stages::attribute(None, None, stages::price(&book, None, stages::hold(b))));
         }
     }
     out
@@ -185,16 +186,16 @@ fn priced_batches() -> Vec<gpucost_collector::model::Batch> {
 
 #[test]
 fn the_ledger_on_postgresql_stores_and_answers_exactly_as_on_sqlite() {
-    use gpucost_collector::cost::split::Policy;
-    use gpucost_collector::ledger::sqlite::SqlLedger;
-    use gpucost_collector::ledger::{CostQuery, Dimension, Ledger, UsageQuery};
+    use gpucost_ledger::SqlLedger;
+    use gpucost_ledger::{CostQuery, Dimension, UsageQuery};
+    use gpucost_types::policy::Policy;
     let Some(pg) = Postgres::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let lite = SqliteLedger::open(&dir.path().join("l.db"), HOUR, 7 * 24 * HOUR).unwrap();
     let post = SqlLedger::open_postgres(&pg.url(), HOUR, 7 * 24 * HOUR).expect("PostgreSQL ledger");
     let batches = priced_batches();
     let now = 1_793_577_600 * NS + 2 * HOUR;
-    let outcome = |l: &dyn Ledger, b: &[gpucost_collector::model::Batch]| -> Vec<String> {
+    let outcome = |l: &dyn Ledger, b: &[gpucost_types::stage::Attributed]| -> Vec<String> {
         l.record(b, now).expect("record").into_iter().map(|r| format!("{r:?}")).collect()
     };
     for chunk in batches.chunks(25) {
@@ -399,7 +400,7 @@ fn on_a_shared_ledger_one_collector_sends_each_budget_alert_and_leadership_moves
     assert!(!(leads(&a) && leads(&b)), "one leader at a time");
 
     // An hour of the vision team's detector, sent through A; a budget it is past 80 % of, set through B.
-    let now = gpucost_collector::now_ns() / NS * NS;
+    let now = gpucost_types::clock::now_ns() / NS * NS;
     let from = now - 3600 * NS;
     assert_eq!(
         send_batches(&a.grpc_url(), vec![g5_batch("n1", 1, from, now, vec![(0, 90.0, detector_pod("detector-0"))])])
@@ -437,9 +438,9 @@ fn on_a_shared_ledger_one_collector_sends_each_budget_alert_and_leadership_moves
 
 #[test]
 fn migrate_copies_an_sqlite_ledger_into_postgresql_verifies_it_and_refuses_a_second_time() {
-    use gpucost_collector::cost::split::Policy;
-    use gpucost_collector::ledger::sqlite::SqlLedger;
-    use gpucost_collector::ledger::{CostQuery, Dimension, Ledger, UsageQuery};
+    use gpucost_ledger::SqlLedger;
+    use gpucost_ledger::{CostQuery, Dimension, UsageQuery};
+    use gpucost_types::policy::Policy;
     let Some(pg) = Postgres::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.db");
@@ -477,7 +478,7 @@ fn migrate_copies_an_sqlite_ledger_into_postgresql_verifies_it_and_refuses_a_sec
     later.start_ns = start;
     later.end_ns = start + len;
     let stored = post.record(std::slice::from_ref(&later), now + HOUR).unwrap();
-    assert!(matches!(stored[0], Ok(gpucost_collector::ledger::Recorded::Stored)), "{stored:?}");
+    assert!(matches!(stored[0], Ok(gpucost_ledger::Recorded::Stored)), "{stored:?}");
     // Not twice.
     let again = run();
     let said = String::from_utf8_lossy(&again.stderr).to_string();
@@ -486,8 +487,7 @@ fn migrate_copies_an_sqlite_ledger_into_postgresql_verifies_it_and_refuses_a_sec
 
 #[test]
 fn a_postgresql_that_takes_only_tls_is_reached_with_sslmode_require_and_its_ca() {
-    use gpucost_collector::ledger::Ledger;
-    use gpucost_collector::ledger::sqlite::SqlLedger;
+    use gpucost_ledger::SqlLedger;
     let Some(pg) = Postgres::start_tls() else { return };
     let ca = pg.ca.clone().expect("a CA");
     // Over TLS, the server's certificate verified against the test's CA: the ledger opens and stores.
@@ -495,7 +495,7 @@ fn a_postgresql_that_takes_only_tls_is_reached_with_sslmode_require_and_its_ca()
     let post = SqlLedger::open_postgres(&url, HOUR, 7 * 24 * HOUR).expect("the ledger over TLS");
     let batches = priced_batches();
     let out = post.record(&batches[..5], 1_793_577_600 * NS + 2 * HOUR).unwrap();
-    assert!(out.iter().all(|o| matches!(o, Ok(gpucost_collector::ledger::Recorded::Stored))), "{out:?}");
+    assert!(out.iter().all(|o| matches!(o, Ok(gpucost_ledger::Recorded::Stored))), "{out:?}");
     // In plain text the server refuses (hostssl only); with TLS but without its CA the certificate is refused.
     let plain = PgDb::connect(&pg.url()).err().expect("plain text refused").to_string();
     assert!(plain.contains("no pg_hba.conf entry") || plain.contains("28000"), "{plain}");
@@ -511,9 +511,9 @@ fn a_postgresql_that_takes_only_tls_is_reached_with_sslmode_require_and_its_ca()
 /// PostgreSQL: each case gets databases of its own on one server.
 #[test]
 fn the_ledgers_storage_suite_passes_on_postgresql() {
-    use gpucost_collector::ledger::LedgerError;
-    use gpucost_collector::ledger::sqlite::suite::{self, Stores};
-    use gpucost_collector::ledger::sqlite::{PgEngine, SqlLedger};
+    use gpucost_ledger::LedgerError;
+    use gpucost_ledger::store::suite::{self, Stores};
+    use gpucost_ledger::{PgEngine, SqlLedger};
 
     struct PgStores<'a> {
         admin: &'a PgDb,
@@ -568,7 +568,7 @@ fn on_a_shared_ledger_one_collector_syncs_the_catalog_and_the_other_takes_its_co
     let dir = tempfile::tempdir().unwrap();
     let catalog = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/catalog").canonicalize().unwrap();
     let files: Vec<_> = ["org.yaml", "components.yaml", "users.yaml"].iter().map(|f| catalog.join(f)).collect();
-    let example = gpucost_collector::enrich::catalog::Catalog::example();
+    let example = gpucost_rules::catalog::Catalog::example();
     let expected = example.groups.len() + example.users.len() + example.systems.len() + example.components.len();
     let Some(backstage) = Backstage::start(dir.path(), &files, expected) else { return };
     let burl = backstage.url();
@@ -617,7 +617,6 @@ fn on_a_shared_ledger_one_collector_syncs_the_catalog_and_the_other_takes_its_co
 
 #[test]
 fn the_one_off_commands_take_a_postgresql_ledger_as_they_take_an_sqlite_file() {
-    use gpucost_collector::ledger::Ledger;
     let Some(pg) = Postgres::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.db");

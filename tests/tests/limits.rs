@@ -9,7 +9,7 @@ use gpucost_proto::v1 as pb;
 const NS: u64 = 1_000_000_000;
 
 fn batches(node: &str, n: u64) -> Vec<pb::UsageBatch> {
-    let now = gpucost_collector::now_ns() / NS * NS;
+    let now = gpucost_types::clock::now_ns() / NS * NS;
     (0..n)
         .map(|i| {
             let start = now - (n - i) * 60 * NS;

@@ -39,7 +39,7 @@ fn every_batch_of_the_simulated_fleet_is_acked_stored_and_measured() {
 
     // The ledger holds each node's 8 GPUs for every interval sent, exactly (the hourly buckets around the run).
     let (from, to) = (started_s / 3_600 * 3_600 - 3_600, started_s / 3_600 * 3_600 + 2 * 3_600);
-    let iso = |s: u64| gpucost_collector::report::period::utc(s * 1_000_000_000);
+    let iso = |s: u64| gpucost_types::period::utc(s * 1_000_000_000);
     let (status, usage) = c.get(&format!("/api/v1/usage?from={}&to={}", iso(from), iso(to)));
     assert_eq!(status, 200, "{usage}");
     let observed = usage["totals"]["observed_ns"].as_u64().unwrap();

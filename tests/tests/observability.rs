@@ -44,7 +44,7 @@ fn metrics_add_up_to_the_fleets_cost_and_the_live_view_streams_the_fleet() {
         &["--catalog-dir", catalog.to_str().unwrap()],
         &[],
     );
-    let now = gpucost_collector::now_ns() / NS * NS;
+    let now = gpucost_types::clock::now_ns() / NS * NS;
     let batch = g5_batch(
         "n1",
         1,
@@ -110,7 +110,7 @@ fn label_sets_past_the_bound_are_counted_as_other() {
     let dir = tempfile::tempdir().unwrap();
     let c =
         Collector::start_with(&dir.path().join("l.db"), free_port(), free_port(), &["--metrics-max-series", "2"], &[]);
-    let now = gpucost_collector::now_ns() / NS * NS;
+    let now = gpucost_types::clock::now_ns() / NS * NS;
     let p = |name: &str| {
         let mut w = pod(name, "x");
         w.namespace = name.into();

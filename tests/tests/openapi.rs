@@ -163,7 +163,7 @@ fn a_client_generated_from_the_description_reads_the_costs_by_team() {
     let args = ["--catalog-dir", catalog.to_str().unwrap()];
     let c = Collector::start_with(&dir.path().join("l.db"), free_port(), free_port(), &args, &[]);
     // Half an hour of two GPUs: the vision team's detector (from the catalog) and a pod no rule names.
-    let now = gpucost_collector::now_ns() / 1_000_000_000 * 1_000_000_000;
+    let now = gpucost_types::clock::now_ns() / 1_000_000_000 * 1_000_000_000;
     let stranger = gpucost_proto::v1::WorkloadIdentity {
         namespace: "scratch".into(),
         labels: Default::default(),

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use gpucost_collector::enrich::catalog::Catalog;
 use gpucost_e2e::{Collector, bin, free_port};
+use gpucost_rules::catalog::Catalog;
 
 #[test]
 fn in_the_demo_people_are_never_teams_and_ecs_tasks_read_by_their_family() {
@@ -19,7 +19,7 @@ fn in_the_demo_people_are_never_teams_and_ecs_tasks_read_by_their_family() {
         .expect("run the demo");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let c = Collector::start_with(&data.join("gpucost.db"), free_port(), free_port(), &[], &[]);
-    let from = gpucost_collector::now_ns() / 1_000_000_000 - 2 * 86_400;
+    let from = gpucost_types::clock::now_ns() / 1_000_000_000 - 2 * 86_400;
     let (status, costs) = c.get(&format!("/api/v1/costs?from={from}&group_by=kind,team,user,workload"));
     assert_eq!(status, 200, "{costs}");
     let rows = costs["rows"].as_array().unwrap();

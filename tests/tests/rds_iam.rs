@@ -5,9 +5,9 @@
 
 use std::process::Command;
 
-use gpucost_collector::ledger::sql::postgres::PgDb;
-use gpucost_collector::ledger::sql::rds_iam::{Credentials, auth_token};
 use gpucost_e2e::installed_peer;
+use gpucost_ledger::sql::postgres::PgDb;
+use gpucost_ledger::sql::rds_iam::{Credentials, auth_token};
 
 /// botocore's token, its clock held at `unix_s`.
 fn botocore_token(
@@ -118,8 +118,8 @@ fn a_collector_logs_in_with_rds_iam_tokens_over_tls_and_a_wrong_key_is_kept_out(
     let ca = pg.ca.clone().expect("a CA");
     let admin =
         PgDb::connect(&format!("{}?sslmode=verify-full&sslrootcert={}", pg.url(), ca.display())).expect("admin");
-    use gpucost_collector::ledger::sql::Db;
-    use gpucost_collector::sql_params;
+    use gpucost_ledger::sql::Db;
+    use gpucost_ledger::sql_params;
     admin.run("CREATE ROLE iam_app LOGIN", sql_params![]).unwrap();
     admin.run("CREATE DATABASE iamledger OWNER iam_app", sql_params![]).unwrap();
 

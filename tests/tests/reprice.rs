@@ -11,7 +11,7 @@ use serde_json::Value;
 
 const NS: u128 = 1_000_000_000;
 const HOUR: u128 = 3_600 * NS;
-const DEMO_PRICES: &str = include_str!("../../collector/data/demo-prices.toml");
+const DEMO_PRICES: &str = include_str!("../../rules/data/demo-prices.toml");
 
 fn collector(args: &[&str]) -> Output {
     Command::new(bin("gpucost-collector")).args(args).output().expect("run gpucost-collector")
@@ -91,7 +91,7 @@ fn fleet_by_node(c: &Collector, from: u64, to: u64) -> Vec<(String, u128, u128, 
 fn repricing_a_demo_ledger_with_its_own_prices_keeps_every_node_at_its_gpus_price_times_time() {
     let dir = tempfile::tempdir().unwrap();
     let db = backfill(dir.path());
-    let now = gpucost_collector::now_ns() / NS as u64;
+    let now = gpucost_types::clock::now_ns() / NS as u64;
     let (from, to) = ((now - 5 * 3_600) / 3_600 * 3_600, (now / 3_600 + 1) * 3_600);
     let from_rfc = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(from));
     let prices = dir.path().join("demo-prices.toml");

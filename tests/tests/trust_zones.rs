@@ -78,7 +78,7 @@ fn an_agent_token_of_one_cluster_cannot_make_another_clusters_gpu_seconds_vanish
         &["--auth", auth.to_str().unwrap(), "--grpc-plaintext"],
         &[],
     );
-    let now = gpucost_collector::now_ns() / NS * NS;
+    let now = gpucost_types::clock::now_ns() / NS * NS;
     let (t0, t1, t2) = (now - 120 * NS, now - 60 * NS, now);
 
     // Alpha first: beta's GPUs, agent and boot ids, sequence numbers and workloads, relabelled, on a node of alpha.

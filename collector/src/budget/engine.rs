@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use super::evaluate::{self, Event, Status, TRAILING_NS};
 use super::notify::{self, Notifier};
-use super::spec::Budget;
-use super::store::StoredBudget;
-use crate::ledger::{CostQuery, Ledger, LedgerError};
-use crate::report::period::Period;
+use gpucost_ledger::budgets::StoredBudget;
+use gpucost_ledger::{CostQuery, Ledger, LedgerError};
+use gpucost_rules::budget_spec::Budget;
+use gpucost_rules::budget_status::{self as evaluate, Event, Status, TRAILING_NS};
+use gpucost_types::period::Period;
 
 /// How budgets are evaluated and where alerts go.
 #[derive(Debug, Clone)]
@@ -163,8 +163,8 @@ pub fn deliver_due(
         } else {
             delivered += 1;
         }
-        let retry_at = crate::now_ns() + notify::backoff(n.attempts).as_nanos() as u64;
-        ledger.notification_attempted(n.id, result, crate::now_ns(), retry_at)?;
+        let retry_at = gpucost_types::clock::now_ns() + notify::backoff(n.attempts).as_nanos() as u64;
+        ledger.notification_attempted(n.id, result, gpucost_types::clock::now_ns(), retry_at)?;
     }
     Ok(delivered)
 }

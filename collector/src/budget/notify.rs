@@ -9,8 +9,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::evaluate::Event;
-use crate::report::period::utc;
+use gpucost_rules::budget_status::Event;
+use gpucost_types::period::utc;
 
 /// Where alerts go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +100,7 @@ pub fn send(
             (url, body, Some(sig))
         }
         Notifier::Alertmanager { url } => {
-            let until = utc(crate::now_ns() + firing_for.as_nanos() as u64);
+            let until = utc(gpucost_types::clock::now_ns() + firing_for.as_nanos() as u64);
             let endpoint = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
             let body = alertmanager_alert(e, generator_url, &until).to_string();
             return post(&agent, &endpoint, body, None, &e.id);

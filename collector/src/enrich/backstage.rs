@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::catalog::Catalog;
-use crate::ledger::Ledger;
+use gpucost_ledger::Ledger;
+use gpucost_rules::catalog::Catalog;
 
 /// The catalog source under which the ledger keeps the last good Backstage catalog.
 pub const SOURCE: &str = "backstage";
@@ -97,6 +97,7 @@ pub fn suspect(fetched: &Catalog, last_good: Option<&Catalog>) -> Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpucost_ledger::prelude::*;
 
     #[test]
     fn an_empty_answer_is_suspect_only_after_a_catalog_that_named_owners() {
@@ -111,8 +112,7 @@ mod tests {
     #[test]
     fn the_kept_copy_reads_back_as_it_was_fetched() {
         let dir = tempfile::tempdir().unwrap();
-        let ledger =
-            crate::ledger::sqlite::SqliteLedger::open(&dir.path().join("l.db"), 3_600_000_000_000, u64::MAX).unwrap();
+        let ledger = gpucost_ledger::SqliteLedger::open(&dir.path().join("l.db"), 3_600_000_000_000, u64::MAX).unwrap();
         assert_eq!(kept(&ledger).unwrap(), None);
         keep(&ledger, &Catalog::example(), 42).unwrap();
         assert_eq!(kept(&ledger).unwrap(), Some((Catalog::example(), 42)));

@@ -49,8 +49,8 @@ pub type Tags = Vec<(&'static str, String)>;
 /// The tags gpucost writes on a run, an experiment, a registered model or a model version.
 pub fn cost_tags(total_micros: u128, idle_micros: u128, held_ns: u128) -> Tags {
     vec![
-        ("gpucost.cost_usd", crate::cost::price::usd(total_micros)),
-        ("gpucost.idle_cost_usd", crate::cost::price::usd(idle_micros)),
+        ("gpucost.cost_usd", gpucost_types::money::usd(total_micros)),
+        ("gpucost.idle_cost_usd", gpucost_types::money::usd(idle_micros)),
         ("gpucost.gpu_hours", gpu_hours(held_ns)),
         ("gpucost.gpu_seconds", gpu_seconds(held_ns)),
     ]
@@ -59,7 +59,7 @@ pub fn cost_tags(total_micros: u128, idle_micros: u128, held_ns: u128) -> Tags {
 /// The tags a model version gets from the run that trained it.
 pub fn training_tags(run: &str, total_micros: u128, held_ns: u128) -> Tags {
     vec![
-        ("gpucost.training_cost_usd", crate::cost::price::usd(total_micros)),
+        ("gpucost.training_cost_usd", gpucost_types::money::usd(total_micros)),
         ("gpucost.training_gpu_hours", gpu_hours(held_ns)),
         ("gpucost.training_gpu_seconds", gpu_seconds(held_ns)),
         ("gpucost.training_run_id", run.to_string()),
@@ -251,7 +251,7 @@ struct Total {
 }
 
 impl Total {
-    fn add(&mut self, row: &crate::ledger::CostRow) {
+    fn add(&mut self, row: &gpucost_ledger::CostRow) {
         self.total += row.used + row.idle;
         self.idle += row.idle;
         self.held_ns += row.held_ns;
@@ -262,14 +262,14 @@ impl Total {
 /// ledger knows, written onto the ones MLflow has. A target MLflow refuses is logged and skipped; the pass
 /// stops early only when MLflow cannot be reached. `Err` when the ledger cannot be read or MLflow is down.
 pub fn write_back(
-    ledger: &dyn crate::ledger::Ledger,
+    ledger: &dyn gpucost_ledger::Ledger,
     client: &MlflowClient,
     state: &mut WriteBack,
 ) -> Result<PassSummary, String> {
-    use crate::cost::split::Policy;
-    use crate::ledger::{CostQuery, Dimension};
+    use gpucost_ledger::{CostQuery, Dimension};
+    use gpucost_types::policy::Policy;
     let all = |group_by: Vec<Dimension>| {
-        let to = crate::now_ns() / ledger.bucket_ns() * ledger.bucket_ns() + ledger.bucket_ns();
+        let to = gpucost_types::clock::now_ns() / ledger.bucket_ns() * ledger.bucket_ns() + ledger.bucket_ns();
         ledger
             .costs(&CostQuery { from_ns: 0, to_ns: to, group_by, filters: vec![], policy: Policy::Hybrid })
             .map(|r| r.rows)

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use gpucost_proto::label_keys::{MAX_LABEL_KEYS, bound};
 
-use crate::enrich::owner::Rule;
-use crate::enrich::{Owners, SharedOwners};
+use crate::enrich::SharedOwners;
+use gpucost_rules::attribute::Owners;
+use gpucost_rules::owner::Rule;
 
 /// How stale the announced set may be after the catalog changed.
 pub const REFRESH: Duration = Duration::from_secs(10);
@@ -84,7 +85,7 @@ fn wanted(owners: &Owners) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::enrich::catalog::Catalog;
+    use gpucost_rules::catalog::Catalog;
 
     fn owners(yaml: &str, rules: &[Rule]) -> Owners {
         let mut catalog = Catalog::default();

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::model::{Identity, Node, Workload};
+use gpucost_types::batch::{Identity, Node, Workload};
 
 /// The largest reference (ids 1 ..= this), as the contract says: what a stream may make the collector keep
 /// is bounded by bytes ([`MAX_DECLARED_BYTES`]), whatever ids it uses.
@@ -76,7 +76,7 @@ impl StreamWorkloads {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::WorkloadKind;
+    use gpucost_types::batch::WorkloadKind;
 
     fn node(name: &str) -> Node {
         Node {

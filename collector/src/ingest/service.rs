@@ -27,29 +27,21 @@ use tonic::{Request, Response, Status, Streaming};
 use super::label_keys::{Announced, LabelKeys};
 use super::limits::Full;
 use super::refs::StreamWorkloads;
-use super::validate::{Limits, Refusal, validate_on_stream};
-use crate::cost::book::PriceBook;
-use crate::cost::priced::price;
-use crate::discover::SharedInventory;
-use crate::enrich::{SharedOwners, enrich};
-use crate::ledger::writer::WriterHandle;
-use crate::ledger::{LedgerError, Recorded};
+use super::stages::Stages;
+use super::validate::Refusal;
 use crate::metrics::Metrics;
+use gpucost_ledger::{LedgerError, Recorded};
 
 /// Batches of one stream in the writer's hands at once.
 const WINDOW: usize = 64;
 
 use gpucost_proto::codec::REJECTED_SEQ_TRAILER;
 
-/// What every stream shares: where batches go, how they are checked, priced and attributed, and the
-/// counters. Cheap to clone.
+/// What every stream shares: the stages its batches go through (`stages`: validated, held, priced,
+/// attributed, stored), the limits on streams, and the counters. Cheap to clone.
 #[derive(Clone)]
 pub struct Pipeline {
-    pub writer: WriterHandle,
-    pub limits: Limits,
-    pub prices: Arc<PriceBook>,
-    pub inventory: Option<SharedInventory>,
-    pub owners: Option<SharedOwners>,
+    pub stages: Stages,
     pub metrics: Arc<Metrics>,
     /// The latest interval of every GPU, for the live view.
     pub fleet: Arc<crate::live::Fleet>,
@@ -70,7 +62,7 @@ pub struct IngestService {
 
 impl IngestService {
     pub fn new(pipeline: Pipeline) -> Self {
-        let label_keys = Arc::new(LabelKeys::new(pipeline.owners.clone()));
+        let label_keys = Arc::new(LabelKeys::new(pipeline.stages.owners.clone()));
         Self { pipeline, label_keys }
     }
 }
@@ -142,7 +134,7 @@ async fn serve_stream(
     label_keys: Arc<LabelKeys>,
     mut told: Announced,
 ) {
-    let Pipeline { writer, limits, prices, inventory, owners, metrics, fleet, slots, rate, idle_timeout, .. } = p;
+    let Pipeline { stages, metrics, fleet, slots, rate, idle_timeout, .. } = p;
     // The trust zone the stream's token authenticates: its cluster (all one zone when insecure). Slots and the
     // batch rate are kept per zone, never per what a batch says of itself.
     let zone = bound.clone().unwrap_or_default();
@@ -193,7 +185,7 @@ async fn serve_stream(
                 input_done = true;
             }
             msg = inbound.message(), if !input_done && pending.len() < WINDOW && pending_bytes < MAX_BATCH_BYTES => match msg {
-                Ok(Some(b)) if !rate.admit(&zone, slots.held(&zone), crate::now_ns()) => {
+                Ok(Some(b)) if !rate.admit(&zone, slots.held(&zone), gpucost_types::clock::now_ns()) => {
                     metrics.limit_breach("agent_rate");
                     tracing::warn!(agent = %b.agent_id.escape_debug(), cluster = %zone.escape_debug(), seq = b.seq, per_minute = rate.per_minute(), "a cluster's agents are over their batch rate");
                     last_word = Some(Status::resource_exhausted(format!(
@@ -213,19 +205,12 @@ async fn serve_stream(
                     )));
                     input_done = true;
                 }
-                Ok(Some(b)) => match (std::time::Instant::now(), validate_on_stream(&b, crate::now_ns(), &limits, &mut workloads)) {
-                    (received, Ok(mut batch)) => {
+                Ok(Some(b)) => match (std::time::Instant::now(), stages.prepare(&b, gpucost_types::clock::now_ns(), &mut workloads)) {
+                    (received, Ok(batch)) => {
                         allowed_idle = idle_allowance(idle_timeout, batch.end_ns.saturating_sub(batch.start_ns));
                         idle.as_mut().reset(tokio::time::Instant::now() + allowed_idle);
                         let bytes = prost::Message::encoded_len(&b);
                         pending_bytes += bytes;
-                        {
-                            let guard = inventory.as_ref().map(|i| i.read().unwrap_or_else(|e| e.into_inner()));
-                            price(&prices, guard.as_deref(), &mut batch);
-                            if let Some(o) = &owners {
-                                enrich(&o.read().unwrap_or_else(|e| e.into_inner()), guard.as_deref(), &mut batch);
-                            }
-                        }
                         pending.push_back(Pending {
                             boot_id: batch.boot_id.clone(),
                             seq: batch.seq,
@@ -234,7 +219,7 @@ async fn serve_stream(
                             unpriced: batch.cost.unpriced.is_some(),
                             observed: crate::live::Observation::of(&batch),
                             received,
-                            stored: writer.submit(batch).await,
+                            stored: stages.store(batch).await,
                         });
                     }
                     (_, Err(e)) if e.refusal == Refusal::Later => {
@@ -281,7 +266,7 @@ async fn serve_stream(
                                     "two clusters report the same GPU over the same time; both are stored, each billed to its own cluster (GET /api/v1/conflicts)");
                             }
                         }
-                        metrics.batch_stored(&observed, gpu_ns, !unpriced, received.elapsed(), crate::now_ns() as f64 / 1e9);
+                        metrics.batch_stored(&observed, gpu_ns, !unpriced, received.elapsed(), gpucost_types::clock::now_ns() as f64 / 1e9);
                         fleet.update(observed);
                         AckStatus::Stored
                     }

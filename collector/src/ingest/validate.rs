@@ -8,8 +8,9 @@ use gpucost_proto::limits as contract;
 use gpucost_proto::v1 as pb;
 
 use crate::ingest::refs::{MAX_REFS, StreamWorkloads};
-use crate::ingest::share;
-use crate::model::{Batch, Device, GpuReading, Identity, Node, PPM, ProcessReading, Workload, WorkloadKind};
+use gpucost_types::batch::{
+    Allocation, Batch, Device, GpuReading, Identity, Node, PPM, ProcessReading, Workload, WorkloadKind,
+};
 
 /// Bounds on what one batch may hold: the contract's counts and lengths (`gpucost_proto::limits`, which the
 /// codec also checks before decoding), and the interval and clock bounds this collector is configured with.
@@ -479,10 +480,9 @@ pub fn validate_on_stream(
                 c.identity(format_args!("allocations[{i}].workload"), a.workload.as_ref())?,
             )),
         };
-        allocations.push((a.gpu_uuid.clone(), workload));
+        allocations.push(Allocation { gpu_uuid: a.gpu_uuid.clone(), workload });
     }
 
-    let holdings = share::holdings(end - start, &processes, &allocations);
     Ok(Batch {
         agent_id: b.agent_id.clone(),
         boot_id: b.boot_id.clone(),
@@ -494,9 +494,7 @@ pub fn validate_on_stream(
         end_ns: end,
         gpus,
         processes,
-        holdings,
-        cost: Default::default(),
-        owners: Vec::new(),
+        allocations,
     })
 }
 
@@ -578,6 +576,7 @@ mod tests {
         assert_eq!(b.node.capacity_type, "spot");
         assert_eq!(b.processes[0].sm_share_ppm, 600_000);
         assert_eq!(b.processes[0].workload.key, "pod:prod/ml/p");
+        let b = gpucost_rules::share::hold(b);
         assert_eq!(b.holdings.len(), 1);
         assert_eq!(b.holdings[0].used_ns, 9_000_000_000);
     }
@@ -658,7 +657,7 @@ mod tests {
         let second = validate_on_stream(&later, NOW, &Limits::default(), &mut refs).unwrap();
         assert_eq!(second.processes[0].workload.key, "pod:prod/ml/p");
         assert!(Arc::ptr_eq(&first.processes[0].workload, &second.processes[0].workload), "shared, not rebuilt");
-        assert_eq!(second.holdings[0].workload.key, "pod:prod/ml/p");
+        assert_eq!(gpucost_rules::share::hold(second.clone()).holdings[0].workload.key, "pod:prod/ml/p");
         // The same batch with its identity inline is the same batch.
         let mut inline = validate(&good(), NOW, &Limits::default()).unwrap();
         (inline.seq, inline.first_seq) = (2, 2);

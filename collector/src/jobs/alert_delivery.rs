@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use super::{Job, Run};
 use crate::budget::engine::{self, BudgetConfig};
-use crate::ledger::Ledger;
+use gpucost_ledger::Ledger;
 
 pub struct AlertDelivery {
     ledger: Arc<dyn Ledger>,
@@ -49,9 +49,11 @@ impl Job for AlertDelivery {
     fn run(&mut self) -> Run<'_> {
         Box::pin(async move {
             let (ledger, config, url) = (self.ledger.clone(), self.config.clone(), self.generator_url.clone());
-            tokio::task::spawn_blocking(move || engine::deliver_due(ledger.as_ref(), &config, &url, crate::now_ns()))
-                .await?
-                .map_err(|e| anyhow::anyhow!("cannot read the alert outbox: {e}"))?;
+            tokio::task::spawn_blocking(move || {
+                engine::deliver_due(ledger.as_ref(), &config, &url, gpucost_types::clock::now_ns())
+            })
+            .await?
+            .map_err(|e| anyhow::anyhow!("cannot read the alert outbox: {e}"))?;
             Ok(())
         })
     }

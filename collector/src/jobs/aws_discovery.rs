@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Job, Run};
-use crate::cost::book::PriceBook;
-use crate::discover::SharedInventory;
-use crate::discover::aws::AwsDiscovery;
+use crate::discover::AwsDiscovery;
 use crate::metrics::Metrics;
 use crate::server::DiscoveryConfig;
+use gpucost_rules::book::PriceBook;
+use gpucost_rules::inventory::SharedInventory;
 
 pub struct AwsDiscoveryJob {
     aws: AwsDiscovery,

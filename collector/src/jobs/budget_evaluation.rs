@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use super::{Job, Run};
 use crate::budget::engine::{self, BudgetConfig};
 use crate::budget::notify::{self, Notifier};
-use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
+use gpucost_ledger::{Ledger, LedgerError};
 
 pub struct BudgetEvaluation {
     ledger: Arc<dyn Ledger>,
@@ -54,7 +54,7 @@ impl Job for BudgetEvaluation {
         Box::pin(async move {
             let (l, c, url) = (self.ledger.clone(), self.config.clone(), self.generator_url.clone());
             let (statuses, transitions, pending) = tokio::task::spawn_blocking(move || {
-                let now = crate::now_ns();
+                let now = gpucost_types::clock::now_ns();
                 // One collector evaluates (and records transitions); the others only read the status.
                 if !l.lead("budget-evaluation") {
                     return Ok((engine::statuses_only(l.as_ref(), &c, now)?, 0, l.pending_notifications()?));

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use super::{Job, Run};
 use crate::enrich::backstage;
-use crate::enrich::catalog::Catalog;
-use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::server::BackstageConfig;
+use gpucost_ledger::Ledger;
+use gpucost_rules::catalog::Catalog;
 
 /// What one pass found: a catalog fetched by this collector (and when), the kept copy when it is newer
 /// than the catalog in force, or nothing new.
@@ -55,7 +55,7 @@ async fn sync(
                     return Err(format!("{why}; keeping the last good copy"));
                 }
             }
-            let at = crate::now_ns();
+            let at = gpucost_types::clock::now_ns();
             if let Err(e) = backstage::keep(l.as_ref(), &catalog, at) {
                 tracing::warn!(error = %e, "cannot keep the catalog in the ledger");
             }
@@ -136,10 +136,10 @@ impl CatalogSync {
             let l = ledger.clone();
             match tokio::task::spawn_blocking(move || backstage::kept(l.as_ref())).await {
                 Ok(Ok(Some((catalog, at)))) => {
-                    let age = Duration::from_secs(crate::now_ns().saturating_sub(at) / 1_000_000_000);
+                    let age = Duration::from_secs(gpucost_types::clock::now_ns().saturating_sub(at) / 1_000_000_000);
                     tracing::warn!(
                         %error,
-                        fetched = %crate::report::period::utc(at),
+                        fetched = %gpucost_types::period::utc(at),
                         age = %humantime::format_duration(age),
                         age_s = age.as_secs(),
                         "cannot sync the catalog from Backstage at start-up; attributing with the last good copy, kept in the ledger"

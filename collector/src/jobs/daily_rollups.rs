@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Job, Run};
-use crate::ledger::Ledger;
+use gpucost_ledger::Ledger;
 
 pub struct DailyRollups {
     ledger: Arc<dyn Ledger>,
@@ -34,7 +34,7 @@ impl Job for DailyRollups {
     fn run(&mut self) -> Run<'_> {
         Box::pin(async move {
             let ledger = self.ledger.clone();
-            let n = tokio::task::spawn_blocking(move || ledger.build_daily_rollups(crate::now_ns(), 8))
+            let n = tokio::task::spawn_blocking(move || ledger.build_daily_rollups(gpucost_types::clock::now_ns(), 8))
                 .await?
                 .map_err(|e| anyhow::anyhow!("building daily rollups failed: {e}"))?;
             if n > 0 {

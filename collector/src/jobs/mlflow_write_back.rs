@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use super::{Job, Run};
 use crate::enrich::mlflow::{MlflowClient, WriteBack};
-use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::server::MlflowConfig;
+use gpucost_ledger::Ledger;
 
 pub struct MlflowWriteBack {
     ledger: Arc<dyn Ledger>,

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::ledger::Ledger;
 use crate::metrics::Metrics;
+use gpucost_ledger::Ledger;
 
 /// One run of a job.
 pub type Run<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
@@ -135,7 +135,7 @@ mod tests {
     async fn a_job_runs_on_its_period_its_failures_are_counted_and_it_stops_at_shutdown() {
         let dir = tempfile::tempdir().unwrap();
         let ledger: Arc<dyn Ledger> = Arc::new(
-            crate::ledger::sqlite::SqliteLedger::open(&dir.path().join("l.db"), 3_600_000_000_000, u64::MAX).unwrap(),
+            gpucost_ledger::SqliteLedger::open(&dir.path().join("l.db"), 3_600_000_000_000, u64::MAX).unwrap(),
         );
         let metrics = Arc::new(Metrics::default());
         let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));

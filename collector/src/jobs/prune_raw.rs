@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Job, Run};
-use crate::ledger::Ledger;
+use gpucost_ledger::Ledger;
 
 pub struct PruneRaw {
     ledger: Arc<dyn Ledger>,
@@ -34,9 +34,11 @@ impl Job for PruneRaw {
     fn run(&mut self) -> Run<'_> {
         Box::pin(async move {
             let (ledger, retention) = (self.ledger.clone(), self.retention_ns);
-            let n = tokio::task::spawn_blocking(move || ledger.prune_raw(crate::now_ns().saturating_sub(retention)))
-                .await?
-                .map_err(|e| anyhow::anyhow!("pruning raw intervals failed: {e}"))?;
+            let n = tokio::task::spawn_blocking(move || {
+                ledger.prune_raw(gpucost_types::clock::now_ns().saturating_sub(retention))
+            })
+            .await?
+            .map_err(|e| anyhow::anyhow!("pruning raw intervals failed: {e}"))?;
             if n > 0 {
                 tracing::info!(rows = n, "pruned raw intervals past retention");
             }

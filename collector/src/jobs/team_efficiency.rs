@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Job, Run};
-use crate::ledger::Ledger;
 use crate::metrics::Metrics;
+use gpucost_ledger::Ledger;
 
 pub struct TeamEfficiency {
     ledger: Arc<dyn Ledger>,
@@ -38,13 +38,13 @@ impl Job for TeamEfficiency {
             let (ledger, metrics) = (self.ledger.clone(), self.metrics.clone());
             let teams = tokio::task::spawn_blocking(move || {
                 let bucket = ledger.bucket_ns();
-                let to = crate::now_ns().div_ceil(bucket) * bucket;
-                let q = crate::ledger::CostQuery {
+                let to = gpucost_types::clock::now_ns().div_ceil(bucket) * bucket;
+                let q = gpucost_ledger::CostQuery {
                     from_ns: to.saturating_sub(3_600_000_000_000) / bucket * bucket,
                     to_ns: to,
-                    group_by: vec![crate::ledger::Dimension::Team],
+                    group_by: vec![gpucost_ledger::Dimension::Team],
                     filters: vec![],
-                    policy: crate::cost::split::Policy::Hybrid,
+                    policy: gpucost_types::policy::Policy::Hybrid,
                 };
                 let r = ledger.costs(&q)?;
                 metrics.set_efficiency(

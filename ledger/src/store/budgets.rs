@@ -1,0 +1,128 @@
+//! Budgets, alert states and the notification outbox in the SQLite ledger.
+
+use crate::sql::Db;
+use crate::sql_params;
+
+use super::{Engine, SqlLedger};
+use crate::LedgerError;
+use crate::budgets::{BudgetStore, Notification, StoredBudget};
+use crate::sql::{Tx, Value, bind};
+use gpucost_rules::budget_status::{AlertState, Transition};
+
+impl<E: Engine> BudgetStore for SqlLedger<E> {
+    fn budgets(&self) -> Result<Vec<StoredBudget>, LedgerError> {
+        self.with_reader(|c| {
+            Ok(c.all("SELECT name, spec, source FROM budgets ORDER BY name", sql_params![], |r| {
+                Ok(StoredBudget { name: r.get(0)?, spec: r.get(1)?, source: r.get(2)? })
+            })?)
+        })
+    }
+
+    fn put_budget(&self, b: &StoredBudget, now_ns: u64) -> Result<bool, LedgerError> {
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let existed: Option<i64> =
+            guard.conn.opt("SELECT 1 FROM budgets WHERE name = $1", sql_params![b.name], |r| r.get(0))?;
+        guard.conn.run(
+            "INSERT INTO budgets (name, spec, source, updated_ns) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, source = excluded.source, updated_ns = excluded.updated_ns", sql_params![b.name, b.spec, b.source, now_ns as i64])?;
+        Ok(existed.is_none())
+    }
+
+    fn delete_budget(&self, name: &str) -> Result<bool, LedgerError> {
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(guard.conn.run("DELETE FROM budgets WHERE name = $1", sql_params![name])? > 0)
+    }
+
+    fn alert_states(&self) -> Result<Vec<AlertState>, LedgerError> {
+        self.with_reader(|c| {
+            Ok(c.all("SELECT budget, threshold, period, alarm, since_ns FROM budget_alerts ORDER BY budget, threshold, period", sql_params![], |r| {
+                    Ok(AlertState {
+                        budget: r.get(0)?,
+                        threshold: r.get(1)?,
+                        period: r.get(2)?,
+                        alarm: r.get::<i64>(3)? != 0,
+                        since_ns: r.get::<i64>(4)? as u64,
+                    })
+                })?)
+        })
+    }
+
+    fn apply_transitions(&self, t: &[Transition], notifiers: &[String], now_ns: u64) -> Result<(), LedgerError> {
+        if t.is_empty() {
+            return Ok(());
+        }
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = Tx::begin(&guard.conn, self.engine.begin())?;
+        for tr in t {
+            let s = &tr.state;
+            tx.run(
+                "INSERT INTO budget_alerts (budget, threshold, period, alarm, since_ns) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (budget, threshold, period) DO UPDATE SET alarm = excluded.alarm, since_ns = excluded.since_ns", sql_params![s.budget, s.threshold, s.period, i64::from(s.alarm), s.since_ns as i64])?;
+            let event = serde_json::to_string(&tr.event).map_err(|e| LedgerError::Io(e.to_string()))?;
+            for n in notifiers {
+                tx.run(
+                    "INSERT INTO notifications (notifier, event, created_ns, next_attempt_ns) VALUES ($1, $2, $3, $3)",
+                    sql_params![n, event, now_ns as i64],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn due_notifications(
+        &self,
+        now_ns: u64,
+        limit: u32,
+        notifiers: &[String],
+    ) -> Result<Vec<Notification>, LedgerError> {
+        if notifiers.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One parameter per notifier (portable: no JSON functions).
+        let list = (0..notifiers.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT id, notifier, event, attempts FROM notifications
+             WHERE delivered_ns IS NULL AND next_attempt_ns <= $1 AND notifier IN ({list})
+             ORDER BY id LIMIT ${}",
+            notifiers.len() + 2
+        );
+        let mut bound = vec![Value::Int(now_ns as i64)];
+        bound.extend(notifiers.iter().map(|n| Value::Text(n.clone())));
+        bound.push(Value::Int(i64::from(limit)));
+        self.with_reader(|c| {
+            Ok(c.all(&sql, &bind(&bound), |r| {
+                Ok(Notification { id: r.get(0)?, notifier: r.get(1)?, event: r.get(2)?, attempts: r.get(3)? })
+            })?)
+        })
+    }
+
+    fn notification_attempted(
+        &self,
+        id: i64,
+        result: Result<(), String>,
+        now_ns: u64,
+        retry_at_ns: u64,
+    ) -> Result<(), LedgerError> {
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(()) => guard.conn.run(
+                "UPDATE notifications SET attempts = attempts + 1, delivered_ns = $1, last_error = NULL WHERE id = $2",
+                sql_params![now_ns as i64, id],
+            )?,
+            Err(e) => guard.conn.run(
+                "UPDATE notifications SET attempts = attempts + 1, next_attempt_ns = $1, last_error = $2 WHERE id = $3",
+                sql_params![retry_at_ns as i64, e, id],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn pending_notifications(&self) -> Result<u64, LedgerError> {
+        self.with_reader(|c| {
+            Ok(c.one("SELECT COUNT(*) FROM notifications WHERE delivered_ns IS NULL", sql_params![], |r| {
+                r.get::<i64>(0)
+            })? as u64)
+        })
+    }
+}

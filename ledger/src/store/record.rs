@@ -1,0 +1,820 @@
+//! Recording: each attributed batch claimed (its sequence numbers, its GPU time), then its rows stored, in the
+//! writer's one transaction; raw rows pruned and daily rollups built.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// Ids of rows the writer has already upserted, so a steady stream of batches does not re-write them.
+/// Cleared whenever a transaction or savepoint rolls back, since ids it handed out may be gone.
+#[derive(Default)]
+pub(super) struct IdCache {
+    pub(super) nodes: HashMap<(String, String), (i64, Node)>,
+    /// Per (cluster, GPU UUID): its id, the node it was last seen on, and what it is.
+    pub(super) gpus: HashMap<(String, String), (i64, i64, Device)>,
+    /// GPU UUIDs the ledger holds under more than one cluster: only their batches look for other clusters'
+    /// time on the same UUID (a single writer sees every GPU row made, so the set is complete).
+    pub(super) contested: HashSet<String>,
+    pub(super) workloads: HashMap<String, (i64, Identity)>,
+    /// Last price recorded per node: (µ$/h, GPUs, source).
+    pub(super) prices: HashMap<i64, (Option<i64>, u32, String)>,
+    /// Latest owner recorded per workload, and from when (its `workload_owners.from_ns`).
+    pub(super) owners: HashMap<i64, (u64, Ownership)>,
+    /// Per GPU, its latest coverage range (the one with the greatest start): the next interval usually
+    /// extends it, one UPDATE.
+    pub(super) coverage: HashMap<i64, (i64, i64)>,
+    /// Per (cluster, agent, boot), its latest range of stored batch numbers, likewise.
+    pub(super) seqs: HashMap<(String, String, String), (i64, i64)>,
+}
+
+pub(super) struct Writer<C> {
+    pub(super) conn: C,
+    pub(super) ids: IdCache,
+}
+
+impl IdCache {
+    /// The owner row (`workload_owners.from_ns`) that GPU time of `workload_id` from `at` is billed to, given
+    /// the owner `o` resolved for it: the latest row when it names `o` and began by `at`; for a batch that arrives
+    /// after a later change, the row in force at `at` when it names `o`; else a new row from `at`. Usage rows
+    /// keep that key (`usage_buckets.owner_from`), so recording a change never moves GPU time already stored.
+    pub(super) fn owner_from(
+        &mut self,
+        tx: &impl Db,
+        workload_id: i64,
+        at: u64,
+        o: &Ownership,
+    ) -> Result<i64, LedgerError> {
+        let latest = match self.owners.get(&workload_id) {
+            Some(known) => Some(known.clone()),
+            None => owner_row(tx, workload_id, i64::MAX)?,
+        };
+        match &latest {
+            Some((from, known)) if *from <= at && known == o => return Ok(*from as i64),
+            Some((from, _)) if *from > at => {
+                // A late batch: billed to the owner in force when its time was used, the latest row left as it is.
+                if let Some((from, known)) = owner_row(tx, workload_id, at as i64)?
+                    && known == *o
+                {
+                    return Ok(from as i64);
+                }
+                insert_owner(tx, workload_id, at, o)?;
+                return Ok(at as i64);
+            }
+            _ => {}
+        }
+        insert_owner(tx, workload_id, at, o)?;
+        self.owners.insert(workload_id, (at, o.clone()));
+        Ok(at as i64)
+    }
+
+    pub(super) fn record_price(&mut self, tx: &impl Db, node_id: i64, b: &Attributed) -> Result<(), LedgerError> {
+        let price = match (&b.cost.price, &b.cost.unpriced) {
+            (Some(p), _) => (Some(p.instance_micros_per_hour as i64), p.gpus, p.source.clone()),
+            (None, Some(reason)) => (None, 0, format!("unpriced: {reason}")),
+            (None, None) => return Ok(()),
+        };
+        let last = match self.prices.get(&node_id) {
+            Some(known) => Some(known.clone()),
+            None => tx
+                .opt("SELECT instance_micros_per_hour, gpus, source FROM node_prices WHERE node_id = $1 ORDER BY effective_from_ns DESC LIMIT 1", sql_params![node_id], |r| Ok((r.get::<Option<i64>>(0)?, r.get::<u32>(1)?, r.get::<String>(2)?)))?,
+        };
+        if last.as_ref() != Some(&price) {
+            tx.run(
+                "INSERT INTO node_prices (node_id, effective_from_ns, instance_micros_per_hour, gpus, source) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (node_id, effective_from_ns) DO NOTHING", sql_params![node_id, b.start_ns as i64, price.0, price.1, price.2])?;
+        }
+        self.prices.insert(node_id, price);
+        Ok(())
+    }
+
+    pub(super) fn node_id(&mut self, tx: &impl Db, node: &Node) -> Result<i64, LedgerError> {
+        let key = (node.cluster.clone(), node.name.clone());
+        if let Some((id, known)) = self.nodes.get(&key)
+            && known == node
+        {
+            return Ok(*id);
+        }
+        let id: i64 = tx.one(
+            "INSERT INTO nodes (cluster, name, instance_type, capacity_type, region, zone, labels_json) VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (cluster, name) DO UPDATE SET instance_type = excluded.instance_type, capacity_type = excluded.capacity_type,
+               region = excluded.region, zone = excluded.zone, labels_json = excluded.labels_json
+             RETURNING node_id", sql_params![
+                node.cluster,
+                node.name,
+                node.instance_type,
+                node.capacity_type,
+                node.region,
+                node.zone,
+                serde_json::to_string(&node.labels).unwrap_or_else(|_| "{}".into())
+            ],
+            |r| r.get(0),
+        )?;
+        self.nodes.insert(key, (id, node.clone()));
+        Ok(id)
+    }
+
+    /// The id of GPU `d` of `cluster` (a GPU is its cluster's: the same UUID reported by another cluster is
+    /// another row), seen now on `node_id`.
+    pub(super) fn gpu_id(&mut self, tx: &impl Db, cluster: &str, node_id: i64, d: &Device) -> Result<i64, LedgerError> {
+        let key = (cluster.to_string(), d.uuid.clone());
+        if let Some((id, on_node, known)) = self.gpus.get(&key)
+            && *on_node == node_id
+            && known == d
+        {
+            return Ok(*id);
+        }
+        let id: i64 = tx.one(
+            "INSERT INTO gpus (cluster, uuid, node_id, model, memory_total_bytes, mig_parent_uuid, mig_profile) VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (cluster, uuid) DO UPDATE SET node_id = excluded.node_id, model = excluded.model,
+               memory_total_bytes = excluded.memory_total_bytes, mig_parent_uuid = excluded.mig_parent_uuid, mig_profile = excluded.mig_profile
+             RETURNING gpu_id", sql_params![cluster, d.uuid, node_id, d.model, d.memory_total_bytes as i64, d.mig_parent_uuid, d.mig_profile], |r| r.get(0))?;
+        let clusters: i64 = tx.one("SELECT COUNT(*) FROM gpus WHERE uuid = $1", sql_params![d.uuid], |r| r.get(0))?;
+        if clusters > 1 {
+            self.contested.insert(d.uuid.clone());
+        }
+        self.gpus.insert(key, (id, node_id, d.clone()));
+        Ok(id)
+    }
+
+    pub(super) fn workload_id(&mut self, tx: &impl Db, w: &Workload) -> Result<i64, LedgerError> {
+        // A workload whose identity changed (a relabelled pod) is written again.
+        if let Some((id, known)) = self.workloads.get(&w.key)
+            && *known == w.identity
+        {
+            return Ok(*id);
+        }
+        let i = &w.identity;
+        let json = serde_json::to_string(i).map_err(|e| LedgerError::Io(e.to_string()))?;
+        let id: i64 = tx.one(
+            "INSERT INTO workloads (key, kind, namespace, pod, container, controller_kind, controller_name, ecs_task_arn, slurm_job_id, user_name, identity_json)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, namespace = excluded.namespace, pod = excluded.pod,
+               container = excluded.container, controller_kind = excluded.controller_kind,
+               controller_name = excluded.controller_name, ecs_task_arn = excluded.ecs_task_arn,
+               slurm_job_id = excluded.slurm_job_id, user_name = excluded.user_name, identity_json = excluded.identity_json
+             RETURNING workload_id", sql_params![w.key, i.kind.as_str(), i.namespace, i.pod, i.container, i.controller_kind, i.controller_name, i.ecs_task_arn, i.slurm_job_id, i.user, json],
+            |r| r.get(0),
+        )?;
+        tx.run("DELETE FROM workload_labels WHERE workload_id = $1", sql_params![id])?;
+        // Pod labels under their own keys; the allow-listed environment (MLFLOW_RUN_ID, …) as `env:<key>`.
+        let env = i.env.iter().map(|(k, v)| (format!("env:{k}"), v));
+        for (k, v) in i.labels.iter().map(|(k, v)| (k.clone(), v)).chain(env) {
+            tx.run("INSERT INTO workload_labels (workload_id, key, value) VALUES ($1, $2, $3)", sql_params![id, k, v])?;
+        }
+        self.workloads.insert(w.key.clone(), (id, w.identity.clone()));
+        Ok(id)
+    }
+}
+
+pub(super) fn fnv1a(s: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
+pub(super) enum Claim {
+    /// Recorded now.
+    Taken,
+    /// Wholly recorded before: a resend.
+    Held,
+    /// Partly recorded before, in the stored range [from, to]: neither new nor a resend.
+    Overlaps { from: u64, to: u64 },
+}
+
+/// Records the batch's sequence numbers (first_seq..=seq) for its boot, coalescing ranges. A boot is its
+/// cluster's: the same agent and boot ids under another cluster are another boot.
+pub(super) fn claim_seqs(ids: &mut IdCache, tx: &impl Db, b: &Attributed) -> Result<Claim, DbError> {
+    let (first, last) = (b.first_seq as i64, b.seq as i64);
+    let cluster = &b.node.cluster;
+    let key = (cluster.clone(), b.agent_id.clone(), b.boot_id.clone());
+    // Writers sharing the database take turns per boot (an agent may reconnect to another collector while
+    // its old stream is still being stored).
+    // (Only a shared database needs it: the embedded ledger's hot path does not pay for the key.)
+    if !tx.single_writer() {
+        tx.exclusive(2, fnv1a(&format!("{cluster}\u{0}{}\u{0}{}", b.agent_id, b.boot_id)))?;
+    }
+    if let Some(&(f, l)) = ids.seqs.get(&key).filter(|_| tx.single_writer())
+        && l + 1 == first
+    {
+        // The next batch of the boot's latest range: nothing can lie beyond it.
+        tx.run(
+            "UPDATE boot_seqs SET last_seq = $1 WHERE cluster = $2 AND agent_id = $3 AND boot_id = $4 AND first_seq = $5",
+            sql_params![last, cluster, b.agent_id, b.boot_id, f],
+        )?;
+        ids.seqs.insert(key, (f, last));
+        return Ok(Claim::Taken);
+    }
+    let before: Option<(i64, i64)> = tx.opt(
+        "SELECT first_seq, last_seq FROM boot_seqs WHERE cluster = $1 AND agent_id = $2 AND boot_id = $3 AND first_seq <= $4
+             ORDER BY first_seq DESC LIMIT 1",
+        sql_params![cluster, b.agent_id, b.boot_id, last],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if let Some((f, l)) = before
+        && l >= first
+    {
+        return Ok(if f <= first && l >= last {
+            Claim::Held
+        } else {
+            Claim::Overlaps { from: f as u64, to: l as u64 }
+        });
+    }
+    let joins_before = before.filter(|&(_, l)| l + 1 == first);
+    let after: Option<i64> = tx.opt(
+        "SELECT last_seq FROM boot_seqs WHERE cluster = $1 AND agent_id = $2 AND boot_id = $3 AND first_seq = $4",
+        sql_params![cluster, b.agent_id, b.boot_id, last + 1],
+        |r| r.get(0),
+    )?;
+    if after.is_some() {
+        tx.run(
+            "DELETE FROM boot_seqs WHERE cluster = $1 AND agent_id = $2 AND boot_id = $3 AND first_seq = $4",
+            sql_params![cluster, b.agent_id, b.boot_id, last + 1],
+        )?;
+    }
+    let new_last = after.unwrap_or(last);
+    match joins_before {
+        Some((f, _)) => tx.run(
+            "UPDATE boot_seqs SET last_seq = $1 WHERE cluster = $2 AND agent_id = $3 AND boot_id = $4 AND first_seq = $5",
+            sql_params![new_last, cluster, b.agent_id, b.boot_id, f],
+        )?,
+        None => tx.run(
+            "INSERT INTO boot_seqs (cluster, agent_id, boot_id, first_seq, last_seq) VALUES ($1, $2, $3, $4, $5)",
+            sql_params![cluster, b.agent_id, b.boot_id, first, new_last],
+        )?,
+    };
+    let latest: (i64, i64) = tx
+        .one(
+            "SELECT first_seq, last_seq FROM boot_seqs WHERE cluster = $1 AND agent_id = $2 AND boot_id = $3 ORDER BY first_seq DESC LIMIT 1", sql_params![cluster, b.agent_id, b.boot_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    ids.seqs.insert(key, latest);
+    Ok(Claim::Taken)
+}
+
+/// Records [start, end) as billed on the GPU, coalescing ranges; the recorded range it overlaps, if any
+/// (then nothing is recorded).
+pub(super) fn claim_gpu_time(
+    ids: &mut IdCache,
+    tx: &impl Db,
+    gpu_id: i64,
+    start: u64,
+    end: u64,
+) -> Result<Option<(u64, u64)>, DbError> {
+    let (start, end) = (start as i64, end as i64);
+    tx.exclusive(1, gpu_id)?;
+    if let Some(&(s, e)) = ids.coverage.get(&gpu_id).filter(|_| tx.single_writer())
+        && e == start
+    {
+        // Right after the GPU's latest range: nothing can lie beyond it.
+        tx.run("UPDATE gpu_coverage SET end_ns = $1 WHERE gpu_id = $2 AND start_ns = $3", sql_params![end, gpu_id, s])?;
+        ids.coverage.insert(gpu_id, (s, end));
+        return Ok(None);
+    }
+    let before: Option<(i64, i64)> = tx.opt(
+        "SELECT start_ns, end_ns FROM gpu_coverage WHERE gpu_id = $1 AND start_ns < $2 ORDER BY start_ns DESC LIMIT 1",
+        sql_params![gpu_id, end],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if let Some((s, e)) = before
+        && e > start
+    {
+        return Ok(Some((s as u64, e as u64)));
+    }
+    let joins_before = before.filter(|&(_, e)| e == start);
+    let after: Option<i64> =
+        tx.opt("SELECT end_ns FROM gpu_coverage WHERE gpu_id = $1 AND start_ns = $2", sql_params![gpu_id, end], |r| {
+            r.get(0)
+        })?;
+    if after.is_some() {
+        tx.run("DELETE FROM gpu_coverage WHERE gpu_id = $1 AND start_ns = $2", sql_params![gpu_id, end])?;
+    }
+    let new_end = after.unwrap_or(end);
+    match joins_before {
+        Some((s, _)) => tx.run(
+            "UPDATE gpu_coverage SET end_ns = $1 WHERE gpu_id = $2 AND start_ns = $3",
+            sql_params![new_end, gpu_id, s],
+        )?,
+        None => tx.run(
+            "INSERT INTO gpu_coverage (gpu_id, start_ns, end_ns) VALUES ($1, $2, $3)",
+            sql_params![gpu_id, start, new_end],
+        )?,
+    };
+    let latest: (i64, i64) = tx.one(
+        "SELECT start_ns, end_ns FROM gpu_coverage WHERE gpu_id = $1 ORDER BY start_ns DESC LIMIT 1",
+        sql_params![gpu_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    ids.coverage.insert(gpu_id, latest);
+    Ok(None)
+}
+
+/// Stands for an absent energy reading in a row of integers (written as NULL).
+pub(super) const NULL_ENERGY: i64 = i64::MIN;
+/// Most rows one multi-row statement writes (its parameters stay far below either engine's limit).
+pub(super) const ROWS_PER_STATEMENT: usize = 256;
+
+/// `head VALUES (…), (…) tail` for the rows in `values` (`width` integers each), a statement per
+/// [`ROWS_PER_STATEMENT`] rows. In column `nullable`, [`NULL_ENERGY`] is written as NULL.
+pub(super) fn insert_rows(
+    tx: &impl Db,
+    head: &str,
+    width: usize,
+    tail: &str,
+    values: &[i64],
+    nullable: Option<usize>,
+) -> Result<(), DbError> {
+    for chunk in values.chunks(width * ROWS_PER_STATEMENT) {
+        let rows = chunk.len() / width;
+        let mut sql = String::with_capacity(head.len() + tail.len() + rows * width * 6 + 16);
+        sql.push_str(head);
+        sql.push_str(" VALUES ");
+        for r in 0..rows {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..width {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('$');
+                sql.push_str(&(r * width + c + 1).to_string());
+            }
+            sql.push(')');
+        }
+        sql.push(' ');
+        sql.push_str(tail);
+        let params: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if nullable == Some(i % width) && v == NULL_ENERGY { Value::Null } else { Value::Int(v) })
+            .collect();
+        tx.run(&sql, &bind(&params))?;
+    }
+    Ok(())
+}
+
+/// Extends to `end` the coverage range of each of `gpus` that ends at `start`, in one statement; how many.
+pub(super) fn extend_ranges(tx: &impl Db, gpus: &[i64], start: i64, end: i64) -> Result<usize, DbError> {
+    let list = (0..gpus.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ");
+    let mut params = vec![Value::Int(end), Value::Int(start)];
+    params.extend(gpus.iter().map(|&g| Value::Int(g)));
+    tx.run(&format!("UPDATE gpu_coverage SET end_ns = $1 WHERE end_ns = $2 AND gpu_id IN ({list})"), &bind(&params))
+}
+
+/// The usual case for the single writer of an embedded ledger, in one statement: every GPU's latest coverage
+/// (as the writer's cache knows it) ends where the interval starts, so each is extended to its end. `false`
+/// (nothing written) when that is not known to be so; then each GPU is claimed on its own ([`claim_gpu_time`]).
+pub(super) fn extend_all_coverage(
+    ids: &mut IdCache,
+    tx: &impl Db,
+    gpus: impl Iterator<Item = i64>,
+    start: u64,
+    end: u64,
+) -> Result<bool, DbError> {
+    let gpus: Vec<i64> = gpus.collect();
+    let mut sorted = gpus.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if gpus.is_empty()
+        || sorted.len() != gpus.len()
+        || !gpus.iter().all(|g| ids.coverage.get(g).is_some_and(|&(_, e)| e == start as i64))
+    {
+        return Ok(false);
+    }
+    let n = extend_ranges(tx, &gpus, start as i64, end as i64)?;
+    if n != gpus.len() {
+        // The cache was wrong: fail the batch (its writes roll back and the cache is dropped), so that the
+        // agent sends it again and it takes the GPU-by-GPU path.
+        return Err(DbError(format!("coverage cache out of step: {n} of {} GPU ranges extended", gpus.len())));
+    }
+    for g in gpus {
+        if let Some(r) = ids.coverage.get_mut(&g) {
+            r.1 = end as i64;
+        }
+    }
+    Ok(true)
+}
+
+/// On a database shared by several writers: claims [start, end) on every GPU in a few round trips (lock
+/// them all, read every range that touches the interval, then write), instead of several per GPU. `true`
+/// when claimed on all; `false` (nothing written) when a GPU already has time in the interval, so that
+/// the GPU-by-GPU path names it.
+pub(super) fn claim_coverage_shared(tx: &impl Db, gpus: &[i64], start: u64, end: u64) -> Result<bool, DbError> {
+    let (start, end) = (start as i64, end as i64);
+    if gpus.is_empty() {
+        return Ok(true);
+    }
+    tx.exclusive_many(1, gpus)?;
+    let list = (0..gpus.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ");
+    let mut params = vec![Value::Int(end), Value::Int(start)];
+    params.extend(gpus.iter().map(|&g| Value::Int(g)));
+    let touching: Vec<(i64, i64, i64)> = tx.all(
+        &format!(
+            "SELECT gpu_id, start_ns, end_ns FROM gpu_coverage WHERE start_ns <= $1 AND end_ns >= $2 AND gpu_id IN ({list})"
+        ),
+        &bind(&params),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    if touching.iter().any(|&(_, s, e)| s < end && e > start) {
+        return Ok(false);
+    }
+    // Per GPU: the range ending where the interval starts, and the one starting where it ends.
+    let mut extend = Vec::new();
+    for &g in gpus {
+        let before = touching.iter().find(|&&(id, _, e)| id == g && e == start).map(|&(_, s, _)| s);
+        let after = touching.iter().find(|&&(id, s, _)| id == g && s == end).map(|&(_, _, e)| e);
+        match (before, after) {
+            (Some(_), None) => extend.push(g),
+            (Some(s), Some(e)) => {
+                tx.run("DELETE FROM gpu_coverage WHERE gpu_id = $1 AND start_ns = $2", sql_params![g, end])?;
+                tx.run(
+                    "UPDATE gpu_coverage SET end_ns = $1 WHERE gpu_id = $2 AND start_ns = $3",
+                    sql_params![e, g, s],
+                )?;
+            }
+            (None, Some(e)) => {
+                tx.run("DELETE FROM gpu_coverage WHERE gpu_id = $1 AND start_ns = $2", sql_params![g, end])?;
+                tx.run(
+                    "INSERT INTO gpu_coverage (gpu_id, start_ns, end_ns) VALUES ($1, $2, $3)",
+                    sql_params![g, start, e],
+                )?;
+            }
+            (None, None) => {
+                tx.run(
+                    "INSERT INTO gpu_coverage (gpu_id, start_ns, end_ns) VALUES ($1, $2, $3)",
+                    sql_params![g, start, end],
+                )?;
+            }
+        }
+    }
+    if !extend.is_empty() {
+        // The usual case, every GPU's latest range reaching the interval: one statement.
+        extend_ranges(tx, &extend, start, end)?;
+    }
+    Ok(true)
+}
+
+/// Writes one batch inside the caller's savepoint.
+pub(super) fn record_one<'b>(
+    ids: &mut IdCache,
+    tx: &impl Db,
+    b: &'b Attributed,
+    now_ns: u64,
+    bucket_ns: u64,
+    keep_raw_after_ns: u64,
+) -> Result<Recorded, LedgerError> {
+    match claim_seqs(ids, tx, b)? {
+        Claim::Taken => {}
+        Claim::Held => return Ok(Recorded::Duplicate),
+        Claim::Overlaps { from, to } => {
+            return Err(LedgerError::SeqOverlap {
+                batch: b.id(),
+                first_seq: b.first_seq,
+                stored_from: from,
+                stored_to: to,
+            });
+        }
+    }
+    tx.run(
+        "INSERT INTO agent_boots (cluster, agent_id, boot_id, last_seq, first_seen_ns, last_seen_ns) VALUES ($1, $2, $3, $4, $5, $5)
+         ON CONFLICT (cluster, agent_id, boot_id) DO UPDATE SET last_seq = CASE WHEN agent_boots.last_seq > excluded.last_seq
+           THEN agent_boots.last_seq ELSE excluded.last_seq END, last_seen_ns = excluded.last_seen_ns",
+        sql_params![b.node.cluster, b.agent_id, b.boot_id, b.seq as i64, now_ns as i64],
+    )?;
+    let node_id = ids.node_id(tx, &b.node)?;
+    let (start, end) = (b.start_ns, b.end_ns);
+    let parts = buckets(start, end, bucket_ns);
+    let keep_raw = end >= keep_raw_after_ns;
+    let mut gpu_ids = HashMap::with_capacity(b.devices.len());
+    for d in &b.devices {
+        gpu_ids.insert(d.uuid.as_str(), ids.gpu_id(tx, &b.node.cluster, node_id, d)?);
+    }
+    // The interval is billed once: refuse it if any of its GPUs already has time recorded in it.
+    let gpus = b.devices.iter().map(|d| gpu_ids[d.uuid.as_str()]);
+    let claimed = if tx.single_writer() {
+        extend_all_coverage(ids, tx, gpus, start, end)?
+    } else {
+        claim_coverage_shared(tx, &gpus.collect::<Vec<_>>(), start, end)?
+    };
+    // Else GPU by GPU, which names the GPU and the range a refused interval overlaps.
+    if !claimed {
+        for d in &b.devices {
+            if let Some((from, to)) = claim_gpu_time(ids, tx, gpu_ids[d.uuid.as_str()], start, end)? {
+                return Err(LedgerError::Overlap {
+                    batch: b.id(),
+                    gpu: d.uuid.clone(),
+                    start_ns: start,
+                    end_ns: end,
+                    covered_from_ns: from,
+                    covered_until_ns: to,
+                });
+            }
+        }
+    }
+    let conflicts = other_clusters_time(ids, tx, b, now_ns)?;
+
+    ids.record_price(tx, node_id, b)?;
+    // A batch of a day that has ended may change a day whose daily rollups are built: unbuild it (days.rs).
+    let late = start < now_ns / days::DAY * days::DAY;
+    if late {
+        days::unbuild(tx, start, end)?;
+    }
+
+    #[derive(Default)]
+    struct GpuRoll {
+        observed: bool,
+        held: bool,
+        used_ns: u64,
+        energy_mj: u64,
+        cost: u64,
+        idle: u64,
+        unallocated: u64,
+        unpriced: bool,
+    }
+    // Every device of the node is part of the interval (and of its cost), read or not: a physical GPU the node
+    // lists is observed for the interval (the time it is billed for), so that the fleet is its GPUs' price × time.
+    let mut rolls: std::collections::BTreeMap<&str, GpuRoll> = std::collections::BTreeMap::new();
+    for (i, d) in b.devices.iter().enumerate() {
+        let roll = rolls.entry(&d.uuid).or_default();
+        roll.observed = !d.is_mig();
+        if let Some(c) = b.cost.devices.get(i) {
+            roll.cost = c.cost;
+            roll.idle = c.idle;
+            roll.unallocated = c.unallocated;
+            roll.unpriced = c.unpriced.is_some();
+        }
+    }
+    // Rows are gathered and written a statement per table (a statement per row was most of the cost).
+    let mut raw_gpus: Vec<i64> = Vec::new();
+    for g in &b.gpus {
+        // Validation made every reading one of the node's devices: observed above.
+        let roll = rolls.entry(&g.uuid).or_default();
+        roll.energy_mj = g.energy_millijoules.unwrap_or(0);
+        if keep_raw {
+            raw_gpus.extend([
+                gpu_ids[g.uuid.as_str()],
+                start as i64,
+                end as i64,
+                node_id,
+                i64::from(g.utilization_ppm),
+                g.memory_used_bytes as i64,
+                g.power_milliwatts as i64,
+            ]);
+            raw_gpus.push(g.energy_millijoules.map_or(NULL_ENERGY, |e| e as i64));
+        }
+    }
+    insert_rows(
+        tx,
+        "INSERT INTO gpu_intervals (gpu_id, start_ns, end_ns, node_id, utilization_ppm, memory_used_bytes, power_milliwatts, energy_millijoules)",
+        8,
+        "",
+        &raw_gpus,
+        Some(7),
+    )?;
+    // A workload appears on every process and holding of it: resolve its id once per batch.
+    let mut workloads: HashMap<&str, i64> = HashMap::new();
+    let mut workload_id = |ids: &mut IdCache, w: &'b Workload| -> Result<i64, LedgerError> {
+        if let Some(&id) = workloads.get(w.key.as_str()) {
+            return Ok(id);
+        }
+        let id = ids.workload_id(tx, w)?;
+        workloads.insert(w.key.as_str(), id);
+        Ok(id)
+    };
+    let mut usage: std::collections::BTreeMap<(i64, i64, i64, i64), [i64; 9]> = std::collections::BTreeMap::new();
+    for (k, h) in b.holdings.iter().enumerate() {
+        let gpu_id = gpu_ids[h.gpu_uuid.as_str()];
+        let workload_id = workload_id(ids, &h.workload)?;
+        let roll = rolls.entry(&h.gpu_uuid).or_default();
+        roll.held = true;
+        roll.used_ns += h.used_ns;
+        // The owner this interval's time is billed to (-1: no owner rules).
+        let owner_from = match b.owners.get(k) {
+            Some(o) => ids.owner_from(tx, workload_id, b.start_ns, o)?,
+            None => NO_OWNER,
+        };
+        let c = b.cost.holdings.get(k).copied().unwrap_or_default();
+        let amounts = [
+            h.used_ns,
+            c.used,
+            c.hybrid_idle,
+            c.allocation_used,
+            c.allocation_idle,
+            c.energy_mj,
+            c.co2e_mg.unwrap_or(0),
+        ]
+        .map(|a| spread(a, &parts));
+        for (p, (bucket, len)) in parts.iter().enumerate() {
+            let row = usage.entry((*bucket as i64, gpu_id, workload_id, owner_from)).or_default();
+            row[0] += *len as i64;
+            for (n, a) in amounts.iter().enumerate() {
+                row[1 + n] += a[p] as i64;
+            }
+            row[8] += if c.co2e_mg.is_some() { *len as i64 } else { 0 };
+        }
+    }
+    let usage_rows: Vec<i64> = usage
+        .iter()
+        .flat_map(|(&(bucket, gpu_id, workload_id, owner_from), v)| {
+            [bucket, gpu_id, workload_id, node_id, owner_from].into_iter().chain(*v)
+        })
+        .collect();
+    insert_rows(
+        tx,
+        "INSERT INTO usage_buckets (bucket_start_ns, gpu_id, workload_id, node_id, owner_from, held_ns, used_ns, used_micros,
+           hybrid_idle_micros, allocation_used_micros, allocation_idle_micros, energy_millijoules, co2e_mg, co2e_known_ns)",
+        14,
+        "ON CONFLICT (bucket_start_ns, gpu_id, workload_id, node_id, owner_from) DO UPDATE SET
+           held_ns = usage_buckets.held_ns + excluded.held_ns, used_ns = usage_buckets.used_ns + excluded.used_ns,
+           used_micros = usage_buckets.used_micros + excluded.used_micros,
+           hybrid_idle_micros = usage_buckets.hybrid_idle_micros + excluded.hybrid_idle_micros,
+           allocation_used_micros = usage_buckets.allocation_used_micros + excluded.allocation_used_micros,
+           allocation_idle_micros = usage_buckets.allocation_idle_micros + excluded.allocation_idle_micros,
+           energy_millijoules = usage_buckets.energy_millijoules + excluded.energy_millijoules,
+           co2e_mg = usage_buckets.co2e_mg + excluded.co2e_mg, co2e_known_ns = usage_buckets.co2e_known_ns + excluded.co2e_known_ns",
+        &usage_rows,
+        None,
+    )?;
+    if keep_raw {
+        let mut raw: Vec<i64> = Vec::with_capacity(b.processes.len() * 8);
+        for p in &b.processes {
+            let workload_id = workload_id(ids, &p.workload)?;
+            raw.extend([
+                gpu_ids[p.gpu_uuid.as_str()],
+                start as i64,
+                i64::from(p.pid),
+                end as i64,
+                workload_id,
+                i64::from(p.sm_share_ppm),
+                i64::from(p.memory_util_ppm),
+                p.used_memory_bytes as i64,
+            ]);
+        }
+        insert_rows(
+            tx,
+            "INSERT INTO process_intervals (gpu_id, start_ns, pid, end_ns, workload_id, sm_util_ppm, memory_util_ppm, used_memory_bytes)",
+            8,
+            "",
+            &raw,
+            None,
+        )?;
+    }
+    let mut gpu_rows: Vec<i64> = Vec::with_capacity(rolls.len() * parts.len() * 11);
+    for (uuid, roll) in &rolls {
+        let amounts = [roll.used_ns, roll.energy_mj, roll.cost, roll.idle, roll.unallocated].map(|a| spread(a, &parts));
+        for (p, (bucket, len)) in parts.iter().enumerate() {
+            let a = |n: usize| amounts[n][p] as i64;
+            let observed_ns = if roll.observed { *len } else { 0 };
+            let held_ns = if roll.held { *len } else { 0 };
+            let unpriced_ns = if roll.unpriced { observed_ns } else { 0 };
+            gpu_rows.extend([
+                *bucket as i64,
+                gpu_ids[uuid],
+                node_id,
+                observed_ns as i64,
+                held_ns as i64,
+                a(0),
+                a(1),
+                a(2),
+                a(3),
+                a(4),
+                unpriced_ns as i64,
+            ]);
+        }
+    }
+    insert_rows(
+        tx,
+        "INSERT INTO gpu_buckets (bucket_start_ns, gpu_id, node_id, observed_ns, held_ns, used_ns, energy_millijoules,
+           cost_micros, idle_micros, unallocated_micros, unpriced_ns)",
+        11,
+        "ON CONFLICT (bucket_start_ns, gpu_id, node_id) DO UPDATE SET
+           observed_ns = gpu_buckets.observed_ns + excluded.observed_ns, held_ns = gpu_buckets.held_ns + excluded.held_ns,
+           used_ns = gpu_buckets.used_ns + excluded.used_ns, energy_millijoules = gpu_buckets.energy_millijoules + excluded.energy_millijoules,
+           cost_micros = gpu_buckets.cost_micros + excluded.cost_micros, idle_micros = gpu_buckets.idle_micros + excluded.idle_micros,
+           unallocated_micros = gpu_buckets.unallocated_micros + excluded.unallocated_micros,
+           unpriced_ns = gpu_buckets.unpriced_ns + excluded.unpriced_ns",
+        &gpu_rows,
+        None,
+    )?;
+    Ok(if conflicts.is_empty() { Recorded::Stored } else { Recorded::Contested(conflicts) })
+}
+
+/// The GPUs of `b` that another cluster has time on over `b`'s interval, each kept in `gpu_conflicts` for an
+/// operator. Looked for only where the ledger holds the UUID under another cluster (on a shared database, always:
+/// another collector may have just written it).
+pub(super) fn other_clusters_time(
+    ids: &IdCache,
+    tx: &impl Db,
+    b: &Attributed,
+    now_ns: u64,
+) -> Result<Vec<Conflict>, LedgerError> {
+    let uuids: Vec<&str> = b
+        .devices
+        .iter()
+        .map(|d| d.uuid.as_str())
+        .filter(|u| !tx.single_writer() || ids.contested.contains(*u))
+        .collect();
+    if uuids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (cluster, start, end) = (&b.node.cluster, b.start_ns as i64, b.end_ns as i64);
+    let list = (0..uuids.len()).map(|i| format!("${}", i + 4)).collect::<Vec<_>>().join(", ");
+    let mut params = vec![Value::Text(cluster.clone()), Value::Int(end), Value::Int(start)];
+    params.extend(uuids.iter().map(|u| Value::Text(u.to_string())));
+    let found: Vec<(String, String)> = tx.all(
+        &format!(
+            "SELECT DISTINCT g.uuid, g.cluster FROM gpus g JOIN gpu_coverage c ON c.gpu_id = g.gpu_id
+             WHERE g.cluster <> $1 AND c.start_ns < $2 AND c.end_ns > $3 AND g.uuid IN ({list}) ORDER BY 1, 2"
+        ),
+        &bind(&params),
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut conflicts = Vec::with_capacity(found.len());
+    for (gpu_uuid, other_cluster) in found {
+        tx.run(
+            "INSERT INTO gpu_conflicts (gpu_uuid, cluster, other_cluster, start_ns, end_ns, batches, first_seen_ns, last_seen_ns)
+             VALUES ($1, $2, $3, $4, $5, 1, $6, $6)
+             ON CONFLICT (gpu_uuid, cluster, other_cluster) DO UPDATE SET
+               start_ns = CASE WHEN gpu_conflicts.start_ns < excluded.start_ns THEN gpu_conflicts.start_ns ELSE excluded.start_ns END,
+               end_ns = CASE WHEN gpu_conflicts.end_ns > excluded.end_ns THEN gpu_conflicts.end_ns ELSE excluded.end_ns END,
+               batches = gpu_conflicts.batches + 1, last_seen_ns = excluded.last_seen_ns",
+            sql_params![gpu_uuid, cluster, other_cluster, start, end, now_ns as i64],
+        )?;
+        conflicts.push(Conflict {
+            gpu_uuid,
+            cluster: cluster.clone(),
+            other_cluster,
+            start_ns: b.start_ns,
+            end_ns: b.end_ns,
+            batches: 1,
+            first_seen_ns: now_ns,
+            last_seen_ns: now_ns,
+        });
+    }
+    Ok(conflicts)
+}
+
+impl<E: Engine> Recording for SqlLedger<E> {
+    fn record(&self, batches: &[Attributed], now_ns: u64) -> Result<Vec<Result<Recorded, LedgerError>>, LedgerError> {
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let Writer { conn, ids } = &mut *guard;
+        let keep_raw_after = now_ns.saturating_sub(self.raw_retention_ns);
+        // Most groups store whole: try that first, without a savepoint per batch (each made the engine
+        // journal every page a batch touched). If a batch fails, nothing of the try is kept, and the group is
+        // stored again batch by batch, each in its own savepoint.
+        let whole = (|| -> Result<Option<Vec<Recorded>>, LedgerError> {
+            let tx = Tx::begin(&*conn, self.engine.begin())?;
+            let mut outcomes = Vec::with_capacity(batches.len());
+            for b in batches {
+                match record_one(ids, &*tx, b, now_ns, self.bucket_ns, keep_raw_after) {
+                    Ok(rec) => outcomes.push(rec),
+                    // Rolled back as `tx` drops; the batch-by-batch pass says which batch failed and why.
+                    Err(_) => return Ok(None),
+                }
+            }
+            tx.commit()?;
+            Ok(Some(outcomes))
+        })();
+        match whole {
+            Ok(Some(outcomes)) => return Ok(outcomes.into_iter().map(Ok).collect()),
+            Ok(None) => *ids = IdCache::default(),
+            Err(e) => {
+                *ids = IdCache::default();
+                return Err(e);
+            }
+        }
+        let result = (|| {
+            let tx = Tx::begin(&*conn, self.engine.begin())?;
+            let mut outcomes = Vec::with_capacity(batches.len());
+            for b in batches {
+                let sp = tx.savepoint()?;
+                match record_one(ids, &*sp, b, now_ns, self.bucket_ns, keep_raw_after) {
+                    Ok(rec) => {
+                        sp.release()?;
+                        outcomes.push(Ok(rec));
+                    }
+                    Err(e) => {
+                        drop(sp); // rolls back this batch's writes, and only them
+                        *ids = IdCache::default();
+                        outcomes.push(Err(e));
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(outcomes)
+        })();
+        if result.is_err() {
+            *ids = IdCache::default();
+        }
+        result
+    }
+
+    fn prune_raw(&self, before_ns: u64) -> Result<u64, LedgerError> {
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let a = guard.conn.run("DELETE FROM gpu_intervals WHERE end_ns < $1", sql_params![before_ns as i64])?;
+        let b = guard.conn.run("DELETE FROM process_intervals WHERE end_ns < $1", sql_params![before_ns as i64])?;
+        Ok((a + b) as u64)
+    }
+
+    fn build_daily_rollups(&self, now_ns: u64, max_days: usize) -> Result<usize, LedgerError> {
+        self.build_days(now_ns, max_days)
+    }
+}
