@@ -14,6 +14,7 @@ pub mod demo;
 #[cfg(feature = "aws")]
 pub mod discover;
 pub mod enrich;
+pub mod files;
 pub mod http;
 pub mod ingest;
 pub mod jobs;

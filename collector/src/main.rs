@@ -130,7 +130,7 @@ fn config_check(file: &std::path::Path, command: &str) -> anyhow::Result<()> {
 
 /// What `serve` runs with, read and checked: the prices, owner rules, budgets and auth files loaded.
 fn serve_config(a: &ServeArgs) -> anyhow::Result<ServeConfig> {
-    let prices = PriceBook::load(a.ledger.prices.as_deref()).map_err(anyhow::Error::msg)?;
+    let prices = gpucost_collector::files::price_book(a.ledger.prices.as_deref()).map_err(anyhow::Error::msg)?;
     warn_unmatched(a.ledger.prices.as_deref(), &prices, None);
     let owners = a.ledger.owners(None)?;
     let mut config = a.ledger.serve_config(a.grpc, a.http, a.db.clone(), prices, owners);
@@ -260,8 +260,8 @@ struct ReportArgs {
 }
 
 impl ReportArgs {
-    fn config(&self) -> gpucost_collector::http::reports::ReportConfig {
-        gpucost_collector::http::reports::ReportConfig {
+    fn config(&self) -> gpucost_report::request::ReportConfig {
+        gpucost_report::request::ReportConfig {
             cost_center_annotation: self.cost_center_annotation.clone(),
             parties: gpucost_report::focus::Parties {
                 provider: self.focus_provider.clone(),
@@ -386,7 +386,10 @@ impl ReattributeArgs {
         let (catalog, source) = match from {
             CatalogFrom::Folder => {
                 let dir = self.catalog_dir.as_ref().context("--catalog-from folder needs --catalog-dir")?;
-                (Catalog::load_dir(dir).map_err(anyhow::Error::msg)?, format!("--catalog-dir {}", dir.display()))
+                (
+                    gpucost_collector::files::catalog_dir(dir).map_err(anyhow::Error::msg)?,
+                    format!("--catalog-dir {}", dir.display()),
+                )
             }
             CatalogFrom::Backstage => {
                 let url = self.backstage_url.as_ref().context("--catalog-from backstage needs --backstage-url")?;
@@ -428,19 +431,19 @@ impl ReattributeArgs {
 }
 
 fn report_chargeback(a: ChargebackArgs) -> anyhow::Result<()> {
-    use gpucost_collector::http::reports::{parse_request, render};
-    let mut params = std::collections::HashMap::new();
-    for (k, v) in [("period", &a.period), ("from", &a.from), ("to", &a.to)] {
-        if let Some(v) = v {
-            params.insert(k.to_string(), v.clone());
-        }
-    }
-    params.insert("group_by".into(), a.group_by.clone());
-    params.insert("format".into(), a.format.clone());
-    params.insert("policy".into(), a.policy.clone());
-    let req = parse_request(&params, gpucost_types::clock::now_ns()).map_err(anyhow::Error::msg)?;
+    use gpucost_report::request::{ChargebackRequest, Window, render};
+    let window = Window { period: a.period.as_deref(), from: a.from.as_deref(), to: a.to.as_deref() };
+    let req = ChargebackRequest::new(
+        window,
+        Some(&a.group_by),
+        Some(&a.format),
+        Some(&a.policy),
+        gpucost_types::clock::now_ns(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let ledger = open_existing(&a.db)?;
-    let catalog = a.catalog_dir.as_deref().map(Catalog::load_dir).transpose().map_err(anyhow::Error::msg)?;
+    let catalog =
+        a.catalog_dir.as_deref().map(gpucost_collector::files::catalog_dir).transpose().map_err(anyhow::Error::msg)?;
     let config = a.report.config();
     let centers = |team: &str| catalog.as_ref()?.cost_center(team, &config.cost_center_annotation);
     let report = render(ledger.as_ref(), &req, &config, &centers)?;
@@ -686,7 +689,7 @@ impl LedgerArgs {
     fn owners(&self, fallback: Option<Catalog>) -> anyhow::Result<Option<Owners>> {
         let rules = parse_rules(&self.owner_rules)?;
         let catalog = match &self.catalog_dir {
-            Some(dir) => Some(Catalog::load_dir(dir).map_err(anyhow::Error::msg)?),
+            Some(dir) => Some(gpucost_collector::files::catalog_dir(dir).map_err(anyhow::Error::msg)?),
             // Filled by the first sync.
             None if self.backstage_url.is_some() => Some(Catalog::default()),
             None => fallback,
@@ -858,7 +861,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => {
             anyhow::ensure!(a.nodes > 0, "--nodes must be at least 1");
             let prices = match &a.ledger.prices {
-                Some(path) => PriceBook::load(Some(path)),
+                Some(path) => gpucost_collector::files::price_book(Some(path)),
                 None => PriceBook::with_file_text(Some(include_str!("../../rules/data/demo-prices.toml")))
                     .map_err(|e| format!("demo prices: {e}")),
             }
@@ -920,7 +923,7 @@ fn warn_unmatched(
 
 fn reprice(a: RepriceArgs) -> anyhow::Result<()> {
     use gpucost_ledger::RepriceOptions;
-    let book = PriceBook::load(a.prices.as_deref()).map_err(anyhow::Error::msg)?;
+    let book = gpucost_collector::files::price_book(a.prices.as_deref()).map_err(anyhow::Error::msg)?;
     let (ledger, from, to) = open_range(&a.db, a.from, a.to)?;
     let unmatched = warn_unmatched(a.prices.as_deref(), &book, Some(&ledger.price_subjects()?));
     let unmatched = match (&a.prices, unmatched.is_empty() || a.allow_unmatched) {

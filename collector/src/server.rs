@@ -69,26 +69,9 @@ pub struct ServeConfig {
     pub max_http_connections: usize,
 }
 
-#[derive(Debug, Clone)]
-pub struct BackstageConfig {
-    pub url: String,
-    pub token: Option<String>,
-    pub every: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct MlflowConfig {
-    pub url: String,
-    pub auth: Option<crate::enrich::mlflow::Auth>,
-    pub every: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct DiscoveryConfig {
-    /// An AWS-compatible endpoint instead of AWS's (an emulator in tests).
-    pub endpoint_url: Option<String>,
-    pub every: Duration,
-}
+pub use crate::enrich::backstage::BackstageConfig;
+pub use crate::enrich::mlflow::MlflowConfig;
+pub use crate::jobs::DiscoveryConfig;
 
 /// The ledger's location for logs: a PostgreSQL URL without its password.
 fn redacted_db(db: &std::path::Path) -> String {

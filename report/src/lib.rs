@@ -3,6 +3,7 @@
 
 pub mod chargeback;
 pub mod focus;
+pub mod request;
 
 use gpucost_ledger::prelude::*;
 use gpucost_ledger::rows::Rows;

@@ -7,7 +7,6 @@
 //! discount. Overrides apply from their `effective_from`; stored history is never re-priced implicitly.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
 
 use serde::Deserialize;
 
@@ -321,18 +320,7 @@ impl PriceBook {
         Self::with_file_text(None).expect("the shipped catalogue parses (tested)")
     }
 
-    /// The catalogue plus a prices file; errors name the file, the entry and the key.
-    pub fn load(path: Option<&Path>) -> Result<Self, String> {
-        match path {
-            None => Self::with_file_text(None),
-            Some(p) => {
-                let text =
-                    std::fs::read_to_string(p).map_err(|e| format!("cannot read prices file {}: {e}", p.display()))?;
-                Self::with_file_text(Some(&text)).map_err(|e| format!("prices file {}: {e}", p.display()))
-            }
-        }
-    }
-
+    /// The catalogue plus the text of a prices file (`None`: the catalogue alone); errors name the entry and the key.
     pub fn with_file_text(text: Option<&str>) -> Result<Self, String> {
         let catalogue = parse_catalogue(CATALOGUE).map_err(|e| format!("built-in catalogue: {e}"))?;
         let file: PricesFile = match text {

@@ -181,22 +181,6 @@ impl Catalog {
         Ok(())
     }
 
-    /// Reads every `*.yaml` / `*.yml` file of `dir`.
-    pub fn load_dir(dir: &std::path::Path) -> Result<Self, String> {
-        let mut catalog = Self::default();
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| format!("cannot read catalog folder {}: {e}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-            .collect();
-        files.sort();
-        for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-            catalog.add_yaml(&f.display().to_string(), &text)?;
-        }
-        Ok(catalog)
-    }
-
     /// The example company shipped in `examples/catalog/` (the demo's owners).
     pub fn example() -> Self {
         let mut c = Self::default();

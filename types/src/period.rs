@@ -130,6 +130,26 @@ impl Period {
     }
 }
 
+/// The latest time anything may name, 2262-01-01T00:00:00Z, in Unix seconds: the ledger keeps signed 64-bit
+/// nanoseconds (which end in April 2262), and a later time must not wrap around to an earlier one.
+pub const LATEST_S: u64 = 9_183_110_400;
+
+/// An instant given as RFC 3339 (`2026-11-01T00:00:00Z`) or Unix seconds, in Unix nanoseconds; errors name
+/// `name` and the value.
+pub fn parse_instant(name: &str, value: &str) -> Result<u64, String> {
+    let late = || format!("{name}={value}: too far in the future; the latest time is 2262-01-01T00:00:00Z");
+    if let Ok(secs) = value.parse::<u64>() {
+        return if secs <= LATEST_S { Ok(secs * NS) } else { Err(late()) };
+    }
+    let t = humantime::parse_rfc3339_weak(value)
+        .map_err(|e| format!("{name}={value:?}: {e}; expected RFC 3339 (e.g. 2026-11-01T00:00:00Z) or Unix seconds"))?;
+    let ns = t.duration_since(std::time::UNIX_EPOCH).map_err(|_| format!("{name}={value}: before 1970"))?.as_nanos();
+    if ns > u128::from(LATEST_S * NS) {
+        return Err(late());
+    }
+    Ok(ns as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

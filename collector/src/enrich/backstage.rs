@@ -94,6 +94,14 @@ pub fn suspect(fetched: &Catalog, last_good: Option<&Catalog>) -> Option<String>
     })
 }
 
+/// Where the Backstage catalog is synced from, and how often.
+#[derive(Debug, Clone)]
+pub struct BackstageConfig {
+    pub url: String,
+    pub token: Option<String>,
+    pub every: Duration,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

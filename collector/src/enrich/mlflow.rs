@@ -456,6 +456,14 @@ impl WriteBack {
     }
 }
 
+/// The MLflow tracking server GPU cost is written back to, and how often.
+#[derive(Debug, Clone)]
+pub struct MlflowConfig {
+    pub url: String,
+    pub auth: Option<Auth>,
+    pub every: Duration,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

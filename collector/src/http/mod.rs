@@ -39,9 +39,6 @@ use gpucost_types::policy::Policy;
 const NS: u64 = 1_000_000_000;
 /// The widest window one query may cover.
 const MAX_WINDOW_NS: u64 = 400 * 86_400 * NS;
-/// The latest time a query may name, 2262-01-01T00:00:00Z: the ledger keeps signed 64-bit nanoseconds (which end
-/// in April 2262), and a later time must not wrap around to an earlier one.
-const LATEST_S: u64 = 9_183_110_400;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -280,18 +277,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
 
 /// A time parameter: RFC 3339 (`2026-11-01T00:00:00Z`) or Unix seconds.
 pub(crate) fn parse_time(name: &str, value: &str) -> Result<u64, ApiError> {
-    let late = || bad(format!("{name}={value}: too far in the future; the latest time is 2262-01-01T00:00:00Z"));
-    if let Ok(secs) = value.parse::<u64>() {
-        return if secs <= LATEST_S { Ok(secs * NS) } else { Err(late()) };
-    }
-    let t = humantime::parse_rfc3339_weak(value).map_err(|e| {
-        bad(format!("{name}={value:?}: {e}; expected RFC 3339 (e.g. 2026-11-01T00:00:00Z) or Unix seconds"))
-    })?;
-    let ns = t.duration_since(UNIX_EPOCH).map_err(|_| bad(format!("{name}={value}: before 1970")))?.as_nanos();
-    if ns > u128::from(LATEST_S * NS) {
-        return Err(late());
-    }
-    Ok(ns as u64)
+    gpucost_types::period::parse_instant(name, value).map_err(bad)
 }
 
 /// Refuses a query that reads more labels than [`MAX_LABEL_DIMENSIONS`]: each is a join, and past SQLite's 64

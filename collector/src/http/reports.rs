@@ -11,26 +11,9 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::http::{ApiError, AppState, Params, QueryParams, SortedJson, bad, on_ledger, parse_time};
-use gpucost_report::Coverage;
-use gpucost_report::chargeback::{self, GroupBy};
-use gpucost_report::focus;
-use gpucost_types::period::{Cadence, Period, utc};
-use gpucost_types::policy::Policy;
-
-/// How reports name cost centres and the parties of the FOCUS export.
-#[derive(Debug, Clone)]
-pub struct ReportConfig {
-    /// The Backstage group annotation that holds a team's cost centre.
-    pub cost_center_annotation: String,
-    pub parties: focus::Parties,
-}
-
-impl Default for ReportConfig {
-    fn default() -> Self {
-        Self { cost_center_annotation: "gpucost.io/cost-center".into(), parties: focus::Parties::default() }
-    }
-}
+use crate::http::{ApiError, AppState, Params, QueryParams, SortedJson, bad, on_ledger};
+pub use gpucost_report::request::{ChargebackRequest, Format, Rendered, ReportConfig, Window, render};
+use gpucost_types::period::{Period, utc};
 
 pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
     use utoipa_axum::routes;
@@ -97,22 +80,6 @@ async fn close(
     Ok(SortedJson(ClosedBody::of(&closed)))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Json,
-    Csv,
-    Focus,
-}
-
-/// The parameters of a chargeback request, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChargebackRequest {
-    pub period: Period,
-    pub group_by: GroupBy,
-    pub format: Format,
-    pub policy: Policy,
-}
-
 /// `GET /api/v1/chargeback`'s parameters (and `gpucost-collector report chargeback`'s).
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -141,35 +108,13 @@ pub fn parse_request(params: &HashMap<String, String>, now_ns: u64) -> Result<Ch
 impl ChargebackParams {
     /// The request these parameters make at `now_ns`; every error names the parameter.
     fn check(&self, now_ns: u64) -> Result<ChargebackRequest, String> {
-        let period = match (&self.period, &self.from, &self.to) {
-            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => return Err("give period, or from and to, not both".into()),
-            (Some(p), None, None) => Period::parse(p)?,
-            (None, Some(f), Some(t)) => {
-                let (from_ns, to_ns) = (parse_time("from", f).map_err(|e| e.1)?, parse_time("to", t).map_err(|e| e.1)?);
-                if from_ns >= to_ns {
-                    return Err(format!("from ({}) must be before to ({})", utc(from_ns), utc(to_ns)));
-                }
-                if to_ns - from_ns > 400 * 86_400 * 1_000_000_000 {
-                    return Err("the window from..to is longer than 400 days".into());
-                }
-                Period { label: format!("{}/{}", utc(from_ns), utc(to_ns)), from_ns, to_ns }
-            }
-            (None, Some(_), None) | (None, None, Some(_)) => return Err("from and to go together".into()),
-            (None, None, None) => Period::containing(Cadence::Monthly, now_ns),
-        };
-        let group_by = GroupBy::parse(self.group_by.as_deref().unwrap_or("team"))?;
-        let format = match self.format.as_deref().unwrap_or("json") {
-            "json" => Format::Json,
-            "csv" => Format::Csv,
-            "focus" => Format::Focus,
-            other => return Err(format!("format: unknown format {other:?}; expected json, csv or focus")),
-        };
-        let policy = match &self.policy {
-            None => Policy::Hybrid,
-            Some(p) => Policy::parse(p)
-                .ok_or_else(|| format!("policy: unknown policy {p:?}; expected allocation, utilization or hybrid"))?,
-        };
-        Ok(ChargebackRequest { period, group_by, format, policy })
+        ChargebackRequest::new(
+            Window { period: self.period.as_deref(), from: self.from.as_deref(), to: self.to.as_deref() },
+            self.group_by.as_deref(),
+            self.format.as_deref(),
+            self.policy.as_deref(),
+            now_ns,
+        )
     }
 }
 
@@ -181,43 +126,6 @@ pub fn cost_centers(
     let catalog = owners.map(|o| o.read().unwrap_or_else(|e| e.into_inner()).catalog.clone());
     let annotation = annotation.to_string();
     move |team: &str| catalog.as_ref()?.cost_center(team, &annotation)
-}
-
-/// A report as written: its body, content type, and how much of the period the ledger holds data for.
-pub struct Rendered {
-    pub body: String,
-    pub content_type: &'static str,
-    pub coverage: Coverage,
-    /// What a reader must be told when data is missing for part or all of the period.
-    pub warning: Option<String>,
-}
-
-/// Writes the report `req` asks for.
-pub fn render(
-    ledger: &dyn gpucost_ledger::Ledger,
-    req: &ChargebackRequest,
-    config: &ReportConfig,
-    cost_center: &dyn Fn(&str) -> Option<String>,
-) -> Result<Rendered, gpucost_ledger::LedgerError> {
-    let (body, content_type, coverage) = match req.format {
-        Format::Focus => {
-            let sources = gpucost_report::sources(ledger, &req.period)?;
-            let coverage = Coverage::read(ledger, &sources, &req.period)?;
-            (focus::export(ledger, &req.period, req.policy, &config.parties)?, "text/csv; charset=utf-8", coverage)
-        }
-        Format::Csv | Format::Json => {
-            let c = chargeback::build(ledger, req.period.clone(), req.group_by, req.policy, cost_center)?;
-            if req.format == Format::Csv {
-                (c.to_csv(), "text/csv; charset=utf-8", c.coverage)
-            } else {
-                // Through a `Value`: its keys in alphabetical order, as this JSON has always had them.
-                let json = serde_json::to_value(c.body()).expect("a chargeback serialises").to_string();
-                (json, "application/json", c.coverage)
-            }
-        }
-    };
-    let warning = coverage.warning(&req.period);
-    Ok(Rendered { body, content_type, coverage, warning })
 }
 
 #[utoipa::path(
@@ -265,6 +173,8 @@ async fn chargeback(State(s): State<AppState>, Params(params): Params<Chargeback
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gpucost_report::chargeback::GroupBy;
+    use gpucost_types::policy::Policy;
 
     fn q(pairs: &[(&str, &str)]) -> Result<ChargebackRequest, String> {
         let now = 1_795_910_400 * 1_000_000_000; // 2026-11-28

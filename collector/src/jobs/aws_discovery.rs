@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::DiscoveryConfig;
 use super::{Job, Run};
 use crate::discover::AwsDiscovery;
 use crate::metrics::Metrics;
-use crate::server::DiscoveryConfig;
 use gpucost_rules::book::PriceBook;
 use gpucost_rules::inventory::SharedInventory;
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use super::{Job, Run};
 use crate::enrich::backstage;
+use crate::enrich::backstage::BackstageConfig;
 use crate::metrics::Metrics;
-use crate::server::BackstageConfig;
 use gpucost_ledger::Ledger;
 use gpucost_rules::catalog::Catalog;
 

@@ -4,9 +4,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{Job, Run};
+use crate::enrich::mlflow::MlflowConfig;
 use crate::enrich::mlflow::{MlflowClient, WriteBack};
 use crate::metrics::Metrics;
-use crate::server::MlflowConfig;
 use gpucost_ledger::Ledger;
 
 pub struct MlflowWriteBack {

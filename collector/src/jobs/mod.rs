@@ -107,6 +107,14 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+/// AWS discovery (`aws_discovery`, with the `aws` feature): where and how often.
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    /// An AWS-compatible endpoint instead of AWS's (an emulator in tests).
+    pub endpoint_url: Option<String>,
+    pub every: Duration,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
