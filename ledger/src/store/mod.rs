@@ -41,6 +41,7 @@ mod read;
 mod record;
 mod reprice;
 mod sqlite;
+mod write;
 
 #[allow(unused_imports)]
 use owners::*;

@@ -452,11 +452,13 @@ pub(super) fn claim_coverage_shared(tx: &impl Db, gpus: &[i64], start: u64, end:
     Ok(true)
 }
 
-/// Writes one batch inside the caller's savepoint.
-pub(super) fn record_one<'b>(
+/// Stores one batch in the writer's transaction: its sequence numbers and its GPU time claimed (a duplicate is
+/// acknowledged, an overlap refused), then its rows written (`write`). Nothing of a refused batch is kept: the
+/// caller rolls back its savepoint.
+pub(super) fn record_one(
     ids: &mut IdCache,
     tx: &impl Db,
-    b: &'b Attributed,
+    b: &Attributed,
     now_ns: u64,
     bucket_ns: u64,
     keep_raw_after_ns: u64,
@@ -480,221 +482,60 @@ pub(super) fn record_one<'b>(
         sql_params![b.node.cluster, b.agent_id, b.boot_id, b.seq as i64, now_ns as i64],
     )?;
     let node_id = ids.node_id(tx, &b.node)?;
-    let (start, end) = (b.start_ns, b.end_ns);
-    let parts = buckets(start, end, bucket_ns);
-    let keep_raw = end >= keep_raw_after_ns;
     let mut gpu_ids = HashMap::with_capacity(b.devices.len());
     for d in &b.devices {
         gpu_ids.insert(d.uuid.as_str(), ids.gpu_id(tx, &b.node.cluster, node_id, d)?);
     }
-    // The interval is billed once: refuse it if any of its GPUs already has time recorded in it.
+    claim_interval(ids, tx, b, &gpu_ids)?;
+    let conflicts = other_clusters_time(ids, tx, b, now_ns)?;
+
+    ids.record_price(tx, node_id, b)?;
+    // A batch of a day that has ended may change a day whose daily rollups are built: unbuild it (days.rs).
+    if b.start_ns < now_ns / days::DAY * days::DAY {
+        days::unbuild(tx, b.start_ns, b.end_ns)?;
+    }
+    let at = write::Placed {
+        node_id,
+        gpu_ids,
+        parts: buckets(b.start_ns, b.end_ns, bucket_ns),
+        keep_raw: b.end_ns >= keep_raw_after_ns,
+    };
+    write::rows(ids, tx, b, &at)?;
+    Ok(if conflicts.is_empty() { Recorded::Stored } else { Recorded::Contested(conflicts) })
+}
+
+/// Claims the batch's interval on every GPU of it: the interval is billed once, so it is refused if any of its
+/// GPUs already has time recorded in it (the error names the GPU and the range it overlaps).
+fn claim_interval(
+    ids: &mut IdCache,
+    tx: &impl Db,
+    b: &Attributed,
+    gpu_ids: &HashMap<&str, i64>,
+) -> Result<(), LedgerError> {
+    let (start, end) = (b.start_ns, b.end_ns);
     let gpus = b.devices.iter().map(|d| gpu_ids[d.uuid.as_str()]);
     let claimed = if tx.single_writer() {
         extend_all_coverage(ids, tx, gpus, start, end)?
     } else {
         claim_coverage_shared(tx, &gpus.collect::<Vec<_>>(), start, end)?
     };
+    if claimed {
+        return Ok(());
+    }
     // Else GPU by GPU, which names the GPU and the range a refused interval overlaps.
-    if !claimed {
-        for d in &b.devices {
-            if let Some((from, to)) = claim_gpu_time(ids, tx, gpu_ids[d.uuid.as_str()], start, end)? {
-                return Err(LedgerError::Overlap {
-                    batch: b.id(),
-                    gpu: d.uuid.clone(),
-                    start_ns: start,
-                    end_ns: end,
-                    covered_from_ns: from,
-                    covered_until_ns: to,
-                });
-            }
+    for d in &b.devices {
+        if let Some((from, to)) = claim_gpu_time(ids, tx, gpu_ids[d.uuid.as_str()], start, end)? {
+            return Err(LedgerError::Overlap {
+                batch: b.id(),
+                gpu: d.uuid.clone(),
+                start_ns: start,
+                end_ns: end,
+                covered_from_ns: from,
+                covered_until_ns: to,
+            });
         }
     }
-    let conflicts = other_clusters_time(ids, tx, b, now_ns)?;
-
-    ids.record_price(tx, node_id, b)?;
-    // A batch of a day that has ended may change a day whose daily rollups are built: unbuild it (days.rs).
-    let late = start < now_ns / days::DAY * days::DAY;
-    if late {
-        days::unbuild(tx, start, end)?;
-    }
-
-    #[derive(Default)]
-    struct GpuRoll {
-        observed: bool,
-        held: bool,
-        used_ns: u64,
-        energy_mj: u64,
-        cost: u64,
-        idle: u64,
-        unallocated: u64,
-        unpriced: bool,
-    }
-    // Every device of the node is part of the interval (and of its cost), read or not: a physical GPU the node
-    // lists is observed for the interval (the time it is billed for), so that the fleet is its GPUs' price × time.
-    let mut rolls: std::collections::BTreeMap<&str, GpuRoll> = std::collections::BTreeMap::new();
-    for (i, d) in b.devices.iter().enumerate() {
-        let roll = rolls.entry(&d.uuid).or_default();
-        roll.observed = !d.is_mig();
-        if let Some(c) = b.cost.devices.get(i) {
-            roll.cost = c.cost;
-            roll.idle = c.idle;
-            roll.unallocated = c.unallocated;
-            roll.unpriced = c.unpriced.is_some();
-        }
-    }
-    // Rows are gathered and written a statement per table (a statement per row was most of the cost).
-    let mut raw_gpus: Vec<i64> = Vec::new();
-    for g in &b.gpus {
-        // Validation made every reading one of the node's devices: observed above.
-        let roll = rolls.entry(&g.uuid).or_default();
-        roll.energy_mj = g.energy_millijoules.unwrap_or(0);
-        if keep_raw {
-            raw_gpus.extend([
-                gpu_ids[g.uuid.as_str()],
-                start as i64,
-                end as i64,
-                node_id,
-                i64::from(g.utilization_ppm),
-                g.memory_used_bytes as i64,
-                g.power_milliwatts as i64,
-            ]);
-            raw_gpus.push(g.energy_millijoules.map_or(NULL_ENERGY, |e| e as i64));
-        }
-    }
-    insert_rows(
-        tx,
-        "INSERT INTO gpu_intervals (gpu_id, start_ns, end_ns, node_id, utilization_ppm, memory_used_bytes, power_milliwatts, energy_millijoules)",
-        8,
-        "",
-        &raw_gpus,
-        Some(7),
-    )?;
-    // A workload appears on every process and holding of it: resolve its id once per batch.
-    let mut workloads: HashMap<&str, i64> = HashMap::new();
-    let mut workload_id = |ids: &mut IdCache, w: &'b Workload| -> Result<i64, LedgerError> {
-        if let Some(&id) = workloads.get(w.key.as_str()) {
-            return Ok(id);
-        }
-        let id = ids.workload_id(tx, w)?;
-        workloads.insert(w.key.as_str(), id);
-        Ok(id)
-    };
-    let mut usage: std::collections::BTreeMap<(i64, i64, i64, i64), [i64; 9]> = std::collections::BTreeMap::new();
-    for (k, h) in b.holdings.iter().enumerate() {
-        let gpu_id = gpu_ids[h.gpu_uuid.as_str()];
-        let workload_id = workload_id(ids, &h.workload)?;
-        let roll = rolls.entry(&h.gpu_uuid).or_default();
-        roll.held = true;
-        roll.used_ns += h.used_ns;
-        // The owner this interval's time is billed to (-1: no owner rules).
-        let owner_from = match b.owners.get(k) {
-            Some(o) => ids.owner_from(tx, workload_id, b.start_ns, o)?,
-            None => NO_OWNER,
-        };
-        let c = b.cost.holdings.get(k).copied().unwrap_or_default();
-        let amounts = [
-            h.used_ns,
-            c.used,
-            c.hybrid_idle,
-            c.allocation_used,
-            c.allocation_idle,
-            c.energy_mj,
-            c.co2e_mg.unwrap_or(0),
-        ]
-        .map(|a| spread(a, &parts));
-        for (p, (bucket, len)) in parts.iter().enumerate() {
-            let row = usage.entry((*bucket as i64, gpu_id, workload_id, owner_from)).or_default();
-            row[0] += *len as i64;
-            for (n, a) in amounts.iter().enumerate() {
-                row[1 + n] += a[p] as i64;
-            }
-            row[8] += if c.co2e_mg.is_some() { *len as i64 } else { 0 };
-        }
-    }
-    let usage_rows: Vec<i64> = usage
-        .iter()
-        .flat_map(|(&(bucket, gpu_id, workload_id, owner_from), v)| {
-            [bucket, gpu_id, workload_id, node_id, owner_from].into_iter().chain(*v)
-        })
-        .collect();
-    insert_rows(
-        tx,
-        "INSERT INTO usage_buckets (bucket_start_ns, gpu_id, workload_id, node_id, owner_from, held_ns, used_ns, used_micros,
-           hybrid_idle_micros, allocation_used_micros, allocation_idle_micros, energy_millijoules, co2e_mg, co2e_known_ns)",
-        14,
-        "ON CONFLICT (bucket_start_ns, gpu_id, workload_id, node_id, owner_from) DO UPDATE SET
-           held_ns = usage_buckets.held_ns + excluded.held_ns, used_ns = usage_buckets.used_ns + excluded.used_ns,
-           used_micros = usage_buckets.used_micros + excluded.used_micros,
-           hybrid_idle_micros = usage_buckets.hybrid_idle_micros + excluded.hybrid_idle_micros,
-           allocation_used_micros = usage_buckets.allocation_used_micros + excluded.allocation_used_micros,
-           allocation_idle_micros = usage_buckets.allocation_idle_micros + excluded.allocation_idle_micros,
-           energy_millijoules = usage_buckets.energy_millijoules + excluded.energy_millijoules,
-           co2e_mg = usage_buckets.co2e_mg + excluded.co2e_mg, co2e_known_ns = usage_buckets.co2e_known_ns + excluded.co2e_known_ns",
-        &usage_rows,
-        None,
-    )?;
-    if keep_raw {
-        let mut raw: Vec<i64> = Vec::with_capacity(b.processes.len() * 8);
-        for p in &b.processes {
-            let workload_id = workload_id(ids, &p.workload)?;
-            raw.extend([
-                gpu_ids[p.gpu_uuid.as_str()],
-                start as i64,
-                i64::from(p.pid),
-                end as i64,
-                workload_id,
-                i64::from(p.sm_share_ppm),
-                i64::from(p.memory_util_ppm),
-                p.used_memory_bytes as i64,
-            ]);
-        }
-        insert_rows(
-            tx,
-            "INSERT INTO process_intervals (gpu_id, start_ns, pid, end_ns, workload_id, sm_util_ppm, memory_util_ppm, used_memory_bytes)",
-            8,
-            "",
-            &raw,
-            None,
-        )?;
-    }
-    let mut gpu_rows: Vec<i64> = Vec::with_capacity(rolls.len() * parts.len() * 11);
-    for (uuid, roll) in &rolls {
-        let amounts = [roll.used_ns, roll.energy_mj, roll.cost, roll.idle, roll.unallocated].map(|a| spread(a, &parts));
-        for (p, (bucket, len)) in parts.iter().enumerate() {
-            let a = |n: usize| amounts[n][p] as i64;
-            let observed_ns = if roll.observed { *len } else { 0 };
-            let held_ns = if roll.held { *len } else { 0 };
-            let unpriced_ns = if roll.unpriced { observed_ns } else { 0 };
-            gpu_rows.extend([
-                *bucket as i64,
-                gpu_ids[uuid],
-                node_id,
-                observed_ns as i64,
-                held_ns as i64,
-                a(0),
-                a(1),
-                a(2),
-                a(3),
-                a(4),
-                unpriced_ns as i64,
-            ]);
-        }
-    }
-    insert_rows(
-        tx,
-        "INSERT INTO gpu_buckets (bucket_start_ns, gpu_id, node_id, observed_ns, held_ns, used_ns, energy_millijoules,
-           cost_micros, idle_micros, unallocated_micros, unpriced_ns)",
-        11,
-        "ON CONFLICT (bucket_start_ns, gpu_id, node_id) DO UPDATE SET
-           observed_ns = gpu_buckets.observed_ns + excluded.observed_ns, held_ns = gpu_buckets.held_ns + excluded.held_ns,
-           used_ns = gpu_buckets.used_ns + excluded.used_ns, energy_millijoules = gpu_buckets.energy_millijoules + excluded.energy_millijoules,
-           cost_micros = gpu_buckets.cost_micros + excluded.cost_micros, idle_micros = gpu_buckets.idle_micros + excluded.idle_micros,
-           unallocated_micros = gpu_buckets.unallocated_micros + excluded.unallocated_micros,
-           unpriced_ns = gpu_buckets.unpriced_ns + excluded.unpriced_ns",
-        &gpu_rows,
-        None,
-    )?;
-    Ok(if conflicts.is_empty() { Recorded::Stored } else { Recorded::Contested(conflicts) })
+    Ok(())
 }
 
 /// The GPUs of `b` that another cluster has time on over `b`'s interval, each kept in `gpu_conflicts` for an
