@@ -1,13 +1,11 @@
 //! Budgets, alert states and the notification outbox in the SQLite ledger.
 
-use crate::sql::Db;
-use crate::sql_params;
+use gpucost_rules::budget_status::{AlertState, Transition};
 
 use super::{Engine, SqlLedger};
-use crate::LedgerError;
 use crate::budgets::{BudgetStore, Notification, StoredBudget};
-use crate::sql::{Tx, Value, bind};
-use gpucost_rules::budget_status::{AlertState, Transition};
+use crate::sql::{Db, Tx, Value, bind};
+use crate::{LedgerError, sql_params};
 
 impl<E: Engine> BudgetStore for SqlLedger<E> {
     fn budgets(&self) -> Result<Vec<StoredBudget>, LedgerError> {

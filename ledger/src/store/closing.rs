@@ -1,16 +1,11 @@
 //! Closing billing periods in the SQLite ledger (see migration 0008 and `ledger::rows`).
 
-use crate::sql::Db;
-use crate::sql_params;
-
-use super::{Engine, SqlLedger};
-use crate::rows::{GPU_VALUES, Rows, USAGE_VALUES};
-use crate::sql::Tx;
-
-/// The advisory-lock space under which closing, re-pricing and re-attributing take turns.
-pub(super) const HISTORY_LOCK: i32 = 4;
-use crate::{ClosedPeriod, LedgerError};
 use gpucost_types::period::{Cadence, Period, utc};
+
+use super::{Engine, HISTORY_LOCK, SqlLedger};
+use crate::rows::{GPU_VALUES, Rows, USAGE_VALUES};
+use crate::sql::{Db, Tx};
+use crate::{ClosedPeriod, LedgerError, sql_params};
 
 impl<E: Engine> SqlLedger<E> {
     pub(super) fn close(&self, period: &Period, now_ns: u64) -> Result<ClosedPeriod, LedgerError> {

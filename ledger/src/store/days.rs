@@ -5,12 +5,10 @@
 
 use std::collections::HashSet;
 
-use super::closing::HISTORY_LOCK;
-use super::{Engine, SqlLedger};
-use crate::LedgerError;
+use super::{Engine, HISTORY_LOCK, SqlLedger};
 use crate::rows::{GPU_VALUES, USAGE_VALUES};
 use crate::sql::{Db, DbError, Tx};
-use crate::sql_params;
+use crate::{LedgerError, sql_params};
 
 pub(super) const DAY: u64 = 86_400 * 1_000_000_000;
 

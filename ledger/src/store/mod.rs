@@ -9,31 +9,23 @@
 //! dialect); what only a shared database needs (advisory locks, leader election) goes through `Db::exclusive`
 //! and `Engine::lead`.
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::Connection;
-
-use crate::sql::{Db, DbError, Tx, Value, bind};
+use self::ids::{IdCache, Writer};
+use self::owners::{owner_row, reattribute_rows};
+use crate::sql::{Db, Tx};
 use crate::sql_params;
 
 use crate::prelude::*;
-use crate::rollup::{buckets, spread};
-use crate::rows::{Rows, USAGE_VALUES};
-use crate::{
-    AllocatedCharge, ClosedPeriod, Conflict, CostQuery, CostReport, CostRow, GpuTime, LedgerError, NodePrice,
-    OriginCharge, ReattributeReport, Recorded, RepriceReport, UsageQuery, UsageReport, UsageRow,
-};
-use gpucost_rules::owner::{Ownership, Rule, UNATTRIBUTED};
-use gpucost_types::batch::{Device, Identity, Node, Workload};
-use gpucost_types::dimension::Dimension;
-use gpucost_types::policy::Policy;
-use gpucost_types::stage::Attributed;
+use crate::rollup::spread;
+use crate::{ClosedPeriod, LedgerError, ReattributeReport, RepriceReport};
+use gpucost_rules::owner::{Ownership, UNATTRIBUTED};
+use gpucost_types::batch::Identity;
 
 mod budgets;
 mod closing;
 mod days;
+mod ids;
 mod owners;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -43,17 +35,14 @@ mod reprice;
 mod sqlite;
 mod write;
 
-#[allow(unused_imports)]
-use owners::*;
 #[cfg(feature = "postgres")]
 pub use postgres::PgEngine;
-#[allow(unused_imports)]
-use read::*;
-#[allow(unused_imports)]
-use record::*;
 pub use sqlite::{SqliteEngine, SqliteLedger};
 
 const NS: u64 = 1_000_000_000;
+/// The advisory-lock space under which closing, re-pricing and re-attributing take turns (and daily rollups
+/// are built).
+const HISTORY_LOCK: i32 = 4;
 /// `usage_buckets.owner_from` of GPU time stored without owner rules.
 const NO_OWNER: i64 = -1;
 
@@ -143,7 +132,7 @@ impl<E: Engine> History for SqlLedger<E> {
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let Writer { conn, ids } = &mut *guard;
         let tx = Tx::begin(&*conn, self.engine.begin())?;
-        tx.exclusive(closing::HISTORY_LOCK, 0)?;
+        tx.exclusive(HISTORY_LOCK, 0)?;
         self.refuse_if_closed("re-attributing", from_ns, to_ns)?;
         let workloads: Vec<(i64, String)> = tx.all(
             "SELECT w.workload_id, w.identity_json FROM workloads w WHERE EXISTS (SELECT 1 FROM usage_buckets b

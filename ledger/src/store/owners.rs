@@ -1,7 +1,10 @@
 //! Each workload's owner over time: the row in force when GPU time was used, and re-attribution.
 
-#[allow(unused_imports)]
-use super::*;
+use gpucost_rules::owner::{Ownership, Rule, UNATTRIBUTED};
+
+use crate::rows::USAGE_VALUES;
+use crate::sql::Db;
+use crate::{LedgerError, sql_params};
 
 /// FNV-1a, 64 bits: a stable key for an advisory lock.
 /// The owner row of `workload_id` in force at `at` (the latest that began by then), and from when.

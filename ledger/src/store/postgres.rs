@@ -1,7 +1,11 @@
 //! The shared engine: a PostgreSQL database several collectors write, leaders elected by advisory locks.
 
-#[allow(unused_imports)]
-use super::*;
+use std::sync::Mutex;
+
+use super::record::fnv1a;
+use super::{Engine, SqlLedger, check_bucket};
+use crate::sql::Db;
+use crate::{LedgerError, sql_params};
 
 /// The ledger on PostgreSQL (issue 10): the same statements over `postgres`.
 pub struct PgEngine {

@@ -1,7 +1,19 @@
 //! Reading: GPU time and cost grouped by any dimensions, per-GPU charges, prices, conflicts and coverage.
 
-#[allow(unused_imports)]
-use super::*;
+use std::collections::HashMap;
+
+use gpucost_rules::owner::UNATTRIBUTED;
+use gpucost_types::dimension::Dimension;
+use gpucost_types::policy::Policy;
+
+use super::{Engine, NS, SqlLedger, days};
+use crate::roles::Reading;
+use crate::rows::{Rows, USAGE_VALUES};
+use crate::sql::{Db, DbError, Value, bind};
+use crate::{
+    AllocatedCharge, Conflict, CostQuery, CostReport, CostRow, GpuTime, LedgerError, NodePrice, OriginCharge,
+    UsageQuery, UsageReport, UsageRow, sql_params,
+};
 
 /// SQL for grouping or filtering by dimensions: one column expression per dimension, over the aliases
 /// `n` (nodes), `g` (gpus), `w` (workloads) and `b` (a bucket table), plus the joins label dimensions

@@ -9,16 +9,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Engine, SqlLedger, Writer, closing, days};
-use crate::sql::{Db, Tx, Value, bind};
-use crate::sql_params;
-use crate::{LedgerError, PriceOf, RepriceOptions, RepriceReport};
 use gpucost_rules::book::{Subjects, Unpriced};
 use gpucost_rules::reconcile::{NodeCheck, Rate};
 use gpucost_rules::reprice::{DeviceBucket, HolderBucket, NodeDevice, node_bucket_costs, rescale};
 use gpucost_types::batch::Node;
 use gpucost_types::dimension::Dimension;
 use gpucost_types::money::GpuPrice;
+
+use super::ids::Writer;
+use super::read::{DimSql, sum_ns};
+use super::{Engine, HISTORY_LOCK, SqlLedger, days};
+use crate::sql::{Db, Tx, Value, bind};
+use crate::{LedgerError, PriceOf, RepriceOptions, RepriceReport, sql_params};
 
 /// One device's bucket, as stored.
 struct Row {
@@ -57,7 +59,7 @@ impl<E: Engine> SqlLedger<E> {
         let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let Writer { conn, ids } = &mut *guard;
         let tx = Tx::begin(&*conn, self.engine.begin())?;
-        tx.exclusive(closing::HISTORY_LOCK, 0)?;
+        tx.exclusive(HISTORY_LOCK, 0)?;
         self.refuse_if_closed("re-pricing", from_ns, to_ns)?;
         let window = sql_params![from_ns as i64, to_ns as i64];
         let mut rows: Vec<Row> = tx.all(
@@ -292,7 +294,7 @@ fn price_check(
     to_ns: u64,
     filters: &[(Dimension, String)],
 ) -> Result<Vec<NodeCheck>, LedgerError> {
-    let dims = super::DimSql::new(&filters.iter().map(|(d, _)| d).collect::<Vec<_>>());
+    let dims = DimSql::new(&filters.iter().map(|(d, _)| d).collect::<Vec<_>>());
     let conds: String = dims.exprs.iter().enumerate().map(|(i, e)| format!("{e} = ${} AND ", i + 1)).collect();
     let (f, t) = (dims.exprs.len() + 1, dims.exprs.len() + 2);
     let mut params: Vec<Value> = filters.iter().map(|(_, v)| Value::Text(v.clone())).collect();
@@ -361,7 +363,7 @@ fn price_check(
             r.get::<i64>(2)?,
             r.get::<Option<i64>>(3)?,
             r.get::<Option<i64>>(4)?,
-            super::sum_ns(r.get(5)?, r.get(6)?),
+            sum_ns(r.get(5)?, r.get(6)?),
             r.get::<Option<i64>>(7)?.unwrap_or(0) as u128,
             r.get::<Option<i64>>(8)?.unwrap_or(0) as u128,
         ))

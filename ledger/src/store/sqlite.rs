@@ -1,7 +1,12 @@
 //! The embedded engine: one SQLite file in WAL mode, held by one serving collector at a time.
 
-#[allow(unused_imports)]
-use super::*;
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+use super::{Engine, SqlLedger, check_bucket};
+use crate::sql::Db;
+use crate::{LedgerError, sql_params};
 
 /// The embedded SQLite file.
 pub struct SqliteEngine {

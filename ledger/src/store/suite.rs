@@ -6,9 +6,22 @@
 //!
 //! Each case takes the [`Stores`] it opens ledgers from: the same name opens the same store again.
 
-use super::*;
-use crate::RepriceOptions;
+use gpucost_rules::owner::Ownership;
+use gpucost_types::batch::{Device, Node, Workload};
+use gpucost_types::dimension::Dimension;
+use gpucost_types::policy::Policy;
+use gpucost_types::stage::Attributed;
+
+use super::{Engine, NS, SqlLedger, SqliteEngine, SqliteLedger, days};
 use crate::budgets::{BudgetStore, StoredBudget};
+use crate::rows::Rows;
+use crate::{
+    CostQuery, CostReport, GpuTime, LedgerError, OriginCharge, Recorded, RepriceOptions, UsageQuery, UsageRow,
+    sql_params,
+};
+
+use crate::prelude::*;
+use crate::sql::Db;
 use gpucost_rules::budget_status::{AlertState, Event, Transition};
 use gpucost_rules::share;
 use gpucost_types::batch::{Batch, GpuReading, Identity, ProcessReading, WorkloadKind};

@@ -7,10 +7,53 @@ use std::collections::{BTreeMap, HashMap};
 use gpucost_types::batch::Workload;
 use gpucost_types::stage::Attributed;
 
-use super::record::{IdCache, NULL_ENERGY, insert_rows};
+use super::ids::IdCache;
 use super::{NO_OWNER, spread};
 use crate::error::LedgerError;
-use crate::sql::Db;
+use crate::sql::{Db, DbError, Value, bind};
+
+/// Stands for an absent energy reading in a row of integers (written as NULL).
+pub(super) const NULL_ENERGY: i64 = i64::MIN;
+/// Most rows one multi-row statement writes (its parameters stay far below either engine's limit).
+pub(super) const ROWS_PER_STATEMENT: usize = 256;
+
+/// `head VALUES (…), (…) tail` for the rows in `values` (`width` integers each), a statement per
+/// [`ROWS_PER_STATEMENT`] rows. In column `nullable`, [`NULL_ENERGY`] is written as NULL.
+pub(super) fn insert_rows(
+    tx: &impl Db,
+    head: &str,
+    width: usize,
+    tail: &str,
+    values: &[i64],
+    nullable: Option<usize>,
+) -> Result<(), DbError> {
+    for chunk in values.chunks(width * ROWS_PER_STATEMENT) {
+        let rows = chunk.len() / width;
+        let mut sql = String::with_capacity(head.len() + tail.len() + rows * width * 6 + 16);
+        sql.push_str(head);
+        sql.push_str(" VALUES ");
+        for r in 0..rows {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for c in 0..width {
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('$');
+                sql.push_str(&(r * width + c + 1).to_string());
+            }
+            sql.push(')');
+        }
+        sql.push(' ');
+        sql.push_str(tail);
+        let params: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if nullable == Some(i % width) && v == NULL_ENERGY { Value::Null } else { Value::Int(v) })
+            .collect();
+        tx.run(&sql, &bind(&params))?;
+    }
+    Ok(())
+}
 
 /// Where a batch's rows go: its node's and GPUs' ids, the buckets its interval spans (start, length), and
 /// whether its raw rows are kept.
@@ -220,7 +263,8 @@ fn raw_processes<'b>(
 fn gpu_totals(tx: &impl Db, at: &Placed<'_>, rolls: &BTreeMap<&str, GpuRoll>) -> Result<(), LedgerError> {
     let mut gpu_rows: Vec<i64> = Vec::with_capacity(rolls.len() * at.parts.len() * 11);
     for (uuid, roll) in rolls {
-        let amounts = [roll.used_ns, roll.energy_mj, roll.cost, roll.idle, roll.unallocated].map(|a| spread(a, &at.parts));
+        let amounts =
+            [roll.used_ns, roll.energy_mj, roll.cost, roll.idle, roll.unallocated].map(|a| spread(a, &at.parts));
         for (p, (bucket, len)) in at.parts.iter().enumerate() {
             let a = |n: usize| amounts[n][p] as i64;
             let observed_ns = if roll.observed { *len } else { 0 };
