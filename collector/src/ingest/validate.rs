@@ -218,271 +218,15 @@ pub fn validate_on_stream(
         batch: format!("agent={} boot={} seq={}", b.agent_id.escape_debug(), b.boot_id.escape_debug(), b.seq),
         limits,
     };
-    c.text("agent_id", &b.agent_id, true)?;
-    c.text("boot_id", &b.boot_id, true)?;
-    if b.seq == 0 {
-        return c.fail("seq", "must start at 1");
-    }
-    if b.first_seq > b.seq {
-        return c.fail("first_seq", format!("{} is after seq {}", b.first_seq, b.seq));
-    }
-    let Some(n) = &b.node else { return c.fail("node", "is missing") };
-    c.text("node.cluster", &n.cluster, true)?;
-    c.text("node.node_name", &n.node_name, true)?;
-    for (f, v) in [("node.instance_type", &n.instance_type), ("node.region", &n.region), ("node.zone", &n.zone)] {
-        c.text(f, v, false)?;
-    }
-    let capacity_type = match pb::CapacityType::try_from(n.capacity_type) {
-        Ok(pb::CapacityType::OnDemand) => "on_demand",
-        Ok(pb::CapacityType::Spot) => "spot",
-        Ok(pb::CapacityType::Reserved) => "reserved",
-        _ => "unspecified",
-    };
-    let node = Node {
-        cluster: n.cluster.clone(),
-        name: n.node_name.clone(),
-        instance_type: n.instance_type.clone(),
-        capacity_type: capacity_type.to_string(),
-        region: n.region.clone(),
-        zone: n.zone.clone(),
-        labels: c.labels("node.labels", &n.labels)?,
-    };
-
-    let (start, end) = (b.interval_start_unix_nanos, b.interval_end_unix_nanos);
-    if start >= end {
-        return c.fail("interval", format!("start {start} is not before end {end}"));
-    }
-    if start < EARLIEST_NS {
-        return c.fail("interval_start_unix_nanos", format!("{start} is before 2020-01-01: is the agent's clock set?"));
-    }
-    if end - start > limits.max_interval_ns {
-        return c.fail(
-            "interval",
-            format!("{} s long; at most {} s", (end - start) / 1_000_000_000, limits.max_interval_ns / 1_000_000_000),
-        );
-    }
-    if end > now_ns.saturating_add(limits.max_clock_skew_ns) {
-        return c.refuse(
-            "interval_end_unix_nanos",
-            format!(
-                "{} s in the future by the collector's clock, past the {} s allowed (--max-clock-skew): is the agent's clock set? Not stored yet; send it again later",
-                (end - now_ns) / 1_000_000_000,
-                limits.max_clock_skew_ns / 1_000_000_000
-            ),
-            Refusal::Later,
-        );
-    }
-
-    if n.devices.is_empty() {
-        return c.fail("node.devices", "is empty: a node without GPUs has nothing to report");
-    }
-    if n.devices.len() > limits.max_devices {
-        return c.fail("node.devices", format!("{} devices; at most {}", n.devices.len(), limits.max_devices));
-    }
-    let mut devices = Vec::with_capacity(n.devices.len());
-    let mut by_uuid: HashMap<&str, &pb::GpuDevice> = HashMap::new();
-    for (i, d) in n.devices.iter().enumerate() {
-        c.text_of(format_args!("node.devices[{i}].uuid"), &d.uuid, true, contract::MAX_UUID_LEN)?;
-        c.text_of(format_args!("node.devices[{i}].model"), &d.model, false, contract::MAX_UUID_LEN)?;
-        c.text_of(
-            format_args!("node.devices[{i}].mig_parent_uuid"),
-            &d.mig_parent_uuid,
-            false,
-            contract::MAX_UUID_LEN,
-        )?;
-        c.text_of(
-            format_args!("node.devices[{i}].mig_profile"),
-            &d.mig_profile,
-            false,
-            contract::MAX_PROCESS_NAME_LEN,
-        )?;
-        if d.memory_total_bytes == 0 {
-            return c.fail(format!("node.devices[{i}].memory_total_bytes"), "is 0");
-        }
-        if by_uuid.insert(&d.uuid, d).is_some() {
-            return c.fail(format!("node.devices[{i}].uuid"), format!("{} is listed twice", d.uuid));
-        }
-    }
-    for (i, d) in n.devices.iter().enumerate() {
-        if !d.mig_parent_uuid.is_empty() {
-            match by_uuid.get(d.mig_parent_uuid.as_str()) {
-                None => {
-                    return c.fail(
-                        format!("node.devices[{i}].mig_parent_uuid"),
-                        format!("{} is not a device of this node", d.mig_parent_uuid),
-                    );
-                }
-                Some(p) if !p.mig_parent_uuid.is_empty() => {
-                    return c.fail(
-                        format!("node.devices[{i}].mig_parent_uuid"),
-                        format!("{} is itself a MIG device", d.mig_parent_uuid),
-                    );
-                }
-                Some(_) => {}
-            }
-        }
-        devices.push(Device {
-            uuid: d.uuid.clone(),
-            index: d.index,
-            model: d.model.clone(),
-            memory_total_bytes: d.memory_total_bytes,
-            mig_parent_uuid: (!d.mig_parent_uuid.is_empty()).then(|| d.mig_parent_uuid.clone()),
-            mig_profile: (!d.mig_profile.is_empty()).then(|| d.mig_profile.clone()),
-        });
-    }
-    let known = |field: std::fmt::Arguments, uuid: &str| -> Result<&pb::GpuDevice, ValidationError> {
-        match by_uuid.get(uuid) {
-            Some(d) => Ok(*d),
-            None => c.fail(field.to_string(), format!("GPU {uuid:?} is not among node.devices")),
-        }
-    };
-
-    let duration_s = (end - start) as f64 / 1e9;
-    let mut gpus = Vec::with_capacity(b.gpus.len());
-    let mut seen = HashSet::new();
-    for (i, g) in b.gpus.iter().enumerate() {
-        let dev = known(format_args!("gpus[{i}].uuid"), &g.uuid)?;
-        if !seen.insert(g.uuid.as_str()) {
-            return c.fail(format!("gpus[{i}].uuid"), format!("{} has two readings", g.uuid));
-        }
-        let utilization_ppm = c.percent(format_args!("gpus[{i}].utilization_percent"), g.utilization_percent)?;
-        c.percent(format_args!("gpus[{i}].memory_utilization_percent"), g.memory_utilization_percent)?;
-        if g.memory_used_bytes > dev.memory_total_bytes {
-            return c.fail(
-                format!("gpus[{i}].memory_used_bytes"),
-                format!("{} exceeds the device's {} bytes", g.memory_used_bytes, dev.memory_total_bytes),
-            );
-        }
-        if g.power_milliwatts > MAX_POWER_MW {
-            return c
-                .fail(format!("gpus[{i}].power_milliwatts"), format!("{} mW is beyond any GPU", g.power_milliwatts));
-        }
-        if let Some(e) = g.energy_millijoules
-            && e as f64 > MAX_POWER_MW as f64 * duration_s
-        {
-            return c
-                .fail(format!("gpus[{i}].energy_millijoules"), format!("{e} mJ in {duration_s} s is beyond any GPU"));
-        }
-        gpus.push(GpuReading {
-            uuid: g.uuid.clone(),
-            utilization_ppm,
-            memory_used_bytes: g.memory_used_bytes,
-            power_milliwatts: g.power_milliwatts,
-            energy_millijoules: g.energy_millijoules,
-        });
-    }
-
-    if b.processes.len() > limits.max_processes {
-        return c.fail("processes", format!("{} processes; at most {}", b.processes.len(), limits.max_processes));
-    }
-    if b.declare_workloads.len() > limits.max_processes + limits.max_allocations {
-        return c.fail(
-            "declare_workloads",
-            format!(
-                "{} declarations; at most {}",
-                b.declare_workloads.len(),
-                limits.max_processes + limits.max_allocations
-            ),
-        );
-    }
-    for (i, d) in b.declare_workloads.iter().enumerate() {
-        if d.id == 0 || d.id > MAX_REFS {
-            return c.fail(format!("declare_workloads[{i}].id"), format!("{} is outside 1..={MAX_REFS}", d.id));
-        }
-        let Some(w) = &d.workload else {
-            return c.fail(format!("declare_workloads[{i}].workload"), "is missing");
-        };
-        let identity = c.identity(format_args!("declare_workloads[{i}].workload"), Some(w))?;
-        if let Err(bytes) = refs.declare(d.id, identity, gpucost_proto::refs::held_bytes(w)) {
-            // Not the batch's fault: a new stream starts with nothing declared.
-            return c.refuse(
-                format!("declare_workloads[{i}]"),
-                format!(
-                    "this stream's declared identities would cost {bytes} bytes, past the {} a stream may hold; not stored: send it again on a new stream",
-                    crate::ingest::refs::MAX_DECLARED_BYTES
-                ),
-                Refusal::Reconnect,
-            );
-        }
-    }
-    // A workload by reference (declared on the stream) or inline.
-    let mut named = |field: std::fmt::Arguments,
-                     id: u32,
-                     inline: Option<&pb::WorkloadIdentity>|
-     -> Result<Option<Arc<Workload>>, ValidationError> {
-        match (id, inline) {
-            (0, _) => Ok(None),
-            (_, Some(_)) => c.fail(field.to_string(), format!("names reference {id} and carries an identity too")),
-            (id, None) => match refs.workload(id, &node) {
-                Some(w) => Ok(Some(w)),
-                None => c.refuse(
-                    field.to_string(),
-                    format!(
-                        "reference {id} was not declared on this stream; not stored: send it again on a new stream"
-                    ),
-                    Refusal::Reconnect,
-                ),
-            },
-        }
-    };
-    let mut processes: Vec<ProcessReading> = Vec::with_capacity(b.processes.len());
-    let mut seen = HashSet::new();
-    for (i, p) in b.processes.iter().enumerate() {
-        let dev = known(format_args!("processes[{i}].gpu_uuid"), &p.gpu_uuid)?;
-        if !seen.insert((p.gpu_uuid.as_str(), p.pid)) {
-            return c.fail(format!("processes[{i}].pid"), format!("pid {} appears twice on {}", p.pid, p.gpu_uuid));
-        }
-        let sm_share_ppm = c.percent(format_args!("processes[{i}].sm_util_percent"), p.sm_util_percent)?;
-        let memory_util_ppm = c.percent(format_args!("processes[{i}].memory_util_percent"), p.memory_util_percent)?;
-        if p.used_memory_bytes > dev.memory_total_bytes {
-            return c.fail(
-                format!("processes[{i}].used_memory_bytes"),
-                format!("{} exceeds the device's {} bytes", p.used_memory_bytes, dev.memory_total_bytes),
-            );
-        }
-        c.text_of(format_args!("processes[{i}].process_name"), &p.process_name, false, contract::MAX_PROCESS_NAME_LEN)?;
-        let workload = match named(format_args!("processes[{i}].workload_ref"), p.workload_ref, p.workload.as_ref())? {
-            Some(w) => w,
-            // An agent without references sends its pod's identity with every process of it: check and key
-            // it once.
-            None => match (i.checked_sub(1).map(|j| &b.processes[j]), processes.last()) {
-                (Some(prev), Some(last)) if prev.workload_ref == 0 && prev.workload == p.workload => {
-                    last.workload.clone()
-                }
-                _ => Arc::new(Workload::new(
-                    &node,
-                    c.identity(format_args!("processes[{i}].workload"), p.workload.as_ref())?,
-                )),
-            },
-        };
-        processes.push(ProcessReading {
-            gpu_uuid: p.gpu_uuid.clone(),
-            pid: p.pid,
-            workload,
-            sm_share_ppm,
-            memory_util_ppm,
-            used_memory_bytes: p.used_memory_bytes,
-        });
-    }
-
-    if b.allocations.len() > limits.max_allocations {
-        return c
-            .fail("allocations", format!("{} allocations; at most {}", b.allocations.len(), limits.max_allocations));
-    }
-    let mut allocations = Vec::with_capacity(b.allocations.len());
-    for (i, a) in b.allocations.iter().enumerate() {
-        known(format_args!("allocations[{i}].gpu_uuid"), &a.gpu_uuid)?;
-        let workload = match named(format_args!("allocations[{i}].workload_ref"), a.workload_ref, a.workload.as_ref())?
-        {
-            Some(w) => w,
-            None => Arc::new(Workload::new(
-                &node,
-                c.identity(format_args!("allocations[{i}].workload"), a.workload.as_ref())?,
-            )),
-        };
-        allocations.push(Allocation { gpu_uuid: a.gpu_uuid.clone(), workload });
-    }
-
+    c.header(b)?;
+    let (n, node) = c.node(b)?;
+    let (start, end) = c.interval(b, now_ns)?;
+    let (devices, by_uuid) = c.devices(n)?;
+    let gpus = c.gpus(b, &by_uuid)?;
+    c.count("processes", "processes", b.processes.len(), limits.max_processes)?;
+    c.declarations(b, refs)?;
+    let processes = c.processes(b, &by_uuid, &node, refs)?;
+    let allocations = c.allocations(b, &by_uuid, &node, refs)?;
     Ok(Batch {
         agent_id: b.agent_id.clone(),
         boot_id: b.boot_id.clone(),
@@ -496,6 +240,378 @@ pub fn validate_on_stream(
         processes,
         allocations,
     })
+}
+
+/// A node's devices by UUID, for the readings to name.
+type ByUuid<'b> = HashMap<&'b str, &'b pb::GpuDevice>;
+
+/// The steps of [`validate_on_stream`], in its order.
+impl Check<'_> {
+    /// The agent, its boot and the batch's sequence numbers.
+    fn header(&self, b: &pb::UsageBatch) -> Result<(), ValidationError> {
+        self.text("agent_id", &b.agent_id, true)?;
+        self.text("boot_id", &b.boot_id, true)?;
+        if b.seq == 0 {
+            return self.fail("seq", "must start at 1");
+        }
+        if b.first_seq > b.seq {
+            return self.fail("first_seq", format!("{} is after seq {}", b.first_seq, b.seq));
+        }
+        Ok(())
+    }
+
+    /// The node the batch comes from, as sent and as the collector's own `Node`; its devices are checked
+    /// apart, by [`Self::devices`].
+    fn node<'b>(&self, b: &'b pb::UsageBatch) -> Result<(&'b pb::NodeInfo, Node), ValidationError> {
+        let Some(n) = &b.node else { return self.fail("node", "is missing") };
+        self.text("node.cluster", &n.cluster, true)?;
+        self.text("node.node_name", &n.node_name, true)?;
+        for (f, v) in [("node.instance_type", &n.instance_type), ("node.region", &n.region), ("node.zone", &n.zone)] {
+            self.text(f, v, false)?;
+        }
+        let capacity_type = match pb::CapacityType::try_from(n.capacity_type) {
+            Ok(pb::CapacityType::OnDemand) => "on_demand",
+            Ok(pb::CapacityType::Spot) => "spot",
+            Ok(pb::CapacityType::Reserved) => "reserved",
+            _ => "unspecified",
+        };
+        let node = Node {
+            cluster: n.cluster.clone(),
+            name: n.node_name.clone(),
+            instance_type: n.instance_type.clone(),
+            capacity_type: capacity_type.to_string(),
+            region: n.region.clone(),
+            zone: n.zone.clone(),
+            labels: self.labels("node.labels", &n.labels)?,
+        };
+        Ok((n, node))
+    }
+
+    /// The interval's start and end: in order, after 2020, not too long, and not ending in the future by
+    /// more than the clock skew allowed at `now_ns` (that batch is refused for later, not rejected).
+    fn interval(&self, b: &pb::UsageBatch, now_ns: u64) -> Result<(u64, u64), ValidationError> {
+        let (start, end) = (b.interval_start_unix_nanos, b.interval_end_unix_nanos);
+        let limits = self.limits;
+        if start >= end {
+            return self.fail("interval", format!("start {start} is not before end {end}"));
+        }
+        if start < EARLIEST_NS {
+            return self
+                .fail("interval_start_unix_nanos", format!("{start} is before 2020-01-01: is the agent's clock set?"));
+        }
+        if end - start > limits.max_interval_ns {
+            return self.fail(
+                "interval",
+                format!(
+                    "{} s long; at most {} s",
+                    (end - start) / 1_000_000_000,
+                    limits.max_interval_ns / 1_000_000_000
+                ),
+            );
+        }
+        if end > now_ns.saturating_add(limits.max_clock_skew_ns) {
+            return self.refuse(
+                "interval_end_unix_nanos",
+                format!(
+                    "{} s in the future by the collector's clock, past the {} s allowed (--max-clock-skew): is the agent's clock set? Not stored yet; send it again later",
+                    (end - now_ns) / 1_000_000_000,
+                    limits.max_clock_skew_ns / 1_000_000_000
+                ),
+                Refusal::Later,
+            );
+        }
+        Ok((start, end))
+    }
+
+    /// `field` holds at most `max` entries; it holds `len`, `noun` in the error.
+    fn count(&self, field: &str, noun: &str, len: usize, max: usize) -> Result<(), ValidationError> {
+        if len > max {
+            return self.fail(field, format!("{len} {noun}; at most {max}"));
+        }
+        Ok(())
+    }
+
+    /// The node's devices: at least one and not too many, each listed once, and a MIG device's parent a
+    /// whole GPU of the same node. Also the devices by UUID.
+    fn devices<'b>(&self, n: &'b pb::NodeInfo) -> Result<(Vec<Device>, ByUuid<'b>), ValidationError> {
+        if n.devices.is_empty() {
+            return self.fail("node.devices", "is empty: a node without GPUs has nothing to report");
+        }
+        self.count("node.devices", "devices", n.devices.len(), self.limits.max_devices)?;
+        let mut by_uuid: ByUuid = HashMap::new();
+        for (i, d) in n.devices.iter().enumerate() {
+            self.device(i, d)?;
+            if by_uuid.insert(&d.uuid, d).is_some() {
+                return self.fail(format!("node.devices[{i}].uuid"), format!("{} is listed twice", d.uuid));
+            }
+        }
+        let mut devices = Vec::with_capacity(n.devices.len());
+        for (i, d) in n.devices.iter().enumerate() {
+            self.mig_parent(&by_uuid, i, d)?;
+            devices.push(Device {
+                uuid: d.uuid.clone(),
+                index: d.index,
+                model: d.model.clone(),
+                memory_total_bytes: d.memory_total_bytes,
+                mig_parent_uuid: (!d.mig_parent_uuid.is_empty()).then(|| d.mig_parent_uuid.clone()),
+                mig_profile: (!d.mig_profile.is_empty()).then(|| d.mig_profile.clone()),
+            });
+        }
+        Ok((devices, by_uuid))
+    }
+
+    /// Device `i` on its own: its names no longer than NVML makes them, and some memory.
+    fn device(&self, i: usize, d: &pb::GpuDevice) -> Result<(), ValidationError> {
+        self.text_of(format_args!("node.devices[{i}].uuid"), &d.uuid, true, contract::MAX_UUID_LEN)?;
+        self.text_of(format_args!("node.devices[{i}].model"), &d.model, false, contract::MAX_UUID_LEN)?;
+        self.text_of(
+            format_args!("node.devices[{i}].mig_parent_uuid"),
+            &d.mig_parent_uuid,
+            false,
+            contract::MAX_UUID_LEN,
+        )?;
+        self.text_of(
+            format_args!("node.devices[{i}].mig_profile"),
+            &d.mig_profile,
+            false,
+            contract::MAX_PROCESS_NAME_LEN,
+        )?;
+        if d.memory_total_bytes == 0 {
+            return self.fail(format!("node.devices[{i}].memory_total_bytes"), "is 0");
+        }
+        Ok(())
+    }
+
+    /// Device `i`'s MIG parent, if it has one: a device of this node that is not itself a MIG device.
+    fn mig_parent(&self, by_uuid: &ByUuid, i: usize, d: &pb::GpuDevice) -> Result<(), ValidationError> {
+        if d.mig_parent_uuid.is_empty() {
+            return Ok(());
+        }
+        match by_uuid.get(d.mig_parent_uuid.as_str()) {
+            None => self.fail(
+                format!("node.devices[{i}].mig_parent_uuid"),
+                format!("{} is not a device of this node", d.mig_parent_uuid),
+            ),
+            Some(p) if !p.mig_parent_uuid.is_empty() => self.fail(
+                format!("node.devices[{i}].mig_parent_uuid"),
+                format!("{} is itself a MIG device", d.mig_parent_uuid),
+            ),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The device `uuid` names, which must be one of the node's; `field` is only rendered when it is not.
+    fn known<'b>(
+        &self,
+        by_uuid: &ByUuid<'b>,
+        field: impl std::fmt::Display,
+        uuid: &str,
+    ) -> Result<&'b pb::GpuDevice, ValidationError> {
+        match by_uuid.get(uuid) {
+            Some(d) => Ok(*d),
+            None => self.fail(field.to_string(), format!("GPU {uuid:?} is not among node.devices")),
+        }
+    }
+
+    /// The GPUs' readings: each of a listed device, one per device.
+    fn gpus(&self, b: &pb::UsageBatch, by_uuid: &ByUuid) -> Result<Vec<GpuReading>, ValidationError> {
+        let duration_s = (b.interval_end_unix_nanos - b.interval_start_unix_nanos) as f64 / 1e9;
+        let mut gpus = Vec::with_capacity(b.gpus.len());
+        let mut seen = HashSet::new();
+        for (i, g) in b.gpus.iter().enumerate() {
+            let dev = self.known(by_uuid, format_args!("gpus[{i}].uuid"), &g.uuid)?;
+            if !seen.insert(g.uuid.as_str()) {
+                return self.fail(format!("gpus[{i}].uuid"), format!("{} has two readings", g.uuid));
+            }
+            gpus.push(self.gpu(i, g, dev, duration_s)?);
+        }
+        Ok(gpus)
+    }
+
+    /// GPU reading `i`, of device `dev` over `duration_s` seconds: percentages, and no more memory, power or
+    /// energy than a GPU has or draws.
+    fn gpu(
+        &self,
+        i: usize,
+        g: &pb::GpuUsage,
+        dev: &pb::GpuDevice,
+        duration_s: f64,
+    ) -> Result<GpuReading, ValidationError> {
+        let utilization_ppm = self.percent(format_args!("gpus[{i}].utilization_percent"), g.utilization_percent)?;
+        self.percent(format_args!("gpus[{i}].memory_utilization_percent"), g.memory_utilization_percent)?;
+        if g.memory_used_bytes > dev.memory_total_bytes {
+            return self.fail(
+                format!("gpus[{i}].memory_used_bytes"),
+                format!("{} exceeds the device's {} bytes", g.memory_used_bytes, dev.memory_total_bytes),
+            );
+        }
+        if g.power_milliwatts > MAX_POWER_MW {
+            return self
+                .fail(format!("gpus[{i}].power_milliwatts"), format!("{} mW is beyond any GPU", g.power_milliwatts));
+        }
+        if let Some(e) = g.energy_millijoules
+            && e as f64 > MAX_POWER_MW as f64 * duration_s
+        {
+            return self
+                .fail(format!("gpus[{i}].energy_millijoules"), format!("{e} mJ in {duration_s} s is beyond any GPU"));
+        }
+        Ok(GpuReading {
+            uuid: g.uuid.clone(),
+            utilization_ppm,
+            memory_used_bytes: g.memory_used_bytes,
+            power_milliwatts: g.power_milliwatts,
+            energy_millijoules: g.energy_millijoules,
+        })
+    }
+
+    /// The batch's workload declarations, not too many, each added to the stream's `refs`.
+    fn declarations(&self, b: &pb::UsageBatch, refs: &mut StreamWorkloads) -> Result<(), ValidationError> {
+        let max = self.limits.max_processes + self.limits.max_allocations;
+        self.count("declare_workloads", "declarations", b.declare_workloads.len(), max)?;
+        for (i, d) in b.declare_workloads.iter().enumerate() {
+            if d.id == 0 || d.id > MAX_REFS {
+                return self.fail(format!("declare_workloads[{i}].id"), format!("{} is outside 1..={MAX_REFS}", d.id));
+            }
+            let Some(w) = &d.workload else {
+                return self.fail(format!("declare_workloads[{i}].workload"), "is missing");
+            };
+            let identity = self.identity(format_args!("declare_workloads[{i}].workload"), Some(w))?;
+            if let Err(bytes) = refs.declare(d.id, identity, gpucost_proto::refs::held_bytes(w)) {
+                // Not the batch's fault: a new stream starts with nothing declared.
+                return self.refuse(
+                    format!("declare_workloads[{i}]"),
+                    format!(
+                        "this stream's declared identities would cost {bytes} bytes, past the {} a stream may hold; not stored: send it again on a new stream",
+                        crate::ingest::refs::MAX_DECLARED_BYTES
+                    ),
+                    Refusal::Reconnect,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A workload by reference (declared on the stream) or inline: the one `id` names, or `None` when `id` is
+    /// 0 and the identity, if any, is inline.
+    fn named(
+        &self,
+        refs: &mut StreamWorkloads,
+        node: &Node,
+        field: impl std::fmt::Display,
+        id: u32,
+        inline: Option<&pb::WorkloadIdentity>,
+    ) -> Result<Option<Arc<Workload>>, ValidationError> {
+        match (id, inline) {
+            (0, _) => Ok(None),
+            (_, Some(_)) => self.fail(field.to_string(), format!("names reference {id} and carries an identity too")),
+            (id, None) => match refs.workload(id, node) {
+                Some(w) => Ok(Some(w)),
+                None => self.refuse(
+                    field.to_string(),
+                    format!(
+                        "reference {id} was not declared on this stream; not stored: send it again on a new stream"
+                    ),
+                    Refusal::Reconnect,
+                ),
+            },
+        }
+    }
+
+    /// The processes' readings: each on a listed device, a pid once per device, with its workload.
+    fn processes(
+        &self,
+        b: &pb::UsageBatch,
+        by_uuid: &ByUuid,
+        node: &Node,
+        refs: &mut StreamWorkloads,
+    ) -> Result<Vec<ProcessReading>, ValidationError> {
+        let mut processes: Vec<ProcessReading> = Vec::with_capacity(b.processes.len());
+        let mut seen = HashSet::new();
+        for (i, p) in b.processes.iter().enumerate() {
+            let dev = self.known(by_uuid, format_args!("processes[{i}].gpu_uuid"), &p.gpu_uuid)?;
+            if !seen.insert((p.gpu_uuid.as_str(), p.pid)) {
+                return self
+                    .fail(format!("processes[{i}].pid"), format!("pid {} appears twice on {}", p.pid, p.gpu_uuid));
+            }
+            let sm_share_ppm = self.percent(format_args!("processes[{i}].sm_util_percent"), p.sm_util_percent)?;
+            let memory_util_ppm =
+                self.percent(format_args!("processes[{i}].memory_util_percent"), p.memory_util_percent)?;
+            if p.used_memory_bytes > dev.memory_total_bytes {
+                return self.fail(
+                    format!("processes[{i}].used_memory_bytes"),
+                    format!("{} exceeds the device's {} bytes", p.used_memory_bytes, dev.memory_total_bytes),
+                );
+            }
+            self.text_of(
+                format_args!("processes[{i}].process_name"),
+                &p.process_name,
+                false,
+                contract::MAX_PROCESS_NAME_LEN,
+            )?;
+            let workload = self.process_workload(&b.processes, i, processes.last(), node, refs)?;
+            processes.push(ProcessReading {
+                gpu_uuid: p.gpu_uuid.clone(),
+                pid: p.pid,
+                workload,
+                sm_share_ppm,
+                memory_util_ppm,
+                used_memory_bytes: p.used_memory_bytes,
+            });
+        }
+        Ok(processes)
+    }
+
+    /// The workload of process `i` of `sent`, whose reading before it, if any, is `last`.
+    fn process_workload(
+        &self,
+        sent: &[pb::ProcessUsage],
+        i: usize,
+        last: Option<&ProcessReading>,
+        node: &Node,
+        refs: &mut StreamWorkloads,
+    ) -> Result<Arc<Workload>, ValidationError> {
+        let p = &sent[i];
+        let field = format_args!("processes[{i}].workload_ref");
+        if let Some(w) = self.named(refs, node, field, p.workload_ref, p.workload.as_ref())? {
+            return Ok(w);
+        }
+        // An agent without references sends its pod's identity with every process of it: check and key it
+        // once.
+        match (i.checked_sub(1).map(|j| &sent[j]), last) {
+            (Some(prev), Some(last)) if prev.workload_ref == 0 && prev.workload == p.workload => {
+                Ok(last.workload.clone())
+            }
+            _ => Ok(Arc::new(Workload::new(
+                node,
+                self.identity(format_args!("processes[{i}].workload"), p.workload.as_ref())?,
+            ))),
+        }
+    }
+
+    /// The allocations, not too many: each of a listed device, with its workload.
+    fn allocations(
+        &self,
+        b: &pb::UsageBatch,
+        by_uuid: &ByUuid,
+        node: &Node,
+        refs: &mut StreamWorkloads,
+    ) -> Result<Vec<Allocation>, ValidationError> {
+        self.count("allocations", "allocations", b.allocations.len(), self.limits.max_allocations)?;
+        let mut allocations = Vec::with_capacity(b.allocations.len());
+        for (i, a) in b.allocations.iter().enumerate() {
+            self.known(by_uuid, format_args!("allocations[{i}].gpu_uuid"), &a.gpu_uuid)?;
+            let field = format_args!("allocations[{i}].workload_ref");
+            let workload = match self.named(refs, node, field, a.workload_ref, a.workload.as_ref())? {
+                Some(w) => w,
+                None => Arc::new(Workload::new(
+                    node,
+                    self.identity(format_args!("allocations[{i}].workload"), a.workload.as_ref())?,
+                )),
+            };
+            allocations.push(Allocation { gpu_uuid: a.gpu_uuid.clone(), workload });
+        }
+        Ok(allocations)
+    }
 }
 
 #[cfg(test)]
