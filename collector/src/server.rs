@@ -20,7 +20,6 @@ use gpucost_ledger::Ledger;
 use gpucost_ledger::SqliteLedger;
 use gpucost_ledger::writer::WriterHandle;
 use gpucost_rules::book::PriceBook;
-#[cfg(not(feature = "aws"))]
 use gpucost_rules::inventory::SharedInventory;
 
 #[derive(Debug, Clone)]
@@ -123,178 +122,51 @@ impl Server {
     /// Opens the ledger and binds both listeners; serving starts at once and stops when `shutdown` turns true.
     pub async fn start(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<Self> {
         config.validate()?;
-        let bucket_ns = config.bucket.as_nanos() as u64;
-        let raw_retention = config.raw_retention.as_nanos() as u64;
-        let db = config.db.to_string_lossy();
-        let ledger: Arc<dyn Ledger> = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-            #[cfg(feature = "postgres")]
-            {
-                let url = db.to_string();
-                let redacted = gpucost_ledger::sql::postgres::redact(&url);
-                Arc::new(
-                    tokio::task::spawn_blocking(move || {
-                        gpucost_ledger::SqlLedger::open_postgres(&url, bucket_ns, raw_retention)
-                    })
-                    .await?
-                    .with_context(|| format!("opening the PostgreSQL ledger at {redacted}"))?,
-                )
-            }
-            #[cfg(not(feature = "postgres"))]
-            anyhow::bail!(
-                "--db {db}: this collector was built without the PostgreSQL ledger (cargo feature `postgres`)"
-            )
-        } else {
-            Arc::new(
-                SqliteLedger::open_serving(&config.db, bucket_ns, raw_retention)
-                    .with_context(|| format!("opening the ledger at {}", config.db.display()))?,
-            )
-        };
-        let grpc = TcpListener::bind(config.grpc)
-            .await
-            .with_context(|| format!("cannot listen for gRPC on {} (--grpc)", config.grpc))?;
-        let http = TcpListener::bind(config.http)
-            .await
-            .with_context(|| format!("cannot listen for HTTP on {} (--http)", config.http))?;
+        let ledger = open_ledger(config).await?;
+        let grpc = bind(config.grpc, "gRPC", "--grpc").await?;
+        let http = bind(config.http, "HTTP", "--http").await?;
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
-
-        let writer = WriterHandle::spawn(ledger.clone());
-        let metrics = Arc::new(Metrics::new(config.metrics_max_series));
-        let fleet = Arc::new(crate::live::Fleet::default());
-        let mut tasks = JoinSet::new();
         crate::budget::engine::sync_config_budgets(ledger.as_ref(), &config.budgets, gpucost_types::clock::now_ns())
             .context("storing the config file's budgets")?;
-        let budget_poke = Arc::new(tokio::sync::Notify::new());
-        {
-            let budgets = Arc::new(config.budgets.clone());
-            let generator_url = format!("http://{http_addr}/api/v1/budgets/status");
-            let delivery = Arc::new(tokio::sync::Notify::new());
-            let evaluation = crate::jobs::budget_evaluation::BudgetEvaluation::new(
-                ledger.clone(),
-                budgets.clone(),
-                generator_url.clone(),
-                metrics.clone(),
-                budget_poke.clone(),
-                delivery.clone(),
-            );
-            let alerts =
-                crate::jobs::alert_delivery::AlertDelivery::new(ledger.clone(), budgets, generator_url, delivery);
-            crate::jobs::supervise(Box::new(evaluation), ledger.clone(), metrics.clone(), shutdown.clone(), &mut tasks);
-            crate::jobs::supervise(Box::new(alerts), ledger.clone(), metrics.clone(), shutdown.clone(), &mut tasks);
-        }
-        if let (Some(b), Some(owners)) = (config.backstage.clone(), config.owners.clone()) {
-            let sync = crate::jobs::catalog_sync::CatalogSync::start(b, owners, ledger.clone(), metrics.clone()).await;
-            crate::jobs::supervise(Box::new(sync), ledger.clone(), metrics.clone(), shutdown.clone(), &mut tasks);
-        }
-        #[cfg(feature = "aws")]
-        let inventory = match &config.discovery {
-            Some(d) => {
-                let (job, inventory) =
-                    crate::jobs::aws_discovery::AwsDiscoveryJob::start(config.prices.clone(), d, metrics.clone()).await;
-                crate::jobs::supervise(Box::new(job), ledger.clone(), metrics.clone(), shutdown.clone(), &mut tasks);
-                Some(inventory)
-            }
-            None => None,
+
+        let mut run = Running {
+            ledger: ledger.clone(),
+            metrics: Arc::new(Metrics::new(config.metrics_max_series)),
+            fleet: Arc::new(crate::live::Fleet::default()),
+            shutdown,
+            tasks: JoinSet::new(),
         };
-        // Refused above: nothing to discover with.
-        #[cfg(not(feature = "aws"))]
-        let inventory: Option<SharedInventory> = None;
+        let budget_poke = run.budget_jobs(config, http_addr);
+        if let (Some(b), Some(owners)) = (config.backstage.clone(), config.owners.clone()) {
+            let sync =
+                crate::jobs::catalog_sync::CatalogSync::start(b, owners, ledger.clone(), run.metrics.clone()).await;
+            run.supervise(Box::new(sync));
+        }
+        let inventory = run.discovery(config).await;
         // File descriptors for both ports' connections: silent connections to one cannot starve the other.
         let (grpc_cap, http_cap) =
             crate::listen::fd_budget(config.max_grpc_connections, config.max_http_connections, 128);
-        let (grpc_admission, http_admission) =
-            (crate::listen::Admission::new(grpc_cap), crate::listen::Admission::new(http_cap));
-        let handshake = config.handshake_timeout;
-        let service = IngestServer::new(IngestService::new(Pipeline {
-            stages: crate::ingest::stages::Stages {
-                limits: config.limits.clone(),
-                prices: config.prices.clone(),
-                inventory: inventory.clone(),
-                owners: config.owners.clone(),
-                writer,
-            },
-            metrics: metrics.clone(),
-            fleet: fleet.clone(),
-            auth: config.auth.clone(),
-            slots: Arc::new(crate::ingest::limits::StreamSlots::new(config.max_streams, config.auth.agent_clusters())),
-            rate: Arc::new(crate::ingest::limits::RateLimit::new(config.max_agent_batches_per_minute)),
-            idle_timeout: config.stream_idle_timeout,
-        }))
-        // The largest valid batch and a margin (`gpucost_proto::limits`); a larger message is refused unread.
-        .max_decoding_message_size(gpucost_proto::limits::MAX_BATCH_BYTES);
-        let stop = shutdown.clone();
-        let metrics_for_grpc = metrics.clone();
-        match &config.tls {
-            Some(files) => {
-                let tls = crate::tls::Reloading::new(files.clone()).map_err(anyhow::Error::msg)?;
-                crate::jobs::supervise(
-                    Box::new(crate::jobs::tls_reload::TlsReload::new(tls.clone())),
-                    ledger.clone(),
-                    metrics.clone(),
-                    shutdown.clone(),
-                    &mut tasks,
-                );
-                tasks.spawn(async move {
-                    tonic::transport::Server::builder()
-                        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-                        .add_service(service)
-                        .serve_with_incoming_shutdown(
-                            crate::tls::incoming(grpc, tls, grpc_admission, handshake, metrics_for_grpc),
-                            wait_for_stop(stop),
-                        )
-                        .await
-                        .context("gRPC server failed")
-                });
-            }
-            None => {
-                if config.grpc_plaintext {
-                    tracing::warn!("--grpc-plaintext: gRPC without TLS here; a proxy in front must terminate TLS");
-                }
-                tasks.spawn(async move {
-                    tonic::transport::Server::builder()
-                        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-                        .add_service(service)
-                        .serve_with_incoming_shutdown(
-                            crate::listen::grpc_plain(grpc, grpc_admission, handshake, metrics_for_grpc),
-                            wait_for_stop(stop),
-                        )
-                        .await
-                        .context("gRPC server failed")
-                });
-            }
-        }
+        run.serve_grpc(config, grpc, crate::listen::Admission::new(grpc_cap), inventory.clone())?;
         let app = crate::http::router(AppState {
             ledger: ledger.clone(),
-            metrics: metrics.clone(),
+            metrics: run.metrics.clone(),
             inventory,
             owners: config.owners.clone(),
             reports: Arc::new(config.reports.clone()),
-            budget_poke: budget_poke.clone(),
-            fleet: fleet.clone(),
+            budget_poke,
+            fleet: run.fleet.clone(),
             auth: config.auth.clone(),
             http_timeout: config.http_timeout,
         });
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            crate::listen::serve_http(http, app, http_admission, handshake, wait_for_stop(stop)).await;
+        let (admission, handshake, stop) =
+            (crate::listen::Admission::new(http_cap), config.handshake_timeout, run.shutdown.clone());
+        run.tasks.spawn(async move {
+            crate::listen::serve_http(http, app, admission, handshake, wait_for_stop(stop)).await;
             Ok(())
         });
-        let mut jobs: Vec<Box<dyn crate::jobs::Job>> = vec![
-            Box::new(crate::jobs::team_efficiency::TeamEfficiency::new(ledger.clone(), metrics.clone())),
-            Box::new(crate::jobs::prune_raw::PruneRaw::new(ledger.clone(), config.raw_retention)),
-            Box::new(crate::jobs::daily_rollups::DailyRollups::new(ledger.clone())),
-        ];
-        if let Some(m) = &config.mlflow {
-            jobs.push(Box::new(crate::jobs::mlflow_write_back::MlflowWriteBack::new(
-                m,
-                ledger.clone(),
-                metrics.clone(),
-            )));
-        }
-        for job in jobs {
-            crate::jobs::supervise(job, ledger.clone(), metrics.clone(), shutdown.clone(), &mut tasks);
-        }
+        run.housekeeping_jobs(config);
         tracing::info!(%grpc_addr, %http_addr, db = %redacted_db(&config.db), "collector listening");
-        Ok(Self { grpc_addr, http_addr, ledger, tasks })
+        Ok(Self { grpc_addr, http_addr, ledger, tasks: run.tasks })
     }
 
     /// Runs until shutdown; the first task to fail stops the collector with its error.
@@ -303,5 +175,155 @@ impl Server {
             r.context("collector task panicked")??;
         }
         Ok(())
+    }
+}
+
+/// The ledger `--db` names: PostgreSQL for a `postgres://` URL, else the embedded SQLite file (held by this
+/// collector alone while it serves).
+async fn open_ledger(config: &ServeConfig) -> anyhow::Result<Arc<dyn Ledger>> {
+    let bucket_ns = config.bucket.as_nanos() as u64;
+    let raw_retention = config.raw_retention.as_nanos() as u64;
+    let db = config.db.to_string_lossy();
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        {
+            let url = db.to_string();
+            let redacted = gpucost_ledger::sql::postgres::redact(&url);
+            let ledger = tokio::task::spawn_blocking(move || {
+                gpucost_ledger::SqlLedger::open_postgres(&url, bucket_ns, raw_retention)
+            })
+            .await?
+            .with_context(|| format!("opening the PostgreSQL ledger at {redacted}"))?;
+            return Ok(Arc::new(ledger));
+        }
+        #[cfg(not(feature = "postgres"))]
+        anyhow::bail!("--db {db}: this collector was built without the PostgreSQL ledger (cargo feature `postgres`)")
+    }
+    let ledger = SqliteLedger::open_serving(&config.db, bucket_ns, raw_retention)
+        .with_context(|| format!("opening the ledger at {}", config.db.display()))?;
+    Ok(Arc::new(ledger))
+}
+
+async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen for {what} on {addr} ({flag})"))
+}
+
+/// What a starting collector's tasks share: the ledger, the metrics, the live fleet, the one shutdown, and the
+/// set of tasks the first failure of which stops the collector.
+struct Running {
+    ledger: Arc<dyn Ledger>,
+    metrics: Arc<Metrics>,
+    fleet: Arc<crate::live::Fleet>,
+    shutdown: watch::Receiver<bool>,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Running {
+    fn supervise(&mut self, job: Box<dyn crate::jobs::Job>) {
+        crate::jobs::supervise(job, self.ledger.clone(), self.metrics.clone(), self.shutdown.clone(), &mut self.tasks);
+    }
+
+    /// Budget evaluation and alert delivery; the signal that makes the evaluation run now (a budget changed).
+    fn budget_jobs(&mut self, config: &ServeConfig, http_addr: SocketAddr) -> Arc<tokio::sync::Notify> {
+        let budget_poke = Arc::new(tokio::sync::Notify::new());
+        let budgets = Arc::new(config.budgets.clone());
+        let generator_url = format!("http://{http_addr}/api/v1/budgets/status");
+        let delivery = Arc::new(tokio::sync::Notify::new());
+        let evaluation = crate::jobs::budget_evaluation::BudgetEvaluation::new(
+            self.ledger.clone(),
+            budgets.clone(),
+            generator_url.clone(),
+            self.metrics.clone(),
+            budget_poke.clone(),
+            delivery.clone(),
+        );
+        let alerts =
+            crate::jobs::alert_delivery::AlertDelivery::new(self.ledger.clone(), budgets, generator_url, delivery);
+        self.supervise(Box::new(evaluation));
+        self.supervise(Box::new(alerts));
+        budget_poke
+    }
+
+    /// AWS discovery, when configured: the inventory it keeps up to date.
+    #[cfg(feature = "aws")]
+    async fn discovery(&mut self, config: &ServeConfig) -> Option<SharedInventory> {
+        let d = config.discovery.as_ref()?;
+        let (job, inventory) =
+            crate::jobs::aws_discovery::AwsDiscoveryJob::start(config.prices.clone(), d, self.metrics.clone()).await;
+        self.supervise(Box::new(job));
+        Some(inventory)
+    }
+
+    /// Refused by `ServeConfig::validate`: nothing to discover with.
+    #[cfg(not(feature = "aws"))]
+    async fn discovery(&mut self, _config: &ServeConfig) -> Option<SharedInventory> {
+        None
+    }
+
+    /// The ingest service on `grpc`: TLS here (its certificate reloaded by a job) or plain text (behind a proxy,
+    /// or insecure).
+    fn serve_grpc(
+        &mut self,
+        config: &ServeConfig,
+        grpc: TcpListener,
+        admission: crate::listen::Admission,
+        inventory: Option<SharedInventory>,
+    ) -> anyhow::Result<()> {
+        let service = IngestServer::new(IngestService::new(Pipeline {
+            stages: crate::ingest::stages::Stages {
+                limits: config.limits.clone(),
+                prices: config.prices.clone(),
+                inventory,
+                owners: config.owners.clone(),
+                writer: WriterHandle::spawn(self.ledger.clone()),
+            },
+            metrics: self.metrics.clone(),
+            fleet: self.fleet.clone(),
+            auth: config.auth.clone(),
+            slots: Arc::new(crate::ingest::limits::StreamSlots::new(config.max_streams, config.auth.agent_clusters())),
+            rate: Arc::new(crate::ingest::limits::RateLimit::new(config.max_agent_batches_per_minute)),
+            idle_timeout: config.stream_idle_timeout,
+        }))
+        // The largest valid batch and a margin (`gpucost_proto::limits`); a larger message is refused unread.
+        .max_decoding_message_size(gpucost_proto::limits::MAX_BATCH_BYTES);
+        let (stop, metrics, handshake) = (self.shutdown.clone(), self.metrics.clone(), config.handshake_timeout);
+        let server = || tonic::transport::Server::builder().http2_keepalive_interval(Some(Duration::from_secs(30)));
+        match &config.tls {
+            Some(files) => {
+                let tls = crate::tls::Reloading::new(files.clone()).map_err(anyhow::Error::msg)?;
+                self.supervise(Box::new(crate::jobs::tls_reload::TlsReload::new(tls.clone())));
+                let incoming = crate::tls::incoming(grpc, tls, admission, handshake, metrics);
+                let serving = server().add_service(service).serve_with_incoming_shutdown(incoming, wait_for_stop(stop));
+                self.tasks.spawn(async move { serving.await.context("gRPC server failed") });
+            }
+            None => {
+                if config.grpc_plaintext {
+                    tracing::warn!("--grpc-plaintext: gRPC without TLS here; a proxy in front must terminate TLS");
+                }
+                let incoming = crate::listen::grpc_plain(grpc, admission, handshake, metrics);
+                let serving = server().add_service(service).serve_with_incoming_shutdown(incoming, wait_for_stop(stop));
+                self.tasks.spawn(async move { serving.await.context("gRPC server failed") });
+            }
+        }
+        Ok(())
+    }
+
+    /// The team efficiency gauges, raw pruning, daily rollups and, when configured, MLflow write-back.
+    fn housekeeping_jobs(&mut self, config: &ServeConfig) {
+        let mut jobs: Vec<Box<dyn crate::jobs::Job>> = vec![
+            Box::new(crate::jobs::team_efficiency::TeamEfficiency::new(self.ledger.clone(), self.metrics.clone())),
+            Box::new(crate::jobs::prune_raw::PruneRaw::new(self.ledger.clone(), config.raw_retention)),
+            Box::new(crate::jobs::daily_rollups::DailyRollups::new(self.ledger.clone())),
+        ];
+        if let Some(m) = &config.mlflow {
+            jobs.push(Box::new(crate::jobs::mlflow_write_back::MlflowWriteBack::new(
+                m,
+                self.ledger.clone(),
+                self.metrics.clone(),
+            )));
+        }
+        for job in jobs {
+            self.supervise(job);
+        }
     }
 }
