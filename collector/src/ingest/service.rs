@@ -31,6 +31,7 @@ use super::stages::Stages;
 use super::validate::Refusal;
 use crate::metrics::Metrics;
 use gpucost_ledger::{LedgerError, Recorded};
+use gpucost_types::stage::Attributed;
 
 /// Batches of one stream in the writer's hands at once.
 const WINDOW: usize = 64;
@@ -125,7 +126,9 @@ struct Pending {
 }
 
 /// Serves one agent stream; `bound` is the cluster the agent's token may write (`None`: any, insecure mode);
-/// `told` the label keys the stream opened with.
+/// `told` the label keys the stream opened with. Only the flow control is here: at most `WINDOW` batches and one
+/// largest message in the writer's hands, acks in arrival order, the idle timeout, the stream's last word. What
+/// happens to a batch is `admit` (the stream's limits, then the stages) and `answer` (what its storing means).
 async fn serve_stream(
     mut inbound: Streaming<UsageBatch>,
     out: mpsc::Sender<Result<Ack, Status>>,
@@ -134,7 +137,6 @@ async fn serve_stream(
     label_keys: Arc<LabelKeys>,
     mut told: Announced,
 ) {
-    let Pipeline { stages, metrics, fleet, slots, rate, idle_timeout, .. } = p;
     // The trust zone the stream's token authenticates: its cluster (all one zone when insecure). Slots and the
     // batch rate are kept per zone, never per what a batch says of itself.
     let zone = bound.clone().unwrap_or_default();
@@ -145,7 +147,7 @@ async fn serve_stream(
             self.0.give_back(&self.1);
         }
     }
-    let _slot = Release(slots.clone(), zone.clone());
+    let _slot = Release(p.slots.clone(), zone.clone());
     /// Counts the stream as a connected agent while it lasts.
     struct Connected(Arc<Metrics>);
     impl Drop for Connected {
@@ -153,8 +155,8 @@ async fn serve_stream(
             self.0.agents_connected.dec();
         }
     }
-    metrics.agents_connected.inc();
-    let _connected = Connected(metrics.clone());
+    p.metrics.agents_connected.inc();
+    let _connected = Connected(p.metrics.clone());
     let mut pending: VecDeque<Pending> = VecDeque::new();
     // Wire bytes of the batches in `pending`: the next is read only while under one largest message.
     let mut pending_bytes = 0;
@@ -164,8 +166,8 @@ async fn serve_stream(
     let mut last_word: Option<Status> = None;
     // Reset by every batch received and every ack sent. An agent whose intervals are longer than the timeout's
     // third is allowed three of its own intervals between batches, so that its stream is not closed each time.
-    let mut allowed_idle = idle_timeout;
-    let idle = tokio::time::sleep(idle_timeout);
+    let mut allowed_idle = p.idle_timeout;
+    let idle = tokio::time::sleep(p.idle_timeout);
     tokio::pin!(idle);
     loop {
         if input_done && pending.is_empty() {
@@ -176,7 +178,7 @@ async fn serve_stream(
         }
         tokio::select! {
             _ = &mut idle, if !input_done && pending.is_empty() => {
-                metrics.limit_breach("stream_idle");
+                p.metrics.limit_breach("stream_idle");
                 tracing::info!(cluster = %zone.escape_debug(), ?allowed_idle, "closed an agent stream that sent nothing");
                 last_word = Some(Status::unavailable(format!(
                     "no batch on this stream for {} s (--stream-idle-timeout): closed, so that an idle stream holds no slot; open a new one when there is a batch to send",
@@ -185,67 +187,34 @@ async fn serve_stream(
                 input_done = true;
             }
             msg = inbound.message(), if !input_done && pending.len() < WINDOW && pending_bytes < MAX_BATCH_BYTES => match msg {
-                Ok(Some(b)) if !rate.admit(&zone, slots.held(&zone), gpucost_types::clock::now_ns()) => {
-                    metrics.limit_breach("agent_rate");
-                    tracing::warn!(agent = %b.agent_id.escape_debug(), cluster = %zone.escape_debug(), seq = b.seq, per_minute = rate.per_minute(), "a cluster's agents are over their batch rate");
-                    last_word = Some(Status::resource_exhausted(format!(
-                        "batch agent={} seq={}: more than {} batches a minute per stream from this token's agents (--max-agent-batches-per-minute); it was not stored, send it again later",
-                        b.agent_id.escape_debug(), b.seq, rate.per_minute()
-                    )));
-                    input_done = true;
+                Ok(Some(b)) => {
+                    let received = std::time::Instant::now();
+                    match admit(&p, &zone, bound.as_deref(), &b, &mut workloads) {
+                        Ok(batch) => {
+                            allowed_idle = idle_allowance(p.idle_timeout, batch.end_ns.saturating_sub(batch.start_ns));
+                            idle.as_mut().reset(tokio::time::Instant::now() + allowed_idle);
+                            let bytes = prost::Message::encoded_len(&b);
+                            pending_bytes += bytes;
+                            pending.push_back(Pending {
+                                boot_id: batch.boot_id.clone(),
+                                seq: batch.seq,
+                                bytes,
+                                gpu_ns: batch.duration_ns() * batch.devices.iter().filter(|d| !d.is_mig()).count() as u64,
+                                unpriced: batch.cost.unpriced.is_some(),
+                                observed: crate::live::Observation::of(&batch),
+                                received,
+                                stored: p.stages.store(batch).await,
+                            });
+                        }
+                        Err(status) => {
+                            last_word = Some(status);
+                            input_done = true;
+                        }
+                    }
                 }
-                Ok(Some(b)) if bound.as_ref().is_some_and(|c| b.node.as_ref().map(|n| &n.cluster) != Some(c)) => {
-                    metrics.batch_rejected();
-                    let cluster = b.node.as_ref().map(|n| n.cluster.clone()).unwrap_or_default();
-                    let allowed = bound.clone().unwrap_or_default();
-                    tracing::warn!(agent = %b.agent_id, seq = b.seq, cluster, allowed, "refused a batch for a cluster its token does not cover");
-                    last_word = Some(Status::permission_denied(format!(
-                        "batch agent={} seq={}: this agent's token writes cluster {allowed:?}; it cannot write usage for cluster {cluster:?}",
-                        b.agent_id, b.seq
-                    )));
-                    input_done = true;
-                }
-                Ok(Some(b)) => match (std::time::Instant::now(), stages.prepare(&b, gpucost_types::clock::now_ns(), &mut workloads)) {
-                    (received, Ok(batch)) => {
-                        allowed_idle = idle_allowance(idle_timeout, batch.end_ns.saturating_sub(batch.start_ns));
-                        idle.as_mut().reset(tokio::time::Instant::now() + allowed_idle);
-                        let bytes = prost::Message::encoded_len(&b);
-                        pending_bytes += bytes;
-                        pending.push_back(Pending {
-                            boot_id: batch.boot_id.clone(),
-                            seq: batch.seq,
-                            bytes,
-                            gpu_ns: batch.duration_ns() * batch.devices.iter().filter(|d| !d.is_mig()).count() as u64,
-                            unpriced: batch.cost.unpriced.is_some(),
-                            observed: crate::live::Observation::of(&batch),
-                            received,
-                            stored: stages.store(batch).await,
-                        });
-                    }
-                    (_, Err(e)) if e.refusal == Refusal::Later => {
-                        // Kept by the agent and sent again: refused for now, not rejected.
-                        metrics.limit_breach("clock_skew");
-                        tracing::warn!(agent = %b.agent_id, seq = b.seq, error = %e, "a batch from the future: the agent's clock is ahead");
-                        last_word = Some(Status::unavailable(e.to_string()));
-                        input_done = true;
-                    }
-                    (_, Err(e)) if e.refusal == Refusal::Reconnect => {
-                        // Kept by the agent and sent again on a new stream, which declares its workloads anew.
-                        metrics.batch_rejected();
-                        tracing::warn!(agent = %b.agent_id, seq = b.seq, error = %e, declared = workloads.len(), "a batch named an undeclared workload reference");
-                        last_word = Some(Status::failed_precondition(e.to_string()));
-                        input_done = true;
-                    }
-                    (_, Err(e)) => {
-                        metrics.batch_rejected();
-                        tracing::warn!(agent = %b.agent_id, seq = b.seq, error = %e, "rejected a batch");
-                        last_word = Some(rejected(b.seq, e.to_string()));
-                        input_done = true;
-                    }
-                },
                 Ok(None) => input_done = true,
                 Err(status) => {
-                    last_word = refused_unread(&status, &metrics);
+                    last_word = refused_unread(&status, &p.metrics);
                     if last_word.is_none() {
                         tracing::debug!(code = ?status.code(), message = status.message(), "agent stream ended");
                     }
@@ -253,39 +222,13 @@ async fn serve_stream(
                 }
             },
             outcome = async { (&mut pending.front_mut().expect("guarded by the branch condition").stored).await }, if !pending.is_empty() => {
-                let Pending { boot_id, seq, bytes, gpu_ns, unpriced, observed, received, .. } =
-                    pending.pop_front().expect("front was just awaited");
-                pending_bytes -= bytes;
-                let status = match outcome {
-                    Ok(Ok(stored @ (Recorded::Stored | Recorded::Contested(_)))) => {
-                        // Another cluster's time on the same GPU UUIDs: both are kept, each billed to its own cluster.
-                        if let Recorded::Contested(conflicts) = stored {
-                            for c in &conflicts {
-                                metrics.conflict(&c.cluster, &c.other_cluster);
-                                tracing::warn!(%boot_id, seq, gpu = %c.gpu_uuid, cluster = %c.cluster, other_cluster = %c.other_cluster,
-                                    "two clusters report the same GPU over the same time; both are stored, each billed to its own cluster (GET /api/v1/conflicts)");
-                            }
-                        }
-                        metrics.batch_stored(&observed, gpu_ns, !unpriced, received.elapsed(), gpucost_types::clock::now_ns() as f64 / 1e9);
-                        fleet.update(observed);
-                        AckStatus::Stored
-                    }
-                    Ok(Ok(Recorded::Duplicate)) => {
-                        metrics.batch_duplicate();
-                        AckStatus::Duplicate
-                    }
-                    Ok(Err(e)) if e.is_batch_fault() => {
-                        metrics.batch_rejected();
-                        tracing::warn!(%boot_id, seq, error = %e, "rejected a batch");
-                        let _ = out.send(Err(rejected(seq, e.to_string()))).await;
-                        return;
-                    }
-                    Ok(Err(e)) => {
-                        let _ = out.send(Err(Status::unavailable(format!("could not store batch seq={seq}: {e}; retry later")))).await;
-                        return;
-                    }
-                    Err(_) => {
-                        let _ = out.send(Err(Status::unavailable("the ledger writer stopped; retry later"))).await;
+                let done = pending.pop_front().expect("front was just awaited");
+                pending_bytes -= done.bytes;
+                let (boot_id, seq) = (done.boot_id.clone(), done.seq);
+                let status = match answer(&p, done, outcome) {
+                    Ok(status) => status,
+                    Err(status) => {
+                        let _ = out.send(Err(status)).await;
                         return;
                     }
                 };
@@ -299,6 +242,100 @@ async fn serve_stream(
                 idle.as_mut().reset(tokio::time::Instant::now() + allowed_idle);
             }
         }
+    }
+}
+
+/// A batch read from a stream of `zone` (a token bound to cluster `bound`), through the stream's limits and the
+/// stages up to storing; or the stream's last word, logged and counted: over the zone's batch rate
+/// (RESOURCE_EXHAUSTED), for a cluster the token does not cover (PERMISSION_DENIED), from the future
+/// (UNAVAILABLE: kept and sent again), naming an undeclared workload (FAILED_PRECONDITION: sent again on a new
+/// stream), or invalid (INVALID_ARGUMENT with the rejected sequence number).
+fn admit(
+    p: &Pipeline,
+    zone: &str,
+    bound: Option<&str>,
+    b: &UsageBatch,
+    workloads: &mut StreamWorkloads,
+) -> Result<Attributed, Status> {
+    let metrics = &p.metrics;
+    if !p.rate.admit(zone, p.slots.held(zone), gpucost_types::clock::now_ns()) {
+        metrics.limit_breach("agent_rate");
+        tracing::warn!(agent = %b.agent_id.escape_debug(), cluster = %zone.escape_debug(), seq = b.seq, per_minute = p.rate.per_minute(), "a cluster's agents are over their batch rate");
+        return Err(Status::resource_exhausted(format!(
+            "batch agent={} seq={}: more than {} batches a minute per stream from this token's agents (--max-agent-batches-per-minute); it was not stored, send it again later",
+            b.agent_id.escape_debug(),
+            b.seq,
+            p.rate.per_minute()
+        )));
+    }
+    if let Some(allowed) = bound
+        && b.node.as_ref().map(|n| n.cluster.as_str()) != Some(allowed)
+    {
+        metrics.batch_rejected();
+        let cluster = b.node.as_ref().map(|n| n.cluster.clone()).unwrap_or_default();
+        tracing::warn!(agent = %b.agent_id, seq = b.seq, cluster, allowed, "refused a batch for a cluster its token does not cover");
+        return Err(Status::permission_denied(format!(
+            "batch agent={} seq={}: this agent's token writes cluster {allowed:?}; it cannot write usage for cluster {cluster:?}",
+            b.agent_id, b.seq
+        )));
+    }
+    p.stages.prepare(b, gpucost_types::clock::now_ns(), workloads).map_err(|e| match e.refusal {
+        Refusal::Later => {
+            // Kept by the agent and sent again: refused for now, not rejected.
+            metrics.limit_breach("clock_skew");
+            tracing::warn!(agent = %b.agent_id, seq = b.seq, error = %e, "a batch from the future: the agent's clock is ahead");
+            Status::unavailable(e.to_string())
+        }
+        Refusal::Reconnect => {
+            // Kept by the agent and sent again on a new stream, which declares its workloads anew.
+            metrics.batch_rejected();
+            tracing::warn!(agent = %b.agent_id, seq = b.seq, error = %e, declared = workloads.len(), "a batch named an undeclared workload reference");
+            Status::failed_precondition(e.to_string())
+        }
+        _ => {
+            metrics.batch_rejected();
+            tracing::warn!(agent = %b.agent_id, seq = b.seq, error = %e, "rejected a batch");
+            rejected(b.seq, e.to_string())
+        }
+    })
+}
+
+/// What the writer's answer for `done` means for the agent: an ack status (the batch counted and shown live
+/// when stored), or the stream's end: INVALID_ARGUMENT for a batch that would bill GPU time twice, UNAVAILABLE
+/// (retry later) when the storage failed or the writer stopped.
+fn answer(
+    p: &Pipeline,
+    done: Pending,
+    outcome: Result<Result<Recorded, LedgerError>, oneshot::error::RecvError>,
+) -> Result<AckStatus, Status> {
+    let Pending { boot_id, seq, gpu_ns, unpriced, observed, received, .. } = done;
+    let metrics = &p.metrics;
+    match outcome {
+        Ok(Ok(stored @ (Recorded::Stored | Recorded::Contested(_)))) => {
+            // Another cluster's time on the same GPU UUIDs: both are kept, each billed to its own cluster.
+            if let Recorded::Contested(conflicts) = stored {
+                for c in &conflicts {
+                    metrics.conflict(&c.cluster, &c.other_cluster);
+                    tracing::warn!(%boot_id, seq, gpu = %c.gpu_uuid, cluster = %c.cluster, other_cluster = %c.other_cluster,
+                        "two clusters report the same GPU over the same time; both are stored, each billed to its own cluster (GET /api/v1/conflicts)");
+                }
+            }
+            let now_s = gpucost_types::clock::now_ns() as f64 / 1e9;
+            metrics.batch_stored(&observed, gpu_ns, !unpriced, received.elapsed(), now_s);
+            p.fleet.update(observed);
+            Ok(AckStatus::Stored)
+        }
+        Ok(Ok(Recorded::Duplicate)) => {
+            metrics.batch_duplicate();
+            Ok(AckStatus::Duplicate)
+        }
+        Ok(Err(e)) if e.is_batch_fault() => {
+            metrics.batch_rejected();
+            tracing::warn!(%boot_id, seq, error = %e, "rejected a batch");
+            Err(rejected(seq, e.to_string()))
+        }
+        Ok(Err(e)) => Err(Status::unavailable(format!("could not store batch seq={seq}: {e}; retry later"))),
+        Err(_) => Err(Status::unavailable("the ledger writer stopped; retry later")),
     }
 }
 
