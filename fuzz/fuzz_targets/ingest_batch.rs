@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use gpucost_rules::book::PriceBook;
 use gpucost_rules::priced::price_batch;
-use gpucost_rules::share::split_proportionally;
+use gpucost_rules::share::{hold, split_proportionally};
 use gpucost_collector::ingest::validate::{Limits, validate};
 use gpucost_types::batch::PPM;
 use gpucost_proto::v1 as pb;
@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let limits = Limits::default();
     let b = match validate(&wire, NOW_NS, &limits) {
-        Ok(b) => b,
+        Ok(b) => hold(b),
         Err(e) if verbose() => return eprintln!("rejected: {e}"),
         Err(_) => return,
     };

@@ -1,5 +1,6 @@
 //! `reattribute`: the owners of stored history re-resolved with the current catalog.
 
+use gpucost_collector::ingest::stages;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -128,9 +129,9 @@ impl ReattributeArgs {
 pub(crate) fn reattribute(a: ReattributeArgs) -> anyhow::Result<()> {
     let rules = parse_rules(&a.owner_rules)?;
     let (ledger, from, to) = open_range(&a.db, a.from, a.to)?;
-    let catalog = a.catalog(ledger.as_ref())?;
-    let resolve =
-        |identity: &gpucost_types::batch::Identity| gpucost_rules::owner::resolve(&catalog, &rules, identity, None);
+    let owners = gpucost_rules::attribute::Owners { catalog: a.catalog(ledger.as_ref())?, rules };
+    // The attribution stage's own rule, as ingest applies it (no cloud inventory here: ECS tags are not known).
+    let resolve = |identity: &gpucost_types::batch::Identity| stages::owner_of(&owners, None, identity);
     let report = ledger.reattribute(from, to, &resolve, a.dry_run)?;
     for (change, n) in &report.moved {
         println!("{change}: {n} workloads");

@@ -1,5 +1,6 @@
 //! `reprice`: stored history re-priced with the current prices.
 
+use gpucost_collector::ingest::stages;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -52,7 +53,9 @@ pub(crate) fn reprice(a: RepriceArgs) -> anyhow::Result<()> {
         anyhow::bail!("{why}");
     }
     let options = RepriceOptions { dry_run: a.dry_run, allow_unpriced: a.allow_unpriced };
-    let report = ledger.reprice(from, to, &move |node, model, gpus, at| book.price(node, model, gpus, at), options)?;
+    // The price stage's own lookup, as ingest prices a batch.
+    let price_of = move |node: &_, model: &str, gpus, at| stages::gpu_price(&book, node, model, gpus, at);
+    let report = ledger.reprice(from, to, &price_of, options)?;
     let usd = gpucost_types::money::usd;
     for (node, (old, new)) in &report.nodes {
         println!("{node}: {} -> {} USD", usd(*old), usd(*new));
