@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ecs::error::SdkError;
-use aws_sdk_ecs::types::TaskField;
+use aws_sdk_ecs::types::{ContainerInstance, Task, TaskField};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use gpucost_rules::inventory::{EcsInstance, EcsTask, Inventory, NodeGroup};
@@ -136,11 +136,23 @@ impl AwsDiscovery {
         Ok(())
     }
 
+    /// The GPU container instances of every ECS cluster, and the tasks placed on them (with their tags).
     async fn ecs_gpu_instances(
         &self,
         inv: &mut Inventory,
         catalogue_gpus: &(dyn Fn(&str) -> Option<u32> + Sync),
     ) -> Result<(), DiscoveryError> {
+        for cluster in self.ecs_clusters().await? {
+            let arns = self.ecs_container_instance_arns(&cluster).await?;
+            let gpu_instances = self.ecs_describe_gpu_instances(&cluster, &arns, inv, catalogue_gpus).await?;
+            let task_arns = self.ecs_task_arns(&cluster).await?;
+            self.ecs_describe_gpu_tasks(&cluster, &task_arns, &gpu_instances, inv).await?;
+        }
+        Ok(())
+    }
+
+    /// Every ECS cluster's ARN.
+    async fn ecs_clusters(&self) -> Result<Vec<String>, DiscoveryError> {
         let mut clusters = Vec::new();
         let mut token = None;
         loop {
@@ -151,115 +163,157 @@ impl AwsDiscovery {
                 break;
             }
         }
-        for cluster in clusters {
-            let mut arns = Vec::new();
-            let mut token = None;
-            loop {
-                let out = self
-                    .ecs
-                    .list_container_instances()
-                    .cluster(&cluster)
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(err("ecs:ListContainerInstances"))?;
-                arns.extend(out.container_instance_arns().iter().cloned());
-                token = out.next_token().map(String::from);
-                if token.is_none() {
-                    break;
+        Ok(clusters)
+    }
+
+    /// The ARNs of `cluster`'s container instances.
+    async fn ecs_container_instance_arns(&self, cluster: &str) -> Result<Vec<String>, DiscoveryError> {
+        let mut arns = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .ecs
+                .list_container_instances()
+                .cluster(cluster)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(err("ecs:ListContainerInstances"))?;
+            arns.extend(out.container_instance_arns().iter().cloned());
+            token = out.next_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(arns)
+    }
+
+    /// Describes `arns` (a hundred a call) and adds the GPU instances among them to `inv`; their ARNs.
+    async fn ecs_describe_gpu_instances(
+        &self,
+        cluster: &str,
+        arns: &[String],
+        inv: &mut Inventory,
+        catalogue_gpus: &(dyn Fn(&str) -> Option<u32> + Sync),
+    ) -> Result<Vec<String>, DiscoveryError> {
+        let mut gpu_instances = Vec::new();
+        for chunk in arns.chunks(100) {
+            let out = self
+                .ecs
+                .describe_container_instances()
+                .cluster(cluster)
+                .set_container_instances(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(err("ecs:DescribeContainerInstances"))?;
+            for ci in out.container_instances() {
+                if let Some(instance) = gpu_instance(cluster, ci, catalogue_gpus) {
+                    gpu_instances.push(ci.container_instance_arn().unwrap_or_default().to_string());
+                    inv.ecs_instances.push(instance);
                 }
             }
-            let mut gpu_instances = Vec::new();
-            for chunk in arns.chunks(100) {
-                let out = self
-                    .ecs
-                    .describe_container_instances()
-                    .cluster(&cluster)
-                    .set_container_instances(Some(chunk.to_vec()))
-                    .send()
-                    .await
-                    .map_err(err("ecs:DescribeContainerInstances"))?;
-                for ci in out.container_instances() {
-                    let gpus = ci
-                        .registered_resources()
-                        .iter()
-                        .find(|r| r.name() == Some("GPU"))
-                        .map_or(0, |r| r.string_set_value().len() as u32);
-                    let instance_type = ci
-                        .attributes()
-                        .iter()
-                        .find(|a| a.name() == "ecs.instance-type")
-                        .and_then(|a| a.value())
-                        .unwrap_or_default()
-                        .to_string();
-                    let gpus = if gpus > 0 { gpus } else { catalogue_gpus(&instance_type).unwrap_or(0) };
-                    if gpus > 0 {
-                        gpu_instances.push(ci.container_instance_arn().unwrap_or_default().to_string());
-                        inv.ecs_instances.push(EcsInstance {
-                            cluster: cluster.clone(),
-                            ec2_instance_id: ci.ec2_instance_id().unwrap_or_default().to_string(),
-                            instance_type,
-                            gpus,
-                        });
-                    }
-                }
+        }
+        Ok(gpu_instances)
+    }
+
+    /// The ARNs of `cluster`'s tasks.
+    async fn ecs_task_arns(&self, cluster: &str) -> Result<Vec<String>, DiscoveryError> {
+        let mut task_arns = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .ecs
+                .list_tasks()
+                .cluster(cluster)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(err("ecs:ListTasks"))?;
+            task_arns.extend(out.task_arns().iter().cloned());
+            token = out.next_token().map(String::from);
+            if token.is_none() {
+                break;
             }
-            let mut task_arns = Vec::new();
-            let mut token = None;
-            loop {
-                let out = self
-                    .ecs
-                    .list_tasks()
-                    .cluster(&cluster)
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(err("ecs:ListTasks"))?;
-                task_arns.extend(out.task_arns().iter().cloned());
-                token = out.next_token().map(String::from);
-                if token.is_none() {
-                    break;
-                }
-            }
-            for chunk in task_arns.chunks(100) {
-                let out = self
-                    .ecs
-                    .describe_tasks()
-                    .cluster(&cluster)
-                    .set_tasks(Some(chunk.to_vec()))
-                    .include(TaskField::Tags)
-                    .send()
-                    .await
-                    .map_err(err("ecs:DescribeTasks"))?;
-                for t in out.tasks() {
-                    let on_gpu = t.container_instance_arn().is_some_and(|ci| gpu_instances.iter().any(|g| g == ci));
-                    if !on_gpu {
-                        continue;
-                    }
-                    let family = t
-                        .task_definition_arn()
-                        .and_then(|a| a.rsplit('/').next())
-                        .and_then(|fv| fv.split(':').next())
-                        .unwrap_or_default()
-                        .to_string();
-                    inv.ecs_tasks.push(EcsTask {
-                        cluster: cluster.clone(),
-                        task_arn: t.task_arn().unwrap_or_default().to_string(),
-                        family,
-                        tags: t
-                            .tags()
-                            .iter()
-                            .filter_map(|tag| {
-                                Some((tag.key()?.to_string(), tag.value().unwrap_or_default().to_string()))
-                            })
-                            .collect::<BTreeMap<_, _>>(),
-                    });
+        }
+        Ok(task_arns)
+    }
+
+    /// Describes `task_arns` (a hundred a call, with their tags) and adds those on `gpu_instances` to `inv`.
+    async fn ecs_describe_gpu_tasks(
+        &self,
+        cluster: &str,
+        task_arns: &[String],
+        gpu_instances: &[String],
+        inv: &mut Inventory,
+    ) -> Result<(), DiscoveryError> {
+        for chunk in task_arns.chunks(100) {
+            let out = self
+                .ecs
+                .describe_tasks()
+                .cluster(cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .include(TaskField::Tags)
+                .send()
+                .await
+                .map_err(err("ecs:DescribeTasks"))?;
+            for t in out.tasks() {
+                let on_gpu = t.container_instance_arn().is_some_and(|ci| gpu_instances.iter().any(|g| g == ci));
+                if on_gpu {
+                    inv.ecs_tasks.push(ecs_task(cluster, t));
                 }
             }
         }
         Ok(())
     }
 }
+
+/// `ci` as a GPU instance of `cluster`, if it is one: it registered GPUs, or its type is a GPU type.
+fn gpu_instance(
+    cluster: &str,
+    ci: &ContainerInstance,
+    catalogue_gpus: &(dyn Fn(&str) -> Option<u32> + Sync),
+) -> Option<EcsInstance> {
+    let gpus = ci
+        .registered_resources()
+        .iter()
+        .find(|r| r.name() == Some("GPU"))
+        .map_or(0, |r| r.string_set_value().len() as u32);
+    let instance_type = ci
+        .attributes()
+        .iter()
+        .find(|a| a.name() == "ecs.instance-type")
+        .and_then(|a| a.value())
+        .unwrap_or_default()
+        .to_string();
+    let gpus = if gpus > 0 { gpus } else { catalogue_gpus(&instance_type).unwrap_or(0) };
+    (gpus > 0).then(|| EcsInstance {
+        cluster: cluster.to_string(),
+        ec2_instance_id: ci.ec2_instance_id().unwrap_or_default().to_string(),
+        instance_type,
+        gpus,
+    })
+}
+
+/// Task `t` of `cluster`: its ARN, its task definition's family and its tags.
+fn ecs_task(cluster: &str, t: &Task) -> EcsTask {
+    let family = t
+        .task_definition_arn()
+        .and_then(|a| a.rsplit('/').next())
+        .and_then(|fv| fv.split(':').next())
+        .unwrap_or_default()
+        .to_string();
+    EcsTask {
+        cluster: cluster.to_string(),
+        task_arn: t.task_arn().unwrap_or_default().to_string(),
+        family,
+        tags: t
+            .tags()
+            .iter()
+            .filter_map(|tag| Some((tag.key()?.to_string(), tag.value().unwrap_or_default().to_string())))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
 /// RDS IAM tokens' credentials (`gpucost_ledger::sql::rds_iam`): the standard AWS chain (environment, profile,
 /// web identity, the ECS task role, the instance profile), kept until five minutes before they expire (15
 /// minutes when they do not say). Set once at start, before a ledger is opened.

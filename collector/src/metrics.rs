@@ -43,43 +43,78 @@ impl Bounded {
 
 pub struct Metrics {
     registry: Registry,
+    pipeline: Pipeline,
+    pub agents_connected: IntGauge,
+    money: Money,
+    time: Time,
+    readings: Readings,
+    budgets: Budgets,
+    syncs: Syncs,
+    jobs: Jobs,
+}
+
+/// Pipeline health: batches and their GPU time, ingest latency, agents last seen, limits hit and conflicts.
+struct Pipeline {
     batches: IntCounterVec,
     gpu_seconds_priced: CounterVec,
+    ingest_seconds: Histogram,
+    agent_last_seen: GaugeVec,
+    agent_labels: Bounded,
+    limit_breaches: IntCounterVec,
+    conflicts: IntCounterVec,
+    conflict_labels: Bounded,
+}
+
+/// Money charged, counted from every stored batch.
+struct Money {
     cost: CounterVec,
     idle_cost: CounterVec,
     cost_labels: Bounded,
     unallocated: CounterVec,
+}
+
+/// GPU time held, used and observed, counted from every stored batch.
+struct Time {
     held: CounterVec,
     used: CounterVec,
     idle_time: CounterVec,
     time_labels: Bounded,
     observed: CounterVec,
+}
+
+/// Each GPU's readings over its latest interval.
+struct Readings {
     gpu_util: GaugeVec,
     gpu_mem_used: GaugeVec,
     gpu_mem_total: GaugeVec,
     gpu_power: GaugeVec,
     gpu_labels: Bounded,
+}
+
+/// Budgets and team efficiency, set by their loops.
+struct Budgets {
     efficiency: GaugeVec,
-    budget_spend: GaugeVec,
-    budget_limit: GaugeVec,
-    budget_forecast: GaugeVec,
-    budget_alarm: GaugeVec,
+    spend: GaugeVec,
+    limit: GaugeVec,
+    forecast: GaugeVec,
+    alarm: GaugeVec,
     notifications_pending: IntGauge,
-    pub agents_connected: IntGauge,
-    agent_last_seen: GaugeVec,
-    agent_labels: Bounded,
-    ingest_seconds: Histogram,
+}
+
+/// The state of every sync with a peer, and of the catalog in force.
+struct Syncs {
     sync_up: GaugeVec,
-    limit_breaches: IntCounterVec,
     sync_last_success: GaugeVec,
     catalog_syncs: IntCounterVec,
     catalog_fetched: GaugeVec,
-    conflicts: IntCounterVec,
-    conflict_labels: Bounded,
-    job_runs: IntCounterVec,
-    job_failures: IntCounterVec,
-    job_duration: GaugeVec,
-    job_last_success: GaugeVec,
+}
+
+/// The background jobs' runs.
+struct Jobs {
+    runs: IntCounterVec,
+    failures: IntCounterVec,
+    duration: GaugeVec,
+    last_success: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -100,25 +135,37 @@ fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
     g
 }
 
+/// An integer counter whose series for each of `preset` (a value of its one label) exist from the start, at 0.
+fn int_counter(r: &Registry, name: &str, help: &str, labels: &[&str], preset: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    for l in preset {
+        c.with_label_values(&[*l]);
+    }
+    c
+}
+
+fn int_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("a valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
 const COST: [&str; 5] = ["cluster", "namespace", "team", "owner", "model"];
 const TIME: [&str; 3] = ["cluster", "namespace", "team"];
 const GPU: [&str; 4] = ["cluster", "node", "gpu", "gpu_model"];
 
-impl Metrics {
-    /// Metrics whose label-set families hold at most `max_series` series each.
-    pub fn new(max_series: usize) -> Self {
-        let r = Registry::new();
-        let batches = IntCounterVec::new(
-            Opts::new("gpucost_batches_total", "Usage batches received from agents, by outcome."),
+impl Pipeline {
+    fn register(r: &Registry, max_series: usize) -> Self {
+        let batches = int_counter(
+            r,
+            "gpucost_batches_total",
+            "Usage batches received from agents, by outcome.",
             &["outcome"],
-        )
-        .expect("a valid metric");
-        r.register(Box::new(batches.clone())).expect("registered once");
-        for outcome in ["stored", "duplicate", "rejected"] {
-            batches.with_label_values(&[outcome]);
-        }
+            &["stored", "duplicate", "rejected"],
+        );
         let gpu_seconds_priced = counter(
-            &r,
+            r,
             "gpucost_ingested_gpu_seconds_total",
             "GPU time ingested, by whether it had a price (unpriced time is billed as nothing until priced).",
             &["priced"],
@@ -129,295 +176,321 @@ impl Metrics {
         )
         .expect("a valid metric");
         r.register(Box::new(ingest_seconds.clone())).expect("registered once");
-        let notifications_pending =
-            IntGauge::new("gpucost_alert_notifications_pending", "Budget alert notifications not yet delivered.")
-                .expect("a valid metric");
-        r.register(Box::new(notifications_pending.clone())).expect("registered once");
-        let agents_connected =
-            IntGauge::new("gpucost_agents_connected", "Agent streams open now.").expect("a valid metric");
-        r.register(Box::new(agents_connected.clone())).expect("registered once");
-        let build = gauge(&r, "gpucost_build_info", "The collector's version.", &["version"]);
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
         Self {
             batches,
             gpu_seconds_priced,
-            cost: counter(
-                &r,
-                "gpucost_cost_usd_total",
-                "GPU cost charged to workloads (used + their idle share, hybrid policy).",
-                &COST,
-            ),
-            idle_cost: counter(
-                &r,
-                "gpucost_idle_cost_usd_total",
-                "The idle part of gpucost_cost_usd_total (hybrid policy).",
-                &COST,
-            ),
-            cost_labels: Bounded::new(max_series),
-            unallocated: counter(&r, "gpucost_unallocated_cost_usd_total", "Cost of GPUs nobody held.", &["cluster"]),
-            held: counter(&r, "gpucost_gpu_held_seconds_total", "GPU time held by workloads.", &TIME),
-            used: counter(&r, "gpucost_gpu_used_seconds_total", "GPU time used (SM share × time) by workloads.", &TIME),
-            idle_time: counter(&r, "gpucost_gpu_idle_seconds_total", "GPU time held but not used by workloads.", &TIME),
-            time_labels: Bounded::new(max_series),
-            observed: counter(
-                &r,
-                "gpucost_gpu_observed_seconds_total",
-                "GPU time observed, per GPU model.",
-                &["cluster", "node", "gpu_model"],
-            ),
-            gpu_util: gauge(
-                &r,
-                "gpucost_gpu_utilization_ratio",
-                "GPU utilisation over its latest interval (0..1).",
-                &GPU,
-            ),
-            gpu_mem_used: gauge(&r, "gpucost_gpu_memory_used_bytes", "GPU memory used at its latest interval.", &GPU),
-            gpu_mem_total: gauge(&r, "gpucost_gpu_memory_total_bytes", "GPU memory size.", &GPU),
-            gpu_power: gauge(&r, "gpucost_gpu_power_watts", "GPU power draw over its latest interval.", &GPU),
-            gpu_labels: Bounded::new(max_series),
-            efficiency: gauge(
-                &r,
-                "gpucost_team_efficiency_ratio",
-                "Used over held GPU time per team, last hour.",
-                &["team"],
-            ),
-            budget_spend: gauge(
-                &r,
-                "gpucost_budget_spend_usd",
-                "GPU spend so far in the budget's period.",
-                &["budget", "period"],
-            ),
-            budget_limit: gauge(
-                &r,
-                "gpucost_budget_limit_usd",
-                "The budget's amount for its period.",
-                &["budget", "period"],
-            ),
-            budget_forecast: gauge(
-                &r,
-                "gpucost_budget_forecast_usd",
-                "Forecast spend for the whole period (spend so far + trailing 7-day rate).",
-                &["budget", "period"],
-            ),
-            budget_alarm: gauge(
-                &r,
-                "gpucost_budget_alarm",
-                "Whether a budget threshold is crossed (1) or not (0).",
-                &["budget", "threshold"],
-            ),
-            notifications_pending,
-            agents_connected,
+            ingest_seconds,
             agent_last_seen: gauge(
-                &r,
+                r,
                 "gpucost_agent_last_seen_timestamp_seconds",
                 "When each agent's last batch was stored.",
                 &["agent"],
             ),
             agent_labels: Bounded::new(max_series),
-            ingest_seconds,
-            limit_breaches: {
-                let c = IntCounterVec::new(
-                    Opts::new("gpucost_limit_breaches_total", "Requests refused for exceeding a limit, by limit."),
-                    &["limit"],
-                )
-                .expect("a valid metric");
-                r.register(Box::new(c.clone())).expect("registered once");
-                for l in ["streams", "agent_rate", "http_timeout", "clock_skew"] {
-                    c.with_label_values(&[l]);
-                }
-                c
-            },
+            limit_breaches: int_counter(
+                r,
+                "gpucost_limit_breaches_total",
+                "Requests refused for exceeding a limit, by limit.",
+                &["limit"],
+                &["streams", "agent_rate", "http_timeout", "clock_skew"],
+            ),
+            conflicts: int_counter(
+                r,
+                "gpucost_ingest_conflicts_total",
+                "Batches of `cluster` stored while `other_cluster` has GPU time on one of their GPU UUIDs over \
+                 the same time (each cluster is billed its own; GET /api/v1/conflicts lists them), per GPU.",
+                &["cluster", "other_cluster"],
+                &[],
+            ),
+            conflict_labels: Bounded::new(max_series),
+        }
+    }
+}
+
+impl Money {
+    fn register(r: &Registry, max_series: usize) -> Self {
+        Self {
+            cost: counter(
+                r,
+                "gpucost_cost_usd_total",
+                "GPU cost charged to workloads (used + their idle share, hybrid policy).",
+                &COST,
+            ),
+            idle_cost: counter(
+                r,
+                "gpucost_idle_cost_usd_total",
+                "The idle part of gpucost_cost_usd_total (hybrid policy).",
+                &COST,
+            ),
+            cost_labels: Bounded::new(max_series),
+            unallocated: counter(r, "gpucost_unallocated_cost_usd_total", "Cost of GPUs nobody held.", &["cluster"]),
+        }
+    }
+}
+
+impl Time {
+    fn register(r: &Registry, max_series: usize) -> Self {
+        Self {
+            held: counter(r, "gpucost_gpu_held_seconds_total", "GPU time held by workloads.", &TIME),
+            used: counter(r, "gpucost_gpu_used_seconds_total", "GPU time used (SM share × time) by workloads.", &TIME),
+            idle_time: counter(r, "gpucost_gpu_idle_seconds_total", "GPU time held but not used by workloads.", &TIME),
+            time_labels: Bounded::new(max_series),
+            observed: counter(
+                r,
+                "gpucost_gpu_observed_seconds_total",
+                "GPU time observed, per GPU model.",
+                &["cluster", "node", "gpu_model"],
+            ),
+        }
+    }
+}
+
+impl Readings {
+    fn register(r: &Registry, max_series: usize) -> Self {
+        Self {
+            gpu_util: gauge(
+                r,
+                "gpucost_gpu_utilization_ratio",
+                "GPU utilisation over its latest interval (0..1).",
+                &GPU,
+            ),
+            gpu_mem_used: gauge(r, "gpucost_gpu_memory_used_bytes", "GPU memory used at its latest interval.", &GPU),
+            gpu_mem_total: gauge(r, "gpucost_gpu_memory_total_bytes", "GPU memory size.", &GPU),
+            gpu_power: gauge(r, "gpucost_gpu_power_watts", "GPU power draw over its latest interval.", &GPU),
+            gpu_labels: Bounded::new(max_series),
+        }
+    }
+}
+
+impl Budgets {
+    fn register(r: &Registry) -> Self {
+        let period = ["budget", "period"];
+        Self {
+            efficiency: gauge(
+                r,
+                "gpucost_team_efficiency_ratio",
+                "Used over held GPU time per team, last hour.",
+                &["team"],
+            ),
+            spend: gauge(r, "gpucost_budget_spend_usd", "GPU spend so far in the budget's period.", &period),
+            limit: gauge(r, "gpucost_budget_limit_usd", "The budget's amount for its period.", &period),
+            forecast: gauge(
+                r,
+                "gpucost_budget_forecast_usd",
+                "Forecast spend for the whole period (spend so far + trailing 7-day rate).",
+                &period,
+            ),
+            alarm: gauge(
+                r,
+                "gpucost_budget_alarm",
+                "Whether a budget threshold is crossed (1) or not (0).",
+                &["budget", "threshold"],
+            ),
+            notifications_pending: int_gauge(
+                r,
+                "gpucost_alert_notifications_pending",
+                "Budget alert notifications not yet delivered.",
+            ),
+        }
+    }
+}
+
+impl Syncs {
+    fn register(r: &Registry) -> Self {
+        Self {
             sync_up: gauge(
-                &r,
+                r,
                 "gpucost_sync_up",
                 "Whether the last sync with a peer succeeded (1) or failed (0).",
                 &["source"],
             ),
             sync_last_success: gauge(
-                &r,
+                r,
                 "gpucost_sync_last_success_timestamp_seconds",
                 "When the last successful sync with a peer ended.",
                 &["source"],
             ),
-            catalog_syncs: {
-                let c = IntCounterVec::new(
-                    Opts::new(
-                        "gpucost_catalog_syncs_total",
-                        "Catalogs taken on, by where from: `backstage` (fetched by this collector, the sync's leader) \
-                         or `ledger` (the last good copy kept in the ledger: the leader's, or this collector's own \
-                         when it started while Backstage was down).",
-                    ),
-                    &["via"],
-                )
-                .expect("a valid metric");
-                r.register(Box::new(c.clone())).expect("registered once");
-                for l in ["backstage", "ledger"] {
-                    c.with_label_values(&[l]);
-                }
-                c
-            },
+            catalog_syncs: int_counter(
+                r,
+                "gpucost_catalog_syncs_total",
+                "Catalogs taken on, by where from: `backstage` (fetched by this collector, the sync's leader) \
+                 or `ledger` (the last good copy kept in the ledger: the leader's, or this collector's own \
+                 when it started while Backstage was down).",
+                &["via"],
+                &["backstage", "ledger"],
+            ),
             catalog_fetched: gauge(
-                &r,
+                r,
                 "gpucost_catalog_fetched_timestamp_seconds",
                 "When the catalog in force was fetched from Backstage, labelled by where this collector took it \
                  from (`backstage` or `ledger`); its age is time() minus this.",
                 &["via"],
             ),
-            conflicts: {
-                let c = IntCounterVec::new(
-                    Opts::new(
-                        "gpucost_ingest_conflicts_total",
-                        "Batches of `cluster` stored while `other_cluster` has GPU time on one of their GPU UUIDs over \
-                         the same time (each cluster is billed its own; GET /api/v1/conflicts lists them), per GPU.",
-                    ),
-                    &["cluster", "other_cluster"],
-                )
-                .expect("a valid metric");
-                r.register(Box::new(c.clone())).expect("registered once");
-                c
-            },
-            conflict_labels: Bounded::new(max_series),
-            job_runs: {
-                let c = IntCounterVec::new(
-                    Opts::new("gpucost_job_runs_total", "Runs of each background job (`jobs/`), failed or not."),
-                    &["job"],
-                )
-                .expect("a valid metric");
-                r.register(Box::new(c.clone())).expect("registered once");
-                c
-            },
-            job_failures: {
-                let c = IntCounterVec::new(
-                    Opts::new(
-                        "gpucost_job_failures_total",
-                        "Runs of each background job that failed (logged as WARN).",
-                    ),
-                    &["job"],
-                )
-                .expect("a valid metric");
-                r.register(Box::new(c.clone())).expect("registered once");
-                c
-            },
-            job_duration: gauge(
-                &r,
+        }
+    }
+}
+
+impl Jobs {
+    fn register(r: &Registry) -> Self {
+        Self {
+            runs: int_counter(
+                r,
+                "gpucost_job_runs_total",
+                "Runs of each background job (`jobs/`), failed or not.",
+                &["job"],
+                &[],
+            ),
+            failures: int_counter(
+                r,
+                "gpucost_job_failures_total",
+                "Runs of each background job that failed (logged as WARN).",
+                &["job"],
+                &[],
+            ),
+            duration: gauge(
+                r,
                 "gpucost_job_duration_seconds",
                 "How long each background job's last run took.",
                 &["job"],
             ),
-            job_last_success: gauge(
-                &r,
+            last_success: gauge(
+                r,
                 "gpucost_job_last_success_timestamp_seconds",
                 "When each background job last ran without failing (Unix seconds).",
                 &["job"],
             ),
+        }
+    }
+}
+
+impl Metrics {
+    /// Metrics whose label-set families hold at most `max_series` series each, registered family by family.
+    pub fn new(max_series: usize) -> Self {
+        let r = Registry::new();
+        let pipeline = Pipeline::register(&r, max_series);
+        let agents_connected = int_gauge(&r, "gpucost_agents_connected", "Agent streams open now.");
+        let build = gauge(&r, "gpucost_build_info", "The collector's version.", &["version"]);
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
+        Self {
+            pipeline,
+            agents_connected,
+            money: Money::register(&r, max_series),
+            time: Time::register(&r, max_series),
+            readings: Readings::register(&r, max_series),
+            budgets: Budgets::register(&r),
+            syncs: Syncs::register(&r),
+            jobs: Jobs::register(&r),
             registry: r,
         }
     }
 
     /// A run of the background job `job` took `took`; `ok` when it did not fail.
     pub fn job_ran(&self, job: &str, took: std::time::Duration, ok: bool) {
-        self.job_runs.with_label_values(&[job]).inc();
-        self.job_duration.with_label_values(&[job]).set(took.as_secs_f64());
+        self.jobs.runs.with_label_values(&[job]).inc();
+        self.jobs.duration.with_label_values(&[job]).set(took.as_secs_f64());
         if ok {
-            self.job_last_success.with_label_values(&[job]).set(gpucost_types::clock::now_ns() as f64 / 1e9);
+            self.jobs.last_success.with_label_values(&[job]).set(gpucost_types::clock::now_ns() as f64 / 1e9);
         } else {
-            self.job_failures.with_label_values(&[job]).inc();
+            self.jobs.failures.with_label_values(&[job]).inc();
         }
     }
 
     /// A batch of `cluster` stored on a GPU UUID on which `other_cluster` has time over the same interval.
     pub fn conflict(&self, cluster: &str, other_cluster: &str) {
         let labels = [cluster.to_string(), other_cluster.to_string()];
-        self.conflicts.with_label_values(&self.conflict_labels.admit(&labels)).inc();
+        self.pipeline.conflicts.with_label_values(&self.pipeline.conflict_labels.admit(&labels)).inc();
     }
 
     /// A catalog taken on, fetched from Backstage at `fetched_at_ns`: by this collector (`backstage`) or read
     /// from the copy kept in the ledger (`ledger`).
     pub fn catalog_synced(&self, via: &str, fetched_at_ns: u64) {
-        self.catalog_syncs.with_label_values(&[via]).inc();
-        self.catalog_fetched.reset();
-        self.catalog_fetched.with_label_values(&[via]).set(fetched_at_ns as f64 / 1e9);
+        self.syncs.catalog_syncs.with_label_values(&[via]).inc();
+        self.syncs.catalog_fetched.reset();
+        self.syncs.catalog_fetched.with_label_values(&[via]).set(fetched_at_ns as f64 / 1e9);
     }
 
     /// A request refused for exceeding `limit` (`streams`, `agent_rate`, `http_timeout`).
     pub fn limit_breach(&self, limit: &str) {
-        self.limit_breaches.with_label_values(&[limit]).inc();
+        self.pipeline.limit_breaches.with_label_values(&[limit]).inc();
     }
 
     pub fn batch_rejected(&self) {
-        self.batches.with_label_values(&["rejected"]).inc();
+        self.pipeline.batches.with_label_values(&["rejected"]).inc();
     }
 
     pub fn batch_duplicate(&self) {
-        self.batches.with_label_values(&["duplicate"]).inc();
+        self.pipeline.batches.with_label_values(&["duplicate"]).inc();
     }
 
     /// A batch was stored: counts it, its money and GPU time, and sets its GPUs' gauges.
     pub fn batch_stored(&self, o: &Observation, gpu_ns: u64, priced: bool, took: std::time::Duration, now_s: f64) {
-        self.batches.with_label_values(&["stored"]).inc();
-        self.ingest_seconds.observe(took.as_secs_f64());
-        self.gpu_seconds_priced.with_label_values(&[if priced { "true" } else { "false" }]).inc_by(gpu_ns as f64 / 1e9);
+        self.pipeline.batches.with_label_values(&["stored"]).inc();
+        self.pipeline.ingest_seconds.observe(took.as_secs_f64());
+        self.pipeline
+            .gpu_seconds_priced
+            .with_label_values(&[if priced { "true" } else { "false" }])
+            .inc_by(gpu_ns as f64 / 1e9);
         for (labels, total, idle) in &o.costs {
-            let l = self.cost_labels.admit(labels);
+            let l = self.money.cost_labels.admit(labels);
             let l: Vec<&str> = l.iter().map(String::as_str).collect();
-            self.cost.with_label_values(&l).inc_by(*total as f64 / 1e6);
-            self.idle_cost.with_label_values(&l).inc_by(*idle as f64 / 1e6);
+            self.money.cost.with_label_values(&l).inc_by(*total as f64 / 1e6);
+            self.money.idle_cost.with_label_values(&l).inc_by(*idle as f64 / 1e6);
         }
         for (labels, held, used) in &o.time {
-            let l = self.time_labels.admit(labels);
+            let l = self.time.time_labels.admit(labels);
             let l: Vec<&str> = l.iter().map(String::as_str).collect();
-            self.held.with_label_values(&l).inc_by(*held as f64 / 1e9);
-            self.used.with_label_values(&l).inc_by(*used as f64 / 1e9);
-            self.idle_time.with_label_values(&l).inc_by(held.saturating_sub(*used) as f64 / 1e9);
+            self.time.held.with_label_values(&l).inc_by(*held as f64 / 1e9);
+            self.time.used.with_label_values(&l).inc_by(*used as f64 / 1e9);
+            self.time.idle_time.with_label_values(&l).inc_by(held.saturating_sub(*used) as f64 / 1e9);
         }
-        self.unallocated.with_label_values(&[&o.cluster]).inc_by(o.unallocated as f64 / 1e6);
+        self.money.unallocated.with_label_values(&[&o.cluster]).inc_by(o.unallocated as f64 / 1e6);
         for (model, ns) in &o.observed {
-            self.observed.with_label_values(&[&o.cluster, &o.node, model]).inc_by(*ns as f64 / 1e9);
+            self.time.observed.with_label_values(&[&o.cluster, &o.node, model]).inc_by(*ns as f64 / 1e9);
         }
         for g in &o.gpus {
             let labels = [g.cluster.clone(), g.node.clone(), g.uuid.clone(), g.model.clone()];
-            let l = self.gpu_labels.admit(&labels);
+            let l = self.readings.gpu_labels.admit(&labels);
             let l: Vec<&str> = l.iter().map(String::as_str).collect();
-            self.gpu_util.with_label_values(&l).set(g.utilization);
-            self.gpu_mem_used.with_label_values(&l).set(g.memory_used_bytes as f64);
-            self.gpu_mem_total.with_label_values(&l).set(g.memory_total_bytes as f64);
-            self.gpu_power.with_label_values(&l).set(g.power_watts);
+            self.readings.gpu_util.with_label_values(&l).set(g.utilization);
+            self.readings.gpu_mem_used.with_label_values(&l).set(g.memory_used_bytes as f64);
+            self.readings.gpu_mem_total.with_label_values(&l).set(g.memory_total_bytes as f64);
+            self.readings.gpu_power.with_label_values(&l).set(g.power_watts);
         }
-        let agent = self.agent_labels.admit(std::slice::from_ref(&o.agent));
-        self.agent_last_seen.with_label_values(&[&agent[0]]).set(now_s);
+        let agent = self.pipeline.agent_labels.admit(std::slice::from_ref(&o.agent));
+        self.pipeline.agent_last_seen.with_label_values(&[&agent[0]]).set(now_s);
     }
 
     /// Replaces the budget gauges with the latest evaluation.
     pub fn set_budgets(&self, statuses: &[gpucost_rules::budget_status::Status], pending_notifications: u64) {
-        for g in [&self.budget_spend, &self.budget_limit, &self.budget_forecast, &self.budget_alarm] {
+        for g in [&self.budgets.spend, &self.budgets.limit, &self.budgets.forecast, &self.budgets.alarm] {
             g.reset();
         }
         for s in statuses {
             let (b, p) = (s.budget.name.as_str(), s.period.label.as_str());
-            self.budget_spend.with_label_values(&[b, p]).set(s.spend as f64 / 1e6);
-            self.budget_limit.with_label_values(&[b, p]).set(s.budget.amount_micros as f64 / 1e6);
-            self.budget_forecast.with_label_values(&[b, p]).set(s.forecast as f64 / 1e6);
+            self.budgets.spend.with_label_values(&[b, p]).set(s.spend as f64 / 1e6);
+            self.budgets.limit.with_label_values(&[b, p]).set(s.budget.amount_micros as f64 / 1e6);
+            self.budgets.forecast.with_label_values(&[b, p]).set(s.forecast as f64 / 1e6);
             for (t, crossed) in &s.thresholds {
-                self.budget_alarm.with_label_values(&[b, &t.id()]).set(f64::from(u8::from(*crossed)));
+                self.budgets.alarm.with_label_values(&[b, &t.id()]).set(f64::from(u8::from(*crossed)));
             }
         }
-        self.notifications_pending.set(pending_notifications as i64);
+        self.budgets.notifications_pending.set(pending_notifications as i64);
     }
 
     /// Sets each team's efficiency (used ÷ held GPU time).
     pub fn set_efficiency(&self, teams: &[(String, u128, u128)]) {
-        self.efficiency.reset();
+        self.budgets.efficiency.reset();
         for (team, held, used) in teams.iter().filter(|t| t.1 > 0) {
             let team = if team.is_empty() { gpucost_rules::owner::UNATTRIBUTED } else { team.as_str() };
-            self.efficiency.with_label_values(&[team]).set(*used as f64 / *held as f64);
+            self.budgets.efficiency.with_label_values(&[team]).set(*used as f64 / *held as f64);
         }
     }
 
     /// Records a sync with `source` (`backstage`, `mlflow`, `aws`).
     pub fn sync(&self, source: &str, ok: bool) {
-        self.sync_up.with_label_values(&[source]).set(f64::from(u8::from(ok)));
+        self.syncs.sync_up.with_label_values(&[source]).set(f64::from(u8::from(ok)));
         if ok {
-            self.sync_last_success.with_label_values(&[source]).set(gpucost_types::clock::now_ns() as f64 / 1e9);
+            self.syncs.sync_last_success.with_label_values(&[source]).set(gpucost_types::clock::now_ns() as f64 / 1e9);
         }
     }
 

@@ -186,38 +186,175 @@ pub fn to_csv(
     out
 }
 
+/// What the columns of a part's row are written from.
+struct Facts<'a> {
+    p: &'a Part<'a>,
+    period: &'a Period,
+    policy: Policy,
+    parties: &'a Parties,
+    /// Price per GPU-hour of the origin: its cost over the GPU-hours observed.
+    unit: f64,
+    /// The part's cost in GPU-hours at `unit`.
+    quantity: f64,
+    /// The part's cost in dollars.
+    cost: String,
+    /// The GPU's model, and its MIG profile if it is a slice.
+    gpu: String,
+}
+
+impl<'a> Facts<'a> {
+    fn of(p: &'a Part<'a>, period: &'a Period, policy: Policy, parties: &'a Parties) -> Self {
+        let o = p.origin;
+        let unit = if o.observed_ns > 0 { o.cost as f64 / 1e6 / (o.observed_ns as f64 / 3.6e12) } else { 0.0 };
+        let quantity = if unit > 0.0 { p.cost as f64 / 1e6 / unit } else { 0.0 };
+        let gpu = match &o.mig_profile {
+            Some(profile) => format!("{} {profile}", o.gpu_model),
+            None => o.gpu_model.clone(),
+        };
+        Self { p, period, policy, parties, unit, quantity, cost: usd(p.cost), gpu }
+    }
+}
+
+/// The row of part `p`, one field per column of [`COLUMNS`], in order.
 fn row(p: &Part, period: &Period, policy: Policy, parties: &Parties) -> Vec<String> {
-    let o = p.origin;
-    // Price per GPU-hour of the origin: its cost over the GPU-hours observed.
-    let unit = if o.observed_ns > 0 { o.cost as f64 / 1e6 / (o.observed_ns as f64 / 3.6e12) } else { 0.0 };
-    let quantity = if unit > 0.0 { p.cost as f64 / 1e6 / unit } else { 0.0 };
-    let cost = usd(p.cost);
-    let resource = format!("{}/{}/{}", o.cluster, o.node, o.gpu_uuid);
-    let gpu = match &o.mig_profile {
-        Some(profile) => format!("{} {profile}", o.gpu_model),
-        None => o.gpu_model.clone(),
-    };
-    let description = match p.holder {
-        Some(_) => format!("{gpu} GPU time on {} ({}), {} share", o.node, o.instance_type, policy.name()),
+    let f = Facts::of(p, period, policy, parties);
+    let mut row = Vec::with_capacity(COLUMNS.len());
+    row.extend(charge_columns(&f));
+    row.extend(pricing_columns(&f));
+    row.extend(resource_columns(&f));
+    row.extend(allocation_columns(&f));
+    row
+}
+
+/// `AvailabilityZone` to `CommitmentDiscountUnit`: the billing account and period, and the charge.
+fn charge_columns(f: &Facts) -> [String; 23] {
+    let (o, null) = (f.p.origin, String::new);
+    [
+        o.zone.clone(),
+        f.cost.clone(),
+        f.parties.billing_account_id.clone(),
+        f.parties.billing_account_name.clone(),
+        "Internal Chargeback".into(),
+        "USD".into(),
+        utc(f.period.to_ns),
+        utc(f.period.from_ns),
+        null(),
+        null(),
+        "Usage".into(),
+        if f.p.correction { "Correction".into() } else { null() },
+        description(f),
+        "Usage-Based".into(),
+        utc(o.end_ns),
+        utc(o.start_ns),
+        null(),
+        null(),
+        null(),
+        null(),
+        null(),
+        null(),
+        null(),
+    ]
+}
+
+/// `ChargeDescription`: what GPU time the row charges for, and whose.
+fn description(f: &Facts) -> String {
+    let (o, gpu) = (f.p.origin, &f.gpu);
+    let description = match f.p.holder {
+        Some(_) => format!("{gpu} GPU time on {} ({}), {} share", o.node, o.instance_type, f.policy.name()),
         None => format!("{gpu} GPU time on {} ({}) no workload was charged for", o.node, o.instance_type),
     };
-    let description =
-        if p.correction { format!("Correction (reported after its month closed): {description}") } else { description };
+    if f.p.correction { format!("Correction (reported after its month closed): {description}") } else { description }
+}
+
+/// `ConsumedQuantity` to `PricingUnit`: quantities, costs and unit prices.
+fn pricing_columns(f: &Facts) -> [String; 16] {
+    let cost = &f.cost;
+    [
+        hours(f.p.held_ns),
+        "GPU-Hours".into(),
+        cost.clone(),
+        decimal(f.unit),
+        cost.clone(),
+        format!("gpucost-{}", f.period.label),
+        f.parties.provider.clone(),
+        cost.clone(),
+        decimal(f.unit),
+        "Standard".into(),
+        "USD".into(),
+        decimal(f.unit),
+        cost.clone(),
+        decimal(f.unit),
+        decimal(f.quantity),
+        "GPU-Hours".into(),
+    ]
+}
+
+/// `ProviderName` to `Tags`: the provider, the resource (the GPU), the service, the SKU and the sub-account.
+fn resource_columns(f: &Facts) -> [String; 18] {
+    let o = f.p.origin;
     let sku_details = json!({
         "InstanceType": o.instance_type,
-        "GpuModel": gpu,
+        "GpuModel": f.gpu,
         "CapacityType": o.capacity_type,
     });
+    [
+        f.parties.provider.clone(),
+        publisher(&o.instance_type).into(),
+        o.region.clone(),
+        o.region.clone(),
+        format!("{}/{}/{}", o.cluster, o.node, o.gpu_uuid),
+        format!("{} {}", o.node, o.gpu_uuid),
+        "GPU".into(),
+        "Compute".into(),
+        "GPU Compute".into(),
+        "Containers".into(),
+        o.instance_type.clone(),
+        "GPU-Hours".into(),
+        sku_details.to_string(),
+        format!("{}/{}/{}", o.instance_type, o.capacity_type, o.region),
+        o.cluster.clone(),
+        o.cluster.clone(),
+        "Cluster".into(),
+        json!({ "cluster": o.cluster, "node": o.node, "gpu_model": o.gpu_model }).to_string(),
+    ]
+}
+
+/// `HostProviderName` to `x_CostMicros`: FOCUS 1.3's split allocation, then gpucost's own columns.
+fn allocation_columns(f: &Facts) -> [String; 15] {
+    let (p, o) = (f.p, f.p.origin);
     let method = json!({
-        "Policy": policy.name(),
-        "Basis": match policy {
+        "Policy": f.policy.name(),
+        "Basis": match f.policy {
             Policy::Allocation => "GPU memory held",
             Policy::Utilization => "SM utilisation; the unused rest is idle",
             Policy::Hybrid => "SM utilisation; the unused rest split by GPU memory held",
         },
         "Idle": p.holder.is_none(),
     });
-    let (allocated_id, allocated_name, allocated_tags) = match p.holder {
+    let (allocated_id, allocated_name, allocated_tags) = allocated(p);
+    [
+        publisher(&o.instance_type).into(),
+        f.parties.provider.clone(),
+        format!("gpucost-{}", f.policy.name()),
+        method.to_string(),
+        allocated_id,
+        allocated_name,
+        allocated_tags,
+        f.gpu.clone(),
+        o.node.clone(),
+        o.cluster.clone(),
+        f.policy.name().into(),
+        hours(p.held_ns),
+        hours(p.used_ns),
+        usd(o.cost),
+        p.cost.to_string(),
+    ]
+}
+
+/// `AllocatedResourceId`, `AllocatedResourceName` and `AllocatedTags` of the part's holder (all null for the
+/// idle rest).
+fn allocated(p: &Part) -> (String, String, String) {
+    match p.holder {
         Some(a) => (
             a.workload.clone(),
             if a.pod.is_empty() { a.workload.clone() } else { a.pod.clone() },
@@ -236,82 +373,7 @@ fn row(p: &Part, period: &Period, policy: Policy, parties: &Parties) -> Vec<Stri
             .to_string(),
         ),
         None => (String::new(), String::new(), String::new()),
-    };
-    let null = String::new;
-    vec![
-        o.zone.clone(),
-        cost.clone(),
-        parties.billing_account_id.clone(),
-        parties.billing_account_name.clone(),
-        "Internal Chargeback".into(),
-        "USD".into(),
-        utc(period.to_ns),
-        utc(period.from_ns),
-        null(),
-        null(),
-        "Usage".into(),
-        if p.correction { "Correction".into() } else { null() },
-        description,
-        "Usage-Based".into(),
-        utc(o.end_ns),
-        utc(o.start_ns),
-        null(),
-        null(),
-        null(),
-        null(),
-        null(),
-        null(),
-        null(),
-        hours(p.held_ns),
-        "GPU-Hours".into(),
-        cost.clone(),
-        decimal(unit),
-        cost.clone(),
-        format!("gpucost-{}", period.label),
-        parties.provider.clone(),
-        cost.clone(),
-        decimal(unit),
-        "Standard".into(),
-        "USD".into(),
-        decimal(unit),
-        cost.clone(),
-        decimal(unit),
-        decimal(quantity),
-        "GPU-Hours".into(),
-        parties.provider.clone(),
-        publisher(&o.instance_type).into(),
-        o.region.clone(),
-        o.region.clone(),
-        resource,
-        format!("{} {}", o.node, o.gpu_uuid),
-        "GPU".into(),
-        "Compute".into(),
-        "GPU Compute".into(),
-        "Containers".into(),
-        o.instance_type.clone(),
-        "GPU-Hours".into(),
-        sku_details.to_string(),
-        format!("{}/{}/{}", o.instance_type, o.capacity_type, o.region),
-        o.cluster.clone(),
-        o.cluster.clone(),
-        "Cluster".into(),
-        json!({ "cluster": o.cluster, "node": o.node, "gpu_model": o.gpu_model }).to_string(),
-        publisher(&o.instance_type).into(),
-        parties.provider.clone(),
-        format!("gpucost-{}", policy.name()),
-        method.to_string(),
-        allocated_id,
-        allocated_name,
-        allocated_tags,
-        gpu,
-        o.node.clone(),
-        o.cluster.clone(),
-        policy.name().into(),
-        hours(p.held_ns),
-        hours(p.used_ns),
-        usd(o.cost),
-        p.cost.to_string(),
-    ]
+    }
 }
 
 /// Reads the ledger for `period` (one origin charge per GPU and UTC day) and writes the FOCUS CSV.

@@ -190,145 +190,11 @@ impl<E: Engine> Reading for SqlLedger<E> {
     fn costs_of(&self, source: &Rows, q: &CostQuery) -> Result<CostReport, LedgerError> {
         let (usage_rows, gpu_rows) = (source.usage(), source.gpu());
         self.with_reader(|conn| {
-            let (used_col, idle_col) = match q.policy {
-                Policy::Utilization => ("b.used_micros", "0"),
-                Policy::Hybrid => ("b.used_micros", "b.hybrid_idle_micros"),
-                Policy::Allocation => ("b.allocation_used_micros", "b.allocation_idle_micros"),
-            };
-            let all: Vec<&Dimension> = q.group_by.iter().chain(q.filters.iter().map(|(d, _)| d)).collect();
-            // The window's rows are summed per (workload, GPU, node, owner in force[, day]) first, and the
-            // dimensions joined onto those few thousand sums rather than onto every hourly row (a month's
-            // chargeback went from 1.9 s to a fraction of it over a year of 50 000 workloads: BENCHMARKS.md).
-            // Whole days whose daily rollups are built are read from those (days.rs), the rest from the hourly
-            // rows; the window's bounds are then written into the statement, else bound as $1 and $2 (they come
-            // first in the statement's text).
             // A closed month's report reads the days its closing summed (migration 0013) when it asks for whole days.
-            let days::SummedDays { built, usage: usage_days, gpu: gpu_days } =
-                days::summed_days(conn, source, q.from_ns, q.to_ns)?;
-            let first = if built.is_empty() { 2 } else { 0 };
-            let dims = DimSql::with(&all, first);
-            let (group_cols, filter_cols) = dims.exprs.split_at(q.group_by.len());
-            let k = first + dims.params.len();
-            let conds: Vec<String> = filter_cols.iter().enumerate().map(|(i, c)| format!("{c} = ${}", k + i + 1)).collect();
-            let conds = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
-            let select_cols = group_cols.iter().map(|c| format!("{c}, ")).collect::<String>();
-            let group = if group_cols.is_empty() { String::new() } else { format!("GROUP BY {0} ORDER BY {0}", group_cols.join(", ")) };
-            // Grouped by position: an alias that is also a column's name means the column to PostgreSQL.
-            let mut keys = vec!["1", "2", "3"];
-            let owner_col = if dims.owner {
-                keys.push("4");
-                ", u.owner_from AS owner_from".to_string()
-            } else {
-                String::new()
-            };
-            let day_col = if all.contains(&&Dimension::Day) {
-                keys.push(if keys.len() == 4 { "5" } else { "4" });
-                format!(", u.bucket_start_ns / {d} * {d} AS bucket_start_ns", d = days::DAY)
-            } else {
-                String::new()
-            };
-            let keys = keys.join(", ");
-            let sums = |t: &str| {
-                let col = |c: &str| c.replacen("b.", &format!("{t}."), 1);
-                format!(
-                    "SUM({}) AS used_p, SUM({}) AS idle_p,
-                     SUM({t}.held_ns / 1000000000) AS held_s, SUM({t}.held_ns % 1000000000) AS held_r,
-                     SUM({t}.used_ns / 1000000000) AS used_s, SUM({t}.used_ns % 1000000000) AS used_r,
-                     SUM({t}.energy_millijoules) AS energy_millijoules, SUM({t}.co2e_mg) AS co2e_mg,
-                     SUM({t}.co2e_known_ns) AS co2e_known_ns",
-                    col(used_col),
-                    col(idle_col)
-                )
-            };
-            let hourly = |window: &str| {
-                format!(
-                    "SELECT u.workload_id, u.gpu_id, u.node_id{owner_col}{day_col}, {} FROM {usage_rows} u WHERE {window} GROUP BY {keys}",
-                    sums("u")
-                )
-            };
-            let inner = if built.is_empty() {
-                hourly("u.bucket_start_ns >= $1 AND u.bucket_start_ns < $2")
-            } else {
-                // A built day's rows carry the owner in force (-1: none) and the day's start.
-                let daily = format!(
-                    "SELECT d.workload_id, d.gpu_id, d.node_id{}{}, {} FROM {usage_days} d WHERE {} GROUP BY {keys}",
-                    if owner_col.is_empty() { "" } else { ", d.owner_from AS owner_from" },
-                    if day_col.is_empty() { "" } else { ", d.day_start_ns AS bucket_start_ns" },
-                    sums("d"),
-                    days::within("d.day_start_ns", &built)
-                );
-                let rest = days::complement(q.from_ns, q.to_ns, &built);
-                if rest.is_empty() {
-                    daily
-                } else {
-                    format!("{} UNION ALL {daily}", hourly(&days::within("u.bucket_start_ns", &rest)))
-                }
-            };
-            let sql = format!(
-                "SELECT {select_cols} SUM(b.used_p), SUM(b.idle_p), SUM(b.held_s), SUM(b.held_r), SUM(b.used_s), SUM(b.used_r),
-                   SUM(b.energy_millijoules), SUM(b.co2e_mg), SUM(b.co2e_known_ns)
-                 FROM ({inner}) b
-                 JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id JOIN workloads w ON w.workload_id = b.workload_id{}
-                 {conds} {group}",
-                dims.joins
-            );
-            let mut bound: Vec<Value> = Vec::new();
-            if built.is_empty() {
-                bound.extend([Value::Int(q.from_ns as i64), Value::Int(q.to_ns as i64)]);
-            }
-            bound.extend(dims.params.iter().map(|p| Value::Text(p.clone())));
-            bound.extend(q.filters.iter().map(|(_, v)| Value::Text(v.clone())));
-            let n = q.group_by.len();
-            let amount = |r: &crate::sql::Row, i: usize| r.get::<Option<i64>>(i).map(|v| v.unwrap_or(0) as u128);
-            let rows = conn
-                .all(&sql, &bind(&bound), |r| {
-                    Ok(CostRow {
-                        group: (0..n).map(|i| r.get::<String>(i)).collect::<Result<Vec<_>, DbError>>()?,
-                        used: amount(r, n)?,
-                        idle: amount(r, n + 1)?,
-                        held_ns: sum_ns(r.get(n + 2)?, r.get(n + 3)?),
-                        used_ns: sum_ns(r.get(n + 4)?, r.get(n + 5)?),
-                        energy_mj: amount(r, n + 6)?,
-                        co2e_mg: match amount(r, n + 8)? {
-                            0 => None,
-                            _ => Some(amount(r, n + 7)?),
-                        },
-                    })
-                })?;
-            let rows = rows.into_iter().filter(|r| n > 0 || r.held_ns > 0 || r.used + r.idle > 0).collect();
-
-            let split = |c: &str| format!("SUM({c} / 1000000000), SUM({c} % 1000000000)");
-            // The lines no workload is charged for, over the GPUs the GPU filters select.
-            let gpu_filters: Vec<&(Dimension, String)> = q.filters.iter().filter(|(d, _)| !d.is_per_workload()).collect();
-            let by_workload = gpu_filters.len() < q.filters.len();
-            let gdims = DimSql::new(&gpu_filters.iter().map(|(d, _)| d).collect::<Vec<_>>());
-            let gconds: String = gdims.exprs.iter().enumerate().map(|(i, c)| format!("{c} = ${} AND ", i + 1)).collect();
-            let (gf, gt) = (gdims.exprs.len() + 1, gdims.exprs.len() + 2);
-            let mut gbound: Vec<Value> = gpu_filters.iter().map(|(_, v)| Value::Text(v.clone())).collect();
-            gbound.push(Value::Int(q.from_ns as i64));
-            gbound.push(Value::Int(q.to_ns as i64));
-            // Built days from the daily rows here too.
-            let gpu_rows = if built.is_empty() {
-                gpu_rows
-            } else {
-                let cols = crate::rows::GPU_VALUES.join(", ");
-                format!(
-                    "(SELECT bucket_start_ns, gpu_id, node_id, {cols} FROM {gpu_rows} x WHERE {}
-                      UNION ALL SELECT day_start_ns, gpu_id, node_id, {cols} FROM {gpu_days} y WHERE {})",
-                    days::within("bucket_start_ns", &days::complement(q.from_ns, q.to_ns, &built)),
-                    days::within("day_start_ns", &built)
-                )
-            };
-            let (fleet, idle, unallocated, unpriced_ns) = conn.one(
-                &format!(
-                    "SELECT SUM(b.cost_micros), SUM(b.idle_micros), SUM(b.unallocated_micros), {} FROM {gpu_rows} b
-                     JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id
-                     WHERE {gconds}b.bucket_start_ns >= ${gf} AND b.bucket_start_ns < ${gt}",
-                    split("b.unpriced_ns")
-                ),
-                &bind(&gbound),
-                |r| Ok((amount(r, 0)?, amount(r, 1)?, amount(r, 2)?, sum_ns(r.get(3)?, r.get(4)?))),
-            )?;
+            let summed = days::summed_days(conn, source, q.from_ns, q.to_ns)?;
+            let rows = cost_rows(conn, &usage_rows, q, &summed)?;
+            let (fleet, idle, unallocated, unpriced_ns) = fleet_lines(conn, &gpu_rows, q, &summed)?;
+            let by_workload = q.filters.iter().any(|(d, _)| d.is_per_workload());
             let idle = if q.policy == Policy::Utilization { idle } else { 0 };
             Ok(CostReport {
                 rows,
@@ -349,127 +215,10 @@ impl<E: Engine> Reading for SqlLedger<E> {
         policy: Policy,
     ) -> Result<Vec<OriginCharge>, LedgerError> {
         self.with_reader(|conn| {
-            // Periods of whole days read the days summed by the daily rollups where they are built (as costs do).
-            let (mut usage_rows, mut gpu_rows) = (source.usage(), source.gpu());
-            if period_ns.is_multiple_of(days::DAY) {
-                let days::SummedDays { built, usage: usage_days, gpu: gpu_days } =
-                    days::summed_days(conn, source, from_ns, to_ns)?;
-                if !built.is_empty() {
-                    let rest = days::within("bucket_start_ns", &days::complement(from_ns, to_ns, &built));
-                    let (usage_cols, gpu_cols) = (USAGE_VALUES.join(", "), crate::rows::GPU_VALUES.join(", "));
-                    usage_rows = format!(
-                        "(SELECT bucket_start_ns, gpu_id, workload_id, node_id, owner_from, {usage_cols} FROM {usage_rows} x WHERE {rest}
-                          UNION ALL SELECT day_start_ns, gpu_id, workload_id, node_id, owner_from, {usage_cols} FROM {usage_days} y WHERE {})",
-                        days::within("day_start_ns", &built)
-                    );
-                    gpu_rows = format!(
-                        "(SELECT bucket_start_ns, gpu_id, node_id, {gpu_cols} FROM {gpu_rows} x WHERE {rest}
-                          UNION ALL SELECT day_start_ns, gpu_id, node_id, {gpu_cols} FROM {gpu_days} y WHERE {})",
-                        days::within("day_start_ns", &built)
-                    );
-                }
-            }
-            let split = |c: &str| format!("SUM({c} / 1000000000), SUM({c} % 1000000000)");
-            let amount = |r: &crate::sql::Row, i: usize| r.get::<Option<i64>>(i).map(|v| v.unwrap_or(0) as u128);
-            let mut origins: Vec<OriginCharge> = Vec::new();
-            let mut at: HashMap<(i64, i64, i64), usize> = HashMap::new();
-            {
-                let sql = format!(
-                    // Grouped by the tables' own keys, so that PostgreSQL takes their other columns as determined by them.
-                "SELECT b.bucket_start_ns / {period_ns}, g.gpu_id, n.node_id, n.cluster, n.name, n.instance_type,
-                            n.capacity_type, n.region, n.zone, g.uuid, g.model, g.mig_profile, SUM(b.cost_micros),
-                            {}, {}, {}, SUM(b.energy_millijoules)
-                     FROM {gpu_rows} b JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id
-                     WHERE b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2
-                     GROUP BY b.bucket_start_ns / {period_ns}, g.gpu_id, n.node_id
-                     ORDER BY 1, n.cluster, n.name, g.uuid",
-                    split("b.observed_ns"),
-                    split("b.held_ns"),
-                    split("b.used_ns")
-                );
-                for r in conn.rows(&sql, sql_params![from_ns as i64, to_ns as i64])? {
-                    let r = &r;
-                    let p: i64 = r.get(0)?;
-                    at.insert((p, r.get(1)?, r.get(2)?), origins.len());
-                    let start = p as u64 * period_ns;
-                    origins.push(OriginCharge {
-                        start_ns: start.max(from_ns),
-                        end_ns: (start + period_ns).min(to_ns),
-                        cluster: r.get(3)?,
-                        node: r.get(4)?,
-                        instance_type: r.get(5)?,
-                        capacity_type: r.get(6)?,
-                        region: r.get(7)?,
-                        zone: r.get(8)?,
-                        gpu_uuid: r.get(9)?,
-                        gpu_model: r.get(10)?,
-                        mig_profile: r.get(11)?,
-                        cost: amount(r, 12)?,
-                        observed_ns: sum_ns(r.get(13)?, r.get(14)?),
-                        held_ns: sum_ns(r.get(15)?, r.get(16)?),
-                        used_ns: sum_ns(r.get(17)?, r.get(18)?),
-                        energy_mj: amount(r, 19)?,
-                        allocations: vec![],
-                    });
-                }
-            }
-            let (used_col, idle_col) = match policy {
-                Policy::Utilization => ("b.used_micros", "0"),
-                Policy::Hybrid => ("b.used_micros", "b.hybrid_idle_micros"),
-                Policy::Allocation => ("b.allocation_used_micros", "b.allocation_idle_micros"),
-            };
-            let dims = [
-                Dimension::Workload,
-                Dimension::Kind,
-                Dimension::Namespace,
-                Dimension::Pod,
-                Dimension::Owner,
-                Dimension::Team,
-                Dimension::Department,
-                Dimension::Model,
-                Dimension::ModelVersion,
-            ];
-            let d = DimSql::new(&dims.iter().collect::<Vec<_>>());
-            let k = d.params.len();
-            let sql = format!(
-                "SELECT b.bucket_start_ns / {period_ns}, g.gpu_id, n.node_id, {}, SUM({used_col}) + SUM({idle_col}), {}, {}
-                 FROM {usage_rows} b
-                 JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id JOIN workloads w ON w.workload_id = b.workload_id{}
-                 WHERE b.bucket_start_ns >= ${} AND b.bucket_start_ns < ${}
-                 GROUP BY b.bucket_start_ns / {period_ns}, g.gpu_id, n.node_id, {}
-                 ORDER BY 1, 2, 3, 4",
-                d.exprs.join(", "),
-                split("b.held_ns"),
-                split("b.used_ns"),
-                d.joins,
-                k + 1,
-                k + 2,
-                d.exprs.join(", ")
-            );
-            let mut bound: Vec<Value> = d.params.iter().map(|p| Value::Text(p.clone())).collect();
-            bound.push(Value::Int(from_ns as i64));
-            bound.push(Value::Int(to_ns as i64));
-            for r in conn.rows(&sql, &bind(&bound))? {
-                let r = &r;
-                let key = (r.get::<i64>(0)?, r.get::<i64>(1)?, r.get::<i64>(2)?);
-                let Some(&i) = at.get(&key) else { continue };
-                let n = dims.len() + 3;
-                origins[i].allocations.push(AllocatedCharge {
-                    workload: r.get(3)?,
-                    kind: r.get(4)?,
-                    namespace: r.get(5)?,
-                    pod: r.get(6)?,
-                    owner: r.get(7)?,
-                    team: r.get(8)?,
-                    department: r.get(9)?,
-                    model: r.get(10)?,
-                    model_version: r.get(11)?,
-                    cost: amount(r, n)?,
-                    held_ns: sum_ns(r.get(n + 1)?, r.get(n + 2)?),
-                    used_ns: sum_ns(r.get(n + 3)?, r.get(n + 4)?),
-                });
-            }
-            Ok(origins)
+            let (usage_rows, gpu_rows) = period_sources(conn, source, from_ns, to_ns, period_ns)?;
+            let mut origins = origin_charges(conn, &gpu_rows, from_ns, to_ns, period_ns)?;
+            add_allocations(conn, &usage_rows, from_ns, to_ns, period_ns, policy, &mut origins)?;
+            Ok(origins.charges)
         })
     }
 
@@ -529,4 +278,355 @@ impl<E: Engine> Reading for SqlLedger<E> {
             )?)
         })
     }
+}
+
+/// `SUM(c)` in whole seconds and the nanoseconds left (read back with [`sum_ns`]): two columns.
+fn split_sum(c: &str) -> String {
+    format!("SUM({c} / 1000000000), SUM({c} % 1000000000)")
+}
+
+/// A summed amount (micro-dollars, millijoules, …) at column `i`; none summed is 0.
+fn amount(r: &crate::sql::Row, i: usize) -> Result<u128, DbError> {
+    r.get::<Option<i64>>(i).map(|v| v.unwrap_or(0) as u128)
+}
+
+/// The usage columns of what a workload is charged under `policy`: its use, and its share of the idle rest.
+fn policy_cols(policy: Policy) -> (&'static str, &'static str) {
+    match policy {
+        Policy::Utilization => ("b.used_micros", "0"),
+        Policy::Hybrid => ("b.used_micros", "b.hybrid_idle_micros"),
+        Policy::Allocation => ("b.allocation_used_micros", "b.allocation_idle_micros"),
+    }
+}
+
+/// The cost report's rows: the window's usage rows (of `usage_rows`, with the days `summed`) charged under the
+/// query's policy, grouped by its dimensions and narrowed by its filters.
+fn cost_rows(
+    conn: &impl Db,
+    usage_rows: &str,
+    q: &CostQuery,
+    summed: &days::SummedDays,
+) -> Result<Vec<CostRow>, DbError> {
+    let all: Vec<&Dimension> = q.group_by.iter().chain(q.filters.iter().map(|(d, _)| d)).collect();
+    // The window's bounds are written into the statement when days are read summed, else bound as $1 and $2
+    // (they come first in the statement's text).
+    let first = if summed.built.is_empty() { 2 } else { 0 };
+    let dims = DimSql::with(&all, first);
+    let keys = SumKeys::new(dims.owner, all.contains(&&Dimension::Day));
+    let inner = window_sums(usage_rows, q, summed, &keys);
+    let sql = grouped_costs(&inner, q, &dims, first);
+    let mut bound: Vec<Value> = Vec::new();
+    if summed.built.is_empty() {
+        bound.extend([Value::Int(q.from_ns as i64), Value::Int(q.to_ns as i64)]);
+    }
+    bound.extend(dims.params.iter().map(|p| Value::Text(p.clone())));
+    bound.extend(q.filters.iter().map(|(_, v)| Value::Text(v.clone())));
+    let n = q.group_by.len();
+    let rows = conn.all(&sql, &bind(&bound), |r| {
+        Ok(CostRow {
+            group: (0..n).map(|i| r.get::<String>(i)).collect::<Result<Vec<_>, DbError>>()?,
+            used: amount(r, n)?,
+            idle: amount(r, n + 1)?,
+            held_ns: sum_ns(r.get(n + 2)?, r.get(n + 3)?),
+            used_ns: sum_ns(r.get(n + 4)?, r.get(n + 5)?),
+            energy_mj: amount(r, n + 6)?,
+            co2e_mg: match amount(r, n + 8)? {
+                0 => None,
+                _ => Some(amount(r, n + 7)?),
+            },
+        })
+    })?;
+    Ok(rows.into_iter().filter(|r| n > 0 || r.held_ns > 0 || r.used + r.idle > 0).collect())
+}
+
+/// What the window's usage rows are first summed per: (workload, GPU, node[, owner in force][, day]).
+struct SumKeys {
+    /// `, u.owner_from AS owner_from` when a dimension needs the owner, else empty.
+    owner_col: String,
+    /// The day a row falls in, as `bucket_start_ns`, when the report is by day, else empty.
+    day_col: String,
+    /// The keys' positions, to group by.
+    keys: String,
+}
+
+impl SumKeys {
+    fn new(owner: bool, by_day: bool) -> Self {
+        // Grouped by position: an alias that is also a column's name means the column to PostgreSQL.
+        let mut keys = vec!["1", "2", "3"];
+        let owner_col = if owner {
+            keys.push("4");
+            ", u.owner_from AS owner_from".to_string()
+        } else {
+            String::new()
+        };
+        let day_col = if by_day {
+            keys.push(if keys.len() == 4 { "5" } else { "4" });
+            format!(", u.bucket_start_ns / {d} * {d} AS bucket_start_ns", d = days::DAY)
+        } else {
+            String::new()
+        };
+        Self { owner_col, day_col, keys: keys.join(", ") }
+    }
+}
+
+/// The window's usage rows summed per `keys` (the dimensions are joined onto those few thousand sums rather than
+/// onto every hourly row: a month's chargeback went from 1.9 s to a fraction of it over a year of 50 000
+/// workloads, BENCHMARKS.md). Whole days whose daily rollups are built are read from those (days.rs), the rest
+/// from the hourly rows.
+fn window_sums(usage_rows: &str, q: &CostQuery, summed: &days::SummedDays, keys: &SumKeys) -> String {
+    let (used_col, idle_col) = policy_cols(q.policy);
+    let SumKeys { owner_col, day_col, keys } = keys;
+    let sums = |t: &str| {
+        let col = |c: &str| c.replacen("b.", &format!("{t}."), 1);
+        format!(
+            "SUM({}) AS used_p, SUM({}) AS idle_p,
+             SUM({t}.held_ns / 1000000000) AS held_s, SUM({t}.held_ns % 1000000000) AS held_r,
+             SUM({t}.used_ns / 1000000000) AS used_s, SUM({t}.used_ns % 1000000000) AS used_r,
+             SUM({t}.energy_millijoules) AS energy_millijoules, SUM({t}.co2e_mg) AS co2e_mg,
+             SUM({t}.co2e_known_ns) AS co2e_known_ns",
+            col(used_col),
+            col(idle_col)
+        )
+    };
+    let hourly = |window: &str| {
+        format!(
+            "SELECT u.workload_id, u.gpu_id, u.node_id{owner_col}{day_col}, {} FROM {usage_rows} u WHERE {window} GROUP BY {keys}",
+            sums("u")
+        )
+    };
+    if summed.built.is_empty() {
+        return hourly("u.bucket_start_ns >= $1 AND u.bucket_start_ns < $2");
+    }
+    // A built day's rows carry the owner in force (-1: none) and the day's start.
+    let daily = format!(
+        "SELECT d.workload_id, d.gpu_id, d.node_id{}{}, {} FROM {} d WHERE {} GROUP BY {keys}",
+        if owner_col.is_empty() { "" } else { ", d.owner_from AS owner_from" },
+        if day_col.is_empty() { "" } else { ", d.day_start_ns AS bucket_start_ns" },
+        sums("d"),
+        summed.usage,
+        days::within("d.day_start_ns", &summed.built)
+    );
+    let rest = days::complement(q.from_ns, q.to_ns, &summed.built);
+    if rest.is_empty() {
+        daily
+    } else {
+        format!("{} UNION ALL {daily}", hourly(&days::within("u.bucket_start_ns", &rest)))
+    }
+}
+
+/// The statement grouping the sums `inner` by the query's dimensions (`dims`, their parameters numbered after
+/// `first`), narrowed by its filters (numbered after those).
+fn grouped_costs(inner: &str, q: &CostQuery, dims: &DimSql, first: usize) -> String {
+    let (group_cols, filter_cols) = dims.exprs.split_at(q.group_by.len());
+    let k = first + dims.params.len();
+    let conds: Vec<String> = filter_cols.iter().enumerate().map(|(i, c)| format!("{c} = ${}", k + i + 1)).collect();
+    let conds = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+    let select_cols = group_cols.iter().map(|c| format!("{c}, ")).collect::<String>();
+    let group =
+        if group_cols.is_empty() { String::new() } else { format!("GROUP BY {0} ORDER BY {0}", group_cols.join(", ")) };
+    format!(
+        "SELECT {select_cols} SUM(b.used_p), SUM(b.idle_p), SUM(b.held_s), SUM(b.held_r), SUM(b.used_s), SUM(b.used_r),
+           SUM(b.energy_millijoules), SUM(b.co2e_mg), SUM(b.co2e_known_ns)
+         FROM ({inner}) b
+         JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id JOIN workloads w ON w.workload_id = b.workload_id{}
+         {conds} {group}",
+        dims.joins
+    )
+}
+
+/// The lines no workload is charged for, over the GPUs the query's GPU filters select: (the fleet's cost, idle,
+/// unallocated, unpriced GPU time).
+fn fleet_lines(
+    conn: &impl Db,
+    gpu_rows: &str,
+    q: &CostQuery,
+    summed: &days::SummedDays,
+) -> Result<(u128, u128, u128, u128), DbError> {
+    let gpu_filters: Vec<&(Dimension, String)> = q.filters.iter().filter(|(d, _)| !d.is_per_workload()).collect();
+    let gdims = DimSql::new(&gpu_filters.iter().map(|(d, _)| d).collect::<Vec<_>>());
+    let gconds: String = gdims.exprs.iter().enumerate().map(|(i, c)| format!("{c} = ${} AND ", i + 1)).collect();
+    let (gf, gt) = (gdims.exprs.len() + 1, gdims.exprs.len() + 2);
+    let mut gbound: Vec<Value> = gpu_filters.iter().map(|(_, v)| Value::Text(v.clone())).collect();
+    gbound.push(Value::Int(q.from_ns as i64));
+    gbound.push(Value::Int(q.to_ns as i64));
+    // Built days from the daily rows here too.
+    let gpu_rows = if summed.built.is_empty() {
+        gpu_rows.to_string()
+    } else {
+        let cols = crate::rows::GPU_VALUES.join(", ");
+        format!(
+            "(SELECT bucket_start_ns, gpu_id, node_id, {cols} FROM {gpu_rows} x WHERE {}
+              UNION ALL SELECT day_start_ns, gpu_id, node_id, {cols} FROM {} y WHERE {})",
+            days::within("bucket_start_ns", &days::complement(q.from_ns, q.to_ns, &summed.built)),
+            summed.gpu,
+            days::within("day_start_ns", &summed.built)
+        )
+    };
+    conn.one(
+        &format!(
+            "SELECT SUM(b.cost_micros), SUM(b.idle_micros), SUM(b.unallocated_micros), {} FROM {gpu_rows} b
+             JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id
+             WHERE {gconds}b.bucket_start_ns >= ${gf} AND b.bucket_start_ns < ${gt}",
+            split_sum("b.unpriced_ns")
+        ),
+        &bind(&gbound),
+        |r| Ok((amount(r, 0)?, amount(r, 1)?, amount(r, 2)?, sum_ns(r.get(3)?, r.get(4)?))),
+    )
+}
+
+/// The `FROM` sources of the usage and GPU rows of `source` for periods of `period_ns`: periods of whole days read
+/// the days summed by the daily rollups where they are built (as costs do).
+fn period_sources(
+    conn: &impl Db,
+    source: &Rows,
+    from_ns: u64,
+    to_ns: u64,
+    period_ns: u64,
+) -> Result<(String, String), DbError> {
+    let (mut usage_rows, mut gpu_rows) = (source.usage(), source.gpu());
+    if period_ns.is_multiple_of(days::DAY) {
+        let days::SummedDays { built, usage: usage_days, gpu: gpu_days } =
+            days::summed_days(conn, source, from_ns, to_ns)?;
+        if !built.is_empty() {
+            let rest = days::within("bucket_start_ns", &days::complement(from_ns, to_ns, &built));
+            let (usage_cols, gpu_cols) = (USAGE_VALUES.join(", "), crate::rows::GPU_VALUES.join(", "));
+            usage_rows = format!(
+                "(SELECT bucket_start_ns, gpu_id, workload_id, node_id, owner_from, {usage_cols} FROM {usage_rows} x WHERE {rest}
+                  UNION ALL SELECT day_start_ns, gpu_id, workload_id, node_id, owner_from, {usage_cols} FROM {usage_days} y WHERE {})",
+                days::within("day_start_ns", &built)
+            );
+            gpu_rows = format!(
+                "(SELECT bucket_start_ns, gpu_id, node_id, {gpu_cols} FROM {gpu_rows} x WHERE {rest}
+                  UNION ALL SELECT day_start_ns, gpu_id, node_id, {gpu_cols} FROM {gpu_days} y WHERE {})",
+                days::within("day_start_ns", &built)
+            );
+        }
+    }
+    Ok((usage_rows, gpu_rows))
+}
+
+/// Each GPU's charge per period, and where each is in the list by (period, GPU id, node id).
+struct Origins {
+    charges: Vec<OriginCharge>,
+    at: HashMap<(i64, i64, i64), usize>,
+}
+
+/// Each GPU's charge per period of `period_ns` in [from_ns, to_ns) (clipped to it), without its allocations, in
+/// order of period, cluster, node and GPU.
+fn origin_charges(
+    conn: &impl Db,
+    gpu_rows: &str,
+    from_ns: u64,
+    to_ns: u64,
+    period_ns: u64,
+) -> Result<Origins, DbError> {
+    let mut origins: Vec<OriginCharge> = Vec::new();
+    let mut at = HashMap::new();
+    let sql = format!(
+        // Grouped by the tables' own keys, so that PostgreSQL takes their other columns as determined by them.
+        "SELECT b.bucket_start_ns / {period_ns}, g.gpu_id, n.node_id, n.cluster, n.name, n.instance_type,
+                n.capacity_type, n.region, n.zone, g.uuid, g.model, g.mig_profile, SUM(b.cost_micros),
+                {}, {}, {}, SUM(b.energy_millijoules)
+         FROM {gpu_rows} b JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id
+         WHERE b.bucket_start_ns >= $1 AND b.bucket_start_ns < $2
+         GROUP BY b.bucket_start_ns / {period_ns}, g.gpu_id, n.node_id
+         ORDER BY 1, n.cluster, n.name, g.uuid",
+        split_sum("b.observed_ns"),
+        split_sum("b.held_ns"),
+        split_sum("b.used_ns")
+    );
+    for r in conn.rows(&sql, sql_params![from_ns as i64, to_ns as i64])? {
+        let r = &r;
+        let p: i64 = r.get(0)?;
+        at.insert((p, r.get(1)?, r.get(2)?), origins.len());
+        let start = p as u64 * period_ns;
+        origins.push(OriginCharge {
+            start_ns: start.max(from_ns),
+            end_ns: (start + period_ns).min(to_ns),
+            cluster: r.get(3)?,
+            node: r.get(4)?,
+            instance_type: r.get(5)?,
+            capacity_type: r.get(6)?,
+            region: r.get(7)?,
+            zone: r.get(8)?,
+            gpu_uuid: r.get(9)?,
+            gpu_model: r.get(10)?,
+            mig_profile: r.get(11)?,
+            cost: amount(r, 12)?,
+            observed_ns: sum_ns(r.get(13)?, r.get(14)?),
+            held_ns: sum_ns(r.get(15)?, r.get(16)?),
+            used_ns: sum_ns(r.get(17)?, r.get(18)?),
+            energy_mj: amount(r, 19)?,
+            allocations: vec![],
+        });
+    }
+    Ok(Origins { charges: origins, at })
+}
+
+/// The dimensions of a workload's allocated charge, in [`AllocatedCharge`]'s order.
+const ALLOCATION_DIMS: [Dimension; 9] = [
+    Dimension::Workload,
+    Dimension::Kind,
+    Dimension::Namespace,
+    Dimension::Pod,
+    Dimension::Owner,
+    Dimension::Team,
+    Dimension::Department,
+    Dimension::Model,
+    Dimension::ModelVersion,
+];
+
+/// Adds to each of `origins` what each workload holding its GPU was charged in its period,
+/// under `policy`, in order of workload (then kind, namespace, …).
+fn add_allocations(
+    conn: &impl Db,
+    usage_rows: &str,
+    from_ns: u64,
+    to_ns: u64,
+    period_ns: u64,
+    policy: Policy,
+    origins: &mut Origins,
+) -> Result<(), DbError> {
+    let (used_col, idle_col) = policy_cols(policy);
+    let d = DimSql::new(&ALLOCATION_DIMS.iter().collect::<Vec<_>>());
+    let k = d.params.len();
+    let sql = format!(
+        "SELECT b.bucket_start_ns / {period_ns}, g.gpu_id, n.node_id, {}, SUM({used_col}) + SUM({idle_col}), {}, {}
+         FROM {usage_rows} b
+         JOIN gpus g ON g.gpu_id = b.gpu_id JOIN nodes n ON n.node_id = b.node_id JOIN workloads w ON w.workload_id = b.workload_id{}
+         WHERE b.bucket_start_ns >= ${} AND b.bucket_start_ns < ${}
+         GROUP BY b.bucket_start_ns / {period_ns}, g.gpu_id, n.node_id, {}
+         ORDER BY 1, 2, 3, 4",
+        d.exprs.join(", "),
+        split_sum("b.held_ns"),
+        split_sum("b.used_ns"),
+        d.joins,
+        k + 1,
+        k + 2,
+        d.exprs.join(", ")
+    );
+    let mut bound: Vec<Value> = d.params.iter().map(|p| Value::Text(p.clone())).collect();
+    bound.push(Value::Int(from_ns as i64));
+    bound.push(Value::Int(to_ns as i64));
+    for r in conn.rows(&sql, &bind(&bound))? {
+        let r = &r;
+        let key = (r.get::<i64>(0)?, r.get::<i64>(1)?, r.get::<i64>(2)?);
+        let Some(&i) = origins.at.get(&key) else { continue };
+        let n = ALLOCATION_DIMS.len() + 3;
+        origins.charges[i].allocations.push(AllocatedCharge {
+            workload: r.get(3)?,
+            kind: r.get(4)?,
+            namespace: r.get(5)?,
+            pod: r.get(6)?,
+            owner: r.get(7)?,
+            team: r.get(8)?,
+            department: r.get(9)?,
+            model: r.get(10)?,
+            model_version: r.get(11)?,
+            cost: amount(r, n)?,
+            held_ns: sum_ns(r.get(n + 1)?, r.get(n + 2)?),
+            used_ns: sum_ns(r.get(n + 3)?, r.get(n + 4)?),
+        });
+    }
+    Ok(())
 }
