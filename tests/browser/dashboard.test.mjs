@@ -156,6 +156,184 @@ try {
     await page.screenshot({ path: process.env.GPUCOST_README_SCREENSHOT, fullPage: true, clip: { x: 0, y: 0, width: 1440, height: Math.ceil(box.y + box.height + 16) } });
   }
 
+  // ---- tables a person can use: sorting, totals, paging, no nested scroll box ----
+  const parseUsd = (t) => Number(String(t).replace(/[^0-9.\-]/g, ''));
+  // a shown amount is off by at most half its last digit: whole dollars from $10,000, cents below
+  const slack = (v) => (Math.abs(v) >= 10000 ? 0.5 : 0.005);
+  const teamsSel = '[data-panel="teams"] table.data';
+  /** The teams table now: its rows' team names and dollar columns, the totals row, the sorted header. */
+  const teamsTable = () => page.$eval('[data-panel="teams"]', (p) => {
+    const col = (tr, k) => tr.querySelector(`[data-col="${k}"]`)?.textContent.trim() ?? null;
+    const sorted = p.querySelector('th[aria-sort]');
+    return {
+      rows: [...p.querySelectorAll('tbody tr')].map((tr) => ({ team: col(tr, 'team'), used: col(tr, 'used'), idle: col(tr, 'idle'), total: col(tr, 'total') })),
+      foot: (() => { const tr = p.querySelector('tfoot tr'); return tr ? { label: tr.firstElementChild.textContent, used: col(tr, 'used'), idle: col(tr, 'idle'), total: col(tr, 'total') } : null; })(),
+      sortedBy: sorted?.dataset.col ?? null,
+      sort: sorted?.getAttribute('aria-sort') ?? null,
+      arrow: sorted?.querySelector('.arrow')?.textContent ?? null,
+      arrowShown: (() => { const a = sorted?.querySelector('.arrow'); const r = a?.getBoundingClientRect(); return !!r && r.width > 0 && getComputedStyle(a).visibility !== 'hidden'; })(),
+      range: p.querySelector('.pager')?.hidden ? null : p.querySelector('.pager .range')?.textContent ?? null,
+      prevDisabled: p.querySelector('.pager .page-prev')?.disabled ?? null,
+      nextDisabled: p.querySelector('.pager .page-next')?.disabled ?? null,
+    };
+  });
+  const ordered = (xs, cmp) => xs.every((x, i) => i === 0 || cmp(xs[i - 1], x) <= 0);
+  let tt = await teamsTable();
+  check(tt.sortedBy === 'total' && tt.sort === 'descending' && tt.arrow === '▼' && tt.arrowShown,
+    `teams table sorted by total, descending, first: aria-sort=${tt.sort}, arrow ${tt.arrow}`);
+  const totalsDesc = tt.rows.map((r) => parseUsd(r.total));
+  check(ordered(totalsDesc, (a, b) => b - a), `teams by total, largest first: ${tt.rows.map((r) => `${r.team} ${r.total}`).join(', ')}`);
+  // the totals row is the sum of the rows (all of them are on this one page)
+  for (const k of ['used', 'idle', 'total']) {
+    const vals = tt.rows.map((r) => parseUsd(r[k]));
+    const sumShown = vals.reduce((a, v) => a + v, 0);
+    const foot = parseUsd(tt.foot?.[k]);
+    const tol = vals.reduce((a, v) => a + slack(v), 0) + slack(foot) + 1e-9;
+    check(tt.foot !== null && Math.abs(foot - sumShown) <= tol, `totals row ${k}: ${tt.foot?.[k]} = the ${tt.rows.length} rows' ${sumShown.toFixed(2)} (±${tol.toFixed(3)})`);
+  }
+  // clicking a header reorders the rows: total ascending, then team by name (from the keyboard)
+  const beforeOrder = tt.rows.map((r) => r.team);
+  await page.click(`${teamsSel} th[data-col="total"] button`);
+  tt = await teamsTable();
+  const totalsAsc = tt.rows.map((r) => parseUsd(r.total));
+  check(tt.sort === 'ascending' && tt.sortedBy === 'total' && tt.arrow === '▲' && ordered(totalsAsc, (a, b) => a - b)
+    && tt.rows.map((r) => r.team).join() !== beforeOrder.join(), `click on "total": smallest first (${tt.rows.map((r) => r.team).join(', ')}; was ${beforeOrder.join(', ')})`);
+  await page.focus(`${teamsSel} th[data-col="team"] button`);
+  await page.keyboard.press('Enter');
+  tt = await teamsTable();
+  const names = tt.rows.map((r) => r.team);
+  check(tt.sortedBy === 'team' && tt.sort === 'ascending' && ordered(names, (a, b) => a.localeCompare(b, 'en', { numeric: true })),
+    `Enter on the "team" header: by name, A–Z (${names.join(', ')}); aria-sort on ${tt.sortedBy} only`);
+  check(await page.$$eval(`${teamsSel} th[aria-sort]`, (ths) => ths.length) === 1, 'one header carries aria-sort');
+  // full height: no table sits in a scroll box of its own
+  const boxed = await page.$$eval('table.data', (ts) => ts.flatMap((t) => {
+    const out = [];
+    for (let e = t.parentElement; e && e !== document.body; e = e.parentElement) {
+      const oy = getComputedStyle(e).overflowY;
+      if ((oy === 'auto' || oy === 'scroll') && e.scrollHeight > e.clientHeight + 1) out.push(`${t.dataset.table}: ${e.className}`);
+    }
+    return out;
+  }));
+  check(boxed.length === 0, `tables are full height, no nested scroll box${boxed.length ? `: ${boxed.join(', ')}` : ''}`);
+  // paging: two rows a page (rows=2 in the URL), sorted by total, largest first
+  const teamRows = (await (await page.request.get(`${base}/api/v1/costs?group_by=team&from=${new Date(Date.now() - 7 * 86400e3).toISOString().slice(0, 19)}Z`)).json()).rows.length;
+  await page.goto(`${base}/#/?period=7d&rows=2`);
+  await page.waitForSelector(`${teamsSel} tbody tr`);
+  for (let i = 0; i < 3; i += 1) {
+    const t = await teamsTable();
+    if (t.sortedBy === 'total' && t.sort === 'descending') break;
+    await page.click(`${teamsSel} th[data-col="total"] button`);
+  }
+  tt = await teamsTable();
+  const n = Number(tt.range?.match(/of (\d+)/)?.[1]);
+  check(n >= 3 && Math.abs(n - teamRows) <= 1, `pager: "${tt.range}" (${teamRows} teams in the costs API)`);
+  const seen = [];
+  const pageTotals = [];
+  for (let pg = 0; pg < Math.ceil(n / 2); pg += 1) {
+    tt = await teamsTable();
+    const want = `rows ${2 * pg + 1}–${Math.min(n, 2 * pg + 2)} of ${n}`;
+    check(tt.range === want && tt.rows.length === Math.min(2, n - 2 * pg) && tt.prevDisabled === (pg === 0) && tt.nextDisabled === (2 * pg + 2 >= n),
+      `page ${pg + 1}: "${tt.range}" shows ${tt.rows.map((r) => `${r.team} ${r.total}`).join(', ')}`);
+    seen.push(...tt.rows.map((r) => r.team));
+    pageTotals.push(...tt.rows.map((r) => parseUsd(r.total)));
+    if (!tt.nextDisabled) await page.click('[data-panel="teams"] .pager .page-next');
+  }
+  check(new Set(seen).size === n && ordered(pageTotals, (a, b) => b - a), `pages hold every team once, in order of total: ${seen.join(', ')}`);
+  const footAll = parseUsd(tt.foot.total);
+  const sumAll = pageTotals.reduce((a, v) => a + v, 0);
+  check(Math.abs(footAll - sumAll) <= pageTotals.reduce((a, v) => a + slack(v), 0) + slack(footAll), `totals row over all pages: ${tt.foot.total} = ${sumAll.toFixed(2)}`);
+  await page.click('[data-panel="teams"] .pager .page-prev');
+  tt = await teamsTable();
+  check(tt.range === `rows ${2 * (Math.ceil(n / 2) - 2) + 1}–${2 * (Math.ceil(n / 2) - 1)} of ${n}`, `prev goes back a page: "${tt.range}"`);
+  step('tables: sort, totals, paging');
+
+  // ---- honest charts: the unfinished bucket, buckets without data, distinct colours ----
+  await page.goto(`${base}/#/?period=7d`);
+  await chartHasData('cost-by-team', { min: 28 });
+  const chart = await page.evaluate(() => {
+    const u = window.gpucost.charts.get('cost-by-team');
+    const g = u.gpucost;
+    const now = Date.now() / 1000;
+    const colOf = (i) => [u.valToPos(g.starts[i], 'x', true), u.valToPos(g.starts[i] + g.step, 'x', true)];
+    const { left, top, width, height } = u.bbox;
+    const px = u.ctx.getImageData(Math.round(left), Math.round(top), Math.round(width), Math.round(height)).data;
+    const w = Math.round(width);
+    // along rows across a column's middle: how often drawn and empty pixels alternate (hatching does)
+    const transitions = (i) => {
+      const [x0, x1] = colOf(i).map((x) => Math.round(x - left));
+      let n = 0;
+      for (let f = 0.1; f < 0.95; f += 0.1) {
+        const y = Math.round(f * height);
+        let last = null;
+        for (let x = x0 + 3; x < x1 - 3; x += 1) {
+          const on = px[4 * (y * w + x) + 3] > 40;
+          if (last !== null && on !== last) n += 1;
+          last = on;
+        }
+      }
+      return n;
+    };
+    const alpha = (i) => { const [x0, x1] = colOf(i).map((x) => Math.round(x - left)); return px[4 * (Math.round(height / 2) * w + Math.round((x0 + x1) / 2)) + 3]; };
+    return {
+      partial: g.partial,
+      expected: g.starts.findIndex((t) => t <= now && now < t + g.step),
+      partialStripes: g.partial >= 0 ? transitions(g.partial) : 0,
+      fullStripes: g.partial > 0 ? transitions(g.partial - 1) : -1,
+      missing: g.missing,
+      missingNull: g.missing.every((i) => u.data.slice(1).every((s) => s[i] === null)),
+      missingAlpha: g.missing.length ? alpha(g.missing[0]) : 0,
+      dataMarked: g.starts.map((_, i) => i).filter((i) => !g.missing.includes(i) && i !== g.partial).some((i) => u.data.slice(1).every((s) => s[i] === null)),
+      first: g.missing.length ? g.starts[g.missing[0]] : null,
+      step: g.step,
+      colors: g.colors,
+      labels: g.labels,
+      notes: [...document.querySelectorAll('[data-panel="cost-by-team"] .chart-notes [data-note]')].map((e) => [e.dataset.note, e.textContent]),
+    };
+  });
+  const note = (k) => chart.notes.find(([n]) => n === k)?.[1] ?? '';
+  check(chart.partial >= 0 && chart.partial === chart.expected && note('partial').includes('so far'),
+    `the unfinished bucket (#${chart.partial}, now falls in it) is marked: "${note('partial')}"`);
+  check(chart.partialStripes >= 10 && chart.fullStripes >= 0 && chart.fullStripes <= 2 * 9,
+    `the unfinished bucket is drawn hatched (${chart.partialStripes} stripe edges across it, ${chart.fullStripes} across the finished one before it)`);
+  // the demo's two days of history in a 7-day window: the days before are "no data", not $0
+  const bucket = await (await page.request.get(`${base}/api/v1/costs?from=${chart.first}&to=${chart.first + chart.step}`)).json();
+  check(chart.missing.length > 0 && chart.missingNull && !chart.dataMarked && chart.missingAlpha > 0 && Number(bucket.fleet.usd) === 0 && bucket.rows.length === 0
+    && note('missing').includes('no data'),
+  `${chart.missing.length} buckets without data are null (not $0) and drawn as such; the API has nothing for the first: "${note('missing')}"`);
+  // colours: a palette for categories, every pair of groups on screen far apart (CIE76 ΔE >= 20)
+  const lab = (hex) => {
+    const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16) / 255).map((c) => (c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
+    const f = (v) => (v > 0.008856 ? Math.cbrt(v) : 7.787 * v + 16 / 116);
+    const [x, y, z] = [(0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047, 0.2126 * r + 0.7152 * g + 0.0722 * b, (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883].map(f);
+    return [116 * y - 16, 500 * (x - y), 200 * (y - z)];
+  };
+  const minDelta = (cs) => {
+    let m = Infinity;
+    for (let i = 0; i < cs.length; i += 1) for (let j = i + 1; j < cs.length; j += 1) m = Math.min(m, Math.hypot(...lab(cs[i]).map((v, k) => v - lab(cs[j])[k])));
+    return m;
+  };
+  const md = minDelta(chart.colors);
+  check(chart.colors.length > 1 && new Set(chart.colors).size === chart.colors.length && md >= 20,
+    `cost by team: ${chart.colors.length} groups in ${new Set(chart.colors).size} colours, closest pair ΔE ${md.toFixed(1)} (${chart.labels.map((l, i) => `${l} ${chart.colors[i]}`).join(', ')})`);
+  const legendColors = await page.$$eval('[data-panel="cost-by-team"] .chart-legend .swatch', (ss) => ss.map((s) => getComputedStyle(s).backgroundColor));
+  check(new Set(legendColors).size === legendColors.length, `the legend's ${legendColors.length} swatches differ`);
+  // beyond the palette: 15 groups get 9 hues and one "other"
+  const many = await page.evaluate(async () => {
+    const m = await import('/assets/charts.js');
+    const keys = Array.from({ length: 15 }, (_, i) => `group-${i}`);
+    const colors = m.categorical(keys);
+    const series = keys.map((k, i) => ({ key: k, label: k, color: colors.get(k), total: 15 - i, values: [1, null] }));
+    const merged = m.withOther(series);
+    return { hues: keys.slice(0, 9).map((k) => colors.get(k)), rest: [...new Set(keys.slice(9).map((k) => colors.get(k)))], other: m.OTHER, merged: merged.map((s) => [s.label, s.color, s.values]) };
+  });
+  const last = many.merged[many.merged.length - 1];
+  check(new Set(many.hues).size === 9 && minDelta([...many.hues, many.other]) >= 20 && many.rest.length === 1 && many.rest[0] === many.other
+    && many.merged.length === 10 && last[0] === 'other (6)' && last[2][0] === 6 && last[2][1] === null,
+  `15 groups: 9 distinct hues (closest ΔE ${minDelta([...many.hues, many.other]).toFixed(1)}), the other 6 merged into "${last[0]}"`);
+  step('honest charts');
+  await page.goto(`${base}/#/?period=7d`);
+  await page.waitForSelector('[data-panel="fleet"] .tile');
+
   // ---- filters and shareable links ----
   await page.click('[data-period="24h"]');
   await page.waitForFunction(() => location.hash.includes('period=24h'));
@@ -255,6 +433,24 @@ try {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 1, `phone width: no sideways scrolling (${overflow} px over)`);
   await page.screenshot({ path: join(artifacts, 'phone.png'), fullPage: false });
+  // every dollar cell of every table is on screen at 390 px (the rows become cards; dollars stay)
+  const moneyOnScreen = async (what) => {
+    await page.waitForSelector('table.data tbody td.money');
+    const cells = await page.$$eval('table.data td.money', (tds) => tds.map((td) => {
+      const r = td.getBoundingClientRect();
+      return { table: td.closest('table').dataset.table, col: td.dataset.col, text: td.textContent, left: r.left, right: r.right, width: r.width };
+    }));
+    const off = cells.filter((c) => !(c.width > 0 && c.left >= 0 && c.right <= 390));
+    const tables = [...new Set(cells.map((c) => c.table))];
+    check(cells.length > 0 && off.length === 0,
+      `${what} at 390 px: ${cells.length} dollar cells of ${tables.join(', ')} all within the screen${off.length ? `; off: ${JSON.stringify(off.slice(0, 4))}` : ` (rightmost ${Math.max(...cells.map((c) => c.right)).toFixed(0)} px)`}`);
+  };
+  await page.waitForSelector('[data-panel="teams"] tbody td.money');
+  await moneyOnScreen('overview');
+  await page.locator('[data-panel="teams"]').screenshot({ path: join(artifacts, 'phone-teams.png') });
+  await page.goto(`${base}/#/team/${encodeURIComponent(teamName)}?period=7d`);
+  await page.waitForSelector('[data-panel="workloads"] tbody td.money');
+  await moneyOnScreen(`team ${teamName}`);
   step('dark theme and phone');
 
   check(problems.length === 0, `no console errors, page errors or failed requests${problems.length ? `:\n  ${problems.join('\n  ')}` : ''}`);

@@ -24,7 +24,7 @@ export const PERIODS = [
   ['24h', '24 h'], ['7d', '7 d'], ['30d', '30 d'], ['mtd', 'Month'], ['lm', 'Last month'],
 ];
 const DEFAULT_PERIOD = '7d';
-const KEEP = ['period', 'cluster', 'from', 'to'];
+const KEEP = ['period', 'cluster', 'from', 'to', 'rows'];
 
 export function parseRoute(hash = location.hash) {
   const h = hash.replace(/^#\/?/, '');
@@ -43,6 +43,8 @@ export function parseRoute(hash = location.hash) {
     cluster: params.get('cluster') || '',
     from: params.get('from') || '', to: params.get('to') || '',
     team: params.get('team'), workload: params.get('workload'),
+    // rows a page in the tables (25 unless the URL says)
+    rows: /^\d+$/.test(params.get('rows') || '') && Number(params.get('rows')) >= 1 ? Math.min(1000, Number(params.get('rows'))) : null,
   };
 }
 
@@ -107,14 +109,17 @@ export function filterOf(pairs) {
 }
 
 /**
- * Cost per time bucket: [{t, rows}] where `rows` are the costs API's rows for [t, t + step) grouped by
- * `groupBy` (one row when it is empty).
+ * Cost per time bucket: [{t, rows, data}] where `rows` are the costs API's rows for [t, t + step) grouped
+ * by `groupBy` (one row when it is empty) and `data` whether the ledger holds anything for that bucket at
+ * all (any GPU observed, fleet-wide): a bucket without data is not a bucket of zero cost.
  */
 export async function costSeries(win, groupBy, filter, { policy, signal } = {}) {
   if (win.step === DAY) {
-    const r = await getJSON('costs', {
-      from: iso(win.from), to: iso(win.to), group_by: [...groupBy, 'day'].join(','), filter, policy,
-    }, { signal });
+    const [r, usage] = await Promise.all([
+      getJSON('costs', { from: iso(win.from), to: iso(win.to), group_by: [...groupBy, 'day'].join(','), filter, policy }, { signal }),
+      getJSON('usage', { from: iso(win.from), to: iso(win.to), group_by: 'day' }, { signal }),
+    ]);
+    const observed = new Set(usage.rows.filter((x) => num(x.gpu_seconds) > 0).map((x) => Date.parse(`${x.day}T00:00:00Z`) / 1000));
     const buckets = new Map();
     for (let t = win.from; t < win.to; t += DAY) buckets.set(t, []);
     for (const row of r.rows) {
@@ -122,7 +127,7 @@ export async function costSeries(win, groupBy, filter, { policy, signal } = {}) 
       if (!buckets.has(t)) buckets.set(t, []);
       buckets.get(t).push(row);
     }
-    return [...buckets].sort((a, b) => a[0] - b[0]).map(([t, rows]) => ({ t, rows }));
+    return [...buckets].sort((a, b) => a[0] - b[0]).map(([t, rows]) => ({ t, rows, data: rows.length > 0 || observed.has(t) }));
   }
   const starts = [];
   for (let t = win.from; t < win.to; t += win.step) starts.push(t);
@@ -130,7 +135,8 @@ export async function costSeries(win, groupBy, filter, { policy, signal } = {}) 
     const r = await getJSON('costs', {
       from: iso(t), to: iso(Math.min(t + win.step, win.to)), group_by: groupBy.join(','), filter, policy,
     }, { signal });
-    return { t, rows: r.rows };
+    const data = r.rows.length > 0 || num(r.fleet?.usd) > 0 || num(r.unpriced?.gpu_seconds) > 0;
+    return { t, rows: r.rows, data };
   }));
 }
 

@@ -2,7 +2,7 @@
 // (#/, #/team/<name>, #/workload/<id>, #/gpu/<uuid>) and the refresh of the period's figures every minute.
 
 import { DAY, PERIODS, getJSON, iso, link, parseRoute, shortGpu, teamName, timeWindow, workloadLabel } from './api.js';
-import { assignColors, destroy } from './charts.js';
+import { assignTop, destroy } from './charts.js';
 import { onStatus, start } from './live.js';
 import { gpu, h, overview, periodLabel, team, workload } from './views.js';
 
@@ -173,12 +173,13 @@ setInterval(() => { if (!document.hidden && current) current.refresh(); }, REFRE
 document.addEventListener('visibilitychange', () => { if (!document.hidden && current) current.refresh(); });
 window.gpucost = Object.assign(window.gpucost || {}, { refresh: () => current && current.refresh() });
 
-// Every team gets its colour up front (alphabetically, over the last 90 days), so a team has the same
-// colour in every view and after every reload.
+// The teams with the most cost over the last 90 days get their colours up front (one hue each,
+// alphabetically among them), so a team has the same colour in every view and after every reload; teams
+// beyond the palette are drawn as "other".
 async function teamColors() {
   try {
     const r = await getJSON('costs', { from: iso(Math.floor(Date.now() / 1000 / DAY) * DAY - 90 * DAY), group_by: 'team' });
-    assignColors(r.rows.map((x) => x.team));
+    assignTop(r.rows.map((x) => [x.team, Number(x.total_usd)]));
   } catch (e) {
     console.warn('teams', e);
   }

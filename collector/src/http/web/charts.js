@@ -7,20 +7,60 @@ const uPlot = window.uPlot;
 export const registry = new Map();
 window.gpucost = Object.assign(window.gpucost || {}, { charts: registry });
 
-/** Ten colours that read on light and dark backgrounds (Tableau 10), handed out to names in order. */
-const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#86bcb6'];
-const NONE = '#9aa3ae';
+/**
+ * A palette made for categorical data: Tableau 10's nine hues (its grey is kept for "other"), which read on
+ * light and dark backgrounds and stay apart for the common colour-vision deficiencies (every pair differs
+ * by ΔE76 > 20). Groups beyond the ninth get OTHER and are drawn as one "other" group, so two groups on
+ * screen never share a near-identical colour.
+ */
+export const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f'];
+export const OTHER = '#9aa3ae';
+const NONE = OTHER;
 const assigned = new Map();
 
-/** A stable colour per name (teams): the same team has the same colour in every view. */
+/**
+ * A stable colour per name (teams): the same team has the same colour in every view. The first
+ * PALETTE.length names get a hue each; later ones OTHER (they are grouped as "other" in charts).
+ */
 export function colorFor(name) {
   if (name === '' || name === null || name === undefined) return NONE;
-  if (!assigned.has(name)) assigned.set(name, PALETTE[assigned.size % PALETTE.length]);
+  if (!assigned.has(name)) assigned.set(name, assigned.size < PALETTE.length ? PALETTE[assigned.size] : OTHER);
   return assigned.get(name);
 }
 /** Hands out colours to `names` alphabetically, so the order data arrives in does not change them. */
 export function assignColors(names) {
   for (const n of [...names].filter((x) => x !== '').sort()) colorFor(n);
+}
+/**
+ * Colours for the top PALETTE.length of `totals` (name → amount; the largest first get a hue each,
+ * alphabetically among themselves so a reload keeps them), before any other name asks for one.
+ */
+export function assignTop(totals) {
+  const top = [...totals].filter(([n]) => n !== '').sort((a, b) => b[1] - a[1]).slice(0, PALETTE.length).map(([n]) => n);
+  assignColors(top);
+}
+
+/**
+ * Colours for `keys`, largest first: the first `n` get the palette in order, the rest OTHER. A pure
+ * function (the charts of other dimensions use it; the browser test checks it).
+ */
+export function categorical(keys, n = PALETTE.length) {
+  return new Map(keys.map((k, i) => [k, i < Math.min(n, PALETTE.length) ? PALETTE[i] : OTHER]));
+}
+
+/**
+ * Series with a colour of their own stay; the rest (OTHER) become one "other" series, on top of the
+ * stack. `series`: [{key, label, color, values, total}].
+ */
+export function withOther(series) {
+  const own = series.filter((s) => s.color !== OTHER);
+  const rest = series.filter((s) => s.color === OTHER);
+  if (rest.length <= 1) return series;
+  const values = rest[0].values.map((_, i) => (rest.every((s) => s.values[i] === null) ? null : rest.reduce((a, s) => a + (s.values[i] ?? 0), 0)));
+  return [...own, {
+    key: null, other: rest.map((s) => s.key), label: `other (${rest.length})`, color: OTHER, values,
+    total: rest.reduce((a, s) => a + s.total, 0),
+  }];
 }
 
 export const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -122,26 +162,99 @@ export function destroy(el) {
   el.querySelectorAll('.tip').forEach((t) => t.remove());
 }
 
+/** The runs of consecutive indices in `set` as [first, last] pairs. */
+function runs(set) {
+  const out = [];
+  for (const i of [...set].sort((x, y) => x - y)) {
+    if (out.length && out[out.length - 1][1] === i - 1) out[out.length - 1][1] = i;
+    else out.push([i, i]);
+  }
+  return out;
+}
+
+/** Diagonal stripes over the canvas rectangle [x0, x1] × [y0, y1], `shift` of a period along. */
+function stripes(ctx, x0, x1, y0, y1, period, width, shift = 0) {
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(x0, y0, x1 - x0, y1 - y0);
+  ctx.clip();
+  ctx.lineWidth = width;
+  ctx.beginPath();
+  for (let x = x0 - (y1 - y0) - period + shift; x < x1 + period; x += period) {
+    ctx.moveTo(x, y1);
+    ctx.lineTo(x + (y1 - y0), y0);
+  }
+  ctx.stroke();
+  ctx.restore();
+}
+
 /**
  * Stacked bars over time. `xs`: bucket starts (s), `step`: bucket length, `series`: [{label, color,
  * values}] bottom first. Drawn as cumulative bars, top of the stack first, each painted over the last.
+ * `partial`: the index of the unfinished bucket (now falls in it), drawn hatched; `missing`: indices of
+ * buckets without data (a null value, not zero), drawn as a grey band reading "no data". Both are kept on
+ * the chart as `u.gpucost` for the browser test.
  */
-export function stackedBars(el, { name, xs, step, range, series, height = 260, fmt = usdShort }) {
+export function stackedBars(el, { name, xs, step, range, series, height = 260, fmt = usdShort, partial = -1, missing = new Set() }) {
   const mids = xs.map((t) => t + step / 2);
   const cum = [];
   let acc = xs.map(() => 0);
   for (const s of series) {
     acc = acc.map((v, i) => v + (s.values[i] ?? 0));
-    cum.push(acc);
+    cum.push(acc.map((v, i) => (missing.has(i) ? null : v)));
   }
   const order = series.map((_, i) => i).reverse();
   const ax = axisStyle();
   const bars = uPlot.paths.bars({ size: [0.78, 64], align: 0, gap: 1 });
+  const span = (i) => `${when(xs[i], { time: step < 86400 })}${step < 86400 ? ` – ${when(xs[i] + step).slice(-5)}` : ''} UTC`;
+  const faint = cssVar('--faint');
+  const muted = cssVar('--muted');
   const tip = tooltip(el, {
-    title: (i) => `${when(xs[i], { time: step < 86400 })}${step < 86400 ? ` – ${when(xs[i] + step).slice(-5)}` : ''} UTC`,
-    rows: (i) => series.map((s) => ({ label: s.label, color: s.color, value: s.values[i], text: fmt(s.values[i] ?? 0) }))
-      .filter((r) => r.value > 0).sort((a, b) => b.value - a.value),
+    title: (i) => `${span(i)}${i === partial ? ' · so far (unfinished)' : ''}`,
+    rows: (i) => (missing.has(i)
+      ? [{ label: 'no data recorded', color: faint, value: 0, text: '—' }]
+      : series.map((s) => ({ label: s.label, color: s.color, value: s.values[i], text: fmt(s.values[i] ?? 0) }))
+        .filter((r) => r.value > 0).sort((a, b) => b.value - a.value)),
   });
+  const column = (u, i) => [u.valToPos(xs[i], 'x', true), u.valToPos(xs[i] + step, 'x', true)];
+  const px = (v) => Math.round(v * uPlot.pxRatio);
+  // under the bars: the bands of buckets without data, and the unfinished bucket's hatching
+  const bands = (u) => {
+    const { ctx } = u;
+    const { top, height: h } = u.bbox;
+    ctx.save();
+    for (const [f, l] of runs(missing)) {
+      const x0 = column(u, f)[0];
+      const x1 = column(u, l)[1];
+      ctx.fillStyle = faint;
+      ctx.globalAlpha = 0.14;
+      ctx.fillRect(x0, top, x1 - x0, h);
+      ctx.globalAlpha = 1;
+      ctx.fillStyle = muted;
+      ctx.font = `${px(11)}px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif`;
+      ctx.textAlign = 'center';
+      ctx.textBaseline = 'middle';
+      if (ctx.measureText('no data').width < x1 - x0 - px(6)) ctx.fillText('no data', (x0 + x1) / 2, top + h / 2);
+    }
+    if (partial >= 0) {
+      const [x0, x1] = column(u, partial);
+      ctx.strokeStyle = faint;
+      ctx.globalAlpha = 0.5;
+      stripes(ctx, x0, x1, top, top + h, px(7), px(2), px(3.5));
+    }
+    ctx.restore();
+  };
+  // over the bars: the unfinished bucket's bars get see-through stripes, between those of its band
+  const hatch = (u) => {
+    if (partial < 0) return;
+    const [x0, x1] = column(u, partial);
+    const { ctx } = u;
+    ctx.save();
+    ctx.globalCompositeOperation = 'destination-out';
+    ctx.strokeStyle = '#000';
+    stripes(ctx, x0, x1, u.bbox.top, u.bbox.top + u.bbox.height, px(7), px(2.5));
+    ctx.restore();
+  };
   const opts = {
     tzDate: utc,
     legend: { show: false },
@@ -151,9 +264,11 @@ export function stackedBars(el, { name, xs, step, range, series, height = 260, f
     series: [{}, ...order.map((i) => ({
       label: series[i].label, stroke: series[i].color, fill: series[i].color, width: 0, paths: bars, points: { show: false },
     }))],
-    hooks: tip.hooks,
+    hooks: { ...tip.hooks, drawAxes: [bands], draw: [hatch] },
   };
-  return mount(el, name, opts, [mids, ...order.map((i) => cum[i])], height);
+  const u = mount(el, name, opts, [mids, ...order.map((i) => cum[i])], height);
+  u.gpucost = { partial, missing: [...missing].sort((x, y) => x - y), step, starts: xs, colors: series.map((s) => s.color), labels: series.map((s) => s.label) };
+  return u;
 }
 
 /**

@@ -3,10 +3,11 @@
 
 import {
   DAY, HOUR, bytes, clock, costSeries, count, efficiency, filterOf, getJSON, gpuHours, iso, kwh, link, modelName,
-  num, pct, shortGpu, shortNode, teamKey, teamName, timeWindow, usd, workloadLabel,
+  num, pct, shortGpu, shortNode, teamKey, teamName, timeWindow, usd, when, workloadLabel,
 } from './api.js';
-import { assignColors, colorFor, cssVar, lines, stackedBars, update } from './charts.js';
+import { assignColors, categorical, colorFor, cssVar, lines, stackedBars, update, withOther } from './charts.js';
 import { live, onStatus, subscribe, totals } from './live.js';
+import { PAGE_SIZE, dataTable, show } from './table.js';
 
 // ---- DOM helpers ----
 
@@ -68,11 +69,34 @@ function workloadCell(state, id, extra = {}) {
     h('div.stack', h('a.t', { href: link(state, 'workload', id, extra), title: id }, w.title), w.sub ? h('span.s', w.sub) : null));
 }
 
-function table(columns, rows) {
-  return h('table.data',
-    h('thead', h('tr', columns.map((c) => h(`th${c.num ? '.num' : ''}`, c.title)))),
-    h('tbody', rows.map((r) => h('tr', columns.map((c) => h(`td${c.num ? '.num' : ''}`, c.cell(r)))))));
+/** A sortable, paged table for panel `name` (see table.js), its page size from the URL (`rows=`). */
+function table(ctx, name, columns, opts = {}) {
+  const { state } = ctx;
+  return dataTable({
+    name, columns, pageSize: state.rows ?? PAGE_SIZE, ...opts,
+    onPageSize: (n) => { location.hash = link(state, state.view, state.id, { rows: n === PAGE_SIZE ? null : n, team: state.team, workload: state.workload }); },
+  });
 }
+
+const total = (rows, f) => rows.reduce((a, x) => a + num(f(x)), 0);
+/** A dollar column of `field` (`…_usd`): sorts by amount, adds up in the totals row, never hidden. */
+const money = (key, title, field, { bold = false } = {}) => ({
+  key, title, num: true, money: true, value: (x) => num(x[field]),
+  cell: (x) => (bold ? h('b', usd(x[field])) : usd(x[field])),
+  total: (rows) => (bold ? h('b', usd(total(rows, (x) => x[field]))) : usd(total(rows, (x) => x[field]))),
+});
+/** A GPU-hours column of `field` (`…_gpu_seconds`). */
+const hours = (key, title, field, extra = {}) => ({
+  key, title, num: true, value: (x) => num(x[field]), cell: (x) => gpuHours(x[field]), total: (rows) => gpuHours(total(rows, (x) => x[field])), ...extra,
+});
+/** Used ÷ held GPU time; the totals row has the whole table's. */
+const effColumn = (extra = {}) => ({
+  key: 'efficiency', title: 'efficiency', value: efficiency,
+  cell: (x) => h('div.name', meter(efficiency(x), { warnBelow: 50 }), h('span', efficiency(x) === null ? '—' : pct(efficiency(x)))),
+  total: (rows) => { const e = sum(rows).eff; return e === null ? '—' : pct(e); },
+  ...extra,
+});
+const str = (v) => String(v ?? '');
 
 const empty = (text) => h('div.empty', text);
 
@@ -98,41 +122,58 @@ function sum(rows) {
 function costOverTime(ctx, p, { win, dim, filter, name }) {
   const chartEl = h('div.chart');
   const legend = h('div.chart-legend');
-  p.body.replaceChildren(chartEl, legend);
+  const notes = h('div.chart-notes');
+  p.body.replaceChildren(chartEl, legend, notes);
   ctx.load(p, async () => {
     const buckets = await costSeries(win, dim ? [dim] : [], filter, { signal: ctx.signal });
     const xs = buckets.map((b) => b.t);
+    // the bucket now falls in is unfinished: drawn hatched; buckets the ledger has nothing for: "no data"
+    const now = Date.now() / 1000;
+    const partial = buckets.findIndex((b) => b.t <= now && now < b.t + win.step);
+    const missing = new Set(buckets.map((b, i) => (!b.data && i !== partial ? i : -1)).filter((i) => i >= 0));
+    const value = (b, v) => (b.data || b.rows.length ? num(v) : null);
     let series;
     if (dim) {
       const tot = new Map();
       for (const b of buckets) for (const r of b.rows) tot.set(r[dim], (tot.get(r[dim]) || 0) + num(r.total_usd));
       if (dim === 'team') assignColors(tot.keys());
       const keys = [...tot].sort((a, b) => b[1] - a[1]).map(([k]) => k);
-      series = keys.map((k, i) => ({
+      // teams keep their colour everywhere; other dimensions get the palette by size, the rest "other"
+      const colors = dim === 'team' ? null : categorical(keys);
+      series = withOther(keys.map((k) => ({
         key: k, total: tot.get(k),
         label: dim === 'team' ? teamName(k) : k || '(none)',
-        color: dim === 'team' ? colorFor(k) : ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1'][i % 7],
-        values: buckets.map((b) => num(b.rows.find((r) => r[dim] === k)?.total_usd)),
-      }));
+        color: dim === 'team' ? colorFor(k) : colors.get(k),
+        values: buckets.map((b) => value(b, b.rows.find((r) => r[dim] === k)?.total_usd)),
+      })));
     } else {
       series = [
-        { label: 'used', color: cssVar('--accent'), values: buckets.map((b) => num(b.rows[0]?.used_usd)) },
-        { label: 'idle (held, not used)', color: cssVar('--warn'), values: buckets.map((b) => num(b.rows[0]?.idle_usd)) },
+        { label: 'used', color: cssVar('--accent'), values: buckets.map((b) => value(b, b.rows[0]?.used_usd)) },
+        { label: 'idle (held, not used)', color: cssVar('--warn'), values: buckets.map((b) => value(b, b.rows[0]?.idle_usd)) },
       ];
-      series.forEach((s) => { s.total = s.values.reduce((a, v) => a + v, 0); });
+      series.forEach((s) => { s.total = s.values.reduce((a, v) => a + (v ?? 0), 0); });
     }
     if (!series.length || series.every((s) => !s.total)) {
-      chartEl.replaceChildren(empty('No GPU cost in this period.'));
+      chartEl.replaceChildren(empty(missing.size === buckets.length ? 'No data recorded for this period.' : 'No GPU cost in this period.'));
       legend.replaceChildren();
+      notes.replaceChildren();
       return;
     }
     chartEl.replaceChildren();
-    stackedBars(chartEl, { name, xs, step: win.step, range: [win.from, win.to], series });
+    stackedBars(chartEl, { name, xs, step: win.step, range: [win.from, win.to], series, partial, missing });
+    const unit = win.step === DAY ? 'day' : win.step === HOUR ? 'hour' : `${win.step / HOUR} hours`;
     const stepText = win.step === DAY ? 'per day' : win.step === HOUR ? 'per hour' : `per ${win.step / HOUR} h`;
     p.sub.textContent = `${stepText}, UTC`;
-    legend.replaceChildren(...series.map((s) => (dim === 'team'
-      ? h('a', { href: link(ctx.state, 'team', s.key) }, swatch(s.color), s.label, h('b', usd(s.total)))
-      : h('span.item', swatch(s.color), s.label, h('b', usd(s.total))))));
+    legend.replaceChildren(...series.map((s) => (dim === 'team' && s.key !== null
+      ? h('a', { href: link(ctx.state, 'team', s.key), 'data-key': s.key }, swatch(s.color), s.label, h('b', usd(s.total)))
+      : h('span.item', { title: s.other ? s.other.map((k) => teamName(k)).join(', ') : '' }, swatch(s.color), s.label, h('b', usd(s.total))))));
+    const first = buckets.findIndex((b) => b.data);
+    notes.replaceChildren(
+      partial >= 0 ? h('span.note', { 'data-note': 'partial' }, h('i.swatch.hatched'), `hatched: this ${unit} so far, not finished`) : null,
+      missing.size ? h('span.note', { 'data-note': 'missing' }, h('i.swatch.nodata'),
+        first > 0 && [...missing].every((i) => i < first) ? `grey: no data before ${when(xs[first], { time: win.step < DAY })} UTC (not zero cost)`
+          : `grey: no data recorded (${missing.size} of ${buckets.length} ${win.step === DAY ? 'days' : 'buckets'}; not zero cost)`) : null,
+    );
   });
 }
 
@@ -248,28 +289,41 @@ function liveText() {
 /** The live fleet as a table (drill-down views) for the GPUs `keep` selects. */
 function fleetTable(ctx, p, keep, { showHolders = true, extra = () => ({}) } = {}) {
   const state = ctx.state;
+  const holderText = (g) => (g.holders || []).map((x) => `${teamName(x.team)} ${x.model || workloadLabel(x.workload).title}`).join(', ');
+  const cols = [
+    {
+      key: 'gpu', title: 'GPU', value: (g) => `${shortNode(g.node)} ${String(g.index ?? 0).padStart(3, '0')}`,
+      cell: (g) => h('div.stack', h('a', { href: link(state, 'gpu', g.gpu, extra(g)), 'data-gpu': g.gpu }, `${shortNode(g.node)} · GPU ${g.index}`), h('span.s.faint.mono', shortGpu(g.gpu))),
+    },
+    { key: 'model', title: 'model', secondary: true, value: (g) => str(g.model), cell: (g) => h('div.stack', g.model, h('span.s.faint', g.instance_type || '')) },
+    {
+      key: 'util', title: 'utilisation', value: (g) => num(g.utilization_pct),
+      cell: (g) => h('div.name', meter(num(g.utilization_pct), { warnBelow: 15 }), h('span', pct(g.utilization_pct))),
+      total: (gs) => `mean ${pct(gs.length ? total(gs, (g) => g.utilization_pct) / gs.length : 0)}`,
+    },
+    {
+      key: 'memory', title: 'memory', num: true, secondary: true, value: (g) => num(g.memory_used_bytes),
+      cell: (g) => `${bytes(g.memory_used_bytes)} / ${bytes(g.memory_total_bytes)}`,
+      total: (gs) => `${bytes(total(gs, (g) => g.memory_used_bytes))} / ${bytes(total(gs, (g) => g.memory_total_bytes))}`,
+    },
+    { key: 'power', title: 'power', num: true, value: (g) => num(g.power_watts), cell: (g) => `${Math.round(num(g.power_watts))} W`, total: (gs) => `${Math.round(total(gs, (g) => g.power_watts))} W` },
+  ];
+  if (showHolders) {
+    cols.push({
+      key: 'holders', title: 'on it', value: holderText,
+      cell: (g) => ((g.holders || []).length ? h('div.stack', g.holders.map((x) => h('div.name', swatch(colorFor(teamKey(x.team))),
+        h('a', { href: link(state, 'workload', x.workload, { team: teamKey(x.team) }), title: x.workload }, `${teamName(x.team)} · ${x.model || workloadLabel(x.workload).title}`),
+        h('span.faint', `SM ${pct(x.sm_pct)}`)))) : h('span.faint', 'free')),
+    });
+  }
+  const t = table(ctx, p.el.dataset.panel, cols, { sort: 'gpu', dir: 'asc', label: (gs) => `${gs.length} GPUs now` });
   const render = (fleet) => {
     p.body.classList.remove('loading');
     const gpus = fleet.gpus.filter(keep);
     p.el.dataset.at = fleet.at;
     p.sub.textContent = `live · ${clock(fleet.at)} UTC`;
     if (!gpus.length) { p.body.replaceChildren(empty('Not on any GPU right now.')); return; }
-    const cols = [
-      { title: 'GPU', cell: (g) => h('div.stack', h('a', { href: link(state, 'gpu', g.gpu, extra(g)), 'data-gpu': g.gpu }, `${shortNode(g.node)} · GPU ${g.index}`), h('span.s.faint.mono', shortGpu(g.gpu))) },
-      { title: 'model', cell: (g) => h('div.stack', g.model, h('span.s.faint', g.instance_type || '')) },
-      { title: 'utilisation', cell: (g) => h('div.name', meter(num(g.utilization_pct), { warnBelow: 15 }), h('span', pct(g.utilization_pct))) },
-      { title: 'memory', num: true, cell: (g) => `${bytes(g.memory_used_bytes)} / ${bytes(g.memory_total_bytes)}` },
-      { title: 'power', num: true, cell: (g) => `${Math.round(num(g.power_watts))} W` },
-    ];
-    if (showHolders) {
-      cols.push({
-        title: 'on it',
-        cell: (g) => ((g.holders || []).length ? h('div.stack', g.holders.map((x) => h('div.name', swatch(colorFor(teamKey(x.team))),
-          h('a', { href: link(state, 'workload', x.workload, { team: teamKey(x.team) }), title: x.workload }, `${teamName(x.team)} · ${x.model || workloadLabel(x.workload).title}`),
-          h('span.faint', `SM ${pct(x.sm_pct)}`)))) : h('span.faint', 'free')),
-      });
-    }
-    p.body.replaceChildren(h('div.scroll', table(cols, gpus)));
+    show(p.body, t.set(gpus));
   };
   ctx.sub(subscribe(render));
   ctx.sub(onStatus(() => { if (!live.fleet) { p.body.classList.remove('loading'); p.body.replaceChildren(empty(liveText())); } }));
@@ -372,17 +426,23 @@ export function overview(main, ctx) {
 
     if (!rows.length) { pTable.body.replaceChildren(empty('No GPU cost in this period.')); return; }
     pTable.body.classList.add('flush');
-    pTable.body.replaceChildren(h('div.scroll', table([
-      { title: 'team', cell: (x) => teamCell(state, x.team) },
-      { title: 'GPU-h held', num: true, cell: (x) => gpuHours(x.held_gpu_seconds) },
-      { title: 'GPU-h used', num: true, cell: (x) => gpuHours(x.used_gpu_seconds) },
-      { title: 'efficiency', cell: (x) => h('div.name', meter(efficiency(x), { warnBelow: 50 }), h('span', efficiency(x) === null ? '—' : pct(efficiency(x)))) },
-      { title: 'used', num: true, cell: (x) => usd(x.used_usd) },
-      { title: 'idle', num: true, cell: (x) => usd(x.idle_usd) },
-      { title: 'total', num: true, cell: (x) => h('b', usd(x.total_usd)) },
-      { title: 'share', num: true, cell: (x) => pct(s.total ? (100 * num(x.total_usd)) / s.total : 0, 1) },
-    ], rows)));
+    shareOf = s.total;
+    show(pTable.body, teamsTable.set(rows));
   });
+  let shareOf = 0;
+  const teamsTable = table(ctx, 'teams', [
+    { key: 'team', title: 'team', value: (x) => teamName(x.team), cell: (x) => teamCell(state, x.team) },
+    hours('held', 'GPU-h held', 'held_gpu_seconds'),
+    hours('used-h', 'GPU-h used', 'used_gpu_seconds', { secondary: true }),
+    effColumn({ secondary: true }),
+    money('used', 'used', 'used_usd'),
+    money('idle', 'idle', 'idle_usd'),
+    money('total', 'total', 'total_usd', { bold: true }),
+    {
+      key: 'share', title: 'share', num: true, secondary: true, value: (x) => num(x.total_usd),
+      cell: (x) => pct(shareOf ? (100 * num(x.total_usd)) / shareOf : 0, 1), total: (rows) => pct(shareOf ? (100 * total(rows, (x) => x.total_usd)) / shareOf : 0, 1),
+    },
+  ], { sort: 'total', label: (rows) => `Total · ${rows.length} ${rows.length === 1 ? 'team' : 'teams'}` });
   budgets(ctx, pBudgets, kBudgets);
 }
 
@@ -503,15 +563,16 @@ export function team(main, ctx) {
     fillSummary(k, sum(rows), label);
     if (!rows.length) { pWork.body.replaceChildren(empty('This team used no GPU in this period.')); return; }
     pWork.body.classList.add('flush');
-    pWork.body.replaceChildren(h('div.scroll', table([
-      { title: 'workload', cell: (x) => workloadCell(state, x.workload, { team: name }) },
-      { title: 'model', cell: (x) => modelName(x.model) },
-      { title: 'GPU-h held', num: true, cell: (x) => gpuHours(x.held_gpu_seconds) },
-      { title: 'efficiency', cell: (x) => h('div.name', meter(efficiency(x), { warnBelow: 50 }), h('span', efficiency(x) === null ? '—' : pct(efficiency(x)))) },
-      { title: 'idle', num: true, cell: (x) => usd(x.idle_usd) },
-      { title: 'total', num: true, cell: (x) => h('b', usd(x.total_usd)) },
-    ], rows)));
+    show(pWork.body, workTable.set(rows));
   });
+  const workTable = table(ctx, 'workloads', [
+    { key: 'workload', title: 'workload', value: (x) => workloadLabel(x.workload).title, cell: (x) => workloadCell(state, x.workload, { team: name }) },
+    { key: 'model', title: 'model', secondary: true, value: (x) => modelName(x.model), cell: (x) => modelName(x.model) },
+    hours('held', 'GPU-h held', 'held_gpu_seconds'),
+    effColumn({ secondary: true }),
+    money('idle', 'idle', 'idle_usd'),
+    money('total', 'total', 'total_usd', { bold: true }),
+  ], { sort: 'total', label: (rows) => `Total · ${rows.length} ${rows.length === 1 ? 'workload' : 'workloads'}` });
   const keep = (g) => (!state.cluster || g.cluster === state.cluster) && (g.holders || []).some((x) => teamKey(x.team) === name);
   fleetTable(ctx, pLive, keep, { extra: (g) => { const x = g.holders.find((y) => teamKey(y.team) === name); return { team: name, workload: x?.workload }; } });
   ctx.sub(subscribe((fleet) => {
@@ -542,13 +603,17 @@ export function workload(main, ctx) {
     fillSummary(k, sum(rows), label);
     if (!rows.length) { pGpus.body.replaceChildren(empty('No GPU time in this period.')); return; }
     pGpus.body.classList.add('flush');
-    pGpus.body.replaceChildren(h('div.scroll', table([
-      { title: 'GPU', cell: (x) => h('div.stack', h('a', { href: link(state, 'gpu', x.gpu, { team, workload: id }), 'data-gpu': x.gpu }, shortGpu(x.gpu)), h('span.s.faint', `${x.cluster} / ${shortNode(x.node)}`)) },
-      { title: 'GPU-h held', num: true, cell: (x) => gpuHours(x.held_gpu_seconds) },
-      { title: 'efficiency', num: true, cell: (x) => (efficiency(x) === null ? '—' : pct(efficiency(x))) },
-      { title: 'total', num: true, cell: (x) => h('b', usd(x.total_usd)) },
-    ], rows)));
+    show(pGpus.body, gpuTable.set(rows));
   });
+  const gpuTable = table(ctx, 'gpus', [
+    {
+      key: 'gpu', title: 'GPU', value: (x) => `${x.cluster}/${x.node}/${x.gpu}`,
+      cell: (x) => h('div.stack', h('a', { href: link(state, 'gpu', x.gpu, { team, workload: id }), 'data-gpu': x.gpu }, shortGpu(x.gpu)), h('span.s.faint', `${x.cluster} / ${shortNode(x.node)}`)),
+    },
+    hours('held', 'GPU-h held', 'held_gpu_seconds'),
+    { key: 'efficiency', title: 'efficiency', num: true, secondary: true, value: efficiency, cell: (x) => (efficiency(x) === null ? '—' : pct(efficiency(x))), total: (rows) => { const e = sum(rows).eff; return e === null ? '—' : pct(e); } },
+    money('total', 'total', 'total_usd', { bold: true }),
+  ], { sort: 'total', label: (rows) => `Total · ${rows.length} GPUs` });
   const keep = (g) => (g.holders || []).some((x) => x.workload === id);
   fleetTable(ctx, pLive, keep, { extra: () => ({ team, workload: id }) });
   ctx.sub(subscribe((fleet) => {
@@ -578,16 +643,24 @@ export function gpu(main, ctx) {
     if (!rows.length) { pWork.body.replaceChildren(empty('Nobody held this GPU in this period.')); return; }
     assignColors(rows.map((x) => x.team));
     pWork.body.classList.add('flush');
-    pWork.body.replaceChildren(h('div.scroll', table([
-      { title: 'workload', cell: (x) => h('div.stack', workloadCell(state, x.workload, { team: x.team }), h('span.s', teamName(x.team))) },
-      { title: 'GPU-h', num: true, cell: (x) => gpuHours(x.held_gpu_seconds) },
-      { title: 'total', num: true, cell: (x) => h('b', usd(x.total_usd)) },
-    ], rows)));
+    show(pWork.body, whoTable.set(rows));
   });
+  const whoTable = table(ctx, 'gpu-workloads', [
+    { key: 'workload', title: 'workload', value: (x) => `${teamName(x.team)} ${workloadLabel(x.workload).title}`, cell: (x) => h('div.stack', workloadCell(state, x.workload, { team: x.team }), h('span.s', teamName(x.team))) },
+    hours('held', 'GPU-h', 'held_gpu_seconds'),
+    money('total', 'total', 'total_usd', { bold: true }),
+  ], { sort: 'total', label: (rows) => `Total · ${rows.length} ${rows.length === 1 ? 'workload' : 'workloads'}` });
 
   const chartEl = h('div.chart');
   pUtil.body.replaceChildren(chartEl);
   let made = false;
+  const facts = h('dl.facts');
+  const holdersBox = h('div', { style: { marginTop: '14px' } });
+  const holdersTable = table(ctx, 'gpu-holders', [
+    { key: 'workload', title: 'on it now', value: (x) => `${teamName(x.team)} ${workloadLabel(x.workload).title}`, cell: (x) => h('div.stack', workloadCell(state, x.workload, { team: teamKey(x.team) }), h('span.s', `${teamName(x.team)} · ${modelName(x.model)}`)) },
+    { key: 'sm', title: 'SM', num: true, value: (x) => num(x.sm_pct), cell: (x) => pct(x.sm_pct) },
+    { key: 'memory', title: 'memory', num: true, value: (x) => num(x.memory_bytes), cell: (x) => bytes(x.memory_bytes), total: (xs) => bytes(total(xs, (x) => x.memory_bytes)) },
+  ], { sort: 'sm', totals: false });
   ctx.sub(subscribe((fleet) => {
     pNow.el.dataset.at = fleet.at;
     pUtil.body.classList.remove('loading');
@@ -600,17 +673,14 @@ export function gpu(main, ctx) {
     }
     title.textContent = `GPU ${g.index} · ${g.model} · ${g.instance_type || ''} · ${shortNode(g.node)} · ${g.cluster}`;
     const holders = g.holders || [];
-    pNow.body.replaceChildren(
-      h('dl.facts',
-        h('div', h('dt', 'utilisation'), h('dd', { 'data-live': 'util' }, pct(g.utilization_pct, 1))),
-        h('div', h('dt', 'memory'), h('dd', `${bytes(g.memory_used_bytes)} / ${bytes(g.memory_total_bytes)}`)),
-        h('div', h('dt', 'power'), h('dd', `${Math.round(num(g.power_watts))} W`)),
-        h('div', h('dt', 'interval ended'), h('dd', `${clock(g.interval_end)} UTC`))),
-      h('div', { style: { marginTop: '14px' } }, holders.length ? table([
-        { title: 'on it now', cell: (x) => h('div.stack', workloadCell(state, x.workload, { team: teamKey(x.team) }), h('span.s', `${teamName(x.team)} · ${modelName(x.model)}`)) },
-        { title: 'SM', num: true, cell: (x) => pct(x.sm_pct) },
-        { title: 'memory', num: true, cell: (x) => bytes(x.memory_bytes) },
-      ], holders) : empty('Nobody holds it right now.')));
+    if (!pNow.body.contains(holdersBox)) pNow.body.replaceChildren(facts, holdersBox);
+    facts.replaceChildren(
+      h('div', h('dt', 'utilisation'), h('dd', { 'data-live': 'util' }, pct(g.utilization_pct, 1))),
+      h('div', h('dt', 'memory'), h('dd', `${bytes(g.memory_used_bytes)} / ${bytes(g.memory_total_bytes)}`)),
+      h('div', h('dt', 'power'), h('dd', `${Math.round(num(g.power_watts))} W`)),
+      h('div', h('dt', 'interval ended'), h('dd', `${clock(g.interval_end)} UTC`)));
+    if (holders.length) show(holdersBox, holdersTable.set(holders));
+    else holdersBox.replaceChildren(empty('Nobody holds it right now.'));
     const pts = live.gpuHistory.get(uuid) || [];
     if (pts.length >= 1) {
       const xs = pts.map((x) => x.t);
