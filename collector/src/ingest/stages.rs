@@ -106,3 +106,105 @@ impl Stages {
         store(&self.writer, batch).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use gpucost_ledger::SqliteLedger;
+    use gpucost_rules::catalog::Catalog;
+    use gpucost_rules::owner::Rule;
+
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000 * 1_000_000_000;
+    const LEN: u64 = 15_000_000_000;
+
+    /// One g5.12xlarge spot node, two A10Gs; a pod of namespace `ml` (owned by `vision`) on the first at 60 %.
+    fn wire() -> pb::UsageBatch {
+        let device = |uuid: &str| pb::GpuDevice {
+            uuid: uuid.into(),
+            model: "NVIDIA A10G".into(),
+            memory_total_bytes: 24 << 30,
+            ..Default::default()
+        };
+        let pod = pb::WorkloadIdentity {
+            kind: pb::WorkloadKind::KubernetesPod as i32,
+            namespace: "ml".into(),
+            pod: "train-0".into(),
+            namespace_labels: [("backstage.io/owner".to_string(), "group:default/vision".to_string())].into(),
+            ..Default::default()
+        };
+        pb::UsageBatch {
+            agent_id: "node-1".into(),
+            boot_id: "b1".into(),
+            seq: 1,
+            node: Some(pb::NodeInfo {
+                cluster: "prod".into(),
+                node_name: "node-1".into(),
+                instance_type: "g5.12xlarge".into(),
+                capacity_type: pb::CapacityType::OnDemand as i32,
+                region: "us-east-1".into(),
+                devices: vec![device("GPU-a"), device("GPU-b")],
+                ..Default::default()
+            }),
+            interval_start_unix_nanos: NOW - LEN,
+            interval_end_unix_nanos: NOW,
+            processes: vec![pb::ProcessUsage {
+                pid: 42,
+                gpu_uuid: "GPU-a".into(),
+                sm_util_percent: 60.0,
+                used_memory_bytes: 1 << 30,
+                sample_count: 15,
+                workload: Some(pod),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_through_every_stage_and_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = SqliteLedger::open(&dir.path().join("l.db"), 3_600_000_000_000, u64::MAX).unwrap();
+        let owners = Owners { catalog: Catalog::example(), rules: Rule::DEFAULT_ORDER.to_vec() };
+        let book = Arc::new(PriceBook::catalogue_only());
+        let stages = Stages {
+            limits: Limits::default(),
+            prices: book.clone(),
+            inventory: None,
+            owners: Some(Arc::new(std::sync::RwLock::new(owners.clone()))),
+            writer: WriterHandle::spawn(Arc::new(ledger)),
+        };
+
+        // Each stage by hand, then `prepare`, which must be the same batch.
+        let batch = validate(&wire(), NOW, &Limits::default(), &mut StreamWorkloads::default()).unwrap();
+        let held = hold(batch);
+        assert_eq!(held.holdings.len(), 1, "one pod holds GPU-a, nobody GPU-b");
+        assert_eq!(held.holdings[0].used_ns, LEN * 6 / 10);
+        let priced = price(&book, None, held);
+        let gpu =
+            gpu_price(&book, &priced.node, "NVIDIA A10G", 2, NOW - LEN).expect("the catalogue prices a g5.12xlarge");
+        let each = gpu.cost(NOW - LEN, NOW);
+        assert!(each > 0);
+        assert_eq!(priced.cost.devices.iter().map(|d| d.cost).collect::<Vec<_>>(), vec![each, each]);
+        assert_eq!(priced.cost.holdings[0].used, each * 6 / 10, "used share × cost, under utilization");
+        let attributed = attribute(Some(&owners), None, priced);
+        assert_eq!(attributed.owners.len(), 1);
+        assert_eq!(attributed.owners[0].team, "vision");
+        assert_eq!(attributed.owners[0], owner_of(&owners, None, &attributed.holdings[0].workload.identity));
+        let prepared = stages.prepare(&wire(), NOW, &mut StreamWorkloads::default()).unwrap();
+        assert_eq!(prepared, attributed);
+
+        // Stored once; the same batch again is a duplicate.
+        assert_eq!(stages.store(prepared).await.await.unwrap().unwrap(), Recorded::Stored);
+        let again = stages.prepare(&wire(), NOW, &mut StreamWorkloads::default()).unwrap();
+        assert_eq!(stages.store(again).await.await.unwrap().unwrap(), Recorded::Duplicate);
+    }
+
+    #[test]
+    fn a_batch_refused_by_validation_names_the_field_and_yields_no_batch() {
+        let mut bad = wire();
+        bad.seq = 0;
+        let e = validate(&bad, NOW, &Limits::default(), &mut StreamWorkloads::default()).unwrap_err();
+        assert_eq!(e.field, "seq");
+    }
+}
