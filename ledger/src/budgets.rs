@@ -23,6 +23,57 @@ pub struct Notification {
     pub attempts: u32,
 }
 
+/// Which alerts [`BudgetStore::alerts`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertFilter {
+    /// Firing (`Some(true)`), resolved (`Some(false)`), or both.
+    pub firing: Option<bool>,
+    /// Only alerts firing at or after this time (fired or resolved since, or still firing).
+    pub since_ns: Option<u64>,
+    /// Only alerts of this kind (`budget`).
+    pub kind: Option<String>,
+    /// At most this many, the latest fired first.
+    pub limit: u32,
+}
+
+/// An alert that fired, as the ledger keeps it, with the notifications sent of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRecord {
+    pub id: i64,
+    /// What raised it: `budget` (idle-GPU and anomaly alerts to come).
+    pub kind: String,
+    /// Which alert of its kind: `<budget>/<threshold>/<period>` for a budget.
+    pub key: String,
+    /// What it is about: the budget's name.
+    pub subject: String,
+    /// A JSON object describing it (`{"budget", "threshold", "period"}`).
+    pub labels: String,
+    /// Why it fired.
+    pub summary: String,
+    pub fired_ns: u64,
+    pub resolved_ns: Option<u64>,
+    /// Why it resolved.
+    pub resolution: Option<String>,
+    /// Oldest first.
+    pub notifications: Vec<NotificationRecord>,
+}
+
+/// A notification of an alert (its firing or its resolution) to one notifier, and how its delivery went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRecord {
+    pub id: i64,
+    pub notifier: String,
+    /// The event sent, JSON.
+    pub event: String,
+    pub created_ns: u64,
+    pub attempts: u32,
+    pub delivered_ns: Option<u64>,
+    /// The last failed attempt's error (cleared on delivery).
+    pub last_error: Option<String>,
+    /// When the next attempt is due (undelivered).
+    pub next_attempt_ns: u64,
+}
+
 pub trait BudgetStore: Send + Sync {
     fn budgets(&self) -> Result<Vec<StoredBudget>, LedgerError>;
     /// Creates or replaces a budget; returns whether it was created.
@@ -30,7 +81,8 @@ pub trait BudgetStore: Send + Sync {
     /// Returns whether there was such a budget.
     fn delete_budget(&self, name: &str) -> Result<bool, LedgerError>;
     fn alert_states(&self) -> Result<Vec<AlertState>, LedgerError>;
-    /// Stores each transition's new state and queues its event for every notifier, in one transaction.
+    /// Stores each transition's new state, records it in the alert history (a firing opens an alert, a
+    /// resolution closes the open one) and queues its event for every notifier, in one transaction.
     fn apply_transitions(&self, t: &[Transition], notifiers: &[String], now_ns: u64) -> Result<(), LedgerError>;
     /// Up to `limit` notifications for `notifiers` due at `now_ns`, oldest first.
     fn due_notifications(
@@ -49,4 +101,6 @@ pub trait BudgetStore: Send + Sync {
     ) -> Result<(), LedgerError>;
     /// Notifications not yet delivered.
     fn pending_notifications(&self) -> Result<u64, LedgerError>;
+    /// The alerts that fired, the latest first, with their notifications.
+    fn alerts(&self, filter: &AlertFilter) -> Result<Vec<AlertRecord>, LedgerError>;
 }

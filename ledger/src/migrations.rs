@@ -18,4 +18,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0013_booked_days.sql"),
     include_str!("migrations/0014_owner_per_interval.sql"),
     include_str!("migrations/0015_cluster_scoped_claims.sql"),
+    include_str!("migrations/0016_alert_history.sql"),
 ];

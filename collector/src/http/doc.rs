@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
         (name = "costs", description = "GPU dollars, prices and discovery"),
         (name = "chargeback", description = "Chargeback, FOCUS and closed months"),
         (name = "budgets", description = "Budgets and their status"),
+        (name = "alerts", description = "The alerts that fired and their notifications"),
         (name = "live", description = "The fleet now"),
         (name = "backstage", description = "Backstage Cost Insights"),
         (name = "health", description = "Liveness, readiness and metrics")

@@ -8,6 +8,7 @@
 //! Each endpoint's parameters are a struct (`Params<T>` reads them, and the same struct documents them) and
 //! each answer a type the OpenAPI description shows as its schema, so a client can be generated from it.
 
+pub mod alerts;
 pub mod backstage;
 pub mod budgets;
 pub mod cost_insights;
@@ -177,6 +178,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::http::backstage::router())
         .merge(crate::http::reports::router())
         .merge(crate::http::budgets::router())
+        .merge(crate::http::alerts::router())
         .merge(crate::http::live::router())
         .split_for_parts();
     let spec = Arc::new(spec.to_pretty_json().expect("the OpenAPI description serialises"));

@@ -13,7 +13,7 @@ use gpucost_types::policy::Policy;
 use gpucost_types::stage::Attributed;
 
 use super::{Engine, NS, SqlLedger, SqliteEngine, SqliteLedger, days};
-use crate::budgets::{BudgetStore, StoredBudget};
+use crate::budgets::{AlertFilter, BudgetStore, StoredBudget};
 use crate::rows::Rows;
 use crate::{
     CostQuery, CostReport, GpuTime, LedgerError, OriginCharge, Recorded, RepriceOptions, UsageQuery, UsageRow,
@@ -84,6 +84,7 @@ macro_rules! every_case {
             daily_rollups_answer_exactly_as_the_hourly_rows_and_follow_every_change,
             arrival_order_and_resends_change_nothing,
             the_outbox_retries_a_failure_after_its_backoff_and_never_redelivers,
+            fired_alerts_are_kept_with_their_resolution_and_each_notifications_delivery,
             budgets_are_created_replaced_and_deleted,
             a_gpu_another_cluster_claims_moves_or_erases_none_of_its_clusters_time,
             a_boot_id_another_cluster_learnt_cannot_make_a_batch_a_duplicate,
@@ -976,6 +977,70 @@ pub fn the_outbox_retries_a_failure_after_its_backoff_and_never_redelivers<S: St
     l.notification_attempted(again[0].id, Ok(()), 201, 0).unwrap();
     assert_eq!(l.pending_notifications().unwrap(), 0);
     assert!(l.due_notifications(u64::MAX / 2, 10, &names).unwrap().is_empty());
+}
+
+pub fn fired_alerts_are_kept_with_their_resolution_and_each_notifications_delivery<S: Stores>(s: &S) {
+    let l = s.open("l", HOUR, u64::MAX).unwrap();
+    let names = ["webhook".to_string(), "slack".to_string()];
+    let all = |firing: Option<bool>, since_ns: Option<u64>| {
+        l.alerts(&AlertFilter { firing, since_ns, kind: None, limit: 100 }).unwrap()
+    };
+    assert!(all(None, None).is_empty());
+    // Fires at 100 (its since_ns): one open alert, a notification to each notifier.
+    let mut fire = transition(true);
+    fire.state.since_ns = 100;
+    fire.event.reason = "actual spend reached 80 %".into();
+    l.apply_transitions(std::slice::from_ref(&fire), &names, 100).unwrap();
+    let a = all(None, None);
+    assert_eq!(a.len(), 1);
+    assert_eq!((a[0].kind.as_str(), a[0].key.as_str(), a[0].subject.as_str()), ("budget", "b/actual-80/2026-11", "b"));
+    assert_eq!((a[0].fired_ns, a[0].resolved_ns, a[0].summary.as_str()), (100, None, "actual spend reached 80 %"));
+    let labels: serde_json::Value = serde_json::from_str(&a[0].labels).unwrap();
+    assert_eq!(labels, serde_json::json!({ "budget": "b", "threshold": "actual-80", "period": "2026-11" }));
+    assert_eq!(a[0].notifications.iter().map(|n| n.notifier.as_str()).collect::<Vec<_>>(), ["webhook", "slack"]);
+    assert!(a[0].notifications.iter().all(|n| n.attempts == 0 && n.delivered_ns.is_none() && n.created_ns == 100));
+    // The webhook delivers; Slack fails once and waits for its retry.
+    let due = l.due_notifications(100, 10, &names).unwrap();
+    l.notification_attempted(due[0].id, Ok(()), 101, 0).unwrap();
+    l.notification_attempted(due[1].id, Err("HTTP 500".into()), 102, 300).unwrap();
+    let n = &all(Some(true), None)[0].notifications;
+    assert_eq!((n[0].attempts, n[0].delivered_ns, n[0].last_error.as_deref()), (1, Some(101), None));
+    assert_eq!((n[1].attempts, n[1].delivered_ns, n[1].last_error.as_deref()), (1, None, Some("HTTP 500")));
+    assert_eq!(n[1].next_attempt_ns, 300);
+    assert!(all(Some(false), None).is_empty());
+    // Resolves at 200: the same alert closes, with the resolution's notifications beside the firing's.
+    let mut resolve = transition(false);
+    resolve.state.since_ns = 100;
+    resolve.event.state = "OK".into();
+    resolve.event.reason = "the budget was raised".into();
+    l.apply_transitions(&[resolve], &names, 200).unwrap();
+    let a = all(None, None);
+    assert_eq!(a.len(), 1, "a resolution closes the alert, it opens none");
+    assert_eq!((a[0].resolved_ns, a[0].resolution.as_deref()), (Some(200), Some("the budget was raised")));
+    assert_eq!(a[0].notifications.len(), 4);
+    assert!(a[0].notifications[2].event.contains("\"state\":\"OK\""));
+    assert!(all(Some(true), None).is_empty());
+    assert_eq!(all(Some(false), None).len(), 1);
+    // Fires again at 400: a second alert, the latest first; `since` keeps what fired or resolved since.
+    fire.state.since_ns = 400;
+    l.apply_transitions(&[fire], &names, 400).unwrap();
+    let a = all(None, None);
+    assert_eq!(a.iter().map(|a| (a.fired_ns, a.resolved_ns)).collect::<Vec<_>>(), [(400, None), (100, Some(200))]);
+    assert_eq!(a[0].notifications.len(), 2);
+    assert_eq!(all(None, Some(201)).len(), 1);
+    assert_eq!(all(None, Some(200)).len(), 2);
+    assert_eq!(l.alerts(&AlertFilter { kind: Some("idle".into()), limit: 100, ..AlertFilter::default() }).unwrap(), []);
+    assert_eq!(l.alerts(&AlertFilter { limit: 1, ..AlertFilter::default() }).unwrap()[0].fired_ns, 400);
+    // A resolution of an alarm the history does not hold (older than it) is kept too.
+    let mut old = transition(false);
+    old.state.period = "2026-10".into();
+    old.state.since_ns = 50;
+    l.apply_transitions(&[old], &[], 500).unwrap();
+    let a = all(Some(false), None);
+    assert_eq!(
+        a.iter().map(|a| (a.key.as_str(), a.fired_ns, a.resolved_ns)).collect::<Vec<_>>(),
+        [("b/actual-80/2026-11", 100, Some(200)), ("b/actual-80/2026-10", 50, Some(500))]
+    );
 }
 
 pub fn budgets_are_created_replaced_and_deleted<S: Stores>(s: &S) {
