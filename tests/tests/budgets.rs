@@ -195,3 +195,90 @@ fn budgets_from_the_config_file_are_served_and_cannot_be_changed_through_the_api
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("budgets.toml: budget \"x\": scope: unknown scope \"pod\""), "{stderr}");
 }
+
+#[test]
+fn the_alerts_api_lists_a_budget_alert_firing_where_it_was_delivered_and_then_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Receiver::start(1);
+    let catalog = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/catalog");
+    let args =
+        ["--catalog-dir", catalog.to_str().unwrap(), "--budget-eval-interval", "1s", "--alert-webhook", &hook.url()];
+    let c = Collector::start_with(
+        &dir.path().join("ledger.db"),
+        free_port(),
+        free_port(),
+        &args,
+        &[("GPUCOST_ALERT_WEBHOOK_SECRET", SECRET)],
+    );
+    let (_, none) = c.get("/api/v1/alerts");
+    assert_eq!(none, json!({ "alerts": [], "firing": 0 }));
+
+    // Half an hour of the vision team's detector, this month; a budget it is past 80 % of.
+    let now = gpucost_types::clock::now_ns() / NS * NS;
+    let month = Period::containing(Cadence::Monthly, now);
+    if now - month.from_ns < 120 * NS {
+        std::thread::sleep(Duration::from_secs(120));
+    }
+    let now = gpucost_types::clock::now_ns() / NS * NS;
+    let from = (now - 1800 * NS).max(month.from_ns);
+    let batch = g5_batch("n1", 1, from, now, vec![(0, 90.0, detector_pod("detector-0"))]);
+    assert_eq!(send_batches(&c.grpc_url(), vec![batch]).len(), 1);
+    let budget = json!({ "scope": { "team": "vision" }, "amount_usd": "0.01", "thresholds": [{ "type": "actual", "percent": 80 }] });
+    assert_eq!(put(&c, "vision-tiny", budget.clone()).0, 201);
+
+    // Firing, and delivered to the webhook on its second attempt (the receiver failed the first).
+    let alerts = |q: &str| c.get(&format!("/api/v1/alerts{q}")).1;
+    wait_for("the alert, delivered", Duration::from_secs(30), || {
+        alerts("")["alerts"][0]["notifications"][0]["status"] == "delivered"
+    });
+    let body = alerts("");
+    assert_eq!(body["firing"], 1, "{body}");
+    let a = &body["alerts"][0];
+    assert_eq!(
+        (a["kind"].as_str(), a["subject"].as_str(), a["state"].as_str()),
+        (Some("budget"), Some("vision-tiny"), Some("firing"))
+    );
+    assert_eq!(a["labels"]["threshold"], "actual-80");
+    assert_eq!(a["labels"]["period"], month.label.as_str());
+    assert_eq!(a["key"], format!("vision-tiny/actual-80/{}", month.label));
+    assert!(a["summary"].as_str().unwrap().contains("reached 80 %"), "{a}");
+    assert!(a["resolved_at"].is_null() && a["resolution"].is_null());
+    let n = &a["notifications"][0];
+    assert_eq!(
+        (n["notifier"].as_str(), n["event"].as_str(), n["attempts"].as_u64()),
+        (Some("webhook"), Some("firing"), Some(2))
+    );
+    assert!(n["last_error"].is_null() && n["next_attempt_at"].is_null() && n["delivered_at"].is_string(), "{n}");
+    let fired = a["fired_at"].as_str().unwrap().to_string();
+    assert_eq!(delivered(&hook)[0]["alarm_since"], fired.as_str(), "the API and the webhook agree on when it fired");
+    assert_eq!(alerts("?state=firing")["alerts"].as_array().unwrap().len(), 1);
+    assert_eq!(alerts("?state=resolved")["alerts"], json!([]));
+
+    // Raised: the alert resolves, the resolution delivered to the webhook too.
+    let mut raised = budget;
+    raised["amount_usd"] = json!("1000000");
+    assert_eq!(put(&c, "vision-tiny", raised).0, 200);
+    wait_for("the resolution, delivered", Duration::from_secs(30), || {
+        alerts("")["alerts"][0]["notifications"][1]["status"] == "delivered"
+    });
+    let body = alerts("?state=resolved");
+    let a = &body["alerts"][0];
+    assert_eq!((a["state"].as_str(), a["fired_at"].as_str()), (Some("resolved"), Some(fired.as_str())));
+    assert!(a["resolution"].as_str().unwrap().contains("back under 80 %"), "{a}");
+    assert!(a["resolved_at"].as_str().unwrap() >= fired.as_str());
+    assert_eq!(a["notifications"][1]["event"], "resolved");
+    assert_eq!(delivered(&hook)[1]["state"], "OK");
+    assert_eq!(alerts("")["firing"], 0);
+    assert_eq!(
+        alerts(&format!("?since={}", (now + 3600 * NS) / NS))["alerts"],
+        json!([]),
+        "nothing fired or resolved since"
+    );
+
+    // Bad filters are refused by name.
+    let (status, err) = c.get("/api/v1/alerts?state=open");
+    assert_eq!(status, 400);
+    assert!(err["error"].as_str().unwrap().contains("state: \"open\""), "{err}");
+    let (status, _) = c.get("/api/v1/alerts?limit=0");
+    assert_eq!(status, 400);
+}
