@@ -35,6 +35,8 @@ static ASSETS: &[Asset] = &[
     Asset { name: "live.js", content_type: JS, body: include_bytes!("web/live.js") },
     Asset { name: "views.js", content_type: JS, body: include_bytes!("web/views.js") },
     Asset { name: "table.js", content_type: JS, body: include_bytes!("web/table.js") },
+    Asset { name: "budgets.js", content_type: JS, body: include_bytes!("web/budgets.js") },
+    Asset { name: "alerts.js", content_type: JS, body: include_bytes!("web/alerts.js") },
     Asset { name: "style.css", content_type: CSS, body: include_bytes!("web/style.css") },
     Asset { name: "favicon.svg", content_type: "image/svg+xml", body: include_bytes!("web/favicon.svg") },
     Asset { name: "vendor/uPlot.iife.min.js", content_type: JS, body: include_bytes!("web/vendor/uPlot.iife.min.js") },

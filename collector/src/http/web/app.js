@@ -5,8 +5,12 @@ import { DAY, PERIODS, getJSON, iso, link, parseRoute, shortGpu, teamName, timeW
 import { assignTop, destroy } from './charts.js';
 import { onStatus, start } from './live.js';
 import { gpu, h, overview, periodLabel, team, workload } from './views.js';
+import { alerts } from './alerts.js';
+import { budgets } from './budgets.js';
 
 const VIEWS = { overview, team, workload, gpu };
+// the budgets and alerts pages (budgets.js, alerts.js), linked from the header
+Object.assign(VIEWS, { budgets, alerts });
 const REFRESH_MS = 60_000;
 const main = document.getElementById('main');
 let current = null;
@@ -71,6 +75,8 @@ function titleOf(state) {
     case 'team': return `team ${teamName(state.id)}`;
     case 'workload': return workloadLabel(state.id).title;
     case 'gpu': return `GPU ${shortGpu(state.id)}`;
+    case 'budgets': return 'budgets';
+    case 'alerts': return 'alerts';
     default: return 'GPU fleet';
   }
 }
@@ -87,6 +93,13 @@ function crumbs(state) {
     parts.push(h('a', { href: link(state, 'workload', workloadId, { team: teamId ?? null, workload: null }), title: workloadId }, workloadLabel(workloadId).title));
   }
   if (state.view === 'gpu') parts.push(h('span', { title: state.id }, `GPU ${shortGpu(state.id)}`));
+  if (state.view === 'budgets' || state.view === 'alerts') parts.push(h('span', state.view === 'budgets' ? 'Budgets' : 'Alerts'));
+  for (const page of ['budgets', 'alerts']) {
+    const a = document.getElementById(`nav-${page}`);
+    if (!a) continue;
+    a.href = link(state, page, '');
+    if (state.view === page) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+  }
   parts[parts.length - 1].classList.add('here');
   if (parts.length > 1) parts[parts.length - 1].setAttribute('aria-current', 'page');
   nav.replaceChildren(...parts.flatMap((p, i) => (i ? [h('span.sep', '›'), p] : [p])));
