@@ -21,7 +21,7 @@ const DEFAULT_LIMIT: u32 = 200;
 
 pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
     use utoipa_axum::routes;
-    utoipa_axum::router::OpenApiRouter::new().routes(routes!(list))
+    utoipa_axum::router::OpenApiRouter::new().routes(routes!(alerts))
 }
 
 /// `GET /api/v1/alerts`'s parameters.
@@ -177,7 +177,7 @@ impl AlertView {
     params(AlertsParams),
     responses((status = 200, description = "OK", body = AlertsBody), (status = 400, description = "A parameter is wrong; the message names it", body = crate::http::doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::http::doc::ErrorBody))
 )]
-async fn list(
+async fn alerts(
     State(s): State<AppState>,
     Params(params): Params<AlertsParams>,
 ) -> Result<SortedJson<AlertsBody>, ApiError> {
