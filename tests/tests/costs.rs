@@ -143,6 +143,38 @@ fn every_policy_reconciles_to_the_fleets_cost_to_the_micro_dollar() {
         by_team["rows"].as_array().unwrap().iter().map(|r| u128::from(r["total_micros"].as_u64().unwrap())).sum();
     assert_eq!(teams, micros(&by_team["charged"]), "{by_team}");
     assert!(by_team["rows"].as_array().unwrap().iter().any(|r| r["department"] == "applied-ml"), "{by_team}");
+    // format=csv: the same rows as the JSON, in its order, with the grouping's columns first.
+    let (status, csv) =
+        c.get_text(&format!("/api/v1/costs?from={from}&to={to}&group_by=department,team&policy=hybrid&format=csv"));
+    assert_eq!(status, 200, "{csv}");
+    let lines = gpucost_report::chargeback::csv_rows(&csv);
+    assert_eq!(
+        lines[0],
+        [
+            "department",
+            "team",
+            "used_usd",
+            "idle_usd",
+            "total_usd",
+            "held_gpu_seconds",
+            "used_gpu_seconds",
+            "energy_kwh",
+            "co2e_kg"
+        ]
+    );
+    let json_rows = by_team["rows"].as_array().unwrap();
+    assert_eq!(lines.len() - 1, json_rows.len(), "{csv}");
+    for (line, r) in lines[1..].iter().zip(json_rows) {
+        assert_eq!(
+            (line[0].as_str(), line[1].as_str()),
+            (r["department"].as_str().unwrap(), r["team"].as_str().unwrap())
+        );
+        assert_eq!(line[4], r["total_usd"].as_str().unwrap(), "{line:?} vs {r}");
+        assert_eq!(line[5].parse::<f64>().unwrap(), r["held_gpu_seconds"].as_f64().unwrap());
+    }
+    let (status, wrong) = c.get(&format!("/api/v1/costs?from={from}&to={to}&format=xml"));
+    assert_eq!(status, 400, "{wrong}");
+    assert!(wrong["error"].as_str().unwrap().contains("format: unknown format \"xml\""), "{wrong}");
     let (_, by_owner) = c.get(&format!("/api/v1/usage?from={from}&to={to}&group_by=owner,kind"));
     for r in by_owner["rows"].as_array().unwrap() {
         assert_ne!(r["owner"], "unallocated", "GPU time someone held is never unallocated: {r}");

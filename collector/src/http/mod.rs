@@ -333,6 +333,8 @@ pub(crate) struct CostsParams {
     filter: Option<String>,
     /// allocation, utilization or hybrid (default)
     policy: Option<String>,
+    /// json (default) or csv: the rows only, one line each, as `<group_by dimensions…>,used_usd,idle_usd,total_usd,held_gpu_seconds,used_gpu_seconds,energy_kwh,co2e_kg`, in the JSON's order
+    format: Option<String>,
 }
 
 impl QueryParams for CostsParams {}
@@ -497,13 +499,67 @@ pub struct Unpriced {
     tag = "costs",
     summary = "GPU dollars per group under a split policy, reconciled to the fleet",
     params(CostsParams),
-    responses((status = 200, description = "OK", body = CostsBody), (status = 400, description = "A parameter is wrong; the message names it", body = crate::http::doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::http::doc::ErrorBody))
+    responses((status = 200, description = "OK: JSON, or with `format=csv` the rows as CSV (RFC 4180, a header line, then a line per row in the JSON's order)", content(
+        (CostsBody = "application/json"),
+        (String = "text/csv; charset=utf-8")
+    )), (status = 400, description = "A parameter is wrong; the message names it", body = crate::http::doc::ErrorBody), (status = 503, description = "The ledger does not answer", body = crate::http::doc::ErrorBody))
 )]
-async fn costs(
-    State(s): State<AppState>,
-    Params(params): Params<CostsParams>,
-) -> Result<SortedJson<CostsBody>, ApiError> {
-    let q = parse_cost_query(&params, gpucost_types::clock::now_ns(), s.ledger.bucket_ns())?;
+async fn costs(State(s): State<AppState>, Params(params): Params<CostsParams>) -> Result<Response, ApiError> {
+    let csv = match params.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(f) => return Err(bad(format!("format: unknown format {f:?}; expected json or csv"))),
+    };
+    let body = costs_body(&s, &params).await?;
+    if !csv {
+        return Ok(SortedJson(body).into_response());
+    }
+    let name = format!("gpucost-costs-{}-{}.csv", body.from, body.to).replace(':', "");
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        costs_csv(&body),
+    )
+        .into_response())
+}
+
+/// The money columns of `GET /api/v1/costs?format=csv`, after the `group_by` dimensions.
+const COSTS_CSV_COLUMNS: [&str; 7] =
+    ["used_usd", "idle_usd", "total_usd", "held_gpu_seconds", "used_gpu_seconds", "energy_kwh", "co2e_kg"];
+
+/// The rows of a costs answer as CSV (RFC 4180, CRLF): the `group_by` dimensions, then [`COSTS_CSV_COLUMNS`];
+/// numbers as the JSON writes them, a null CO2e as an empty field.
+fn costs_csv(body: &CostsBody) -> String {
+    use gpucost_report::chargeback::csv_field;
+    let mut out = String::new();
+    let header: Vec<String> =
+        body.group_by.iter().map(String::as_str).chain(COSTS_CSV_COLUMNS).map(csv_field).collect();
+    out.push_str(&header.join(","));
+    out.push_str("\r\n");
+    for r in &body.rows {
+        let mut fields: Vec<String> =
+            body.group_by.iter().map(|d| csv_field(r.group.get(d).map_or("", String::as_str))).collect();
+        let json = |v: f64| serde_json::Value::from(v).to_string();
+        fields.extend([
+            r.used_usd.clone(),
+            r.idle_usd.clone(),
+            r.total_usd.clone(),
+            json(r.held_gpu_seconds),
+            json(r.used_gpu_seconds),
+            json(r.energy_kwh),
+            r.co2e_kg.map(json).unwrap_or_default(),
+        ]);
+        out.push_str(&fields.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// The JSON answer of `GET /api/v1/costs` (whatever the format).
+async fn costs_body(s: &AppState, params: &CostsParams) -> Result<CostsBody, ApiError> {
+    let q = parse_cost_query(params, gpucost_types::clock::now_ns(), s.ledger.bucket_ns())?;
     // The unattributed money is read from an owner dimension: the request's, or the owner added to its
     // grouping and summed away again.
     let owner_at = q.group_by.iter().position(Dimension::names_owner);
@@ -511,7 +567,7 @@ async fn costs(
     if owner_at.is_none() {
         query.group_by.push(Dimension::Owner);
     }
-    let (report, unattributed) = on_ledger(&s, move |l| l.costs(&query)).await.map(|r| {
+    let (report, unattributed) = on_ledger(s, move |l| l.costs(&query)).await.map(|r| {
         let at = owner_at.unwrap_or(q.group_by.len());
         let unattributed: u128 = r.rows.iter().filter(|x| x.group[at] == UNATTRIBUTED).map(|x| x.used + x.idle).sum();
         (if owner_at.is_some() { r } else { by_leading(&r, q.group_by.len()) }, unattributed)
@@ -549,13 +605,13 @@ async fn costs(
             let filters: Vec<(Dimension, String)> =
                 q.filters.iter().filter(|(d, _)| !d.is_per_workload()).cloned().collect();
             let (from, to) = (q.from_ns, q.to_ns);
-            let checks = on_ledger(&s, move |l| l.price_check(from, to, &filters)).await?;
+            let checks = on_ledger(s, move |l| l.price_check(from, to, &filters)).await?;
             let off: Vec<String> = checks.iter().filter(|c| !c.holds()).map(ToString::to_string).collect();
             (Some(charged + i + u == report.fleet && off.is_empty()), off)
         }
         _ => (None, Vec::new()),
     };
-    Ok(SortedJson(CostsBody {
+    Ok(CostsBody {
         from: rfc3339(q.from_ns),
         to: rfc3339(q.to_ns),
         policy: q.policy.name().to_string(),
@@ -572,7 +628,7 @@ async fn costs(
         fleet: Money::of(report.fleet),
         reconciled,
         unreconciled_nodes,
-    }))
+    })
 }
 
 /// What AWS discovery found: EKS node groups, ECS GPU container instances and their tasks with tags.
@@ -816,6 +872,52 @@ mod tests {
         assert!(q(&[("from", "1700003600"), ("to", "1700000000")]).unwrap_err().contains("must be before"));
         assert!(q(&[("form", "1")]).unwrap_err().contains("unknown parameter \"form\""));
         assert!(q(&[("from", "1000000000"), ("to", "1700000000")]).unwrap_err().contains("400 days"));
+    }
+
+    #[test]
+    fn costs_csv_has_the_rows_of_the_json_with_their_group_values_quoted_where_needed() {
+        let row = |team: &str, used: u128, idle: u128, co2e_kg: Option<f64>| CostsRow {
+            group: [("department".to_string(), "ml, research".to_string()), ("team".to_string(), team.to_string())]
+                .into(),
+            used_usd: usd(used),
+            idle_usd: usd(idle),
+            total_usd: usd(used + idle),
+            used_micros: used,
+            idle_micros: idle,
+            total_micros: used + idle,
+            held_gpu_seconds: 7200.5,
+            used_gpu_seconds: 3600.0,
+            energy_kwh: 1.25,
+            co2e_kg,
+        };
+        let body = CostsBody {
+            from: "2026-11-01T00:00:00Z".into(),
+            to: "2026-11-02T00:00:00Z".into(),
+            policy: "hybrid".into(),
+            group_by: vec!["department".into(), "team".into()],
+            filter: vec![],
+            rows: vec![row("nlp", 1_500_000, 250_000, Some(0.5)), row("say \"hi\"", 1, 0, None)],
+            charged: Money::of(1_750_001),
+            used: Money::of(1_500_001),
+            idle: Some(Money::of(250_000)),
+            idle_uncharged: Some(Money::of(0)),
+            unattributed: Money::of(0),
+            unallocated: Some(Money::of(0)),
+            unpriced: Unpriced { gpu_seconds: 0.0 },
+            fleet: Money::of(1_750_001),
+            reconciled: Some(true),
+            unreconciled_nodes: vec![],
+        };
+        let csv = costs_csv(&body);
+        assert_eq!(
+            csv,
+            "department,team,used_usd,idle_usd,total_usd,held_gpu_seconds,used_gpu_seconds,energy_kwh,co2e_kg\r\n\
+             \"ml, research\",nlp,1.500000,0.250000,1.750000,7200.5,3600.0,1.25,0.5\r\n\
+             \"ml, research\",\"say \"\"hi\"\"\",0.000001,0.000000,0.000001,7200.5,3600.0,1.25,\r\n"
+        );
+        let rows = gpucost_report::chargeback::csv_rows(&csv);
+        assert_eq!(rows.len(), 1 + body.rows.len());
+        assert_eq!(rows[2][1], "say \"hi\"");
     }
 
     #[test]

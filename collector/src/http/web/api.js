@@ -25,6 +25,8 @@ export const PERIODS = [
 ];
 const DEFAULT_PERIOD = '7d';
 const KEEP = ['period', 'cluster', 'from', 'to', 'rows'];
+// the allocation explorer's own parameters (explorer.js), kept while one stays in it
+const EXPLORE = ['by', 'filter', 'policy', 'idle', 'chart'];
 
 export function parseRoute(hash = location.hash) {
   const h = hash.replace(/^#\/?/, '');
@@ -43,6 +45,7 @@ export function parseRoute(hash = location.hash) {
     cluster: params.get('cluster') || '',
     from: params.get('from') || '', to: params.get('to') || '',
     team: params.get('team'), workload: params.get('workload'),
+    ...Object.fromEntries(EXPLORE.map((k) => [k, params.get(k)])),
     // rows a page in the tables (25 unless the URL says)
     rows: /^\d+$/.test(params.get('rows') || '') && Number(params.get('rows')) >= 1 ? Math.min(1000, Number(params.get('rows'))) : null,
   };
@@ -51,7 +54,7 @@ export function parseRoute(hash = location.hash) {
 /** A link to `view`/`id` keeping the period and cluster of `state`, plus `extra` query parameters. */
 export function link(state, view, id, extra = {}) {
   const p = new URLSearchParams();
-  for (const k of KEEP) if (state[k]) p.set(k, state[k]);
+  for (const k of view === 'explore' && state.view === 'explore' ? [...KEEP, ...EXPLORE] : KEEP) if (state[k]) p.set(k, state[k]);
   for (const [k, v] of Object.entries(extra)) {
     if (v === undefined || v === null) p.delete(k); else p.set(k, v);
   }

@@ -7,8 +7,9 @@ import { onStatus, start } from './live.js';
 import { gpu, h, overview, periodLabel, team, workload } from './views.js';
 import { alerts } from './alerts.js';
 import { budgets } from './budgets.js';
+import { explorer } from './explorer.js';
 
-const VIEWS = { overview, team, workload, gpu };
+const VIEWS = { overview, team, workload, gpu, explore: explorer };
 // the budgets and alerts pages (budgets.js, alerts.js), linked from the header
 Object.assign(VIEWS, { budgets, alerts });
 const REFRESH_MS = 60_000;
@@ -77,6 +78,7 @@ function titleOf(state) {
     case 'gpu': return `GPU ${shortGpu(state.id)}`;
     case 'budgets': return 'budgets';
     case 'alerts': return 'alerts';
+    case 'explore': return 'allocation explorer';
     default: return 'GPU fleet';
   }
 }
@@ -99,6 +101,12 @@ function crumbs(state) {
     if (!a) continue;
     a.href = link(state, page, '');
     if (state.view === page) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+  }
+  if (state.view === 'explore') parts.push(h('span', 'Explorer'));
+  const toExplorer = document.getElementById('nav-explore');
+  if (toExplorer) {
+    toExplorer.href = link(state, 'explore', '');
+    if (state.view === 'explore') toExplorer.setAttribute('aria-current', 'page'); else toExplorer.removeAttribute('aria-current');
   }
   parts[parts.length - 1].classList.add('here');
   if (parts.length > 1) parts[parts.length - 1].setAttribute('aria-current', 'page');
