@@ -148,6 +148,8 @@ try {
   check(perBucket.length > 2 && perBucket.length === cumTotals.length, `charts over ${perBucket.length} buckets, both modes`);
   check(worst < 0.01, `the cumulative chart is the running sum of the per-bucket chart (largest gap $${worst.toFixed(4)})`);
   check(cumTotals.every((v, k) => k === 0 || v >= cumTotals[k - 1] - 1e-9) && cumTotals[cumTotals.length - 1] > Math.max(...perBucket), 'cumulative never falls and ends above any single bucket');
+  const notesText = await page.$eval('[data-panel="explorer-chart"] .chart-notes', (e) => e.textContent);
+  check(notesText.length > 0 && !notesText.includes('null'), `the chart's notes: ${notesText}`);
   await page.click('[data-seg="chart"] button[data-value="daily"]');
   await page.waitForFunction(() => window.gpucost?.charts?.get('explorer')?.gpucost?.mode === 'daily');
   step('charts');
@@ -223,6 +225,12 @@ try {
   await page.waitForFunction(() => location.hash.includes('idle=separate') && document.querySelector('[data-panel="explorer-chart"] .chart-legend [data-key=""]'));
   await page.waitForSelector('[data-kpi="idle"]');
   check(true, 'idle separate: an idle series and an Idle figure of its own');
+  // a phone: the dollar columns stay on screen
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300);
+  const right = await page.$$eval('[data-panel="explorer-table"] tbody td[data-col="total"]', (tds) => Math.max(...tds.map((t) => t.getBoundingClientRect().right)));
+  check(right <= 390, `at 390 px every total cell is on screen (rightmost edge ${Math.round(right)} px)`);
+  await page.screenshot({ path: join(artifacts, 'explorer-phone.png'), fullPage: true });
   step('url');
   check(problems.length === 0, `no browser errors${problems.length ? `: ${problems.join('; ')}` : ''}`);
 } catch (e) {

@@ -226,12 +226,12 @@ export function explorer(main, ctx) {
     legend.replaceChildren(...series.map((s) => h('span.item', { 'data-key': s.key ?? '', 'data-total': String(s.total), title: s.other ? s.other.map(shown).join(', ') : '' },
       h('i.swatch', { style: { background: s.color } }), s.label, h('b', usd(s.total)))));
     const first = buckets.findIndex((b) => b.data);
-    notes.replaceChildren(
+    notes.replaceChildren(...[
       h('span.note', `${ex.idle === 'shared' ? 'each group with the idle time it held' : ex.idle === 'separate' ? 'groups at what they used; idle on its own' : 'groups at what they used; idle not shown'}`),
       partial >= 0 ? h('span.note', { 'data-note': 'partial' }, h('i.swatch.hatched'), `this ${stepText} so far, not finished`) : null,
       missing.size ? h('span.note', { 'data-note': 'missing' }, h('i.swatch.nodata'), first > 0 && [...missing].every((i) => i < first)
         ? `no data before ${when(xs[first], { time: win.step < DAY })} UTC (not zero cost)` : `no data recorded in ${missing.size} of ${buckets.length} buckets (not zero cost)`) : null,
-    );
+    ].filter(Boolean));
   });
 }
 
@@ -255,7 +255,7 @@ function headline(el, r, ex) {
   const card = (id, labelText, value, note) => h('div.kpi', { 'data-kpi': id }, h('div.label', labelText), h('div.value', value), h('div.note', note || '\u00a0'));
   const idle = r.idle ? num(r.idle.usd) : null;
   const cards = [];
-  if (ex.idle === 'shared') cards.push(card('cost', 'GPU cost', usd(r.charged.usd), 'what the groups carry, idle included'));
+  if (ex.idle === 'shared') cards.push(card('cost', 'GPU cost', usd(r.charged.usd), r.policy === 'utilization' ? 'what the groups used (utilization: holders pay no idle)' : 'what the groups carry, idle included'));
   else cards.push(card('cost', 'Used', usd(r.used.usd), 'what the groups used'));
   if (ex.idle === 'separate') cards.push(card('idle', 'Idle (held, not used)', idle === null ? '—' : usd(idle), r.idle_uncharged && num(r.idle_uncharged.usd) > 0 ? `${usd(r.idle_uncharged.usd)} of it no holder pays` : 'its own line'));
   if (ex.idle === 'shared' && num(r.idle_uncharged?.usd) > 0) cards.push(card('idle', 'Idle nobody pays', usd(r.idle_uncharged.usd), `under ${r.policy}`));
