@@ -29,7 +29,9 @@ fn dashboard_renders_updates_live_and_drills_down() {
         artifacts.display(),
         demo.output()
     );
-    for shot in ["overview.png", "overview-dark.png", "team.png", "workload.png", "gpu.png", "phone.png", "phone-teams.png"] {
+    for shot in
+        ["overview.png", "overview-dark.png", "team.png", "workload.png", "gpu.png", "phone.png", "phone-teams.png"]
+    {
         let size = std::fs::metadata(artifacts.join(shot)).map(|m| m.len()).unwrap_or(0);
         assert!(size > 10_000, "screenshot {shot} is missing or blank ({size} bytes)");
     }
