@@ -34,7 +34,7 @@ pub use recorded::{Conflict, Recorded};
 pub use roles::{Coordination, History, Ledger, Reading, Recording};
 #[cfg(feature = "postgres")]
 pub use store::PgEngine;
-pub use store::{Engine, SqlLedger, SqliteEngine, SqliteLedger};
+pub use store::{Engine, HistoryPoint, HistorySource, HistorySubject, SqlLedger, SqliteEngine, SqliteLedger};
 
 /// Every role of the ledger, for callers that hold a `dyn Ledger`.
 pub mod prelude {

@@ -16,6 +16,7 @@ use crate::history::{ClosedPeriod, PriceOf, ReattributeReport, RepriceOptions, R
 use crate::query::{CostQuery, CostReport, NodePrice, OriginCharge, UsageQuery, UsageReport};
 use crate::recorded::{Conflict, Recorded};
 use crate::rows::Rows;
+use crate::store::{HistoryPoint, HistorySubject};
 
 /// Storing GPU time: batches in, raw rows pruned, daily rollups built. `record` is called from one writer at a time.
 pub trait Recording: Send + Sync {
@@ -80,6 +81,11 @@ pub trait Reading: Send + Sync {
     fn data_buckets(&self, rows: &Rows, from_ns: u64, to_ns: u64) -> Result<Vec<u64>, LedgerError>;
     /// The rollup bucket length.
     fn bucket_ns(&self) -> u64;
+    /// One GPU's, node's or workload's history: a point per bucket in [from_ns, to_ns) with its GPU time (a
+    /// workload's per bucket and GPU it held), its rollup's GPU time, energy and cost, and within the raw
+    /// retention the mean and maximum utilisation, memory and power of its raw intervals (past it, the mean
+    /// utilisation and power from the rollup, the rest unknown). See `store/series.rs`.
+    fn history(&self, subject: &HistorySubject, from_ns: u64, to_ns: u64) -> Result<Vec<HistoryPoint>, LedgerError>;
 }
 
 /// Changing stored history on purpose, each change checked and recorded: closing a month, re-attributing owners,

@@ -13,6 +13,7 @@ pub mod backstage;
 pub mod budgets;
 pub mod cost_insights;
 pub mod doc;
+pub mod history;
 pub mod live;
 pub mod reports;
 pub mod web;
@@ -180,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::http::budgets::router())
         .merge(crate::http::alerts::router())
         .merge(crate::http::live::router())
+        .merge(crate::http::history::router())
         .split_for_parts();
     let spec = Arc::new(spec.to_pretty_json().expect("the OpenAPI description serialises"));
     api.route(

@@ -5,7 +5,7 @@
 //!
 //! By role: `record.rs` stores batches, `read.rs` answers queries, `owners.rs` keeps each workload's owner
 //! over time, `closing.rs` and `days.rs` close months and build daily rollups, `reprice.rs` re-prices,
-//! `budgets.rs` keeps budgets and their alerts. The SQL is written once for both engines (`sql.rs` says which
+//! `budgets.rs` keeps budgets and their alerts, `series.rs` reads one GPU's, node's or workload's history. The SQL is written once for both engines (`sql.rs` says which
 //! dialect); what only a shared database needs (advisory locks, leader election) goes through `Db::exclusive`
 //! and `Engine::lead`.
 
@@ -32,11 +32,13 @@ mod postgres;
 mod read;
 mod record;
 mod reprice;
+mod series;
 mod sqlite;
 mod write;
 
 #[cfg(feature = "postgres")]
 pub use postgres::PgEngine;
+pub use series::{HistoryPoint, HistorySource, HistorySubject};
 pub use sqlite::{SqliteEngine, SqliteLedger};
 
 const NS: u64 = 1_000_000_000;

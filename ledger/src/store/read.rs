@@ -111,6 +111,15 @@ pub(super) fn sum_ns(secs: Option<i64>, rest: Option<i64>) -> u128 {
 }
 
 impl<E: Engine> Reading for SqlLedger<E> {
+    fn history(
+        &self,
+        subject: &crate::HistorySubject,
+        from_ns: u64,
+        to_ns: u64,
+    ) -> Result<Vec<crate::HistoryPoint>, LedgerError> {
+        self.history_of(subject, from_ns, to_ns)
+    }
+
     fn usage(&self, q: &UsageQuery) -> Result<UsageReport, LedgerError> {
         self.with_reader(|conn| {
             let by_workload = q.group_by.iter().any(Dimension::is_per_workload);

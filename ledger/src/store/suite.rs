@@ -88,6 +88,7 @@ macro_rules! every_case {
             budgets_are_created_replaced_and_deleted,
             a_gpu_another_cluster_claims_moves_or_erases_none_of_its_clusters_time,
             a_boot_id_another_cluster_learnt_cannot_make_a_batch_a_duplicate,
+            a_gpus_nodes_and_workloads_history_comes_from_the_raw_rows_and_the_rollups,
         }
     };
 }
@@ -1297,4 +1298,113 @@ pub fn a_boot_id_another_cluster_learnt_cannot_make_a_batch_a_duplicate<S: Store
         "beta's own resend still is one"
     );
     assert!(l.conflicts().unwrap().is_empty(), "two GPUs, no conflict");
+}
+
+/// A priced batch of node n1 with GPU-1 (held by pod `ml/p` at `share_ppm`, 1 GiB, 100 W) and GPU-2 (nobody on
+/// it, 2 GiB, 50 W).
+fn two_gpu_batch(seq: u64, start: u64, len: u64, share_ppm: u32) -> Attributed {
+    use gpucost_rules::book::PriceBook;
+    let mut b = batch("b", seq, start, len, share_ppm);
+    let mut raw: Batch = b.held.batch.clone();
+    raw.devices.push(Device { uuid: "GPU-2".into(), index: 1, ..raw.devices[0].clone() });
+    raw.gpus.push(GpuReading {
+        uuid: "GPU-2".into(),
+        utilization_ppm: 0,
+        memory_used_bytes: 2 << 30,
+        power_milliwatts: 50_000,
+        energy_millijoules: Some(len / NS * 50_000),
+    });
+    b = stage(raw);
+    b.cost = gpucost_rules::priced::price_batch(&PriceBook::catalogue_only(), &b);
+    b
+}
+
+/// Issue 22 item 3: a GPU's and a node's history per bucket is its rollup's GPU time, energy and cost (the
+/// same cost the costs query gives for that GPU or node and hour), with utilisation, memory and power from its
+/// raw intervals (interval-weighted means, maxima; a node's over its GPUs); past the raw retention the mean
+/// utilisation and power come from the rollup (used ÷ observed, energy ÷ observed) and the rest is unknown. A
+/// workload's history is its held and used time and hybrid charge per bucket and GPU.
+pub fn a_gpus_nodes_and_workloads_history_comes_from_the_raw_rows_and_the_rollups<S: Stores>(s: &S) {
+    use crate::{HistoryPoint, HistorySource, HistorySubject};
+    let batches = vec![
+        two_gpu_batch(1, T0, 600 * NS, 300_000),
+        two_gpu_batch(2, T0 + 600 * NS, 600 * NS, 600_000),
+        two_gpu_batch(3, T0 + HOUR, 900 * NS, 100_000),
+    ];
+    let workload = batches[0].processes[0].workload.key.clone();
+    let gpu = HistorySubject::Gpu { uuid: "GPU-1".into(), cluster: None };
+    let node = HistorySubject::Node { cluster: "prod".into(), name: "n1".into() };
+    let fleet = |l: &SqlLedger<S::E>, dim: Dimension, value: &str, at: u64| -> (u64, u64) {
+        let r = l
+            .costs(&CostQuery {
+                from_ns: at,
+                to_ns: at + HOUR,
+                group_by: vec![],
+                filters: vec![(dim, value.to_string())],
+                policy: Policy::Hybrid,
+            })
+            .unwrap();
+        (r.fleet as u64, r.rows.iter().map(|x| x.used + x.idle).sum::<u128>() as u64)
+    };
+    for (name, now, raw) in [("recent", T0 + 2 * HOUR, true), ("old", T0 + 8 * 24 * HOUR, false)] {
+        let l = s.open(name, HOUR, WEEK).unwrap();
+        for r in l.record(&batches, now).unwrap() {
+            assert_eq!(r.unwrap(), Recorded::Stored);
+        }
+        let g = l.history(&gpu, T0 - HOUR, T0 + 3 * HOUR).unwrap();
+        assert_eq!(g.iter().map(|p| p.bucket_start_ns).collect::<Vec<_>>(), [T0, T0 + HOUR], "{name}");
+        let p: &HistoryPoint = &g[0];
+        assert_eq!((p.observed_ns, p.held_ns, p.used_ns), (1200 * NS, 1200 * NS, 540 * NS), "{name}");
+        assert_eq!(p.energy_millijoules, 1200 * 100_000);
+        let (gpu_cost, _) = fleet(&l, Dimension::Gpu, "GPU-1", T0);
+        assert!(gpu_cost > 0);
+        assert_eq!(p.cost_micros, gpu_cost, "{name}: the costs query's fleet line for this GPU and hour");
+        assert_eq!(p.unallocated_micros, 0, "always held");
+        assert!(p.idle_micros.abs_diff(gpu_cost - gpu_cost * 540 / 1200) <= 2, "{name}: {p:?}");
+        assert_eq!(p.utilization_mean_ppm, Some(450_000), "{name}: (0.3 × 600 s + 0.6 × 600 s) / 1 200 s");
+        assert_eq!(p.power_mean_milliwatts, Some(100_000), "{name}");
+        assert_eq!(g[1].utilization_mean_ppm, Some(100_000), "{name}");
+        let n = l.history(&node, T0 - HOUR, T0 + 3 * HOUR).unwrap();
+        assert_eq!(n.len(), 2, "{name}");
+        let q = &n[0];
+        assert_eq!((q.observed_ns, q.held_ns, q.used_ns), (2400 * NS, 1200 * NS, 540 * NS), "{name}");
+        let (node_cost, _) = fleet(&l, Dimension::Node, "n1", T0);
+        assert_eq!(q.cost_micros, node_cost, "{name}");
+        assert_eq!(q.unallocated_micros, node_cost - gpu_cost, "{name}: GPU-2 was never held");
+        assert_eq!(q.energy_millijoules, 1200 * 150_000);
+        if raw {
+            assert_eq!((p.source, p.raw_ns), (HistorySource::Raw, 1200 * NS));
+            assert_eq!(p.utilization_max_ppm, Some(600_000));
+            assert_eq!((p.memory_used_mean_bytes, p.memory_used_max_bytes), (Some(1 << 30), Some(1 << 30)));
+            assert_eq!(p.power_max_milliwatts, Some(100_000));
+            assert_eq!((q.source, q.raw_ns), (HistorySource::Raw, 2400 * NS));
+            assert_eq!(q.utilization_mean_ppm, Some(225_000), "GPU-2 idle beside GPU-1's 45 %");
+            assert_eq!(q.utilization_max_ppm, Some(600_000));
+            assert_eq!((q.memory_used_mean_bytes, q.memory_used_max_bytes), (Some(3 << 29), Some(2 << 30)));
+            assert_eq!((q.power_mean_milliwatts, q.power_max_milliwatts), (Some(75_000), Some(100_000)));
+        } else {
+            assert_eq!((p.source, p.raw_ns), (HistorySource::Rollup, 0), "past the retention");
+            assert_eq!((p.utilization_max_ppm, p.memory_used_mean_bytes, p.memory_used_max_bytes), (None, None, None));
+            assert_eq!(p.power_max_milliwatts, None);
+            assert_eq!(q.source, HistorySource::Rollup);
+            assert_eq!(q.utilization_mean_ppm, Some(225_000), "540 s used of 2 400 s observed");
+            assert_eq!(q.power_mean_milliwatts, Some(75_000), "its energy over its observed time");
+        }
+        // Another cluster's GPU of the same UUID, or another node, has no history here.
+        let elsewhere = HistorySubject::Gpu { uuid: "GPU-1".into(), cluster: Some("staging".into()) };
+        assert!(l.history(&elsewhere, T0 - HOUR, T0 + 3 * HOUR).unwrap().is_empty());
+        let in_prod = HistorySubject::Gpu { uuid: "GPU-1".into(), cluster: Some("prod".into()) };
+        assert_eq!(l.history(&in_prod, T0 - HOUR, T0 + 3 * HOUR).unwrap(), g);
+        let other = HistorySubject::Node { cluster: "prod".into(), name: "n2".into() };
+        assert!(l.history(&other, T0 - HOUR, T0 + 3 * HOUR).unwrap().is_empty());
+        assert_eq!(l.history(&gpu, T0 + HOUR, T0 + 2 * HOUR).unwrap().len(), 1, "the window bounds the buckets");
+        let w = l.history(&HistorySubject::Workload { key: workload.clone() }, T0 - HOUR, T0 + 3 * HOUR).unwrap();
+        assert_eq!(w.len(), 2, "{name}");
+        assert_eq!(w[0].gpu.as_deref(), Some("GPU-1"));
+        assert_eq!((w[0].held_ns, w[0].used_ns), (1200 * NS, 540 * NS));
+        let (_, charged) = fleet(&l, Dimension::Workload, &workload, T0);
+        assert_eq!(w[0].cost_micros, charged, "{name}: its hybrid charge in that hour");
+        assert_eq!(w[0].cost_micros, gpu_cost, "under hybrid the only holder pays the whole GPU");
+        assert_eq!((w[1].bucket_start_ns, w[1].held_ns), (T0 + HOUR, 900 * NS));
+    }
 }

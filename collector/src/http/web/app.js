@@ -8,10 +8,11 @@ import { gpu, h, overview, periodLabel, team, workload } from './views.js';
 import { alerts } from './alerts.js';
 import { budgets } from './budgets.js';
 import { explorer } from './explorer.js';
+import { node } from './history.js';
 
 const VIEWS = { overview, team, workload, gpu, explore: explorer };
 // the budgets and alerts pages (budgets.js, alerts.js), linked from the header
-Object.assign(VIEWS, { budgets, alerts });
+Object.assign(VIEWS, { budgets, alerts, node });
 const REFRESH_MS = 60_000;
 const main = document.getElementById('main');
 let current = null;
@@ -79,6 +80,7 @@ function titleOf(state) {
     case 'budgets': return 'budgets';
     case 'alerts': return 'alerts';
     case 'explore': return 'allocation explorer';
+    case 'node': return `node ${state.id}`;
     default: return 'GPU fleet';
   }
 }

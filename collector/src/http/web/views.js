@@ -8,6 +8,7 @@ import {
 import { assignColors, categorical, colorFor, cssVar, lines, stackedBars, update, withOther } from './charts.js';
 import { live, onStatus, subscribe, totals } from './live.js';
 import { PAGE_SIZE, dataTable, show } from './table.js';
+import { historyPanel, nodeLink } from './history.js';
 
 // ---- DOM helpers ----
 
@@ -634,7 +635,7 @@ export function gpu(main, ctx) {
   const pUtil = panel(7, 'gpu-util', 'Utilisation, live', 'since this page opened');
   const pTime = panel(7, 'gpu-cost', 'Cost over time');
   const pWork = panel(5, 'gpu-workloads', 'Who used it', label);
-  main.append(pNow.el, pUtil.el, pTime.el, pWork.el);
+  main.append(pNow.el, pUtil.el, pTime.el, pWork.el, historyPanel(ctx, { gpu: uuid }, 'gpu-history').el);
   costOverTime(ctx, pTime, { win, dim: null, filter, name: 'gpu-cost' });
 
   ctx.load(pWork, async () => {
@@ -671,7 +672,7 @@ export function gpu(main, ctx) {
       pNow.body.replaceChildren(empty('This GPU is not reporting right now.'));
       return;
     }
-    title.textContent = `GPU ${g.index} · ${g.model} · ${g.instance_type || ''} · ${shortNode(g.node)} · ${g.cluster}`;
+    title.replaceChildren(`GPU ${g.index} · ${g.model} · ${g.instance_type || ''} · `, h('a', { href: nodeLink(state, g.cluster, g.node), 'data-node-link': '' }, shortNode(g.node)), ` · ${g.cluster}`);
     const holders = g.holders || [];
     if (!pNow.body.contains(holdersBox)) pNow.body.replaceChildren(facts, holdersBox);
     facts.replaceChildren(
