@@ -97,6 +97,22 @@ try {
   const tiles = await page.$$eval('[data-panel="fleet"] .tile', (ts) => ts.length);
   const fleet = await (await page.request.get(`${base}/api/v1/fleet`)).json();
   check(tiles === fleet.gpus.length, `fleet now shows every GPU: ${tiles} tiles, ${fleet.gpus.length} GPUs in /api/v1/fleet`);
+  // every cluster is named above the fleet's scroll box with its GPUs, and its chip scrolls to it
+  const clustersLive = [...new Set(fleet.gpus.map((g) => g.cluster))].sort();
+  const chips = await page.$$eval('[data-panel="fleet"] .fleet-index button[data-cluster]', (bs) => bs.map((b) => ({ cluster: b.dataset.cluster, text: b.textContent })));
+  check(clustersLive.length >= 2 && chips.map((c) => c.cluster).join() === clustersLive.join()
+    && chips.every((c) => c.text.includes(`${fleet.gpus.filter((g) => g.cluster === c.cluster).length} GPUs`)),
+    `fleet index names every cluster with its GPUs: ${chips.map((c) => c.text).join(', ')} (live: ${clustersLive.join(', ')})`);
+  if (chips.length >= 2) {
+    const lastCluster = chips[chips.length - 1].cluster;
+    await page.click(`[data-panel="fleet"] .fleet-index button[data-cluster="${lastCluster}"]`);
+    const seen = await page.$eval('[data-panel="fleet"] .fleet-scroll', (box, c) => {
+      const s = box.querySelector(`section[data-cluster="${c}"]`).getBoundingClientRect();
+      const b = box.getBoundingClientRect();
+      return { top: s.top - b.top, height: b.height, scrolled: box.scrollTop };
+    }, lastCluster);
+    check(seen.top >= -1 && seen.top < seen.height, `its chip brings cluster ${lastCluster} into the fleet box (top ${seen.top.toFixed(0)} px of ${seen.height.toFixed(0)}, scrolled ${seen.scrolled})`);
+  }
   const held = await page.$$eval('[data-panel="fleet"] .tile:not(.free) .who', (ws) => ws.map((w) => w.textContent));
   check(held.length > 0 && held.every((w) => w.length > 0), `who is on the GPUs: ${held.length} held tiles name a team (${[...new Set(held)].slice(0, 5).join(', ')}…)`);
   await chartHasData('cost-by-team', { min: 28 });
@@ -265,6 +281,29 @@ try {
   tt = await teamsTable();
   check(tt.range === `rows ${2 * (Math.ceil(n / 2) - 2) + 1}–${2 * (Math.ceil(n / 2) - 1)} of ${n}`, `prev goes back a page: "${tt.range}"`);
   step('tables: sort, totals, paging');
+
+  // the footer's chargeback links export the period on screen (not the month it ends in), CSV and FOCUS
+  await page.goto(`${base}/#/?period=30d`);
+  await page.waitForSelector(`${teamsSel} tbody tr`);
+  const shown = (await page.textContent('#window')).match(/(\d{4}-\d\d-\d\dT[\d:]+Z) – (\d{4}-\d\d-\d\dT[\d:]+Z)/);
+  const links = await page.$eval('#chargeback-csv', (a) => ({ csv: a.href, label: a.textContent, focus: document.getElementById('chargeback-focus')?.href ?? '' }));
+  const csvUrl = new URL(links.csv);
+  const focusUrl = new URL(links.focus || `${base}/`);
+  check(shown && csvUrl.searchParams.get('from') === shown[1] && csvUrl.searchParams.get('to') === shown[2]
+    && !csvUrl.searchParams.has('period') && csvUrl.searchParams.get('format') === 'csv',
+    `chargeback CSV link covers the window on screen ${shown?.[1]} – ${shown?.[2]}: ${links.csv} ("${links.label}")`);
+  check(focusUrl.searchParams.get('from') === shown?.[1] && focusUrl.searchParams.get('to') === shown?.[2] && focusUrl.searchParams.get('format') === 'focus',
+    `FOCUS link beside it for the same window: ${links.focus}`);
+  const csvResp = await page.request.get(links.csv);
+  const csvText = await csvResp.text();
+  const csvLines = csvText.trim().split(/\r?\n/);
+  const firstLine = (csvLines[1] ?? '').split(',');
+  check(csvResp.status() === 200 && csvLines[0].startsWith('period_start,period_end,group_by') && csvLines.length >= 2
+    && firstLine[0] === shown?.[1] && firstLine[1] === shown?.[2] && firstLine[2] === 'team',
+    `the chargeback CSV downloads for that window (${csvResp.status()}, ${csvLines.length} lines, first: ${csvLines[1]})`);
+  const focusResp = await page.request.get(links.focus);
+  check(focusResp.status() === 200 && (await focusResp.text()).split('\n')[0].includes('BilledCost'), `the FOCUS file downloads (${focusResp.status()})`);
+  step('chargeback links: the period on screen');
 
   // ---- honest charts: the unfinished bucket, buckets without data, distinct colours ----
   await page.goto(`${base}/#/?period=7d`);

@@ -66,9 +66,12 @@ function render() {
   }
   const win = timeWindow(state);
   document.getElementById('window').textContent = `${periodLabel(state, win)}: ${iso(win.from)} – ${iso(win.to)} · times in UTC`;
+  // The period on screen, not the month it ends in: the chargeback API takes any window of up to 400 days.
+  const span = `from=${encodeURIComponent(iso(win.from))}&to=${encodeURIComponent(iso(win.to))}`;
   const csv = document.getElementById('chargeback-csv');
-  csv.href = `api/v1/chargeback?period=${win.month}&group_by=team&format=csv`;
-  csv.textContent = `chargeback CSV (${win.month})`;
+  csv.href = `api/v1/chargeback?${span}&group_by=team&format=csv`;
+  csv.textContent = `chargeback CSV (${periodLabel(state, win)})`;
+  document.getElementById('chargeback-focus').href = `api/v1/chargeback?${span}&format=focus`;
   document.title = `${titleOf(state)} · gpucost`;
 }
 

@@ -218,7 +218,10 @@ function topModels(ctx, p, { win, filter, limit = 8 }) {
 function fleetGrid(ctx, p, keep) {
   const root = h('div.fleet');
   const scroll = h('div.fleet-scroll', root);
-  p.body.replaceChildren(scroll);
+  // Every cluster named above the scroll box, with its GPUs, each a button to its section: none is hidden
+  // below the fold without a cue.
+  const index = h('div.fleet-index');
+  p.body.replaceChildren(index, scroll);
   let shape = null;
   const tiles = new Map();
   const state = ctx.state;
@@ -243,8 +246,15 @@ function fleetGrid(ctx, p, keep) {
         if (!nodes.has(g.node)) nodes.set(g.node, []);
         nodes.get(g.node).push(g);
       }
-      root.replaceChildren(...[...byCluster].sort(([a], [b]) => a.localeCompare(b)).map(([cluster, nodes]) => h('section',
-        h('h3.cluster-name', cluster, h('span', `${[...nodes.values()].reduce((a, n) => a + n.length, 0)} GPUs · ${nodes.size} nodes`)),
+      const clusters = [...byCluster].sort(([a], [b]) => a.localeCompare(b));
+      const gpusOf = (nodes) => [...nodes.values()].reduce((a, n) => a + n.length, 0);
+      index.replaceChildren(...(clusters.length > 1 ? [h('span.faint', `${clusters.length} clusters:`), ...clusters.map(([cluster, nodes]) =>
+        h('button.chip', { type: 'button', 'data-cluster': cluster, onclick: () => {
+          const section = root.querySelector(`section[data-cluster="${CSS.escape(cluster)}"]`);
+          if (section) scroll.scrollTo({ top: section.offsetTop, behavior: 'auto' });
+        } }, `${cluster} · ${gpusOf(nodes)} GPUs`))] : []));
+      root.replaceChildren(...clusters.map(([cluster, nodes]) => h('section', { 'data-cluster': cluster },
+        h('h3.cluster-name', cluster, h('span', `${gpusOf(nodes)} GPUs · ${nodes.size} nodes`)),
         h('div.nodes', [...nodes].sort(([a], [b]) => a.localeCompare(b)).map(([node, list]) => h('div.node',
           h('div.hd', h('b', { title: node }, shortNode(node)), h('span', `${list[0].instance_type || ''} · ${list.length}× ${(list[0].model || '').replace('NVIDIA ', '')}`)),
           h('div.tiles', list.sort((a, b) => (a.index ?? 0) - (b.index ?? 0)).map((g) => {
