@@ -6,33 +6,14 @@
 //
 // Environment as tests/browser/dashboard.test.mjs. Every figure checked is compared with the API's JSON.
 
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { homedir, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 
-const base = process.env.GPUCOST_URL;
-if (!base) {
-  console.error('GPUCOST_URL is not set (the collector to test, e.g. http://127.0.0.1:8080)');
-  process.exit(2);
-}
-const pwDir = process.env.GPUCOST_PLAYWRIGHT_DIR || join(homedir(), '.cache/gpucost/playwright');
-const { chromium } = createRequire(join(resolve(pwDir), 'package.json'))('playwright-core');
-const executablePath = process.env.GPUCOST_CHROMIUM || '/usr/bin/chromium';
-const artifacts = process.env.GPUCOST_BROWSER_ARTIFACTS || mkdtempSync(join(tmpdir(), 'gpucost-browser-'));
-mkdirSync(artifacts, { recursive: true });
-const LIMIT_MS = Number(process.env.GPUCOST_BROWSER_TIMEOUT_MS || 110_000);
-setTimeout(() => { console.error(`FAIL: the browser test did not finish within ${LIMIT_MS / 1000} s`); process.exit(3); }, LIMIT_MS).unref();
+import { artifacts, base, check, checks, deadline, launch, t0 } from './harness.mjs';
 
-const t0 = Date.now();
-const checks = [];
-function check(ok, what) {
-  checks.push(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) throw new Error(what);
-}
+deadline('the browser test', 110_000);
 const api = async (path) => (await fetch(`${base}/api/v1/${path}`)).json();
 
-const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
+const browser = await launch();
 const problems = [];
 let failed = null;
 try {

@@ -3,46 +3,17 @@
 //
 //   GPUCOST_URL=http://127.0.0.1:8080 node tests/browser/dashboard.test.mjs
 //
-// Environment: GPUCOST_URL (the collector, required); GPUCOST_PLAYWRIGHT_DIR (a folder whose node_modules
-// holds playwright-core; default ~/.cache/gpucost/playwright, where scripts/test installs it);
-// GPUCOST_CHROMIUM (default /usr/bin/chromium); GPUCOST_BROWSER_ARTIFACTS (where screenshots go; default
-// a temporary folder); GPUCOST_README_SCREENSHOT (also write the README's screenshot there, e.g.
+// Environment: as tests/browser/harness.mjs says (the collector, playwright-core, Chromium, where screenshots
+// go), and GPUCOST_README_SCREENSHOT (also write the README's screenshot there, e.g.
 // docs/dashboard.png). Exits 0 when every check passed; prints what it checked and how long each step took.
 
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { homedir, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 
-const base = process.env.GPUCOST_URL;
-if (!base) {
-  console.error('GPUCOST_URL is not set (the collector to test, e.g. http://127.0.0.1:8080)');
-  process.exit(2);
-}
-const pwDir = process.env.GPUCOST_PLAYWRIGHT_DIR || join(homedir(), '.cache/gpucost/playwright');
-const { chromium } = createRequire(join(resolve(pwDir), 'package.json'))('playwright-core');
-const executablePath = process.env.GPUCOST_CHROMIUM || '/usr/bin/chromium';
-const artifacts = process.env.GPUCOST_BROWSER_ARTIFACTS || mkdtempSync(join(tmpdir(), 'gpucost-browser-'));
-mkdirSync(artifacts, { recursive: true });
+import { artifacts, base, check, checks, deadline, launch, step, steps, t0 } from './harness.mjs';
 
-const LIMIT_MS = Number(process.env.GPUCOST_BROWSER_TIMEOUT_MS || 150_000);
-setTimeout(() => { console.error(`FAIL: the browser test did not finish within ${LIMIT_MS / 1000} s`); process.exit(3); }, LIMIT_MS).unref();
+deadline('the browser test', 150_000);
 
-const t0 = Date.now();
-const steps = [];
-let stepStart = Date.now();
-const checks = [];
-function step(name) {
-  const now = Date.now();
-  steps.push(`${name}: ${now - stepStart} ms`);
-  stepStart = now;
-}
-function check(ok, what) {
-  checks.push(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) throw new Error(what);
-}
-
-const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
+const browser = await launch();
 const problems = [];
 let failed = null;
 try {

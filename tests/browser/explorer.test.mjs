@@ -7,30 +7,12 @@
 // GPUCOST_BROWSER_ARTIFACTS, GPUCOST_BROWSER_TIMEOUT_MS). It works on yesterday (UTC), a finished day of the
 // demo's backfill, so the figures hold still while it compares the view with the API and the CSV.
 
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { homedir, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
-const base = process.env.GPUCOST_URL;
-if (!base) {
-  console.error('GPUCOST_URL is not set (the collector to test, e.g. http://127.0.0.1:8080)');
-  process.exit(2);
-}
-const pwDir = process.env.GPUCOST_PLAYWRIGHT_DIR || join(homedir(), '.cache/gpucost/playwright');
-const { chromium } = createRequire(join(resolve(pwDir), 'package.json'))('playwright-core');
-const executablePath = process.env.GPUCOST_CHROMIUM || '/usr/bin/chromium';
-const artifacts = process.env.GPUCOST_BROWSER_ARTIFACTS || mkdtempSync(join(tmpdir(), 'gpucost-browser-'));
-mkdirSync(artifacts, { recursive: true });
-const LIMIT_MS = Number(process.env.GPUCOST_BROWSER_TIMEOUT_MS || 150_000);
-setTimeout(() => { console.error(`FAIL: the explorer test did not finish within ${LIMIT_MS / 1000} s`); process.exit(3); }, LIMIT_MS).unref();
+import { artifacts, base, check, checks, deadline, launch, step, steps, t0 } from './harness.mjs';
 
-const t0 = Date.now();
-const steps = [];
-let stepStart = Date.now();
-const checks = [];
-function step(name) { const now = Date.now(); steps.push(`${name}: ${now - stepStart} ms`); stepStart = now; }
-function check(ok, what) { checks.push(`${ok ? 'ok  ' : 'FAIL'} ${what}`); if (!ok) throw new Error(what); }
+deadline('the explorer test', 150_000);
 
 const DAY_MS = 86_400_000;
 const yesterday = new Date(Math.floor(Date.now() / DAY_MS) * DAY_MS - DAY_MS).toISOString().slice(0, 10);
@@ -56,7 +38,7 @@ function csvRows(text) {
   });
 }
 
-const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
+const browser = await launch();
 const problems = [];
 let failed = null;
 try {

@@ -4,31 +4,16 @@
 // by hand: GPUCOST_URL=http://127.0.0.1:8080 node tests/browser/history.test.mjs (environment as
 // tests/browser/dashboard.test.mjs).
 
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { homedir, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 
-const base = process.env.GPUCOST_URL;
-if (!base) {
-  console.error('GPUCOST_URL is not set (the collector to test, e.g. http://127.0.0.1:8080)');
-  process.exit(2);
-}
-const pwDir = process.env.GPUCOST_PLAYWRIGHT_DIR || join(homedir(), '.cache/gpucost/playwright');
-const { chromium } = createRequire(join(resolve(pwDir), 'package.json'))('playwright-core');
-const executablePath = process.env.GPUCOST_CHROMIUM || '/usr/bin/chromium';
-const artifacts = process.env.GPUCOST_BROWSER_ARTIFACTS || mkdtempSync(join(tmpdir(), 'gpucost-browser-'));
-mkdirSync(artifacts, { recursive: true });
-const LIMIT_MS = Number(process.env.GPUCOST_BROWSER_TIMEOUT_MS || 120_000);
-setTimeout(() => { console.error(`FAIL: the history test did not finish within ${LIMIT_MS / 1000} s`); process.exit(3); }, LIMIT_MS).unref();
+import { artifacts, base, check, checks, deadline, launch } from './harness.mjs';
 
-const checks = [];
-function check(ok, what) { checks.push(`${ok ? 'ok  ' : 'FAIL'} ${what}`); if (!ok) throw new Error(what); }
+deadline('the history test', 120_000);
 const DAY_MS = 86_400_000;
 const from = new Date(Math.floor(Date.now() / DAY_MS) * DAY_MS - DAY_MS).toISOString().replace('.000', '');
 const to = new Date(Math.floor(Date.now() / DAY_MS) * DAY_MS).toISOString().replace('.000', '');
 
-const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
+const browser = await launch();
 const problems = [];
 let failed = null;
 try {
