@@ -1,5 +1,6 @@
-// Browser test of the GPU's and the node's history (issue 22 item 3): the history charts on #/gpu/<uuid> and
-// #/node/<cluster>/<name> hold exactly the points GET /api/v1/history gives for the same thing and period (a
+// Browser test of the GPU's, the node's and the workload's history (issue 22 item 3): the history charts on
+// #/gpu/<uuid>, #/node/<cluster>/<name> and #/workload/<key> (reached from its team's page; GPU time and cost
+// per hour and GPU held) hold exactly the points GET /api/v1/history gives for the same thing and period (a
 // finished day of the demo's backfill: yesterday, UTC), not the live stream. Run by tests/tests/browser_history.rs;
 // by hand: GPUCOST_URL=http://127.0.0.1:8080 node tests/browser/history.test.mjs (environment as
 // tests/browser/dashboard.test.mjs).
@@ -59,6 +60,46 @@ try {
   const gpus = await page.$$eval('[data-panel="node-gpus"] a', (as) => as.length);
   check(gpus >= 1, `the node page lists its GPUs (${gpus})`);
   await page.screenshot({ path: join(artifacts, 'node.png'), fullPage: true });
+
+  // A workload's history, on its page reached from its team's page: GPU time and cost per hour and GPU held.
+  const teams = await (await page.request.get(`${base}/api/v1/costs?${new URLSearchParams({ from, to, group_by: 'team' })}`)).json();
+  const top = teams.rows.filter((x) => x.team !== '').sort((a, b) => Number(b.total_usd) - Number(a.total_usd))[0];
+  check(!!top, `a team with cost on ${from}: ${top && top.team}`);
+  await page.goto(`${base}/#/team/${encodeURIComponent(top.team)}?${range}`);
+  const first = page.locator('[data-panel="workloads"] tbody a').first();
+  await first.waitFor();
+  await first.click();
+  await page.waitForFunction(() => location.hash.startsWith('#/workload/'));
+  const wid = await page.evaluate(() => decodeURIComponent(location.hash.slice('#/workload/'.length).split('?')[0]));
+  check(await page.evaluate(() => location.hash.includes('from=') && location.hash.includes('to=')), `the workload page keeps the period: ${await page.evaluate(() => location.hash)}`);
+  const api = await history({ workload: wid });
+  check(api.points.length >= 1, `workload ${wid}: the API has ${api.points.length} points (hour × GPU) for ${from} – ${to}`);
+  await page.waitForFunction(() => window.gpucost.charts.get('workload-history-time') && window.gpucost.charts.get('workload-history-cost'));
+  const series = (n) => page.evaluate((c) => { const u = window.gpucost.charts.get(c); return { data: u.data.map((s) => Array.from(s)), labels: u.series.map((s) => s.label) }; }, n);
+  const hoursOf = [...new Set(api.points.map((x) => x.t))].sort((a, b) => a - b);
+  for (const [chartName, f, what] of [['workload-history-time', (x) => x.held_gpu_seconds / 3600, 'GPU-hours held'], ['workload-history-cost', (x) => x.cost_micros / 1e6, 'cost']]) {
+    const c = await series(chartName);
+    check(same(c.data[0], hoursOf), `workload: the ${what} chart's hours are the API's (${hoursOf.length})`);
+    const gpusInApi = [...new Set(api.points.map((x) => x.gpu))];
+    const named = c.labels.slice(1).filter((l) => !l.startsWith('other ('));
+    const expect = (keep) => hoursOf.map((t) => {
+      const at = api.points.filter((x) => x.t === t && keep(x.gpu));
+      return at.length ? at.reduce((a, x) => a + f(x), 0) : null;
+    });
+    let points = 0;
+    for (let i = 1; i < c.labels.length; i++) {
+      const label = c.labels[i];
+      const want = label.startsWith('other (') ? expect((g) => !named.includes(g)) : expect((g) => g === label);
+      check(same(c.data[i], want), `workload: ${what} per hour on ${label} = the API's`);
+      points += c.data[i].filter((v) => v !== null).length;
+    }
+    check(named.every((l) => gpusInApi.includes(l)) && (c.labels.length - 1 === gpusInApi.length || c.labels.some((l) => l.startsWith('other ('))),
+      `workload: one ${what} line per GPU it held (${gpusInApi.length}: ${c.labels.slice(1).join(', ')})`);
+    check(points >= hoursOf.length, `workload: ${points} ${what} points drawn`);
+  }
+  const costSum = api.points.reduce((a, x) => a + x.cost_micros, 0) / 1e6;
+  check(Math.abs(costSum - Number(api.cost.usd)) < 1e-6, `workload: the points add up to the API's cost (${api.cost.usd})`);
+  await page.locator('[data-panel="workload-history"]').screenshot({ path: join(artifacts, 'workload-history.png') });
   check(problems.length === 0, `no browser errors${problems.length ? `: ${problems.join('; ')}` : ''}`);
 } catch (e) {
   failed = e;

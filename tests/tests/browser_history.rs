@@ -1,5 +1,6 @@
-//! A GPU's and a node's history (issue 22 item 3) in Debian's Chromium against a running `gpucost-collector
-//! demo`: the history charts on the GPU and node pages hold the points `GET /api/v1/history` gives for the same
+//! A GPU's, a node's and a workload's history (issue 22 item 3) in Debian's Chromium against a running
+//! `gpucost-collector demo`: the history charts on the GPU and node pages, and on a workload's page reached
+//! from its team's (GPU time and cost per hour and GPU), hold the points `GET /api/v1/history` gives for the same
 //! thing and period (yesterday, a finished day of the backfill), from the ledger rather than the live stream.
 //! The checks are in `tests/browser/history.test.mjs`; screenshots stay in
 //! `<target dir>/browser-history-artifacts/`.

@@ -5,7 +5,7 @@
 // for the node's GPUs together (means per GPU) and its GPUs' costs.
 
 import { bytes, filterOf, getJSON, iso, link, num, shortGpu, timeWindow, usd, usdShort } from './api.js';
-import { cssVar, lines } from './charts.js';
+import { categorical, cssVar, lines, withOther } from './charts.js';
 import { h } from './views.js';
 
 function panel(span, id, title, sub = '') {
@@ -76,3 +76,53 @@ export function node(main, ctx) {
 
 /** A link to the node page of `cluster`/`name`. */
 export const nodeLink = (state, cluster, name) => link(state, 'node', `${cluster}/${name}`);
+
+/**
+ * A workload's history from the ledger (`GET /api/v1/history?workload=`): per hour and per GPU it held, its
+ * GPU time (GPU-hours held in the hour, so 1 = the whole GPU all hour) and its cost (the hybrid-policy charge),
+ * one line per GPU. Charts `<name>-time` and `<name>-cost`; each series' label is its GPU (the test reads them).
+ * Beyond the palette's nine GPUs the rest are summed as one grey "other" line.
+ */
+export function workloadHistoryPanel(ctx, id, name) {
+  const win = timeWindow(ctx.state);
+  const p = panel(12, name, 'History', 'from the ledger, per hour and GPU');
+  ctx.load(p, async () => {
+    const r = await getJSON('history', { workload: id, from: iso(win.from), to: iso(win.to) }, { signal: ctx.signal });
+    const pts = r.points;
+    p.el.dataset.points = String(pts.length);
+    if (!pts.length) { p.body.replaceChildren(h('div.empty', 'No GPU time in this period.')); return; }
+    const xs = [...new Set(pts.map((x) => x.t))].sort((a, b) => a - b);
+    const at = new Map(xs.map((t, i) => [t, i]));
+    const byGpu = new Map();
+    for (const x of pts) {
+      const g = x.gpu ?? '';
+      if (!byGpu.has(g)) byGpu.set(g, { key: g, total: 0, time: xs.map(() => null), cost: xs.map(() => null) });
+      const s = byGpu.get(g);
+      const i = at.get(x.t);
+      s.time[i] = (s.time[i] ?? 0) + x.held_gpu_seconds / 3600;
+      s.cost[i] = (s.cost[i] ?? 0) + x.cost_micros / 1e6;
+      s.total += x.cost_micros;
+    }
+    const gpus = [...byGpu.values()].sort((a, b) => b.total - a.total || a.key.localeCompare(b.key));
+    const colors = categorical(gpus.map((g) => g.key));
+    p.sub.textContent = `from the ledger, per hour and GPU · ${gpus.length} ${gpus.length === 1 ? 'GPU' : 'GPUs'} · ${usd(r.cost.usd)} in this period`;
+    const seriesOf = (field) => withOther(gpus.map((g) => ({
+      key: g.key, label: g.key, color: colors.get(g.key), values: g[field], total: g.total, width: 1.5,
+    })));
+    const range = [win.from, win.to];
+    const charts = [
+      ['time', 'GPU-hours held per hour (1 = the whole GPU)', { fmt: (a) => (a === null ? '—' : a.toFixed(2)), yRange: (u, min, max) => [0, Math.max(1, max) * 1.1], series: seriesOf('time') }],
+      ['cost', 'Cost per hour', { fmt: usdShort, series: seriesOf('cost') }],
+    ];
+    const grid = h('div.history-grid');
+    const legend = h('div.chart-legend', seriesOf('cost').map((s) => h('span.item', { 'data-gpu': s.key ?? '', title: s.other ? s.other.join(', ') : s.label },
+      h('i.swatch', { style: { background: s.color } }), s.other ? s.label : shortGpu(s.label), h('b', usd(s.values.reduce((a, v) => a + (v ?? 0), 0))))));
+    p.body.replaceChildren(grid, legend);
+    for (const [key, title, opts] of charts) {
+      const el = h('div.chart');
+      grid.append(h('div', h('h3', title), el));
+      lines(el, { name: `${name}-${key}`, xs, range, height: 180, ...opts });
+    }
+  });
+  return p;
+}

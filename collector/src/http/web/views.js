@@ -8,7 +8,7 @@ import {
 import { assignColors, categorical, colorFor, cssVar, lines, stackedBars, update, withOther } from './charts.js';
 import { live, onStatus, subscribe, totals } from './live.js';
 import { PAGE_SIZE, dataTable, show } from './table.js';
-import { historyPanel, nodeLink } from './history.js';
+import { historyPanel, nodeLink, workloadHistoryPanel } from './history.js';
 
 // ---- DOM helpers ----
 
@@ -605,7 +605,7 @@ export function workload(main, ctx) {
   const pTime = panel(7, 'workload-cost', 'Cost over time');
   const pGpus = panel(5, 'gpus', 'GPUs', `${label} · select a GPU`);
   const pLive = panel(12, 'workload-live', 'On the GPUs now');
-  main.append(pTime.el, pGpus.el, pLive.el);
+  main.append(pTime.el, pGpus.el, workloadHistoryPanel(ctx, id, 'workload-history').el, pLive.el);
   costOverTime(ctx, pTime, { win, dim: null, filter, name: 'workload-cost' });
   const team = state.team ?? undefined;
   ctx.load(pGpus, async () => {
