@@ -3,7 +3,8 @@
 // per hour and GPU held) hold exactly the points GET /api/v1/history gives for the same thing and period (a
 // finished day of the demo's backfill: yesterday, UTC), not the live stream. Run by tests/tests/browser_history.rs;
 // by hand: GPUCOST_URL=http://127.0.0.1:8080 node tests/browser/history.test.mjs (environment as
-// tests/browser/dashboard.test.mjs).
+// tests/browser/dashboard.test.mjs). Also the overview's period-over-period change on its cost and idle-waste
+// cards for that day against the day before, as the costs API gives them.
 
 import { join } from 'node:path';
 
@@ -100,6 +101,28 @@ try {
   const costSum = api.points.reduce((a, x) => a + x.cost_micros, 0) / 1e6;
   check(Math.abs(costSum - Number(api.cost.usd)) < 1e-6, `workload: the points add up to the API's cost (${api.cost.usd})`);
   await page.locator('[data-panel="workload-history"]').screenshot({ path: join(artifacts, 'workload-history.png') });
+
+  // Period-over-period change on the overview's cards, for a finished window (yesterday, UTC): the change shown
+  // is the costs API's figure for the window against the same length just before it.
+  const prevFrom = new Date(Date.parse(from) - DAY_MS).toISOString().replace('.000', '');
+  const costsOf = async (f, t) => (await page.request.get(`${base}/api/v1/costs?${new URLSearchParams({ from: f, to: t, group_by: 'team' })}`)).json();
+  const [now, before] = [await costsOf(from, to), await costsOf(prevFrom, from)];
+  await page.goto(`${base}/#/?${range}`);
+  await page.waitForSelector('[data-kpi="cost"] .change');
+  await page.waitForSelector('[data-kpi="waste"] .change');
+  for (const [id, field] of [['cost', 'fleet'], ['waste', 'idle']]) {
+    const shown = await page.$eval(`[data-kpi="${id}"] .change`, (e) => ({ text: e.textContent, title: e.title, pct: e.dataset.change, cur: e.dataset.cur, prev: e.dataset.prev }));
+    const cur = Number(now[field].usd);
+    const prev = Number(before[field].usd);
+    check(prev > 0 && cur > 0, `${id}: the API has ${cur} for ${from} – ${to} and ${prev} for the day before`);
+    const p = (100 * (cur - prev)) / prev;
+    const want = `${p > 0 ? '▲' : '▼'} ${Math.abs(p).toFixed(1)}%`;
+    check(Math.abs(Number(shown.cur) - cur) < 1e-9 && Math.abs(Number(shown.prev) - prev) < 1e-9, `${id}: the card compares the API's ${cur} with its ${prev}`);
+    check(Math.abs(Number(shown.pct) - p) < 1e-9 && shown.text.startsWith(want), `${id}: the change shown (${shown.text}) = the API's (${want})`);
+    const d = (x) => x.slice(0, 16).replace('T', ' ');
+    check(shown.title.includes(d(from)) && shown.title.includes(d(prevFrom)) && shown.title.includes('24 hours just before'), `${id}: its title says what it compares (${shown.title})`);
+  }
+  await page.locator('section.kpis').screenshot({ path: join(artifacts, 'kpis-change.png') });
   check(problems.length === 0, `no browser errors${problems.length ? `: ${problems.join('; ')}` : ''}`);
 } catch (e) {
   failed = e;

@@ -49,7 +49,28 @@ function kpi(label, { id, cls = '' } = {}) {
   const value = h('div.value', '—');
   const note = h('div.note', '\u00a0');
   const el = h(`div.kpi${cls ? `.${cls}` : ''}`, { 'data-kpi': id }, h('div.label', label), value, note);
-  return { el, value, note, set(v, n, extra) { value.replaceChildren(v, ...(extra ? [h('small', extra)] : [])); if (n !== undefined) note.textContent = n || '\u00a0'; } };
+  let change = null;
+  return {
+    el, value, note,
+    set(v, n, extra) { value.replaceChildren(v, ...(extra ? [h('small', extra)] : [])); if (n !== undefined) note.textContent = n || '\u00a0'; },
+    /** This period's `cur` against the one before's `prev` as a percentage with an arrow; `title` says what. */
+    change(cur, prev, title) {
+      const c = changeOf(cur, prev);
+      const next = h(`div.change.${c.dir}`, { 'data-change': c.pct === null ? '' : String(c.pct), 'data-cur': String(cur), 'data-prev': String(prev), title },
+        c.text, h('span.faint', ' vs the period before'));
+      if (change) change.replaceWith(next); else note.after(next);
+      change = next;
+    },
+  };
+}
+
+/** The change from `prev` to `cur`: percent (null when `prev` is 0), its direction and its text ("▲ 12.3%"). */
+export function changeOf(cur, prev) {
+  if (!(prev > 0)) return { pct: null, dir: cur > 0 ? 'up' : 'flat', text: cur > 0 ? '▲ new' : '— no change' };
+  const p = (100 * (cur - prev)) / prev;
+  const text = `${Math.abs(p).toFixed(1)}%`;
+  if (text === '0.0%') return { pct: p, dir: 'flat', text: '→ 0.0%' };
+  return { pct: p, dir: p > 0 ? 'up' : 'down', text: `${p > 0 ? '▲' : '▼'} ${text}` };
 }
 
 function meter(percent, { warnBelow = null } = {}) {
@@ -401,8 +422,14 @@ export function overview(main, ctx) {
   // the period
   costOverTime(ctx, pTeams, { win, dim: 'team', filter, name: 'cost-by-team' });
   topModels(ctx, pModels, { win, filter });
+  // the period before, of the same length, for the cards' change
+  const prevWin = { from: win.from - (win.to - win.from), to: win.from };
+  const span = (w) => `${new Date(w.from * 1000).toISOString().slice(0, 16).replace('T', ' ')} – ${new Date(w.to * 1000).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
   ctx.load(pTable, async () => {
-    const r = await getJSON('costs', { from: iso(win.from), to: iso(win.to), group_by: 'team', filter }, { signal: ctx.signal });
+    const [r, prev] = await Promise.all([
+      getJSON('costs', { from: iso(win.from), to: iso(win.to), group_by: 'team', filter }, { signal: ctx.signal }),
+      getJSON('costs', { from: iso(prevWin.from), to: iso(prevWin.to), group_by: 'team', filter }, { signal: ctx.signal }).catch(() => null),
+    ]);
     const rows = r.rows.slice().sort((a, b) => num(b.total_usd) - num(a.total_usd));
     assignColors(rows.map((x) => x.team));
     const s = sum(rows);
@@ -413,6 +440,14 @@ export function overview(main, ctx) {
     const fleetUsd = num(r.fleet?.usd) || s.total;
     kCost.set(usd(r.fleet?.usd ?? s.total), `used ${usd(r.used?.usd)} · idle ${usd(idle)} · unallocated ${usd(unalloc)} · unattributed ${usd(r.unattributed?.usd)}`);
     kWaste.set(usd(idle), `${pct(fleetUsd ? (100 * idle) / fleetUsd : 0)} of the cost: GPUs held, not used`);
+    if (prev) {
+      const prevCost = num(prev.fleet?.usd);
+      const prevIdle = num(prev.idle?.usd);
+      const cost = num(r.fleet?.usd ?? s.total);
+      const vs = `${span(win)} against the ${((win.to - win.from) / 3600).toLocaleString('en-US')} hours just before, ${span(prevWin)}`;
+      kCost.change(cost, prevCost, `GPU cost ${usd(cost)}, ${vs}: ${usd(prevCost)}${scope}`);
+      kWaste.change(idle, prevIdle, `Idle waste ${usd(idle)}, ${vs}: ${usd(prevIdle)}${scope}`);
+    }
 
     // idle waste per team, then the idle no holder pays (utilization), then GPUs nobody held (not idle)
     const warn = cssVar('--warn');
