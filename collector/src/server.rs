@@ -15,12 +15,12 @@ use tokio::task::JoinSet;
 use crate::http::AppState;
 use crate::ingest::service::{IngestService, Pipeline};
 use crate::ingest::validate::Limits;
+use crate::jobs::SharedInventory;
 use crate::metrics::Metrics;
 use gpucost_ledger::Ledger;
 use gpucost_ledger::SqliteLedger;
 use gpucost_ledger::writer::WriterHandle;
 use gpucost_rules::book::PriceBook;
-use gpucost_rules::inventory::SharedInventory;
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {

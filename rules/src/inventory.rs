@@ -5,7 +5,6 @@
 //! what it finds, and `resolve_instance` the pure rule that prices a node from it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
 
 use crate::book::PriceBook;
 use gpucost_types::batch::Node;
@@ -50,9 +49,6 @@ pub struct Inventory {
     pub ecs_instances: Vec<EcsInstance>,
     pub ecs_tasks: Vec<EcsTask>,
 }
-
-/// The latest inventory, shared between the discovery task and ingest.
-pub type SharedInventory = Arc<RwLock<Inventory>>;
 
 /// The instance type (and capacity type, and where it came from) of a node that reported none, if the
 /// inventory settles it: among the node groups of the node's cluster, the instance types whose GPU

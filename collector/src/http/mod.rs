@@ -31,10 +31,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::jobs::SharedInventory;
 use crate::metrics::Metrics;
 use gpucost_ledger::{CostQuery, Dimension, GpuTime, Ledger, MAX_FILTER_TERMS, MAX_LABEL_DIMENSIONS, UsageQuery};
 use gpucost_report::chargeback::{UNATTRIBUTED, by_leading};
-use gpucost_rules::inventory::SharedInventory;
 use gpucost_types::money::usd;
 use gpucost_types::policy::Policy;
 

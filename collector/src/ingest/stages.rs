@@ -17,7 +17,7 @@ use gpucost_ledger::{LedgerError, Recorded};
 use gpucost_proto::v1 as pb;
 use gpucost_rules::attribute::Owners;
 use gpucost_rules::book::{PriceBook, Unpriced};
-use gpucost_rules::inventory::{Inventory, SharedInventory};
+use gpucost_rules::inventory::Inventory;
 use gpucost_types::batch::{Batch, Identity, Node};
 use gpucost_types::money::GpuPrice;
 use gpucost_types::ownership::Ownership;
@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 use super::refs::StreamWorkloads;
 use super::validate::{Limits, ValidationError, validate_on_stream};
 use crate::enrich::SharedOwners;
+use crate::jobs::SharedInventory;
 
 /// 1. Validated: every field checked against the wire contract and the limits, identities keyed, workloads
 ///    declared on the stream resolved (`validate`).

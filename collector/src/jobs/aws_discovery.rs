@@ -8,9 +8,9 @@ use std::time::Duration;
 use super::DiscoveryConfig;
 use super::{Job, Run};
 use crate::discover::AwsDiscovery;
+use crate::jobs::SharedInventory;
 use crate::metrics::Metrics;
 use gpucost_rules::book::PriceBook;
-use gpucost_rules::inventory::SharedInventory;
 
 pub struct AwsDiscoveryJob {
     aws: AwsDiscovery,

@@ -107,6 +107,9 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+/// The latest cloud inventory, shared between the discovery job, ingest and the API.
+pub type SharedInventory = std::sync::Arc<std::sync::RwLock<gpucost_rules::inventory::Inventory>>;
+
 /// AWS discovery (`aws_discovery`, with the `aws` feature): where and how often.
 #[derive(Debug, Clone)]
 pub struct DiscoveryConfig {
