@@ -7,6 +7,7 @@
 //! period. [`writer`] is the single writer thread in front of it (group commit); [`migrations`] the schema.
 //! See `docs/ledger.md` for the schema and why. No gRPC, HTTP or AWS SDK here.
 
+pub mod bill;
 pub mod budgets;
 #[cfg(feature = "postgres")]
 pub mod copy;
@@ -22,6 +23,7 @@ pub mod sql;
 pub mod store;
 pub mod writer;
 
+pub use bill::BillStore;
 pub use budgets::BudgetStore;
 pub use error::LedgerError;
 pub use gpucost_types::dimension::{Dimension, MAX_FILTER_TERMS, MAX_LABEL_DIMENSIONS};
@@ -38,6 +40,7 @@ pub use store::{Engine, HistoryPoint, HistorySource, HistorySubject, SqlLedger, 
 
 /// Every role of the ledger, for callers that hold a `dyn Ledger`.
 pub mod prelude {
+    pub use crate::bill::BillStore;
     pub use crate::budgets::BudgetStore;
     pub use crate::roles::{Coordination, History, Ledger, Reading, Recording};
 }

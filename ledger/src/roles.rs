@@ -10,6 +10,7 @@ use gpucost_types::period::Period;
 use gpucost_types::policy::Policy;
 use gpucost_types::stage::Attributed;
 
+use crate::bill::BillStore;
 use crate::budgets::BudgetStore;
 use crate::error::LedgerError;
 use crate::history::{ClosedPeriod, PriceOf, ReattributeReport, RepriceOptions, RepriceReport};
@@ -139,6 +140,6 @@ pub trait Coordination: Send + Sync {
 }
 
 /// The whole ledger: every role. Implementations are safe to share between threads.
-pub trait Ledger: Recording + Reading + History + Coordination + BudgetStore {}
+pub trait Ledger: Recording + Reading + History + Coordination + BudgetStore + BillStore {}
 
-impl<T: Recording + Reading + History + Coordination + BudgetStore> Ledger for T {}
+impl<T: Recording + Reading + History + Coordination + BudgetStore + BillStore> Ledger for T {}
