@@ -86,7 +86,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// Dollars (a JSON number or a decimal string, at most six decimals) → micro-dollars.
-fn parse_usd(field: &str, v: &Value) -> Result<u128, String> {
+pub(crate) fn parse_usd(field: &str, v: &Value) -> Result<u128, String> {
     let text = match v {
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.trim().to_string(),
@@ -297,11 +297,15 @@ pub struct ThresholdSpec {
     pub percent: u32,
 }
 
-/// The budgets of a config file (TOML: `[[budget]]` tables with `name` and the JSON form's fields).
+/// The budgets of a config file (TOML: `[[budget]]` tables with `name` and the JSON form's fields; its alert
+/// rules are `alert_spec`'s).
 pub fn from_toml(source: &str, text: &str) -> Result<Vec<Budget>, String> {
     let doc: toml::Table = toml::from_str(text).map_err(|e| format!("{source}: {e}"))?;
-    if let Some(k) = doc.keys().find(|k| *k != "budget") {
-        return Err(format!("{source}: unknown table {k:?}; budgets go in [[budget]] tables"));
+    // `[[idle_gpu]]` and `[[anomaly]]` alert rules share the file (`alert_spec::from_toml` reads them).
+    if let Some(k) = doc.keys().find(|k| !["budget", "idle_gpu", "anomaly"].contains(&k.as_str())) {
+        return Err(format!(
+            "{source}: unknown table {k:?}; budgets go in [[budget]] tables, alert rules in [[idle_gpu]] and [[anomaly]]"
+        ));
     }
     let mut out: Vec<Budget> = Vec::new();
     for (i, b) in doc.get("budget").and_then(toml::Value::as_array).into_iter().flatten().enumerate() {

@@ -5,13 +5,17 @@
 //! slices by [`price`]), [`attribute`] (who owns each holding: [`owner`] rules against the Backstage
 //! [`catalog`]). After the fact: [`reprice`] and [`reconcile`] (new prices over stored buckets, and the check
 //! that a node's fleet line is its GPUs' price × time), [`budget_spec`] and [`budget_status`] (what a budget
-//! says, and where spend stands against it). [`inventory`] is what cloud discovery found.
+//! says, and where spend stands against it), [`alert_spec`] and [`idle_gpu`] (idle-GPU and spend-anomaly alert
+//! rules, and which GPUs are held unused), [`alert`] (their episodes: what fires, what resolves). [`inventory`] is what cloud discovery found.
 
+pub mod alert;
+pub mod alert_spec;
 pub mod attribute;
 pub mod book;
 pub mod budget_spec;
 pub mod budget_status;
 pub mod catalog;
+pub mod idle_gpu;
 pub mod inventory;
 pub mod owner;
 pub mod price;
