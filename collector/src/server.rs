@@ -38,6 +38,8 @@ pub struct ServeConfig {
     pub owners: Option<crate::enrich::SharedOwners>,
     /// Writing costs back to MLflow, when configured.
     pub mlflow: Option<MlflowConfig>,
+    /// MLflow's web UI, for the dashboard's and the models API's links (`--mlflow-ui-url`, else `--mlflow-url`).
+    pub mlflow_ui: Option<String>,
     /// Syncing the catalog from Backstage, when configured (needs `owners`).
     pub backstage: Option<BackstageConfig>,
     /// Cost centres and the parties of the FOCUS export.
@@ -114,6 +116,11 @@ impl ServeConfig {
         if self.tls.is_some() && self.grpc_plaintext {
             anyhow::bail!("--grpc-plaintext and --tls-cert: choose one (TLS here, or TLS at a proxy in front)");
         }
+        if let Some(ui) = &self.mlflow_ui
+            && !(ui.starts_with("http://") || ui.starts_with("https://"))
+        {
+            anyhow::bail!("--mlflow-ui-url (or --mlflow-url) {ui:?}: give MLflow's http:// or https:// address");
+        }
         Ok(())
     }
 }
@@ -157,6 +164,7 @@ impl Server {
             fleet: run.fleet.clone(),
             auth: config.auth.clone(),
             http_timeout: config.http_timeout,
+            mlflow_ui: config.mlflow_ui.clone(),
         });
         let (admission, handshake, stop) =
             (crate::listen::Admission::new(http_cap), config.handshake_timeout, run.shutdown.clone());

@@ -3,6 +3,7 @@
 
 pub mod chargeback;
 pub mod focus;
+pub mod model;
 pub mod request;
 
 use gpucost_ledger::prelude::*;

@@ -1,4 +1,4 @@
-//! A GPU's, a node's and a workload's history (issue 22 item 3) in Debian's Chromium against a running
+//! A GPU's, a node's, a workload's and a model's history (issue 22 item 3) in Debian's Chromium against a running
 //! `gpucost-collector demo`: the history charts on the GPU and node pages, and on a workload's page reached
 //! from its team's (GPU time and cost per hour and GPU), hold the points `GET /api/v1/history` gives for the same
 //! thing and period (yesterday, a finished day of the backfill), from the ledger rather than the live stream.
@@ -17,7 +17,7 @@ fn gpu_and_node_pages_chart_their_history_from_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let demo = Demo::start(
         dir.path(),
-        &["--backfill", "2d", "--nodes", "4", "--report-interval", "2s"],
+        &["--backfill", "2d", "--nodes", "4", "--report-interval", "2s", "--mlflow-ui-url", "http://mlflow.test:5000"],
         Duration::from_secs(120),
     );
     let script = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/browser/history.test.mjs"));

@@ -143,6 +143,10 @@ pub(crate) struct LedgerArgs {
     /// MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD, else MLFLOW_TRACKING_TOKEN.
     #[arg(long, env = "GPUCOST_MLFLOW_URL")]
     pub(crate) mlflow_url: Option<String>,
+    /// MLflow's web UI, for links to models, versions and runs in the dashboard and `GET /api/v1/models/{name}`
+    /// (default: --mlflow-url; set it alone to link without writing back).
+    #[arg(long, env = "GPUCOST_MLFLOW_UI_URL")]
+    pub(crate) mlflow_ui_url: Option<String>,
     /// How often to write costs back to MLflow.
     #[arg(long, env = "GPUCOST_MLFLOW_WRITEBACK_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub(crate) mlflow_writeback_interval: Duration,

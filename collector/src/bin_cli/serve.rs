@@ -71,6 +71,7 @@ impl LedgerArgs {
             owners: owners.map(|o| Arc::new(std::sync::RwLock::new(o))),
             backstage: self.backstage(),
             mlflow: self.mlflow(),
+            mlflow_ui: self.mlflow_ui_url.clone().or_else(|| self.mlflow_url.clone()),
             reports: self.report.config(),
             budgets: Default::default(),
             metrics_max_series: self.metrics_max_series,

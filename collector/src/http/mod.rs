@@ -15,6 +15,7 @@ pub mod cost_insights;
 pub mod doc;
 pub mod history;
 pub mod live;
+pub mod models;
 pub mod reports;
 pub mod web;
 
@@ -60,6 +61,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// Longest a request may take (the live stream excepted).
     pub http_timeout: Duration,
+    /// MLflow's web UI, for links to models, versions and runs (`--mlflow-ui-url`, default `--mlflow-url`).
+    pub mlflow_ui: Option<String>,
 }
 
 /// Answers 503 for a request that takes longer than `--http-request-timeout` (the live stream excepted).
@@ -182,6 +185,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::http::alerts::router())
         .merge(crate::http::live::router())
         .merge(crate::http::history::router())
+        .merge(crate::http::models::router())
         .split_for_parts();
     let spec = Arc::new(spec.to_pretty_json().expect("the OpenAPI description serialises"));
     api.route(

@@ -9,10 +9,11 @@ import { alerts } from './alerts.js';
 import { budgets } from './budgets.js';
 import { explorer } from './explorer.js';
 import { node } from './history.js';
+import { model } from './model.js';
 
 const VIEWS = { overview, team, workload, gpu, explore: explorer };
 // the budgets and alerts pages (budgets.js, alerts.js), linked from the header
-Object.assign(VIEWS, { budgets, alerts, node });
+Object.assign(VIEWS, { budgets, alerts, node, model });
 const REFRESH_MS = 60_000;
 const main = document.getElementById('main');
 let current = null;
@@ -84,6 +85,7 @@ function titleOf(state) {
     case 'alerts': return 'alerts';
     case 'explore': return 'allocation explorer';
     case 'node': return `node ${state.id}`;
+    case 'model': return `model ${state.id}`;
     default: return 'GPU fleet';
   }
 }
@@ -100,6 +102,7 @@ function crumbs(state) {
     parts.push(h('a', { href: link(state, 'workload', workloadId, { team: teamId ?? null, workload: null }), title: workloadId }, workloadLabel(workloadId).title));
   }
   if (state.view === 'gpu') parts.push(h('span', { title: state.id }, `GPU ${shortGpu(state.id)}`));
+  if (state.view === 'model') parts.push(h('span', `model ${state.id}`));
   if (state.view === 'budgets' || state.view === 'alerts') parts.push(h('span', state.view === 'budgets' ? 'Budgets' : 'Alerts'));
   for (const page of ['budgets', 'alerts']) {
     const a = document.getElementById(`nav-${page}`);

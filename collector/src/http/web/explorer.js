@@ -151,7 +151,9 @@ export function explorer(main, ctx) {
   const columns = [
     ...ex.by.map((d, i) => ({
       key: `g:${d}`, title: d, value: (x) => shown(x[d]),
-      cell: (x) => (i === 0 && ex.by.length > 1 ? h('a', { href: drill(d, x[d] ?? ''), title: `Filter to ${d}=${x[d]}`, 'data-group': x[d] }, shown(x[d])) : h('span', { 'data-group': x[d] }, shown(x[d]))),
+      cell: (x) => h('span.group',
+        i === 0 && ex.by.length > 1 ? h('a', { href: drill(d, x[d] ?? ''), title: `Filter to ${d}=${x[d]}`, 'data-group': x[d] }, shown(x[d])) : h('span', { 'data-group': x[d] }, shown(x[d])),
+        pageOf(state, d, x[d])),
     })),
     moneyCol('used', 'used', 'used_usd'),
     moneyCol('idle', 'idle', 'idle_usd'),
@@ -233,6 +235,13 @@ export function explorer(main, ctx) {
         ? `no data before ${when(xs[first], { time: win.step < DAY })} UTC (not zero cost)` : `no data recorded in ${missing.size} of ${buckets.length} buckets (not zero cost)`) : null,
     ].filter(Boolean));
   });
+}
+
+/** A link to the page of a team, workload, GPU or model (`↗`), for the dimensions that have one. */
+function pageOf(state, dim, value) {
+  const view = { team: 'team', workload: 'workload', gpu: 'gpu', model: 'model' }[dim];
+  if (!view || !value) return null;
+  return h('a.go', { href: link(state, view, value), title: `Open the ${dim} page of ${value}`, 'data-page': view, 'aria-label': `${dim} page` }, '↗');
 }
 
 function panel(id, title) {

@@ -37,7 +37,7 @@ export function h(spec, attrs, ...kids) {
   return el;
 }
 
-function panel(span, id, title, sub = '') {
+export function panel(span, id, title, sub = '') {
   const subEl = h('span.sub', sub);
   const tools = h('div.tools');
   const body = h('div.body.loading');
@@ -79,7 +79,7 @@ function meter(percent, { warnBelow = null } = {}) {
   return h(`div.meter${cls}`, { title: percent === null ? '' : pct(percent, 1) }, h('i', { style: { width: `${p}%` } }));
 }
 
-const swatch = (color) => h('i.swatch', { style: { background: color } });
+export const swatch = (color) => h('i.swatch', { style: { background: color } });
 
 function teamCell(state, team) {
   return h('div.name', swatch(colorFor(team)), h('a', { href: link(state, 'team', team) }, teamName(team)));
@@ -92,7 +92,7 @@ function workloadCell(state, id, extra = {}) {
 }
 
 /** A sortable, paged table for panel `name` (see table.js), its page size from the URL (`rows=`). */
-function table(ctx, name, columns, opts = {}) {
+export function table(ctx, name, columns, opts = {}) {
   const { state } = ctx;
   return dataTable({
     name, columns, pageSize: state.rows ?? PAGE_SIZE, ...opts,
@@ -102,13 +102,13 @@ function table(ctx, name, columns, opts = {}) {
 
 const total = (rows, f) => rows.reduce((a, x) => a + num(f(x)), 0);
 /** A dollar column of `field` (`…_usd`): sorts by amount, adds up in the totals row, never hidden. */
-const money = (key, title, field, { bold = false } = {}) => ({
+export const money = (key, title, field, { bold = false } = {}) => ({
   key, title, num: true, money: true, value: (x) => num(x[field]),
   cell: (x) => (bold ? h('b', usd(x[field])) : usd(x[field])),
   total: (rows) => (bold ? h('b', usd(total(rows, (x) => x[field]))) : usd(total(rows, (x) => x[field]))),
 });
 /** A GPU-hours column of `field` (`…_gpu_seconds`). */
-const hours = (key, title, field, extra = {}) => ({
+export const hours = (key, title, field, extra = {}) => ({
   key, title, num: true, value: (x) => num(x[field]), cell: (x) => gpuHours(x[field]), total: (rows) => gpuHours(total(rows, (x) => x[field])), ...extra,
 });
 /** Used ÷ held GPU time; the totals row has the whole table's. */
@@ -120,7 +120,7 @@ const effColumn = (extra = {}) => ({
 });
 const str = (v) => String(v ?? '');
 
-const empty = (text) => h('div.empty', text);
+export const empty = (text) => h('div.empty', text);
 
 export const periodLabel = (state, win) => {
   if (state.from) return `${new Date(win.from * 1000).toISOString().slice(0, 16).replace('T', ' ')} – ${new Date(win.to * 1000).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
@@ -141,7 +141,7 @@ function sum(rows) {
 // ---- shared panels ----
 
 /** Cost over time, stacked by `dim` (teams…) or used vs idle when `dim` is null. */
-function costOverTime(ctx, p, { win, dim, filter, name }) {
+export function costOverTime(ctx, p, { win, dim, filter, name, labelOf }) {
   const chartEl = h('div.chart');
   const legend = h('div.chart-legend');
   const notes = h('div.chart-notes');
@@ -164,7 +164,7 @@ function costOverTime(ctx, p, { win, dim, filter, name }) {
       const colors = dim === 'team' ? null : categorical(keys);
       series = withOther(keys.map((k) => ({
         key: k, total: tot.get(k),
-        label: dim === 'team' ? teamName(k) : k || '(none)',
+        label: dim === 'team' ? teamName(k) : labelOf ? labelOf(k) : k || '(none)',
         color: dim === 'team' ? colorFor(k) : colors.get(k),
         values: buckets.map((b) => value(b, b.rows.find((r) => r[dim] === k)?.total_usd)),
       })));
@@ -188,7 +188,7 @@ function costOverTime(ctx, p, { win, dim, filter, name }) {
     p.sub.textContent = `${stepText}, UTC`;
     legend.replaceChildren(...series.map((s) => (dim === 'team' && s.key !== null
       ? h('a', { href: link(ctx.state, 'team', s.key), 'data-key': s.key }, swatch(s.color), s.label, h('b', usd(s.total)))
-      : h('span.item', { title: s.other ? s.other.map((k) => teamName(k)).join(', ') : '' }, swatch(s.color), s.label, h('b', usd(s.total))))));
+      : h('span.item', { title: s.other ? s.other.map((k) => teamName(k)).join(', ') : '', 'data-key': s.other ? null : s.key ?? null, 'data-total': String(s.total) }, swatch(s.color), s.label, h('b', usd(s.total))))));
     const first = buckets.findIndex((b) => b.data);
     notes.replaceChildren(
       partial >= 0 ? h('span.note', { 'data-note': 'partial' }, h('i.swatch.hatched'), `hatched: this ${unit} so far, not finished`) : null,
@@ -200,7 +200,7 @@ function costOverTime(ctx, p, { win, dim, filter, name }) {
 }
 
 /** Horizontal bars of `rows` (label, value, split into used and idle). */
-function barList(items, { max } = {}) {
+export function barList(items, { max } = {}) {
   const top = max ?? Math.max(...items.map((i) => i.value), 0);
   return h('div.bars', items.map((i) => h('div.bar-row', { 'data-row': i.key ?? '' },
     h('div.label', i.label),
@@ -211,6 +211,7 @@ function barList(items, { max } = {}) {
 }
 
 function topModels(ctx, p, { win, filter, limit = 8 }) {
+  const { state } = ctx;
   ctx.load(p, async () => {
     const r = await getJSON('costs', { from: iso(win.from), to: iso(win.to), group_by: 'model', filter }, { signal: ctx.signal });
     const rows = r.rows.slice().sort((a, b) => num(b.total_usd) - num(a.total_usd));
@@ -222,7 +223,7 @@ function topModels(ctx, p, { win, filter, limit = 8 }) {
     const warn = cssVar('--warn');
     const items = shown.map((x) => ({
       key: x.model,
-      label: [h('span', { title: x.model }, modelName(x.model))],
+      label: [h('a', { href: link(state, 'model', x.model), title: `${x.model}: its versions, runs and costs`, 'data-model': x.model }, modelName(x.model))],
       value: num(x.total_usd),
       amount: usd(x.total_usd),
       note: `${pct((100 * num(x.total_usd)) / total)}`,
@@ -573,7 +574,7 @@ async function burnDown(ctx, el, b, policy) {
 }
 
 /** Headline figures of a drill-down view. */
-function summaryKpis(main, ids) {
+export function summaryKpis(main, ids) {
   const cards = Object.fromEntries(ids.map(([id, label, cls]) => [id, kpi(label, { id, cls })]));
   main.append(h('section.kpis', Object.values(cards).map((k) => k.el)));
   return cards;
@@ -613,7 +614,7 @@ export function team(main, ctx) {
   });
   const workTable = table(ctx, 'workloads', [
     { key: 'workload', title: 'workload', value: (x) => workloadLabel(x.workload).title, cell: (x) => workloadCell(state, x.workload, { team: name }) },
-    { key: 'model', title: 'model', secondary: true, value: (x) => modelName(x.model), cell: (x) => modelName(x.model) },
+    { key: 'model', title: 'model', secondary: true, value: (x) => modelName(x.model), cell: (x) => (x.model ? h('a', { href: link(state, 'model', x.model), 'data-model': x.model }, x.model) : modelName(x.model)) },
     hours('held', 'GPU-h held', 'held_gpu_seconds'),
     effColumn({ secondary: true }),
     money('idle', 'idle', 'idle_usd'),
