@@ -3,6 +3,7 @@
 //! transaction, so a restart neither loses an alert nor sends one twice.
 
 use crate::LedgerError;
+use gpucost_rules::alert::Change;
 use gpucost_rules::budget_status::{AlertState, Transition};
 
 /// A budget as stored: its JSON form and where it came from (`api`, or `config:<file>`).
@@ -30,7 +31,7 @@ pub struct AlertFilter {
     pub firing: Option<bool>,
     /// Only alerts firing at or after this time (fired or resolved since, or still firing).
     pub since_ns: Option<u64>,
-    /// Only alerts of this kind (`budget`).
+    /// Only alerts of this kind (`budget`, `idle-gpu`, `anomaly`).
     pub kind: Option<String>,
     /// At most this many, the latest fired first.
     pub limit: u32,
@@ -40,13 +41,16 @@ pub struct AlertFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertRecord {
     pub id: i64,
-    /// What raised it: `budget` (idle-GPU and anomaly alerts to come).
+    /// What raised it: `budget`, `idle-gpu` or `anomaly`.
     pub kind: String,
-    /// Which alert of its kind: `<budget>/<threshold>/<period>` for a budget.
+    /// Which alert of its kind: `<budget>/<threshold>/<period>` for a budget,
+    /// `<rule>/<cluster>/<node>/<gpu>/<workload>` for an idle GPU, `<rule>/<dimension>=<value>/<hour|day>` for an
+    /// anomaly.
     pub key: String,
-    /// What it is about: the budget's name.
+    /// What it is about: the budget's name, the idle workload, the anomalous team/model/namespace.
     pub subject: String,
-    /// A JSON object describing it (`{"budget", "threshold", "period"}`).
+    /// A JSON object describing it (`{"budget", "threshold", "period"}`; an idle-GPU or anomaly alert's
+    /// Alertmanager labels).
     pub labels: String,
     /// Why it fired.
     pub summary: String,
@@ -84,6 +88,11 @@ pub trait BudgetStore: Send + Sync {
     /// Stores each transition's new state, records it in the alert history (a firing opens an alert, a
     /// resolution closes the open one) and queues its event for every notifier, in one transaction.
     fn apply_transitions(&self, t: &[Transition], notifiers: &[String], now_ns: u64) -> Result<(), LedgerError>;
+    /// Records idle-GPU and anomaly alert changes (`gpucost_rules::alert`): a firing opens an alert (unless
+    /// one of its kind and key is open already), a resolution closes the open one; each queues its event for
+    /// every notifier; all in one transaction. The open alerts are these alerts' state (`alerts` with
+    /// `firing: Some(true)` reads them back).
+    fn apply_alert_changes(&self, changes: &[Change], notifiers: &[String], now_ns: u64) -> Result<(), LedgerError>;
     /// Up to `limit` notifications for `notifiers` due at `now_ns`, oldest first.
     fn due_notifications(
         &self,

@@ -1,5 +1,6 @@
 //! Budgets, alert states and the notification outbox in the SQLite ledger.
 
+use gpucost_rules::alert::Change;
 use gpucost_rules::budget_status::{AlertState, Transition};
 
 use super::{Engine, SqlLedger};
@@ -58,6 +59,50 @@ impl<E: Engine> BudgetStore for SqlLedger<E> {
                  ON CONFLICT (budget, threshold, period) DO UPDATE SET alarm = excluded.alarm, since_ns = excluded.since_ns", sql_params![s.budget, s.threshold, s.period, i64::from(s.alarm), s.since_ns as i64])?;
             let alert = record_alert(&tx, tr, now_ns)?;
             let event = serde_json::to_string(&tr.event).map_err(|e| LedgerError::Io(e.to_string()))?;
+            for n in notifiers {
+                tx.run(
+                    "INSERT INTO notifications (notifier, event, created_ns, next_attempt_ns, alert_id) VALUES ($1, $2, $3, $3, $4)",
+                    sql_params![n, event, now_ns as i64, alert],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn apply_alert_changes(&self, changes: &[Change], notifiers: &[String], now_ns: u64) -> Result<(), LedgerError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = Tx::begin(&guard.conn, self.engine.begin())?;
+        for c in changes {
+            let open: Option<i64> = tx.opt(
+                "SELECT id FROM alerts WHERE kind = $1 AND alert_key = $2 AND resolved_ns IS NULL ORDER BY id DESC LIMIT 1",
+                sql_params![c.kind, c.key],
+                |r| r.get(0),
+            )?;
+            let alert = match (c.firing, open) {
+                // Already open (another evaluation got there first): nothing to tell.
+                (true, Some(_)) | (false, None) => continue,
+                (true, None) => {
+                    let labels = serde_json::to_string(&c.labels).map_err(|e| LedgerError::Io(e.to_string()))?;
+                    tx.one(
+                        "INSERT INTO alerts (kind, alert_key, subject, labels, summary, fired_ns)
+                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                        sql_params![c.kind, c.key, c.subject, labels, c.summary, c.since_ns as i64],
+                        |r| r.get::<i64>(0),
+                    )?
+                }
+                (false, Some(id)) => {
+                    tx.run(
+                        "UPDATE alerts SET resolved_ns = $1, resolution = $2 WHERE id = $3",
+                        sql_params![now_ns as i64, c.resolution.clone().unwrap_or_default(), id],
+                    )?;
+                    id
+                }
+            };
+            let event = serde_json::to_string(&c.event).map_err(|e| LedgerError::Io(e.to_string()))?;
             for n in notifiers {
                 tx.run(
                     "INSERT INTO notifications (notifier, event, created_ns, next_attempt_ns, alert_id) VALUES ($1, $2, $3, $3, $4)",

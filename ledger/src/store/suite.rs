@@ -85,6 +85,7 @@ macro_rules! every_case {
             arrival_order_and_resends_change_nothing,
             the_outbox_retries_a_failure_after_its_backoff_and_never_redelivers,
             fired_alerts_are_kept_with_their_resolution_and_each_notifications_delivery,
+            an_idle_or_anomaly_episode_opens_one_alert_and_its_resolution_closes_it,
             budgets_are_created_replaced_and_deleted,
             a_gpu_another_cluster_claims_moves_or_erases_none_of_its_clusters_time,
             a_boot_id_another_cluster_learnt_cannot_make_a_batch_a_duplicate,
@@ -1042,6 +1043,64 @@ pub fn fired_alerts_are_kept_with_their_resolution_and_each_notifications_delive
         a.iter().map(|a| (a.key.as_str(), a.fired_ns, a.resolved_ns)).collect::<Vec<_>>(),
         [("b/actual-80/2026-11", 100, Some(200)), ("b/actual-80/2026-10", 50, Some(500))]
     );
+}
+
+pub fn an_idle_or_anomaly_episode_opens_one_alert_and_its_resolution_closes_it<S: Stores>(s: &S) {
+    use gpucost_rules::alert::{self, Firing, Open};
+    let l = s.open("l", HOUR, u64::MAX).unwrap();
+    let names = ["alertmanager".to_string()];
+    let open = || -> Vec<Open> {
+        l.alerts(&AlertFilter {
+            firing: Some(true),
+            kind: Some(alert::IDLE_GPU.into()),
+            limit: 100,
+            ..AlertFilter::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|a| Open {
+            kind: a.kind,
+            key: a.key,
+            subject: a.subject,
+            labels: serde_json::from_str(&a.labels).unwrap(),
+            summary: a.summary,
+            fired_ns: a.fired_ns,
+        })
+        .collect()
+    };
+    let idle = Firing {
+        kind: alert::IDLE_GPU,
+        key: "nb/c/n1/GPU-1/pod:c/notebooks/nb-0/main".into(),
+        subject: "pod:c/notebooks/nb-0/main".into(),
+        labels: [("alertname".to_string(), "GpuCostIdleGpu".to_string()), ("gpu".to_string(), "GPU-1".to_string())]
+            .into_iter()
+            .collect(),
+        summary: "held unused for 4.5 h".into(),
+        since_ns: 100,
+    };
+    let why = |_: &Open| "used again".to_string();
+    let fire = alert::plan(alert::IDLE_GPU, &open(), std::slice::from_ref(&idle), &why, 500);
+    l.apply_alert_changes(&fire, &names, 500).unwrap();
+    // Applied twice (two evaluations racing, or a retry): still one alert, one notification.
+    l.apply_alert_changes(&fire, &names, 501).unwrap();
+    let o = open();
+    assert_eq!(o.len(), 1);
+    assert_eq!((o[0].key.as_str(), o[0].fired_ns, o[0].labels["gpu"].as_str()), (idle.key.as_str(), 100, "GPU-1"));
+    assert!(
+        alert::plan(alert::IDLE_GPU, &o, std::slice::from_ref(&idle), &why, 600).is_empty(),
+        "read back, nothing new"
+    );
+    let a = &l.alerts(&AlertFilter { limit: 10, ..AlertFilter::default() }).unwrap()[0];
+    assert_eq!((a.kind.as_str(), a.notifications.len()), ("idle-gpu", 1));
+    assert!(a.notifications[0].event.contains("\"kind\":\"idle-gpu\""));
+    // Over: closed with why, its resolution queued; budget alerts untouched by it.
+    let over = alert::plan(alert::IDLE_GPU, &o, &[], &why, 700);
+    l.apply_alert_changes(&over, &names, 700).unwrap();
+    assert!(open().is_empty());
+    let a = &l.alerts(&AlertFilter { limit: 10, ..AlertFilter::default() }).unwrap()[0];
+    assert_eq!((a.resolved_ns, a.resolution.as_deref(), a.notifications.len()), (Some(700), Some("used again"), 2));
+    assert!(a.notifications[1].event.contains("\"state\":\"OK\""));
+    assert!(l.alert_states().unwrap().is_empty());
 }
 
 pub fn budgets_are_created_replaced_and_deleted<S: Stores>(s: &S) {
