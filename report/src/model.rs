@@ -111,6 +111,9 @@ impl ModelCosts {
         let mut out = ModelCosts::default();
         for row in rows {
             let [version, run, experiment, day] = [0, 1, 2, 3].map(|i| row.group.get(i).map_or("", String::as_str));
+            // the ledger keys a day by its number since 1970; shown (and compared) as YYYY-MM-DD
+            let day = Dimension::Day.display(day);
+            let day = day.as_str();
             let v = versions.entry(version.to_string()).or_insert_with(|| VersionCosts {
                 version: version.to_string(),
                 ..Default::default()
@@ -197,7 +200,7 @@ mod tests {
             row("10", "", "", "2026-11-05", 1_000_000, 1_000_000, 600),
             row("10", "run-b", "7", "2026-11-03", 60_000_000, 0, 9000),
             row("10", "run-b", "7", "2026-11-04", 20_000_000, 0, 3000),
-            row("", "", "", "2026-11-05", 3_000_000, 0, 60),
+            row("", "", "", "20397", 3_000_000, 0, 60),
         ];
         let m = ModelCosts::from_rows(&rows);
         assert_eq!(m.serving.total(), 22_000_000);
@@ -207,6 +210,8 @@ mod tests {
         // numeric versions newest first, as numbers (10 above 3), the unversioned last
         let versions: Vec<&str> = m.versions.iter().map(|v| v.version.as_str()).collect();
         assert_eq!(versions, ["10", "3", ""]);
+        // a day as the ledger keys it (days since 1970) is shown as a date
+        assert_eq!(m.versions[2].seen.first_day, "2025-11-05");
         let v3 = &m.versions[1];
         assert_eq!((v3.serving.used, v3.serving.idle), (15_000_000, 2_000_000));
         assert_eq!(v3.training.total(), 41_000_000);

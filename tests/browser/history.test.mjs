@@ -163,6 +163,10 @@ try {
     await page.waitForSelector('[data-table="model-versions"] tbody tr');
     const vRows = await page.$$eval('[data-table="model-versions"] tbody tr', (rs) => rs.length);
     check(vRows === Math.min(25, m.versions.length), `model ${topModel.model}: the versions table shows ${vRows} of ${m.versions.length} versions`);
+    const seen = await page.$eval('[data-table="model-versions"] tbody tr td[data-col="days"]', (td) => td.textContent);
+    check(seen === from.slice(0, 10) && m.versions.every((v) => v.first_day === from.slice(0, 10) && v.last_day === from.slice(0, 10)), `model ${topModel.model}: seen on ${seen}, the day asked for`);
+    const notes = await page.$eval('[data-panel="model-serving"] .body', (e) => e.textContent);
+    check(!/null|undefined|NaN/.test(notes), `model ${topModel.model}: the serving panel shows no null, undefined or NaN`);
     if (m.runs.length) {
       await page.waitForSelector('[data-table="model-runs"] tbody tr');
       const runLinks = await page.$$eval('[data-table="model-runs"] a[data-mlflow]', (as) => as.map((a) => a.href));

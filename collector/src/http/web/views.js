@@ -190,12 +190,12 @@ export function costOverTime(ctx, p, { win, dim, filter, name, labelOf }) {
       ? h('a', { href: link(ctx.state, 'team', s.key), 'data-key': s.key }, swatch(s.color), s.label, h('b', usd(s.total)))
       : h('span.item', { title: s.other ? s.other.map((k) => teamName(k)).join(', ') : '', 'data-key': s.other ? null : s.key ?? null, 'data-total': String(s.total) }, swatch(s.color), s.label, h('b', usd(s.total))))));
     const first = buckets.findIndex((b) => b.data);
-    notes.replaceChildren(
+    notes.replaceChildren(...[
       partial >= 0 ? h('span.note', { 'data-note': 'partial' }, h('i.swatch.hatched'), `hatched: this ${unit} so far, not finished`) : null,
       missing.size ? h('span.note', { 'data-note': 'missing' }, h('i.swatch.nodata'),
         first > 0 && [...missing].every((i) => i < first) ? `grey: no data before ${when(xs[first], { time: win.step < DAY })} UTC (not zero cost)`
           : `grey: no data recorded (${missing.size} of ${buckets.length} ${win.step === DAY ? 'days' : 'buckets'}; not zero cost)`) : null,
-    );
+    ].filter(Boolean));
   });
 }
 
