@@ -129,6 +129,7 @@ fn main() {
         zone: "us-east-1a".into(),
         devices,
         labels: Default::default(),
+        instance_id: String::new(),
     };
     let identifier = Identifier::new(
         IdentifyConfig {

@@ -7,6 +7,10 @@
 //! A process's SM utilisation is averaged over *every* tick of the interval, with the ticks in which it
 //! was absent (or had no NVML sample) counting as 0, so that `sm_util / 100 × interval` is the GPU time
 //! it actually used. Memory held is averaged the same way.
+//!
+//! Beside the means, the evidence a right-sizing needs: a process's peak memory (its largest reading in any
+//! tick of the interval, not the mean) and its busy samples (the ticks it was present with an SM reading above
+//! zero; a tick without a reading is not busy).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -31,6 +35,8 @@ struct ProcAcc {
     sm_sum: u64,
     mem_util_sum: u64,
     mem_used_sum: u128,
+    mem_used_peak: u64,
+    busy: u32,
     identity: Option<WorkloadIdentity>,
 }
 
@@ -100,6 +106,8 @@ impl IntervalAccumulator {
             acc.sm_sum += u64::from(p.sm_util_percent.unwrap_or(0).min(100));
             acc.mem_util_sum += u64::from(p.memory_util_percent.unwrap_or(0).min(100));
             acc.mem_used_sum += u128::from(p.used_memory_bytes);
+            acc.mem_used_peak = acc.mem_used_peak.max(p.used_memory_bytes);
+            acc.busy += u32::from(p.sm_util_percent.is_some_and(|u| u > 0));
             if p.identity.is_some() {
                 acc.identity = p.identity;
             }
@@ -141,7 +149,9 @@ impl IntervalAccumulator {
                 sm_util: a.sm_sum as f64 / f64::from(ticks),
                 mem_util: a.mem_util_sum as f64 / f64::from(ticks),
                 used_memory_bytes: (a.mem_used_sum / u128::from(ticks)) as u64,
+                peak_memory_bytes: a.mem_used_peak,
                 sample_count: a.samples,
+                busy_sample_count: a.busy,
                 workload: a.identity.unwrap_or_default(),
                 process_name: String::new(),
             })
@@ -240,6 +250,26 @@ mod tests {
         let energy = |uuid: &str| back.gpus.iter().find(|g| g.uuid == uuid).unwrap().energy_millijoules;
         assert_eq!(energy("GPU-a"), Some(200), "from its first reading back, not from before it was lost");
         assert_eq!(energy("GPU-b"), Some(1_000));
+    }
+
+    #[test]
+    fn peak_memory_is_the_largest_sample_and_busy_counts_samples_with_sm_above_zero() {
+        let mut acc = IntervalAccumulator::new(0, 1_000_000_000);
+        let ticks = [(Some(40), 2_000), (Some(0), 9_000), (None, 3_000), (Some(1), 1_000)];
+        for (sm, mem) in ticks {
+            acc.add(Tick { gpus: vec![gpu("GPU-a", 0, 0)], processes: vec![proc(7, sm, mem)] });
+        }
+        // A tick without the process: neither busy nor memory, but it still counts in the means.
+        acc.add(Tick { gpus: vec![gpu("GPU-a", 0, 0)], processes: vec![] });
+        let p = &acc.close(5_000_000_000).processes[0];
+        assert_eq!(p.peak_memory_bytes, 9_000, "the largest sample, not the mean");
+        assert_eq!(p.used_memory_bytes, 3_000, "the mean over all five ticks");
+        assert!(p.peak_memory_bytes > p.used_memory_bytes);
+        assert_eq!((p.busy_sample_count, p.sample_count), (2, 4), "SM 40 and 1 are busy; 0 and no reading are not");
+        // The next interval starts afresh.
+        acc.add(Tick { gpus: vec![], processes: vec![proc(7, Some(5), 100)] });
+        let next = &acc.close(6_000_000_000).processes[0];
+        assert_eq!((next.peak_memory_bytes, next.busy_sample_count, next.sample_count), (100, 1, 1));
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! `gpucost-agent`: the GPU node agent. See `gpucost-agent --help`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use clap::{Parser, ValueEnum};
 use gpucost_agent::identify::dra::{self, SliceCache};
 use gpucost_agent::identify::imds;
 use gpucost_agent::identify::labels::{CollectorKeys, DEFAULT_ALLOW, LabelAllow};
-use gpucost_agent::identify::node::{DEFAULT_NODE_LABELS, apply_labels};
+use gpucost_agent::identify::node::{DEFAULT_NODE_LABELS, NodeObject, apply_labels, apply_provider_id};
 use gpucost_agent::identify::pods::PodCache;
 use gpucost_agent::identify::{DEFAULT_ENV_KEYS, Identifier, IdentifyConfig};
 use gpucost_agent::nvml::NvmlSource;
@@ -98,8 +97,8 @@ struct Config {
     /// KUBECONFIG set), on, or off.
     #[arg(long, env = "GPUCOST_KUBERNETES", value_enum, default_value = "auto")]
     kubernetes: Toggle,
-    /// Read the instance type, lifecycle and placement from EC2 instance metadata (IMDSv2) when the
-    /// flags and node labels leave the instance type unknown: auto (try, quietly), on (must work), off.
+    /// Read the instance id, type, lifecycle and placement from EC2 instance metadata (IMDSv2) when the
+    /// flags and node object leave the instance type or id unknown: auto (try, quietly), on (must work), off.
     #[arg(long, env = "GPUCOST_IMDS", value_enum, default_value = "auto")]
     imds: Toggle,
     /// The instance metadata endpoint.
@@ -365,7 +364,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     // `--once` opens no stream: no collector to ask.
     let label_keys = (config.collector_label_keys && !config.once).then(CollectorKeys::default);
-    let (identifier, node_labels) = identifier(&config, label_keys.clone()).await?;
+    let (identifier, node_object) = identifier(&config, label_keys.clone()).await?;
     let node_label_allow = LabelAllow::new(&config.node_label_allow);
     let node_metrics = std::sync::Arc::new(gpucost_agent::node_metrics::NodeMetrics::default());
     let (source, identifier, agent_id): (Box<dyn GpuSource>, Option<Identifier>, String) = match config.source {
@@ -384,16 +383,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 zone: config.zone.clone(),
                 devices: Vec::new(),
                 labels: Default::default(),
+                instance_id: String::new(),
             };
             let mut node = node;
-            apply_labels(&mut node, &node_labels, &node_label_allow);
+            apply_labels(&mut node, &node_object.labels, &node_label_allow);
+            apply_provider_id(&mut node, &node_object.provider_id);
             let mut source = NvmlSource::open_when_ready(&config.nvml_lib, node, node_metrics.source.clone()).await?;
-            if source.node().instance_type.is_empty() && config.imds != Toggle::Off {
+            let open = |n: &NodeInfo| n.instance_type.is_empty() || n.instance_id.is_empty();
+            if open(source.node()) && config.imds != Toggle::Off {
                 let endpoint = config.imds_endpoint.clone();
                 match tokio::task::spawn_blocking(move || imds::read(&endpoint, Duration::from_secs(1))).await? {
                     Ok(facts) => imds::apply(source.node_mut(), &facts),
                     Err(e) if config.imds == Toggle::On => return Err(e.into()),
-                    Err(e) => tracing::info!(error = %e, "no EC2 instance metadata; the instance type stays unknown"),
+                    Err(e) => tracing::info!(
+                        error = %e,
+                        "no EC2 instance metadata; what the flags and node object left open (instance type or id) stays unknown"
+                    ),
                 }
             }
             (Box::new(source), Some(identifier), config.agent_id.clone().unwrap_or(node_name))
@@ -411,7 +416,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 info.capacity_type = CapacityType::Unspecified;
                 info.region.clear();
                 info.zone.clear();
-                apply_labels(info, &node_labels, &node_label_allow);
+                apply_labels(info, &node_object.labels, &node_label_allow);
             }
             (Box::new(source), config.sim_anonymous.then_some(identifier), agent_id)
         }
@@ -523,11 +528,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// The identifier, with the pod watchers started when this is a Kubernetes node (keeping the label keys the
-/// collector asks for, when `label_keys`); and the node's own labels, read from its Node object.
-async fn identifier(
-    config: &Config,
-    label_keys: Option<CollectorKeys>,
-) -> anyhow::Result<(Identifier, BTreeMap<String, String>)> {
+/// collector asks for, when `label_keys`); and the node's own labels and provider id, read from its Node object.
+async fn identifier(config: &Config, label_keys: Option<CollectorKeys>) -> anyhow::Result<(Identifier, NodeObject)> {
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() || std::env::var_os("KUBECONFIG").is_some();
     let pods = match (config.kubernetes, in_cluster) {
         (Toggle::Off, _) | (Toggle::Auto, false) => None,
@@ -537,11 +539,11 @@ async fn identifier(
             let client = kube::Client::try_default()
                 .await
                 .context("cannot configure the Kubernetes client (in-cluster service account or KUBECONFIG)")?;
-            let node_labels = match gpucost_agent::identify::node::fetch_labels(client.clone(), &node).await {
-                Ok(l) => l,
+            let node_object = match gpucost_agent::identify::node::fetch(client.clone(), &node).await {
+                Ok(o) => o,
                 Err(e) => {
-                    tracing::warn!(error = %e, %node, "cannot read this node's labels; instance type and capacity come from flags only");
-                    BTreeMap::new()
+                    tracing::warn!(error = %e, %node, "cannot read this node's object; instance type, id and capacity come from flags and instance metadata only");
+                    NodeObject::default()
                 }
             };
             let cache = PodCache::default();
@@ -582,12 +584,12 @@ async fn identifier(
                     "pods, namespaces and DRA ResourceSlices not all listed within 30 s; attributing with what is known so far"
                 );
             }
-            Some((cache, node_labels, dra))
+            Some((cache, node_object, dra))
         }
     };
-    let (pods, node_labels, dra) = match pods {
-        Some((cache, labels, dra)) => (Some(cache), labels, dra),
-        None => (None, BTreeMap::new(), None),
+    let (pods, node_object, dra) = match pods {
+        Some((cache, object, dra)) => (Some(cache), object, dra),
+        None => (None, NodeObject::default(), None),
     };
     let socket = config.pod_resources_socket.exists().then(|| config.pod_resources_socket.clone());
     let identify = IdentifyConfig {
@@ -608,5 +610,5 @@ async fn identifier(
         Some(keys) if watching => identifier.with_collector_keys(keys),
         _ => identifier,
     };
-    Ok((identifier, node_labels))
+    Ok((identifier, node_object))
 }

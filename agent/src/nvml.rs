@@ -622,6 +622,7 @@ mod tests {
             zone: String::new(),
             devices: vec![],
             labels: Default::default(),
+            instance_id: String::new(),
         };
         let opened = NvmlSource::open("libnvidia-ml.so.1", node, Arc::default());
         if std::path::Path::new("/dev/nvidiactl").exists() {

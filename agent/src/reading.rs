@@ -19,6 +19,9 @@ pub struct NodeInfo {
     /// Allow-listed labels of the node object (Kubernetes).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The EC2 instance id (`i-…`), from the flags, the Node's `spec.providerID` or IMDSv2; empty: unknown.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub instance_id: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -181,7 +184,11 @@ pub struct ProcessUsage {
     pub sm_util: f64,
     pub mem_util: f64,
     pub used_memory_bytes: u64,
+    /// The most memory the process held in any one sample of the interval.
+    pub peak_memory_bytes: u64,
     pub sample_count: u32,
+    /// Samples (of `sample_count`) in which its SM utilisation was above zero.
+    pub busy_sample_count: u32,
     pub workload: WorkloadIdentity,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub process_name: String,

@@ -243,6 +243,12 @@ fn container_id(rng: &mut Rng) -> String {
     format!("{:016x}{:016x}{:016x}{:016x}", rng.next(), rng.next(), rng.next(), rng.next())
 }
 
+/// A node's EC2 instance id, stable for its cluster and name: "i-" and 17 hex digits, as EC2 makes them.
+fn instance_id_of(cluster: &str, node_name: &str) -> String {
+    let h = format!("{cluster}/{node_name}").bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| mix(h ^ u64::from(b)));
+    format!("i-0{h:016x}")
+}
+
 fn uuid_from(h: u64, h2: u64) -> String {
     format!(
         "GPU-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
@@ -306,6 +312,7 @@ impl SimNode {
             zone,
             devices,
             labels: BTreeMap::new(),
+            instance_id: instance_id_of(cluster, &node_name),
         };
         let mut node = SimNode { agent_id: node_name, info, seed, gpus, processes: Vec::new() };
         node.place_workloads(&mut rng, index);
@@ -570,16 +577,19 @@ impl SimNode {
         let mut busy: BTreeMap<&str, (u32, u64)> = BTreeMap::new();
         for p in &self.processes {
             if let Some((pid, sm)) = self.process_in_slot(p, slot, slot_ns) {
+                // Its working set breathes: up to 15 % below its footprint, which is its peak.
+                let dip = hash(&[self.seed, u64::from(pid), slot, 1]) % 16;
+                let memory_bytes = p.memory_bytes - p.memory_bytes / 100 * dip;
                 let e = busy.entry(&p.gpu_uuid).or_default();
                 e.0 += sm;
-                e.1 += p.memory_bytes;
+                e.1 += memory_bytes;
                 tick.processes.push(ProcessSample {
                     pid,
                     gpu_uuid: p.gpu_uuid.clone(),
                     // NVML has no per-process utilisation under MIG.
                     sm_util_percent: (!p.mig).then_some(sm),
                     memory_util_percent: (!p.mig).then_some(sm / 2),
-                    used_memory_bytes: p.memory_bytes,
+                    used_memory_bytes: memory_bytes,
                     identity: Some(p.identity.clone()),
                 });
             }
@@ -961,6 +971,37 @@ mod tests {
             .flat_map(|n| n.gpus.keys().filter(|u| !n.processes.iter().any(|p| &&p.gpu_uuid == u)))
             .count();
         assert!(unheld > 0, "the demo should show some idle GPUs");
+    }
+
+    #[test]
+    fn every_node_has_its_own_stable_ec2_instance_id() {
+        let fleet = Fleet::generate(FleetSpec::demo(1));
+        let ids: std::collections::BTreeSet<_> = fleet.nodes.iter().map(|n| n.info.instance_id.clone()).collect();
+        assert_eq!(ids.len(), fleet.nodes.len(), "one per node");
+        assert!(ids.iter().all(|id| crate::identify::instance::is_ec2_instance_id(id) && id.len() == 19), "{ids:?}");
+        let again = Fleet::generate(FleetSpec::demo(1));
+        assert_eq!(again.nodes[5].info.instance_id, fleet.nodes[5].info.instance_id);
+    }
+
+    #[test]
+    fn a_process_peaks_above_its_mean_memory_and_idle_notebook_samples_are_not_busy() {
+        use crate::interval::IntervalAccumulator;
+        let fleet = Fleet::generate(FleetSpec::demo(1));
+        let slot_ns = 15 * NS_PER_SEC;
+        let (mut peaked, mut partly_busy) = (0, 0);
+        for node in &fleet.nodes {
+            let mut acc = IntervalAccumulator::new(0, slot_ns);
+            for slot in 0..240 {
+                acc.add(node.slot_tick(slot, slot_ns));
+            }
+            for p in acc.close(240 * slot_ns).processes {
+                assert!(p.peak_memory_bytes >= p.used_memory_bytes && p.busy_sample_count <= p.sample_count);
+                peaked += usize::from(p.peak_memory_bytes > p.used_memory_bytes);
+                partly_busy += usize::from(p.busy_sample_count > 0 && p.busy_sample_count < p.sample_count);
+            }
+        }
+        assert!(peaked > 0, "some process's peak is above its mean");
+        assert!(partly_busy > 0, "some process (a notebook) idles in some samples");
     }
 
     #[test]

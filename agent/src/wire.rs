@@ -50,6 +50,8 @@ impl Framer {
                     memory_util_percent: p.mem_util,
                     used_memory_bytes: p.used_memory_bytes,
                     sample_count: p.sample_count,
+                    peak_memory_bytes: Some(p.peak_memory_bytes),
+                    busy_sample_count: Some(p.busy_sample_count),
                     workload: Some(identity(p.workload)),
                     process_name: p.process_name,
                     // Inline: made a reference per stream as it is sent (`gpucost_proto::refs`).
@@ -87,6 +89,7 @@ fn node_info(n: &NodeInfo) -> pb::NodeInfo {
         region: n.region.clone(),
         zone: n.zone.clone(),
         labels: n.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        instance_id: n.instance_id.clone(),
         devices: n
             .devices
             .iter()

@@ -7,14 +7,14 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
 use gpucost_agent::identify::imds;
-use gpucost_agent::reading::CapacityType;
+use gpucost_agent::reading::{CapacityType, IntervalReport, NodeInfo};
 
 async fn metadata(headers: HeaderMap, axum::extract::Path(path): axum::extract::Path<String>) -> (StatusCode, String) {
     if headers.get("x-aws-ec2-metadata-token").and_then(|v| v.to_str().ok()) != Some("tok-123") {
         return (StatusCode::UNAUTHORIZED, String::new());
     }
     match path.as_str() {
-        "instance-id" => (StatusCode::OK, "i-0abc123".into()),
+        "instance-id" => (StatusCode::OK, "i-0abc1234def567890".into()),
         "instance-type" => (StatusCode::OK, "g6.xlarge".into()),
         "instance-life-cycle" => (StatusCode::OK, "spot".into()),
         "placement/availability-zone" => (StatusCode::OK, "us-west-2b".into()),
@@ -41,10 +41,42 @@ async fn the_instance_type_lifecycle_and_placement_come_from_imdsv2() {
     tokio::spawn(async move { axum::serve(listener, app).await });
     let facts =
         tokio::task::spawn_blocking(move || imds::read(&endpoint, Duration::from_secs(2))).await.unwrap().unwrap();
-    assert_eq!(facts.instance_id, "i-0abc123");
+    assert_eq!(facts.instance_id, "i-0abc1234def567890");
     assert_eq!(facts.instance_type, "g6.xlarge");
     assert_eq!(facts.capacity_type, CapacityType::Spot);
     assert_eq!((facts.region.as_str(), facts.zone.as_str()), ("us-west-2", "us-west-2b"));
+    // The node reports the instance id on the wire (NodeInfo.instance_id) unless something set it first.
+    let mut node = NodeInfo {
+        cluster: "c".into(),
+        node_name: "n".into(),
+        instance_type: String::new(),
+        capacity_type: CapacityType::Unspecified,
+        region: String::new(),
+        zone: String::new(),
+        devices: vec![],
+        labels: Default::default(),
+        instance_id: String::new(),
+    };
+    imds::apply(&mut node, &facts);
+    assert_eq!((node.instance_id.as_str(), node.instance_type.as_str()), ("i-0abc1234def567890", "g6.xlarge"));
+    let wire = gpucost_agent::wire::Framer::new("n".into(), "b".into()).frame(&node, empty_report());
+    assert_eq!(wire.node.expect("node").instance_id, "i-0abc1234def567890");
+    // What is not an instance id is not taken for one.
+    node.instance_id.clear();
+    imds::apply(&mut node, &imds::InstanceFacts { instance_id: "i-0abc123".into(), ..facts });
+    assert_eq!(node.instance_id, "");
+}
+
+fn empty_report() -> IntervalReport {
+    IntervalReport {
+        interval_start_unix_nanos: 0,
+        interval_end_unix_nanos: 1,
+        sample_interval_nanos: 1,
+        sample_count: 0,
+        gpus: vec![],
+        processes: vec![],
+        allocations: vec![],
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ pub mod budgets;
 #[cfg(feature = "postgres")]
 pub mod copy;
 pub mod error;
+pub mod evidence;
 pub mod history;
 pub mod migrations;
 pub mod query;
@@ -26,6 +27,7 @@ pub mod writer;
 pub use bill::BillStore;
 pub use budgets::BudgetStore;
 pub use error::LedgerError;
+pub use evidence::EvidenceStore;
 pub use gpucost_types::dimension::{Dimension, MAX_FILTER_TERMS, MAX_LABEL_DIMENSIONS};
 pub use history::{ClosedPeriod, PriceOf, ReattributeReport, RepriceOptions, RepriceReport};
 pub use query::{
@@ -42,5 +44,6 @@ pub use store::{Engine, HistoryPoint, HistorySource, HistorySubject, SqlLedger, 
 pub mod prelude {
     pub use crate::bill::BillStore;
     pub use crate::budgets::BudgetStore;
+    pub use crate::evidence::EvidenceStore;
     pub use crate::roles::{Coordination, History, Ledger, Reading, Recording};
 }

@@ -20,4 +20,5 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0015_cluster_scoped_claims.sql"),
     include_str!("migrations/0016_alert_history.sql"),
     include_str!("migrations/0017_bill_lines.sql"),
+    include_str!("migrations/0018_evidence.sql"),
 ];

@@ -13,6 +13,7 @@ use gpucost_types::stage::Attributed;
 use crate::bill::BillStore;
 use crate::budgets::BudgetStore;
 use crate::error::LedgerError;
+use crate::evidence::EvidenceStore;
 use crate::history::{ClosedPeriod, PriceOf, ReattributeReport, RepriceOptions, RepriceReport};
 use crate::query::{CostQuery, CostReport, NodePrice, OriginCharge, UsageQuery, UsageReport};
 use crate::recorded::{Conflict, Recorded};
@@ -140,6 +141,6 @@ pub trait Coordination: Send + Sync {
 }
 
 /// The whole ledger: every role. Implementations are safe to share between threads.
-pub trait Ledger: Recording + Reading + History + Coordination + BudgetStore + BillStore {}
+pub trait Ledger: Recording + Reading + History + Coordination + BudgetStore + BillStore + EvidenceStore {}
 
-impl<T: Recording + Reading + History + Coordination + BudgetStore + BillStore> Ledger for T {}
+impl<T: Recording + Reading + History + Coordination + BudgetStore + BillStore + EvidenceStore> Ledger for T {}

@@ -17,6 +17,7 @@ pub mod podresources {
 }
 
 pub mod codec;
+pub mod instance_id;
 pub mod label_keys;
 pub mod limits;
 pub mod refs;

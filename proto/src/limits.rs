@@ -55,10 +55,12 @@ pub const LARGEST_BATCH_BYTES: usize = {
     let text = field(MAX_TEXT_LEN);
     let uuid = field(MAX_UUID_LEN);
     let device = field(uuid * 3 + field(64) + VARINT * 2);
-    let node = field(text * 5 + VARINT + MAX_DEVICES * device + entries(MAX_LABELS));
+    // Five texts and the instance id (a text too).
+    let node = field(text * 6 + VARINT + MAX_DEVICES * device + entries(MAX_LABELS));
     let gpu = field(uuid + DOUBLE * 2 + VARINT * 4);
     // The identity's own bytes are in MAX_IDENTITY_BYTES; its tag and length here.
-    let process = field(VARINT * 4 + uuid + DOUBLE * 2 + field(MAX_PROCESS_NAME_LEN) + field(0) + 5);
+    // pid, sample count, used and peak memory, busy samples, workload reference; two doubles.
+    let process = field(VARINT * 6 + uuid + DOUBLE * 2 + field(MAX_PROCESS_NAME_LEN) + field(0) + 5);
     let allocation = field(uuid + field(0) + VARINT);
     let declaration = field(VARINT + field(0) + 5);
     text * 3

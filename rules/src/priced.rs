@@ -153,6 +153,9 @@ mod tests {
                 sm_share_ppm: *ppm,
                 memory_util_ppm: 0,
                 used_memory_bytes: *mem,
+                peak_memory_bytes: None,
+                samples: 0,
+                busy_samples: None,
             })
             .collect();
         let gpus = devices
@@ -177,6 +180,7 @@ mod tests {
             gpus,
             processes,
             allocations: Vec::new(),
+            instance_id: None,
         })
     }
 

@@ -121,6 +121,9 @@ mod tests {
             sm_share_ppm: share_ppm,
             memory_util_ppm: 0,
             used_memory_bytes: mem,
+            peak_memory_bytes: None,
+            samples: 0,
+            busy_samples: None,
         }
     }
 

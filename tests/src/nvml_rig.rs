@@ -77,6 +77,7 @@ impl Rig {
             zone: String::new(),
             devices: vec![],
             labels: Default::default(),
+            instance_id: String::new(),
         };
         let (pods, namespaces) = (Vec::new(), BTreeMap::new());
         Self {

@@ -255,6 +255,7 @@ fn an_unpriced_instance_type_is_reported_unpriced_not_as_zero_dollars() {
                 memory_total_bytes: 80 << 30,
                 ..Default::default()
             }],
+            instance_id: String::new(),
         }),
         interval_start_unix_nanos: t0,
         interval_end_unix_nanos: t0 + 60 * NS,

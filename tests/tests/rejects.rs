@@ -28,6 +28,7 @@ fn batch(boot: &str, seq: u64, start: u64) -> pb::UsageBatch {
                 memory_total_bytes: 24 << 30,
                 ..Default::default()
             }],
+            instance_id: String::new(),
         }),
         interval_start_unix_nanos: start,
         interval_end_unix_nanos: start + 15 * NS,

@@ -26,6 +26,9 @@ pub struct Batch {
     pub processes: Vec<ProcessReading>,
     /// The workloads the node's device plugin or DRA driver allocated GPUs to, whether or not they ran.
     pub allocations: Vec<Allocation>,
+    /// The EC2 instance the node ran on over the interval (`i-…`), for matching bill lines; `None`: the agent
+    /// did not say (off EC2, or older than the field).
+    pub instance_id: Option<String>,
 }
 
 impl Batch {
@@ -88,7 +91,14 @@ pub struct ProcessReading {
     /// Mean SM utilisation over the interval.
     pub sm_share_ppm: u32,
     pub memory_util_ppm: u32,
+    /// Mean memory held over the interval.
     pub used_memory_bytes: u64,
+    /// Evidence for right-sizing; `None`: unknown (an agent older than it), never 0.
+    /// The most memory held in any one sample of the interval, at least the mean.
+    pub peak_memory_bytes: Option<u64>,
+    /// Samples in which the process was present, and of them those with SM above zero (at most `samples`).
+    pub samples: u32,
+    pub busy_samples: Option<u32>,
 }
 
 /// A GPU allocated to a workload over the interval (kubelet pod-resources, DRA claims, ECS, Slurm).

@@ -1,5 +1,5 @@
-//! EC2 instance metadata (IMDSv2): the instance type, lifecycle (spot or on-demand), region and zone of
-//! a node whose flags and Kubernetes labels did not say — an ECS container instance or a bare EC2 host.
+//! EC2 instance metadata (IMDSv2): the instance id, type, lifecycle (spot or on-demand), region and zone of
+//! a node whose flags and Kubernetes node object did not say — an ECS container instance or a bare EC2 host.
 //! One token request and a handful of reads, each bounded by a short timeout.
 
 use std::time::Duration;
@@ -62,8 +62,11 @@ pub fn read(endpoint: &str, timeout: Duration) -> Result<InstanceFacts, ImdsErro
     })
 }
 
-/// Fills what `node` leaves open.
+/// Fills what `node` leaves open (an instance id only if it is one: "i-" and 8 or 17 hex digits).
 pub fn apply(node: &mut NodeInfo, facts: &InstanceFacts) {
+    if node.instance_id.is_empty() && super::instance::is_ec2_instance_id(&facts.instance_id) {
+        node.instance_id = facts.instance_id.clone();
+    }
     if node.instance_type.is_empty() {
         node.instance_type = facts.instance_type.clone();
     }

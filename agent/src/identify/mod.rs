@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod dra;
 pub mod ecs;
 pub mod imds;
+pub mod instance;
 pub mod labels;
 pub mod node;
 pub mod pod_resources;

@@ -1,7 +1,8 @@
 //! The node's own Kubernetes object: where its instance type, capacity type, region and zone come from
 //! when the agent's flags do not say (`node.kubernetes.io/instance-type`,
 //! `eks.amazonaws.com/capacityType`, `karpenter.sh/capacity-type`, `topology.kubernetes.io/*`), and the
-//! allow-listed labels sent with every batch so that prices can be set per node label.
+//! allow-listed labels sent with every batch so that prices can be set per node label; and its
+//! `spec.providerID`, which names the EC2 instance.
 
 use std::collections::BTreeMap;
 
@@ -44,11 +45,32 @@ pub fn apply_labels(node: &mut NodeInfo, labels: &BTreeMap<String, String>, allo
     node.labels = allow.pick([labels]);
 }
 
-/// Reads the labels of node `name` (RBAC: `get` on `nodes`).
+/// What the agent reads of its node's object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeObject {
+    pub labels: BTreeMap<String, String>,
+    /// `spec.providerID`, e.g. `aws:///us-east-1a/i-0abc…`; empty where unset.
+    pub provider_id: String,
+}
+
+/// Fills the node's instance id, when nothing set it, from an AWS `spec.providerID`.
+pub fn apply_provider_id(node: &mut NodeInfo, provider_id: &str) {
+    if node.instance_id.is_empty()
+        && let Some(id) = super::instance::from_provider_id(provider_id)
+    {
+        node.instance_id = id;
+    }
+}
+
+/// Reads the labels and provider id of node `name` (RBAC: `get` on `nodes`).
 #[cfg(feature = "node")]
-pub async fn fetch_labels(client: kube::Client, name: &str) -> Result<BTreeMap<String, String>, kube::Error> {
+pub async fn fetch(client: kube::Client, name: &str) -> Result<NodeObject, kube::Error> {
     let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
-    Ok(api.get(name).await?.metadata.labels.unwrap_or_default())
+    let node = api.get(name).await?;
+    Ok(NodeObject {
+        labels: node.metadata.labels.unwrap_or_default(),
+        provider_id: node.spec.and_then(|s| s.provider_id).unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]
@@ -66,6 +88,7 @@ mod tests {
             zone: String::new(),
             devices: vec![],
             labels: BTreeMap::new(),
+            instance_id: String::new(),
         }
     }
 
@@ -91,6 +114,17 @@ mod tests {
         );
         assert_eq!(n.labels.get("eks.amazonaws.com/nodegroup").map(String::as_str), Some("a100-spot"));
         assert!(!n.labels.contains_key("kubernetes.io/hostname"), "only allow-listed labels travel");
+    }
+
+    #[test]
+    fn the_instance_id_comes_from_an_aws_provider_id_unless_already_known() {
+        let mut n = empty();
+        apply_provider_id(&mut n, "gce://p/us-central1-a/gke-1");
+        assert_eq!(n.instance_id, "");
+        apply_provider_id(&mut n, "aws:///us-east-1a/i-0abcdef1234567890");
+        assert_eq!(n.instance_id, "i-0abcdef1234567890");
+        apply_provider_id(&mut n, "aws:///us-east-1a/i-1a2b3c4d");
+        assert_eq!(n.instance_id, "i-0abcdef1234567890", "what was set first stays");
     }
 
     #[test]

@@ -91,6 +91,18 @@ fn mean_u(a: u64, da: u64, b: u64, db: u64) -> u64 {
     ((u128::from(a) * u128::from(da) + u128::from(b) * u128::from(db)) / u128::from(da + db)) as u64
 }
 
+/// A process's evidence over the halves of a merge that have it (`None`: absent there), folded with `fold`;
+/// `None` (unknown) when a half that has the process does not say.
+fn evidence<T: Copy>(
+    halves: [Option<&ProcessUsage>; 2],
+    get: impl Fn(&ProcessUsage) -> Option<T>,
+    fold: impl Fn(T, T) -> T,
+) -> Option<T> {
+    let mut present = halves.into_iter().flatten().map(get);
+    let first = present.next()??;
+    present.try_fold(first, |acc, v| Some(fold(acc, v?)))
+}
+
 /// `a` then `b` as one batch over both intervals, or `None` when they may not be merged: another boot,
 /// node or set of holders, not back to back, or a process id that changed workload between them.
 pub fn merge(a: &UsageBatch, b: &UsageBatch) -> Option<UsageBatch> {
@@ -145,6 +157,7 @@ pub fn merge(a: &UsageBatch, b: &UsageBatch) -> Option<UsageBatch> {
         {
             return None;
         }
+        let halves = [x, y];
         let named = y.or(x).unwrap_or(&zero);
         let (x, y) = (x.unwrap_or(&zero), y.unwrap_or(&zero));
         merged_procs.push(ProcessUsage {
@@ -158,6 +171,10 @@ pub fn merge(a: &UsageBatch, b: &UsageBatch) -> Option<UsageBatch> {
             process_name: named.process_name.clone(),
             // Spooled batches hold their identities inline; references are made per stream, as sent.
             workload_ref: 0,
+            // The larger peak and the busy samples of both; unknown if either half that has the process
+            // does not say (a batch spooled by an agent older than the fields).
+            peak_memory_bytes: evidence(halves, |p| p.peak_memory_bytes, u64::max),
+            busy_sample_count: evidence(halves, |p| p.busy_sample_count, u32::saturating_add),
         });
     }
 
@@ -285,6 +302,29 @@ mod tests {
         let mm = merge(&m, &c).expect("mergeable");
         assert_eq!((mm.first_seq, mm.seq, mm.interval_end_unix_nanos), (1, 3, 90 * S));
         assert!((used_ns(&mm) - (used_ns(&a) + used_ns(&b) + used_ns(&c))).abs() < 1.0);
+    }
+
+    #[test]
+    fn merging_keeps_the_larger_peak_and_adds_busy_samples_unless_a_half_does_not_say() {
+        let mut a = batch(1, 0, 15, &[(10, "train", 40.0), (11, "train", 20.0)]);
+        let mut b = batch(2, 15, 15, &[(10, "train", 60.0)]);
+        for (p, (peak, busy)) in a.processes.iter_mut().zip([(7 << 30, 15), (1 << 30, 3)]) {
+            (p.peak_memory_bytes, p.busy_sample_count) = (Some(peak), Some(busy));
+        }
+        (b.processes[0].peak_memory_bytes, b.processes[0].busy_sample_count) = (Some(9 << 30), Some(10));
+        let m = merge(&a, &b).expect("mergeable");
+        let pid = |m: &UsageBatch, pid: u32| m.processes.iter().find(|p| p.pid == pid).cloned().expect("kept");
+        assert_eq!((pid(&m, 10).peak_memory_bytes, pid(&m, 10).busy_sample_count), (Some(9 << 30), Some(25)));
+        assert_eq!(
+            (pid(&m, 11).peak_memory_bytes, pid(&m, 11).busy_sample_count),
+            (Some(1 << 30), Some(3)),
+            "absent from the second half: the first half's evidence"
+        );
+        // A batch spooled by an older agent says nothing: the merged evidence is unknown, not the other half's.
+        b.processes[0].peak_memory_bytes = None;
+        b.processes[0].busy_sample_count = None;
+        let m = merge(&a, &b).expect("mergeable");
+        assert_eq!((pid(&m, 10).peak_memory_bytes, pid(&m, 10).busy_sample_count), (None, None));
     }
 
     #[test]

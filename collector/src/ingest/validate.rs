@@ -225,6 +225,7 @@ pub fn validate_on_stream(
     let gpus = c.gpus(b, &by_uuid)?;
     c.count("processes", "processes", b.processes.len(), limits.max_processes)?;
     c.declarations(b, refs)?;
+    let instance_id = c.instance_id(n)?;
     let processes = c.processes(b, &by_uuid, &node, refs)?;
     let allocations = c.allocations(b, &by_uuid, &node, refs)?;
     Ok(Batch {
@@ -239,6 +240,7 @@ pub fn validate_on_stream(
         gpus,
         processes,
         allocations,
+        instance_id,
     })
 }
 
@@ -285,6 +287,24 @@ impl Check<'_> {
             labels: self.labels("node.labels", &n.labels)?,
         };
         Ok((n, node))
+    }
+
+    /// The node's EC2 instance id, if the agent sent one: "i-" and 8 or 17 lowercase hex digits.
+    fn instance_id(&self, n: &pb::NodeInfo) -> Result<Option<String>, ValidationError> {
+        if n.instance_id.is_empty() {
+            return Ok(None);
+        }
+        if !gpucost_proto::instance_id::is_ec2_instance_id(&n.instance_id) {
+            let shown: String = n.instance_id.chars().take(40).collect();
+            return self.fail(
+                "node.instance_id",
+                format!(
+                    "{:?} is not an EC2 instance id (\"i-\" and 8 or 17 lowercase hex digits)",
+                    shown.escape_debug()
+                ),
+            );
+        }
+        Ok(Some(n.instance_id.clone()))
     }
 
     /// The interval's start and end: in order, after 2020, not too long, and not ending in the future by
@@ -542,6 +562,7 @@ impl Check<'_> {
                     format!("{} exceeds the device's {} bytes", p.used_memory_bytes, dev.memory_total_bytes),
                 );
             }
+            self.evidence(i, p, dev)?;
             self.text_of(
                 format_args!("processes[{i}].process_name"),
                 &p.process_name,
@@ -556,9 +577,44 @@ impl Check<'_> {
                 sm_share_ppm,
                 memory_util_ppm,
                 used_memory_bytes: p.used_memory_bytes,
+                peak_memory_bytes: p.peak_memory_bytes,
+                samples: p.sample_count,
+                busy_samples: p.busy_sample_count,
             });
         }
         Ok(processes)
+    }
+
+    /// Process `i`'s evidence, where sent: a peak between its mean and the device's memory (NVML counts a
+    /// process's memory within its device, so a peak beyond it is a broken reading), and no more busy samples
+    /// than samples.
+    fn evidence(&self, i: usize, p: &pb::ProcessUsage, dev: &pb::GpuDevice) -> Result<(), ValidationError> {
+        if let Some(peak) = p.peak_memory_bytes {
+            if peak > dev.memory_total_bytes {
+                return self.fail(
+                    format!("processes[{i}].peak_memory_bytes"),
+                    format!("{peak} exceeds the device's {} bytes", dev.memory_total_bytes),
+                );
+            }
+            if peak < p.used_memory_bytes {
+                return self.fail(
+                    format!("processes[{i}].peak_memory_bytes"),
+                    format!(
+                        "{peak} is below the mean used_memory_bytes {}: a peak is the largest sample",
+                        p.used_memory_bytes
+                    ),
+                );
+            }
+        }
+        if let Some(busy) = p.busy_sample_count
+            && busy > p.sample_count
+        {
+            return self.fail(
+                format!("processes[{i}].busy_sample_count"),
+                format!("{busy} is more than the process's sample_count {}", p.sample_count),
+            );
+        }
+        Ok(())
     }
 
     /// The workload of process `i` of `sent`, whose reading before it, if any, is `last`.
@@ -633,6 +689,7 @@ mod tests {
                 region: "us-east-1".into(),
                 zone: "us-east-1a".into(),
                 labels: Default::default(),
+                instance_id: "i-0abcdef1234567890".into(),
                 devices: vec![
                     pb::GpuDevice {
                         uuid: "GPU-a".into(),
@@ -665,6 +722,8 @@ mod tests {
                 sm_util_percent: 60.0,
                 used_memory_bytes: 1 << 30,
                 sample_count: 15,
+                peak_memory_bytes: Some(3 << 29),
+                busy_sample_count: Some(12),
                 workload: Some(pb::WorkloadIdentity {
                     kind: pb::WorkloadKind::KubernetesPod as i32,
                     namespace: "ml".into(),
@@ -695,6 +754,55 @@ mod tests {
         let b = gpucost_rules::share::hold(b);
         assert_eq!(b.holdings.len(), 1);
         assert_eq!(b.holdings[0].used_ns, 9_000_000_000);
+    }
+
+    #[test]
+    fn the_evidence_and_instance_id_are_kept_and_absent_ones_are_unknown_not_zero() {
+        let b = validate(&good(), NOW, &Limits::default()).unwrap();
+        let p = &b.processes[0];
+        assert_eq!((p.peak_memory_bytes, p.samples, p.busy_samples), (Some(3 << 29), 15, Some(12)));
+        assert_eq!(b.instance_id.as_deref(), Some("i-0abcdef1234567890"));
+        // As an agent older than the fields sends it.
+        let mut old = good();
+        (old.processes[0].peak_memory_bytes, old.processes[0].busy_sample_count) = (None, None);
+        old.node.as_mut().unwrap().instance_id.clear();
+        let b = validate(&old, NOW, &Limits::default()).unwrap();
+        assert_eq!((b.processes[0].peak_memory_bytes, b.processes[0].busy_samples), (None, None));
+        assert_eq!(b.instance_id, None);
+        // A real 0 stays 0: a process that held no memory and was never busy.
+        let mut idle = good();
+        let p = &mut idle.processes[0];
+        (p.used_memory_bytes, p.peak_memory_bytes, p.busy_sample_count) = (0, Some(0), Some(0));
+        let b = validate(&idle, NOW, &Limits::default()).unwrap();
+        assert_eq!((b.processes[0].peak_memory_bytes, b.processes[0].busy_samples), (Some(0), Some(0)));
+    }
+
+    #[test]
+    fn bad_evidence_and_instance_ids_are_rejected_naming_the_field() {
+        fn p(b: &mut pb::UsageBatch) -> &mut pb::ProcessUsage {
+            &mut b.processes[0]
+        }
+        rejects(
+            |b| p(b).peak_memory_bytes = Some((24 << 30) + 1),
+            "processes[0].peak_memory_bytes",
+            "exceeds the device's",
+        );
+        rejects(|b| p(b).peak_memory_bytes = Some((1 << 30) - 1), "processes[0].peak_memory_bytes", "below the mean");
+        rejects(
+            |b| p(b).busy_sample_count = Some(16),
+            "processes[0].busy_sample_count",
+            "more than the process's sample_count 15",
+        );
+        for bad in ["i-0ABCDEF1234567890", "i-0abc", "0abcdef1234567890", "i-0abcdef1234567890 ", "arn:aws:ec2:i-1"] {
+            rejects(
+                |b| b.node.as_mut().unwrap().instance_id = bad.into(),
+                "node.instance_id",
+                "is not an EC2 instance id",
+            );
+        }
+        let mut short = good();
+        short.node.as_mut().unwrap().instance_id = "i-1a2b3c4d".into();
+        assert_eq!(validate(&short, NOW, &Limits::default()).unwrap().instance_id.as_deref(), Some("i-1a2b3c4d"));
     }
 
     #[test]

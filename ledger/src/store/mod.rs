@@ -5,7 +5,7 @@
 //!
 //! By role: `record.rs` stores batches, `read.rs` answers queries, `owners.rs` keeps each workload's owner
 //! over time, `closing.rs` and `days.rs` close months and build daily rollups, `reprice.rs` re-prices,
-//! `budgets.rs` keeps budgets and their alerts, `bill.rs` the imported AWS bill, `series.rs` reads one GPU's, node's or workload's history. The SQL is written once for both engines (`sql.rs` says which
+//! `budgets.rs` keeps budgets and their alerts, `bill.rs` the imported AWS bill, `evidence.rs` the right-sizing evidence and each node's EC2 instance, `series.rs` reads one GPU's, node's or workload's history. The SQL is written once for both engines (`sql.rs` says which
 //! dialect); what only a shared database needs (advisory locks, leader election) goes through `Db::exclusive`
 //! and `Engine::lead`.
 
@@ -26,6 +26,7 @@ mod bill;
 mod budgets;
 mod closing;
 mod days;
+mod evidence;
 mod ids;
 mod owners;
 #[cfg(feature = "postgres")]

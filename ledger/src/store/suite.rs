@@ -90,6 +90,8 @@ macro_rules! every_case {
             a_gpu_another_cluster_claims_moves_or_erases_none_of_its_clusters_time,
             a_boot_id_another_cluster_learnt_cannot_make_a_batch_a_duplicate,
             a_gpus_nodes_and_workloads_history_comes_from_the_raw_rows_and_the_rollups,
+            evidence_gives_exact_percentiles_peaks_and_busy_shares_over_any_window,
+            evidence_groups_a_controllers_pods_and_each_node_hours_instance_ids_are_kept,
         }
     };
 }
@@ -134,6 +136,9 @@ pub(super) fn batch(boot: &str, seq: u64, start: u64, len: u64, share_ppm: u32) 
         sm_share_ppm: share_ppm,
         memory_util_ppm: 0,
         used_memory_bytes: 1 << 30,
+        peak_memory_bytes: Some(2 << 30),
+        samples: 15,
+        busy_samples: Some(if share_ppm > 0 { 15 } else { 0 }),
     }];
     stage(Batch {
         agent_id: "n1".into(),
@@ -160,6 +165,7 @@ pub(super) fn batch(boot: &str, seq: u64, start: u64, len: u64, share_ppm: u32) 
         processes,
         node,
         allocations: Vec::new(),
+        instance_id: Some("i-0123456789abcdef0".into()),
     })
 }
 
@@ -415,6 +421,9 @@ fn priced_batch(
             sm_share_ppm: *ppm,
             memory_util_ppm: 0,
             used_memory_bytes: 1 << 30,
+            peak_memory_bytes: None,
+            samples: 0,
+            busy_samples: None,
         })
         .collect();
     let mut b = stage(Batch {
@@ -438,6 +447,7 @@ fn priced_batch(
         processes,
         node: node.clone(),
         allocations: Vec::new(),
+        instance_id: None,
     });
     b.cost = gpucost_rules::priced::price_batch(book, &b);
     b
@@ -1466,4 +1476,145 @@ pub fn a_gpus_nodes_and_workloads_history_comes_from_the_raw_rows_and_the_rollup
         assert_eq!(w[0].cost_micros, gpu_cost, "under hybrid the only holder pays the whole GPU");
         assert_eq!((w[1].bucket_start_ns, w[1].held_ns), (T0 + HOUR, 900 * NS));
     }
+}
+
+/// `batch` with its one process's evidence: its peak and busy samples (of 15), or none (an older agent).
+fn evidence_batch(seq: u64, start: u64, len: u64, share_ppm: u32, peak: Option<u64>, busy: Option<u32>) -> Attributed {
+    let mut b = batch("ev", seq, start, len, share_ppm);
+    let p = &mut b.processes[0];
+    (p.peak_memory_bytes, p.busy_samples) = (peak, busy);
+    b
+}
+
+pub fn evidence_gives_exact_percentiles_peaks_and_busy_shares_over_any_window<S: Stores>(s: &S) {
+    use crate::evidence::{EvidenceQuery, EvidenceStore};
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    // Hour 0: a hundred 36-second intervals at 1 %, 2 %, … 100 % SM (in a scrambled order), peaking at 1..=100
+    // MiB, busy in every sample. Hour 1: idle, ten 6-minute intervals at 0 % SM, 3 GiB peak, never busy.
+    let mut batches: Vec<Attributed> = (1..=100u64)
+        .map(|k| {
+            let pct = (k * 37) % 100 + 1;
+            evidence_batch(k, T0 + (k - 1) * 36 * NS, 36 * NS, (pct * 10_000) as u32, Some(pct << 20), Some(15))
+        })
+        .collect();
+    batches.extend(
+        (0..10u64).map(|i| evidence_batch(101 + i, T0 + HOUR + i * 360 * NS, 360 * NS, 0, Some(3 << 30), Some(0))),
+    );
+    // Hour 2: an older agent, which says nothing of peaks or busy samples, at 40 % SM.
+    batches.push(evidence_batch(111, T0 + 2 * HOUR, HOUR, 400_000, None, None));
+    for chunk in batches.chunks(16) {
+        assert!(l.record(chunk, T0 + 3 * HOUR).unwrap().iter().all(|r| matches!(r, Ok(Recorded::Stored))));
+    }
+    let window = |from: u64, to: u64| {
+        let mut e = l.evidence(&EvidenceQuery { from_ns: from, to_ns: to, ..Default::default() }).unwrap();
+        assert_eq!(e.len(), 1, "{e:?}");
+        e.remove(0)
+    };
+    let h0 = window(T0, T0 + HOUR);
+    assert_eq!(h0.group, "pod:prod/ml/p");
+    assert_eq!((h0.buckets_seen, h0.bucket_ns, h0.held_ns), (1, HOUR, HOUR));
+    assert_eq!((h0.sm_max_ppm, h0.sm_p95_ppm, h0.sm_p50_ppm), (1_000_000, 950_000, 500_000));
+    assert_eq!((h0.peak_memory_bytes, h0.peak_known_ns), (Some(100 << 20), HOUR), "the largest peak, not a mean");
+    assert_eq!((h0.busy_ppm, h0.samples), (Some(1_000_000), 1_500));
+    assert_eq!(h0.ran_on.len(), 1);
+    let on = &h0.ran_on[0];
+    assert_eq!((on.gpu_model.as_str(), on.instance_type.as_str(), on.held_ns), ("NVIDIA A10G", "g5.xlarge", HOUR));
+    // Two hours merged from their hourly rows: half the time at 0 %, the rest at 1..=100 %; p95 of 7 200 s is
+    // reached 3 240 s into the busy hour, at 90 %; p50 is still 0.
+    let h01 = window(T0, T0 + 2 * HOUR);
+    assert_eq!((h01.buckets_seen, h01.held_ns), (2, 2 * HOUR));
+    assert_eq!((h01.sm_max_ppm, h01.sm_p95_ppm, h01.sm_p50_ppm), (1_000_000, 900_000, 0));
+    assert_eq!(h01.peak_memory_bytes, Some(3 << 30));
+    assert_eq!((h01.busy_ppm, h01.samples), (Some(1_500 * 1_000_000 / 1_650), 1_650));
+    // The older agent's hour: SM known, peak and busy share unknown, not 0.
+    let h2 = window(T0 + 2 * HOUR, T0 + 3 * HOUR);
+    assert_eq!((h2.sm_max_ppm, h2.sm_p95_ppm), (400_000, 400_000));
+    assert_eq!((h2.peak_memory_bytes, h2.peak_known_ns, h2.busy_ppm, h2.samples), (None, 0, None, 0));
+    let all = window(T0, T0 + 3 * HOUR);
+    assert_eq!((all.buckets_seen, all.peak_memory_bytes, all.peak_known_ns), (3, Some(3 << 30), 2 * HOUR));
+    // Re-sending changes nothing.
+    let again = l.record(&batches[..16], T0 + 3 * HOUR).unwrap();
+    assert!(again.iter().all(|r| matches!(r, Ok(Recorded::Duplicate))));
+    assert_eq!(window(T0, T0 + 3 * HOUR), all);
+    // An interval across the hour is split between the two buckets by time.
+    let l2 = s.open("l2", HOUR, WEEK).unwrap();
+    l2.record(&[evidence_batch(1, T0 + HOUR - 60 * NS, 120 * NS, 250_000, Some(5 << 20), Some(15))], T0 + 2 * HOUR)
+        .unwrap();
+    let e = l2.evidence(&EvidenceQuery { from_ns: T0 + HOUR, to_ns: T0 + 2 * HOUR, ..Default::default() }).unwrap();
+    assert_eq!((e[0].held_ns, e[0].sm_p95_ppm, e[0].peak_memory_bytes), (60 * NS, 250_000, Some(5 << 20)));
+    assert!(
+        l.evidence(&EvidenceQuery {
+            from_ns: T0,
+            to_ns: T0 + 3 * HOUR,
+            cluster: Some("other".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .is_empty()
+    );
+}
+
+pub fn evidence_groups_a_controllers_pods_and_each_node_hours_instance_ids_are_kept<S: Stores>(s: &S) {
+    use crate::evidence::{EvidenceQuery, EvidenceStore, NodeInstance};
+    let l = s.open("l", HOUR, WEEK).unwrap();
+    // Two pods of one Deployment, one after the other on the node's GPU: one workload at the controller level.
+    let pod = |seq: u64, start: u64, name: &str, share: u32, peak: u64| {
+        let mut b = evidence_batch(seq, start, HOUR, share, Some(peak), Some(15));
+        let w = Arc::new(Workload::new(
+            &node(),
+            Identity {
+                kind: WorkloadKind::KubernetesPod,
+                namespace: "ml".into(),
+                pod: name.into(),
+                controller_kind: "Deployment".into(),
+                controller_name: "serve".into(),
+                ..Default::default()
+            },
+        ));
+        b.processes[0].workload = w.clone();
+        b.holdings[0].workload = w;
+        b
+    };
+    let mut late = pod(2, T0 + HOUR, "serve-b", 200_000, 7 << 30);
+    // The node name is taken by another instance in the second hour.
+    late.instance_id = Some("i-0fedcba9876543210".into());
+    assert!(
+        l.record(&[pod(1, T0, "serve-a", 100_000, 2 << 30), late], T0 + 2 * HOUR).unwrap().iter().all(|r| r.is_ok())
+    );
+    let e = l
+        .evidence(&EvidenceQuery {
+            from_ns: T0,
+            to_ns: T0 + 2 * HOUR,
+            namespace: Some("ml".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].group, "controller:prod/ml/Deployment/serve");
+    assert_eq!((e[0].workloads, e[0].buckets_seen, e[0].peak_memory_bytes), (2, 2, Some(7 << 30)));
+    assert_eq!((e[0].sm_max_ppm, e[0].sm_p95_ppm, e[0].sm_p50_ppm), (200_000, 200_000, 100_000));
+    assert!(
+        l.evidence(&EvidenceQuery {
+            from_ns: T0,
+            to_ns: T0 + 2 * HOUR,
+            namespace: Some("other".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .is_empty()
+    );
+    let hours = l.node_instances(T0, T0 + 2 * HOUR, None).unwrap();
+    let row = |h: u64, id: &str| NodeInstance {
+        cluster: "prod".into(),
+        node: "n1".into(),
+        bucket_start_ns: T0 + h * HOUR,
+        instance_id: id.into(),
+        seen_ns: HOUR,
+    };
+    assert_eq!(hours, vec![row(0, "i-0123456789abcdef0"), row(1, "i-0fedcba9876543210")]);
+    assert_eq!(
+        l.node_instances(T0, T0 + 2 * HOUR, Some("i-0fedcba9876543210")).unwrap(),
+        vec![row(1, "i-0fedcba9876543210")]
+    );
+    assert!(l.node_instances(T0 + 2 * HOUR, T0 + 3 * HOUR, None).unwrap().is_empty());
 }

@@ -1,6 +1,6 @@
 //! Writing a claimed batch's rows, a statement per table (a statement per row was most of the cost): the raw
-//! GPU readings, the hourly usage of each (GPU, workload, owner), the raw process readings, and each GPU's
-//! hourly totals. Raw rows only for intervals within the raw retention.
+//! GPU readings, the hourly usage of each (GPU, workload, owner), the raw process readings, the evidence
+//! (`evidence.rs`), and each GPU's hourly totals. Raw rows only for intervals within the raw retention.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -86,6 +86,7 @@ pub(super) fn rows<'b>(ids: &mut IdCache, tx: &impl Db, b: &'b Attributed, at: &
     if at.keep_raw {
         raw_processes(ids, tx, b, at, &mut workloads)?;
     }
+    super::evidence::write(ids, tx, b, at, |ids, w| workloads.of(ids, tx, w))?;
     gpu_totals(tx, at, &rolls)
 }
 
