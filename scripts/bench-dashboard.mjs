@@ -14,6 +14,10 @@ const teams = await json(`/api/v1/costs?${new URLSearchParams({ from: new Date(D
 const team = teams.rows.filter((x) => x.team).sort((a, b) => Number(b.total_usd) - Number(a.total_usd))[0].team;
 const fleet = await json('/api/v1/fleet');
 const gpu = (fleet.gpus.find((g) => (g.holders || []).length && !g.gpu.startsWith('MIG')) || fleet.gpus[0]).gpu;
+const models = await json(`/api/v1/costs?${new URLSearchParams({ from: new Date(Date.parse(to) - 30 * DAY_MS).toISOString(), to, group_by: 'model' })}`);
+const model = models.rows.filter((x) => x.model).sort((a, b) => Number(b.total_usd) - Number(a.total_usd))[0].model;
+// the model page exists from the collector that serves GET /api/v1/models/<name> (older builds: left out)
+const hasModelPage = (await fetch(`${base}/api/v1/models/${encodeURIComponent(model)}`)).ok;
 
 const pages = [
   ['overview, 7 days (default)', '#/'],
@@ -25,6 +29,7 @@ const pages = [
   ['GPU page with history, 30 days', `#/gpu/${encodeURIComponent(gpu)}?period=30d`],
   ['budgets', '#/budgets'],
   ['alerts', '#/alerts'],
+  ...(hasModelPage ? [[`model page (${model}), 30 days`, `#/model/${encodeURIComponent(model)}?period=30d`]] : []),
 ];
 
 const browser = await launch();
