@@ -192,7 +192,7 @@ impl Driver {
             let mig = at.mig.and_then(|m| self.scenario.devices[at.gpu].mig.as_ref()?.devices.get(m));
             out.push(ProcessInfo {
                 pid: p.pid,
-                used_gpu_memory: p.memory_bytes.unwrap_or(u64::MAX),
+                used_gpu_memory: p.memory_at(t).unwrap_or(u64::MAX),
                 gpu_instance_id: if in_mig {
                     mig.map_or(NOT_AVAILABLE_ID, |m| m.gpu_instance_id)
                 } else {

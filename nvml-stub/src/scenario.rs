@@ -145,6 +145,10 @@ pub struct ProcessSpec {
     /// GPU memory it holds; `null` is NVML's "not available".
     #[serde(default)]
     pub memory_bytes: Option<u64>,
+    /// GPU memory it holds from each time on, `[[from_s, bytes], ...]` (the first also before its time), in
+    /// place of `memory_bytes`: a working set that grows and shrinks between two reads.
+    #[serde(default)]
+    pub memory_steps: Vec<(f64, u64)>,
     pub mps: Option<MpsRole>,
     /// The first size query after it arrives does not count it (it arrived between NVML's two calls), so
     /// the call that fills the buffer finds more entries than it was sized for.
@@ -192,6 +196,17 @@ impl Series {
 pub struct Place {
     pub gpu: usize,
     pub mig: Option<usize>,
+}
+
+impl ProcessSpec {
+    /// The memory it holds at `t`; `None`: not available.
+    pub fn memory_at(&self, t: f64) -> Option<u64> {
+        let steps = &self.memory_steps;
+        match steps.iter().take_while(|(from, _)| *from <= t).last().or(steps.first()) {
+            Some(&(_, bytes)) => Some(bytes),
+            None => self.memory_bytes,
+        }
+    }
 }
 
 impl Scenario {
@@ -261,7 +276,7 @@ impl Scenario {
     }
 
     pub fn memory_used(&self, place: Place, t: f64) -> u64 {
-        self.processes_at(place, t).filter_map(|(p, _)| p.memory_bytes).sum()
+        self.processes_at(place, t).filter_map(|(p, _)| p.memory_at(t)).sum()
     }
 
     /// The energy counter at `t`, or `None` where the GPU has none.
@@ -347,6 +362,17 @@ mod tests {
         assert_eq!(s.processes_at(Place { gpu: 0, mig: Some(0) }, 2.0).count(), 1);
         assert_eq!(s.processes_at(Place { gpu: 0, mig: Some(0) }, 3.0).count(), 0, "gone at until_s");
         assert_eq!(s.memory_used(Place { gpu: 0, mig: None }, 1.0), 5);
+    }
+
+    #[test]
+    fn memory_steps_change_what_a_process_holds_over_time() {
+        let s = Scenario::parse(
+            r#"{"devices":[{"uuid":"GPU-a","name":"NVIDIA A10G","memory_total_bytes":100}],
+                "processes":[{"pid":9,"device":"GPU-a","memory_bytes":1,"memory_steps":[[2.5,60],[3.5,10]]}]}"#,
+        )
+        .unwrap();
+        let at = |t| s.memory_used(Place { gpu: 0, mig: None }, t);
+        assert_eq!((at(0.0), at(2.5), at(3.4), at(3.5), at(9.0)), (60, 60, 60, 10, 10));
     }
 
     #[test]

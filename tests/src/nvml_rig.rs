@@ -20,6 +20,8 @@ pub const R_S: u64 = 2;
 pub const R_NS: u64 = R_S * 1_000_000_000;
 pub const NODE: &str = "gpu-node-1";
 pub const CLUSTER: &str = "lab";
+/// The EC2 instance the rig's Node names in its `spec.providerID`.
+pub const INSTANCE_ID: &str = "i-0b1c2d3e4f5a6b7c8";
 pub const GIB: u64 = 1 << 30;
 
 pub fn unix_ms() -> u64 {
@@ -157,7 +159,8 @@ impl Rig {
         std::fs::write(&scenario_file, serde_json::to_vec_pretty(scenario).unwrap()).unwrap();
         let world = World {
             node: json!({ "apiVersion": "v1", "kind": "Node",
-                          "metadata": { "name": NODE, "uid": "node-1", "resourceVersion": "1", "labels": {} } }),
+                          "metadata": { "name": NODE, "uid": "node-1", "resourceVersion": "1", "labels": {} },
+                          "spec": { "providerID": format!("aws:///us-east-1a/{INSTANCE_ID}") } }),
             pods: self.pods.clone(),
             namespaces: self.namespaces.values().cloned().collect(),
             allocations: vec![],
@@ -222,6 +225,11 @@ impl Rig {
             .into_body()
             .read_to_string()
             .unwrap()
+    }
+
+    /// The collector's ledger file (SQLite), to read it directly.
+    pub fn ledger_path(&self) -> &Path {
+        &self.collector.db
     }
 
     /// Energy per GPU the ledger stored over [from_ms, to_ms).

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use gpucost_agent::reading::{WorkloadIdentity, WorkloadKind};
-use gpucost_e2e::nvml_rig::{Expected, GIB, R_S, Rig, device, start_ahead, unix_ms, used};
+use gpucost_e2e::nvml_rig::{Expected, GIB, INSTANCE_ID, R_S, Rig, device, start_ahead, unix_ms, used};
 use serde_json::json;
 
 /// A process of the scenario, as the test knows it.
@@ -307,4 +307,81 @@ fn an_agent_started_before_the_driver_is_ready_waits_for_nvml_and_then_reports()
         want.interval(&[gpu], &[(gpu, P * R_S)], &[(gpu, rig.key(&pod), used(65))]);
     }
     rig.assert_ledger(&mut agent, from, from + INTERVALS * R_S * 1000, &want);
+}
+
+/// The evidence a right-sizing reads, from NVML's C interface to the ledger: a process whose working set
+/// grows to 6 GiB for one second of a 2-second interval is stored with that peak, not its 3.5 GiB mean; a
+/// process at 40 % SM is busy in every sample, one at 0 % in none; and the node's EC2 instance id, from its
+/// Node's `spec.providerID`, is kept for each hour-bucket it reported.
+#[test]
+fn peak_memory_busy_samples_and_the_instance_id_reach_the_ledger() {
+    let mut rig = Rig::new();
+    let gpu = "GPU-e1de0ce0-0000-4000-8000-000000000000";
+    let (busy, idle) = (rig.pod("ml", "serve-0"), rig.pod("ml", "notebook-0"));
+    rig.process(2000, &busy);
+    rig.process(2001, &idle);
+    let start = start_ahead(6);
+    const INTERVALS: u64 = 4;
+    // Samples fall just after each whole second of the scenario clock: the 6 GiB is read once, at 3 s.
+    let scenario = json!({
+        "start_unix_ms": start,
+        "devices": [device(gpu, "NVIDIA A10G", 24, 150_000)],
+        "processes": [
+            { "pid": 2000, "device": gpu, "sm": 40, "memory_steps": [[0, GIB], [2.5, 6 * GIB], [3.5, GIB]] },
+            { "pid": 2001, "device": gpu, "sm": 0, "memory_bytes": GIB },
+        ],
+    });
+    let mut want = Expected::default();
+    for _ in 0..INTERVALS {
+        want.interval(&[gpu], &[(gpu, 150_000 * R_S)], &[(gpu, rig.key(&busy), used(40)), (gpu, rig.key(&idle), 0)]);
+    }
+    let mut agent = rig.agent(&scenario);
+    let to = start + INTERVALS * R_S * 1000;
+    rig.assert_ledger(&mut agent, start, to, &want);
+
+    let db =
+        rusqlite::Connection::open_with_flags(rig.ledger_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let ns = |ms: u64| (ms * 1_000_000) as i64;
+    // Per workload over the window: the largest peak, the known-peak time, samples and busy samples.
+    let evidence = |who: &WorkloadIdentity| -> (i64, i64, i64, i64) {
+        db.query_row(
+            "SELECT MAX(e.peak_memory_bytes), SUM(e.peak_known_ns), SUM(e.samples), SUM(e.busy_samples)
+             FROM workload_evidence e JOIN workloads w ON w.workload_id = e.workload_id
+             WHERE w.key = ?1 AND e.bucket_start_ns >= ?2 AND e.bucket_start_ns < ?3",
+            rusqlite::params![rig.key(who), ns(start), ns(to)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap()
+    };
+    let window_ns = (INTERVALS * R_S * 1_000_000_000) as i64;
+    let (peak, known, samples, busy_samples) = evidence(&busy);
+    assert_eq!((peak, known), ((6 * GIB) as i64, window_ns), "the 6 GiB sample is the peak, known all along");
+    assert!(
+        samples >= (INTERVALS * R_S) as i64 && busy_samples == samples,
+        "busy in every sample: {busy_samples}/{samples}"
+    );
+    let (peak, _, samples, busy_samples) = evidence(&idle);
+    assert_eq!((peak, busy_samples), (GIB as i64, 0), "never busy");
+    assert!(samples >= (INTERVALS * R_S) as i64, "{samples}");
+    // The interval holding the peak: its mean memory (as stored) is below the peak.
+    let mean: i64 = db
+        .query_row(
+            "SELECT MAX(p.used_memory_bytes) FROM process_intervals p WHERE p.pid = 2000 AND p.start_ns >= ?1 AND p.start_ns < ?2",
+            rusqlite::params![ns(start), ns(to)],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(mean < (6 * GIB) as i64 && mean > GIB as i64, "the peak interval's mean, {mean}, is not its peak");
+    // The instance id, from the Node's providerID, in every bucket of the window.
+    let ids: Vec<(String, i64)> = db
+        .prepare(
+            "SELECT i.instance_id, SUM(i.seen_ns) FROM node_instances i JOIN nodes n ON n.node_id = i.node_id
+             WHERE n.name = ?1 AND i.bucket_start_ns >= ?2 AND i.bucket_start_ns < ?3 GROUP BY i.instance_id",
+        )
+        .unwrap()
+        .query_map(rusqlite::params![gpucost_e2e::nvml_rig::NODE, ns(start), ns(to)], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ids, vec![(INSTANCE_ID.to_string(), window_ns)]);
 }

@@ -13,6 +13,7 @@ pub mod backstage;
 pub mod budgets;
 pub mod cost_insights;
 pub mod doc;
+pub mod evidence;
 pub mod history;
 pub mod live;
 pub mod models;
@@ -185,6 +186,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::http::alerts::router())
         .merge(crate::http::live::router())
         .merge(crate::http::history::router())
+        .merge(crate::http::evidence::router())
         .merge(crate::http::models::router())
         .split_for_parts();
     let spec = Arc::new(spec.to_pretty_json().expect("the OpenAPI description serialises"));
