@@ -93,11 +93,12 @@ pub struct ProcessReading {
     pub memory_util_ppm: u32,
     /// Mean memory held over the interval.
     pub used_memory_bytes: u64,
-    /// Evidence for right-sizing; `None`: unknown (an agent older than it), never 0.
-    /// The most memory held in any one sample of the interval, at least the mean.
+    /// The most memory held in any one sample of the interval, at least the mean (evidence for right-sizing);
+    /// `None`: unknown (an agent older than the field), never read as 0.
     pub peak_memory_bytes: Option<u64>,
-    /// Samples in which the process was present, and of them those with SM above zero (at most `samples`).
+    /// Samples in which the process was present.
     pub samples: u32,
+    /// Of `samples`, those with SM above zero (at most `samples`); `None`: unknown, as for the peak.
     pub busy_samples: Option<u32>,
 }
 

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use gpucost_types::batch::{PPM, ProcessReading};
+use gpucost_types::batch::{Holding, PPM, ProcessReading};
 use gpucost_types::stage::Attributed;
 
 use super::ids::IdCache;
@@ -21,6 +21,7 @@ use crate::rollup::spread;
 use crate::sql::{Db, Value, bind};
 
 /// One holding's evidence over its interval.
+#[derive(Debug, PartialEq, Eq)]
 struct Held {
     sm_ppm: u64,
     peak: Option<u64>,
@@ -28,8 +29,14 @@ struct Held {
     busy: u64,
 }
 
-/// The evidence of the holding of `workload` on `gpu`, from its processes there.
-fn of_processes<'a>(procs: impl Iterator<Item = &'a ProcessReading>) -> (Option<u64>, u64, u64) {
+/// The evidence of holding `h`, from its workload's processes on its GPU (`procs`; none for a holder that ran
+/// nothing): its used share of the time held, its processes' peaks summed (unknown if any did not report one),
+/// and the samples and busy samples of those that reported them.
+fn held(h: &Holding, procs: &[&ProcessReading]) -> Held {
+    let sm_ppm = match h.held_ns {
+        0 => 0,
+        held => (u128::from(h.used_ns) * u128::from(PPM) / u128::from(held)) as u64,
+    };
     let (mut peak, mut samples, mut busy) = (Some(0u64), 0u64, 0u64);
     for p in procs {
         peak = match (peak, p.peak_memory_bytes) {
@@ -41,7 +48,7 @@ fn of_processes<'a>(procs: impl Iterator<Item = &'a ProcessReading>) -> (Option<
             busy += u64::from(b.min(p.samples));
         }
     }
-    (peak, samples, busy)
+    Held { sm_ppm, peak, samples, busy }
 }
 
 /// Writes the batch's evidence rows and its node's instance id, in the batch's transaction. `workload_id`
@@ -62,19 +69,8 @@ pub(super) fn write<'b>(
     for h in &b.holdings {
         let gpu_id = at.gpu_ids[h.gpu_uuid.as_str()];
         let wid = workload_id(ids, &h.workload)?;
-        let (peak, samples, busy) =
-            of_processes(procs.get(&(h.gpu_uuid.as_str(), h.workload.key.as_str())).into_iter().flatten().copied());
-        let held = Held {
-            sm_ppm: if h.held_ns == 0 {
-                0
-            } else {
-                (u128::from(h.used_ns) * u128::from(PPM) / u128::from(h.held_ns)) as u64
-            },
-            peak,
-            samples,
-            busy,
-        };
-        let (samples, busy) = (spread(held.samples, &at.parts), spread(held.busy, &at.parts));
+        let e = held(h, procs.get(&(h.gpu_uuid.as_str(), h.workload.key.as_str())).map_or(&[], Vec::as_slice));
+        let (samples, busy) = (spread(e.samples, &at.parts), spread(e.busy, &at.parts));
         for (p, &(bucket, len)) in at.parts.iter().enumerate() {
             rows.extend([
                 bucket as i64,
@@ -82,13 +78,13 @@ pub(super) fn write<'b>(
                 wid,
                 at.node_id,
                 len as i64,
-                held.sm_ppm as i64,
-                held.peak.unwrap_or(0) as i64,
-                if held.peak.is_some() { len as i64 } else { 0 },
+                e.sm_ppm as i64,
+                e.peak.unwrap_or(0) as i64,
+                if e.peak.is_some() { len as i64 } else { 0 },
                 samples[p] as i64,
                 busy[p] as i64,
             ]);
-            *bins.entry((bucket as i64, gpu_id, wid, i64::from(sm_bin(held.sm_ppm)))).or_default() += len as i64;
+            *bins.entry((bucket as i64, gpu_id, wid, i64::from(sm_bin(e.sm_ppm)))).or_default() += len as i64;
         }
     }
     insert_rows(
@@ -355,4 +351,42 @@ fn merge_bins(bins: &[(u32, u64)]) -> Vec<(u32, u64)> {
         *m.entry(b).or_default() += ns;
     }
     m.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpucost_types::batch::{Identity, Workload};
+    use std::sync::Arc;
+
+    fn w() -> Arc<Workload> {
+        Arc::new(Workload { key: "pod:c/ml/p".into(), identity: Identity::default() })
+    }
+
+    fn proc(peak: Option<u64>, samples: u32, busy: Option<u32>) -> ProcessReading {
+        ProcessReading {
+            gpu_uuid: "GPU-1".into(),
+            pid: 1,
+            workload: w(),
+            sm_share_ppm: 0,
+            memory_util_ppm: 0,
+            used_memory_bytes: 0,
+            peak_memory_bytes: peak,
+            samples,
+            busy_samples: busy,
+        }
+    }
+
+    #[test]
+    fn a_holdings_peak_is_its_processes_peaks_summed_and_unknown_if_one_is() {
+        let h = Holding { gpu_uuid: "GPU-1".into(), workload: w(), held_ns: 100, used_ns: 25, memory_bytes: 0 };
+        let (a, b) = (proc(Some(3), 15, Some(15)), proc(Some(4), 10, Some(2)));
+        assert_eq!(held(&h, &[&a, &b]), Held { sm_ppm: 250_000, peak: Some(7), samples: 25, busy: 17 });
+        // A process from an older agent: the peak is unknown, its samples are left out of the busy share.
+        let old = proc(None, 15, None);
+        assert_eq!(held(&h, &[&a, &old]), Held { sm_ppm: 250_000, peak: None, samples: 15, busy: 15 });
+        // A holder that ran nothing held no memory and was never busy: known zeros.
+        let idle = Holding { used_ns: 0, ..h };
+        assert_eq!(held(&idle, &[]), Held { sm_ppm: 0, peak: Some(0), samples: 0, busy: 0 });
+    }
 }
