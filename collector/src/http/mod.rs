@@ -337,7 +337,7 @@ pub(crate) struct CostsParams {
     to: Option<String>,
     /// comma-separated dimensions: cluster, node, gpu, workload, kind, namespace, pod, controller, container, ecs_task, slurm_job, user, owner, team, department, component, system, model, model_version, run, experiment, day, label:<key>; at most 16 of them, with any filter's, read labels (label:<key>, model, model_version, run, experiment)
     group_by: Option<String>,
-    /// <dimension>=<value>, comma-separated; at most 32
+    /// <dimension>=<value>, comma-separated; at most 32; in a value `\,` is a comma and `\\` a backslash
     filter: Option<String>,
     /// allocation, utilization or hybrid (default)
     policy: Option<String>,
@@ -381,11 +381,33 @@ fn parse_query(p: &UsageParams, now_ns: u64, bucket_ns: u64) -> Result<UsageQuer
     parse_window(p.from.as_deref(), p.to.as_deref(), p.group_by.as_deref(), now_ns, bucket_ns)
 }
 
+/// The terms of a `filter=` value: split at commas, where `\,` is a comma inside a value and `\\` a backslash
+/// (any other backslash is itself).
+fn filter_terms(s: &str) -> Vec<String> {
+    let mut terms = vec![String::new()];
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('\\', Some(&next)) if next == ',' || next == '\\' => {
+                terms.last_mut().expect("never empty").push(next);
+                chars.next();
+            }
+            (',', _) => terms.push(String::new()),
+            (c, _) => terms.last_mut().expect("never empty").push(c),
+        }
+    }
+    terms
+}
+
 /// `/api/v1/costs`: the window and grouping, `filter=<dimension>=<value>,…` and `policy=` (default hybrid).
 fn parse_cost_query(p: &CostsParams, now_ns: u64, bucket_ns: u64) -> Result<CostQuery, ApiError> {
     let w = parse_window(p.from.as_deref(), p.to.as_deref(), p.group_by.as_deref(), now_ns, bucket_ns)?;
     let mut filters = Vec::new();
-    for f in p.filter.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for f in filter_terms(p.filter.as_deref().unwrap_or("")) {
+        let f = f.trim();
+        if f.is_empty() {
+            continue;
+        }
         let (name, value) = f
             .split_once('=')
             .ok_or_else(|| bad(format!("filter: {f:?} is not <dimension>=<value> (e.g. namespace=team-nlp)")))?;
@@ -866,6 +888,14 @@ mod tests {
             q(&[("from", "1700000000"), ("to", "1700003600"), ("group_by", "node,workload")]).unwrap().group_by,
             vec![Dimension::Node, Dimension::Workload]
         );
+    }
+
+    #[test]
+    fn filter_values_may_hold_escaped_commas_and_backslashes() {
+        assert_eq!(filter_terms("team=nlp,label:app=a\\,b"), ["team=nlp", "label:app=a,b"]);
+        assert_eq!(filter_terms("user=x\\\\,team="), ["user=x\\", "team="]);
+        assert_eq!(filter_terms("user=c:\\dir"), ["user=c:\\dir"], "any other backslash is itself");
+        assert_eq!(filter_terms(""), [""]);
     }
 
     #[test]

@@ -106,9 +106,20 @@ export function timeWindow(state, now = Date.now() / 1000) {
   return { from, to, step, month: new Date(Math.max(from, to - 1) * 1000).toISOString().slice(0, 7) };
 }
 
+/** A filter value as the API reads it: `\,` a comma inside the value, `\\` a backslash. */
+export const filterValue = (v) => String(v).replace(/\\/g, '\\\\').replace(/,/g, '\\,');
+
+/** The terms of a `filter=` value, split at the commas that are not escaped (each term kept as written). */
+export function filterTerms(s) {
+  return String(s || '').split(/(?<!(?:^|[^\\])(?:\\\\)*\\),/);
+}
+
+/** A term's value shown as it is: its escapes undone. */
+export const termText = (t) => t.replace(/\\([\\,])/g, '$1');
+
 /** The `filter=` value for dimension → value pairs (empty values kept: `team=` is "no team"). */
 export function filterOf(pairs) {
-  return Object.entries(pairs).filter(([, v]) => v !== undefined && v !== null).map(([k, v]) => `${k}=${v}`).join(',');
+  return Object.entries(pairs).filter(([, v]) => v !== undefined && v !== null).map(([k, v]) => `${k}=${filterValue(v)}`).join(',');
 }
 
 /**

@@ -5,7 +5,7 @@
 // to=), so a link opens the same view and back/forward step through the changes. The table is the costs
 // API's rows for the period on screen: the CSV button downloads the same query with `format=csv`.
 
-import { DAY, HOUR, costSeries, getJSON, gpuHours, iso, kwh, link, num, timeWindow, usd, when } from './api.js';
+import { DAY, HOUR, costSeries, filterTerms, filterValue, getJSON, gpuHours, iso, kwh, link, num, termText, timeWindow, usd, when } from './api.js';
 import { categorical, cssVar, lines, stackedBars, withOther } from './charts.js';
 import { PAGE_SIZE, dataTable, show } from './table.js';
 import { h, periodLabel } from './views.js';
@@ -22,7 +22,7 @@ const CHARTS = [['daily', 'per bucket'], ['cumulative', 'cumulative']];
 /** The explorer's part of the route: grouping, filter terms, policy, idle and chart mode (defaults filled in). */
 export function explorerState(state) {
   const by = String(state.by || 'team').split(',').map((s) => s.trim()).filter(Boolean).slice(0, 2);
-  const terms = String(state.filter || '').split(',').map((s) => s.trim()).filter((s) => s.includes('='));
+  const terms = filterTerms(state.filter).map((s) => s.trim()).filter((s) => s.includes('='));
   return {
     by: by.length ? by : ['team'],
     terms,
@@ -46,7 +46,7 @@ function explore(state, changes) {
 /** The filter the API gets: the terms, and the header's cluster unless a term names a cluster. */
 function apiFilter(state, ex) {
   const terms = [...ex.terms];
-  if (state.cluster && !terms.some((t) => t.startsWith('cluster='))) terms.push(`cluster=${state.cluster}`);
+  if (state.cluster && !terms.some((t) => t.startsWith('cluster='))) terms.push(`cluster=${filterValue(state.cluster)}`);
   return terms.join(',');
 }
 
@@ -95,11 +95,11 @@ export function explorer(main, ctx) {
   loadValues();
   const addFilter = (e) => {
     e.preventDefault();
-    const term = `${fDim.value}=${fValue.value.trim()}`;
+    const term = `${fDim.value}=${filterValue(fValue.value.trim())}`;
     if (!ex.terms.includes(term)) go({ filter: [...ex.terms, term] });
   };
-  const chips = ex.terms.map((t) => h('span.chip.filter', { 'data-filter': t }, t,
-    h('a.x', { href: explore(state, { filter: ex.terms.filter((x) => x !== t) }), title: `Remove ${t}`, 'aria-label': `Remove filter ${t}` }, '×')));
+  const chips = ex.terms.map((t) => h('span.chip.filter', { 'data-filter': t }, termText(t),
+    h('a.x', { href: explore(state, { filter: ex.terms.filter((x) => x !== t) }), title: `Remove ${termText(t)}`, 'aria-label': `Remove filter ${termText(t)}` }, '×')));
 
   const fromIn = h('input', { id: 'ex-from', type: 'date', 'aria-label': 'From (UTC day)', value: dayOf(win.from) });
   const toIn = h('input', { id: 'ex-to', type: 'date', 'aria-label': 'To (UTC day, inclusive)', value: dayOf(win.to - 1) });
@@ -147,7 +147,7 @@ export function explorer(main, ctx) {
     h('a.btn', { id: 'explorer-focus', href: `api/v1/chargeback?${focus}`, download: '', title: 'The same period as a FinOps FOCUS file (GET /api/v1/chargeback?format=focus)' }, 'FOCUS'));
   main.append(pTable.el);
 
-  const drill = (dim, v) => explore(state, { filter: [...ex.terms.filter((t) => !t.startsWith(`${dim}=`)), `${dim}=${v}`] });
+  const drill = (dim, v) => explore(state, { filter: [...ex.terms.filter((t) => !t.startsWith(`${dim}=`)), `${dim}=${filterValue(v)}`] });
   const columns = [
     ...ex.by.map((d, i) => ({
       key: `g:${d}`, title: d, value: (x) => shown(x[d]),
