@@ -98,6 +98,21 @@ try {
       `workload: one ${what} line per GPU it held (${gpusInApi.length}: ${c.labels.slice(1).join(', ')})`);
     check(points >= hoursOf.length, `workload: ${points} ${what} points drawn`);
   }
+  // per GPU, its utilisation, busiest interval, peak memory and power: the API's, hour by hour
+  for (const [chartName, field, what] of [['workload-history-util', 'utilization_mean_pct', 'utilisation'], ['workload-history-sm-max', 'utilization_max_pct', 'busiest interval'],
+    ['workload-history-memory', 'memory_used_max_bytes', 'peak memory'], ['workload-history-power', 'power_mean_watts', 'power']]) {
+    await page.waitForFunction((n) => window.gpucost.charts.get(n), chartName);
+    const c = await series(chartName);
+    let drawn = 0;
+    for (let i = 1; i < c.labels.length; i++) {
+      const want = hoursOf.map((t) => api.points.find((x) => x.t === t && x.gpu === c.labels[i])?.[field] ?? null);
+      check(same(c.data[i], want), `workload: ${what} per hour on ${c.labels[i]} = the API's`);
+      drawn += c.data[i].filter((v) => v !== null).length;
+    }
+    check(drawn > 0, `workload: ${drawn} ${what} points drawn`);
+  }
+  check(api.points.every((x) => x.utilization_mean_pct !== null && x.power_mean_watts > 0 && x.memory_used_max_bytes > 0),
+    'workload: every hour has its utilisation, power and (the simulated agents report peaks) peak memory');
   const costSum = api.points.reduce((a, x) => a + x.cost_micros, 0) / 1e6;
   check(Math.abs(costSum - Number(api.cost.usd)) < 1e-6, `workload: the points add up to the API's cost (${api.cost.usd})`);
   await page.locator('[data-panel="workload-history"]').screenshot({ path: join(artifacts, 'workload-history.png') });
@@ -189,7 +204,18 @@ try {
       const want = micros(byRun.rows.filter((x) => x.run === '' && x.model_version === v)) / 1e6;
       check(Math.abs(t - want) < 0.005, `model ${topModel.model}: version ${v || '(none)'} served for ${t.toFixed(2)} in the chart, ${want.toFixed(2)} in the costs API`);
     }
-    await page.waitForFunction(() => window.gpucost.charts.get('model-efficiency'));
+    await page.waitForFunction(() => window.gpucost.charts.get('model-efficiency') && window.gpucost.charts.get('model-power'));
+    // an hour of the utilisation and power charts against the costs API for that hour
+    const [eff, pw] = [await chart('model-efficiency'), await chart('model-power')];
+    const busy = eff[1].findIndex((v) => v > 0);
+    const i = busy >= 0 ? busy : eff[1].findIndex((v) => v !== null);
+    check(i >= 0, `model ${topModel.model}: its serving utilisation is drawn`);
+    const hour = eff[0][i];
+    const at = await (await page.request.get(`${base}/api/v1/costs?${new URLSearchParams({ from: String(hour), to: String(hour + 3600), group_by: 'run', filter: `model=${topModel.model}` })}`)).json();
+    const srv = at.rows.filter((x) => x.run === '');
+    const held = srv.reduce((a, x) => a + x.held_gpu_seconds, 0);
+    check(Math.abs(eff[1][i] - (100 * srv.reduce((a, x) => a + x.used_gpu_seconds, 0)) / held) < 1e-9, `model ${topModel.model}: serving utilisation at ${new Date(hour * 1000).toISOString()} = the costs API's used ÷ held (${eff[1][i].toFixed(1)}%)`);
+    check(Math.abs(pw[1][i] - (srv.reduce((a, x) => a + x.energy_kwh, 0) * 3.6e6) / held) < 1e-6, `model ${topModel.model}: serving power then = its energy ÷ GPU time held (${pw[1][i].toFixed(0)} W)`);
     await page.screenshot({ path: join(artifacts, 'model.png'), fullPage: true });
   }
   check(problems.length === 0, `no browser errors${problems.length ? `: ${problems.join('; ')}` : ''}`);

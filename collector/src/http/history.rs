@@ -2,7 +2,8 @@
 //! the ledger, a point per bucket (hourly by default) with GPU time: observed, held and used GPU-seconds,
 //! energy, cost (the GPU's or node's whole cost with its idle and unallocated parts; a workload's hybrid-policy
 //! charge, a point per bucket and GPU it held), and for a GPU or a node utilisation (mean, max), memory used
-//! (mean, max) and power (mean, max) per GPU from the raw intervals. Past the raw retention (`--raw-retention`,
+//! (mean, max) and power (mean, max) per GPU from the raw intervals; for a workload its utilisation (used ÷ held),
+//! highest interval SM share and peak memory (the evidence, docs/evidence.md) and power (its energy ÷ held time). Past the raw retention (`--raw-retention`,
 //! 7 days by default) a point's `source` is `rollup`: the mean utilisation is the rollup's used ÷ observed GPU
 //! time and the mean power its energy ÷ observed time; memory and the maxima are null. Cost and GPU time are
 //! kept for good.
@@ -86,13 +87,16 @@ pub struct HistoryPointView {
     /// Raw interval time behind the utilisation, memory and power (0 from the rollup).
     raw_gpu_seconds: f64,
     /// Utilisation, percent: the interval-weighted mean per GPU (from the rollup, used ÷ observed, past the
-    /// retention) and the highest interval's; null for a workload, the max null past the retention.
+    /// retention) and the highest interval's (null past the retention). A workload's: its used ÷ held time on that
+    /// GPU, and its highest interval SM share there (from its evidence; null when none was recorded).
     utilization_mean_pct: Option<f64>,
     utilization_max_pct: Option<f64>,
-    /// Memory used per GPU, bytes: mean and highest interval's; null past the retention.
+    /// Memory used per GPU, bytes: mean and highest interval's; null past the retention. A workload's: mean null,
+    /// max its peak memory on that GPU as its agents reported it (null from agents that did not).
     memory_used_mean_bytes: Option<u64>,
     memory_used_max_bytes: Option<u64>,
-    /// Power per GPU, watts: mean (from the rollup's energy past the retention) and highest interval's.
+    /// Power per GPU, watts: mean (from the rollup's energy past the retention) and highest interval's. A
+    /// workload's: its share of the GPU's energy ÷ its held time; max null.
     power_mean_watts: Option<f64>,
     power_max_watts: Option<f64>,
 }

@@ -14,6 +14,7 @@
 use super::{Engine, SqlLedger};
 use crate::sql::Db;
 use crate::{LedgerError, sql_params};
+use std::collections::HashMap;
 
 /// Whose history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +73,21 @@ fn u(v: Option<i64>) -> u64 {
     v.unwrap_or(0).max(0) as u64
 }
 
+/// A workload's point with what follows from its GPU time and evidence: utilisation (used ÷ held time), the
+/// highest interval SM share, the peak memory, and power (its share of the GPU's energy ÷ held time).
+fn workload_point(mut p: HistoryPoint, evidence: &HashMap<(i64, String), (u64, Option<u64>)>) -> HistoryPoint {
+    if p.held_ns > 0 {
+        p.utilization_mean_ppm = Some((u128::from(p.used_ns) * 1_000_000 / u128::from(p.held_ns)) as u64);
+        p.power_mean_milliwatts =
+            Some((u128::from(p.energy_millijoules) * 1_000_000_000 / u128::from(p.held_ns)) as u64);
+    }
+    if let Some((sm_max, peak)) = evidence.get(&(p.bucket_start_ns as i64, p.gpu.clone().unwrap_or_default())) {
+        p.utilization_max_ppm = Some(*sm_max);
+        p.memory_used_max_bytes = *peak;
+    }
+    p
+}
+
 impl<E: Engine> SqlLedger<E> {
     /// Per bucket in [from_ns, to_ns) with GPU time of `subject`, in order (a workload's: by bucket, then GPU).
     pub(super) fn history_of(
@@ -113,7 +129,23 @@ impl<E: Engine> SqlLedger<E> {
                         })
                     },
                 )?;
-                return Ok(rows);
+                // The evidence of the same buckets and GPUs (migration 0018): the highest interval SM share and
+                // the peak memory its agents reported (the processes' peaks summed; unknown from older agents).
+                let evidence: HashMap<(i64, String), (u64, Option<u64>)> = c
+                    .all(
+                        "SELECT e.bucket_start_ns, g.uuid, MAX(e.sm_max_ppm), MAX(e.peak_memory_bytes), SUM(e.peak_known_ns)
+                         FROM workload_evidence e JOIN workloads w ON w.workload_id = e.workload_id JOIN gpus g ON g.gpu_id = e.gpu_id
+                         WHERE w.key = $1 AND e.bucket_start_ns >= $2 AND e.bucket_start_ns < $3
+                         GROUP BY e.bucket_start_ns, g.uuid",
+                        sql_params![key.as_str(), from, to],
+                        |r| {
+                            let known = u(r.get(4)?) > 0;
+                            Ok(((r.get::<i64>(0)?, r.get::<String>(1)?), (u(r.get(2)?), known.then(|| u(r.get(3).ok().flatten())))))
+                        },
+                    )?
+                    .into_iter()
+                    .collect();
+                return Ok(rows.into_iter().map(|p| workload_point(p, &evidence)).collect());
             }
             // The GPUs' filter, over `g` (gpus) and `n` (nodes), its two parameters numbered from `k` (SQLite
             // numbers parameters in order of first appearance, so they come last in each statement).

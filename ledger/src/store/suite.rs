@@ -1475,6 +1475,14 @@ pub fn a_gpus_nodes_and_workloads_history_comes_from_the_raw_rows_and_the_rollup
         assert_eq!(w[0].cost_micros, charged, "{name}: its hybrid charge in that hour");
         assert_eq!(w[0].cost_micros, gpu_cost, "under hybrid the only holder pays the whole GPU");
         assert_eq!((w[1].bucket_start_ns, w[1].held_ns), (T0 + HOUR, 900 * NS));
+        // Its utilisation (used ÷ held), highest interval SM share and peak memory (the evidence), and power (its
+        // energy ÷ held time), whether or not the raw intervals are kept.
+        assert_eq!(w[0].utilization_mean_ppm, Some(450_000), "{name}: 540 s used of 1 200 s held");
+        assert_eq!(w[0].utilization_max_ppm, Some(600_000), "{name}: the busier interval");
+        assert_eq!(w[0].memory_used_max_bytes, Some(2 << 30), "{name}: the process's reported peak");
+        assert!(w[0].energy_millijoules > 0, "{name}");
+        assert_eq!(w[0].power_mean_milliwatts, Some(w[0].energy_millijoules * NS / w[0].held_ns), "{name}");
+        assert_eq!((w[1].utilization_mean_ppm, w[1].utilization_max_ppm), (Some(100_000), Some(100_000)), "{name}");
     }
 }
 

@@ -80,7 +80,8 @@ export const nodeLink = (state, cluster, name) => link(state, 'node', `${cluster
 /**
  * A workload's history from the ledger (`GET /api/v1/history?workload=`): per hour and per GPU it held, its
  * GPU time (GPU-hours held in the hour, so 1 = the whole GPU all hour) and its cost (the hybrid-policy charge),
- * one line per GPU. Charts `<name>-time` and `<name>-cost`; each series' label is its GPU (the test reads them).
+ * one line per GPU; and per GPU its utilisation (used ÷ held), busiest interval's SM share, peak memory and power
+ * (charts `<name>-util`, `-sm-max`, `-memory`, `-power`; at most nine GPUs drawn). Charts `<name>-time` and `<name>-cost`; each series' label is its GPU (the test reads them).
  * Beyond the palette's nine GPUs the rest are summed as one grey "other" line.
  */
 export function workloadHistoryPanel(ctx, id, name) {
@@ -96,11 +97,15 @@ export function workloadHistoryPanel(ctx, id, name) {
     const byGpu = new Map();
     for (const x of pts) {
       const g = x.gpu ?? '';
-      if (!byGpu.has(g)) byGpu.set(g, { key: g, total: 0, time: xs.map(() => null), cost: xs.map(() => null) });
+      if (!byGpu.has(g)) byGpu.set(g, { key: g, total: 0, ...Object.fromEntries(['time', 'cost', 'util', 'smMax', 'peak', 'power'].map((k) => [k, xs.map(() => null)])) });
       const s = byGpu.get(g);
       const i = at.get(x.t);
       s.time[i] = (s.time[i] ?? 0) + x.held_gpu_seconds / 3600;
       s.cost[i] = (s.cost[i] ?? 0) + x.cost_micros / 1e6;
+      s.util[i] = x.utilization_mean_pct ?? null;
+      s.smMax[i] = x.utilization_max_pct ?? null;
+      s.peak[i] = x.memory_used_max_bytes ?? null;
+      s.power[i] = x.power_mean_watts ?? null;
       s.total += x.cost_micros;
     }
     const gpus = [...byGpu.values()].sort((a, b) => b.total - a.total || a.key.localeCompare(b.key));
@@ -109,10 +114,16 @@ export function workloadHistoryPanel(ctx, id, name) {
     const seriesOf = (field) => withOther(gpus.map((g) => ({
       key: g.key, label: g.key, color: colors.get(g.key), values: g[field], total: g.total, width: 1.5,
     })));
+    // per-GPU figures that do not add up (a percentage, a peak, watts): one line per GPU, the palette's nine at most
+    const linesOf = (field) => gpus.slice(0, 9).map((g) => ({ key: g.key, label: g.key, color: colors.get(g.key), values: g[field], width: 1.5 }));
     const range = [win.from, win.to];
     const charts = [
       ['time', 'GPU-hours held per hour (1 = the whole GPU)', { fmt: (a) => (a === null ? '—' : a.toFixed(2)), yRange: (u, min, max) => [0, Math.max(1, max) * 1.1], series: seriesOf('time') }],
       ['cost', 'Cost per hour', { fmt: usdShort, series: seriesOf('cost') }],
+      ['util', 'Utilisation (GPU time used ÷ held)', { yRange: () => [0, 100], fmt: (a) => (a === null ? '—' : `${Math.round(a)}%`), series: linesOf('util') }],
+      ['sm-max', 'Busiest interval (SM)', { yRange: () => [0, 100], fmt: (a) => (a === null ? '—' : `${Math.round(a)}%`), series: linesOf('smMax') }],
+      ['memory', 'Peak memory', { fmt: (a) => (a === null ? '—' : bytes(a)), yRange: (u, min, max) => [0, Math.max(1, max) * 1.1], series: linesOf('peak') }],
+      ['power', 'Power (its share of the GPU)', { fmt: (a) => (a === null ? '—' : `${Math.round(a)} W`), series: linesOf('power') }],
     ];
     const grid = h('div.history-grid');
     const legend = h('div.chart-legend', seriesOf('cost').map((s) => h('span.item', { 'data-gpu': s.key ?? '', title: s.other ? s.other.join(', ') : s.label },

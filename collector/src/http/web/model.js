@@ -26,7 +26,7 @@ export function model(main, ctx) {
   const k = summaryKpis(main, [['cost', 'GPU cost'], ['serving', 'Serving'], ['training', 'Training'], ['idle', 'Idle share', 'warn'], ['held', 'GPU time held'], ['versions', 'Versions']]);
   const pServing = panel(8, 'model-serving', 'Serving cost over time', 'per version');
   const pSplit = panel(4, 'model-split', 'Serving and training', label);
-  const pEff = panel(12, 'model-efficiency', 'Utilisation over time', 'GPU time used ÷ held');
+  const pEff = panel(12, 'model-efficiency', 'Utilisation and power over time');
   const pVersions = panel(12, 'model-versions', 'Versions', `${label} · serving and the runs labelled with each`);
   const pRuns = panel(12, 'model-runs', 'Training runs', `${label} · workloads with an MLflow run id`);
   const pWork = panel(12, 'model-workloads', 'Workloads', label);
@@ -97,7 +97,8 @@ export function model(main, ctx) {
   });
 }
 
-/** Used ÷ held GPU time per bucket, serving and training apart (a bucket without GPU time has no point). */
+/** Used ÷ held GPU time and power per GPU held, per bucket, serving and training apart (a bucket without GPU time has
+ * no point). Memory and per-GPU detail are on each workload's page. */
 function efficiencyOverTime(ctx, p, { win, filter }) {
   ctx.load(p, async () => {
     const buckets = await costSeries(win, ['run'], filter, { signal: ctx.signal });
@@ -105,19 +106,24 @@ function efficiencyOverTime(ctx, p, { win, filter }) {
       const held = rows.reduce((a, r) => a + num(r.held_gpu_seconds), 0);
       return held > 0 ? (100 * rows.reduce((a, r) => a + num(r.used_gpu_seconds), 0)) / held : null;
     };
-    const serving = buckets.map((b) => ratio(b.rows.filter((r) => r.run === '')));
-    const training = buckets.map((b) => ratio(b.rows.filter((r) => r.run !== '')));
+    // mean power per GPU held: its share of the GPUs' energy over the GPU time it held
+    const watts = (rows) => {
+      const held = rows.reduce((a, r) => a + num(r.held_gpu_seconds), 0);
+      return held > 0 ? (rows.reduce((a, r) => a + num(r.energy_kwh), 0) * 3.6e6) / held : null;
+    };
+    const of = (f, served) => buckets.map((b) => f(b.rows.filter((r) => (r.run === '') === served)));
+    const [serving, training] = [of(ratio, true), of(ratio, false)];
     if (serving.every((v) => v === null) && training.every((v) => v === null)) { p.body.replaceChildren(empty('No GPU time for this model in this period.')); return; }
-    const el = h('div.chart');
-    p.body.replaceChildren(el);
-    p.sub.textContent = `GPU time used ÷ held, ${win.step === DAY ? 'per day' : `per ${win.step / 3600} h`}, UTC`;
-    lines(el, {
-      name: 'model-efficiency', xs: buckets.map((b) => b.t), range: [win.from, win.to], height: 180,
-      yRange: () => [0, 100], fmt: (v) => (v === null ? '—' : `${Math.round(v)}%`),
-      series: [
-        { label: 'serving', color: cssVar('--accent'), values: serving, points: true },
-        { label: 'training', color: cssVar('--warn'), values: training, dash: [5, 3], points: true },
-      ],
-    });
+    const util = h('div.chart');
+    const power = h('div.chart');
+    p.body.replaceChildren(h('div.history-grid', h('div', h('h3', 'GPU time used ÷ held'), util), h('div', h('h3', 'Power per GPU held'), power)));
+    p.sub.textContent = `${win.step === DAY ? 'per day' : `per ${win.step / 3600} h`}, UTC`;
+    const xs = buckets.map((b) => b.t);
+    const two = (s, t) => [
+      { label: 'serving', color: cssVar('--accent'), values: s, points: true },
+      { label: 'training', color: cssVar('--warn'), values: t, dash: [5, 3], points: true },
+    ];
+    lines(util, { name: 'model-efficiency', xs, range: [win.from, win.to], height: 180, yRange: () => [0, 100], fmt: (v) => (v === null ? '—' : `${Math.round(v)}%`), series: two(serving, training) });
+    lines(power, { name: 'model-power', xs, range: [win.from, win.to], height: 180, fmt: (v) => (v === null ? '—' : `${Math.round(v)} W`), series: two(of(watts, true), of(watts, false)) });
   });
 }
