@@ -124,6 +124,6 @@ function efficiencyOverTime(ctx, p, { win, filter }) {
       { label: 'training', color: cssVar('--warn'), values: t, dash: [5, 3], points: true },
     ];
     lines(util, { name: 'model-efficiency', xs, range: [win.from, win.to], height: 180, yRange: () => [0, 100], fmt: (v) => (v === null ? '—' : `${Math.round(v)}%`), series: two(serving, training) });
-    lines(power, { name: 'model-power', xs, range: [win.from, win.to], height: 180, fmt: (v) => (v === null ? '—' : `${Math.round(v)} W`), series: two(of(watts, true), of(watts, false)) });
+    lines(power, { name: 'model-power', xs, range: [win.from, win.to], height: 180, fmt: (v) => (v === null ? '—' : `${v < 10 ? v.toFixed(1) : Math.round(v)} W`), series: two(of(watts, true), of(watts, false)) });
   });
 }
