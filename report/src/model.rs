@@ -114,10 +114,9 @@ impl ModelCosts {
             // the ledger keys a day by its number since 1970; shown (and compared) as YYYY-MM-DD
             let day = Dimension::Day.display(day);
             let day = day.as_str();
-            let v = versions.entry(version.to_string()).or_insert_with(|| VersionCosts {
-                version: version.to_string(),
-                ..Default::default()
-            });
+            let v = versions
+                .entry(version.to_string())
+                .or_insert_with(|| VersionCosts { version: version.to_string(), ..Default::default() });
             v.seen.day(day);
             if run.is_empty() {
                 v.serving.add(row);
@@ -127,7 +126,8 @@ impl ModelCosts {
             v.training.add(row);
             v.runs.insert(run.to_string());
             out.training.add(row);
-            let r = runs.entry(run.to_string()).or_insert_with(|| RunCosts { run: run.to_string(), ..Default::default() });
+            let r =
+                runs.entry(run.to_string()).or_insert_with(|| RunCosts { run: run.to_string(), ..Default::default() });
             if r.experiment.is_empty() {
                 r.experiment = experiment.to_string();
             }

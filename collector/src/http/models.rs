@@ -8,7 +8,9 @@ use axum::extract::{Path, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::{ApiError, AppState, Params, QueryParams, SortedJson, bad, on_ledger, parse_time, parse_window, rfc3339};
+use crate::http::{
+    ApiError, AppState, Params, QueryParams, SortedJson, bad, on_ledger, parse_time, parse_window, rfc3339,
+};
 use gpucost_report::model::{ModelCosts, RunCosts, Seen, Spend, VersionCosts};
 use gpucost_types::money::usd;
 use gpucost_types::policy::Policy;
@@ -235,7 +237,8 @@ async fn model(
     let cluster = params.cluster.clone().filter(|c| !c.is_empty());
     let (window, model_name, c) = ((w.from_ns, w.to_ns), name.clone(), cluster.clone());
     let costs =
-        on_ledger(&s, move |l| gpucost_report::model::model_costs(l, &model_name, window, c.as_deref(), policy)).await?;
+        on_ledger(&s, move |l| gpucost_report::model::model_costs(l, &model_name, window, c.as_deref(), policy))
+            .await?;
     let mut body = ModelBody::of(&name, &costs, &MlflowUi(s.mlflow_ui.as_deref()));
     body.from = rfc3339(w.from_ns);
     body.to = rfc3339(w.to_ns);
