@@ -1,9 +1,11 @@
 //! Where a budget stands: spend so far in its period, the forecast for the whole period, which thresholds
 //! are crossed, and the alert transitions that follow from the states stored before. Pure.
 //!
-//! Forecast: spend so far in the period plus the trailing 7-day spend rate (spend over the 7 days up to
-//! now, per nanosecond) times the time left in the period. A team that spent nothing in the last week is
-//! forecast to spend nothing more; one that started yesterday is forecast from what it spent since.
+//! Forecast: spend so far in the period plus the spend still to come. With two whole weeks of daily spend
+//! the collector forecasts what is to come with a seasonal model that knows the week (`gpucost-seasonal`:
+//! MSTL with a weekly period and an ETS trend) and hands it in; without, it is the trailing 7-day spend rate
+//! (spend over the 7 days up to now, per nanosecond) times the time left in the period. `forecast_method`
+//! says which one each status used.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,9 +16,15 @@ use gpucost_types::period::{Period, utc};
 /// The window the forecast's rate is measured over.
 pub const TRAILING_NS: u64 = 7 * 86_400 * 1_000_000_000;
 
-/// How the forecast is made, shown with each status.
-pub const FORECAST_METHOD: &str =
+/// The forecast from the trailing week, shown with a status that used it.
+pub const TRAILING_METHOD: &str =
     "spend so far in the period + (spend over the trailing 7 days / 7 days) × the time left in the period";
+
+/// The seasonal forecast, shown with a status that used it.
+pub const SEASONAL_METHOD: &str = "spend so far in the period + the rest of the period forecast day by day by a seasonal model of daily spend (MSTL with a weekly period and an ETS trend, over up to the last 28 whole days)";
+
+/// How forecasts are made (`GET /api/v1/budgets/status`), each status saying which way its own was.
+pub const FORECAST_METHOD: &str = "seasonal: spend so far in the period + the rest of the period forecast day by day by a seasonal model of daily spend (MSTL with a weekly period and an ETS trend, over up to the last 28 whole days), when the scope has at least 14 whole days of spend; otherwise trailing: spend so far + (spend over the trailing 7 days / 7 days) × the time left in the period";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {
@@ -26,15 +34,24 @@ pub struct Status {
     pub spend: u128,
     pub trailing: u128,
     pub forecast: u128,
+    /// Whether the forecast is the seasonal model's (else the trailing week's).
+    pub seasonal: bool,
     /// Each threshold and whether it is crossed.
     pub thresholds: Vec<(Threshold, bool)>,
 }
 
 /// Where `budget` stands at `now_ns` in `period`, given its spend so far in the period and over the
-/// trailing [`TRAILING_NS`].
-pub fn status(budget: &Budget, period: Period, now_ns: u64, spend: u128, trailing: u128) -> Status {
+/// trailing [`TRAILING_NS`], and the seasonal model's forecast of the rest of the period when there is one.
+pub fn status(
+    budget: &Budget,
+    period: Period,
+    now_ns: u64,
+    spend: u128,
+    trailing: u128,
+    seasonal_rest: Option<u128>,
+) -> Status {
     let left = u128::from(period.to_ns.saturating_sub(now_ns));
-    let forecast = spend + trailing * left / u128::from(TRAILING_NS);
+    let forecast = spend + seasonal_rest.unwrap_or_else(|| trailing * left / u128::from(TRAILING_NS));
     let thresholds = budget
         .thresholds
         .iter()
@@ -43,7 +60,16 @@ pub fn status(budget: &Budget, period: Period, now_ns: u64, spend: u128, trailin
             (*t, value * 100 >= u128::from(t.percent) * budget.amount_micros)
         })
         .collect();
-    Status { budget: budget.clone(), period, now_ns, spend, trailing, forecast, thresholds }
+    Status {
+        budget: budget.clone(),
+        period,
+        now_ns,
+        spend,
+        trailing,
+        forecast,
+        seasonal: seasonal_rest.is_some(),
+        thresholds,
+    }
 }
 
 impl Status {
@@ -62,7 +88,7 @@ impl Status {
             forecast_usd: usd(self.forecast),
             spend_pct: pct(self.spend),
             forecast_pct: pct(self.forecast),
-            forecast_method: FORECAST_METHOD,
+            forecast_method: if self.seasonal { SEASONAL_METHOD } else { TRAILING_METHOD },
             trailing_7d_usd: usd(self.trailing),
             thresholds: self
                 .thresholds
@@ -97,8 +123,10 @@ pub struct StatusBody {
     /// Of the limit, two decimals.
     pub spend_pct: f64,
     pub forecast_pct: f64,
+    /// How this forecast was made: the seasonal model's (it starts `spend so far in the period + the rest of
+    /// the period forecast day by day by a seasonal model`) or the trailing week's.
     pub forecast_method: &'static str,
-    /// Spend over the trailing 7 days, which the forecast extends.
+    /// Spend over the trailing 7 days, which the trailing forecast extends.
     pub trailing_7d_usd: String,
     pub thresholds: Vec<ThresholdStatus>,
 }
@@ -301,19 +329,24 @@ mod tests {
     fn the_forecast_adds_the_trailing_weekly_rate_for_the_rest_of_the_period() {
         let b = budget(1000, serde_json::json!([{ "type": "forecast", "percent": 100 }]));
         // Ten days in: 300 spent, 70 in the last 7 days (10/day), 20 days left → 300 + 200.
-        let s = status(&b, nov(), nov().from_ns + 10 * DAY_NS, 300 * USD, 70 * USD);
+        let s = status(&b, nov(), nov().from_ns + 10 * DAY_NS, 300 * USD, 70 * USD, None);
         assert_eq!(s.forecast, 500 * USD);
         assert!(!s.thresholds[0].1);
-        let s = status(&b, nov(), nov().from_ns + 10 * DAY_NS, 300 * USD, 245 * USD);
+        let s = status(&b, nov(), nov().from_ns + 10 * DAY_NS, 300 * USD, 245 * USD, None);
         assert_eq!(s.forecast, 1000 * USD);
         assert!(s.thresholds[0].1, "exactly 100 % crosses");
+        assert_eq!(s.body().forecast_method, TRAILING_METHOD);
+        // With the seasonal model's rest of the period (a quiet weekend ahead, say): spend + its forecast.
+        let s = status(&b, nov(), nov().from_ns + 10 * DAY_NS, 300 * USD, 245 * USD, Some(150 * USD));
+        assert_eq!((s.forecast, s.thresholds[0].1), (450 * USD, false));
+        assert!(s.body().forecast_method.contains("seasonal model"));
     }
 
     #[test]
     fn a_threshold_fires_once_per_period_and_resolves_when_the_budget_is_raised() {
         let b = budget(100, serde_json::json!([{ "type": "actual", "percent": 80 }]));
         let now = nov().from_ns + DAY_NS;
-        let s = status(&b, nov(), now, 85 * USD, 0);
+        let s = status(&b, nov(), now, 85 * USD, 0, None);
         let fire = plan(std::slice::from_ref(&s), &[], now);
         assert_eq!(fire.len(), 1);
         assert_eq!((fire[0].event.state.as_str(), fire[0].event.threshold.as_str()), ("ALARM", "actual-80"));
@@ -321,8 +354,14 @@ mod tests {
         let states = vec![fire[0].state.clone()];
         assert!(plan(std::slice::from_ref(&s), &states, now + 1).is_empty());
         // Raised to 200: back under 80 %, the alarm resolves, keeping when it began.
-        let raised =
-            status(&budget(200, serde_json::json!([{ "type": "actual", "percent": 80 }])), nov(), now + 2, 85 * USD, 0);
+        let raised = status(
+            &budget(200, serde_json::json!([{ "type": "actual", "percent": 80 }])),
+            nov(),
+            now + 2,
+            85 * USD,
+            0,
+            None,
+        );
         let resolve = plan(&[raised], &states, now + 2);
         assert_eq!(resolve.len(), 1);
         assert_eq!(resolve[0].event.state, "OK");
@@ -340,7 +379,7 @@ mod tests {
             since_ns: 1,
         };
         let now = nov().from_ns + DAY_NS;
-        let t = plan(&[status(&b, nov(), now, 0, 0)], std::slice::from_ref(&old), now);
+        let t = plan(&[status(&b, nov(), now, 0, 0, None)], std::slice::from_ref(&old), now);
         assert_eq!(t.len(), 1);
         assert_eq!((t[0].event.period.as_str(), t[0].event.state.as_str()), ("2026-10", "OK"));
         assert!(t[0].event.reason.contains("period 2026-10 is over"));

@@ -16,6 +16,8 @@ impl LedgerArgs {
                 std::fs::read_to_string(path).with_context(|| format!("reading --budgets {}", path.display()))?;
             c.from_file = gpucost_rules::budget_spec::from_toml(&path.display().to_string(), &text)
                 .map_err(anyhow::Error::msg)?;
+            c.rules =
+                gpucost_rules::alert_spec::from_toml(&path.display().to_string(), &text).map_err(anyhow::Error::msg)?;
             c.file = Some(path.display().to_string());
         }
         let url = |flag: &str, u: &str| -> anyhow::Result<String> {

@@ -82,6 +82,11 @@ pub(crate) async fn demo(a: DemoArgs, stop: watch::Receiver<bool>) -> anyhow::Re
             include_str!("../../../examples/budgets.toml"),
         )
         .map_err(anyhow::Error::msg)?;
+        budgets.rules = gpucost_rules::alert_spec::from_toml(
+            "examples/budgets.toml",
+            include_str!("../../../examples/budgets.toml"),
+        )
+        .map_err(anyhow::Error::msg)?;
         budgets.file = Some("examples/budgets.toml".into());
     }
     let mut config = DemoConfig {

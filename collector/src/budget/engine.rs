@@ -7,9 +7,11 @@ use std::time::Duration;
 use super::notify::{self, Notifier};
 use gpucost_ledger::budgets::StoredBudget;
 use gpucost_ledger::{CostQuery, Ledger, LedgerError};
+use gpucost_rules::alert_spec::AlertRules;
 use gpucost_rules::budget_spec::Budget;
 use gpucost_rules::budget_status::{self as evaluate, Event, Status, TRAILING_NS};
-use gpucost_types::period::Period;
+use gpucost_types::dimension::Dimension;
+use gpucost_types::period::{DAY_NS, Period};
 
 /// How budgets are evaluated and where alerts go.
 #[derive(Debug, Clone)]
@@ -17,6 +19,8 @@ pub struct BudgetConfig {
     /// Budgets from the config file, and the file (`config:<path>` is their source).
     pub from_file: Vec<Budget>,
     pub file: Option<String>,
+    /// Idle-GPU and spend-anomaly alert rules from the same file.
+    pub rules: AlertRules,
     pub notifiers: Vec<Notifier>,
     pub every: Duration,
     /// Per notification attempt.
@@ -28,6 +32,7 @@ impl Default for BudgetConfig {
         Self {
             from_file: vec![],
             file: None,
+            rules: AlertRules::default(),
             notifiers: vec![],
             every: Duration::from_secs(60),
             timeout: Duration::from_secs(10),
@@ -87,6 +92,53 @@ fn spend(ledger: &dyn Ledger, b: &Budget, from_ns: u64, to_ns: u64) -> Result<u1
     Ok(report.rows.iter().map(|r| r.used + r.idle).sum())
 }
 
+/// Whole days of history the seasonal forecast looks back over.
+pub const SEASONAL_DAYS: u64 = 28;
+
+/// The daily spend of `b`'s scope over the whole days before today (up to [`SEASONAL_DAYS`], from its first day
+/// with spend), oldest first.
+fn daily_spend(ledger: &dyn Ledger, b: &Budget, today_ns: u64) -> Result<Vec<u128>, LedgerError> {
+    let from = today_ns.saturating_sub(SEASONAL_DAYS * DAY_NS);
+    let report = ledger.costs(&CostQuery {
+        from_ns: from,
+        to_ns: today_ns,
+        group_by: vec![Dimension::Day],
+        filters: b.scope.clone(),
+        policy: b.policy,
+    })?;
+    let mut days = vec![0u128; SEASONAL_DAYS as usize];
+    for r in &report.rows {
+        // The day's index since the epoch, as stored.
+        let Some(day_ns) = r.group.first().and_then(|d| d.parse::<u64>().ok()).map(|d| d * DAY_NS) else { continue };
+        if let Some(i) = day_ns.checked_sub(from).map(|d| (d / DAY_NS) as usize)
+            && i < days.len()
+        {
+            days[i] += r.used + r.idle;
+        }
+    }
+    let first = days.iter().position(|d| *d > 0).unwrap_or(days.len());
+    Ok(days.split_off(first))
+}
+
+/// The seasonal model's forecast of the rest of `period` from `daily` (whole days before today), or `None`
+/// with fewer than [`gpucost_seasonal::MIN_DAYS`] days or a model that does not fit.
+pub fn seasonal_rest(daily: &[u128], period: &Period, now_ns: u64) -> Option<u128> {
+    let today_end = (now_ns / DAY_NS + 1) * DAY_NS;
+    if daily.len() < gpucost_seasonal::MIN_DAYS || period.to_ns < today_end {
+        return None;
+    }
+    let series: Vec<f64> = daily.iter().map(|d| gpucost_seasonal::to_usd(*d)).collect();
+    let today_left = (today_end - now_ns) as f64 / DAY_NS as f64;
+    let days_after = ((period.to_ns - today_end) / DAY_NS) as usize;
+    match gpucost_seasonal::rest_of_period(&series, today_left, days_after) {
+        Ok(usd) => Some(gpucost_seasonal::to_micros(usd)),
+        Err(e) => {
+            tracing::debug!(error = %e, "no seasonal forecast; the trailing week's instead");
+            None
+        }
+    }
+}
+
 /// Where every budget stands at `now_ns`.
 pub fn statuses(ledger: &dyn Ledger, budgets: &[Budget], now_ns: u64) -> Result<Vec<Status>, LedgerError> {
     let bucket = ledger.bucket_ns();
@@ -97,7 +149,9 @@ pub fn statuses(ledger: &dyn Ledger, budgets: &[Budget], now_ns: u64) -> Result<
             let period = Period::containing(b.cadence, now_ns);
             let so_far = spend(ledger, b, period.from_ns, to)?;
             let trailing = spend(ledger, b, now_ns.saturating_sub(TRAILING_NS) / bucket * bucket, to)?;
-            Ok(evaluate::status(b, period, now_ns, so_far, trailing))
+            let daily = daily_spend(ledger, b, now_ns / DAY_NS * DAY_NS)?;
+            let seasonal = seasonal_rest(&daily, &period, now_ns);
+            Ok(evaluate::status(b, period, now_ns, so_far, trailing, seasonal))
         })
         .collect()
 }
@@ -155,8 +209,7 @@ pub fn deliver_due(
     let mut delivered = 0;
     for n in ledger.due_notifications(now_ns, 100, &config.notifier_names())? {
         let Some(notifier) = config.notifiers.iter().find(|x| x.name() == n.notifier) else { continue };
-        let result = serde_json::from_str::<Event>(&n.event)
-            .map_err(|e| format!("stored event does not parse: {e}"))
+        let result = notify::Outgoing::parse(&n.event)
             .and_then(|e| notify::send(notifier, &e, generator_url, config.firing_for(), config.timeout));
         if let Err(e) = &result {
             tracing::warn!(notifier = n.notifier, attempt = n.attempts + 1, error = %e, "alert delivery failed; retrying with backoff");

@@ -9,6 +9,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use gpucost_rules::alert::AlertEvent;
 use gpucost_rules::budget_status::Event;
 use gpucost_types::period::utc;
 
@@ -27,6 +28,56 @@ impl Notifier {
             Self::Slack { .. } => "slack",
             Self::Webhook { .. } => "webhook",
             Self::Alertmanager { .. } => "alertmanager",
+        }
+    }
+}
+
+/// What the outbox delivers: a budget alert's event, or an idle-GPU or anomaly alert's (its JSON has `kind`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    Budget(Event),
+    Alert(AlertEvent),
+}
+
+impl Outgoing {
+    /// A stored event (the outbox's JSON) read back.
+    pub fn parse(json: &str) -> Result<Outgoing, String> {
+        let v: Value = serde_json::from_str(json).map_err(|e| format!("stored event does not parse: {e}"))?;
+        let parsed = if v.get("kind").is_some() {
+            serde_json::from_value(v).map(Outgoing::Alert)
+        } else {
+            serde_json::from_value(v).map(Outgoing::Budget)
+        };
+        parsed.map_err(|e| format!("stored event does not parse: {e}"))
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Budget(e) => &e.id,
+            Self::Alert(e) => &e.id,
+        }
+    }
+
+    /// The webhook's body: the event's JSON as stored.
+    fn body(&self) -> Result<String, String> {
+        match self {
+            Self::Budget(e) => serde_json::to_string(e),
+            Self::Alert(e) => serde_json::to_string(e),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    fn slack(&self) -> Value {
+        match self {
+            Self::Budget(e) => slack_message(e),
+            Self::Alert(e) => alert_slack_message(e),
+        }
+    }
+
+    fn alertmanager(&self, generator_url: &str, firing_until: &str) -> Value {
+        match self {
+            Self::Budget(e) => alertmanager_alert(e, generator_url, firing_until),
+            Self::Alert(e) => alert_alertmanager_alert(e, generator_url, firing_until),
         }
     }
 }
@@ -82,10 +133,36 @@ pub fn alertmanager_alert(e: &Event, generator_url: &str, firing_until: &str) ->
     }])
 }
 
+/// An idle-GPU or anomaly alert for Slack.
+pub fn alert_slack_message(e: &AlertEvent) -> Value {
+    let (icon, what) = if e.state == "ALARM" {
+        (":rotating_light:", e.summary.clone())
+    } else {
+        (":white_check_mark:", format!("resolved: {} (fired {})", e.reason, e.alarm_since))
+    };
+    let title = if e.kind == gpucost_rules::alert::IDLE_GPU { "Idle GPU" } else { "GPU spend anomaly" };
+    json!({ "text": format!("{icon} {title} *{}* {}: {what}", e.subject, e.state) })
+}
+
+/// An idle-GPU or anomaly alert for Alertmanager: its labels as evaluated (`alertname` among them; the same
+/// for its firing and its resolution), firing until `firing_until` or resolved at the event's time.
+pub fn alert_alertmanager_alert(e: &AlertEvent, generator_url: &str, firing_until: &str) -> Value {
+    json!([{
+        "labels": e.labels,
+        "annotations": {
+            "summary": e.summary,
+            "description": e.reason,
+        },
+        "startsAt": e.alarm_since,
+        "endsAt": if e.state == "ALARM" { firing_until.to_string() } else { e.at.clone() },
+        "generatorURL": generator_url,
+    }])
+}
+
 /// Delivers `e` to `n`; `Err` says what went wrong (the outbox retries it).
 pub fn send(
     n: &Notifier,
-    e: &Event,
+    e: &Outgoing,
     generator_url: &str,
     firing_for: Duration,
     timeout: Duration,
@@ -93,20 +170,20 @@ pub fn send(
     let agent: ureq::Agent =
         ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
     let (url, body, signature) = match n {
-        Notifier::Slack { url } => (url, slack_message(e).to_string(), None),
+        Notifier::Slack { url } => (url, e.slack().to_string(), None),
         Notifier::Webhook { url, secret } => {
-            let body = serde_json::to_string(e).map_err(|e| e.to_string())?;
+            let body = e.body()?;
             let sig = sign(secret, body.as_bytes());
             (url, body, Some(sig))
         }
         Notifier::Alertmanager { url } => {
             let until = utc(gpucost_types::clock::now_ns() + firing_for.as_nanos() as u64);
             let endpoint = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
-            let body = alertmanager_alert(e, generator_url, &until).to_string();
-            return post(&agent, &endpoint, body, None, &e.id);
+            let body = e.alertmanager(generator_url, &until).to_string();
+            return post(&agent, &endpoint, body, None, e.id());
         }
     };
-    post(&agent, url, body, signature, &e.id)
+    post(&agent, url, body, signature, e.id())
 }
 
 fn post(agent: &ureq::Agent, url: &str, body: String, signature: Option<String>, id: &str) -> Result<(), String> {
@@ -166,6 +243,42 @@ mod tests {
         assert_eq!(firing[0]["endsAt"], "2026-11-03T00:15:00Z");
         assert_eq!(resolved[0]["endsAt"], "2026-11-03T00:00:00Z");
         assert_eq!(resolved[0]["startsAt"], "2026-11-02T00:00:00Z");
+    }
+
+    #[test]
+    fn idle_and_anomaly_events_round_trip_the_outbox_and_keep_their_labels_in_alertmanager() {
+        let e = AlertEvent {
+            id: "idle-gpu/nb/c/n1/GPU-1/w/1/alarm".into(),
+            kind: "idle-gpu".into(),
+            key: "nb/c/n1/GPU-1/w".into(),
+            subject: "w".into(),
+            state: "ALARM".into(),
+            summary: "GPU GPU-1 held with no use for 4.0 h".into(),
+            reason: "GPU GPU-1 held with no use for 4.0 h".into(),
+            labels: [("alertname", "GpuCostIdleGpu"), ("gpu", "GPU-1"), ("workload", "w")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            alarm_since: "2026-11-02T00:00:00Z".into(),
+            at: "2026-11-02T04:00:00Z".into(),
+        };
+        let out = Outgoing::parse(&serde_json::to_string(&e).unwrap()).unwrap();
+        assert_eq!(out, Outgoing::Alert(e.clone()));
+        let budget = Outgoing::parse(&serde_json::to_string(&event("ALARM")).unwrap()).unwrap();
+        assert!(matches!(budget, Outgoing::Budget(_)), "a budget event has no kind");
+        let mut ok = e.clone();
+        (ok.state, ok.reason, ok.at) = ("OK".into(), "w used GPU GPU-1 again".into(), "2026-11-02T05:00:00Z".into());
+        let firing = alert_alertmanager_alert(&e, "http://c/api/v1/alerts", "2026-11-02T04:15:00Z");
+        let resolved = alert_alertmanager_alert(&ok, "http://c/api/v1/alerts", "2026-11-02T05:15:00Z");
+        assert_eq!(firing[0]["labels"], resolved[0]["labels"]);
+        assert_eq!(firing[0]["labels"]["alertname"], "GpuCostIdleGpu");
+        assert_eq!(
+            (firing[0]["endsAt"].as_str(), resolved[0]["endsAt"].as_str()),
+            (Some("2026-11-02T04:15:00Z"), Some("2026-11-02T05:00:00Z"))
+        );
+        let text = alert_slack_message(&ok)["text"].as_str().unwrap().to_string();
+        assert!(text.contains("Idle GPU *w* OK: resolved: w used GPU GPU-1 again"), "{text}");
+        assert!(Outgoing::parse("{").unwrap_err().contains("does not parse"));
     }
 
     #[test]
