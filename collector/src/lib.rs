@@ -9,6 +9,7 @@
 //! in `gpucost-types`.
 
 pub mod auth;
+pub mod bill;
 pub mod budget;
 pub mod demo;
 #[cfg(feature = "aws")]

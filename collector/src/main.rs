@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use bin_cli::bill::{BillCommand, bill};
 use bin_cli::close_period::{ClosePeriodArgs, close_period};
 use bin_cli::config::{ConfigCommand, config};
 use bin_cli::demo::{DemoArgs, demo};
@@ -52,6 +53,9 @@ enum Command {
     /// Close an ended month: its report never changes; GPU time that arrives late for it is billed in the
     /// next open month as a correction.
     ClosePeriod(ClosePeriodArgs),
+    /// The AWS bill: import Data Exports deliveries (CUR 2.0, FOCUS 1.2) into the ledger.
+    #[command(subcommand)]
+    Bill(BillCommand),
     /// Print the SHA-256 of a token read from standard input, for the --auth file.
     HashToken,
     /// Copy an SQLite ledger into an empty PostgreSQL one, verify the copy and say what was copied.
@@ -93,6 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(ReportCommand::Chargeback(a)) => off_runtime("report chargeback", move || report_chargeback(a)),
         Command::ClosePeriod(a) => off_runtime("close-period", move || close_period(a)),
         Command::Migrate(a) => off_runtime("migrate", move || migrate(a)),
+        Command::Bill(c) => off_runtime("bill", move || bill(c)),
         Command::HashToken => bin_cli::auth::hash_token(),
         Command::Serve(a) => serve(&a, stop_rx).await,
         Command::Config(c) => config(c),

@@ -3,6 +3,7 @@
 //! built from them in files of their own).
 
 pub(crate) mod auth;
+pub(crate) mod bill;
 pub(crate) mod budgets;
 pub(crate) mod close_period;
 pub(crate) mod config;
