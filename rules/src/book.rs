@@ -20,6 +20,8 @@ const CATALOGUE: &str = include_str!("../data/aws-gpu-prices.csv");
 pub struct CatalogueEntry {
     pub gpus: u32,
     pub gpu_model: String,
+    /// Memory per GPU, GiB.
+    pub gpu_memory_gib: u32,
     /// `None`: the type is known but has no price in the catalogue.
     pub micros_per_hour: Option<Micros>,
 }
@@ -34,15 +36,17 @@ pub fn parse_catalogue(text: &str) -> Result<HashMap<(String, String), Catalogue
     }
     for (n, line) in lines {
         let f: Vec<&str> = line.split(',').collect();
-        let [instance, gpus, model, _mem, region, price] = f[..] else {
+        let [instance, gpus, model, mem, region, price] = f[..] else {
             return Err(format!("line {}: expected 6 fields, got {}", n + 1, f.len()));
         };
         let gpus = gpus.parse().map_err(|_| format!("line {}: gpus {gpus:?} is not a number", n + 1))?;
+        let gpu_memory_gib =
+            mem.parse().map_err(|_| format!("line {}: gpu_memory_gib {mem:?} is not a number", n + 1))?;
         let micros_per_hour =
             if price.is_empty() { None } else { Some(parse_usd(price).map_err(|e| format!("line {}: {e}", n + 1))?) };
         out.insert(
             (instance.to_string(), region.to_string()),
-            CatalogueEntry { gpus, gpu_model: model.to_string(), micros_per_hour },
+            CatalogueEntry { gpus, gpu_model: model.to_string(), gpu_memory_gib, micros_per_hour },
         );
     }
     Ok(out)
@@ -488,6 +492,21 @@ impl PriceBook {
             };
             out.push(Unmatched { at: n.at.clone(), message: format!("{:?} matches {what}{hint}", n.value) });
         }
+        out
+    }
+
+    /// The GPU instance types the catalogue knows in `region` (or in the region it is priced `like`), by name:
+    /// what a right-sizing may propose there (`recommend`).
+    pub fn instance_types_in(&self, region: &str) -> Vec<(String, CatalogueEntry)> {
+        let like = self.regions.get(region).map_or(region, |(r, _)| r.as_str());
+        let mut out: Vec<(String, CatalogueEntry)> = self
+            .catalogue
+            .iter()
+            .filter(|((_, r), _)| r == region || r == like)
+            .map(|((t, _), e)| (t.clone(), e.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup_by(|a, b| a.0 == b.0);
         out
     }
 

@@ -6,7 +6,7 @@
 //! [`catalog`]). After the fact: [`reprice`] and [`reconcile`] (new prices over stored buckets, and the check
 //! that a node's fleet line is its GPUs' price × time), [`budget_spec`] and [`budget_status`] (what a budget
 //! says, and where spend stands against it), [`alert_spec`] and [`idle_gpu`] (idle-GPU and spend-anomaly alert
-//! rules, and which GPUs are held unused), [`alert`] (their episodes: what fires, what resolves). [`inventory`] is what cloud discovery found.
+//! rules, and which GPUs are held unused), [`alert`] (their episodes: what fires, what resolves), [`recommend`] (right-sizing: a cheaper GPU, a MIG slice, sharing, release, with the monthly saving). [`inventory`] is what cloud discovery found.
 
 pub mod alert;
 pub mod alert_spec;
@@ -20,6 +20,7 @@ pub mod inventory;
 pub mod owner;
 pub mod price;
 pub mod priced;
+pub mod recommend;
 pub mod reconcile;
 pub mod reprice;
 pub mod share;
