@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use gpucost_ledger::budgets::AlertFilter;
-use gpucost_ledger::{Ledger, LedgerError, OriginCharge};
+use gpucost_ledger::{CostQuery, Ledger, LedgerError, OriginCharge};
 use gpucost_rules::alert::{self, AlertEvent, Change, Firing, Open};
 use gpucost_rules::alert_spec::{AnomalyRule, Granularity};
 use gpucost_rules::idle_gpu::{self, GpuBucket, HolderTime};
@@ -25,11 +25,12 @@ pub const HOURLY_HISTORY: u64 = 21 * 24;
 /// Days of history a daily anomaly model fits.
 pub const DAILY_HISTORY: u64 = 28;
 
-/// The last bucket end each anomaly rule was evaluated for: spend per hour or day changes its verdict only
-/// when a bucket completes, so the model is fitted once per bucket.
+/// What each anomaly rule was last evaluated on: the last complete bucket's end and the fleet's spend in it.
+/// The verdict changes only when a bucket completes or late data changes the last one, so the model is fitted
+/// again only then.
 #[derive(Debug, Default)]
 pub struct Memo {
-    evaluated: HashMap<String, u64>,
+    evaluated: HashMap<String, (u64, u128)>,
 }
 
 /// The open alerts of `kind`.
@@ -216,7 +217,15 @@ fn anomaly_changes(
             Granularity::Day => (DAY_NS, DAILY_HISTORY),
         };
         let end = now_ns / step * step;
-        if memo.evaluated.get(&rule.name) == Some(&end) {
+        let last = ledger.costs(&CostQuery {
+            from_ns: end - step,
+            to_ns: end,
+            group_by: vec![],
+            filters: vec![],
+            policy: rule.policy,
+        })?;
+        let seen = (end, last.fleet + last.rows.iter().map(|r| r.used + r.idle).sum::<u128>());
+        if memo.evaluated.get(&rule.name) == Some(&seen) {
             continue;
         }
         let from = end.saturating_sub(history * step);
@@ -243,7 +252,7 @@ fn anomaly_changes(
             )
         };
         out.extend(alert::plan(alert::ANOMALY, &mine, &firing, &why, now_ns));
-        memo.evaluated.insert(rule.name.clone(), end);
+        memo.evaluated.insert(rule.name.clone(), seen);
     }
     Ok(out)
 }
