@@ -34,6 +34,8 @@ pub struct ServeConfig {
     pub prices: Arc<PriceBook>,
     /// AWS discovery, when enabled.
     pub discovery: Option<DiscoveryConfig>,
+    /// Importing the AWS bill (Data Exports), when configured.
+    pub bill: Option<crate::jobs::BillConfig>,
     /// The catalog and rules that name owners, when configured.
     pub owners: Option<crate::enrich::SharedOwners>,
     /// Writing costs back to MLflow, when configured.
@@ -104,6 +106,15 @@ impl ServeConfig {
                 "--aws-discovery: this collector was built without AWS discovery (cargo feature `aws` of gpucost-collector)"
             );
         }
+        if let Some(b) = &self.bill {
+            anyhow::ensure!(!b.every.is_zero(), "--bill-import-interval must be more than zero");
+            if let crate::jobs::BillSource::S3 { uri, .. } = &b.source {
+                anyhow::ensure!(
+                    uri.starts_with("s3://") && uri.len() > 5,
+                    "--bill-s3 {uri:?}: expected s3://bucket/prefix"
+                );
+            }
+        }
         let bucket_ns = self.bucket.as_nanos() as u64;
         if bucket_ns == 0 || (86_400 * 1_000_000_000) % bucket_ns != 0 {
             anyhow::bail!("--bucket {:?} must divide a day evenly (e.g. 5m, 15m, 1h)", self.bucket);
@@ -150,6 +161,10 @@ impl Server {
             run.supervise(Box::new(sync));
         }
         let inventory = run.discovery(config).await;
+        if let Some(b) = &config.bill {
+            let job = crate::jobs::bill_import::BillImportJob::new(b, ledger.clone()).await?;
+            run.supervise(Box::new(job));
+        }
         // File descriptors for both ports' connections: silent connections to one cannot starve the other.
         let (grpc_cap, http_cap) =
             crate::listen::fd_budget(config.max_grpc_connections, config.max_http_connections, 128);
@@ -165,6 +180,7 @@ impl Server {
             auth: config.auth.clone(),
             http_timeout: config.http_timeout,
             mlflow_ui: config.mlflow_ui.clone(),
+            prices: config.prices.clone(),
         });
         let (admission, handshake, stop) =
             (crate::listen::Admission::new(http_cap), config.handshake_timeout, run.shutdown.clone());

@@ -240,3 +240,39 @@ fn an_s3_bucket_of_exports_is_imported_into_postgresql_once_restated_whole_and_b
         import(&db, &["--s3", "s3://bills-bucket/bills", "--s3-endpoint-url", &url], &env)
     });
 }
+
+#[test]
+fn a_serving_collector_imports_the_bill_from_its_folder_in_a_leader_job_and_counts_its_runs() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    make(&python, &exports, "first");
+    let db = dir.path().join("ledger.db");
+    let c = gpucost_e2e::Collector::start_with(
+        &db,
+        gpucost_e2e::free_port(),
+        gpucost_e2e::free_port(),
+        &["--bill-dir", exports.to_str().unwrap(), "--bill-import-interval", "1s"],
+        &[],
+    );
+    let runs = || {
+        let (_, text) = c.get_text("/metrics");
+        text.lines()
+            .find(|l| l.starts_with("gpucost_job_runs_total{job=\"bill-import\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let mut tries = 0;
+    while runs() < 2.0 {
+        tries += 1;
+        assert!(tries < 600, "the bill-import job did not run twice");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ledger = SqliteLedger::open(&db, HOUR, u64::MAX).unwrap();
+    assert_eq!(ledger.bill_lines("gpu-cur", "2026-11").unwrap(), first_lines());
+    let (_, text) = c.get_text("/metrics");
+    assert!(
+        !text.lines().any(|l| l.starts_with("gpucost_job_failures_total{job=\"bill-import\"}") && !l.ends_with(" 0")),
+        "no failed run: {text}"
+    );
+}

@@ -163,9 +163,37 @@ pub(crate) struct LedgerArgs {
     /// How often to repeat discovery.
     #[arg(long, env = "GPUCOST_AWS_DISCOVERY_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub(crate) aws_discovery_interval: Duration,
+    /// Import the AWS bill (Data Exports: CUR 2.0 or FOCUS 1.2) from this folder (a copy of the exports'
+    /// S3 prefix) every --bill-import-interval.
+    #[arg(long, env = "GPUCOST_BILL_DIR", conflicts_with = "bill_s3")]
+    pub(crate) bill_dir: Option<PathBuf>,
+    /// Import the AWS bill from the bucket and prefix its exports are delivered to, s3://bucket/prefix
+    /// (standard AWS credential chain).
+    #[arg(long, env = "GPUCOST_BILL_S3")]
+    pub(crate) bill_s3: Option<String>,
+    /// An S3-compatible endpoint for --bill-s3 instead of AWS's (e.g. an emulator).
+    #[arg(long, env = "GPUCOST_BILL_S3_ENDPOINT_URL", requires = "bill_s3")]
+    pub(crate) bill_s3_endpoint_url: Option<String>,
+    /// Import only this export (its Data Exports name).
+    #[arg(long, env = "GPUCOST_BILL_EXPORT")]
+    pub(crate) bill_export: Option<String>,
+    /// How often to look for new or restated bill deliveries (AWS refreshes an export at least daily).
+    #[arg(long, env = "GPUCOST_BILL_IMPORT_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub(crate) bill_import_interval: Duration,
 }
 
 impl LedgerArgs {
+    /// Bill import, when --bill-dir or --bill-s3 is given.
+    pub(crate) fn bill(&self) -> Option<gpucost_collector::jobs::BillConfig> {
+        use gpucost_collector::jobs::{BillConfig, BillSource};
+        let source = match (&self.bill_dir, &self.bill_s3) {
+            (Some(dir), _) => BillSource::Dir(dir.clone()),
+            (None, Some(uri)) => BillSource::S3 { uri: uri.clone(), endpoint_url: self.bill_s3_endpoint_url.clone() },
+            (None, None) => return None,
+        };
+        Some(BillConfig { source, export: self.bill_export.clone(), every: self.bill_import_interval })
+    }
+
     /// The owners configuration: the catalog folder's entities (or `fallback`) and the rule order.
     pub(crate) fn owners(&self, fallback: Option<Catalog>) -> anyhow::Result<Option<Owners>> {
         let rules = parse_rules(&self.owner_rules)?;

@@ -89,6 +89,7 @@ impl LedgerArgs {
                 endpoint_url: self.aws_endpoint_url.clone(),
                 every: self.aws_discovery_interval,
             }),
+            bill: self.bill(),
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod alert_delivery;
 #[cfg(feature = "aws")]
 pub mod aws_discovery;
+pub mod bill_import;
 pub mod budget_evaluation;
 pub mod catalog_sync;
 pub mod daily_rollups;
@@ -116,6 +117,25 @@ pub struct DiscoveryConfig {
     /// An AWS-compatible endpoint instead of AWS's (an emulator in tests).
     pub endpoint_url: Option<String>,
     pub every: Duration,
+}
+
+/// Bill import (`bill_import`): where the Data Exports deliveries are and how often to look.
+#[derive(Debug, Clone)]
+pub struct BillConfig {
+    pub source: BillSource,
+    /// Only this export.
+    pub export: Option<String>,
+    pub every: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum BillSource {
+    Dir(std::path::PathBuf),
+    /// `s3://bucket/prefix`, and an S3-compatible endpoint instead of AWS's (an emulator in tests).
+    S3 {
+        uri: String,
+        endpoint_url: Option<String>,
+    },
 }
 
 #[cfg(test)]
