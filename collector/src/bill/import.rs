@@ -204,3 +204,82 @@ pub fn lines_of(m: &Manifest, file: &str, bytes: Vec<u8>) -> Result<(Vec<BillLin
     })?;
     Ok((lines, schema))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gz(text: &str) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(text.as_bytes()).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn delivery() -> Manifest {
+        Manifest {
+            key: "b/cur/metadata/BILLING_PERIOD=2026-11/cur-Manifest.json".into(),
+            export: "cur".into(),
+            billing_period: "2026-11".into(),
+            execution_id: "e1".into(),
+            columns: Vec::new(),
+            data_files: Vec::new(),
+        }
+    }
+
+    const CUR: &str = "bill_billing_period_start_date,line_item_usage_start_date,line_item_usage_end_date,\
+line_item_line_item_type,line_item_usage_type,line_item_resource_id,pricing_term,line_item_unblended_cost,\
+savings_plan_savings_plan_effective_cost\n";
+
+    #[test]
+    fn cur_csv_rows_become_bill_lines_and_a_bad_value_names_its_row_and_column() {
+        let text = format!(
+            "{CUR}2026-11-01T00:00:00Z,2026-11-03T04:00:00Z,2026-11-03T05:00:00Z,SavingsPlanCoveredUsage,\
+BoxUsage:p5.48xlarge,i-0abc,OnDemand,98.32,61.2000000004\n\
+2026-11-01T00:00:00Z,2026-11-03T04:00:00Z,2026-11-03T05:00:00Z,Usage,SpotUsage:g5.xlarge,i-0def,,0.45,\n"
+        );
+        let (lines, schema) = lines_of(&delivery(), "f.csv.gz", gz(&text)).unwrap();
+        assert_eq!(schema, Some(Schema::Cur2));
+        assert_eq!(lines.len(), 2);
+        let (a, b) = (&lines[0], &lines[1]);
+        assert_eq!(
+            (a.row, a.line_item_type.as_str(), a.instance_type.as_str()),
+            (1, "SavingsPlanCoveredUsage", "p5.48xlarge")
+        );
+        assert_eq!((a.unblended_nano, a.sp_effective_nano), (Some(98_320_000_000), Some(61_200_000_000)));
+        assert_eq!(a.usage_start_ns, 1_793_491_200_000_000_000 + (2 * 24 + 4) * 3_600_000_000_000);
+        assert_eq!((b.pricing_term.as_str(), b.sp_effective_nano, b.resource_id.as_str()), ("Spot", None, "i-0def"));
+
+        let bad = text.replace("0.45", "n/a");
+        let e = lines_of(&delivery(), "f.csv.gz", gz(&bad)).unwrap_err();
+        assert_eq!((e.row, e.column.as_deref()), (Some(2), Some("line_item_unblended_cost")));
+        assert_eq!(
+            e.to_string(),
+            "bill file f.csv.gz, row 2, column line_item_unblended_cost: not a decimal number: \"n/a\""
+        );
+
+        let other_month = text.replacen("2026-11-01T00:00:00Z", "2026-10-01T00:00:00Z", 1);
+        let e = lines_of(&delivery(), "f.csv.gz", gz(&other_month)).unwrap_err();
+        assert_eq!((e.row, e.column.as_deref()), (Some(1), Some("bill_billing_period_start_date")));
+
+        let cut = gz(&text);
+        let e = lines_of(&delivery(), "f.csv.gz", cut[..cut.len() - 12].to_vec()).unwrap_err();
+        assert!(e.reason.contains("not a readable gzip CSV file"), "{e}");
+        let e = lines_of(&delivery(), "f.csv.gz", gz("a,b\n1,2\n")).unwrap_err();
+        assert!(e.reason.contains("neither CUR 2.0 nor FOCUS 1.2"), "{e}");
+        let e = lines_of(&delivery(), "f.json", Vec::new()).unwrap_err();
+        assert!(e.reason.contains("neither Parquet"), "{e}");
+    }
+
+    #[test]
+    fn a_focus_file_without_a_required_column_is_refused_naming_it() {
+        let text = "BillingPeriodStart,ChargePeriodStart,ChargePeriodEnd,ChargeCategory,BilledCost\n\
+2026-11-01 00:00:00.000,2026-11-01 00:00:00.000,2026-11-01 01:00:00.000,Usage,1.5\n";
+        let e = lines_of(&delivery(), "f.csv.gz", gz(text)).unwrap_err();
+        assert_eq!((e.row, e.column.as_deref()), (None, Some("EffectiveCost")));
+        let ok = text.replace("BilledCost\n", "BilledCost,EffectiveCost\n").replace(",1.5\n", ",1.5,1.25\n");
+        let (lines, schema) = lines_of(&delivery(), "f.csv.gz", gz(&ok)).unwrap();
+        assert_eq!(schema, Some(Schema::Focus12));
+        assert_eq!((lines[0].unblended_nano, lines[0].effective_nano), (Some(1_500_000_000), Some(1_250_000_000)));
+    }
+}
