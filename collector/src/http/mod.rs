@@ -17,6 +17,7 @@ pub mod evidence;
 pub mod history;
 pub mod live;
 pub mod models;
+pub mod recommendations;
 pub mod reports;
 pub mod web;
 
@@ -64,6 +65,8 @@ pub struct AppState {
     pub http_timeout: Duration,
     /// MLflow's web UI, for links to models, versions and runs (`--mlflow-ui-url`, default `--mlflow-url`).
     pub mlflow_ui: Option<String>,
+    /// The prices in force, for right-sizing's proposals (`recommendations`).
+    pub prices: Arc<gpucost_rules::book::PriceBook>,
 }
 
 /// Answers 503 for a request that takes longer than `--http-request-timeout` (the live stream excepted).
@@ -187,6 +190,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::http::live::router())
         .merge(crate::http::history::router())
         .merge(crate::http::evidence::router())
+        .merge(crate::http::recommendations::router())
         .merge(crate::http::models::router())
         .split_for_parts();
     let spec = Arc::new(spec.to_pretty_json().expect("the OpenAPI description serialises"));
