@@ -628,7 +628,7 @@ mod tests {
     fn the_shipped_catalogue_parses_and_prices_a_known_node() {
         let book = PriceBook::catalogue_only();
         let p = book.price(&node("p4d.24xlarge", "us-east-1", "on_demand"), "NVIDIA A100-SXM4-40GB", 8, T).unwrap();
-        assert_eq!((p.instance_micros_per_hour, p.gpus), (32_772_600, 8));
+        assert_eq!((p.instance_micros_per_hour, p.gpus), (21_957_642, 8), "the post-June-2025 price");
         assert!(p.source.contains("AWS catalogue"), "{}", p.source);
     }
 
@@ -639,7 +639,7 @@ mod tests {
         assert!(e.reason.contains("no price for x9.mega in us-east-1"), "{}", e.reason);
         assert!(book.price(&node("g5.xlarge", "eu-west-1", "on_demand"), "NVIDIA A10G", 1, T).is_err());
         assert!(
-            book.price(&node("p5en.48xlarge", "us-east-1", "on_demand"), "NVIDIA H200", 8, T)
+            book.price(&node("p5e.48xlarge", "us-east-1", "on_demand"), "NVIDIA H200", 8, T)
                 .unwrap_err()
                 .reason
                 .contains("no catalogue price")
@@ -692,7 +692,7 @@ mod tests {
         assert_eq!((p.instance_micros_per_hour, p.gpus), (20_000_000, 8), "no discount on top of a negotiated price");
         assert!(p.source.contains("node label eks.amazonaws.com/nodegroup=a100-reserved"));
         let other = book.price(&node("p4d.24xlarge", "us-east-1", "on_demand"), "NVIDIA A100-SXM4-40GB", 8, T).unwrap();
-        assert_eq!(other.instance_micros_per_hour, 32_772_600 * 70 / 100);
+        assert_eq!(other.instance_micros_per_hour, 21_957_642 * 70 / 100);
     }
 
     #[test]

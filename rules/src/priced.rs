@@ -202,7 +202,7 @@ mod tests {
             &[("GPU-1", "a", 600_000, 10), ("GPU-1", "b", 200_000, 30)],
         );
         let c = price_batch(&PriceBook::catalogue_only(), &b);
-        let per_gpu = 40_965_700 / 8;
+        let per_gpu = 27_447_050 / 8;
         assert_eq!(c.devices.iter().map(|d| d.cost).collect::<Vec<_>>(), vec![per_gpu, per_gpu]);
         assert_eq!(c.devices[1].unallocated, per_gpu, "nobody held GPU-2");
         assert_eq!(c.holdings[0].used + c.holdings[1].used + c.devices[0].idle, per_gpu);
@@ -223,11 +223,11 @@ mod tests {
         ];
         let b = batch(devices, &[("MIG-a", "a", 0, 10 << 30)]);
         let c = price_batch(&PriceBook::catalogue_only(), &b);
-        let per_gpu = 40_965_700 / 8;
+        let per_gpu = 27_447_050 / 8;
         let costs: Vec<Micros> = c.devices.iter().map(|d| d.cost).collect();
         assert_eq!(costs.iter().sum::<Micros>(), per_gpu);
-        // 3/7 and 2/7 of 5 120 712 µ$, largest remainders first; the parent keeps the uncovered 2/7.
-        assert_eq!(costs, vec![1_463_060, 2_194_591, 1_463_061]);
+        // 3/7 and 2/7 of 3 430 881 µ$, largest remainders first; the parent keeps the uncovered 2/7.
+        assert_eq!(costs, vec![980_252, 1_470_377, 980_252]);
         assert_eq!(c.holdings[0].hybrid_idle, costs[1], "the slice's pod holds it idle");
         assert!(conserved(&c));
     }
