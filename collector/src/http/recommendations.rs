@@ -167,7 +167,7 @@ impl RecommendationParams {
                 let d = humantime::parse_duration(v)
                     .map_err(|e| bad(format!("window: {v:?}: {e} (expected e.g. 14d or 36h)")))?;
                 let ns = u64::try_from(d.as_nanos()).map_err(|_| bad(format!("window: {v:?} is too long")))?;
-                if ns < HOUR_NS || ns > 400 * 24 * HOUR_NS {
+                if !(HOUR_NS..=400 * 24 * HOUR_NS).contains(&ns) {
                     return Err(bad(format!("window: {v:?} must be between 1h and 400d")));
                 }
                 ns
