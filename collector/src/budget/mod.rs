@@ -4,5 +4,6 @@
 //! Beside them, the idle-GPU and spend-anomaly alerts of the same file (`alerts`), through the same outbox.
 
 pub mod alerts;
+pub mod backtest;
 pub mod engine;
 pub mod notify;

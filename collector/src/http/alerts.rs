@@ -1,5 +1,5 @@
-//! `GET /api/v1/alerts`: the alerts that fired, the latest first — budget alerts now; the shape (a `kind`,
-//! a `subject` and `labels`) takes idle-GPU and anomaly alerts as they arrive — with their state (`firing` or
+//! `GET /api/v1/alerts`: the alerts that fired, the latest first — budget, idle-GPU and spend-anomaly alerts
+//! (a `kind`, a `subject` and `labels`) — with their state (`firing` or
 //! `resolved`), when they fired and resolved, and every notification of them: the notifier, whether it tells
 //! of the firing or the resolution, and whether it was delivered (`delivered`), waits for its first attempt
 //! (`pending`) or failed and is retried with backoff (`retrying`, with the attempts and the last error).
@@ -32,7 +32,7 @@ pub struct AlertsParams {
     state: Option<String>,
     /// RFC 3339 time or Unix seconds: only alerts that fired or resolved at or after it, or fire still
     since: Option<String>,
-    /// what raised them: budget (the only kind so far)
+    /// what raised them: budget, idle-gpu or anomaly
     kind: Option<String>,
     /// at most this many, the latest fired first: 1 to 1000 (default 200)
     limit: Option<String>,
@@ -51,8 +51,8 @@ impl AlertsParams {
         let since_ns = self.since.as_deref().map(|v| parse_time("since", v)).transpose()?;
         let kind = match self.kind.as_deref() {
             None | Some("") => None,
-            Some("budget") => Some("budget".to_string()),
-            Some(other) => return Err(bad(format!("kind: {other:?}; expected budget"))),
+            Some(k @ ("budget" | "idle-gpu" | "anomaly")) => Some(k.to_string()),
+            Some(other) => return Err(bad(format!("kind: {other:?}; expected budget, idle-gpu or anomaly"))),
         };
         let limit = match self.limit.as_deref() {
             None | Some("") => DEFAULT_LIMIT,
@@ -80,14 +80,18 @@ pub struct AlertsBody {
 pub struct AlertView {
     /// Unique: the ledger's id of this firing.
     id: i64,
-    /// What raised it: `budget` (idle-GPU and anomaly alerts to come).
+    /// What raised it: `budget`, `idle-gpu` or `anomaly`.
     kind: String,
-    /// Which alert of its kind: `<budget>/<threshold>/<period>` for a budget (the same key fires again
-    /// as a new alert after it resolved).
+    /// Which alert of its kind: `<budget>/<threshold>/<period>` for a budget,
+    /// `<rule>/<cluster>/<node>/<gpu>/<workload>` for an idle GPU, `<rule>/<dimension>=<value>/<hour|day>` for an
+    /// anomaly (the same key fires again as a new alert after it resolved).
     key: String,
-    /// What it is about: the budget's name.
+    /// What it is about: the budget's name, the idle workload, the anomalous team/model/namespace.
     subject: String,
-    /// What describes it: a budget alert's `budget`, `threshold` (`actual-80`…) and `period` (`2026-11`).
+    /// What describes it: a budget alert's `budget`, `threshold` (`actual-80`…) and `period` (`2026-11`); an
+    /// idle-GPU or anomaly alert's Alertmanager labels (`alertname`, `rule`, `cluster`, `node`, `gpu`,
+    /// `workload`, `pod`, `namespace`, `team`; `team`/`model`/`namespace`, `granularity`, `direction`,
+    /// `workloads`).
     labels: BTreeMap<String, String>,
     /// `firing` or `resolved`.
     state: &'static str,
