@@ -13,6 +13,7 @@ pub mod budgets;
 pub mod copy;
 pub mod error;
 pub mod evidence;
+pub mod fetched_prices;
 pub mod history;
 pub mod migrations;
 pub mod query;
@@ -28,6 +29,7 @@ pub use bill::BillStore;
 pub use budgets::BudgetStore;
 pub use error::LedgerError;
 pub use evidence::EvidenceStore;
+pub use fetched_prices::FetchedPriceStore;
 pub use gpucost_types::dimension::{Dimension, MAX_FILTER_TERMS, MAX_LABEL_DIMENSIONS};
 pub use history::{ClosedPeriod, PriceOf, ReattributeReport, RepriceOptions, RepriceReport};
 pub use query::{
@@ -45,5 +47,6 @@ pub mod prelude {
     pub use crate::bill::BillStore;
     pub use crate::budgets::BudgetStore;
     pub use crate::evidence::EvidenceStore;
+    pub use crate::fetched_prices::FetchedPriceStore;
     pub use crate::roles::{Coordination, History, Ledger, Reading, Recording};
 }

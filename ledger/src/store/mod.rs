@@ -27,6 +27,7 @@ mod budgets;
 mod closing;
 mod days;
 mod evidence;
+mod fetched_prices;
 mod ids;
 mod owners;
 #[cfg(feature = "postgres")]

@@ -92,6 +92,7 @@ macro_rules! every_case {
             a_gpus_nodes_and_workloads_history_comes_from_the_raw_rows_and_the_rollups,
             evidence_gives_exact_percentiles_peaks_and_busy_shares_over_any_window,
             evidence_groups_a_controllers_pods_and_each_node_hours_instance_ids_are_kept,
+            fetched_prices_are_kept_per_source_zone_and_effective_time_and_a_refetch_refreshes_them,
         }
     };
 }
@@ -1625,4 +1626,34 @@ pub fn evidence_groups_a_controllers_pods_and_each_node_hours_instance_ids_are_k
         vec![row(1, "i-0fedcba9876543210")]
     );
     assert!(l.node_instances(T0 + 2 * HOUR, T0 + 3 * HOUR, None).unwrap().is_empty());
+}
+
+/// Fetched AWS prices (issue 25 item 5): kept per source, region, zone, instance type and effective time, read
+/// back in that order; fetching the same price again refreshes it, a new effective time adds a row.
+pub fn fetched_prices_are_kept_per_source_zone_and_effective_time_and_a_refetch_refreshes_them<S: Stores>(s: &S) {
+    use crate::fetched_prices::{FetchedPrice, FetchedPriceStore, PriceSource};
+    let l = s.open("fetched", HOUR, 0).unwrap();
+    let price = |source, zone: &str, effective_ns, micros, fetched_ns, provenance: &str| FetchedPrice {
+        source,
+        region: "us-east-1".into(),
+        zone: zone.into(),
+        instance_type: "p5.48xlarge".into(),
+        effective_ns,
+        micros_per_hour: micros,
+        fetched_ns,
+        provenance: provenance.into(),
+    };
+    let list = price(PriceSource::PriceList, "", T0, 55_040_000, T0 + HOUR, "SKU1.JRTCKXETXF.6YS6EN2CT7");
+    let spot_a = price(PriceSource::Spot, "us-east-1a", T0, 21_123_400, T0 + HOUR, "2026-12-07T10:00:00Z");
+    let spot_b = price(PriceSource::Spot, "us-east-1b", T0, 22_000_001, T0 + HOUR, "2026-12-07T10:00:00Z");
+    assert_eq!(l.put_fetched_prices(&[spot_b.clone(), list.clone(), spot_a.clone()]).unwrap(), 3);
+    assert_eq!(l.fetched_prices().unwrap(), vec![list.clone(), spot_a.clone(), spot_b.clone()]);
+
+    // The next day's fetch: the same on-demand price again (refreshed, not doubled), a new spot price in 1a.
+    let list_again = FetchedPrice { fetched_ns: T0 + 25 * HOUR, ..list.clone() };
+    let spot_a_later = price(PriceSource::Spot, "us-east-1a", T0 + 20 * HOUR, 19_500_000, T0 + 25 * HOUR, "later");
+    l.put_fetched_prices(&[list_again.clone(), spot_a_later.clone()]).unwrap();
+    drop(l);
+    let l = s.open("fetched", HOUR, 0).unwrap();
+    assert_eq!(l.fetched_prices().unwrap(), vec![list_again, spot_a, spot_a_later, spot_b], "kept across a reopen");
 }
