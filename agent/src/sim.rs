@@ -178,6 +178,8 @@ enum Pattern {
     Batch { period_slots: u64, run_slots: u64, offset: u64, util: u32 },
     /// A pod the kubelet allocated a GPU to that never starts a GPU process: it holds the GPU idle.
     Reserved,
+    /// Runs at about `util` % only on the 14th to the 16th of each month (UTC): the demo's spend spike.
+    MidMonth { util: u32 },
 }
 
 #[derive(Debug, Clone)]
@@ -202,6 +204,32 @@ struct SimGpu {
     mig_parent: Option<String>,
 }
 
+/// What the demo plants for right-sizing and alerts to find (issue 24 item 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Planted {
+    /// An inference Deployment alone on an 80 GB A100, peaking at 9 GB and 12 % SM.
+    Oversized,
+    /// A notebook holding a GPU and memory, never busy.
+    IdleNotebook,
+    /// A training Job that runs only on the 14th to the 16th of the month.
+    SpendSpike,
+}
+
+/// One planted workload: the ground truth tests compare with.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PlantedWorkload {
+    pub planted: Planted,
+    pub cluster: String,
+    pub namespace: String,
+    pub controller_kind: String,
+    pub controller_name: String,
+    pub gpu_uuid: String,
+    pub instance_type: String,
+    /// The peak memory it reports (bytes) and its highest SM %.
+    pub peak_memory_bytes: u64,
+    pub sm_max_percent: u32,
+}
+
 /// One simulated node: what its agent would see.
 pub struct SimNode {
     pub agent_id: String,
@@ -209,6 +237,7 @@ pub struct SimNode {
     seed: u64,
     gpus: BTreeMap<String, SimGpu>,
     processes: Vec<SimProcess>,
+    planted: Vec<PlantedWorkload>,
 }
 
 /// A simulated fleet.
@@ -232,6 +261,11 @@ impl Fleet {
         Self { nodes }
     }
 
+    /// The workloads planted for right-sizing and alerts, over every node.
+    pub fn planted(&self) -> Vec<PlantedWorkload> {
+        self.nodes.iter().flat_map(|n| n.planted.iter().cloned()).collect()
+    }
+
     /// Physical GPUs (MIG devices are parts of one).
     pub fn gpu_count(&self) -> usize {
         self.nodes.iter().map(|n| n.info.devices.iter().filter(|d| d.mig_parent_uuid.is_none()).count()).sum()
@@ -239,6 +273,17 @@ impl Fleet {
 }
 
 /// A 64-hex-digit container ID, as containerd, CRI-O and Docker write them.
+/// The day of the month (1..=31) of a day counted from 1970-01-01 (the civil calendar, proleptic Gregorian).
+fn day_of_month(days: u64) -> u64 {
+    // Howard Hinnant's days-to-civil, the day only.
+    let z = days + 719_468;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    doy - (153 * mp + 2) / 5 + 1
+}
+
 fn container_id(rng: &mut Rng) -> String {
     format!("{:016x}{:016x}{:016x}{:016x}", rng.next(), rng.next(), rng.next(), rng.next())
 }
@@ -314,9 +359,64 @@ impl SimNode {
             labels: BTreeMap::new(),
             instance_id: instance_id_of(cluster, &node_name),
         };
-        let mut node = SimNode { agent_id: node_name, info, seed, gpus, processes: Vec::new() };
+        let mut node = SimNode { agent_id: node_name, info, seed, gpus, processes: Vec::new(), planted: Vec::new() };
         node.place_workloads(&mut rng, index);
+        node.plant(index);
         node
+    }
+
+    /// On GPUs nobody holds, with a random stream of its own (the other workloads stay as they were): the
+    /// first free A100 80 GB of a p4de node gets an over-provisioned inference Deployment; other free GPUs an
+    /// idle notebook or a mid-month training Job, about a third each, the rest stay free.
+    fn plant(&mut self, node_index: u32) {
+        let mut rng = Rng(hash(&[self.seed, u64::from(node_index), 0x706c616e74]));
+        let free: Vec<(String, u64)> = self
+            .info
+            .devices
+            .iter()
+            .filter(|d| {
+                d.mig_parent_uuid.is_none()
+                    && !self.info.devices.iter().any(|m| m.mig_parent_uuid.as_ref() == Some(&d.uuid))
+            })
+            .filter(|d| !self.processes.iter().any(|p| p.gpu_uuid == d.uuid))
+            .map(|d| (d.uuid.clone(), d.memory_total_bytes))
+            .collect();
+        let oversized_here = self.info.instance_type == "p4de.24xlarge";
+        for (i, (uuid, memory)) in free.into_iter().enumerate() {
+            let slot = 200 + i as u32;
+            let pid = 300_000 + (rng.below(1_000) as u32) * 8 + i as u32;
+            let (planted, identity, memory_bytes, pattern, sm_max) = if oversized_here && i == 0 {
+                let ident = self.pod_identity(&mut rng, "serve", node_index, slot);
+                let pattern = Pattern::Inference { trough: 4, peak: 12, peak_hour: 14 };
+                (Planted::Oversized, ident, 9_000_000_000, pattern, 12)
+            } else {
+                match rng.below(3) {
+                    0 => {
+                        let ident = self.notebook_identity(&mut rng);
+                        let pattern = Pattern::Notebook { active_percent: 0, busy: 1 };
+                        (Planted::IdleNotebook, ident, memory / 100 * rng.range(10, 30), pattern, 0)
+                    }
+                    1 => {
+                        let ident = self.pod_identity(&mut rng, "train", node_index, slot);
+                        let util = rng.range(85, 95) as u32;
+                        (Planted::SpendSpike, ident, memory / 100 * rng.range(60, 85), Pattern::MidMonth { util }, util)
+                    }
+                    _ => continue,
+                }
+            };
+            self.planted.push(PlantedWorkload {
+                planted,
+                cluster: self.info.cluster.clone(),
+                namespace: identity.namespace.clone(),
+                controller_kind: identity.controller_kind.clone(),
+                controller_name: identity.controller_name.clone(),
+                gpu_uuid: uuid.clone(),
+                instance_type: self.info.instance_type.clone(),
+                peak_memory_bytes: memory_bytes,
+                sm_max_percent: sm_max,
+            });
+            self.push(&uuid, pid, memory_bytes, pattern, identity);
+        }
     }
 
     /// Decides who runs on each GPU. A multi-GPU training job may take the whole node.
@@ -569,6 +669,10 @@ impl SimNode {
                 (phase < run_slots).then(|| (p.base_pid + (run % 50_000) as u32 * 2, util - (noise % 6) as u32))
             }
             Pattern::Reserved => None,
+            Pattern::MidMonth { util } => {
+                let day_of_month = day_of_month(slot * slot_ns / NS_PER_SEC / 86_400);
+                (14..=16).contains(&day_of_month).then(|| (p.base_pid, util - (noise % 4) as u32))
+            }
         }
     }
 
@@ -971,6 +1075,59 @@ mod tests {
             .flat_map(|n| n.gpus.keys().filter(|u| !n.processes.iter().any(|p| &&p.gpu_uuid == u)))
             .count();
         assert!(unheld > 0, "the demo should show some idle GPUs");
+    }
+
+    #[test]
+    fn the_demo_plants_an_oversized_a100_pod_idle_notebooks_and_a_mid_month_spike_with_their_ground_truth() {
+        let fleet = Fleet::generate(FleetSpec::demo(1));
+        let planted = fleet.planted();
+        assert_eq!(planted, Fleet::generate(FleetSpec::demo(1)).planted(), "deterministic from the seed");
+        let of = |k: Planted| planted.iter().filter(|p| p.planted == k).collect::<Vec<_>>();
+        let oversized = of(Planted::Oversized);
+        assert!(!oversized.is_empty() && !of(Planted::IdleNotebook).is_empty() && !of(Planted::SpendSpike).is_empty());
+        let slot_ns = 15 * NS_PER_SEC;
+        // 2026-11-13 and 2026-11-14, 00:00 UTC, in slots.
+        let (nov13, nov14) = (1_794_528_000 * NS_PER_SEC / slot_ns, 1_794_614_400 * NS_PER_SEC / slot_ns);
+        for o in &oversized {
+            assert_eq!(
+                (o.instance_type.as_str(), o.controller_kind.as_str(), o.peak_memory_bytes),
+                ("p4de.24xlarge", "Deployment", 9_000_000_000)
+            );
+            let node = fleet.nodes.iter().find(|n| n.info.devices.iter().any(|d| d.uuid == o.gpu_uuid)).unwrap();
+            let device = node.info.devices.iter().find(|d| d.uuid == o.gpu_uuid).unwrap();
+            assert_eq!((device.model.as_str(), device.mig_profile.clone()), ("NVIDIA A100-SXM4-80GB", None));
+            let max = (0..5_760)
+                .filter_map(|s| {
+                    node.slot_tick(nov13 + s, slot_ns).processes.into_iter().find(|p| p.gpu_uuid == o.gpu_uuid)
+                })
+                .map(|p| (p.sm_util_percent.unwrap(), p.used_memory_bytes))
+                .fold((0, 0), |a, b| (a.0.max(b.0), a.1.max(b.1)));
+            assert!(max.0 <= 12 && max.0 >= 10 && max.1 <= 9_000_000_000, "{max:?}");
+        }
+        let on = |p: &PlantedWorkload, slot: u64| {
+            let node = fleet
+                .nodes
+                .iter()
+                .find(|n| n.info.cluster == p.cluster && n.info.devices.iter().any(|d| d.uuid == p.gpu_uuid))
+                .unwrap();
+            node.slot_tick(slot, slot_ns)
+                .processes
+                .into_iter()
+                .find(|s| s.gpu_uuid == p.gpu_uuid)
+                .map(|s| s.sm_util_percent)
+        };
+        for p in of(Planted::SpendSpike) {
+            assert_eq!(on(p, nov13), None, "not on the 13th");
+            assert!(on(p, nov14).flatten().is_some_and(|sm| sm >= 80), "on the 14th");
+        }
+        for p in of(Planted::IdleNotebook) {
+            assert_eq!(on(p, nov13), Some(Some(0)));
+        }
+        assert_eq!(
+            (day_of_month(0), day_of_month(31), day_of_month(20_771)),
+            (1, 1, 14),
+            "1970-01-01, 02-01, 2026-11-14"
+        );
     }
 
     #[test]
