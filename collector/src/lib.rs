@@ -23,6 +23,7 @@ pub mod listen;
 pub mod live;
 pub use gpucost_cli::logs;
 pub mod metrics;
+pub mod prices;
 pub mod server;
 pub mod tls;
 
