@@ -294,6 +294,8 @@ pub struct PriceBook {
     /// Basis points off on-demand.
     spot_discount_bps: u64,
     commitment_discount_bps: u64,
+    /// Prices fetched from AWS, taken over the catalogue (`with_fetched`).
+    fetched: crate::fetched::FetchedRates,
 }
 
 fn bps(percent: Option<f64>, at: &str) -> Result<u64, String> {
@@ -302,6 +304,11 @@ fn bps(percent: Option<f64>, at: &str) -> Result<u64, String> {
         Some(p) if (0.0..=100.0).contains(&p) => Ok((p * 100.0).round() as u64),
         Some(p) => Err(format!("{at}: {p} is not a percentage between 0 and 100")),
     }
+}
+
+/// `ns` since the epoch as an RFC 3339 UTC time, to the second.
+fn rfc3339(ns: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns)).to_string()
 }
 
 fn effective(at: &str, s: &Option<String>) -> Result<u64, String> {
@@ -435,7 +442,15 @@ impl PriceBook {
             grid_mg_per_kwh,
             spot_discount_bps: bps(file.spot_discount_percent, "spot_discount_percent")?,
             commitment_discount_bps: bps(file.commitment_discount_percent, "commitment_discount_percent")?,
+            fetched: Default::default(),
         })
+    }
+
+    /// This book with prices fetched from AWS (the Price List API, EC2 spot price history), which take the
+    /// catalogue's place wherever they have a price in force; the prices file still wins over them.
+    pub fn with_fetched(mut self, rates: Vec<crate::fetched::FetchedRate>) -> Self {
+        self.fetched = crate::fetched::FetchedRates::new(rates);
+        self
     }
 
     /// The prices file's entries that can never apply: an instance type, GPU model or region that neither
@@ -569,6 +584,32 @@ impl PriceBook {
                 source: format!("prices file: GPU model {gpu_model} ({capacity})"),
             });
         }
+        if spot && let Some(r) = self.fetched.spot(&node.instance_type, &node.region, &node.zone, at_ns) {
+            return Ok(GpuPrice {
+                instance_micros_per_hour: r.micros_per_hour,
+                gpus: gpus(None),
+                source: format!(
+                    "AWS spot price history: {} spot in {} as of {} ({})",
+                    node.instance_type,
+                    node.zone,
+                    rfc3339(r.effective_ns),
+                    r.provenance
+                ),
+            });
+        }
+        if let Some(r) = self.fetched.on_demand(&node.instance_type, &node.region, at_ns) {
+            return Ok(GpuPrice {
+                instance_micros_per_hour: self.discounted(r.micros_per_hour, spot),
+                gpus: gpus(None),
+                source: format!(
+                    "AWS Price List: {} on-demand in {} as of {} ({}) ({capacity})",
+                    node.instance_type,
+                    node.region,
+                    rfc3339(r.effective_ns),
+                    r.provenance
+                ),
+            });
+        }
         let (entry, via) = match catalogue {
             Some(e) => (Some(e), None),
             None => match self.regions.get(&node.region) {
@@ -630,6 +671,50 @@ mod tests {
         let p = book.price(&node("p4d.24xlarge", "us-east-1", "on_demand"), "NVIDIA A100-SXM4-40GB", 8, T).unwrap();
         assert_eq!((p.instance_micros_per_hour, p.gpus), (21_957_642, 8), "the post-June-2025 price");
         assert!(p.source.contains("AWS catalogue"), "{}", p.source);
+    }
+
+    #[test]
+    fn fetched_prices_take_the_catalogues_place_and_the_prices_file_still_wins() {
+        use crate::fetched::{FetchedRate, FetchedSource};
+        let rate = |source, zone: &str, effective_ns, micros| FetchedRate {
+            source,
+            region: "us-east-1".into(),
+            zone: zone.into(),
+            instance_type: "p4d.24xlarge".into(),
+            effective_ns,
+            micros_per_hour: micros,
+            provenance: "SKU.TERM.RATE".into(),
+        };
+        let rates = vec![
+            rate(FetchedSource::PriceList, "", T, 20_000_000),
+            rate(FetchedSource::Spot, "us-east-1a", T, 9_000_000),
+        ];
+        let file = "spot_discount_percent = 50\n";
+        let book = PriceBook::with_file_text(Some(file)).unwrap().with_fetched(rates.clone());
+        let mut spot_a = node("p4d.24xlarge", "us-east-1", "spot");
+        spot_a.zone = "us-east-1a".into();
+        let mut spot_b = spot_a.clone();
+        spot_b.zone = "us-east-1b".into();
+        let on_demand = node("p4d.24xlarge", "us-east-1", "on_demand");
+        let m = "NVIDIA A100-SXM4-40GB";
+
+        let p = book.price(&on_demand, m, 8, T).unwrap();
+        assert_eq!((p.instance_micros_per_hour, p.gpus), (20_000_000, 8));
+        assert!(p.source.starts_with("AWS Price List: p4d.24xlarge on-demand in us-east-1 as of "), "{}", p.source);
+        assert!(p.source.contains("SKU.TERM.RATE"), "{}", p.source);
+        let p = book.price(&spot_a, m, 8, T).unwrap();
+        assert_eq!(p.instance_micros_per_hour, 9_000_000, "the zone's spot price, no discount on top");
+        assert!(p.source.starts_with("AWS spot price history: p4d.24xlarge spot in us-east-1a"), "{}", p.source);
+        let p = book.price(&spot_b, m, 8, T).unwrap();
+        assert_eq!(p.instance_micros_per_hour, 10_000_000, "no spot price there: on demand less the spot discount");
+        let p = book.price(&on_demand, m, 8, T - 1).unwrap();
+        assert_eq!(p.instance_micros_per_hour, 21_957_642, "before the fetched price took effect: the catalogue");
+        assert!(p.source.contains("AWS catalogue"), "{}", p.source);
+
+        let file = "[[instance]]\ninstance_type = \"p4d.24xlarge\"\nusd_per_hour = \"15\"\nspot_usd_per_hour = \"5\"\n";
+        let book = PriceBook::with_file_text(Some(file)).unwrap().with_fetched(rates);
+        assert_eq!(book.price(&on_demand, m, 8, T).unwrap().instance_micros_per_hour, 15_000_000);
+        assert_eq!(book.price(&spot_a, m, 8, T).unwrap().instance_micros_per_hour, 5_000_000);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod book;
 pub mod budget_spec;
 pub mod budget_status;
 pub mod catalog;
+pub mod fetched;
 pub mod idle_gpu;
 pub mod inventory;
 pub mod owner;
