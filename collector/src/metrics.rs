@@ -94,6 +94,7 @@ struct Readings {
 /// Budgets and team efficiency, set by their loops.
 struct Budgets {
     efficiency: GaugeVec,
+    savings: GaugeVec,
     spend: GaugeVec,
     limit: GaugeVec,
     forecast: GaugeVec,
@@ -270,6 +271,12 @@ impl Budgets {
                 r,
                 "gpucost_team_efficiency_ratio",
                 "Used over held GPU time per team, last hour.",
+                &["team"],
+            ),
+            savings: gauge(
+                r,
+                "gpucost_recommendation_savings_usd_monthly",
+                "Potential monthly saving of right-sizing per team: each workload's largest recommendation, last 14 days.",
                 &["team"],
             ),
             spend: gauge(r, "gpucost_budget_spend_usd", "GPU spend so far in the budget's period.", &period),
@@ -483,6 +490,16 @@ impl Metrics {
         for (team, held, used) in teams.iter().filter(|t| t.1 > 0) {
             let team = if team.is_empty() { gpucost_rules::owner::UNATTRIBUTED } else { team.as_str() };
             self.budgets.efficiency.with_label_values(&[team]).set(*used as f64 / *held as f64);
+        }
+    }
+
+    /// Sets each team's potential monthly saving (micro-dollars) from right-sizing; a team is one label per
+    /// catalog team, so the family is as bounded as the efficiency gauge.
+    pub fn set_savings(&self, teams: &[(String, u64)]) {
+        self.budgets.savings.reset();
+        for (team, micros) in teams {
+            let team = if team.is_empty() { gpucost_rules::owner::UNATTRIBUTED } else { team.as_str() };
+            self.budgets.savings.with_label_values(&[team]).add(*micros as f64 / 1e6);
         }
     }
 

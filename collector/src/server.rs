@@ -336,6 +336,11 @@ impl Running {
     fn housekeeping_jobs(&mut self, config: &ServeConfig) {
         let mut jobs: Vec<Box<dyn crate::jobs::Job>> = vec![
             Box::new(crate::jobs::team_efficiency::TeamEfficiency::new(self.ledger.clone(), self.metrics.clone())),
+            Box::new(crate::jobs::recommendation_savings::RecommendationSavings::new(
+                self.ledger.clone(),
+                config.prices.clone(),
+                self.metrics.clone(),
+            )),
             Box::new(crate::jobs::prune_raw::PruneRaw::new(self.ledger.clone(), config.raw_retention)),
             Box::new(crate::jobs::daily_rollups::DailyRollups::new(self.ledger.clone())),
         ];

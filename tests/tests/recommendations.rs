@@ -26,8 +26,8 @@ fn pod(name: &str, kind: &str, controller: &str) -> pb::WorkloadIdentity {
 }
 
 /// An hour of a p4d.24xlarge (8 × A100 40 GB): the Deployment's pod on GPU 0, a notebook holding GPU 1 unused.
-fn hour(seq: u64) -> pb::UsageBatch {
-    let start = START_NS + seq * HOUR;
+fn hour(base_ns: u64, seq: u64) -> pb::UsageBatch {
+    let start = base_ns + seq * HOUR;
     let gpus: Vec<String> = (0..8).map(|i| format!("GPU-p4d-{i}")).collect();
     let samples = 3_600;
     let process = |pid: u32, gpu: usize, sm: f64, mean: u64, peak: u64, busy: u32, workload| pb::ProcessUsage {
@@ -82,7 +82,7 @@ fn micros(usd: &Value) -> u64 {
 fn an_oversized_a100_pod_gets_a_cheaper_gpu_and_a_mig_slice_whose_saving_recomputes_from_the_prices() {
     let dir = tempfile::tempdir().unwrap();
     let c = Collector::start(&dir.path().join("ledger.db"));
-    let acks = send_batches(&c.grpc_url(), (0..48).map(hour).collect());
+    let acks = send_batches(&c.grpc_url(), (0..48).map(|h| hour(START_NS, h)).collect());
     assert!(acks.iter().all(|a| a.status == pb::AckStatus::Stored as i32), "{acks:?}");
 
     let window = "from=2026-11-01T00:00:00Z&to=2026-11-03T00:00:00Z";
@@ -144,4 +144,36 @@ fn an_oversized_a100_pod_gets_a_cheaper_gpu_and_a_mig_slice_whose_saving_recompu
     let row = rows.iter().find(|r| r["group"] == bert && r["kind"] == "mig_profile").unwrap();
     assert_eq!(gpucost_e2e::usd_micros(&row["saving_usd_monthly"]) as u64, current - proposed);
     assert_eq!(row["proposed_share"], "2/7");
+}
+
+#[test]
+fn the_savings_gauge_sums_each_workloads_largest_saving_per_team() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(&dir.path().join("ledger.db"));
+    // The last 48 whole hours: inside the gauge's 14-day window.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let base = (now / HOUR - 49) * HOUR;
+    let acks = send_batches(&c.grpc_url(), (0..48).map(|h| hour(base, h)).collect());
+    assert!(acks.iter().all(|a| a.status == pb::AckStatus::Stored as i32), "{acks:?}");
+    let (_, prices) = c.get("/api/v1/prices");
+    let per_gpu_hour = micros(&prices["nodes"][0]["usd_per_gpu_hour"]);
+    let (_, t4) = c.get("/api/v1/recommendations?kind=cheaper_gpu");
+    let t4 = micros(&t4["recommendations"][0]["proposed"]["usd_per_gpu_hour"]);
+    // bert's largest is the T4; the notebook's the release of its whole GPU.
+    let expected = (per_gpu_hour * 730 - t4 * 730) + per_gpu_hour * 730;
+    let mut value = None;
+    for _ in 0..60 {
+        let (_, text) = c.get_text("/metrics");
+        value = text
+            .lines()
+            .find(|l| l.starts_with("gpucost_recommendation_savings_usd_monthly{team=\"unattributed\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok());
+        if value.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let value = value.expect("the gauge within 30 s");
+    assert!((value - expected as f64 / 1e6).abs() < 1e-6, "{value} != {expected} micro-dollars");
 }

@@ -328,6 +328,49 @@ pub(crate) async fn body(s: &AppState, params: &RecommendationParams) -> Result<
     })
 }
 
+/// Potential monthly savings per team over the last 14 days with the defaults (each workload's largest
+/// saving), for the `gpucost_recommendation_savings_usd_monthly` gauge (`jobs::recommendation_savings`).
+pub fn savings_by_team(
+    ledger: &dyn gpucost_ledger::Ledger,
+    book: &gpucost_rules::book::PriceBook,
+    now_ns: u64,
+) -> anyhow::Result<Vec<(String, u64)>> {
+    let bucket_ns = ledger.bucket_ns();
+    let (found, query) =
+        RecommendationParams::default().settings(now_ns, bucket_ns).map_err(|e| anyhow::anyhow!(e.1))?;
+    let costs = CostQuery {
+        from_ns: found.from_ns,
+        to_ns: found.to_ns,
+        group_by: vec![
+            Dimension::Cluster,
+            Dimension::Namespace,
+            Dimension::Controller,
+            Dimension::Team,
+            Dimension::Model,
+        ],
+        filters: vec![],
+        policy: Policy::Hybrid,
+    };
+    let evidence = ledger.evidence(&query)?;
+    let owners = owners_of(&ledger.costs(&costs)?.rows);
+    let inputs: Vec<Evidence> = evidence.iter().filter_map(evidence_of).collect();
+    let recs = recommend::recommend(&inputs, book, &Throughput::shipped(), &found.settings);
+    let mut best: HashMap<&str, u64> = HashMap::new();
+    for r in &recs {
+        let b = best.entry(r.group.as_str()).or_default();
+        *b = (*b).max(r.saving_monthly);
+    }
+    let mut teams: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for e in &evidence {
+        let Some(saving) = best.get(e.group.as_str()) else { continue };
+        let controller = format!("{}/{}", e.controller_kind, e.controller_name);
+        let team =
+            owners.get(&(e.cluster.clone(), e.namespace.clone(), controller)).map(|o| o.0.clone()).unwrap_or_default();
+        *teams.entry(team).or_default() += saving;
+    }
+    Ok(teams.into_iter().collect())
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/recommendations",

@@ -14,6 +14,7 @@ pub mod catalog_sync;
 pub mod daily_rollups;
 pub mod mlflow_write_back;
 pub mod prune_raw;
+pub mod recommendation_savings;
 pub mod team_efficiency;
 pub mod tls_reload;
 
