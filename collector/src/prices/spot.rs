@@ -5,8 +5,9 @@ use super::{usd_to_micros, utc_ns};
 use gpucost_ledger::fetched_prices::{FetchedPrice, PriceSource};
 use std::collections::BTreeMap;
 
-/// The product description whose prices apply to a Kubernetes node.
-pub const LINUX: &str = "Linux/UNIX";
+/// The product descriptions whose prices apply to a Kubernetes node: EC2 answers `Linux/UNIX`, or the older
+/// name `Linux/UNIX (Amazon VPC)` (which moto gives) for the same instances in a VPC.
+pub const LINUX: [&str; 2] = ["Linux/UNIX", "Linux/UNIX (Amazon VPC)"];
 
 /// One entry of the history, as EC2 answers it (`spotPriceHistorySet` items).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +25,7 @@ pub struct SpotQuote {
 /// time cannot be read is an error naming it, never skipped.
 pub fn latest(region: &str, quotes: &[SpotQuote], fetched_ns: u64) -> Result<Vec<FetchedPrice>, String> {
     let mut by_pool: BTreeMap<(&str, &str), FetchedPrice> = BTreeMap::new();
-    for q in quotes.iter().filter(|q| q.product_description == LINUX) {
+    for q in quotes.iter().filter(|q| LINUX.contains(&q.product_description.as_str())) {
         let at = |e: String| {
             format!("spot price of {} in {} at {:?}: {e}", q.instance_type, q.availability_zone, q.timestamp)
         };
@@ -63,10 +64,10 @@ mod tests {
     #[test]
     fn the_latest_linux_price_of_each_zone_is_kept() {
         let quotes = [
-            quote("us-east-1a", LINUX, "20.000000", "2026-12-07T08:00:00.000Z"),
-            quote("us-east-1a", LINUX, "21.123400", "2026-12-07T10:00:00.000Z"),
+            quote("us-east-1a", LINUX[0], "20.000000", "2026-12-07T08:00:00.000Z"),
+            quote("us-east-1a", LINUX[0], "21.123400", "2026-12-07T10:00:00.000Z"),
             quote("us-east-1a", "Windows", "30.000000", "2026-12-07T11:00:00.000Z"),
-            quote("us-east-1b", LINUX, "19.500000", "2026-12-06T23:00:00.000Z"),
+            quote("us-east-1b", LINUX[1], "19.500000", "2026-12-06T23:00:00.999999999Z"),
         ];
         let got = latest("us-east-1", &quotes, 99).unwrap();
         let view: Vec<_> = got.iter().map(|p| (p.zone.as_str(), p.micros_per_hour, p.source)).collect();
@@ -81,7 +82,8 @@ mod tests {
 
     #[test]
     fn an_unreadable_quote_is_an_error_naming_it() {
-        let e = latest("us-east-1", &[quote("us-east-1c", LINUX, "n/a", "2026-12-07T10:00:00.000Z")], 0).unwrap_err();
+        let e =
+            latest("us-east-1", &[quote("us-east-1c", LINUX[0], "n/a", "2026-12-07T10:00:00.000Z")], 0).unwrap_err();
         assert!(e.contains("p5.48xlarge") && e.contains("us-east-1c") && e.contains("\"n/a\""), "{e}");
     }
 }
