@@ -40,6 +40,7 @@ static ASSETS: &[Asset] = &[
     Asset { name: "explorer.js", content_type: JS, body: include_bytes!("web/explorer.js") },
     Asset { name: "history.js", content_type: JS, body: include_bytes!("web/history.js") },
     Asset { name: "model.js", content_type: JS, body: include_bytes!("web/model.js") },
+    Asset { name: "recommendations.js", content_type: JS, body: include_bytes!("web/recommendations.js") },
     Asset { name: "style.css", content_type: CSS, body: include_bytes!("web/style.css") },
     Asset { name: "favicon.svg", content_type: "image/svg+xml", body: include_bytes!("web/favicon.svg") },
     Asset { name: "vendor/uPlot.iife.min.js", content_type: JS, body: include_bytes!("web/vendor/uPlot.iife.min.js") },

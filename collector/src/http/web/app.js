@@ -10,10 +10,11 @@ import { budgets } from './budgets.js';
 import { explorer } from './explorer.js';
 import { node } from './history.js';
 import { model } from './model.js';
+import { recommendations } from './recommendations.js';
 
 const VIEWS = { overview, team, workload, gpu, explore: explorer };
 // the budgets and alerts pages (budgets.js, alerts.js), linked from the header
-Object.assign(VIEWS, { budgets, alerts, node, model });
+Object.assign(VIEWS, { budgets, alerts, node, model, recommendations });
 const REFRESH_MS = 60_000;
 const main = document.getElementById('main');
 let current = null;
@@ -104,7 +105,7 @@ function crumbs(state) {
   if (state.view === 'gpu') parts.push(h('span', { title: state.id }, `GPU ${shortGpu(state.id)}`));
   if (state.view === 'model') parts.push(h('span', `model ${state.id}`));
   if (state.view === 'budgets' || state.view === 'alerts') parts.push(h('span', state.view === 'budgets' ? 'Budgets' : 'Alerts'));
-  for (const page of ['budgets', 'alerts']) {
+  for (const page of ['budgets', 'alerts', 'recommendations']) {
     const a = document.getElementById(`nav-${page}`);
     if (!a) continue;
     a.href = link(state, page, '');
