@@ -177,3 +177,63 @@ fn the_savings_gauge_sums_each_workloads_largest_saving_per_team() {
     let value = value.expect("the gauge within 30 s");
     assert!((value - expected as f64 / 1e6).abs() < 1e-6, "{value} != {expected} micro-dollars");
 }
+
+#[test]
+fn the_demos_oversized_a100_pod_gets_a_mig_profile_and_a_cheaper_gpu() {
+    use gpucost_agent::sim::{Fleet, FleetSpec, Planted};
+    let spec = FleetSpec::demo(1);
+    let fleet = Fleet::generate(spec);
+    // The ground truth: the first over-provisioned Deployment the simulator planted, and its node.
+    let planted = fleet.planted().into_iter().find(|p| p.planted == Planted::Oversized).expect("one in the demo");
+    let n = fleet.nodes.iter().position(|n| n.info.devices.iter().any(|d| d.uuid == planted.gpu_uuid)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(&dir.path().join("ledger.db"));
+    let args: Vec<String> = [
+        "--source",
+        "sim",
+        "--collector",
+        &c.grpc_url(),
+        "--sim-seed",
+        "1",
+        "--sim-nodes",
+        &spec.nodes.to_string(),
+        "--sim-clusters",
+        &spec.clusters.to_string(),
+        "--sim-node",
+        &n.to_string(),
+        "--sim-start",
+        "2026-11-01T00:00:00Z",
+        "--intervals",
+        "25",
+        "--report-interval",
+        "1h",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (ok, log) = gpucost_e2e::agent(&args, &dir.path().join("agent.log")).wait(std::time::Duration::from_secs(120));
+    assert!(ok, "agent failed:\n{log}");
+
+    let group = format!(
+        "controller:{}/{}/{}/{}",
+        planted.cluster, planted.namespace, planted.controller_kind, planted.controller_name
+    );
+    let (status, body) = c.get("/api/v1/recommendations?from=2026-11-01T00:00:00Z&to=2026-11-02T01:00:00Z");
+    assert_eq!(status, 200, "{body}");
+    let recs: Vec<&Value> =
+        body["recommendations"].as_array().unwrap().iter().filter(|r| r["group"] == group).collect();
+    let mig =
+        recs.iter().find(|r| r["kind"] == "mig_profile").unwrap_or_else(|| panic!("no MIG for {group}: {body:#}"));
+    let peak = mig["peak_memory_bytes"].as_u64().unwrap();
+    assert!(peak <= planted.peak_memory_bytes && mig["sm_p95_pct"].as_f64().unwrap() <= 12.0, "{mig}");
+    let profile = if peak * 6 <= (10 << 30) * 5 { "1g.10gb" } else { "2g.20gb" };
+    assert_eq!(mig["proposed"]["mig_profile"], profile, "{mig}");
+    let (_, prices) = c.get("/api/v1/prices");
+    let node = prices["nodes"].as_array().unwrap().iter().find(|p| p["instance_type"] == "p4de.24xlarge").unwrap();
+    let per_gpu_hour = micros(&node["usd_per_gpu_hour"]);
+    let slices: u64 = profile[..1].parse().unwrap();
+    let milli = mig["gpus_held_milli"].as_u64().unwrap();
+    let monthly = |p: u64| p * 730 * milli / 1000;
+    assert_eq!(micros(&mig["saving_usd_monthly"]), monthly(per_gpu_hour) - monthly(per_gpu_hour * slices / 7));
+    assert!(recs.iter().any(|r| r["kind"] == "cheaper_gpu"), "{recs:?}");
+}
