@@ -73,6 +73,20 @@ try {
   check(JSON.stringify(firingIds) === JSON.stringify(apiFiring) && !firingIds.includes(resolved.id),
     `"Firing" shows the ${apiFiring.length} firing alerts of GET /api/v1/alerts?state=firing, not the resolved one`);
   await page.screenshot({ path: join(artifacts, 'alerts-firing.png'), fullPage: true });
+  // the kind filter, beside the state filter: each kind's rows are the API's for that kind and state
+  for (const kind of ['budget', 'idle-gpu', 'anomaly']) {
+    await page.click(`[data-panel="alerts"] button[data-kind="${kind}"]`);
+    await page.waitForFunction((k) => location.hash.includes(`kind=${k}`) && location.hash.includes('state=firing'), kind);
+    const apiIds = (await api(`alerts?state=firing&kind=${kind}&limit=1000`)).alerts.map((a) => a.id).sort((x, y) => x - y);
+    await page.waitForFunction((n) => {
+      const b = document.querySelector('[data-panel="alerts"] .body');
+      return b && !b.classList.contains('loading') && (n === 0 ? !!b.querySelector('.empty') : b.querySelectorAll('tbody [data-alert]').length === n);
+    }, apiIds.length);
+    const ids = await page.$$eval('[data-panel="alerts"] tbody [data-alert]', (cs) => cs.map((c) => Number(c.dataset.alert)).sort((x, y) => x - y));
+    check(JSON.stringify(ids) === JSON.stringify(apiIds), `kind ${kind}: the page shows the ${apiIds.length} firing ${kind} alerts of the API`);
+  }
+  await page.click('[data-panel="alerts"] button[data-kind="all"]');
+  await page.waitForFunction(() => !location.hash.includes('kind='));
 
   // ---- budgets: every budget, its figures, and a burn-down with the forecast ----
   await page.click('#nav-budgets');

@@ -87,6 +87,7 @@ function titleOf(state) {
     case 'explore': return 'allocation explorer';
     case 'node': return `node ${state.id}`;
     case 'model': return `model ${state.id}`;
+    case 'recommendations': return 'recommendations';
     default: return 'GPU fleet';
   }
 }
