@@ -55,7 +55,12 @@ impl Source {
         match self {
             Self::Dir(root) => {
                 let path = root.join(key);
-                tokio::fs::read(&path).await.map_err(|e| format!("{}: {e}", path.display()))
+                // off the async threads: the runtime's `fs` feature is not one the collector turns on
+                tokio::task::spawn_blocking(move || {
+                    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+                })
+                .await
+                .map_err(|e| format!("reading {key}: {e}"))?
             }
             #[cfg(feature = "aws")]
             Self::S3(s) => s.get(key).await,
