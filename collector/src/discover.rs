@@ -46,22 +46,32 @@ pub struct AwsDiscovery {
     ecs: aws_sdk_ecs::Client,
 }
 
+/// The AWS SDK's configuration for the collector's clients (discovery, the bill's S3): the standard credential
+/// chain (env, profile, web identity, ECS/EC2 roles), rustls with ring, these timeouts, and `endpoint_url` in place
+/// of AWS's endpoints when given (an emulator such as moto, in tests).
+pub async fn sdk_config(
+    endpoint_url: Option<&str>,
+    timeouts: aws_config::timeout::TimeoutConfig,
+) -> aws_config::SdkConfig {
+    let http =
+        aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).build_https();
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http).timeout_config(timeouts);
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
 impl AwsDiscovery {
     /// Clients from the standard AWS chain (env, profile, web identity, ECS/EC2 roles).
     pub async fn new(endpoint_url: Option<&str>) -> Self {
-        let http =
-            aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).build_https();
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .operation_timeout(Duration::from_secs(20))
             .operation_attempt_timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
             .build();
-        let mut loader =
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http).timeout_config(timeouts);
-        if let Some(url) = endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let config = loader.load().await;
+        let config = sdk_config(endpoint_url, timeouts).await;
         Self { eks: aws_sdk_eks::Client::new(&config), ecs: aws_sdk_ecs::Client::new(&config) }
     }
 

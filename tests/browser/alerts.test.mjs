@@ -8,7 +8,7 @@
 
 import { join } from 'node:path';
 
-import { artifacts, base, check, checks, deadline, launch, t0 } from './harness.mjs';
+import { artifacts, base, check, checks, deadline, launch, t0, watchedPage } from './harness.mjs';
 
 deadline('the browser test', 110_000);
 const api = async (path) => (await fetch(`${base}/api/v1/${path}`)).json();
@@ -17,12 +17,7 @@ const browser = await launch();
 const problems = [];
 let failed = null;
 try {
-  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 }, colorScheme: 'light', deviceScaleFactor: 1 });
-  context.setDefaultTimeout(20_000);
-  const page = await context.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
+  const { context, page } = await watchedPage(browser, problems);
 
   // ---- the header links to both pages ----
   await page.goto(`${base}/`);

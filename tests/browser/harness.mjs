@@ -53,3 +53,17 @@ export function deadline(name, defaultMs) {
 export function launch() {
   return chromium.launch({ executablePath, args: ['--no-sandbox'] });
 }
+
+/**
+ * A page in a fresh context (1440 × 1000, light, 20 s default timeouts) whose console errors, page errors and
+ * failed requests (HTTP 400 and above) are pushed onto `problems`, for the test's closing check.
+ */
+export async function watchedPage(browser, problems, { width = 1440, height = 1000, colorScheme = 'light' } = {}) {
+  const context = await browser.newContext({ viewport: { width, height }, colorScheme, deviceScaleFactor: 1 });
+  context.setDefaultTimeout(20_000);
+  const page = await context.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
+  return { context, page };
+}

@@ -8,7 +8,7 @@
 
 import { join } from 'node:path';
 
-import { artifacts, base, check, checks, deadline, launch } from './harness.mjs';
+import { artifacts, base, check, checks, deadline, launch, watchedPage } from './harness.mjs';
 
 deadline('the history test', 120_000);
 const DAY_MS = 86_400_000;
@@ -19,12 +19,7 @@ const browser = await launch();
 const problems = [];
 let failed = null;
 try {
-  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 }, colorScheme: 'light', deviceScaleFactor: 1 });
-  context.setDefaultTimeout(20_000);
-  const page = await context.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
+  const { page } = await watchedPage(browser, problems);
   const history = async (params) => (await page.request.get(`${base}/api/v1/history?${new URLSearchParams({ ...params, from, to })}`)).json();
   const chart = (name) => page.evaluate((n) => { const u = window.gpucost.charts.get(n); return u ? u.data.map((s) => Array.from(s)) : null; }, name);
   const same = (a, b) => a.length === b.length && a.every((x, i) => (x === null && b[i] === null) || (x !== null && b[i] !== null && Math.abs(x - b[i]) < 1e-9));

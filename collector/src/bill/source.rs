@@ -128,20 +128,12 @@ pub struct S3 {
 #[cfg(feature = "aws")]
 impl S3 {
     async fn new(bucket: &str, prefix: &str, endpoint_url: Option<&str>) -> Self {
-        use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
         use std::time::Duration;
-        let http =
-            aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).build_https();
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .operation_timeout(Duration::from_secs(300))
             .connect_timeout(Duration::from_secs(5))
             .build();
-        let mut loader =
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http).timeout_config(timeouts);
-        if let Some(url) = endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let config = loader.load().await;
+        let config = crate::discover::sdk_config(endpoint_url, timeouts).await;
         // An emulator answers path-style requests only.
         let s3 = aws_sdk_s3::config::Builder::from(&config).force_path_style(endpoint_url.is_some()).build();
         Self { client: aws_sdk_s3::Client::from_conf(s3), bucket: bucket.to_string(), prefix: prefix.to_string() }
