@@ -8,7 +8,7 @@
 
 import { join } from 'node:path';
 
-import { artifacts, base, check, checks, deadline, launch, t0, watchedPage } from './harness.mjs';
+import { artifacts, base, check, checks, deadline, launch, t0, watchedPage, headerReady } from './harness.mjs';
 
 deadline('the browser test', 110_000);
 const api = async (path) => (await fetch(`${base}/api/v1/${path}`)).json();
@@ -21,6 +21,7 @@ try {
 
   // ---- the header links to both pages ----
   await page.goto(`${base}/`);
+  await headerReady(page);
   await page.click('#nav-alerts');
   await page.waitForFunction(() => location.hash.startsWith('#/alerts'));
   check(true, 'the header links to the alerts page');
@@ -84,6 +85,7 @@ try {
   await page.waitForFunction(() => !location.hash.includes('kind='));
 
   // ---- budgets: every budget, its figures, and a burn-down with the forecast ----
+  await headerReady(page);
   await page.click('#nav-budgets');
   await page.waitForFunction(() => location.hash.startsWith('#/budgets'));
   await page.waitForSelector('[data-panel="budgets-table"] tbody [data-budget]');

@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { artifacts, base, check, checks, deadline, launch, step, steps, t0 } from './harness.mjs';
+import { artifacts, base, check, checks, deadline, launch, step, steps, t0, headerReady } from './harness.mjs';
 
 deadline('the explorer test', 150_000);
 
@@ -77,6 +77,7 @@ try {
 
   // ---- reachable from the nav; by team by default ----
   await page.goto(`${base}/#/?period=7d&rows=1000`);
+  await headerReady(page);
   await page.click('#nav-explore');
   await page.waitForFunction(() => location.hash.startsWith('#/explore/'));
   const byTeam7d = await table({ group_by: 'team' });
@@ -103,6 +104,8 @@ try {
   check(deptTeam.every((r) => 'department' in r.group && 'team' in r.group), 'every row names its department and team');
   sameAsApi(deptTeam, await api({ ...window, group_by: 'department,team' }), 'department → team');
   const depts = await api({ ...window, group_by: 'department' });
+  // the chart loads beside the table: wait for its legend
+  await page.waitForSelector('[data-panel="explorer-chart"] .chart-legend [data-key]');
   const legend = await page.$$eval('[data-panel="explorer-chart"] .chart-legend [data-key]', (es) => es.map((e) => [e.dataset.key, Number(e.dataset.total)]));
   for (const d of depts.rows) {
     const rows = deptTeam.filter((r) => r.group.department === d.department);

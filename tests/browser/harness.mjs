@@ -67,3 +67,13 @@ export async function watchedPage(browser, problems, { width = 1440, height = 10
   page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
   return { context, page };
 }
+
+/**
+ * Waits until the page's header is drawn (the period buttons and the first view): a click on a header link
+ * before then can land on whatever the header's layout shift puts under the pointer.
+ */
+export async function headerReady(page) {
+  await page.waitForSelector('#periods button');
+  await page.waitForSelector('#main > *');
+  await page.evaluate(() => new Promise((resolve) => { requestAnimationFrame(() => requestAnimationFrame(resolve)); }));
+}

@@ -8,7 +8,7 @@
 
 import { join } from 'node:path';
 
-import { artifacts, base, check, checks, deadline, launch, t0, watchedPage } from './harness.mjs';
+import { artifacts, base, check, checks, deadline, launch, t0, watchedPage, headerReady } from './harness.mjs';
 
 deadline('the browser test', 110_000);
 const api = async (path) => (await fetch(`${base}/api/v1/${path}`)).json();
@@ -20,6 +20,7 @@ try {
   const { context, page } = await watchedPage(browser, problems);
 
   await page.goto(`${base}/`);
+  await headerReady(page);
   await page.click('#nav-recommendations');
   await page.waitForFunction(() => location.hash.startsWith('#/recommendations'));
   check(true, 'the header links to the recommendations page');

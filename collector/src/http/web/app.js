@@ -215,6 +215,10 @@ async function teamColors() {
     console.warn('teams', e);
   }
 }
+// The header first (period buttons, cluster, links), so it does not shift under a reader's pointer while the
+// team colours load.
+controls(parseRoute());
+crumbs(parseRoute());
 await Promise.race([teamColors(), new Promise((resolve) => { setTimeout(resolve, 2000); })]);
 render();
 start();
