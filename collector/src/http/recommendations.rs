@@ -282,11 +282,9 @@ fn view(r: &Recommendation, e: &WorkloadEvidence, owners: &Owners) -> Recommenda
     }
 }
 
-/// The recommendations of a window, filtered; shared with the savings gauge.
-pub(crate) async fn body(s: &AppState, params: &RecommendationParams) -> Result<RecommendationsBody, ApiError> {
-    let bucket_ns = s.ledger.bucket_ns();
-    let (found, query) = params.settings(gpucost_types::clock::now_ns(), bucket_ns)?;
-    let costs = CostQuery {
+/// The costs query that names each controller's team and model over the window (`owners_of` reads its rows).
+fn owners_query(found: &Found, filters: Vec<(Dimension, String)>) -> CostQuery {
+    CostQuery {
         from_ns: found.from_ns,
         to_ns: found.to_ns,
         group_by: vec![
@@ -296,9 +294,16 @@ pub(crate) async fn body(s: &AppState, params: &RecommendationParams) -> Result<
             Dimension::Team,
             Dimension::Model,
         ],
-        filters: query.namespace.iter().map(|n| (Dimension::Namespace, n.clone())).collect(),
+        filters,
         policy: Policy::Hybrid,
-    };
+    }
+}
+
+/// The recommendations of a window, filtered; shared with the savings gauge.
+pub(crate) async fn body(s: &AppState, params: &RecommendationParams) -> Result<RecommendationsBody, ApiError> {
+    let bucket_ns = s.ledger.bucket_ns();
+    let (found, query) = params.settings(gpucost_types::clock::now_ns(), bucket_ns)?;
+    let costs = owners_query(&found, query.namespace.iter().map(|n| (Dimension::Namespace, n.clone())).collect());
     let (evidence, report) = on_ledger(s, move |l| Ok((l.evidence(&query)?, l.costs(&costs)?))).await?;
     let owners = owners_of(&report.rows);
     let inputs: Vec<Evidence> = evidence.iter().filter_map(evidence_of).collect();
@@ -338,19 +343,7 @@ pub fn savings_by_team(
     let bucket_ns = ledger.bucket_ns();
     let (found, query) =
         RecommendationParams::default().settings(now_ns, bucket_ns).map_err(|e| anyhow::anyhow!(e.1))?;
-    let costs = CostQuery {
-        from_ns: found.from_ns,
-        to_ns: found.to_ns,
-        group_by: vec![
-            Dimension::Cluster,
-            Dimension::Namespace,
-            Dimension::Controller,
-            Dimension::Team,
-            Dimension::Model,
-        ],
-        filters: vec![],
-        policy: Policy::Hybrid,
-    };
+    let costs = owners_query(&found, vec![]);
     let evidence = ledger.evidence(&query)?;
     let owners = owners_of(&ledger.costs(&costs)?.rows);
     let inputs: Vec<Evidence> = evidence.iter().filter_map(evidence_of).collect();

@@ -139,8 +139,8 @@ impl<E: Engine> SqlLedger<E> {
                          GROUP BY e.bucket_start_ns, g.uuid",
                         sql_params![key.as_str(), from, to],
                         |r| {
-                            let known = u(r.get(4)?) > 0;
-                            Ok(((r.get::<i64>(0)?, r.get::<String>(1)?), (u(r.get(2)?), known.then(|| u(r.get(3).ok().flatten())))))
+                            let (peak, known) = (u(r.get(3)?), u(r.get(4)?) > 0);
+                            Ok(((r.get::<i64>(0)?, r.get::<String>(1)?), (u(r.get(2)?), known.then_some(peak))))
                         },
                     )?
                     .into_iter()
