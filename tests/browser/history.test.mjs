@@ -213,6 +213,14 @@ try {
     check(Math.abs(pw[1][i] - (srv.reduce((a, x) => a + x.energy_kwh, 0) * 3.6e6) / held) < 1e-6, `model ${topModel.model}: serving power then = its energy ÷ GPU time held (${pw[1][i].toFixed(0)} W)`);
     await page.screenshot({ path: join(artifacts, 'model.png'), fullPage: true });
   }
+  // on a phone the model page's dollar columns stay on screen and nothing overflows sideways
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300);
+  const edge = await page.$$eval('[data-table^="model-"] td.money, [data-table^="model-"] td[data-col="total"]', (tds) => Math.max(0, ...tds.map((t) => t.getBoundingClientRect().right)));
+  const pageWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+  check(edge > 0 && edge <= 390 && pageWidth <= 390, `model page at 390 px: rightmost dollar cell at ${Math.round(edge)} px, page ${pageWidth} px wide`);
+  await page.screenshot({ path: join(artifacts, 'model-phone.png'), fullPage: true });
+  await page.setViewportSize({ width: 1440, height: 1000 });
   check(problems.length === 0, `no browser errors${problems.length ? `: ${problems.join('; ')}` : ''}`);
 } catch (e) {
   failed = e;

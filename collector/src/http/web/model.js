@@ -85,7 +85,7 @@ export function model(main, ctx) {
 
   const workTable = table(ctx, 'model-workloads', [
     { key: 'workload', title: 'workload', value: (x) => workloadLabel(x.workload).title, cell: (x) => h('div.stack', h('a', { href: link(state, 'workload', x.workload, { team: x.team }), title: x.workload }, workloadLabel(x.workload).title), h('span.s.faint', `${x.team} · ${x.run ? 'training' : 'serving'} · ${versionName(x.model_version)}`)) },
-    hours('held', 'GPU-h held', 'held_gpu_seconds'),
+    hours('held', 'GPU-h held', 'held_gpu_seconds', { secondary: true }),
     money('idle', 'idle', 'idle_usd'),
     money('total', 'total', 'total_usd', { bold: true }),
   ], { sort: 'total', label: (xs) => `Total · ${xs.length} ${xs.length === 1 ? 'workload' : 'workloads'}` });
